@@ -1,0 +1,200 @@
+"""The `bedside` command line.
+
+Exit codes: 0 ok, 2 usage or bad input (one line naming the file, key or
+offset), 1 anything else. No traceback for bad input. `demo` and `hil` live in
+the bench package and are imported only when asked for, so the box image can
+ship without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final, NoReturn
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from appliance.config import ConfigError, load_config
+from appliance.decode import decode_stream
+from appliance.gateway import Gateway
+from appliance.registry import Registry, RegistryError
+from drivers.serial import CODECS
+
+__all__ = ["main"]
+
+EXIT_OK: Final = 0
+EXIT_ERROR: Final = 1
+EXIT_USAGE: Final = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit 2."""
+
+
+def _die(message: str) -> NoReturn:
+    print(f"bedside: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _install_loop() -> None:
+    import uvloop
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def _run_until_signal(gateway: Gateway) -> bool:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return await gateway.run(stop)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    _setup_logging(config.gateway.log_level)
+    _install_loop()
+    gateway = Gateway(config)
+    clean = asyncio.run(_run_until_signal(gateway))
+    return EXIT_OK if clean else EXIT_ERROR
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    try:
+        tz = ZoneInfo(args.device_tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"--device-tz: unknown time zone {args.device_tz!r}") from None
+    name = "<stdin>" if args.file == "-" else args.file
+    try:
+        source = sys.stdin.buffer if args.file == "-" else Path(args.file).open("rb")  # noqa: SIM115
+    except OSError as exc:
+        raise UsageError(f"{name}: cannot read: {exc.strerror}") from None
+    try:
+        with source:
+            summary = decode_stream(args.protocol, source, sys.stdout, tz, device_id=args.device_id)
+    except OSError as exc:
+        raise UsageError(f"{name}: read failed: {exc.strerror}") from None
+    print(f"{name}: {summary.line()}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _registry(args: argparse.Namespace) -> Registry:
+    if args.registry:
+        return Registry(args.registry)
+    if args.config:
+        return Registry(load_config(args.config).gateway.registry_path)
+    raise UsageError("devices: give --config FILE or --registry PATH")
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    try:
+        if args.action == "list":
+            for p in registry.list():
+                print(f"{p.device_id}\tbed={p.bed_id}\tpatient={p.patient_id or '-'}")
+        elif args.action == "pair":
+            p = registry.pair(args.device_id, args.bed, args.patient)
+            print(f"paired {p.device_id} to bed {p.bed_id}, patient {p.patient_id or '-'}")
+        elif not registry.unpair(args.device_id):
+            raise UsageError(f"devices unpair: {args.device_id!r} is not in {registry.path}")
+        else:
+            print(f"unpaired {args.device_id}")
+    except RegistryError as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hil.demo import run_demo
+
+    _setup_logging("warning")
+    _install_loop()
+    return run_demo(duration_s=args.duration, workdir=args.workdir)
+
+
+def cmd_hil(args: argparse.Namespace) -> int:
+    from hil.cli import run_hil
+
+    _setup_logging("info")
+    _install_loop()
+    return run_hil(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bedside", description="Bedside medical-device gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the gateway (systemd runs this)")
+    run.add_argument("--config", required=True, help="TOML config file")
+    run.set_defaults(func=cmd_run)
+
+    dec = sub.add_parser("decode", help="raw device bytes in, canonical JSON lines out")
+    dec.add_argument("--protocol", required=True, choices=sorted(CODECS))
+    dec.add_argument("--device-tz", default="UTC", help="zone of the device clock (default UTC)")
+    dec.add_argument("--device-id", default="decode")
+    dec.add_argument("file", nargs="?", default="-", help="capture file, or - for stdin")
+    dec.set_defaults(func=cmd_decode)
+
+    dev = sub.add_parser("devices", help="device registry: which bed and patient")
+    dev.add_argument("--config", help="gateway config (for the registry path)")
+    dev.add_argument("--registry", help="registry file (instead of --config)")
+    dev_sub = dev.add_subparsers(dest="action", required=True)
+    dev_sub.add_parser("list")
+    pair = dev_sub.add_parser("pair")
+    pair.add_argument("device_id")
+    pair.add_argument("--bed", required=True)
+    pair.add_argument("--patient", default=None)
+    unpair = dev_sub.add_parser("unpair")
+    unpair.add_argument("device_id")
+    dev.set_defaults(func=cmd_devices)
+
+    demo = sub.add_parser("demo", help="simulated bedside with the real gateway and a live view")
+    demo.add_argument(
+        "--duration", type=float, default=None, help="seconds, then exit (default: until Ctrl-C)"
+    )
+    demo.add_argument("--workdir", default=None, help="where to put config and output (default: temp dir)")
+    demo.set_defaults(func=cmd_demo)
+
+    hil = sub.add_parser("hil", help="hardware-in-the-loop bench")
+    hil_sub = hil.add_subparsers(dest="hil_command", required=True)
+    sim = hil_sub.add_parser("simulate", help="simulate a device on a pty or serial port")
+    sim.add_argument("device", choices=("masimo", "nonin"))
+    sim.add_argument("--port", required=True, help="symlink path to create (pty) or a real serial port")
+    sim.add_argument("--scenario", default="steady")
+    sim.add_argument("--variant", default="radical7", help="Masimo model: rad8, radical5, radical7, rad7")
+    sim.add_argument("--format", dest="data_format", type=int, default=8, choices=(2, 7, 8))
+    sim.add_argument("--device-tz", default="UTC")
+    sim.add_argument("--clock-offset", type=float, default=0.0, help="device clock error in seconds")
+    sim.add_argument("--garbage-every", type=float, default=0.0, help="inject garbage every S seconds")
+    sim.add_argument("--cable-pull-every", type=float, default=0.0, help="pull the cable every S seconds")
+    sim.add_argument("--cable-down", type=float, default=3.0, help="seconds the cable stays out")
+    sim.add_argument("--duration", type=float, default=None)
+    hil.set_defaults(func=cmd_hil)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except (ConfigError, UsageError) as exc:
+        _die(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Gateway configuration: TOML -> frozen dataclasses, validated once at start-up.
+
+Every field carries its limits in `metadata`; one generic loader checks unknown
+keys, types and ranges and raises `ConfigError` with a single line naming the
+file and the key (`gateway.toml: devices[1].baud: must be one of …`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from drivers.serial import CODECS
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DeviceConfig",
+    "GatewayConfig",
+    "SinkConfig",
+    "SupervisorConfig",
+    "load_config",
+    "parse_config",
+]
+
+BAUD_RATES: Final = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400)
+
+
+class ConfigError(ValueError):
+    """A configuration file is unreadable or invalid; the message is one line."""
+
+
+def _f(default: Any = dataclasses.MISSING, **limits: Any) -> Any:
+    return field(default=default, metadata=limits)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    bed_id: str = _f(min_len=1)
+    registry_path: str = _f("registry.json", min_len=1)
+    # Device clock further than this from the gateway: observation uses receive time.
+    max_clock_skew_s: float = _f(300.0, min=1.0, max=86_400.0)
+    log_level: str = _f("info", choices=("debug", "info", "warning", "error"))
+    # How often pairing changes made by `bedside devices pair` are picked up.
+    registry_poll_s: float = _f(2.0, min=0.1, max=3600.0)
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorConfig:
+    restart_min_s: float = _f(0.5, min=0.01, max=60.0)
+    restart_max_s: float = _f(30.0, min=0.1, max=3600.0)
+    # A link that ran this long without crashing has its backoff reset.
+    stable_after_s: float = _f(60.0, min=1.0, max=86_400.0)
+    shutdown_timeout_s: float = _f(5.0, min=0.5, max=60.0)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkConfig:
+    # JSON-lines debugging sink; empty string disables it.
+    jsonl_path: str = _f("")
+    # Records waiting for the writer; when full the oldest is dropped and counted.
+    max_pending: int = _f(10_000, min=10, max=1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceConfig:
+    id: str = _f(min_len=1, max_len=64)
+    protocol: str = _f(choices=tuple(sorted(CODECS)))
+    port: str = _f(min_len=1)
+    baud: int = _f(9600, choices=BAUD_RATES)
+    bytesize: int = _f(8, choices=(5, 6, 7, 8))
+    parity: str = _f("N", choices=("N", "E", "O", "M", "S"))
+    stopbits: float = _f(1.0, choices=(1.0, 1.5, 2.0))
+    rtscts: bool = _f(False)
+    xonxoff: bool = _f(False)
+    exclusive: bool = _f(True)
+    stale_after_s: float = _f(5.0, min=0.1, max=3600.0)
+    reopen_min_s: float = _f(0.2, min=0.01, max=60.0)
+    reopen_max_s: float = _f(10.0, min=0.1, max=600.0)
+    timezone: str = _f("UTC", min_len=1)
+    # Overrides gateway.bed_id for this device until the registry pairs it.
+    bed_id: str = _f("")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    gateway: GatewayConfig
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    sink: SinkConfig = field(default_factory=SinkConfig)
+    devices: tuple[DeviceConfig, ...] = ()
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
+
+
+def _check(key: str, value: Any, meta: typing.Mapping[str, Any]) -> str | None:
+    if "choices" in meta and value not in meta["choices"]:
+        return "must be one of " + ", ".join(str(c) for c in meta["choices"])
+    if "min" in meta and value < meta["min"]:
+        return f"must be at least {meta['min']}"
+    if "max" in meta and value > meta["max"]:
+        return f"must be at most {meta['max']}"
+    if "min_len" in meta and len(value) < meta["min_len"]:
+        return "must not be empty"
+    if "max_len" in meta and len(value) > meta["max_len"]:
+        return f"must be at most {meta['max_len']} characters"
+    return None
+
+
+def _build(cls: Any, raw: Any, where: str, fail: typing.Callable[[str, str], typing.NoReturn]) -> Any:
+    if not isinstance(raw, dict):
+        fail(where, "must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            fail(f"{where}.{key}".lstrip("."), "unknown key")
+    kwargs: dict[str, Any] = {}
+    for name, fld in fields.items():
+        key = f"{where}.{name}".lstrip(".")
+        hint = hints[name]
+        if name not in raw:
+            if fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING:
+                fail(key, "missing required key")
+            continue
+        value = raw[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, key, fail)
+            continue
+        if typing.get_origin(hint) is tuple:
+            item_cls = typing.get_args(hint)[0]
+            if not isinstance(value, list):
+                fail(key, "must be an array of tables")
+            kwargs[name] = tuple(_build(item_cls, v, f"{key}[{i}]", fail) for i, v in enumerate(value))
+            continue
+        if isinstance(hint, types.UnionType) or not _type_ok(value, hint):
+            fail(key, f"must be {_type_name(hint)}, not {type(value).__name__}")
+        problem = _check(key, value, fld.metadata)
+        if problem:
+            fail(key, problem)
+        kwargs[name] = float(value) if hint is float else value
+    return cls(**kwargs)
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    def fail(key: str, problem: str) -> typing.NoReturn:
+        raise ConfigError(f"{source}: {key}: {problem}")
+
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    config: Config = _build(Config, raw, "", fail)
+    _cross_checks(config, fail)
+    return config
+
+
+def _cross_checks(config: Config, fail: typing.Callable[[str, str], typing.NoReturn]) -> None:
+    sup = config.supervisor
+    if sup.restart_max_s < sup.restart_min_s:
+        fail("supervisor.restart_max_s", "must not be below restart_min_s")
+    seen_ids: set[str] = set()
+    seen_ports: set[str] = set()
+    for i, dev in enumerate(config.devices):
+        key = f"devices[{i}]"
+        if dev.id in seen_ids:
+            fail(f"{key}.id", f"duplicate device id {dev.id!r}")
+        if dev.port in seen_ports:
+            fail(f"{key}.port", f"port {dev.port!r} is already used by another device")
+        seen_ids.add(dev.id)
+        seen_ports.add(dev.port)
+        if dev.reopen_max_s < dev.reopen_min_s:
+            fail(f"{key}.reopen_max_s", "must not be below reopen_min_s")
+        try:
+            ZoneInfo(dev.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            fail(f"{key}.timezone", f"unknown time zone {dev.timezone!r}")
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    return parse_config(text, str(path))

@@ -1,0 +1,180 @@
+"""The gateway process: device links -> normalizer -> subscribers and sinks.
+
+`handle()` is the hot path. It runs synchronously in the loop turn in which a
+link decoded the bytes: stamp the receive time, normalize, hand the record to
+the synchronous subscribers (the alarm path is one; it must never block), then
+offer it to the sinks, which buffer and write from their own tasks. Nothing here
+awaits disk or network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from zoneinfo import ZoneInfo
+
+from appliance.clock import Clock, MonotonicUTC
+from appliance.config import Config, DeviceConfig
+from appliance.model import DeviceEvent, Observation, Reading, Record, TechnicalEvent
+from appliance.normalize import DeviceContext, Normalizer
+from appliance.registry import Registry
+from appliance.sdnotify import Notifier
+from appliance.sinks import JsonlSink, Sink
+from appliance.supervisor import Supervisor
+from drivers.serial import make_codec
+from drivers.serial.link import LinkTiming, Opener, SerialLink, open_serial
+from drivers.serial.transport import PortSettings
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger(__name__)
+
+
+def port_settings(dev: DeviceConfig) -> PortSettings:
+    return PortSettings(
+        port=dev.port,
+        baud=dev.baud,
+        bytesize=dev.bytesize,
+        parity=dev.parity,
+        stopbits=dev.stopbits,
+        rtscts=dev.rtscts,
+        xonxoff=dev.xonxoff,
+        exclusive=dev.exclusive,
+    )
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock | None = None,
+        opener: Opener = open_serial,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.config = config
+        self.clock: Clock = clock or MonotonicUTC()
+        self.normalizer = Normalizer(max_clock_skew_s=config.gateway.max_clock_skew_s)
+        self.registry = Registry(config.gateway.registry_path)
+        self.registry.refresh()
+        self.notifier = notifier or Notifier()
+        self.subscribers: list[Callable[[Record], None]] = []
+        self.sinks: list[Sink] = []
+        if config.sink.jsonl_path:
+            self.sinks.append(JsonlSink(config.sink.jsonl_path, config.sink.max_pending))
+        self.counts: Counter[str] = Counter()
+        # Per process: ids of clock-less devices stay unique across restarts.
+        self._stream_id = self.clock.now().isoformat()
+        self._devices = {dev.id: dev for dev in config.devices}
+        self._contexts: dict[str, DeviceContext] = {}
+        self.links = {
+            dev.id: SerialLink(
+                port_settings(dev),
+                make_codec(dev.protocol, dev.id),
+                lambda event, dev=dev: self.handle(dev, event),  # type: ignore[misc]
+                LinkTiming(dev.stale_after_s, dev.reopen_min_s, dev.reopen_max_s),
+                opener,
+            )
+            for dev in config.devices
+        }
+
+    def context(self, dev: DeviceConfig) -> DeviceContext:
+        ctx = self._contexts.get(dev.id)
+        if ctx is None:
+            pairing = self.registry.get(dev.id)
+            bed = pairing.bed_id if pairing else (dev.bed_id or self.config.gateway.bed_id)
+            ctx = DeviceContext(
+                device_id=dev.id,
+                protocol=dev.protocol,
+                bed_id=bed,
+                tz=ZoneInfo(dev.timezone),
+                patient_id=pairing.patient_id if pairing else None,
+                stream_id=self._stream_id,
+            )
+            self._contexts[dev.id] = ctx
+        return ctx
+
+    def handle(self, dev: DeviceConfig, event: DeviceEvent) -> None:
+        received = self.clock.now()
+        ctx = self.context(dev)
+        if isinstance(event, Reading):
+            obs, technical = self.normalizer.normalize(event, ctx, received)
+            for tech in technical:
+                self.publish(tech)
+            if obs is not None:
+                self.publish(obs)
+        else:
+            self.publish(replace(event, time=event.time or received, bed_id=ctx.bed_id))
+
+    def publish(self, record: Observation | TechnicalEvent) -> None:
+        if isinstance(record, TechnicalEvent) and record.time is None:
+            dev = self._devices.get(record.device_id)
+            bed = self.context(dev).bed_id if dev else self.config.gateway.bed_id
+            record = replace(record, time=self.clock.now(), bed_id=bed)
+        self.counts["observation" if isinstance(record, Observation) else record.kind] += 1
+        for subscriber in self.subscribers:
+            try:
+                subscriber(record)
+            except Exception:
+                log.exception("subscriber %r failed", subscriber)
+        for sink in self.sinks:
+            sink.offer(record)
+        if isinstance(record, TechnicalEvent) and record.kind not in ("bad_frame",):
+            log.info(
+                "%s %s%s %s",
+                record.device_id,
+                record.kind,
+                "" if record.active else " (ended)",
+                record.detail,
+            )
+
+    async def _watch_registry(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.gateway.registry_poll_s)
+            if await asyncio.to_thread(self.registry.refresh):
+                self._contexts.clear()
+                log.info("registry changed: pairings reloaded")
+
+    async def _watchdog(self) -> None:
+        # Pinging from the event loop proves the loop (and so the alarm path) turns.
+        assert self.notifier.watchdog_s is not None
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(self.notifier.watchdog_s / 2)
+
+    def status_line(self) -> str:
+        up = sum(1 for link in self.links.values() if link.connected)
+        return f"{up}/{len(self.links)} links connected, {self.counts['observation']} observations"
+
+    async def _status(self) -> None:
+        while True:
+            await asyncio.sleep(10)
+            self.notifier.status(self.status_line())
+
+    async def run(self, stop: asyncio.Event) -> bool:
+        """Run until `stop` is set; returns True if shutdown finished in time."""
+        supervisor = Supervisor(self.config.supervisor, self.publish)
+        for i, sink in enumerate(self.sinks):
+            supervisor.start(f"sink{i}", sink.run)
+        for dev_id, link in self.links.items():
+            supervisor.start(f"link:{dev_id}", link.run, dev_id)
+        supervisor.start("registry", self._watch_registry)
+        supervisor.start("status", self._status)
+        if self.notifier.watchdog_s:
+            supervisor.start("watchdog", self._watchdog)
+        self.notifier.ready(f"running, {len(self.links)} device links")
+        log.info("gateway running with %d device links", len(self.links))
+        await stop.wait()
+        log.info("shutting down")
+        self.notifier.stopping()
+        # Order: stop the inputs, then flush what they produced.
+        clean = await supervisor.stop()
+        for sink in self.sinks:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.supervisor.shutdown_timeout_s / 2):
+                    await sink.flush()
+        log.info("stopped: %s", self.status_line())
+        return clean

@@ -1,0 +1,169 @@
+"""Reading -> Observation: MDC term, UCUM unit, UTC time, quality, bed and patient.
+
+Which time an observation carries:
+- `received` is the gateway's own time of arrival (monotonic-anchored UTC).
+- `time` is the device's timestamp converted from the device's configured zone to
+  UTC, when the device sends one and its clock is within `max_clock_skew_s` of
+  the gateway; otherwise (no device clock, or a clock off by more than the bound)
+  it is `received`, and a skewed reading carries the `clock_skew` flag.
+Skew is tracked per device as device UTC minus received; crossing the bound emits
+one `clock_skew` technical event (active), coming back emits one (inactive).
+
+`obs_id` is a hash of device, label, frame sequence, device time and a stream
+key, so decoding the same bytes again yields the same ids.
+
+Pure: no I/O, no clock of its own (received time is passed in).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from typing import Final
+
+from appliance.model import Observation, Quality, Reading, TechnicalEvent
+from appliance.terms import lookup
+
+__all__ = ["INVALID_FLAGS", "QUESTIONABLE_FLAGS", "DeviceContext", "Normalizer", "quality_of"]
+
+INVALID_FLAGS: Final = frozenset(
+    {
+        "missing",
+        "sensor_off",
+        "no_sensor",
+        "defective_sensor",
+        "unrecognized_sensor",
+        "incompatible_sensor",
+        "no_cable",
+        "cable_expired",
+        "incompatible_cable",
+        "unrecognized_cable",
+        "defective_cable",
+        "sensor_calibrating",
+        "sensor_expired",
+    }
+)
+QUESTIONABLE_FLAGS: Final = frozenset(
+    {
+        "low_perfusion",
+        "marginal_perfusion",
+        "artifact",
+        "out_of_track",
+        "low_signal_iq",
+        "pulse_search",
+        "interference",
+        "ambient_light",
+        "spco_low_confidence",
+        "spmet_low_confidence",
+        "emitter_temperature",
+        "sensor_current_limit",
+        "clock_skew",
+    }
+)
+
+
+def quality_of(value: float | None, flags: frozenset[str]) -> Quality:
+    if value is None or flags & INVALID_FLAGS:
+        return "invalid"
+    if flags & QUESTIONABLE_FLAGS:
+        return "questionable"
+    return "valid"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceContext:
+    """What the normalizer needs to know about the device a reading came from."""
+
+    device_id: str
+    protocol: str
+    bed_id: str
+    tz: tzinfo = UTC
+    patient_id: str | None = None
+    # Distinguishes link sessions for devices without a clock (see module doc).
+    stream_id: str = "replay"
+
+
+@dataclass(slots=True)
+class _SkewState:
+    skewed: bool = False
+    last_s: float = 0.0
+
+
+@dataclass(slots=True)
+class Normalizer:
+    max_clock_skew_s: float | None = 300.0
+    unmapped: Counter[str] = field(default_factory=Counter)
+    _skew: dict[str, _SkewState] = field(default_factory=dict)
+
+    def skew_s(self, device_id: str) -> float | None:
+        state = self._skew.get(device_id)
+        return None if state is None else state.last_s
+
+    def normalize(
+        self, reading: Reading, ctx: DeviceContext, received: datetime
+    ) -> tuple[Observation | None, list[TechnicalEvent]]:
+        events: list[TechnicalEvent] = []
+        flags = reading.flags
+        time = received
+        if reading.device_time is not None:
+            device_utc = self._to_utc(reading.device_time, ctx.tz)
+            skewed, events = self._track_skew(ctx, device_utc, received)
+            if skewed:
+                flags = flags | {"clock_skew"}
+            else:
+                time = device_utc
+        term = lookup(ctx.protocol, reading.label)
+        if term is None:
+            self.unmapped[f"{ctx.protocol}:{reading.label}"] += 1
+            return None, events
+        obs = Observation(
+            obs_id=self._obs_id(reading, ctx),
+            metric=term.metric,
+            code=term.code,
+            value=reading.value,
+            unit=term.unit,
+            time=time,
+            received=received,
+            quality=quality_of(reading.value, flags),
+            device_id=ctx.device_id,
+            bed_id=ctx.bed_id,
+            patient_id=ctx.patient_id,
+            flags=flags,
+            quarantine=ctx.patient_id is None,
+        )
+        return obs, events
+
+    @staticmethod
+    def _to_utc(device_time: datetime, tz: tzinfo) -> datetime:
+        if device_time.tzinfo is None:
+            device_time = device_time.replace(tzinfo=tz)
+        return device_time.astimezone(UTC)
+
+    def _track_skew(
+        self, ctx: DeviceContext, device_utc: datetime, received: datetime
+    ) -> tuple[bool, list[TechnicalEvent]]:
+        state = self._skew.setdefault(ctx.device_id, _SkewState())
+        state.last_s = (device_utc - received).total_seconds()
+        if self.max_clock_skew_s is None:
+            return False, []
+        skewed = abs(state.last_s) > self.max_clock_skew_s
+        if skewed == state.skewed:
+            return skewed, []
+        state.skewed = skewed
+        event = TechnicalEvent(
+            ctx.device_id,
+            "clock_skew",
+            active=skewed,
+            detail=f"device clock {state.last_s:+.0f} s from gateway (bound {self.max_clock_skew_s:g} s)",
+            time=received,
+            bed_id=ctx.bed_id,
+        )
+        return skewed, [event]
+
+    @staticmethod
+    def _obs_id(reading: Reading, ctx: DeviceContext) -> str:
+        stamp = reading.device_time.isoformat() if reading.device_time else ""
+        key = f"{ctx.device_id}|{ctx.stream_id}|{reading.seq}|{stamp}|{reading.label}"
+        return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()

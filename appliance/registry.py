@@ -1,0 +1,92 @@
+"""Device registry: which bed a device is at and which patient it is paired to.
+
+Stored with tinydb (a small human-readable JSON file on the data partition).
+`bedside devices pair|unpair` write it; the running gateway reads a snapshot and
+re-reads it when the file changes, off the alarm path. A device with no patient is
+unpaired: its observations carry patient_id None and the quarantine mark.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinydb import Query, TinyDB
+
+__all__ = ["Pairing", "Registry", "RegistryError"]
+
+
+class RegistryError(Exception):
+    """The registry file cannot be read or written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pairing:
+    device_id: str
+    bed_id: str
+    patient_id: str | None
+
+
+class Registry:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._snapshot: dict[str, Pairing] = {}
+        self._mtime_ns: int | None = None
+
+    def _open(self) -> TinyDB:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return TinyDB(self.path, indent=1, sort_keys=True)
+        except (OSError, ValueError) as exc:
+            raise RegistryError(f"{self.path}: {exc}") from exc
+
+    def pair(self, device_id: str, bed_id: str, patient_id: str | None) -> Pairing:
+        pairing = Pairing(device_id, bed_id, patient_id)
+        with self._open() as db:
+            db.table("devices").upsert(
+                {"device_id": device_id, "bed_id": bed_id, "patient_id": patient_id},
+                Query().device_id == device_id,
+            )
+        return pairing
+
+    def unpair(self, device_id: str) -> bool:
+        with self._open() as db:
+            removed = db.table("devices").remove(Query().device_id == device_id)
+        return bool(removed)
+
+    def list(self) -> list[Pairing]:
+        if not self.path.exists():
+            return []
+        try:
+            with self._open() as db:
+                rows = db.table("devices").all()
+        except json.JSONDecodeError as exc:
+            raise RegistryError(f"{self.path}: not a registry file ({exc.msg})") from exc
+        return sorted(
+            (Pairing(str(r["device_id"]), str(r["bed_id"]), r.get("patient_id")) for r in rows),
+            key=lambda p: p.device_id,
+        )
+
+    def refresh(self) -> bool:
+        """Re-read the file if it changed; keep the old snapshot if it is unreadable
+        (e.g. caught mid-write). Returns True when the snapshot changed."""
+        try:
+            mtime = os.stat(self.path).st_mtime_ns
+        except FileNotFoundError:
+            mtime = None
+        if mtime == self._mtime_ns:
+            return False
+        try:
+            pairings = self.list()
+        except (RegistryError, KeyError):
+            return False
+        self._mtime_ns = mtime
+        new = {p.device_id: p for p in pairings}
+        changed = new != self._snapshot
+        self._snapshot = new
+        return changed
+
+    def get(self, device_id: str) -> Pairing | None:
+        return self._snapshot.get(device_id)

@@ -1,0 +1,93 @@
+"""Where records go after the alarm path has seen them.
+
+`JsonlSink` appends JSON lines to a file: the sink until the durable queue lands,
+and a debugging sink after. `offer()` never blocks and never touches the disk; a
+writer task drains a bounded buffer and writes in a worker thread, so a slow SD
+card cannot delay the event loop (and with it the alarm path). Overflow policy:
+when `max_pending` records are waiting, the oldest is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from pathlib import Path
+from typing import Final, Protocol
+
+from appliance.model import Record, to_json_line
+
+__all__ = ["JsonlSink", "MemorySink", "Sink"]
+
+log = logging.getLogger(__name__)
+
+# Upper bound on one write batch, so a big backlog is written in bounded pieces.
+MAX_BATCH: Final = 1000
+
+
+class Sink(Protocol):
+    def offer(self, record: Record) -> None: ...
+
+    async def run(self) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
+class MemorySink:
+    """In-memory twin, also used by the demo's live view."""
+
+    def __init__(self, max_records: int = 10_000) -> None:
+        self.records: deque[Record] = deque(maxlen=max_records)
+
+    def offer(self, record: Record) -> None:
+        self.records.append(record)
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()
+
+    async def flush(self) -> None:
+        return None
+
+
+class JsonlSink:
+    def __init__(self, path: str | Path, max_pending: int = 10_000) -> None:
+        self.path = Path(path)
+        self._pending: deque[str] = deque()
+        self._max_pending = max_pending
+        self._wakeup = asyncio.Event()
+        self.dropped = 0
+        self.written = 0
+
+    def offer(self, record: Record) -> None:
+        if len(self._pending) >= self._max_pending:
+            self._pending.popleft()
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("jsonl sink %s full: %d records dropped so far", self.path, self.dropped)
+        self._pending.append(to_json_line(record))
+        self._wakeup.set()
+
+    def _write(self, lines: list[str]) -> None:
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch = [self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))]
+            try:
+                await asyncio.to_thread(self._write, batch)
+            except OSError as exc:
+                self.dropped += len(batch)
+                log.error("jsonl sink %s: write failed, %d records lost: %s", self.path, len(batch), exc)
+                return
+            self.written += len(batch)
+
+    async def run(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            await self._drain()
+
+    async def flush(self) -> None:
+        await self._drain()

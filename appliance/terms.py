@@ -1,0 +1,71 @@
+"""Device label -> IEEE 11073-10101 term and UCUM unit, per device family.
+
+Every row cites where the mapping comes from. MDC code = partition * 65536 + term
+code (partition 2 = SCADA). Labels not listed here are device values without an
+agreed MDC term (Masimo PVI, DESAT, PIDELTA, SpHb, SpOC; Nonin's extended and
+beat-to-beat values): the normalizer counts and skips them rather than invent
+codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = ["TERMS", "Term", "family_of", "lookup"]
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    metric: str  # MDC reference id
+    code: int  # numeric MDC code
+    unit: str  # UCUM
+    source: str
+
+
+_SPO2: Final = Term(
+    "MDC_PULS_OXIM_SAT_O2",
+    150456,
+    "%",
+    "IHE PCD TF-2 examples (150456^MDC_PULS_OXIM_SAT_O2^MDC); shared/protocols/intellivue-mib.md §8",
+)
+_PULSE: Final = Term(
+    "MDC_PULS_OXIM_PULS_RATE",
+    149530,
+    "/min",
+    "11073-10101 term 0x481A (18458); OpenICE intellivue.map maps oximeter pulse here",
+)
+_PERF: Final = Term(
+    "MDC_PULS_OXIM_PERF_REL",
+    150448,
+    "%",
+    "IntelliVue NOM_PULS_OXIM_PERF_REL 0x4BB0; IHE PCD TF-2 example (Perf 3.9); intellivue-mib.md §8",
+)
+_SPCO: Final = Term(
+    "MDC_CONC_HB_CO_GEN",
+    160128,
+    "%",
+    "IntelliVue NOM_CONC_HB_CO_GEN 0x7180 (Philips Data Export attribute list), partition rule",
+)
+_SPMET: Final = Term(
+    "MDC_CONC_HB_MET_GEN",
+    160124,
+    "%",
+    "IntelliVue NOM_CONC_HB_MET_GEN 0x717C (Philips Data Export attribute list), partition rule",
+)
+
+TERMS: Final[dict[str, dict[str, Term]]] = {
+    # shared/protocols/masimo-ascii.md field inventory: SPO2 %, BPM 1/min, PI %, SPCO %, SPMET %.
+    "masimo": {"SPO2": _SPO2, "BPM": _PULSE, "PI": _PERF, "SPCO": _SPCO, "SPMET": _SPMET},
+    # shared/protocols/nonin.md: HR-D / SpO2-D display values (formats #2, #7, #8).
+    "nonin": {"SPO2": _SPO2, "HR": _PULSE},
+}
+
+
+def family_of(protocol: str) -> str:
+    """`nonin-2` -> `nonin`: variants of one family share a label table."""
+    return protocol.split("-", 1)[0]
+
+
+def lookup(protocol: str, label: str) -> Term | None:
+    return TERMS.get(family_of(protocol), {}).get(label)

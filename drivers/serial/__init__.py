@@ -1,0 +1,32 @@
+"""RS-232 drivers: sans-IO codecs per device family plus the pyserial transport."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from drivers.codec import Codec
+from drivers.serial.masimo import MasimoCodec
+from drivers.serial.nonin import NoninCodec
+
+__all__ = ["CODECS", "make_codec"]
+
+CodecFactory = Callable[[str], Codec]
+
+# Codec names as used by `bedside decode --protocol` and `protocol =` in config.
+# `nonin` is format #8, the display-value stream most bedside integrations use.
+CODECS: Final[dict[str, CodecFactory]] = {
+    "masimo": MasimoCodec,
+    "nonin": lambda device_id: NoninCodec(device_id, 8),
+    "nonin-2": lambda device_id: NoninCodec(device_id, 2),
+    "nonin-7": lambda device_id: NoninCodec(device_id, 7),
+    "nonin-8": lambda device_id: NoninCodec(device_id, 8),
+}
+
+
+def make_codec(protocol: str, device_id: str) -> Codec:
+    try:
+        factory = CODECS[protocol]
+    except KeyError:
+        raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(sorted(CODECS))}") from None
+    return factory(device_id)

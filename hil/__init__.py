@@ -1,0 +1,3 @@
+"""Hardware-in-the-loop bench: device simulators, fault injection, scenarios."""
+
+__all__: list[str] = []

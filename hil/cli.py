@@ -1,0 +1,49 @@
+"""`bedside hil …`: bench commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from hil.scenarios import SCENARIOS
+from hil.simulate import SimConfig, simulate
+
+__all__ = ["run_hil"]
+
+
+class HilUsageError(ValueError):
+    pass
+
+
+def sim_config(args: argparse.Namespace) -> SimConfig:
+    if args.scenario not in SCENARIOS:
+        raise HilUsageError(f"--scenario: unknown {args.scenario!r}; known: {', '.join(SCENARIOS)}")
+    try:
+        tz = ZoneInfo(args.device_tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise HilUsageError(f"--device-tz: unknown time zone {args.device_tz!r}") from None
+    return SimConfig(
+        device=args.device,
+        port=args.port,
+        scenario=args.scenario,
+        variant=args.variant,
+        data_format=args.data_format,
+        device_tz=tz,
+        clock_offset_s=args.clock_offset,
+        garbage_every_s=args.garbage_every,
+        cable_pull_every_s=args.cable_pull_every,
+        cable_down_s=args.cable_down,
+    )
+
+
+def run_hil(args: argparse.Namespace) -> int:
+    try:
+        cfg = sim_config(args)
+    except HilUsageError as exc:
+        print(f"bedside: {exc}", file=__import__("sys").stderr)
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(simulate(cfg, args.duration))
+    return 0

@@ -1,0 +1,155 @@
+"""`bedside demo`: a whole bedside on one laptop.
+
+Simulated oximeters on pseudo-terminals (with a garbage burst and a cable pull
+now and then), the real gateway reading them through pyserial exactly as it
+would real ports, and a live terminal view of the latest vitals per bed and the
+recent technical events. No broker needed: records also go to a JSON-lines file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import tempfile
+from collections import deque
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final, TextIO
+
+from appliance.config import parse_config
+from appliance.gateway import Gateway
+from appliance.model import Observation, Record, TechnicalEvent
+from hil.simulate import SimConfig, simulate
+
+__all__ = ["LiveView", "run_demo"]
+
+SHORT_NAMES: Final = {
+    "MDC_PULS_OXIM_SAT_O2": "SpO2",
+    "MDC_PULS_OXIM_PULS_RATE": "Pulse",
+    "MDC_PULS_OXIM_PERF_REL": "PI",
+    "MDC_CONC_HB_CO_GEN": "SpCO",
+    "MDC_CONC_HB_MET_GEN": "SpMet",
+}
+DEVICES: Final = (
+    # (device id, protocol, bed, simulator)
+    ("masimo-1", "masimo", "ICU-1", SimConfig("masimo", "", "desaturation", "radical7", time_scale=3)),
+    ("nonin-1", "nonin-2", "ICU-2", SimConfig("nonin", "", "tachycardia", data_format=2, time_scale=3)),
+    (
+        "masimo-2",
+        "masimo",
+        "ICU-3",
+        SimConfig(
+            "masimo", "", "sensor-off", "rad8", garbage_every_s=7, cable_pull_every_s=25, cable_down_s=3
+        ),
+    ),
+)
+
+
+def demo_config(workdir: Path) -> str:
+    lines = [
+        "[gateway]",
+        'bed_id = "ICU-1"',
+        f'registry_path = "{workdir / "registry.json"}"',
+        'log_level = "warning"',
+        "[sink]",
+        f'jsonl_path = "{workdir / "records.jsonl"}"',
+    ]
+    for dev_id, protocol, bed, _ in DEVICES:
+        lines += [
+            "[[devices]]",
+            f'id = "{dev_id}"',
+            f'protocol = "{protocol}"',
+            f'port = "{workdir / dev_id}"',
+            f'bed_id = "{bed}"',
+            "stale_after_s = 3.0",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+class LiveView:
+    """Latest value per bed and metric, plus the last technical events."""
+
+    def __init__(self, max_events: int = 8) -> None:
+        self.latest: dict[str, dict[str, Observation]] = {}
+        self.events: deque[TechnicalEvent] = deque(maxlen=max_events)
+        self.observations = 0
+
+    def __call__(self, record: Record) -> None:
+        if isinstance(record, Observation):
+            self.observations += 1
+            self.latest.setdefault(record.bed_id, {})[record.metric] = record
+        elif isinstance(record, TechnicalEvent):
+            self.events.append(record)
+
+    def render(self) -> str:
+        now = datetime.now(UTC).strftime("%H:%M:%S")
+        out = [f"Bedside Gateway demo  {now} UTC  ({self.observations} observations)  Ctrl-C to quit", ""]
+        out.append(f"{'bed':8} {'device':10} " + " ".join(f"{n:>12}" for n in SHORT_NAMES.values()))
+        for bed in sorted(self.latest):
+            row = self.latest[bed]
+            device = next(iter(row.values())).device_id
+            cells = []
+            for metric in SHORT_NAMES:
+                obs = row.get(metric)
+                if obs is None:
+                    cells.append(f"{'':>12}")
+                    continue
+                value = "--" if obs.value is None else f"{obs.value:g}{obs.unit}"
+                mark = {"valid": "", "questionable": "?", "invalid": "!"}[obs.quality]
+                cells.append(f"{value + mark:>12}")
+            out.append(f"{bed:8} {device:10} " + " ".join(cells))
+        out += ["", "  ? questionable   ! invalid", "", "recent technical events:"]
+        for ev in self.events:
+            stamp = ev.time.strftime("%H:%M:%S") if ev.time else "--:--:--"
+            state = "" if ev.active else " (ended)"
+            out.append(f"  {stamp} {ev.bed_id or '':6} {ev.device_id:10} {ev.kind}{state} {ev.detail}"[:110])
+        return "\n".join(out)
+
+
+async def _view(view: LiveView, out: TextIO, interactive: bool) -> None:
+    while True:
+        await asyncio.sleep(1.0 if interactive else 5.0)
+        if interactive:
+            out.write("\x1b[H\x1b[2J" + view.render() + "\n")
+        else:
+            out.write(view.render() + "\n\n")
+        out.flush()
+
+
+async def _demo(workdir: Path, duration_s: float | None) -> int:
+    config = parse_config(demo_config(workdir), "demo config")
+    gateway = Gateway(config)
+    view = LiveView()
+    gateway.subscribers.append(view)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    sims = [
+        asyncio.create_task(simulate(replace(sim, port=str(workdir / dev_id))))
+        for dev_id, _, _, sim in DEVICES
+    ]
+    interactive = sys.stdout.isatty()
+    viewer = asyncio.create_task(_view(view, sys.stdout, interactive))
+    if duration_s is not None:
+        loop.call_later(duration_s, stop.set)
+    clean = await gateway.run(stop)
+    for task in [*sims, viewer]:
+        task.cancel()
+    await asyncio.gather(*sims, viewer, return_exceptions=True)
+    print(view.render())
+    print(f"\nrecords written to {workdir / 'records.jsonl'}")
+    return 0 if clean and view.observations else 1
+
+
+def run_demo(duration_s: float | None = None, workdir: str | None = None) -> int:
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bedside-demo-")))
+        else:
+            path = Path(workdir)
+            path.mkdir(parents=True, exist_ok=True)
+        return asyncio.run(_demo(path, duration_s))

@@ -1,0 +1,6 @@
+"""Alarm rule language, evaluator and alarm outputs (IEC 60601-1-8 semantics).
+
+Empty until the alarm-engine issue lands; imports `appliance.model` only.
+"""
+
+__all__: list[str] = []
