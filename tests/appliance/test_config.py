@@ -1,0 +1,84 @@
+from pathlib import Path
+
+import pytest
+
+from appliance.config import ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD = """
+[gateway]
+bed_id = "ICU-1"
+[[devices]]
+id = "m1"
+protocol = "masimo"
+port = "/dev/ttyUSB0"
+"""
+
+
+def test_minimal_config_gets_documented_defaults():
+    cfg = parse_config(GOOD)
+    dev = cfg.devices[0]
+    assert (dev.baud, dev.bytesize, dev.parity, dev.stopbits) == (9600, 8, "N", 1.0)
+    assert not dev.rtscts and not dev.xonxoff and dev.exclusive
+    assert cfg.supervisor.shutdown_timeout_s == 5.0
+    assert isinstance(cfg.gateway.max_clock_skew_s, float)
+
+
+def test_example_config_is_valid_and_is_the_one_in_the_readme():
+    example = ROOT / "examples" / "gateway.toml"
+    cfg = load_config(example)
+    assert [d.protocol for d in cfg.devices] == ["masimo", "nonin-2"]
+    assert example.read_text() in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("surprise = 1", "g.toml: devices[0].surprise: unknown key"),
+        ("baud = 9601", "g.toml: devices[0].baud: must be one of"),
+        ('stale_after_s = "5"', "g.toml: devices[0].stale_after_s: must be a number, not str"),
+        ("rtscts = 1", "g.toml: devices[0].rtscts: must be a boolean, not int"),
+        ("stale_after_s = 0", "g.toml: devices[0].stale_after_s: must be at least 0.1"),
+        ('timezone = "Mars/Olympus"', "g.toml: devices[0].timezone: unknown time zone"),
+        ('parity = "X"', "g.toml: devices[0].parity: must be one of"),
+        ("reopen_min_s = 5.0\nreopen_max_s = 1.0", "g.toml: devices[0].reopen_max_s: must not be below"),
+    ],
+)
+def test_bad_device_values_name_file_and_key(extra, message):
+    with pytest.raises(ConfigError) as err:
+        parse_config(GOOD + extra + "\n", "g.toml")
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "g.toml: gateway: missing required key"),
+        ("[gateway]\n", "g.toml: gateway.bed_id: missing required key"),
+        ("[gateway]\nbed_id = 3\n", "g.toml: gateway.bed_id: must be a string"),
+        ('[gateway]\nbed_id = "b"\n[other]\n', "g.toml: other: unknown key"),
+        ('[gateway]\nbed_id = "b"\nlog_level = "loud"\n', "g.toml: gateway.log_level: must be one of"),
+        ("gateway = 1\n", "g.toml: gateway: must be a table"),
+        ('[gateway]\nbed_id = "b"\ndevices = 1\n', "g.toml: gateway.devices: unknown key"),
+        ('[gateway]\nbed_id = "b"\n[sink]\nmax_pending = 1\n', "g.toml: sink.max_pending: must be at least 10"),
+        ("bed_id = = 1", "g.toml: not valid TOML"),
+    ],
+)
+def test_bad_gateway_sections(text, message):
+    with pytest.raises(ConfigError, match="^" + message.replace("[", r"\[").replace("]", r"\]")):
+        parse_config(text, "g.toml")
+
+
+def test_duplicate_ids_and_ports_are_rejected():
+    twice = GOOD + GOOD.split("[gateway]\nbed_id = \"ICU-1\"\n")[1]
+    with pytest.raises(ConfigError, match=r"devices\[1\]\.id: duplicate device id 'm1'"):
+        parse_config(twice, "g.toml")
+    other_id = twice.replace('id = "m1"', 'id = "m2"', 1)
+    with pytest.raises(ConfigError, match=r"devices\[1\]\.port: port '/dev/ttyUSB0' is already used"):
+        parse_config(other_id, "g.toml")
+
+
+def test_unreadable_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")

@@ -1,0 +1,141 @@
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from appliance.model import Reading, TechnicalEvent
+from drivers.serial.nonin import NoninCodec
+from hil.nonin_sim import nonin_packet
+from hil.scenarios import Vitals
+
+NORMAL = Vitals(spo2=97, pulse=200, pi=3.0)  # pulse > 127 exercises the 9th bit
+OFF = Vitals(spo2=97, pulse=72, pi=3.0, sensor_off=True)
+
+
+def values(events):
+    return {e.label: e for e in events if isinstance(e, Reading)}
+
+
+def kinds(events):
+    return [(e.kind, e.active) for e in events if isinstance(e, TechnicalEvent)]
+
+
+def feed_chunks(codec, data, chunk):
+    events = []
+    for i in range(0, len(data), chunk):
+        events += codec.feed(data[i : i + chunk])
+    return events
+
+
+# -- format 8 -------------------------------------------------------------------
+def test_format8_vector_from_the_fact_sheet_layout():
+    # status1 0x81: HR7 set -> hr = (1 << 7) | 0x48 = 200; SpO2 0x61 = 97; status2 0
+    r = values(NoninCodec("n1", 8).feed(bytes([0x81, 0x48, 0x61, 0x00])))
+    assert r["HR"].value == 200 and r["HR"].unit == "1/min"
+    assert r["SPO2"].value == 97 and r["SPO2"].unit == "%"
+    assert r["HR"].flags == frozenset()
+
+
+def test_format8_missing_values_and_flags():
+    # HR 511 (0x83, 0x7F), SpO2 127, status1 LPRF+ARTF, status2 SNSA + LOW BAT
+    events = NoninCodec("n1", 8).feed(bytes([0x80 | 0x10 | 0x04 | 0x03, 0x7F, 0x7F, 0x08 | 0x01]))
+    r = values(events)
+    assert r["HR"].value is None and r["SPO2"].value is None
+    assert {"missing", "sensor_off", "low_perfusion", "artifact", "low_battery"} <= r["HR"].flags
+    assert sorted(kinds(events)) == [("low_battery", True), ("sensor_off", True)]
+
+
+def test_format8_resyncs_after_garbage_and_counts_one_bad_frame():
+    codec = NoninCodec("n1", 8)
+    events = codec.feed(b"\x05\x7f\x90\x91\x01" + nonin_packet(8, NORMAL) * 2)
+    assert [e.value for e in events if isinstance(e, Reading) and e.label == "HR"] == [200, 200]
+    assert codec.stats.frames_bad == 1
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5])
+def test_format8_byte_at_a_time(chunk):
+    data = nonin_packet(8, NORMAL) * 5
+    assert feed_chunks(NoninCodec("n1", 8), data, chunk) == NoninCodec("n1", 8).feed(data)
+
+
+# -- formats 2 and 7 ------------------------------------------------------------
+@pytest.mark.parametrize("fmt", [2, 7])
+def test_packet_round_trip(fmt):
+    packet = nonin_packet(fmt, NORMAL, low_battery=True)
+    assert len(packet) == 125
+    codec = NoninCodec("n1", fmt)
+    events = codec.feed(packet)
+    r = values(events)
+    assert r["HR"].value == 200 and r["SPO2"].value == 97
+    assert r["E-HR"].value == 200 and r["SPO2-BB"].value == 97
+    assert "low_battery" in r["HR"].flags
+    assert ("low_battery", True) in kinds(events)
+    assert codec.stats.frames_ok == 25 and codec.stats.frames_bad == 0
+
+
+@pytest.mark.parametrize("fmt", [2, 7])
+@pytest.mark.parametrize("chunk", [1, 4, 7, 125, 300])
+def test_byte_at_a_time_and_many_packets_per_read(fmt, chunk):
+    data = b"".join(nonin_packet(fmt, NORMAL, pleth_phase=i) for i in range(4))
+    events = feed_chunks(NoninCodec("n1", fmt), data, chunk)
+    assert [e.value for e in events if isinstance(e, Reading) and e.label == "HR"] == [200] * 4
+    assert [e.seq for e in events if isinstance(e, Reading) and e.label == "HR"] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("fmt", [2, 7])
+def test_joining_mid_packet_emits_nothing_until_the_next_sync(fmt):
+    data = nonin_packet(fmt, NORMAL)[50:] + nonin_packet(fmt, NORMAL)
+    codec = NoninCodec("n1", fmt)
+    events = codec.feed(data)
+    assert len([e for e in events if isinstance(e, Reading) and e.label == "HR"]) == 1
+    assert codec.stats.frames_bad == 0
+
+
+@pytest.mark.parametrize("fmt", [2, 7])
+def test_checksum_error_discards_the_packet_then_resyncs(fmt):
+    bad = bytearray(nonin_packet(fmt, NORMAL))
+    bad[5 * 10 + 4] ^= 0xFF  # corrupt frame 11's checksum
+    codec = NoninCodec("n1", fmt)
+    events = codec.feed(bytes(bad) + nonin_packet(fmt, Vitals(90, 60, 1.0)))
+    hrs = [e.value for e in events if isinstance(e, Reading) and e.label == "HR"]
+    assert hrs == [60]  # nothing from the broken packet
+    assert codec.stats.frames_bad >= 1
+
+
+@pytest.mark.parametrize("fmt", [2, 7])
+def test_missing_values_are_none_and_sensor_alarm_flags(fmt):
+    events = NoninCodec("n1", fmt).feed(nonin_packet(fmt, OFF))
+    r = values(events)
+    assert r["HR"].value is None and r["SPO2"].value is None
+    assert {"missing", "sensor_off"} <= r["HR"].flags
+    assert ("sensor_off", True) in kinds(events)
+
+
+def test_format2_perfusion_indicator_flags():
+    low = Vitals(97, 70, 0.3, low_perfusion=True)
+    r = values(NoninCodec("n1", 2).feed(nonin_packet(2, low)))
+    assert "low_perfusion" in r["SPO2"].flags
+    r = values(NoninCodec("n1", 2).feed(nonin_packet(2, NORMAL)))
+    assert "low_perfusion" not in r["SPO2"].flags
+
+
+def test_early_sync_counts_a_short_packet():
+    codec = NoninCodec("n1", 2)
+    events = codec.feed(nonin_packet(2, NORMAL)[:60] + nonin_packet(2, NORMAL))
+    assert codec.stats.frames_bad == 1
+    assert len([e for e in events if isinstance(e, Reading) and e.label == "HR"]) == 1
+
+
+def test_unsupported_format_is_rejected():
+    with pytest.raises(ValueError, match="unsupported"):
+        NoninCodec("n1", 13)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fmt", [2, 7, 8])
+@settings(max_examples=150, deadline=None)
+@given(garbage=st.binary(max_size=400), chunk=st.integers(1, 64))
+def test_fuzz_never_raises_and_good_packets_after_garbage_decode(fmt, garbage, chunk):
+    good = b"".join(nonin_packet(fmt, NORMAL, pleth_phase=i) for i in range(3))
+    events = feed_chunks(NoninCodec("n1", fmt), garbage + good, chunk)
+    hrs = [e.value for e in events if isinstance(e, Reading) and e.label == "HR"]
+    # Garbage may swallow the first packet (a false sync), never the later ones.
+    assert hrs[-2:] == [200, 200]
