@@ -104,6 +104,11 @@ class Normalizer:
     def normalize(
         self, reading: Reading, ctx: DeviceContext, received: datetime
     ) -> tuple[Observation | None, list[TechnicalEvent]]:
+        term = lookup(ctx.protocol, reading.label)
+        if term is None:
+            # Same line's mapped readings track the clock; nothing is lost here.
+            self.unmapped[f"{ctx.protocol}:{reading.label}"] += 1
+            return None, []
         events: list[TechnicalEvent] = []
         flags = reading.flags
         time = received
@@ -114,10 +119,6 @@ class Normalizer:
                 flags = flags | {"clock_skew"}
             else:
                 time = device_utc
-        term = lookup(ctx.protocol, reading.label)
-        if term is None:
-            self.unmapped[f"{ctx.protocol}:{reading.label}"] += 1
-            return None, events
         obs = Observation(
             obs_id=self._obs_id(reading, ctx),
             metric=term.metric,

@@ -23,6 +23,9 @@ class Notifier:
         self._sock: socket.socket | None = None
         if address:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # Never block the event loop (and with it the alarm path) on a full or
+            # stuck notify socket: a dropped message is better than a frozen gateway.
+            self._sock.setblocking(False)
         usec = env.get("WATCHDOG_USEC", "")
         pid = env.get("WATCHDOG_PID", "")
         ours = not pid or pid == str(os.getpid())

@@ -61,7 +61,10 @@ def test_bad_device_values_name_file_and_key(extra, message):
         ('[gateway]\nbed_id = "b"\nlog_level = "loud"\n', "g.toml: gateway.log_level: must be one of"),
         ("gateway = 1\n", "g.toml: gateway: must be a table"),
         ('[gateway]\nbed_id = "b"\ndevices = 1\n', "g.toml: gateway.devices: unknown key"),
-        ('[gateway]\nbed_id = "b"\n[sink]\nmax_pending = 1\n', "g.toml: sink.max_pending: must be at least 10"),
+        (
+            '[gateway]\nbed_id = "b"\n[sink]\nmax_pending = 1\n',
+            "g.toml: sink.max_pending: must be at least 10",
+        ),
         ("bed_id = = 1", "g.toml: not valid TOML"),
     ],
 )
@@ -71,7 +74,7 @@ def test_bad_gateway_sections(text, message):
 
 
 def test_duplicate_ids_and_ports_are_rejected():
-    twice = GOOD + GOOD.split("[gateway]\nbed_id = \"ICU-1\"\n")[1]
+    twice = GOOD + GOOD.split('[gateway]\nbed_id = "ICU-1"\n')[1]
     with pytest.raises(ConfigError, match=r"devices\[1\]\.id: duplicate device id 'm1'"):
         parse_config(twice, "g.toml")
     other_id = twice.replace('id = "m1"', 'id = "m2"', 1)

@@ -32,3 +32,16 @@ def test_vanished_socket_does_not_raise(tmp_path):
     n = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone")})
     n.status("still fine")
     n.close()
+
+
+def test_a_full_notify_socket_never_blocks(tmp_path):
+    path = str(tmp_path / "notify")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)  # nobody ever reads it
+    try:
+        n = Notifier({"NOTIFY_SOCKET": path})
+        for _ in range(5000):
+            n.watchdog()  # would hang once the queue is full if the socket blocked
+        n.close()
+    finally:
+        server.close()

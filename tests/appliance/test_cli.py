@@ -1,0 +1,130 @@
+"""The public command line, run as a user would (subprocess) where exit codes matter."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hil.masimo_sim import masimo_line
+from hil.nonin_sim import nonin_packet
+from hil.scenarios import Vitals
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFORMANCE = ROOT.parent / "shared" / "conformance" / "masimo" / "lines.txt"
+RAD8 = (
+    b"02/22/16 22:47:45 SN=0000056661 SPO2=098% BPM=097 PI=03.60% SPCO=--.-% SPMET=--.-% "
+    b"DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000800\r\n"
+)
+RADICAL5 = b"09/15/10 15:10:29 SPO2=097% BPM=064 PI=11.82% ALARM=20 EXC=800\r\n"
+
+
+def bedside(*args, stdin=b""):
+    return subprocess.run(
+        [sys.executable, "-m", "appliance.cli", *args], input=stdin, capture_output=True, timeout=60
+    )
+
+
+def observations(stdout: bytes):
+    return [json.loads(line) for line in stdout.splitlines() if json.loads(line)["type"] == "observation"]
+
+
+def test_decode_masimo_conformance_lines(tmp_path):
+    capture = tmp_path / "lines.txt"
+    capture.write_bytes(CONFORMANCE.read_bytes() if CONFORMANCE.exists() else RAD8 + RADICAL5)
+    res = bedside("decode", "--protocol", "masimo", "--device-tz", "Europe/Berlin", str(capture))
+    assert res.returncode == 0, res.stderr
+    got = [(o["metric"], o["value"], o["unit"], o["quality"], o["time"]) for o in observations(res.stdout)]
+    assert got == [
+        ("MDC_PULS_OXIM_SAT_O2", 98.0, "%", "valid", "2016-02-22T21:47:45.000Z"),
+        ("MDC_PULS_OXIM_PULS_RATE", 97.0, "/min", "valid", "2016-02-22T21:47:45.000Z"),
+        ("MDC_PULS_OXIM_PERF_REL", 3.6, "%", "valid", "2016-02-22T21:47:45.000Z"),
+        ("MDC_CONC_HB_CO_GEN", None, "%", "invalid", "2016-02-22T21:47:45.000Z"),
+        ("MDC_CONC_HB_MET_GEN", None, "%", "invalid", "2016-02-22T21:47:45.000Z"),
+        ("MDC_PULS_OXIM_SAT_O2", 97.0, "%", "valid", "2010-09-15T13:10:29.000Z"),
+        ("MDC_PULS_OXIM_PULS_RATE", 64.0, "/min", "valid", "2010-09-15T13:10:29.000Z"),
+        ("MDC_PULS_OXIM_PERF_REL", 11.82, "%", "valid", "2010-09-15T13:10:29.000Z"),
+    ]
+    first = observations(res.stdout)[0]
+    assert first["code"] == 150456 and first["flags"] == ["masimo_set"] and first["device_id"] == "decode"
+    assert b"frames ok 2, bad 0" in res.stderr
+
+
+def test_decode_is_deterministic_in_ids(tmp_path):
+    capture = tmp_path / "c.txt"
+    capture.write_bytes(RAD8 + RADICAL5)
+    ids = [
+        [o["obs_id"] for o in observations(bedside("decode", "--protocol", "masimo", str(capture)).stdout)]
+        for _ in range(2)
+    ]
+    assert ids[0] == ids[1] and len(set(ids[0])) == len(ids[0])
+
+
+def test_decode_nonin_from_stdin_with_garbage():
+    data = b"\xff\x00junk" + b"".join(nonin_packet(2, Vitals(93, 131, 2.0), pleth_phase=i) for i in range(3))
+    res = bedside("decode", "--protocol", "nonin-2", "-", stdin=data)
+    assert res.returncode == 0, res.stderr
+    obs = observations(res.stdout)
+    assert [o["value"] for o in obs if o["metric"] == "MDC_PULS_OXIM_PULS_RATE"] == [131.0] * 3
+    assert [o["value"] for o in obs if o["metric"] == "MDC_PULS_OXIM_SAT_O2"] == [93.0] * 3
+    assert b"frames ok 75, bad 1" in res.stderr
+    tech = [json.loads(x) for x in res.stdout.splitlines() if json.loads(x)["type"] == "technical"]
+    assert tech[0]["kind"] == "bad_frame"
+
+
+def test_decode_every_masimo_variant_from_the_simulator(tmp_path):
+    from datetime import datetime
+
+    from hil.masimo_sim import VARIANTS
+
+    data = b"".join(
+        masimo_line(v, datetime(2026, 1, 1, 0, 0, i), Vitals(90 + i, 60 + i, 1.5))
+        for i, v in enumerate(VARIANTS)
+    )
+    res = bedside("decode", "--protocol", "masimo", "-", stdin=data)
+    spo2 = [o["value"] for o in observations(res.stdout) if o["metric"] == "MDC_PULS_OXIM_SAT_O2"]
+    assert spo2 == [90.0, 91.0, 92.0, 93.0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("decode", "--protocol", "masimo", "/nonexistent/capture"), "/nonexistent/capture: cannot read"),
+        (("decode", "--protocol", "masimo", "/"), "/: cannot read"),
+        (("decode", "--protocol", "masimo", "--device-tz", "Nowhere/City", "-"), "--device-tz: unknown"),
+        (("decode", "--protocol", "klingon", "-"), "invalid choice"),
+        (("run", "--config", "/nonexistent.toml"), "/nonexistent.toml: cannot read"),
+        (("devices", "list"), "give --config FILE or --registry PATH"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_no_traceback(args, message):
+    res = bedside(*args)
+    assert res.returncode == 2
+    assert message.encode() in res.stderr
+    assert b"Traceback" not in res.stderr
+
+
+def test_bad_config_names_the_key(tmp_path):
+    cfg = tmp_path / "g.toml"
+    cfg.write_text(
+        '[gateway]\nbed_id = "b"\n[[devices]]\nid = "x"\nprotocol = "masimo"\nport = "/p"\nbaud = 7\n'
+    )
+    res = bedside("run", "--config", str(cfg))
+    assert res.returncode == 2
+    assert res.stderr.decode().strip() == f"bedside: {cfg}: devices[0].baud: must be one of " + (
+        "1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400"
+    )
+
+
+def test_devices_pair_list_unpair(tmp_path):
+    reg = str(tmp_path / "registry.json")
+    assert (
+        bedside("devices", "--registry", reg, "pair", "m1", "--bed", "ICU-2", "--patient", "P9").returncode
+        == 0
+    )
+    listed = bedside("devices", "--registry", reg, "list")
+    assert listed.stdout.decode().strip() == "m1\tbed=ICU-2\tpatient=P9"
+    assert bedside("devices", "--registry", reg, "unpair", "m1").returncode == 0
+    res = bedside("devices", "--registry", reg, "unpair", "m1")
+    assert res.returncode == 2 and b"'m1' is not in" in res.stderr
