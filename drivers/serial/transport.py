@@ -101,6 +101,7 @@ class SerialStream:
         if self._closed:
             raise PortVanished("port closed")
         ready: asyncio.Future[None] = self._loop.create_future()
+
         def wake() -> None:
             if not ready.done():
                 ready.set_result(None)

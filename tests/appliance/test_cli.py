@@ -22,7 +22,11 @@ RADICAL5 = b"09/15/10 15:10:29 SPO2=097% BPM=064 PI=11.82% ALARM=20 EXC=800\r\n"
 
 def bedside(*args, stdin=b""):
     return subprocess.run(
-        [sys.executable, "-m", "appliance.cli", *args], input=stdin, capture_output=True, timeout=60
+        [sys.executable, "-m", "appliance.cli", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+        check=False,
     )
 
 

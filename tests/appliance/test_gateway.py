@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from typing import Any
 
 from appliance.config import parse_config
 from appliance.gateway import Gateway
@@ -51,7 +52,7 @@ async def wait_for(predicate, timeout=3.0):
 async def test_bytes_reach_subscribers_in_the_same_turn_and_the_jsonl_sink(tmp_path):
     streams = Streams()
     gw = Gateway(config(tmp_path, 'timezone = "UTC"'), opener=streams, notifier=Notifier({}))
-    seen = []
+    seen: list[Any] = []
     gw.subscribers.append(seen.append)
     stop = asyncio.Event()
     runner = asyncio.create_task(gw.run(stop))
@@ -78,7 +79,7 @@ async def test_pairing_in_the_registry_reaches_the_running_gateway(tmp_path):
     streams = Streams()
     cfg = config(tmp_path)
     gw = Gateway(cfg, opener=streams, notifier=Notifier({}))
-    seen = []
+    seen: list[Any] = []
     gw.subscribers.append(seen.append)
     stop = asyncio.Event()
     runner = asyncio.create_task(gw.run(stop))
@@ -97,7 +98,7 @@ async def test_pairing_in_the_registry_reaches_the_running_gateway(tmp_path):
 
 async def test_a_failing_subscriber_does_not_stop_the_others(tmp_path):
     gw = Gateway(config(tmp_path), opener=Streams(), notifier=Notifier({}))
-    seen = []
+    seen: list[Any] = []
 
     def broken(record):
         raise RuntimeError("boom")

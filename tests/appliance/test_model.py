@@ -1,4 +1,5 @@
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ T = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 
 
 def obs(**kw):
-    base = dict(
+    base: dict[str, Any] = dict(
         obs_id="abc",
         metric="MDC_PULS_OXIM_SAT_O2",
         code=150456,
@@ -37,7 +38,7 @@ def obs(**kw):
 def test_records_are_frozen_and_slotted():
     o = obs()
     with pytest.raises(AttributeError):
-        o.value = 1.0  # type: ignore[misc]
+        o.value = 1.0  # type: ignore[misc,unused-ignore]
     assert not hasattr(o, "__dict__")
 
 

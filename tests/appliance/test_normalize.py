@@ -1,4 +1,5 @@
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,7 +13,7 @@ BERLIN = ZoneInfo("Europe/Berlin")
 
 
 def ctx(**kw):
-    base = dict(device_id="m1", protocol="masimo", bed_id="ICU-1", tz=BERLIN)
+    base: dict[str, Any] = dict(device_id="m1", protocol="masimo", bed_id="ICU-1", tz=BERLIN)
     base.update(kw)
     return DeviceContext(**base)
 

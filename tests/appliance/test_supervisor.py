@@ -1,13 +1,14 @@
 import asyncio
 
 from appliance.config import SupervisorConfig
+from appliance.model import TechnicalEvent
 from appliance.supervisor import Supervisor
 
 FAST = SupervisorConfig(restart_min_s=0.01, restart_max_s=0.05, stable_after_s=10, shutdown_timeout_s=1)
 
 
 async def test_crashing_task_is_reported_and_restarted_with_backoff_while_others_run():
-    reports = []
+    reports: list[TechnicalEvent] = []
     runs = {"bad": 0, "good": 0}
 
     async def bad() -> None:

@@ -93,12 +93,9 @@ def measure(lines: int = 2000) -> dict[str, float]:
 def main() -> None:
     r = measure()
     print(f"baseline (split + float) : {r['baseline_us']:.2f} us CPU per value")
-    print(
-        f"masimo  codec+normalize  : {r['masimo_us']:.2f} us CPU per observation ({r['masimo_ratio']:.1f}x baseline)"
-    )
-    print(
-        f"nonin-2 codec+normalize  : {r['nonin2_us']:.2f} us CPU per observation ({r['nonin2_ratio']:.1f}x baseline)"
-    )
+    for name, key in (("masimo ", "masimo"), ("nonin-2", "nonin2")):
+        cost, ratio = r[key + "_us"], r[key + "_ratio"]
+        print(f"{name} codec+normalize  : {cost:.2f} us CPU per observation ({ratio:.1f}x baseline)")
     print(f"masimo per-observation cost, 5x larger input: {r['masimo_scaling']:.2f}x (1.0 = linear)")
 
 

@@ -1,4 +1,5 @@
 import asyncio
+import contextlib
 import errno
 import os
 
@@ -59,10 +60,8 @@ async def test_simulator_stream_decodes(tmp_path, cfg, codec):
     try:
         while not task.done():
             await asyncio.sleep(0.05)
-            try:
+            with contextlib.suppress(BlockingIOError, OSError):
                 data += os.read(fd, 4096)
-            except (BlockingIOError, OSError):
-                pass
     finally:
         os.close(fd)
     await task

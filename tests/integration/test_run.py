@@ -4,6 +4,7 @@ Real processes, real ptys with termios settings, real signals and a real
 sd_notify socket: a cable pull, a garbage burst, and an orderly SIGTERM.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -44,7 +45,7 @@ def wait_until(predicate, timeout_s):
 
 @pytest.fixture
 def bench(tmp_path):
-    procs = []
+    procs: list[subprocess.Popen[bytes]] = []
     yield tmp_path, procs
     for p in procs:
         if p.poll() is None:
@@ -139,15 +140,13 @@ reopen_max_s = 0.5
         assert nonin and all(o["bed_id"] == "ICU-7" and o["quarantine"] for o in nonin)
         assert {o["code"] for o in obs} >= {150456, 149530, 150448}
 
-        messages = []
+        messages: list[str] = []
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline and not (
             "WATCHDOG=1" in messages and any("READY=1" in m for m in messages)
         ):
-            try:
+            with contextlib.suppress(TimeoutError):
                 messages.append(notify.recv(4096).decode())
-            except TimeoutError:
-                pass
         assert any(m.startswith("READY=1") for m in messages), messages
         assert "WATCHDOG=1" in messages
 

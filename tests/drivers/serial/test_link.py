@@ -1,6 +1,7 @@
 """Link glue against the in-memory stream: reconnect, stale, event order."""
 
 import asyncio
+from typing import Any
 
 from appliance.model import Reading, TechnicalEvent
 from drivers.serial.link import LinkTiming, SerialLink
@@ -39,7 +40,7 @@ def kinds(events):
 
 
 async def test_outage_reported_once_then_connect_and_decode():
-    events = []
+    events: list[Any] = []
     opener = Opener(fail_first=5)
     link = SerialLink(PortSettings("/dev/x"), MasimoCodec("m1"), events.append, FAST, opener)
     task = asyncio.create_task(link.run())
@@ -54,7 +55,7 @@ async def test_outage_reported_once_then_connect_and_decode():
 
 
 async def test_cable_pull_reconnects_and_keeps_decoding():
-    events = []
+    events: list[Any] = []
     opener = Opener()
     link = SerialLink(PortSettings("/dev/x"), MasimoCodec("m1"), events.append, FAST, opener)
     task = asyncio.create_task(link.run())
@@ -73,7 +74,7 @@ async def test_cable_pull_reconnects_and_keeps_decoding():
 
 
 async def test_stale_then_fresh():
-    events = []
+    events: list[Any] = []
     opener = Opener()
     link = SerialLink(PortSettings("/dev/x"), MasimoCodec("m1"), events.append, FAST, opener)
     task = asyncio.create_task(link.run())

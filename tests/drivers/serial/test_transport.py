@@ -1,6 +1,7 @@
 """The real transport on pseudo-terminals with real termios settings."""
 
 import asyncio
+import contextlib
 import os
 import termios
 import tty
@@ -17,14 +18,12 @@ def pty_pair():
     name = os.ttyname(slave)
     yield master, name
     for fd in (master, slave):
-        try:
+        with contextlib.suppress(OSError):
             os.close(fd)
-        except OSError:
-            pass
 
 
 async def test_settings_are_applied_to_the_tty(pty_pair):
-    master, name = pty_pair
+    _master, name = pty_pair
     stream = SerialStream.open(PortSettings(name, baud=19200, stopbits=2, rtscts=True))
     try:
         fd = os.open(name, os.O_RDWR | os.O_NOCTTY)
