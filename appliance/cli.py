@@ -161,9 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.set_defaults(func=cmd_devices)
 
     demo = sub.add_parser("demo", help="simulated bedside with the real gateway and a live view")
-    demo.add_argument(
-        "--duration", type=float, default=None, help="seconds, then exit (default: until Ctrl-C)"
-    )
+    demo.add_argument("--duration", type=float, default=None, help="seconds, then exit (default: until Ctrl-C)")
     demo.add_argument("--workdir", default=None, help="where to put config and output (default: temp dir)")
     demo.set_defaults(func=cmd_demo)
 

@@ -18,6 +18,7 @@ from typing import Any, Final, Literal
 
 __all__ = [
     "QUALITIES",
+    "TECHNICAL_KINDS",
     "AlarmEvent",
     "DeviceEvent",
     "Observation",
@@ -46,7 +47,11 @@ TECHNICAL_KINDS: Final = frozenset(
         "clock_skew",
         "wrong_mode",
         "driver_crashed",
-        "sink_overflow",
+        # Raised by the store, the uplink and the alarm outputs.
+        "store_fill",
+        "records_dropped",
+        "uplink_down",
+        "output_failure",
     }
 )
 

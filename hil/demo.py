@@ -41,9 +41,7 @@ DEVICES: Final = (
         "masimo-2",
         "masimo",
         "ICU-3",
-        SimConfig(
-            "masimo", "", "sensor-off", "rad8", garbage_every_s=7, cable_pull_every_s=25, cable_down_s=3
-        ),
+        SimConfig("masimo", "", "sensor-off", "rad8", garbage_every_s=7, cable_pull_every_s=25, cable_down_s=3),
     ),
 )
 
@@ -128,10 +126,7 @@ async def _demo(workdir: Path, duration_s: float | None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    sims = [
-        asyncio.create_task(simulate(replace(sim, port=str(workdir / dev_id))))
-        for dev_id, _, _, sim in DEVICES
-    ]
+    sims = [asyncio.create_task(simulate(replace(sim, port=str(workdir / dev_id)))) for dev_id, _, _, sim in DEVICES]
     interactive = sys.stdout.isatty()
     viewer = asyncio.create_task(_view(view, sys.stdout, interactive))
     if duration_s is not None:

@@ -91,9 +91,7 @@ class NoninCodec:
         if not self._in_garbage:
             self._in_garbage = True
             self.stats.frames_bad += 1
-            events.append(
-                TechnicalEvent(self.device_id, "bad_frame", count=self.stats.frames_bad, detail=detail)
-            )
+            events.append(TechnicalEvent(self.device_id, "bad_frame", count=self.stats.frames_bad, detail=detail))
 
     # -- format 8 ---------------------------------------------------------------
     def _scan8(self, events: list[DeviceEvent]) -> int:
@@ -151,9 +149,7 @@ class NoninCodec:
             if self._packet:
                 self.stats.frames_bad += 1  # SYNC came early: the packet was cut short
                 events.append(
-                    TechnicalEvent(
-                        self.device_id, "bad_frame", count=self.stats.frames_bad, detail="short packet"
-                    )
+                    TechnicalEvent(self.device_id, "bad_frame", count=self.stats.frames_bad, detail="short packet")
                 )
             self._packet = [(status, float_byte)]
         elif self._packet:

@@ -83,8 +83,7 @@ def test_decode_every_masimo_variant_from_the_simulator(tmp_path):
     from hil.masimo_sim import VARIANTS
 
     data = b"".join(
-        masimo_line(v, datetime(2026, 1, 1, 0, 0, i), Vitals(90 + i, 60 + i, 1.5))
-        for i, v in enumerate(VARIANTS)
+        masimo_line(v, datetime(2026, 1, 1, 0, 0, i), Vitals(90 + i, 60 + i, 1.5)) for i, v in enumerate(VARIANTS)
     )
     res = bedside("decode", "--protocol", "masimo", "-", stdin=data)
     spo2 = [o["value"] for o in observations(res.stdout) if o["metric"] == "MDC_PULS_OXIM_SAT_O2"]
@@ -111,9 +110,7 @@ def test_bad_input_is_one_line_exit_2_no_traceback(args, message):
 
 def test_bad_config_names_the_key(tmp_path):
     cfg = tmp_path / "g.toml"
-    cfg.write_text(
-        '[gateway]\nbed_id = "b"\n[[devices]]\nid = "x"\nprotocol = "masimo"\nport = "/p"\nbaud = 7\n'
-    )
+    cfg.write_text('[gateway]\nbed_id = "b"\n[[devices]]\nid = "x"\nprotocol = "masimo"\nport = "/p"\nbaud = 7\n')
     res = bedside("run", "--config", str(cfg))
     assert res.returncode == 2
     assert res.stderr.decode().strip() == f"bedside: {cfg}: devices[0].baud: must be one of " + (
@@ -123,10 +120,7 @@ def test_bad_config_names_the_key(tmp_path):
 
 def test_devices_pair_list_unpair(tmp_path):
     reg = str(tmp_path / "registry.json")
-    assert (
-        bedside("devices", "--registry", reg, "pair", "m1", "--bed", "ICU-2", "--patient", "P9").returncode
-        == 0
-    )
+    assert bedside("devices", "--registry", reg, "pair", "m1", "--bed", "ICU-2", "--patient", "P9").returncode == 0
     listed = bedside("devices", "--registry", reg, "list")
     assert listed.stdout.decode().strip() == "m1\tbed=ICU-2\tpatient=P9"
     assert bedside("devices", "--registry", reg, "unpair", "m1").returncode == 0

@@ -26,9 +26,7 @@ RECEIVED = datetime(2026, 1, 1, tzinfo=UTC)
 def masimo_capture(lines: int) -> bytes:
     t0 = datetime(2026, 1, 1)
     return b"".join(
-        masimo_line(
-            "radical7", t0.replace(second=i % 60, minute=(i // 60) % 60), vitals_at("desaturation", i)
-        )
+        masimo_line("radical7", t0.replace(second=i % 60, minute=(i // 60) % 60), vitals_at("desaturation", i))
         for i in range(lines)
     )
 

@@ -112,9 +112,7 @@ reopen_max_s = 0.5
 
         def kinds(device):
             return [
-                (r["kind"], r["active"])
-                for r in records(out)
-                if r["type"] == "technical" and r["device_id"] == device
+                (r["kind"], r["active"]) for r in records(out) if r["type"] == "technical" and r["device_id"] == device
             ]
 
         def after_reconnect():
@@ -142,9 +140,7 @@ reopen_max_s = 0.5
 
         messages: list[str] = []
         deadline = time.monotonic() + 3
-        while time.monotonic() < deadline and not (
-            "WATCHDOG=1" in messages and any("READY=1" in m for m in messages)
-        ):
+        while time.monotonic() < deadline and not ("WATCHDOG=1" in messages and any("READY=1" in m for m in messages)):
             with contextlib.suppress(TimeoutError):
                 messages.append(notify.recv(4096).decode())
         assert any(m.startswith("READY=1") for m in messages), messages

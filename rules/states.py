@@ -1,0 +1,64 @@
+"""The alarm state machine (IEC 60601-1-8 semantics): one enum, one table.
+
+    INACTIVE --cond on--> PENDING --delay elapsed--> ACTIVE
+    ACTIVE --ack--> ACKNOWLEDGED        ACTIVE --pause--> AUDIO_PAUSED --timer--> ACTIVE
+    ACTIVE/AUDIO_PAUSED --cond off--> LATCHED (latching rule) or INACTIVE
+    LATCHED --ack--> INACTIVE           LATCHED --cond on--> ACTIVE
+    ACKNOWLEDGED --cond off--> INACTIVE
+
+Escalation (medium -> high) is not a state: it changes the priority of an
+ACTIVE or AUDIO_PAUSED alarm once, and is decided by the engine.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+__all__ = ["TRANSITIONS", "AlarmState", "Input", "next_state"]
+
+
+class AlarmState(enum.Enum):
+    INACTIVE = "inactive"
+    PENDING = "pending"
+    ACTIVE = "active"
+    AUDIO_PAUSED = "audio_paused"
+    ACKNOWLEDGED = "acknowledged"
+    LATCHED = "latched"
+
+
+class Input(enum.Enum):
+    COND_ON = "cond_on"
+    COND_OFF = "cond_off"  # condition ended, rule does not latch
+    COND_OFF_LATCHING = "cond_off_latching"  # condition ended, rule latches
+    DELAY_ELAPSED = "delay_elapsed"
+    ACK = "ack"
+    PAUSE = "pause"
+    PAUSE_ELAPSED = "pause_elapsed"
+
+
+S, In = AlarmState, Input
+TRANSITIONS: Final[dict[tuple[AlarmState, Input], AlarmState]] = {
+    (S.INACTIVE, In.COND_ON): S.PENDING,
+    (S.PENDING, In.COND_OFF): S.INACTIVE,
+    (S.PENDING, In.COND_OFF_LATCHING): S.INACTIVE,  # never alarmed: nothing to latch
+    (S.PENDING, In.DELAY_ELAPSED): S.ACTIVE,
+    (S.ACTIVE, In.COND_OFF): S.INACTIVE,
+    (S.ACTIVE, In.COND_OFF_LATCHING): S.LATCHED,
+    (S.ACTIVE, In.ACK): S.ACKNOWLEDGED,
+    (S.ACTIVE, In.PAUSE): S.AUDIO_PAUSED,
+    (S.AUDIO_PAUSED, In.PAUSE_ELAPSED): S.ACTIVE,
+    (S.AUDIO_PAUSED, In.ACK): S.ACKNOWLEDGED,
+    (S.AUDIO_PAUSED, In.COND_OFF): S.INACTIVE,
+    (S.AUDIO_PAUSED, In.COND_OFF_LATCHING): S.LATCHED,
+    (S.ACKNOWLEDGED, In.COND_OFF): S.INACTIVE,
+    (S.ACKNOWLEDGED, In.COND_OFF_LATCHING): S.INACTIVE,  # acknowledged is already seen
+    (S.LATCHED, In.ACK): S.INACTIVE,
+    (S.LATCHED, In.COND_ON): S.ACTIVE,
+    (S.LATCHED, In.PAUSE): S.LATCHED,
+}
+
+
+def next_state(state: AlarmState, event: Input) -> AlarmState:
+    """The table's answer; an input with no entry leaves the state unchanged."""
+    return TRANSITIONS.get((state, event), state)
