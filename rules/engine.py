@@ -88,6 +88,7 @@ class EngineState:
     windows: Windows = field(default_factory=Windows)
     technical: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
     timed: set[tuple[str, str]] = field(default_factory=set)
+    device_flags: dict[tuple[str, str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
     annunciation: Annunciation = Annunciation()
 
 
@@ -178,14 +179,17 @@ class Engine:
         for rule in self.device_rules:
             mapping = dict(rule.flags)
             raised = {f for f in obs.flags if f.startswith("alarm_") and f not in _NOT_CONDITIONS}
-            keys = set(mapping) | (raised if rule.unknown_priority else set())
-            for flag in keys:
-                key = f"{rule.id}:{flag}"
-                if flag not in raised and (obs.bed_id, key) not in state.alarms:
-                    continue
+            if rule.unknown_priority is None:
+                raised &= set(mapping)
+            # One alarm per device and flag: another device at the bed cannot clear it.
+            seen = state.device_flags[(obs.bed_id, obs.device_id, rule.id)]
+            for flag in raised | seen:
+                key = f"{rule.id}:{flag}@{obs.device_id}"
                 priority = mapping.get(flag) or rule.unknown_priority or rule.priority
                 alarm = self._alarm(state, obs.bed_id, key, rule, priority)
                 self._set(state, alarm, flag in raised, now, actions, obs_id=obs.obs_id)
+            seen.clear()
+            seen.update(raised)
 
     def _technical(self, state: EngineState, ev: TechnicalEvent, now: float, actions: list[Action]) -> None:
         kind, active = ev.kind, ev.active
