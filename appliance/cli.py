@@ -19,10 +19,13 @@ from typing import Final, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from appliance.config import ConfigError, load_config
+from appliance.control import ControlError, request
 from appliance.decode import decode_stream
 from appliance.gateway import Gateway
 from appliance.registry import Registry, RegistryError
+from appliance.replay import ReplayError, replay
 from drivers.serial import CODECS
+from rules.spec import RuleError, load_rules
 
 __all__ = ["main"]
 
@@ -116,6 +119,50 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_rules(args: argparse.Namespace) -> int:
+    if args.rules_command == "check":
+        ruleset = load_rules(args.file)
+        kinds = sorted({r.kind for r in ruleset.rules})
+        print(f"{args.file}: {len(ruleset.rules)} rules ok ({', '.join(kinds)})")
+        return EXIT_OK
+    ruleset = load_rules(args.rules)
+    name = "<stdin>" if args.file == "-" else args.file
+    try:
+        source = sys.stdin if args.file == "-" else Path(args.file).open(encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise UsageError(f"{name}: cannot read: {exc.strerror}") from None
+    try:
+        with source:
+            count = replay(ruleset, source, sys.stdout, name)
+    except (UnicodeDecodeError, OSError) as exc:
+        raise UsageError(f"{name}: cannot read: {exc}") from None
+    print(f"{name}: {count} alarm events", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_alarm(args: argparse.Namespace) -> int:
+    if args.socket:
+        path = args.socket
+    elif args.config:
+        path = load_config(args.config).alarms.control_socket
+        if not path:
+            raise UsageError(f"{args.config}: alarms.control_socket: not set, so there is no control socket")
+    else:
+        raise UsageError("alarm: give --config FILE or --socket PATH")
+    payload: dict[str, str | None] = {"cmd": args.action, "bed": args.bed, "rule": getattr(args, "rule", None)}
+    try:
+        reply = request(path, payload)
+    except ControlError as exc:
+        print(f"bedside: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    alarms = reply.get("alarms", [])
+    for a in alarms:
+        print(f"{a['bed_id']}\t{a['priority']}\t{a['state']}\t{a['rule_id']}\t{a['message']}")
+    if not alarms:
+        print("no alarms")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from hil.demo import run_demo
 
@@ -160,6 +207,26 @@ def build_parser() -> argparse.ArgumentParser:
     unpair.add_argument("device_id")
     dev.set_defaults(func=cmd_devices)
 
+    rules = sub.add_parser("rules", help="alarm rule files: check, replay")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    check = rules_sub.add_parser("check", help="validate a rule file")
+    check.add_argument("file")
+    rep = rules_sub.add_parser("replay", help="observations (JSON lines) through rules, alarm events out")
+    rep.add_argument("--rules", required=True)
+    rep.add_argument("file", nargs="?", default="-")
+    rules.set_defaults(func=cmd_rules)
+
+    alarm = sub.add_parser("alarm", help="operator control of the running gateway's alarms")
+    alarm.add_argument("--config", help="gateway config (for the control socket path)")
+    alarm.add_argument("--socket", help="control socket path (instead of --config)")
+    alarm_sub = alarm.add_subparsers(dest="action", required=True)
+    alarm_sub.add_parser("list").add_argument("--bed", default=None)
+    ack = alarm_sub.add_parser("ack", help="acknowledge (all alarms, or one bed / rule)")
+    ack.add_argument("--bed", default=None)
+    ack.add_argument("--rule", default=None)
+    alarm_sub.add_parser("pause", help="audio pause").add_argument("--bed", default=None)
+    alarm.set_defaults(func=cmd_alarm)
+
     demo = sub.add_parser("demo", help="simulated bedside with the real gateway and a live view")
     demo.add_argument("--duration", type=float, default=None, help="seconds, then exit (default: until Ctrl-C)")
     demo.add_argument("--workdir", default=None, help="where to put config and output (default: temp dir)")
@@ -187,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (ConfigError, UsageError) as exc:
+    except (ConfigError, UsageError, RuleError, ReplayError) as exc:
         _die(str(exc))
     except KeyboardInterrupt:
         return 130

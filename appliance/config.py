@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from drivers.serial import CODECS
 
 __all__ = [
+    "AlarmsConfig",
+    "ArbiterConfig",
     "Config",
     "ConfigError",
     "DeviceConfig",
@@ -89,10 +91,39 @@ class DeviceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AlarmsConfig:
+    # Rule file; empty = the packaged default adult set (rules/default_adult.toml).
+    rules_path: str = _f("")
+    # Unix socket for `bedside alarm list|ack|pause` (mode 0660); empty = off.
+    control_socket: str = _f("")
+    # JSON-lines alarm event output; empty = off.
+    events_path: str = _f("")
+    console: bool = _f(True)
+    # How often timers (delays, audio pause, escalation) advance.
+    tick_s: float = _f(0.1, min=0.01, max=1.0)
+    # GPIO alarm lines (libgpiod); empty chip = no GPIO output.
+    gpio_chip: str = _f("")
+    gpio_buzzer: int = _f(17, min=0, max=1023)
+    gpio_led_red: int = _f(27, min=0, max=1023)
+    gpio_led_yellow: int = _f(22, min=0, max=1023)
+    gpio_led_cyan: int = _f(23, min=0, max=1023)
+    gpio_nurse_call: int = _f(24, min=0, max=1023)
+
+
+@dataclass(frozen=True, slots=True)
+class ArbiterConfig:
+    # metric reference id -> device ids, most trusted first.
+    precedence: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    fresh_s: float = _f(10.0, min=0.5, max=3600.0)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     gateway: GatewayConfig
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     sink: SinkConfig = field(default_factory=SinkConfig)
+    alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
+    arbiter: ArbiterConfig = field(default_factory=ArbiterConfig)
     devices: tuple[DeviceConfig, ...] = ()
 
 
@@ -143,6 +174,14 @@ def _build(cls: Any, raw: Any, where: str, fail: typing.Callable[[str, str], typ
         value = raw[name]
         if dataclasses.is_dataclass(hint):
             kwargs[name] = _build(hint, value, key, fail)
+            continue
+        if typing.get_origin(hint) is dict:
+            ok = isinstance(value, dict) and all(
+                isinstance(v, list) and all(isinstance(x, str) for x in v) for v in value.values()
+            )
+            if not ok:
+                fail(key, "must be a table of string arrays")
+            kwargs[name] = {k: tuple(v) for k, v in value.items()}
             continue
         if typing.get_origin(hint) is tuple:
             item_cls = typing.get_args(hint)[0]

@@ -17,9 +17,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from zoneinfo import ZoneInfo
 
+from appliance.alarms import AlarmCircuit
+from appliance.arbiter import Arbiter, AuditRecord
 from appliance.clock import Clock, MonotonicUTC
-from appliance.config import Config, DeviceConfig
-from appliance.model import DeviceEvent, Observation, Reading, Record, TechnicalEvent
+from appliance.config import AlarmsConfig, Config, DeviceConfig
+from appliance.control import ControlServer
+from appliance.model import DeviceEvent, Reading, Record, TechnicalEvent
 from appliance.normalize import DeviceContext, Normalizer
 from appliance.registry import Registry
 from appliance.sdnotify import Notifier
@@ -28,10 +31,32 @@ from appliance.supervisor import Supervisor
 from drivers.serial import make_codec
 from drivers.serial.link import LinkTiming, Opener, SerialLink, open_serial
 from drivers.serial.transport import PortSettings
+from rules.outputs import AlarmOutput, ConsoleOutput, JsonlAlarmOutput, MemoryOutput, OutputError
+from rules.outputs.gpio import GpiodLines, GpioLineMap, GpioOutput
+from rules.spec import DEFAULT_RULES_PATH, RuleSet, load_rules
 
 __all__ = ["Gateway"]
 
 log = logging.getLogger(__name__)
+
+
+def build_outputs(cfg: AlarmsConfig) -> list[AlarmOutput]:
+    outputs: list[AlarmOutput] = []
+    if cfg.gpio_chip:
+        line_map = GpioLineMap(
+            cfg.gpio_chip, cfg.gpio_buzzer, cfg.gpio_led_red, cfg.gpio_led_yellow, cfg.gpio_led_cyan,
+            cfg.gpio_nurse_call,
+        )  # fmt: skip
+        try:
+            outputs.append(GpioOutput(GpiodLines(line_map)))
+        except OutputError as exc:
+            # Keep a failing stand-in so the self-test reports it as an output failure.
+            outputs.append(MemoryOutput("gpio", fail=True, detail=str(exc)))
+    if cfg.console:
+        outputs.append(ConsoleOutput())
+    if cfg.events_path:
+        outputs.append(JsonlAlarmOutput(cfg.events_path))
+    return outputs
 
 
 def port_settings(dev: DeviceConfig) -> PortSettings:
@@ -54,6 +79,9 @@ class Gateway:
         clock: Clock | None = None,
         opener: Opener = open_serial,
         notifier: Notifier | None = None,
+        *,
+        ruleset: RuleSet | None = None,
+        outputs: list[AlarmOutput] | None = None,
     ) -> None:
         self.config = config
         self.clock: Clock = clock or MonotonicUTC()
@@ -66,6 +94,18 @@ class Gateway:
         if config.sink.jsonl_path:
             self.sinks.append(JsonlSink(config.sink.jsonl_path, config.sink.max_pending))
         self.counts: Counter[str] = Counter()
+        alarms = config.alarms
+        self.alarms = AlarmCircuit(
+            ruleset or load_rules(alarms.rules_path or DEFAULT_RULES_PATH),
+            build_outputs(alarms) if outputs is None else outputs,
+            self.publish,
+            arbiter=Arbiter(dict(config.arbiter.precedence), config.arbiter.fresh_s, on_audit=self._audit),
+            now=lambda: self.clock.now().timestamp(),
+            tick_s=alarms.tick_s,
+        )
+        # The alarm circuit is the first subscriber: it sees every record before
+        # anything else is done with it.
+        self.subscribers.append(self.alarms.on_record)
         # Per process: ids of clock-less devices stay unique across restarts.
         self._stream_id = self.clock.now().isoformat()
         self._devices = {dev.id: dev for dev in config.devices}
@@ -109,12 +149,15 @@ class Gateway:
         else:
             self.publish(replace(event, time=event.time or received, bed_id=ctx.bed_id))
 
-    def publish(self, record: Observation | TechnicalEvent) -> None:
+    def publish(self, record: Record) -> None:
         if isinstance(record, TechnicalEvent) and record.time is None:
             dev = self._devices.get(record.device_id)
             bed = self.context(dev).bed_id if dev else self.config.gateway.bed_id
             record = replace(record, time=self.clock.now(), bed_id=bed)
-        self.counts["observation" if isinstance(record, Observation) else record.kind] += 1
+        if isinstance(record, TechnicalEvent):
+            self.counts[record.kind] += 1
+        else:
+            self.counts[type(record).__name__.lower()] += 1
         for subscriber in self.subscribers:
             try:
                 subscriber(record)
@@ -122,7 +165,8 @@ class Gateway:
                 log.exception("subscriber %r failed", subscriber)
         for sink in self.sinks:
             sink.offer(record)
-        if isinstance(record, TechnicalEvent) and record.kind not in ("bad_frame",):
+
+        if isinstance(record, TechnicalEvent) and record.kind != "bad_frame":
             log.info(
                 "%s %s%s %s",
                 record.device_id,
@@ -130,6 +174,10 @@ class Gateway:
                 "" if record.active else " (ended)",
                 record.detail,
             )
+
+    def _audit(self, record: AuditRecord) -> None:
+        for sink in self.sinks:
+            sink.offer(record)
 
     async def _watch_registry(self) -> None:
         while True:
@@ -162,6 +210,11 @@ class Gateway:
         for dev_id, link in self.links.items():
             supervisor.start(f"link:{dev_id}", link.run, dev_id)
         supervisor.start("registry", self._watch_registry)
+        self.alarms.self_test()
+        supervisor.start("alarms", self.alarms.run)
+        if self.config.alarms.control_socket:
+            control = ControlServer(self.alarms, self.config.alarms.control_socket)
+            supervisor.start("control", control.run)
         supervisor.start("status", self._status)
         if self.notifier.watchdog_s:
             supervisor.start("watchdog", self._watchdog)

@@ -10,11 +10,13 @@ when `max_pending` records are waiting, the oldest is dropped and counted.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import deque
 from pathlib import Path
 from typing import Final, Protocol
 
+from appliance.arbiter import AuditRecord
 from appliance.model import Record, to_json_line
 
 __all__ = ["JsonlSink", "MemorySink", "Sink"]
@@ -26,7 +28,7 @@ MAX_BATCH: Final = 1000
 
 
 class Sink(Protocol):
-    def offer(self, record: Record) -> None: ...
+    def offer(self, record: Record | AuditRecord) -> None: ...
 
     async def run(self) -> None: ...
 
@@ -37,9 +39,9 @@ class MemorySink:
     """In-memory twin, also used by the demo's live view."""
 
     def __init__(self, max_records: int = 10_000) -> None:
-        self.records: deque[Record] = deque(maxlen=max_records)
+        self.records: deque[Record | AuditRecord] = deque(maxlen=max_records)
 
-    def offer(self, record: Record) -> None:
+    def offer(self, record: Record | AuditRecord) -> None:
         self.records.append(record)
 
     async def run(self) -> None:
@@ -58,13 +60,16 @@ class JsonlSink:
         self.dropped = 0
         self.written = 0
 
-    def offer(self, record: Record) -> None:
+    def offer(self, record: Record | AuditRecord) -> None:
         if len(self._pending) >= self._max_pending:
             self._pending.popleft()
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.warning("jsonl sink %s full: %d records dropped so far", self.path, self.dropped)
-        self._pending.append(to_json_line(record))
+        if isinstance(record, AuditRecord):
+            self._pending.append(json.dumps(record.to_json_dict(), separators=(",", ":")))
+        else:
+            self._pending.append(to_json_line(record))
         self._wakeup.set()
 
     def _write(self, lines: list[str]) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Final, Literal, NoReturn
 from appliance.model import TECHNICAL_KINDS
 
 __all__ = [
+    "DEFAULT_RULES_PATH",
     "PRIORITIES",
     "Rule",
     "RuleError",
@@ -26,6 +27,7 @@ __all__ = [
 
 Priority = Literal["high", "medium", "low"]
 PRIORITIES: Final = ("high", "medium", "low")
+DEFAULT_RULES_PATH: Final = Path(__file__).with_name("default_adult.toml")
 KINDS: Final = ("limit", "rate", "aggregate", "composite", "technical", "device")
 AGGREGATES: Final = ("mean", "min", "max")
 # Bounds a rule window so one rule cannot make the engine hold hours of samples.

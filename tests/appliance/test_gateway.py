@@ -71,7 +71,9 @@ async def test_bytes_reach_subscribers_in_the_same_turn_and_the_jsonl_sink(tmp_p
     stop.set()
     assert await runner
     lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert {x["type"] for x in lines} == {"observation", "technical"}
+    assert {x["type"] for x in lines} == {"observation", "technical", "alarm"}
+    # The default rule set raised the technical clock-skew alarm through the circuit.
+    assert any(x["type"] == "alarm" and x["rule_id"] == "clock-skew" for x in lines)
     assert sum(x["type"] == "observation" for x in lines) == 3
 
 
@@ -105,4 +107,7 @@ async def test_a_failing_subscriber_does_not_stop_the_others(tmp_path):
 
     gw.subscribers += [broken, seen.append]
     gw.publish(TechnicalEvent("m1", "stale"))
-    assert len(seen) == 1 and seen[0].bed_id == "ICU-9" and seen[0].time is not None
+    tech = [r for r in seen if isinstance(r, TechnicalEvent)]
+    assert len(tech) == 1 and tech[0].bed_id == "ICU-9" and tech[0].time is not None
+    # The default rules turned it into a "no data" alarm, also delivered.
+    assert sorted(type(r).__name__ for r in seen) == ["AlarmEvent", "TechnicalEvent"]

@@ -1,0 +1,128 @@
+"""The alarm circuit: arbiter -> rule engine -> alarm outputs, in the caller's turn.
+
+`on_record()` is a synchronous subscriber of the gateway's hot path: an
+observation decoded in this loop turn reaches the engine and the outputs in the
+same turn. Alarm events are then handed to `publish` (sinks, queue), which only
+buffers: nothing here awaits disk or network. Re-entrant calls (an output
+failure reported while outputs are being driven) are queued and evaluated right
+after the current one, still in the same turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+from appliance.arbiter import Arbiter
+from appliance.model import AlarmEvent, Observation, Record, TechnicalEvent
+from rules.engine import Ack, Annunciation, Engine, EngineState, Event, Pause, Tick
+from rules.outputs import AlarmOutput, OutputChain, SelfTestResult
+from rules.spec import RuleSet
+from rules.states import AlarmState
+
+__all__ = ["AlarmCircuit"]
+
+log = logging.getLogger(__name__)
+# Re-entrant events waiting for the current evaluation; more means a feedback loop.
+MAX_REENTRANT: Final = 1000
+
+
+class AlarmCircuit:
+    def __init__(
+        self,
+        ruleset: RuleSet,
+        outputs: Sequence[AlarmOutput],
+        publish: Callable[[Record], None],
+        *,
+        arbiter: Arbiter | None = None,
+        now: Callable[[], float] = time.time,
+        tick_s: float = 0.1,
+    ) -> None:
+        self.engine = Engine(ruleset)
+        self.state = EngineState()
+        self.arbiter = arbiter or Arbiter()
+        self._publish = publish
+        self._now = now
+        self._tick_s = tick_s
+        self.chain = OutputChain(outputs, publish)
+        self._busy = False
+        self._pending: deque[Event] = deque()
+
+    # -- inputs ------------------------------------------------------------------
+    def on_record(self, record: Record) -> None:
+        if isinstance(record, Observation):
+            if self.arbiter.select(record, self._now()):
+                self.evaluate(record)
+        elif isinstance(record, TechnicalEvent):
+            self.evaluate(record)
+
+    def command(self, cmd: Ack | Pause) -> None:
+        self.evaluate(cmd)
+
+    def evaluate(self, event: Event) -> None:
+        if self._busy:
+            if len(self._pending) < MAX_REENTRANT:
+                self._pending.append(event)
+            return
+        self._busy = True
+        try:
+            current: Event | None = event
+            while current is not None:
+                self.state, actions = self.engine.evaluate(self.state, current, self._now())
+                self._dispatch(actions)
+                current = self._pending.popleft() if self._pending else None
+        finally:
+            self._busy = False
+
+    def _dispatch(self, actions: Sequence[AlarmEvent | Annunciation]) -> None:
+        # Outputs first: the box signals before anything is logged or queued.
+        for action in actions:
+            if isinstance(action, Annunciation):
+                self.chain.annunciate(action)
+            else:
+                self.chain.event(action)
+        for action in actions:
+            if isinstance(action, AlarmEvent):
+                self._publish(action)
+
+    # -- lifecycle ---------------------------------------------------------------
+    def self_test(self) -> list[SelfTestResult]:
+        results = self.chain.self_test()
+        for r in results:
+            log.log(logging.INFO if r.ok else logging.ERROR, "alarm output %s self-test: %s %s",
+                    r.name, "ok" if r.ok else "FAILED", r.detail)  # fmt: skip
+        return results
+
+    async def run(self) -> None:
+        """Timers and the outputs' own tasks (pattern player, file writer)."""
+        tasks = [asyncio.create_task(o.run(), name=f"alarm-output:{o.name}") for o in self.chain.outputs]
+        try:
+            while True:
+                await asyncio.sleep(self._tick_s)
+                self.evaluate(Tick())
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def alarms(self) -> list[dict[str, Any]]:
+        """Alarms that are not inactive, for operators (`bedside alarm list`)."""
+        out = []
+        for alarm in self.state.alarms.values():
+            if alarm.state is AlarmState.INACTIVE:
+                continue
+            out.append(
+                {
+                    "bed_id": alarm.bed_id,
+                    "rule_id": alarm.key,
+                    "state": alarm.state.value,
+                    "priority": alarm.priority,
+                    "message": alarm.rule.message or alarm.key,
+                    "alarm_id": alarm.alarm_id,
+                }
+            )
+        return sorted(out, key=lambda a: (a["bed_id"], a["rule_id"]))
