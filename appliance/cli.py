@@ -168,7 +168,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     _setup_logging("warning")
     _install_loop()
-    return run_demo(duration_s=args.duration, workdir=args.workdir)
+    return run_demo(duration_s=args.duration, workdir=args.workdir, speed=args.speed)
 
 
 def cmd_hil(args: argparse.Namespace) -> int:
@@ -229,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="simulated bedside with the real gateway and a live view")
     demo.add_argument("--duration", type=float, default=None, help="seconds, then exit (default: until Ctrl-C)")
+    demo.add_argument("--speed", type=float, default=1.0, help="run the vital-sign scenarios this much faster")
     demo.add_argument("--workdir", default=None, help="where to put config and output (default: temp dir)")
     demo.set_defaults(func=cmd_demo)
 

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import tempfile
+import termios
+import tty
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,11 +25,15 @@ from typing import Final, TextIO
 
 from appliance.config import parse_config
 from appliance.gateway import Gateway
-from appliance.model import Observation, Record, TechnicalEvent
+from appliance.model import AlarmEvent, Observation, Record, TechnicalEvent
 from hil.simulate import SimConfig, simulate
+from rules.engine import Ack, Pause
 
 __all__ = ["LiveView", "run_demo"]
 
+# ANSI colours for the alarm list: IEC 60601-1-8 red / yellow / cyan by priority.
+COLORS: Final = {"high": "\x1b[1;37;41m", "medium": "\x1b[30;43m", "low": "\x1b[30;46m"}
+RESET: Final = "\x1b[0m"
 SHORT_NAMES: Final = {
     "MDC_PULS_OXIM_SAT_O2": "SpO2",
     "MDC_PULS_OXIM_PULS_RATE": "Pulse",
@@ -54,6 +62,10 @@ def demo_config(workdir: Path) -> str:
         'log_level = "warning"',
         "[sink]",
         f'jsonl_path = "{workdir / "records.jsonl"}"',
+        "[alarms]",
+        "console = false",  # the live view shows alarms; log lines would tear it
+        f'events_path = "{workdir / "alarms.jsonl"}"',
+        f'control_socket = "{workdir / "control.sock"}"',
     ]
     for dev_id, protocol, bed, _ in DEVICES:
         lines += [
@@ -73,7 +85,9 @@ class LiveView:
     def __init__(self, max_events: int = 8) -> None:
         self.latest: dict[str, dict[str, Observation]] = {}
         self.events: deque[TechnicalEvent] = deque(maxlen=max_events)
+        self.alarms: dict[tuple[str, str], AlarmEvent] = {}
         self.observations = 0
+        self.color = False
 
     def __call__(self, record: Record) -> None:
         if isinstance(record, Observation):
@@ -81,6 +95,12 @@ class LiveView:
             self.latest.setdefault(record.bed_id, {})[record.metric] = record
         elif isinstance(record, TechnicalEvent):
             self.events.append(record)
+        elif isinstance(record, AlarmEvent):
+            key = (record.bed_id, record.rule_id)
+            if record.state == "cleared":
+                self.alarms.pop(key, None)
+            else:
+                self.alarms[key] = record
 
     def render(self) -> str:
         now = datetime.now(UTC).strftime("%H:%M:%S")
@@ -99,7 +119,14 @@ class LiveView:
                 mark = {"valid": "", "questionable": "?", "invalid": "!"}[obs.quality]
                 cells.append(f"{value + mark:>12}")
             out.append(f"{bed:8} {device:10} " + " ".join(cells))
-        out += ["", "  ? questionable   ! invalid", "", "recent technical events:"]
+        out += ["", "  ? questionable   ! invalid", "", "alarms:  (a = acknowledge all, p = audio pause, q = quit)"]
+        rank = {"high": 0, "medium": 1, "low": 2}
+        for alarm in sorted(self.alarms.values(), key=lambda e: (rank[e.priority], e.bed_id)):
+            text = f"  {alarm.priority.upper():6} {alarm.bed_id:6} {alarm.state:12} {alarm.message} [{alarm.rule_id}]"
+            out.append(f"{COLORS[alarm.priority]}{text[:110]}{RESET}" if self.color else text[:110])
+        if not self.alarms:
+            out.append("  none")
+        out += ["", "recent technical events:"]
         for ev in self.events:
             stamp = ev.time.strftime("%H:%M:%S") if ev.time else "--:--:--"
             state = "" if ev.active else " (ended)"
@@ -117,7 +144,33 @@ async def _view(view: LiveView, out: TextIO, interactive: bool) -> None:
         out.flush()
 
 
-async def _demo(workdir: Path, duration_s: float | None) -> int:
+def _keyboard(gateway: Gateway, stop: asyncio.Event) -> Callable[[], None]:
+    """Single keys from the terminal: a = acknowledge all, p = audio pause, q = quit.
+    Returns the function that restores the terminal."""
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd)
+    loop = asyncio.get_running_loop()
+
+    def on_key() -> None:
+        key = os.read(fd, 1).lower()
+        if key == b"a":
+            gateway.alarms.command(Ack())
+        elif key == b"p":
+            gateway.alarms.command(Pause())
+        elif key == b"q":
+            stop.set()
+
+    loop.add_reader(fd, on_key)
+
+    def restore() -> None:
+        loop.remove_reader(fd)
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+    return restore
+
+
+async def _demo(workdir: Path, duration_s: float | None, speed: float) -> int:
     config = parse_config(demo_config(workdir), "demo config")
     gateway = Gateway(config)
     view = LiveView()
@@ -126,12 +179,21 @@ async def _demo(workdir: Path, duration_s: float | None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    sims = [asyncio.create_task(simulate(replace(sim, port=str(workdir / dev_id)))) for dev_id, _, _, sim in DEVICES]
+    sims = [
+        asyncio.create_task(simulate(replace(sim, port=str(workdir / dev_id), time_scale=sim.time_scale * speed)))
+        for dev_id, _, _, sim in DEVICES
+    ]
     interactive = sys.stdout.isatty()
+    view.color = interactive
     viewer = asyncio.create_task(_view(view, sys.stdout, interactive))
+    keys = _keyboard(gateway, stop) if interactive and sys.stdin.isatty() else None
     if duration_s is not None:
         loop.call_later(duration_s, stop.set)
-    clean = await gateway.run(stop)
+    try:
+        clean = await gateway.run(stop)
+    finally:
+        if keys is not None:
+            keys()
     for task in [*sims, viewer]:
         task.cancel()
     await asyncio.gather(*sims, viewer, return_exceptions=True)
@@ -140,11 +202,11 @@ async def _demo(workdir: Path, duration_s: float | None) -> int:
     return 0 if clean and view.observations else 1
 
 
-def run_demo(duration_s: float | None = None, workdir: str | None = None) -> int:
+def run_demo(duration_s: float | None = None, workdir: str | None = None, speed: float = 1.0) -> int:
     with contextlib.ExitStack() as stack:
         if workdir is None:
             path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bedside-demo-")))
         else:
             path = Path(workdir)
             path.mkdir(parents=True, exist_ok=True)
-        return asyncio.run(_demo(path, duration_s))
+        return asyncio.run(_demo(path, duration_s, speed))

@@ -22,3 +22,46 @@ def test_demo_runs_non_interactively_and_shows_live_vitals(tmp_path):
     assert "%" in final and "/min" in final
     assert "connected" in final
     assert (tmp_path / "records.jsonl").stat().st_size > 0
+
+
+def test_demo_on_a_terminal_shows_coloured_alarms_and_acknowledges_from_the_keyboard(tmp_path):
+    import os
+    import time
+
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance.cli", "demo", "--speed", "4", "--workdir", str(tmp_path)],
+        stdin=slave, stdout=slave, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    os.close(slave)
+    screen = b""
+
+    def wait_for(needle: bytes, timeout_s: float) -> bool:
+        nonlocal screen
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                screen += os.read(master, 65536)
+            except OSError:
+                return False
+            if needle in screen:
+                return True
+        return False
+
+    try:
+        # Tachycardia at bed ICU-2 crosses 120 /min, then the 10 s condition delay.
+        assert wait_for(b"\x1b[30;43m  MEDIUM ICU-2  active", 60), screen[-2000:]
+        screen = b""
+        os.write(master, b"a")
+        assert wait_for(b"acknowledged", 10), screen[-2000:]
+        os.write(master, b"q")
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        assert proc.stderr is not None
+        stderr = proc.stderr.read().decode()
+        proc.stderr.close()
+        assert "Traceback" not in stderr, stderr
