@@ -35,6 +35,7 @@ def sim_config(args: argparse.Namespace) -> SimConfig:
         garbage_every_s=args.garbage_every,
         cable_pull_every_s=args.cable_pull_every,
         cable_down_s=args.cable_down,
+        rate_hz=args.rate,
     )
 
 

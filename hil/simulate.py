@@ -124,8 +124,11 @@ class SimConfig:
     cable_pull_every_s: float = 0.0  # 0 = never
     cable_down_s: float = 3.0
     baud: int = 9600
+    rate_hz: float = 0.0  # frames per second; 0 = the device's own rate
 
     def period_s(self) -> float:
+        if self.rate_hz > 0:
+            return 1 / self.rate_hz
         if self.device == "nonin" and self.data_format in (2, 7):
             return 1 / 3  # 25 frames at 75 frames/s
         return 1.0

@@ -13,7 +13,7 @@ and touch only the alarms that have a timer running.
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
@@ -88,6 +88,8 @@ class EngineState:
     windows: Windows = field(default_factory=Windows)
     technical: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
     timed: set[tuple[str, str]] = field(default_factory=set)
+    visible: Counter[str] = field(default_factory=Counter)
+    audible: Counter[str] = field(default_factory=Counter)
     device_flags: dict[tuple[str, str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
     annunciation: Annunciation = Annunciation()
 
@@ -141,7 +143,9 @@ class Engine:
             self._technical(state, event, now, actions)
         elif isinstance(event, Ack | Pause):
             self._operator(state, event, now, actions)
-        self._timers(state, now, actions)
+        elif isinstance(event, Tick):
+            # Timers advance only on ticks: an observation never pays for them.
+            self._timers(state, now, actions)
         annunciation = self.annunciation(state)
         if annunciation != state.annunciation:
             state.annunciation = annunciation
@@ -150,16 +154,18 @@ class Engine:
 
     @staticmethod
     def annunciation(state: EngineState) -> Annunciation:
-        audible = visual = 0
-        count = 0
-        for alarm in state.alarms.values():
-            if alarm.state in _VISIBLE:
-                count += 1
-                visual = max(visual, _RANK[alarm.priority])
-                if alarm.state in _AUDIBLE:
-                    audible = max(audible, _RANK[alarm.priority])
+        # From counters kept up to date on every change: O(1), not O(alarms).
+        audible = max((_RANK[p] for p, n in state.audible.items() if n), default=0)
+        visual = max((_RANK[p] for p, n in state.visible.items() if n), default=0)
         names: dict[int, Priority | None] = {0: None, 1: "low", 2: "medium", 3: "high"}
-        return Annunciation(names[audible], names[visual], count)
+        return Annunciation(names[audible], names[visual], sum(state.visible.values()))
+
+    @staticmethod
+    def _account(state: EngineState, alarm: Alarm, sign: int) -> None:
+        if alarm.state in _VISIBLE:
+            state.visible[alarm.priority] += sign
+            if alarm.state in _AUDIBLE:
+                state.audible[alarm.priority] += sign
 
     # -- inputs ------------------------------------------------------------------
     def _observation(self, state: EngineState, obs: Observation, now: float, actions: list[Action]) -> None:
@@ -265,6 +271,7 @@ class Engine:
         after = next_state(before, inp)
         if after is before:
             return
+        self._account(state, alarm, -1)
         alarm.state = after
         key = (alarm.bed_id, alarm.key)
         if after is AlarmState.PENDING:
@@ -278,6 +285,7 @@ class Engine:
             alarm.priority = alarm.priority if alarm.rule.kind == "device" else alarm.rule.priority
             seed = f"{alarm.bed_id}|{alarm.key}|{now!r}"
             alarm.alarm_id = hashlib.blake2b(seed.encode(), digest_size=12).hexdigest()
+        self._account(state, alarm, +1)
         if _needs_timer(alarm):
             state.timed.add(key)
         if after is AlarmState.INACTIVE:
@@ -326,7 +334,9 @@ class Engine:
                 and now - alarm.activated_at >= rule.escalate_after_s
             ):
                 alarm.escalated = True
+                self._account(state, alarm, -1)
                 alarm.priority = "high"
+                self._account(state, alarm, +1)
                 self._emit(alarm, "escalated", now, actions)
             if not _needs_timer(alarm):
                 state.timed.discard(key)

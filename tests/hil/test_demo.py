@@ -30,7 +30,7 @@ def test_demo_on_a_terminal_shows_coloured_alarms_and_acknowledges_from_the_keyb
 
     master, slave = os.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", "demo", "--speed", "4", "--workdir", str(tmp_path)],
+        [sys.executable, "-m", "appliance.cli", "demo", "--speed", "2", "--workdir", str(tmp_path)],
         stdin=slave, stdout=slave, stderr=subprocess.PIPE,
     )  # fmt: skip
     os.close(slave)

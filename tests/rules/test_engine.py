@@ -59,7 +59,8 @@ def test_condition_delay_then_active_then_cleared():
     run = Run(*low(for_s=10))
     assert run(obs(85, T0), T0) == []
     assert run(Tick(), T0 + 9.9) == []
-    assert run(obs(86, T0 + 10), T0 + 10) == ["active"]
+    assert run(obs(86, T0 + 10), T0 + 10) == []  # timers advance on ticks only
+    assert run(Tick(), T0 + 10) == ["active"]
     ev = run.events[-1]
     assert (ev.rule_id, ev.bed_id, ev.priority, ev.kind) == ("spo2-low", "B1", "medium", "physiological")
     assert f"{SPO2}@{T0}" in ev.observation_ids
@@ -241,7 +242,7 @@ def test_no_alarm_before_condition_held_for_the_delay(samples, for_s):
         t += dt
         if value < 90 and below_since is None:
             below_since = t
-        fired = "active" in run(obs(float(value), t), t)
+        fired = "active" in run(obs(float(value), t), t) + run(Tick(), t)
         if fired:
             assert below_since is not None and t - below_since >= for_s
         if value >= 92:
@@ -286,3 +287,42 @@ def test_escalation_happens_exactly_once(ticks):
         run(Tick(), t)
     escalations = [e for e in run.events if e.state == "escalated"]
     assert len(escalations) == (1 if t - T0 >= 60 else 0)
+
+
+def brute_force(state):
+    from rules.states import AlarmState
+
+    rank = {"low": 1, "medium": 2, "high": 3}
+    vis = [a for a in state.alarms.values() if a.state not in (AlarmState.INACTIVE, AlarmState.PENDING)]
+    aud = [a for a in vis if a.state in (AlarmState.ACTIVE, AlarmState.LATCHED)]
+    top = lambda xs: max(xs, key=lambda a: rank[a.priority]).priority if xs else None  # noqa: E731
+    return Annunciation(top(aud), top(vis), len(vis))
+
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("obs"), st.integers(70, 100), st.sampled_from(["B1", "B2"])),
+        st.tuples(st.just("ack"), st.just(0), st.sampled_from(["B1", "B2"])),
+        st.tuples(st.just("pause"), st.just(0), st.sampled_from(["B1", "B2"])),
+        st.tuples(st.just("tick"), st.just(0), st.just("")),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(sequence=ops, latching=st.sampled_from(["true", "false"]))
+def test_incremental_annunciation_equals_a_full_recount(sequence, latching):
+    run = Run(*low(for_s=2.0, latching=latching, escalate=5.0))
+    t = T0
+    for op, value, bed in sequence:
+        t += 1.0
+        if op == "obs":
+            run(obs(float(value), t, bed=bed), t)
+        elif op == "ack":
+            run(Ack(bed), t)
+        elif op == "pause":
+            run(Pause(bed), t)
+        else:
+            run(Tick(), t)
+        assert run.eng.annunciation(run.state) == brute_force(run.state)
