@@ -246,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--garbage-every", type=float, default=0.0, help="inject garbage every S seconds")
     sim.add_argument("--cable-pull-every", type=float, default=0.0, help="pull the cable every S seconds")
     sim.add_argument("--cable-down", type=float, default=3.0, help="seconds the cable stays out")
+    sim.add_argument("--speed", type=float, default=1.0, help="run the scenario this much faster")
     sim.add_argument("--rate", type=float, default=0.0, help="frames per second (default: the device's own)")
     sim.add_argument("--duration", type=float, default=None)
     hil.set_defaults(func=cmd_hil)

@@ -50,7 +50,10 @@ class ControlServer:
             return {"ok": True, "audit": [a.to_json_dict() for a in list(self.circuit.arbiter.audit)[-100:]]}
         elif cmd != "list":
             return {"ok": False, "error": f"unknown cmd {cmd!r}; use list, ack, pause or audit"}
-        return {"ok": True, "alarms": self.circuit.alarms()}
+        alarms = self.circuit.alarms()
+        if bed is not None:
+            alarms = [a for a in alarms if a["bed_id"] == bed]
+        return {"ok": True, "alarms": alarms}
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -36,6 +36,7 @@ def sim_config(args: argparse.Namespace) -> SimConfig:
         cable_pull_every_s=args.cable_pull_every,
         cable_down_s=args.cable_down,
         rate_hz=args.rate,
+        time_scale=args.speed,
     )
 
 

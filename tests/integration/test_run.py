@@ -5,55 +5,16 @@ sd_notify socket: a cable pull, a garbage burst, and an orderly SIGTERM.
 """
 
 import contextlib
-import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from tests.integration.helpers import records, spawn, wait_until
+
 pytestmark = pytest.mark.integration
-
-
-def spawn(*args, env=None):
-    return subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-
-
-def records(path: Path):
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def wait_until(predicate, timeout_s):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
-
-@pytest.fixture
-def bench(tmp_path):
-    procs: list[subprocess.Popen[bytes]] = []
-    yield tmp_path, procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-        p.wait(5)
-        for stream in (p.stdout, p.stderr):
-            if stream:
-                stream.close()
 
 
 def test_gateway_survives_cable_pull_and_garbage_and_stops_on_sigterm(bench):

@@ -1,0 +1,3 @@
+from tests.integration.helpers import bench
+
+__all__ = ["bench"]
