@@ -108,6 +108,12 @@ class AlarmsConfig:
     gpio_led_yellow: int = _f(22, min=0, max=1023)
     gpio_led_cyan: int = _f(23, min=0, max=1023)
     gpio_nurse_call: int = _f(24, min=0, max=1023)
+    # IEC 60601-1-8 inter-burst intervals and flash rates; the limits are the standard's.
+    high_burst_interval_s: float = _f(5.0, min=2.5, max=15.0)
+    medium_burst_interval_s: float = _f(8.0, min=2.5, max=30.0)
+    low_burst_interval_s: float = _f(20.0, min=15.0, max=3600.0)
+    high_flash_hz: float = _f(2.0, min=1.4, max=2.8)
+    medium_flash_hz: float = _f(0.6, min=0.4, max=0.8)
 
 
 @dataclass(frozen=True, slots=True)

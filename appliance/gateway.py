@@ -33,6 +33,7 @@ from drivers.serial.link import LinkTiming, Opener, SerialLink, open_serial
 from drivers.serial.transport import PortSettings
 from rules.outputs import AlarmOutput, ConsoleOutput, JsonlAlarmOutput, MemoryOutput, OutputError
 from rules.outputs.gpio import GpiodLines, GpioLineMap, GpioOutput
+from rules.patterns import PatternConfig
 from rules.spec import DEFAULT_RULES_PATH, RuleSet, load_rules
 
 __all__ = ["Gateway"]
@@ -48,7 +49,14 @@ def build_outputs(cfg: AlarmsConfig) -> list[AlarmOutput]:
             cfg.gpio_nurse_call,
         )  # fmt: skip
         try:
-            outputs.append(GpioOutput(GpiodLines(line_map)))
+            patterns = PatternConfig(
+                high_interval_s=cfg.high_burst_interval_s,
+                medium_interval_s=cfg.medium_burst_interval_s,
+                low_interval_s=cfg.low_burst_interval_s,
+                high_flash_hz=cfg.high_flash_hz,
+                medium_flash_hz=cfg.medium_flash_hz,
+            )
+            outputs.append(GpioOutput(GpiodLines(line_map), patterns))
         except OutputError as exc:
             # Keep a failing stand-in so the self-test reports it as an output failure.
             outputs.append(MemoryOutput("gpio", fail=True, detail=str(exc)))

@@ -85,3 +85,8 @@ def test_duplicate_ids_and_ports_are_rejected():
 def test_unreadable_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_alarm_pattern_timing_outside_iec_ranges_names_the_key():
+    with pytest.raises(ConfigError, match=r"g.toml: alarms.high_flash_hz: must be at most 2.8"):
+        parse_config('[gateway]\nbed_id = "b"\n[alarms]\nhigh_flash_hz = 3.5\n', "g.toml")
