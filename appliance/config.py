@@ -25,6 +25,7 @@ __all__ = [
     "ConfigError",
     "DeviceConfig",
     "GatewayConfig",
+    "QueueConfig",
     "SinkConfig",
     "SupervisorConfig",
     "load_config",
@@ -91,6 +92,18 @@ class DeviceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueConfig:
+    # SQLite store-and-forward queue; empty path = off.
+    path: str = _f("")
+    # AES-GCM key for payloads at rest; created 0600 if absent (new store only).
+    key_path: str = _f("")
+    max_bytes: int = _f(512 * 1024 * 1024, min=1024 * 1024, max=1 << 40)
+    commit_interval_ms: int = _f(100, min=5, max=10_000)
+    commit_max_records: int = _f(2000, min=1, max=100_000)
+    telemetry_ttl_s: float = _f(0.0, min=0.0, max=365 * 86_400.0)
+
+
+@dataclass(frozen=True, slots=True)
 class AlarmsConfig:
     # Rule file; empty = the packaged default adult set (rules/default_adult.toml).
     rules_path: str = _f("")
@@ -128,6 +141,7 @@ class Config:
     gateway: GatewayConfig
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     sink: SinkConfig = field(default_factory=SinkConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     arbiter: ArbiterConfig = field(default_factory=ArbiterConfig)
     devices: tuple[DeviceConfig, ...] = ()
@@ -221,6 +235,8 @@ def _cross_checks(config: Config, fail: typing.Callable[[str, str], typing.NoRet
     sup = config.supervisor
     if sup.restart_max_s < sup.restart_min_s:
         fail("supervisor.restart_max_s", "must not be below restart_min_s")
+    if config.queue.path and not config.queue.key_path:
+        fail("queue.key_path", "required when queue.path is set (payloads are always encrypted)")
     seen_ids: set[str] = set()
     seen_ports: set[str] = set()
     for i, dev in enumerate(config.devices):

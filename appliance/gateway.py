@@ -24,6 +24,7 @@ from appliance.config import AlarmsConfig, Config, DeviceConfig
 from appliance.control import ControlServer
 from appliance.model import DeviceEvent, Reading, Record, TechnicalEvent
 from appliance.normalize import DeviceContext, Normalizer
+from appliance.queue.queue import QueueSettings, RecordQueue
 from appliance.registry import Registry
 from appliance.sdnotify import Notifier
 from appliance.sinks import JsonlSink, Sink
@@ -101,6 +102,16 @@ class Gateway:
         self.sinks: list[Sink] = []
         if config.sink.jsonl_path:
             self.sinks.append(JsonlSink(config.sink.jsonl_path, config.sink.max_pending))
+        self.queue: RecordQueue | None = None
+        if config.queue.path:
+            q = config.queue
+            self.queue = RecordQueue(
+                QueueSettings(
+                    q.path, q.key_path, q.max_bytes, q.commit_interval_ms, q.commit_max_records, q.telemetry_ttl_s
+                ),
+                self.publish,
+            )
+            self.sinks.append(self.queue)
         self.counts: Counter[str] = Counter()
         alarms = config.alarms
         self.alarms = AlarmCircuit(
@@ -237,5 +248,6 @@ class Gateway:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.supervisor.shutdown_timeout_s / 2):
                     await sink.flush()
+            sink.close()
         log.info("stopped: %s", self.status_line())
         return clean

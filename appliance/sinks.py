@@ -34,6 +34,8 @@ class Sink(Protocol):
 
     async def flush(self) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class MemorySink:
     """In-memory twin, also used by the demo's live view."""
@@ -48,6 +50,9 @@ class MemorySink:
         await asyncio.Event().wait()
 
     async def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
         return None
 
 
@@ -96,3 +101,6 @@ class JsonlSink:
 
     async def flush(self) -> None:
         await self._drain()
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,92 @@
+import os
+import stat
+
+import pytest
+
+from appliance.model import Observation
+from appliance.queue.records import decode_batch, encode_batch
+from appliance.queue.seal import KeyError_, Sealer, load_or_create_key
+from appliance.queue.store import RecordClass, Store
+from tests.appliance.queue.test_records import observation
+
+
+def obs_id(record: object) -> str:
+    assert isinstance(record, Observation)
+    return record.obs_id
+
+
+def make(tmp_path, max_bytes=10**8, events=None):
+    key = load_or_create_key(tmp_path / "key", create=True)
+    cb = (lambda k, d: events.append((k, d))) if events is not None else (lambda k, d: None)
+    return Store(tmp_path / "store.db", Sealer(key), max_bytes, cb)
+
+
+def test_key_file_is_created_0600_and_payloads_are_not_plaintext(tmp_path):
+    store = make(tmp_path)
+    assert stat.S_IMODE(os.stat(tmp_path / "key").st_mode) == 0o600
+    store.put(RecordClass.TELEMETRY, [(encode_batch([observation(0)]), 1)], durable=False)
+    store.close()
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("store.db*"))
+    assert b"masimo-1" not in raw and b"MDC_PULS" not in raw
+
+
+def test_wrong_or_missing_or_open_key_is_a_clear_error(tmp_path):
+    make(tmp_path).close()
+    (tmp_path / "key").write_bytes(os.urandom(32))
+    with pytest.raises(KeyError_, match="does not open this store"):
+        make(tmp_path)
+    with pytest.raises(KeyError_, match="key file missing"):
+        load_or_create_key(tmp_path / "other", create=False)
+    os.chmod(tmp_path / "key", 0o644)
+    with pytest.raises(KeyError_, match="readable by others"):
+        load_or_create_key(tmp_path / "key", create=False)
+
+
+def test_priority_order_and_delete(tmp_path):
+    store = make(tmp_path)
+    tel = store.put(RecordClass.TELEMETRY, [(encode_batch([observation(0)]), 1)], durable=False)
+    alarm = store.put(RecordClass.ALARM, [(encode_batch([observation(1)]), 1)], durable=True)
+    assert [cls for _, cls, _ in store.pending(10)] == [RecordClass.ALARM, RecordClass.TELEMETRY]
+    store.delete(alarm + tel)
+    assert store.pending(10) == [] and store.payload_bytes == 0
+
+
+def test_budget_drops_oldest_telemetry_never_alarms(tmp_path):
+    events: list[tuple[str, str]] = []
+    store = make(tmp_path, max_bytes=20_000, events=events)
+    for i in range(5):
+        store.put(RecordClass.ALARM, [(encode_batch([observation(i)]), 1)], durable=True)
+    for i in range(200):
+        store.put(
+            RecordClass.TELEMETRY, [(encode_batch([observation(j) for j in range(i, i + 10)]), 10)], durable=False
+        )
+    s = store.stats()
+    assert s.payload_bytes <= 20_000
+    assert s.records["alarm"] == 5
+    assert s.dropped_records > 0 and s.dropped_records % 10 == 0
+    assert events and events[-1][0] == "records_dropped"
+    newest = decode_batch(store.pending(1000)[-1][2])
+    assert obs_id(newest[0]) == observation(199).obs_id  # the newest telemetry survived
+
+
+def test_corrupt_file_is_moved_aside_and_a_fresh_store_starts(tmp_path):
+    make(tmp_path).close()
+    (tmp_path / "store.db").write_bytes(b"this is not a database" * 100)
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"store.db{suffix}").unlink(missing_ok=True)
+    events: list[tuple[str, str]] = []
+    store = make(tmp_path, events=events)
+    assert events[0][0] == "store_corrupt"
+    aside = [p for p in os.listdir(tmp_path) if ".corrupt-" in p]
+    assert aside, os.listdir(tmp_path)
+    store.put(RecordClass.ALARM, [(encode_batch([observation(0)]), 1)], durable=True)
+    assert store.stats().schema_version == 1
+
+
+def test_survives_reopen(tmp_path):
+    store = make(tmp_path)
+    store.put(RecordClass.ALARM, [(encode_batch([observation(3)]), 1)], durable=True)
+    store.close()
+    store = make(tmp_path)
+    (row,) = store.pending(10)
+    assert obs_id(decode_batch(row[2])[0]) == observation(3).obs_id
