@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -22,6 +23,9 @@ from appliance.config import ConfigError, load_config
 from appliance.control import ControlError, request
 from appliance.decode import decode_stream
 from appliance.gateway import Gateway
+from appliance.model import to_json_line
+from appliance.queue import KeyError_, Sealer, Store, StoreError, load_or_create_key
+from appliance.queue.queue import export
 from appliance.registry import Registry, RegistryError
 from appliance.replay import ReplayError, replay
 from drivers.serial import CODECS
@@ -140,6 +144,36 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _open_store(args: argparse.Namespace) -> Store:
+    cfg = load_config(args.config).queue
+    if not cfg.path:
+        raise UsageError(f"{args.config}: queue.path: not set, so there is no store")
+    if not Path(cfg.path).exists():
+        raise UsageError(f"{cfg.path}: no store yet (the gateway creates it on first run)")
+    return Store(cfg.path, Sealer(load_or_create_key(cfg.key_path, create=False)), cfg.max_bytes)
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    try:
+        if args.queue_command == "stats":
+            s = store.stats()
+            print(json.dumps({
+                "rows": s.rows, "records": s.records, "payload_bytes": s.payload_bytes, "max_bytes": s.max_bytes,
+                "fill": round(s.fill, 4), "dropped_records": s.dropped_records, "file_bytes": s.file_bytes,
+                "schema_version": s.schema_version,
+            }, indent=1))  # fmt: skip
+        else:
+            count = 0
+            for record in export(store):
+                sys.stdout.write(to_json_line(record) + "\n")
+                count += 1
+            print(f"{store.path}: {count} records", file=sys.stderr)
+    finally:
+        store.close()
+    return EXIT_OK
+
+
 def cmd_alarm(args: argparse.Namespace) -> int:
     if args.socket:
         path = args.socket
@@ -216,6 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("file", nargs="?", default="-")
     rules.set_defaults(func=cmd_rules)
 
+    queue = sub.add_parser("queue", help="the store-and-forward queue: stats, export")
+    queue.add_argument("--config", required=True)
+    queue_sub = queue.add_subparsers(dest="queue_command", required=True)
+    queue_sub.add_parser("stats", help="rows, records, bytes and fill per class")
+    queue_sub.add_parser("export", help="every stored record as JSON lines, alarms first")
+    queue.set_defaults(func=cmd_queue)
+
     alarm = sub.add_parser("alarm", help="operator control of the running gateway's alarms")
     alarm.add_argument("--config", help="gateway config (for the control socket path)")
     alarm.add_argument("--socket", help="control socket path (instead of --config)")
@@ -257,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (ConfigError, UsageError, RuleError, ReplayError) as exc:
+    except (ConfigError, UsageError, RuleError, ReplayError, KeyError_, StoreError) as exc:
         _die(str(exc))
     except KeyboardInterrupt:
         return 130

@@ -146,6 +146,9 @@ class RecordQueue:
     async def flush(self) -> None:
         await self._commit_once()
 
+    async def checkpoint(self) -> None:
+        await self._in_thread(self.store.checkpoint)
+
     async def stats(self) -> StoreStats:
         result = await self._in_thread(self.store.stats)
         assert isinstance(result, StoreStats)

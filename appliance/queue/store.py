@@ -228,5 +228,9 @@ class Store:
         )
         return s
 
+    def checkpoint(self) -> None:
+        """Fold the WAL into the database file (also what SQLite does on close)."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def close(self) -> None:
         self._db.close()

@@ -1,0 +1,62 @@
+"""`bedside run` with the durable queue, then `bedside queue stats|export`."""
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.helpers import spawn, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "appliance.cli", *args], capture_output=True, timeout=60, check=False)
+
+
+def test_observations_land_in_the_encrypted_store_and_export(bench):
+    tmp, procs = bench
+    cfg = tmp / "gateway.toml"
+    cfg.write_text(
+        f"""
+[gateway]
+bed_id = "ICU-8"
+registry_path = "{tmp / "registry.json"}"
+[queue]
+path = "{tmp / "store.db"}"
+key_path = "{tmp / "store.key"}"
+commit_interval_ms = 50
+[[devices]]
+id = "masimo-1"
+protocol = "masimo"
+port = "{tmp / "masimo0"}"
+reopen_min_s = 0.1
+reopen_max_s = 0.5
+"""
+    )
+    gateway = spawn("run", "--config", str(cfg))
+    procs.append(gateway)
+    procs.append(spawn("hil", "simulate", "masimo", "--port", str(tmp / "masimo0"), "--rate", "8"))
+
+    def telemetry():
+        res = cli("queue", "--config", str(cfg), "stats")
+        return json.loads(res.stdout)["records"].get("telemetry", 0) if res.returncode == 0 else 0
+
+    assert wait_until(lambda: telemetry() >= 50, 30)
+    gateway.send_signal(signal.SIGTERM)
+    assert gateway.wait(10) == 0
+    res = cli("queue", "--config", str(cfg), "export")
+    assert res.returncode == 0, res.stderr
+    rows = [json.loads(x) for x in res.stdout.splitlines()]
+    obs = [r for r in rows if r["type"] == "observation"]
+    assert len(obs) >= 50 and {o["bed_id"] for o in obs} == {"ICU-8"}
+    assert {o["code"] for o in obs} >= {150456, 149530}
+    assert len({o["obs_id"] for o in obs}) == len(obs)
+    assert b"masimo-1" not in (tmp / "store.db").read_bytes()
+
+    (tmp / "store.key").unlink()
+    res = cli("run", "--config", str(cfg))
+    assert res.returncode == 2
+    assert b"key file missing for an existing store" in res.stderr and b"Traceback" not in res.stderr
