@@ -12,10 +12,10 @@ from appliance.gateway import Gateway
 from appliance.model import AlarmEvent, Observation
 from appliance.sdnotify import Notifier
 from appliance.sinks import JsonlSink
-from drivers.serial.transport import MemoryStream, PortSettings
 from rules.engine import Ack
 from rules.outputs import MemoryOutput
 from rules.spec import parse_rules
+from tests.appliance.test_gateway import Streams
 from tests.rules.test_engine import obs
 
 RULES = parse_rules(
@@ -65,15 +65,6 @@ def test_operator_ack_through_the_circuit():
     assert circuit.alarms()[0]["state"] == "acknowledged"
 
 
-class Streams:
-    def __init__(self) -> None:
-        self.stream: MemoryStream | None = None
-
-    async def __call__(self, settings: PortSettings) -> MemoryStream:
-        self.stream = MemoryStream()
-        return self.stream
-
-
 def gateway(tmp_path, out):
     cfg = parse_config(
         f"""
@@ -97,14 +88,14 @@ async def measure(gw, streams, out, n=40):
     """Seconds from bytes arriving to the output call, for n alarm onsets."""
     latencies = []
     for i in range(n):
-        assert streams.stream is not None
+        assert streams.by_port.get("/dev/fake") is not None
         before = len(out.events)
         t0 = time.perf_counter()
-        streams.stream.push(line(80, i % 60))
+        streams.by_port["/dev/fake"].push(line(80, i % 60))
         while len(out.events) == before:
             await asyncio.sleep(0)
         latencies.append(out.events[-1][0] - t0)
-        streams.stream.push(line(97, i % 60))
+        streams.by_port["/dev/fake"].push(line(97, i % 60))
         while out.events[-1][1].state != "cleared":
             await asyncio.sleep(0)
     return latencies
@@ -124,9 +115,9 @@ async def test_alarm_reaches_the_output_in_the_same_turn_as_the_observation(tmp_
     gw.subscribers.append(after_circuit)
     stop = asyncio.Event()
     task = asyncio.create_task(gw.run(stop))
-    while streams.stream is None:
+    while streams.by_port.get("/dev/fake") is None:
         await asyncio.sleep(0.01)
-    streams.stream.push(line(80, 1))
+    streams.by_port["/dev/fake"].push(line(80, 1))
     while not order:
         await asyncio.sleep(0.01)
     assert order == ["alarm already out"]
@@ -139,7 +130,7 @@ async def test_blocked_disk_does_not_change_alarm_latency(tmp_path, monkeypatch)
     gw, streams = gateway(tmp_path, out)
     stop = asyncio.Event()
     task = asyncio.create_task(gw.run(stop))
-    while streams.stream is None:
+    while streams.by_port.get("/dev/fake") is None:
         await asyncio.sleep(0.01)
     free = await measure(gw, streams, out)
     # Now every write of the record sink hangs, as on a dead SD card.

@@ -44,3 +44,8 @@ def bench(tmp_path):
         for stream in (p.stdout, p.stderr):
             if stream:
                 stream.close()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[bytes]:
+    """Run `bedside` to completion, capturing output."""
+    return subprocess.run([sys.executable, "-m", "appliance.cli", *args], capture_output=True, timeout=60, check=False)

@@ -4,19 +4,13 @@ against a simulated oximeter on a pty; operated with `bedside alarm`."""
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.integration.helpers import records, spawn, wait_until
+from tests.integration.helpers import cli, records, spawn, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "appliance.cli", *args], capture_output=True, timeout=30, check=False)
 
 
 def test_alarm_raised_listed_acknowledged_and_cleared(bench):

@@ -2,18 +2,12 @@
 
 import json
 import signal
-import subprocess
-import sys
 
 import pytest
 
-from tests.integration.helpers import spawn, wait_until
+from tests.integration.helpers import cli, spawn, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "appliance.cli", *args], capture_output=True, timeout=60, check=False)
 
 
 def test_observations_land_in_the_encrypted_store_and_export(bench):
