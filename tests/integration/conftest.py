@@ -1,3 +1,19 @@
-from tests.integration.helpers import bench
+import pytest
 
-__all__ = ["bench"]
+from tests.integration.helpers import bench
+from tests.integration.mosquitto import Broker, Pki, make_pki
+
+__all__ = ["bench", "broker", "pki"]
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def broker(tmp_path, pki):
+    b = Broker(tmp_path, pki)
+    b.start()
+    yield b
+    b.stop()

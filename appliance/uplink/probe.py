@@ -1,0 +1,76 @@
+"""A time-bounded MQTT 5 CONNECT over TLS, to tell "broker up and we are
+accepted" from every way of being refused.
+
+gmqtt alone cannot tell these apart: with TLS 1.3 the broker checks the client
+certificate after the handshake has completed on the client's side, so a
+refused certificate looks like a connection that never answers, and gmqtt
+reconnects forever. The probe bounds the whole exchange and names the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = ["ProbeResult", "connect_packet", "probe"]
+
+MQTT_V5: Final = 5
+CONNACK: Final = 0x20
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def connect_packet(client_id: str, keepalive_s: int = 30) -> bytes:
+    cid = client_id.encode()
+    variable = b"\x00\x04MQTT" + bytes([MQTT_V5, 0x02]) + struct.pack("!H", keepalive_s) + _varint(0)
+    payload = struct.pack("!H", len(cid)) + cid
+    body = variable + payload
+    return bytes([0x10]) + _varint(len(body)) + body
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    ok: bool
+    reason: str
+
+
+async def probe(
+    host: str, port: int, ctx: ssl.SSLContext, server_hostname: str, client_id: str, *, timeout_s: float = 5.0
+) -> ProbeResult:
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(timeout_s):
+            reader, writer = await asyncio.open_connection(host, port, ssl=ctx, server_hostname=server_hostname)
+            writer.write(connect_packet(client_id))
+            await writer.drain()
+            head = await reader.readexactly(2)
+            if head[0] != CONNACK:
+                return ProbeResult(False, f"unexpected reply 0x{head[0]:02x} to CONNECT")
+            body = await reader.readexactly(head[1])
+            code = body[1]
+            if code != 0:
+                return ProbeResult(False, f"CONNACK refused the connection, reason code 0x{code:02x}")
+            return ProbeResult(True, "connected")
+    except ssl.SSLCertVerificationError as exc:
+        return ProbeResult(False, f"broker certificate not trusted: {exc.verify_message}")
+    except ssl.SSLError as exc:
+        return ProbeResult(False, f"TLS refused: {exc.reason or exc}")
+    except TimeoutError:
+        return ProbeResult(False, f"no CONNACK within {timeout_s:g} s (client certificate refused?)")
+    except (asyncio.IncompleteReadError, ConnectionError) as exc:
+        return ProbeResult(False, f"broker closed the connection ({type(exc).__name__}): client certificate refused?")
+    except OSError as exc:
+        return ProbeResult(False, f"cannot reach {host}:{port}: {exc.strerror or exc}")
+    finally:
+        if writer is not None:
+            writer.close()

@@ -1,0 +1,108 @@
+"""A real Mosquitto broker on loopback with mutual TLS 1.3, and a test PKI.
+
+`require_certificate true`, `use_identity_as_username true` (the client
+certificate's CN is the MQTT user name) and an ACL so a gateway may publish only
+under `bedside/v1/<its id>/`. The PKI is generated fresh with `cryptography`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.uplink.pki import issue, make_ca, write_key, write_pem
+from appliance.uplink.tls import TlsFiles
+
+
+@dataclass(frozen=True)
+class Pki:
+    dir: Path
+    ca: str
+
+    def client(self, name: str) -> TlsFiles:
+        return TlsFiles(self.ca, str(self.dir / f"{name}.pem"), str(self.dir / f"{name}.key"))
+
+
+def make_pki(directory: Path) -> Pki:
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = make_ca("Bedside Test CA")
+    write_pem(directory / "ca.pem", ca.cert)
+    broker = issue(ca, "localhost", server=True, hosts=("localhost", "127.0.0.1"))
+    write_pem(directory / "broker.pem", broker.cert)
+    write_key(directory / "broker.key", broker.key)
+    for name in ("gw-1", "gw-2", "tail"):
+        leaf = issue(ca, name)
+        write_pem(directory / f"{name}.pem", leaf.cert)
+        write_key(directory / f"{name}.key", leaf.key)
+    expired = issue(ca, "gw-old", valid_from=dt.datetime.now(dt.UTC) - dt.timedelta(days=30), valid_days=1)
+    write_pem(directory / "expired.pem", expired.cert)
+    write_key(directory / "expired.key", expired.key)
+    rogue_ca = make_ca("Rogue CA")
+    rogue = issue(rogue_ca, "gw-1")
+    write_pem(directory / "rogue.pem", rogue.cert)
+    write_key(directory / "rogue.key", rogue.key)
+    return Pki(directory, str(directory / "ca.pem"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Broker:
+    def __init__(self, directory: Path, pki: Pki) -> None:
+        self.dir = directory
+        self.pki = pki
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def config(self) -> Path:
+        acl = self.dir / "acl"
+        acl.write_text("user tail\ntopic read bedside/#\n\npattern readwrite bedside/v1/%u/#\n")
+        conf = self.dir / "mosquitto.conf"
+        conf.write_text(
+            f"""
+user root
+persistence false
+log_dest stderr
+allow_anonymous false
+listener {self.port} 127.0.0.1
+cafile {self.pki.ca}
+certfile {self.pki.dir / "broker.pem"}
+keyfile {self.pki.dir / "broker.key"}
+require_certificate true
+use_identity_as_username true
+tls_version tlsv1.3
+acl_file {acl}
+"""
+        )
+        return conf
+
+    def start(self) -> None:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen([exe, "-c", str(self.config())], stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    "mosquitto exited: " + (self.proc.stderr.read().decode() if self.proc.stderr else "")
+                )
+            time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start listening")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            if self.proc.stderr:
+                self.proc.stderr.close()
+            self.proc = None
