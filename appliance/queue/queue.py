@@ -154,9 +154,14 @@ class RecordQueue:
         assert isinstance(result, StoreStats)
         return result
 
-    def close(self) -> None:
-        self._executor.submit(self.store.close).result()
-        self._executor.shutdown()
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Close the store; a store stuck on a dead disk is abandoned after the timeout
+        (what was committed is safe; SQLite recovers the WAL on the next open)."""
+        try:
+            self._executor.submit(self.store.close).result(timeout=timeout_s)
+        except concurrent.futures.TimeoutError:
+            log.error("store %s did not close within %.1f s; abandoning it", self.settings.path, timeout_s)
+        self._executor.shutdown(wait=False)
 
 
 def export(store: Store) -> Iterator[Record]:

@@ -1,4 +1,7 @@
-"""The alarm circuit inside the gateway: same-turn delivery, failover, blocked disk."""
+"""The alarm circuit inside the gateway: same-turn delivery, failover, blocked disk.
+
+There is no uplink yet (its issue), so "broker down" is the only state it can be in.
+"""
 
 import asyncio
 import statistics
@@ -10,6 +13,7 @@ from appliance.alarms import AlarmCircuit
 from appliance.config import parse_config
 from appliance.gateway import Gateway
 from appliance.model import AlarmEvent, Observation
+from appliance.queue.store import Store
 from appliance.sdnotify import Notifier
 from appliance.sinks import JsonlSink
 from rules.engine import Ack
@@ -74,6 +78,10 @@ registry_path = "{tmp_path / "registry.json"}"
 max_clock_skew_s = 86400
 [sink]
 jsonl_path = "{tmp_path / "out.jsonl"}"
+[queue]
+path = "{tmp_path / "store.db"}"
+key_path = "{tmp_path / "store.key"}"
+commit_interval_ms = 20
 [[devices]]
 id = "m1"
 protocol = "masimo"
@@ -133,9 +141,14 @@ async def test_blocked_disk_does_not_change_alarm_latency(tmp_path, monkeypatch)
     while streams.by_port.get("/dev/fake") is None:
         await asyncio.sleep(0.01)
     free = await measure(gw, streams, out)
-    # Now every write of the record sink hangs, as on a dead SD card.
+    assert gw.queue is not None
+    await gw.queue.flush()
+    stored = (await gw.queue.stats()).records
+    assert stored.get("alarm", 0) >= 40  # alarms really reached the durable store
+    # Now every write of the store and of the record sink hangs, as on a dead SD card.
     release = threading.Event()
     monkeypatch.setattr(JsonlSink, "_write", lambda self, lines: release.wait())
+    monkeypatch.setattr(Store, "put", lambda self, *a, **k: release.wait())
     blocked = await measure(gw, streams, out)
     assert all(isinstance(e, AlarmEvent) for _, e in out.events)
     ratio = statistics.median(blocked) / statistics.median(free)
