@@ -146,6 +146,14 @@ class RecordQueue:
     async def flush(self) -> None:
         await self._commit_once()
 
+    async def outbox(self, limit: int, exclude: frozenset[int]) -> list[tuple[int, RecordClass, int, bytes]]:
+        result = await self._in_thread(self.store.outbox, limit, exclude)
+        assert isinstance(result, list)
+        return result
+
+    async def delete(self, ids: list[int]) -> None:
+        await self._in_thread(self.store.delete, ids)
+
     async def checkpoint(self) -> None:
         await self._in_thread(self.store.checkpoint)
 

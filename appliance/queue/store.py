@@ -201,6 +201,15 @@ class Store:
         ).fetchall()
         return [(i, RecordClass(c), self._sealer.open(p, bytes([c]))) for i, c, p in rows]
 
+    def outbox(self, limit: int, exclude: frozenset[int]) -> list[tuple[int, RecordClass, int, bytes]]:
+        """Rows for the uplink: (id, class, created_ms, payload), alarms first, skipping in-flight ids."""
+        # "NOT IN (NULL)" matches nothing in SQL, so an empty exclusion drops the clause.
+        where = f"WHERE id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
+        rows = self._db.execute(
+            f"SELECT id, cls, created_ms, payload FROM records {where} ORDER BY cls, id LIMIT ?", (*exclude, limit)
+        ).fetchall()
+        return [(i, RecordClass(c), t, self._sealer.open(p, bytes([c]))) for i, c, t, p in rows]
+
     def iter_all(self, chunk: int = 500) -> Iterator[tuple[int, RecordClass, bytes]]:
         cur = self._db.execute("SELECT id, cls, payload FROM records ORDER BY cls, id")
         while rows := cur.fetchmany(chunk):

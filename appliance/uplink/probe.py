@@ -10,6 +10,7 @@ reconnects forever. The probe bounds the whole exchange and names the reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import struct
 from dataclasses import dataclass
@@ -74,3 +75,6 @@ async def probe(
     finally:
         if writer is not None:
             writer.close()
+            # Wait for the TLS close to finish, or the socket outlives the probe.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)

@@ -1,0 +1,218 @@
+"""The uplink: drain the store to an MQTT 5 broker over mutual TLS 1.3.
+
+A row leaves the store only after the broker's PUBACK for it (success reason
+code). Alarm rows go first (the store hands them out first). At most `window`
+publishes are in flight, never more than the broker's Receive Maximum. Every
+connect is time-bounded and preceded by a probe that names refusals; failures
+back off exponentially with jitter up to 60 s and are reported as `uplink_down`
+(with the outage's duration when it ends). Bad TLS material keeps the uplink
+off (fail closed) while the gateway runs on.
+
+gmqtt is used with its own reconnect and QoS replay switched off: the store is
+the only source of truth, and a fresh client per connection avoids replaying
+stale packets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import cbor2
+import gmqtt
+
+from appliance.model import TechnicalEvent
+from appliance.queue.queue import RecordQueue
+from appliance.queue.store import RecordClass
+from appliance.uplink.probe import probe
+from appliance.uplink.tls import TlsFiles, UplinkTlsError, client_context, preflight
+from drivers.backoff import Backoff
+
+__all__ = ["PAYLOAD_VERSION", "Uplink", "UplinkSettings"]
+
+log = logging.getLogger(__name__)
+PAYLOAD_VERSION: Final = 1
+PUBACK_OK: Final = frozenset({0x00, 0x10})  # success, no matching subscribers
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkSettings:
+    host: str
+    port: int
+    server_hostname: str
+    gateway_id: str
+    tls: TlsFiles
+    connect_timeout_s: float = 10.0
+    keepalive_s: int = 30
+    window: int = 64
+    backoff_min_s: float = 0.5
+    backoff_max_s: float = 60.0
+
+    def topic(self, leaf: str) -> str:
+        return f"bedside/v1/{self.gateway_id}/{leaf}"
+
+
+class _Refused(Exception):
+    """The broker refused a publish (e.g. ACL): the row stays in the store."""
+
+
+class _AckClient(gmqtt.Client):  # type: ignore[misc]
+    """gmqtt client that reports each PUBACK with its MQTT 5 reason code."""
+
+    def __init__(self, client_id: str, **kwargs: Any) -> None:
+        super().__init__(client_id, **kwargs)
+        self.acks: dict[int, asyncio.Future[int]] = {}
+        handler = self._package_handler
+        original = handler._handle_puback_packet
+
+        def on_puback(cmd: int, packet: bytes) -> None:
+            (mid,) = struct.unpack("!H", packet[:2])
+            code = packet[2] if len(packet) > 2 else 0
+            original(cmd, packet)
+            fut = self.acks.pop(mid, None)
+            if fut is not None and not fut.done():
+                fut.set_result(code)
+
+        # gmqtt looks handlers up by attribute name: an instance attribute wins.
+        handler._handle_puback_packet = on_puback
+
+    def publish_tracked(self, topic: str, payload: bytes, retain: bool = False) -> asyncio.Future[int]:
+        message = gmqtt.Message(topic, payload, qos=1, retain=retain)
+        mid, package = self._connection.publish(message)
+        self._persistent_storage.push_message(mid, package)
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.acks[mid] = fut
+        return fut
+
+    def fail_all(self, exc: BaseException) -> None:
+        for fut in self.acks.values():
+            if not fut.done():
+                fut.set_exception(exc)
+                fut.exception()  # mark retrieved: nobody may be waiting on it any more
+        self.acks.clear()
+
+
+async def _close(client: Any) -> None:
+    """Disconnect politely if the link is up, and always release the socket: a
+    gateway reconnecting for days must not leak a file descriptor per attempt."""
+    with contextlib.suppress(Exception):
+        client.stop_reconnect()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.disconnect(), 2)
+    connection = getattr(client, "_connection", None)
+    if connection is not None:
+        with contextlib.suppress(Exception):
+            await connection.close()
+
+
+class Uplink:
+    def __init__(self, settings: UplinkSettings, queue: RecordQueue, report: Callable[[TechnicalEvent], None]) -> None:
+        self.settings = settings
+        self.queue = queue
+        self._report = report
+        self._backoff = Backoff(settings.backoff_min_s, settings.backoff_max_s)
+        self.connected = False
+        self.down_since: float | None = None
+        self.sent_rows = 0
+        self._seq = 0
+
+    def _down(self, reason: str) -> None:
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            self._report(TechnicalEvent("gateway", "uplink_down", detail=reason))
+            log.warning("uplink down: %s", reason)
+
+    def _up(self) -> None:
+        if self.down_since is not None:
+            outage = time.monotonic() - self.down_since
+            self._report(TechnicalEvent("gateway", "uplink_down", active=False, detail=f"down for {outage:.1f} s"))
+        self.down_since = None
+        self._backoff.reset()
+
+    async def run(self) -> None:
+        s = self.settings
+        self._down("not connected yet")
+        while True:
+            try:
+                preflight(s.tls)
+                ctx = client_context(s.tls)
+            except UplinkTlsError as exc:
+                # Fail closed: no connection without valid material; re-check later (it may be renewed).
+                self._down(f"uplink disabled: {exc}")
+                await asyncio.sleep(s.backoff_max_s)
+                continue
+            result = await probe(s.host, s.port, ctx, s.server_hostname, s.gateway_id, timeout_s=s.connect_timeout_s)
+            if not result.ok:
+                self._down(result.reason)
+                await asyncio.sleep(self._backoff.next())
+                continue
+            try:
+                await self._session(ctx)
+            except (OSError, TimeoutError, ConnectionError, _Refused, gmqtt.mqtt.handler.MQTTConnectError) as exc:
+                self._down(f"{type(exc).__name__}: {exc}")
+            self.connected = False
+            await asyncio.sleep(self._backoff.next())
+
+    async def _session(self, ctx: Any) -> None:
+        s = self.settings
+        will = gmqtt.Message(s.topic("status"), b"offline", qos=1, retain=True)
+        client = _AckClient(s.gateway_id, will_message=will, clean_session=True)
+        client.set_config({"reconnect_retries": 0})
+        lost = asyncio.Event()
+        client.on_disconnect = lambda *args, **kw: lost.set()
+        try:
+            async with asyncio.timeout(s.connect_timeout_s):
+                await client.connect(s.host, s.port, ssl=ctx, keepalive=s.keepalive_s)
+            self.connected = True
+            connected_ms = int(time.time() * 1000)
+            self._up()
+            await client.publish_tracked(s.topic("status"), b"online", retain=True)
+            await self._drain(client, lost, connected_ms)
+        finally:
+            client.fail_all(ConnectionError("connection closed"))
+            await _close(client)
+
+    async def _drain(self, client: _AckClient, lost: asyncio.Event, connected_ms: int) -> None:
+        s = self.settings
+        receive_max = client._package_handler._connack_properties.get("receive_maximum", [65535])
+        window = max(1, min(s.window, receive_max[0] if isinstance(receive_max, list) else receive_max))
+        in_flight: dict[asyncio.Future[int], int] = {}
+        while not lost.is_set():
+            room = window - len(in_flight)
+            if room > 0:
+                rows = await self.queue.outbox(room, frozenset(in_flight.values()))
+                for row_id, cls, created_ms, payload in rows:
+                    self._seq += 1
+                    envelope = cbor2.dumps(
+                        {
+                            "v": PAYLOAD_VERSION,
+                            "gw": s.gateway_id,
+                            "seq": self._seq,
+                            "cls": int(cls),
+                            "replay": created_ms < connected_ms,
+                            "batch": payload,
+                        }
+                    )
+                    leaf = "alarms" if cls is RecordClass.ALARM else "telemetry"
+                    in_flight[client.publish_tracked(s.topic(leaf), envelope)] = row_id
+            if not in_flight:
+                await asyncio.sleep(0.05)  # idle: poll the store for new rows
+                continue
+            done, _ = await asyncio.wait(list(in_flight), timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            acked = []
+            for fut in done:
+                row_id = in_flight.pop(fut)
+                code = fut.result()  # raises ConnectionError when the link dropped
+                if code not in PUBACK_OK:
+                    raise _Refused(f"broker refused row {row_id}: PUBACK reason 0x{code:02x}")
+                acked.append(row_id)
+            if acked:
+                await self.queue.delete(acked)
+                self.sent_rows += len(acked)
+        raise ConnectionError("broker connection lost")

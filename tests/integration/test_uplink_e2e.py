@@ -1,0 +1,124 @@
+"""Store -> uplink -> real Mosquitto (mTLS 1.3) -> a subscriber: nothing lost."""
+
+import asyncio
+from typing import Any
+
+import cbor2
+import gmqtt
+import pytest
+
+from appliance.model import AlarmEvent, Observation, TechnicalEvent
+from appliance.queue.queue import QueueSettings, RecordQueue
+from appliance.queue.records import decode_batch
+from appliance.uplink.client import Uplink, UplinkSettings
+from appliance.uplink.client import _close as close_client
+from appliance.uplink.tls import client_context
+from tests.appliance.queue.test_queue import ALARM
+from tests.appliance.queue.test_records import observation
+
+pytestmark = pytest.mark.integration
+
+
+class Subscriber:
+    """A consumer with its own certificate (CN=tail, read-only by ACL)."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, dict[str, Any]]] = []
+        self.client = gmqtt.Client("tail-test")
+
+        def on_message(client, topic, payload, qos, properties):
+            if not topic.endswith("/status"):
+                self.received.append((topic, cbor2.loads(payload)))
+            return 0
+
+        self.client.on_message = on_message
+
+    async def start(self, broker, pki) -> None:
+        await self.client.connect("127.0.0.1", broker.port, ssl=client_context(pki.client("tail")))
+        self.client.subscribe("bedside/#", qos=1)
+        await asyncio.sleep(0.2)
+
+    def records(self):
+        out = []
+        for topic, env in self.received:
+            if topic.endswith("/status"):
+                continue
+            out.extend(decode_batch(env["batch"]))
+        return out
+
+    async def stop(self) -> None:
+        await close_client(self.client)
+
+
+async def wait_for(predicate, timeout=20.0):
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def system(tmp_path, broker, pki):
+    reports: list[TechnicalEvent] = []
+    queue = RecordQueue(
+        QueueSettings(str(tmp_path / "q.db"), str(tmp_path / "q.key"), commit_interval_ms=20), reports.append
+    )
+    settings = UplinkSettings("127.0.0.1", broker.port, "localhost", "gw-1", pki.client("gw-1"),
+                              connect_timeout_s=3, backoff_min_s=0.1, backoff_max_s=1.0)  # fmt: skip
+    uplink = Uplink(settings, queue, reports.append)
+    tasks = [asyncio.create_task(queue.run()), asyncio.create_task(uplink.run())]
+    sub = Subscriber()
+    await sub.start(broker, pki)
+    yield queue, uplink, sub, reports
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await sub.stop()
+    queue.close()
+
+
+async def test_end_to_end_values_intact_alarms_first_store_emptied(system):
+    queue, uplink, sub, reports = system
+    for i in range(300):
+        queue.offer(observation(i, 90.0 + i % 7))
+    queue.offer(ALARM)
+    await wait_for(lambda: len([r for r in sub.records() if isinstance(r, Observation)]) >= 300)
+    got = sub.records()
+    assert sorted(o.obs_id for o in got if isinstance(o, Observation)) == sorted(
+        observation(i).obs_id for i in range(300)
+    )
+    sent = {observation(i, 90.0 + i % 7).obs_id: observation(i, 90.0 + i % 7) for i in range(300)}
+    for o in got:
+        if isinstance(o, Observation):
+            assert (o.value, o.code, o.unit, o.time) == (sent[o.obs_id].value, sent[o.obs_id].code,
+                                                         sent[o.obs_id].unit, sent[o.obs_id].time)  # fmt: skip
+    assert any(isinstance(r, AlarmEvent) for r in got)
+    await wait_for(lambda: uplink.sent_rows >= 2)
+    await asyncio.sleep(0.2)
+    assert (await queue.stats()).records == {}
+    assert ("uplink_down", False) in [(r.kind, r.active) for r in reports]
+
+
+async def test_broker_restart_loses_nothing_and_alarms_go_first(system, broker):
+    queue, uplink, sub, _reports = system
+    for i in range(100):
+        queue.offer(observation(i))
+    await wait_for(lambda: len(sub.records()) >= 100)
+    broker.stop()
+    await sub.stop()
+    for i in range(100, 400):
+        queue.offer(observation(i))
+    queue.offer(ALARM)
+    await asyncio.sleep(1.5)
+    assert uplink.down_since is not None
+    stored = (await queue.stats()).records
+    assert stored.get("alarm") == 1 and stored.get("telemetry", 0) >= 300
+    broker.start()  # same port, same PKI
+    sub2 = Subscriber()
+    await wait_for(lambda: broker.proc is not None)
+    await sub2.start(broker, broker.pki)
+    await wait_for(lambda: len([r for r in sub2.records() if isinstance(r, Observation)]) >= 300, 30)
+    first = next(r for r in sub2.records())
+    assert isinstance(first, AlarmEvent)  # the backlog's alarm was delivered first
+    ids = {r.obs_id for r in sub.records() + sub2.records() if isinstance(r, Observation)}
+    assert ids == {observation(i).obs_id for i in range(400)}
+    await sub2.stop()
