@@ -28,6 +28,7 @@ __all__ = [
     "QueueConfig",
     "SinkConfig",
     "SupervisorConfig",
+    "UplinkConfig",
     "load_config",
     "parse_config",
 ]
@@ -104,6 +105,20 @@ class QueueConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class UplinkConfig:
+    # MQTT 5 broker over mutual TLS 1.3; empty host = offline (no uplink).
+    host: str = _f("")
+    port: int = _f(8883, min=1, max=65535)
+    server_hostname: str = _f("")  # name in the broker's certificate; default: host
+    gateway_id: str = _f("")  # must equal the CN of the client certificate (the broker's ACL user)
+    ca_path: str = _f("")
+    cert_path: str = _f("")
+    key_path: str = _f("")
+    connect_timeout_s: float = _f(10.0, min=1.0, max=120.0)
+    window: int = _f(64, min=1, max=65535)
+
+
+@dataclass(frozen=True, slots=True)
 class AlarmsConfig:
     # Rule file; empty = the packaged default adult set (rules/default_adult.toml).
     rules_path: str = _f("")
@@ -142,6 +157,7 @@ class Config:
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     sink: SinkConfig = field(default_factory=SinkConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
+    uplink: UplinkConfig = field(default_factory=UplinkConfig)
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     arbiter: ArbiterConfig = field(default_factory=ArbiterConfig)
     devices: tuple[DeviceConfig, ...] = ()
@@ -237,6 +253,13 @@ def _cross_checks(config: Config, fail: typing.Callable[[str, str], typing.NoRet
         fail("supervisor.restart_max_s", "must not be below restart_min_s")
     if config.queue.path and not config.queue.key_path:
         fail("queue.key_path", "required when queue.path is set (payloads are always encrypted)")
+    up = config.uplink
+    if up.host:
+        if not config.queue.path:
+            fail("uplink.host", "the uplink drains the store: set queue.path too")
+        for key in ("gateway_id", "ca_path", "cert_path", "key_path"):
+            if not getattr(up, key):
+                fail(f"uplink.{key}", "required when uplink.host is set")
     seen_ids: set[str] = set()
     seen_ports: set[str] = set()
     for i, dev in enumerate(config.devices):

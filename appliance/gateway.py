@@ -29,6 +29,8 @@ from appliance.registry import Registry
 from appliance.sdnotify import Notifier
 from appliance.sinks import JsonlSink, Sink
 from appliance.supervisor import Supervisor
+from appliance.uplink.client import Uplink, UplinkSettings
+from appliance.uplink.tls import TlsFiles
 from drivers.serial import make_codec
 from drivers.serial.link import LinkTiming, Opener, SerialLink, open_serial
 from drivers.serial.transport import PortSettings
@@ -112,6 +114,17 @@ class Gateway:
                 self.publish,
             )
             self.sinks.append(self.queue)
+        self.uplink: Uplink | None = None
+        up = config.uplink
+        if up.host and self.queue is not None:
+            self.uplink = Uplink(
+                UplinkSettings(
+                    up.host, up.port, up.server_hostname or up.host, up.gateway_id,
+                    TlsFiles(up.ca_path, up.cert_path, up.key_path), up.connect_timeout_s, window=up.window,
+                ),
+                self.queue,
+                self.publish,
+            )  # fmt: skip
         self.counts: Counter[str] = Counter()
         alarms = config.alarms
         self.alarms = AlarmCircuit(
@@ -214,7 +227,8 @@ class Gateway:
 
     def status_line(self) -> str:
         up = sum(1 for link in self.links.values() if link.connected)
-        return f"{up}/{len(self.links)} links connected, {self.counts['observation']} observations"
+        uplink = "offline" if self.uplink is None else ("up" if self.uplink.connected else "down")
+        return f"{up}/{len(self.links)} links connected, {self.counts['observation']} observations, uplink {uplink}"
 
     async def _status(self) -> None:
         while True:
@@ -229,6 +243,8 @@ class Gateway:
         for dev_id, link in self.links.items():
             supervisor.start(f"link:{dev_id}", link.run, dev_id)
         supervisor.start("registry", self._watch_registry)
+        if self.uplink is not None:
+            supervisor.start("uplink", self.uplink.run)
         self.alarms.self_test()
         supervisor.start("alarms", self.alarms.run)
         if self.config.alarms.control_socket:

@@ -121,10 +121,15 @@ class Uplink:
         self.down_since: float | None = None
         self.sent_rows = 0
         self._seq = 0
+        self._reason = ""
 
     def _down(self, reason: str) -> None:
+        # One event per outage and per change of reason: retries with the same
+        # cause stay quiet, a new cause (e.g. now the certificate expired) is said.
         if self.down_since is None:
             self.down_since = time.monotonic()
+        if reason != self._reason:
+            self._reason = reason
             self._report(TechnicalEvent("gateway", "uplink_down", detail=reason))
             log.warning("uplink down: %s", reason)
 
@@ -133,11 +138,12 @@ class Uplink:
             outage = time.monotonic() - self.down_since
             self._report(TechnicalEvent("gateway", "uplink_down", active=False, detail=f"down for {outage:.1f} s"))
         self.down_since = None
+        self._reason = ""
         self._backoff.reset()
 
     async def run(self) -> None:
         s = self.settings
-        self._down("not connected yet")
+        self.down_since = time.monotonic()  # down until the first connect succeeds
         while True:
             try:
                 preflight(s.tls)

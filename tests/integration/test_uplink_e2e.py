@@ -122,3 +122,26 @@ async def test_broker_restart_loses_nothing_and_alarms_go_first(system, broker):
     ids = {r.obs_id for r in sub.records() + sub2.records() if isinstance(r, Observation)}
     assert ids == {observation(i).obs_id for i in range(400)}
     await sub2.stop()
+
+
+async def test_publishing_under_another_id_is_refused_and_nothing_is_deleted(tmp_path, broker, pki):
+    reports: list[TechnicalEvent] = []
+    queue = RecordQueue(QueueSettings(str(tmp_path / "q.db"), str(tmp_path / "q.key")), reports.append)
+    # gw-2's certificate, but claiming to be gw-1: the ACL only lets gw-2 write under gw-2.
+    settings = UplinkSettings(
+        "127.0.0.1", broker.port, "localhost", "gw-1", pki.client("gw-2"), connect_timeout_s=3,
+        backoff_min_s=0.2, backoff_max_s=0.5,
+    )  # fmt: skip
+    uplink = Uplink(settings, queue, reports.append)
+    tasks = [asyncio.create_task(queue.run()), asyncio.create_task(uplink.run())]
+    try:
+        for i in range(20):
+            queue.offer(observation(i))
+        await wait_for(lambda: any("PUBACK reason 0x87" in r.detail for r in reports), 15)
+        assert uplink.sent_rows == 0
+        assert (await queue.stats()).records.get("telemetry") == 20
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        queue.close()
