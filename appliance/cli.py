@@ -28,6 +28,7 @@ from appliance.queue import KeyError_, Sealer, Store, StoreError, load_or_create
 from appliance.queue.queue import export
 from appliance.registry import Registry, RegistryError
 from appliance.replay import ReplayError, replay
+from appliance.uplink.tls import TlsFiles, UplinkTlsError
 from drivers.serial import CODECS
 from rules.spec import RuleError, load_rules
 
@@ -174,6 +175,35 @@ def cmd_queue(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_uplink(args: argparse.Namespace) -> int:
+    from appliance.uplink.tail import tail
+
+    up = load_config(args.config).uplink
+    if not up.host:
+        raise UsageError(f"{args.config}: uplink.host: not set, so there is no broker to tail")
+    tls = TlsFiles(up.ca_path, args.cert or up.cert_path, args.key or up.key_path)
+    try:
+        n = asyncio.run(
+            tail(
+                up.host,
+                up.port,
+                up.server_hostname or up.host,
+                tls,
+                sys.stdout,
+                gateway=args.gateway,
+                count=args.count,
+                duration_s=args.duration,
+            )
+        )
+    except UplinkTlsError as exc:
+        raise UsageError(str(exc)) from None
+    except (OSError, TimeoutError) as exc:
+        print(f"bedside: cannot subscribe at {up.host}:{up.port}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"{n} records", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_alarm(args: argparse.Namespace) -> int:
     if args.socket:
         path = args.socket
@@ -256,6 +286,17 @@ def build_parser() -> argparse.ArgumentParser:
     queue_sub.add_parser("stats", help="rows, records, bytes and fill per class")
     queue_sub.add_parser("export", help="every stored record as JSON lines, alarms first")
     queue.set_defaults(func=cmd_queue)
+
+    uplink = sub.add_parser("uplink", help="the MQTT uplink: tail")
+    uplink_sub = uplink.add_subparsers(dest="uplink_command", required=True)
+    tail_p = uplink_sub.add_parser("tail", help="subscribe and print records as JSON lines (deduplicated)")
+    tail_p.add_argument("--config", required=True)
+    tail_p.add_argument("--cert", help="consumer certificate (default: the config's)")
+    tail_p.add_argument("--key", help="consumer key (default: the config's)")
+    tail_p.add_argument("--gateway", default="+", help="one gateway id (default: all)")
+    tail_p.add_argument("--count", type=int, default=None, help="exit after this many records")
+    tail_p.add_argument("--duration", type=float, default=None, help="exit after this many seconds")
+    uplink.set_defaults(func=cmd_uplink)
 
     alarm = sub.add_parser("alarm", help="operator control of the running gateway's alarms")
     alarm.add_argument("--config", help="gateway config (for the control socket path)")

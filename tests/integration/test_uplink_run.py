@@ -85,3 +85,31 @@ def test_expired_certificate_keeps_the_uplink_off_and_the_gateway_running(bench,
         ).stdout
     )  # fmt: skip
     assert stored["records"].get("telemetry", 0) > 10
+
+
+def test_uplink_tail_prints_deduplicated_json_lines(bench, broker, pki):
+    import subprocess
+    import sys
+
+    tmp, procs = bench
+    files = pki.client("gw-1")
+    (tmp / "gw.toml").write_text(config(tmp, broker, pki, files.cert, files.key))
+    tail_files = pki.client("tail")
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "appliance.cli", "uplink", "tail", "--config", str(tmp / "gw.toml"),
+         "--cert", tail_files.cert, "--key", tail_files.key, "--count", "15", "--duration", "40"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    procs.append(tail)
+    import time
+
+    time.sleep(1.0)  # subscribed before the gateway starts publishing
+    procs.append(spawn("run", "--config", str(tmp / "gw.toml")))
+    procs.append(spawn("hil", "simulate", "masimo", "--port", str(tmp / "masimo0"), "--rate", "4"))
+    out, err = tail.communicate(timeout=60)
+    assert tail.returncode == 0, err
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert len(lines) >= 15 and b"records" in err
+    obs = [x for x in lines if x["type"] == "observation"]
+    assert obs and len({o["obs_id"] for o in obs}) == len(obs)
+    assert {o["bed_id"] for o in obs} == {"ICU-2"}
