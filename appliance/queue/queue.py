@@ -146,8 +146,15 @@ class RecordQueue:
     async def flush(self) -> None:
         await self._commit_once()
 
-    async def outbox(self, limit: int, exclude: frozenset[int]) -> list[tuple[int, RecordClass, int, bytes]]:
-        result = await self._in_thread(self.store.outbox, limit, exclude)
+    async def outbox(
+        self,
+        limit: int,
+        exclude: frozenset[int],
+        classes: tuple[RecordClass, ...] = tuple(RecordClass),
+        created_from_ms: int | None = None,
+        created_before_ms: int | None = None,
+    ) -> list[tuple[int, RecordClass, int, bytes]]:
+        result = await self._in_thread(self.store.outbox, limit, exclude, classes, created_from_ms, created_before_ms)
         assert isinstance(result, list)
         return result
 

@@ -201,12 +201,32 @@ class Store:
         ).fetchall()
         return [(i, RecordClass(c), self._sealer.open(p, bytes([c]))) for i, c, p in rows]
 
-    def outbox(self, limit: int, exclude: frozenset[int]) -> list[tuple[int, RecordClass, int, bytes]]:
-        """Rows for the uplink: (id, class, created_ms, payload), alarms first, skipping in-flight ids."""
+    def outbox(
+        self,
+        limit: int,
+        exclude: frozenset[int],
+        classes: tuple[RecordClass, ...] = tuple(RecordClass),
+        created_from_ms: int | None = None,
+        created_before_ms: int | None = None,
+    ) -> list[tuple[int, RecordClass, int, bytes]]:
+        """Rows for the uplink: (id, class, created_ms, payload), by class then age, skipping in-flight ids."""
+        if limit <= 0:
+            return []
+        clauses = [f"cls IN ({','.join('?' * len(classes))})"]
+        args: list[int] = [int(c) for c in classes]
         # "NOT IN (NULL)" matches nothing in SQL, so an empty exclusion drops the clause.
-        where = f"WHERE id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
+        if exclude:
+            clauses.append(f"id NOT IN ({','.join('?' * len(exclude))})")
+            args += exclude
+        if created_from_ms is not None:
+            clauses.append("created_ms >= ?")
+            args.append(created_from_ms)
+        if created_before_ms is not None:
+            clauses.append("created_ms < ?")
+            args.append(created_before_ms)
         rows = self._db.execute(
-            f"SELECT id, cls, created_ms, payload FROM records {where} ORDER BY cls, id LIMIT ?", (*exclude, limit)
+            f"SELECT id, cls, created_ms, payload FROM records WHERE {' AND '.join(clauses)} ORDER BY cls, id LIMIT ?",
+            (*args, limit),
         ).fetchall()
         return [(i, RecordClass(c), t, self._sealer.open(p, bytes([c]))) for i, c, t, p in rows]
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import struct
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ __all__ = ["PAYLOAD_VERSION", "Uplink", "UplinkSettings"]
 
 log = logging.getLogger(__name__)
 PAYLOAD_VERSION: Final = 1
+BACKLOG_SHARE: Final = 0.25  # of the publish window, for rows older than the connection
 PUBACK_OK: Final = frozenset({0x00, 0x10})  # success, no matching subscribers
 
 
@@ -184,6 +186,25 @@ class Uplink:
             client.fail_all(ConnectionError("connection closed"))
             await _close(client)
 
+    async def _next_rows(
+        self, room: int, in_flight: dict[asyncio.Future[int], int], connected_ms: int
+    ) -> list[tuple[int, RecordClass, int, bytes]]:
+        """Alarms first; then live data, with the backlog (rows older than this
+        connection) always given at least BACKLOG_SHARE of the room when it exists,
+        so a long outage drains while the present stays current."""
+        busy = frozenset(in_flight.values())
+        rows = await self.queue.outbox(room, busy, (RecordClass.ALARM,))
+        room -= len(rows)
+        other = (RecordClass.TECHNICAL, RecordClass.TELEMETRY)
+        reserve = math.ceil(room * BACKLOG_SHARE)
+        live = await self.queue.outbox(room - reserve, busy, other, created_from_ms=connected_ms)
+        backlog = await self.queue.outbox(room - len(live), busy, other, created_before_ms=connected_ms)
+        if len(live) + len(backlog) < room:
+            live += await self.queue.outbox(
+                room - len(live) - len(backlog), busy | {r[0] for r in live}, other, created_from_ms=connected_ms
+            )
+        return rows + live + backlog
+
     async def _drain(self, client: _AckClient, lost: asyncio.Event, connected_ms: int) -> None:
         s = self.settings
         receive_max = client._package_handler._connack_properties.get("receive_maximum", [65535])
@@ -192,8 +213,7 @@ class Uplink:
         while not lost.is_set():
             room = window - len(in_flight)
             if room > 0:
-                rows = await self.queue.outbox(room, frozenset(in_flight.values()))
-                for row_id, cls, created_ms, payload in rows:
+                for row_id, cls, created_ms, payload in await self._next_rows(room, in_flight, connected_ms):
                     self._seq += 1
                     envelope = cbor2.dumps(
                         {
