@@ -208,7 +208,9 @@ class Uplink:
     async def _drain(self, client: _AckClient, lost: asyncio.Event, connected_ms: int) -> None:
         s = self.settings
         receive_max = client._package_handler._connack_properties.get("receive_maximum", [65535])
-        window = max(1, min(s.window, receive_max[0] if isinstance(receive_max, list) else receive_max))
+        rm = receive_max[0] if isinstance(receive_max, list) else receive_max
+        # gmqtt hands out at most Receive Maximum - 1 packet ids and raises OverflowError past that.
+        window = max(1, min(s.window, rm - 1))
         in_flight: dict[asyncio.Future[int], int] = {}
         while not lost.is_set():
             room = window - len(in_flight)

@@ -145,3 +145,22 @@ async def test_publishing_under_another_id_is_refused_and_nothing_is_deleted(tmp
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         queue.close()
+
+
+async def test_many_rows_in_flight_stay_within_the_brokers_receive_maximum(tmp_path, broker, pki):
+    reports: list[TechnicalEvent] = []
+    queue = RecordQueue(QueueSettings(str(tmp_path / "q.db"), str(tmp_path / "q.key"), commit_max_records=2),
+                        reports.append)  # fmt: skip
+    uplink = Uplink(UplinkSettings("127.0.0.1", broker.port, "localhost", "gw-1", pki.client("gw-1"), window=500),
+                    queue, reports.append)  # fmt: skip
+    tasks = [asyncio.create_task(queue.run()), asyncio.create_task(uplink.run())]
+    try:
+        for i in range(400):  # 200 rows: far more than Mosquitto's Receive Maximum of 20
+            queue.offer(observation(i))
+        await wait_for(lambda: uplink.sent_rows >= 200, 30)
+        assert not [r for r in reports if r.kind == "uplink_down" and r.active and "Overflow" in r.detail]
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        queue.close()
