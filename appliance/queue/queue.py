@@ -60,6 +60,7 @@ class RecordQueue:
         self._wakeup = asyncio.Event()
         self.dropped_in_memory = 0
         self._fill_level = 0
+        self._early: list[TechnicalEvent] = []
         existing = Path(settings.path).exists()
         key = load_or_create_key(settings.key_path, create=not existing)
         self.store = Store(settings.path, Sealer(key), settings.max_bytes, self._store_event)
@@ -85,7 +86,7 @@ class RecordQueue:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._report, event)
         else:
-            self._report(event)
+            self._early.append(event)  # during start-up: said once the gateway runs
 
     async def _in_thread(self, fn: Callable[..., object], *args: object) -> object:
         loop = asyncio.get_running_loop()
@@ -128,6 +129,9 @@ class RecordQueue:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        for event in self._early:
+            self._report(event)
+        self._early.clear()
         interval = self.settings.commit_interval_ms / 1000
         ttl_every = 0.0
         while True:

@@ -54,3 +54,35 @@ reopen_max_s = 0.5
     res = cli("run", "--config", str(cfg))
     assert res.returncode == 2
     assert b"key file missing for an existing store" in res.stderr and b"Traceback" not in res.stderr
+
+
+def test_corrupt_store_is_moved_aside_and_the_gateway_runs(bench):
+    tmp, procs = bench
+    cfg = tmp / "gateway.toml"
+    cfg.write_text(
+        f"""
+[gateway]
+bed_id = "ICU-8"
+registry_path = "{tmp / "registry.json"}"
+[sink]
+jsonl_path = "{tmp / "records.jsonl"}"
+[queue]
+path = "{tmp / "store.db"}"
+key_path = "{tmp / "store.key"}"
+"""
+    )
+    (tmp / "store.key").write_bytes(bytes(32))
+    (tmp / "store.key").chmod(0o600)
+    (tmp / "store.db").write_bytes(b"\x00garbage, not SQLite\x00" * 500)
+    gateway = spawn("run", "--config", str(cfg))
+    procs.append(gateway)
+    from tests.integration.helpers import records
+
+    assert wait_until(lambda: any(r.get("kind") == "store_corrupt" for r in records(tmp / "records.jsonl")), 15), (
+        gateway.stderr.read1().decode() if gateway.poll() is not None and gateway.stderr else ""
+    )
+    assert gateway.poll() is None
+    assert list(tmp.glob("store.db.corrupt-*"))
+    gateway.send_signal(signal.SIGTERM)
+    assert gateway.wait(10) == 0
+    assert cli("queue", "--config", str(cfg), "stats").returncode == 0
