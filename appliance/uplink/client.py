@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import struct
@@ -124,6 +125,8 @@ class Uplink:
         self.sent_rows = 0
         self._seq = 0
         self._reason = ""
+        self._client: _AckClient | None = None
+        self._commands: set[asyncio.Task[None]] = set()
 
     def _down(self, reason: str) -> None:
         # One event per outage and per change of reason: retries with the same
@@ -174,6 +177,7 @@ class Uplink:
         client.set_config({"reconnect_retries": 0})
         lost = asyncio.Event()
         client.on_disconnect = lambda *args, **kw: lost.set()
+        client.on_message = self._on_command
         try:
             async with asyncio.timeout(s.connect_timeout_s):
                 await client.connect(s.host, s.port, ssl=ctx, keepalive=s.keepalive_s)
@@ -181,10 +185,45 @@ class Uplink:
             connected_ms = int(time.time() * 1000)
             self._up()
             await client.publish_tracked(s.topic("status"), b"online", retain=True)
+            client.subscribe(s.topic("cmd"), qos=1)
+            self._client = client
             await self._drain(client, lost, connected_ms)
         finally:
+            self._client = None
             client.fail_all(ConnectionError("connection closed"))
             await _close(client)
+
+    def _on_command(self, client: Any, topic: str, payload: bytes, qos: int, properties: Any) -> int:
+        task = asyncio.get_running_loop().create_task(self._command(payload))
+        self._commands.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._commands.discard)
+        return 0
+
+    async def _command(self, payload: bytes) -> None:
+        """Answer `cmd` on `cmd/response`: ping, stats, flush. Bad requests get an error reply."""
+        try:
+            request = json.loads(payload)
+            cmd, req_id = request["cmd"], request.get("id")
+        except (ValueError, KeyError, TypeError):
+            reply: dict[str, Any] = {"ok": False, "error": "request must be JSON with a 'cmd'"}
+            req_id = None
+        else:
+            if cmd == "ping":
+                reply = {"ok": True, "pong": time.time()}
+            elif cmd == "stats":
+                st = await self.queue.stats()
+                reply = {"ok": True, "records": st.records, "fill": round(st.fill, 4),
+                         "dropped": st.dropped_records, "sent_rows": self.sent_rows}  # fmt: skip
+            elif cmd == "flush":
+                await self.queue.flush()
+                reply = {"ok": True, "flushed": True}
+            else:
+                reply = {"ok": False, "error": f"unknown cmd {cmd!r}; use ping, stats or flush"}
+        reply["id"] = req_id
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.publish_tracked(self.settings.topic("cmd/response"), json.dumps(reply).encode())
 
     async def _next_rows(
         self, room: int, in_flight: dict[asyncio.Future[int], int], connected_ms: int

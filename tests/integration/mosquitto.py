@@ -64,7 +64,9 @@ class Broker:
 
     def config(self) -> Path:
         acl = self.dir / "acl"
-        acl.write_text("user tail\ntopic read bedside/#\n\npattern readwrite bedside/v1/%u/#\n")
+        acl.write_text(
+            "user tail\ntopic read bedside/#\ntopic write bedside/v1/+/cmd\n\npattern readwrite bedside/v1/%u/#\n"
+        )
         conf = self.dir / "mosquitto.conf"
         conf.write_text(
             f"""

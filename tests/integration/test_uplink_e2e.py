@@ -164,3 +164,35 @@ async def test_many_rows_in_flight_stay_within_the_brokers_receive_maximum(tmp_p
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         queue.close()
+
+
+async def test_commands_ping_stats_flush_and_bad_requests(system, broker, pki):
+    import json
+
+    queue, uplink, _sub, _ = system
+    queue.offer(observation(1))
+    await wait_for(lambda: uplink.connected and uplink._client is not None)
+    replies: list[dict[str, Any]] = []
+    operator = gmqtt.Client("tail-operator")
+
+    def on_message(client, topic, payload, qos, properties):
+        replies.append(json.loads(payload))
+        return 0
+
+    operator.on_message = on_message
+    await operator.connect("127.0.0.1", broker.port, ssl=client_context(pki.client("tail")))
+    operator.subscribe("bedside/v1/gw-1/cmd/response", qos=1)
+    await asyncio.sleep(0.3)
+    try:
+        for i, cmd in enumerate(["ping", "stats", "flush", "reboot"]):
+            operator.publish("bedside/v1/gw-1/cmd", json.dumps({"cmd": cmd, "id": i}).encode(), qos=1)
+        operator.publish("bedside/v1/gw-1/cmd", b"not json", qos=1)
+        await wait_for(lambda: len(replies) >= 5)
+        by_id = {r["id"]: r for r in replies}
+        assert by_id[0]["ok"] and "pong" in by_id[0]
+        assert by_id[1]["ok"] and "records" in by_id[1] and "fill" in by_id[1]
+        assert by_id[2] == {"ok": True, "flushed": True, "id": 2}
+        assert not by_id[3]["ok"] and "unknown cmd" in by_id[3]["error"]
+        assert not by_id[None]["ok"]
+    finally:
+        await close_client(operator)
