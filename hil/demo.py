@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from typing import Final, TextIO
 from appliance.config import parse_config
 from appliance.gateway import Gateway
 from appliance.model import AlarmEvent, Observation, Record, TechnicalEvent
+from hil.broker import Broker, make_pki
 from hil.simulate import SimConfig, simulate
 from rules.engine import Ack, Pause
 
@@ -54,7 +56,7 @@ DEVICES: Final = (
 )
 
 
-def demo_config(workdir: Path) -> str:
+def demo_config(workdir: Path, broker: Broker | None = None) -> str:
     lines = [
         "[gateway]",
         'bed_id = "ICU-1"',
@@ -66,7 +68,23 @@ def demo_config(workdir: Path) -> str:
         "console = false",  # the live view shows alarms; log lines would tear it
         f'events_path = "{workdir / "alarms.jsonl"}"',
         f'control_socket = "{workdir / "control.sock"}"',
+        "[queue]",
+        f'path = "{workdir / "store.db"}"',
+        f'key_path = "{workdir / "store.key"}"',
     ]
+    if broker is not None:
+        gw = broker.pki.client("gw-1")
+        lines += [
+            "[uplink]",
+            'host = "127.0.0.1"',
+            f"port = {broker.port}",
+            'server_hostname = "localhost"',
+            'gateway_id = "gw-1"',
+            f'ca_path = "{gw.ca}"',
+            f'cert_path = "{gw.cert}"',
+            f'key_path = "{gw.key}"',
+            "connect_timeout_s = 3.0",
+        ]
     for dev_id, protocol, bed, _ in DEVICES:
         lines += [
             "[[devices]]",
@@ -88,6 +106,7 @@ class LiveView:
         self.alarms: dict[tuple[str, str], AlarmEvent] = {}
         self.observations = 0
         self.color = False
+        self.status = ""
 
     def __call__(self, record: Record) -> None:
         if isinstance(record, Observation):
@@ -119,7 +138,14 @@ class LiveView:
                 mark = {"valid": "", "questionable": "?", "invalid": "!"}[obs.quality]
                 cells.append(f"{value + mark:>12}")
             out.append(f"{bed:8} {device:10} " + " ".join(cells))
-        out += ["", "  ? questionable   ! invalid", "", "alarms:  (a = acknowledge all, p = audio pause, q = quit)"]
+        out += [
+            "",
+            "  ? questionable   ! invalid",
+            "",
+            self.status,
+            "",
+            "alarms:  (a = acknowledge all, p = audio pause, q = quit)",
+        ]
         rank = {"high": 0, "medium": 1, "low": 2}
         for alarm in sorted(self.alarms.values(), key=lambda e: (rank[e.priority], e.bed_id)):
             text = f"  {alarm.priority.upper():6} {alarm.bed_id:6} {alarm.state:12} {alarm.message} [{alarm.rule_id}]"
@@ -134,14 +160,29 @@ class LiveView:
         return "\n".join(out)
 
 
-async def _view(view: LiveView, out: TextIO, interactive: bool) -> None:
+async def _view(view: LiveView, gateway: Gateway, out: TextIO, interactive: bool) -> None:
     while True:
         await asyncio.sleep(1.0 if interactive else 5.0)
+        view.status = await _path_status(gateway)
         if interactive:
             out.write("\x1b[H\x1b[2J" + view.render() + "\n")
         else:
             out.write(view.render() + "\n\n")
         out.flush()
+
+
+async def _path_status(gateway: Gateway) -> str:
+    """Store depth and uplink state: the rest of the path after the alarm."""
+    parts = []
+    if gateway.queue is not None:
+        st = await gateway.queue.stats()
+        parts.append(f"store: {sum(st.records.values())} records waiting ({st.fill:.1%} of budget)")
+    if gateway.uplink is None:
+        parts.append("uplink: offline (no broker configured)")
+    else:
+        state = "up" if gateway.uplink.connected else "down"
+        parts.append(f"uplink: {state}, {gateway.uplink.sent_rows} batches delivered to MQTT broker")
+    return "   ".join(parts)
 
 
 def _keyboard(gateway: Gateway, stop: asyncio.Event) -> Callable[[], None]:
@@ -171,7 +212,21 @@ def _keyboard(gateway: Gateway, stop: asyncio.Event) -> Callable[[], None]:
 
 
 async def _demo(workdir: Path, duration_s: float | None, speed: float) -> int:
-    config = parse_config(demo_config(workdir), "demo config")
+    broker: Broker | None = None
+    if shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists():
+        # A local broker with a fresh PKI, so the whole path is visible: device ->
+        # alarm -> store -> broker over mutual TLS.
+        broker = Broker(workdir, make_pki(workdir / "pki"))
+        broker.start()
+    try:
+        return await _run_demo(workdir, duration_s, speed, broker)
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+async def _run_demo(workdir: Path, duration_s: float | None, speed: float, broker: Broker | None) -> int:
+    config = parse_config(demo_config(workdir, broker), "demo config")
     gateway = Gateway(config)
     view = LiveView()
     gateway.subscribers.append(view)
@@ -185,7 +240,7 @@ async def _demo(workdir: Path, duration_s: float | None, speed: float) -> int:
     ]
     interactive = sys.stdout.isatty()
     view.color = interactive
-    viewer = asyncio.create_task(_view(view, sys.stdout, interactive))
+    viewer = asyncio.create_task(_view(view, gateway, sys.stdout, interactive))
     keys = _keyboard(gateway, stop) if interactive and sys.stdin.isatty() else None
     if duration_s is not None:
         loop.call_later(duration_s, stop.set)
@@ -197,7 +252,7 @@ async def _demo(workdir: Path, duration_s: float | None, speed: float) -> int:
     for task in [*sims, viewer]:
         task.cancel()
     await asyncio.gather(*sims, viewer, return_exceptions=True)
-    print(view.render())
+    print(view.render())  # the path status is the last one the view read (the store is closed now)
     print(f"\nrecords written to {workdir / 'records.jsonl'}")
     return 0 if clean and view.observations else 1
 

@@ -22,8 +22,8 @@ from appliance.queue.records import encode_batch
 from appliance.queue.store import RecordClass
 from appliance.uplink.client import Uplink, UplinkSettings, _AckClient, _close
 from appliance.uplink.tls import client_context
+from hil.broker import Broker, make_pki
 from tests.appliance.queue.test_records import observation
-from tests.integration.mosquitto import Broker, make_pki
 
 BATCH = 2000
 

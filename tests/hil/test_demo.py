@@ -21,6 +21,8 @@ def test_demo_runs_non_interactively_and_shows_live_vitals(tmp_path):
         assert bed in final
     assert "%" in final and "/min" in final
     assert "connected" in final
+    # Mosquitto is installed by the README's set-up: the demo ships to a local broker over mTLS.
+    assert "uplink: up" in final and "store:" in final
     assert (tmp_path / "records.jsonl").stat().st_size > 0
 
 

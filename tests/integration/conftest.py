@@ -1,7 +1,7 @@
 import pytest
 
+from hil.broker import Broker, Pki, make_pki
 from tests.integration.helpers import bench
-from tests.integration.mosquitto import Broker, Pki, make_pki
 
 __all__ = ["bench", "broker", "pki"]
 

@@ -1,4 +1,6 @@
-"""A real Mosquitto broker on loopback with mutual TLS 1.3, and a test PKI.
+"""A real Mosquitto broker on loopback with mutual TLS 1.3, and a fresh PKI.
+
+Used by the integration tests and by `bedside demo` (when Mosquitto is installed).
 
 `require_certificate true`, `use_identity_as_username true` (the client
 certificate's CN is the MQTT user name) and an ACL so a gateway may publish only
