@@ -3,8 +3,9 @@
 `offer()` runs on the hot path and only appends to bounded in-memory buffers.
 One writer task moves them to the store through a single worker thread (which
 owns the SQLite connection): each alarm in its own synchronous=FULL commit, as
-soon as it arrives; telemetry group-committed every `commit_interval_ms` or
-`commit_max_records`, whichever comes first. Nothing here is awaited by the
+soon as it arrives; telemetry group-committed (also FULL) every
+`commit_interval_ms` or `commit_max_records`, whichever comes first, so one
+fsync covers a whole batch. Nothing here is awaited by the
 alarm path.
 
 Overflow policy of the in-memory buffers (the store is slower than the devices
@@ -105,11 +106,11 @@ class RecordQueue:
             await self.put_alarm(self._alarms.popleft())
         if self._technical:
             batch: list[Record] = [self._technical.popleft() for _ in range(len(self._technical))]
-            await self._put(RecordClass.TECHNICAL, batch, durable=False)
+            await self._put(RecordClass.TECHNICAL, batch, durable=True)
         while self._telemetry:
             n = min(len(self._telemetry), self.settings.commit_max_records)
             obs: list[Record] = [self._telemetry.popleft() for _ in range(n)]
-            await self._put(RecordClass.TELEMETRY, obs, durable=False)
+            await self._put(RecordClass.TELEMETRY, obs, durable=True)
         self._check_fill()
 
     def _check_fill(self) -> None:

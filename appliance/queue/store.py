@@ -5,10 +5,13 @@ connection (see `appliance.queue.queue`). Rows are batches: one alarm or
 technical event per row, telemetry grouped per commit. Priorities: alarm (0) >
 technical (1) > telemetry (2); `pending()` hands rows out in that order.
 
-What a power cut can lose: an alarm row is committed with synchronous=FULL
-before its put returns, so none. Telemetry is committed with synchronous=NORMAL
-in WAL mode, so the last commit(s) not yet checkpointed to the WAL's fsync may
-be lost; with the queue's group commit that is at most one commit interval.
+What a power cut can lose: every commit here is synchronous=FULL (the WAL is
+fsynced before the commit returns), so nothing that was committed. An alarm is
+committed on its own before `put_alarm` returns. Telemetry waits in memory for
+the next group commit, so a power cut loses at most the telemetry of one commit
+interval (`commit_interval_ms`, default 100 ms) - never an alarm that was
+committed, and never anything already in the file. (synchronous=NORMAL would
+be faster but can roll back every commit since the last checkpoint.)
 
 Budget policy: when the stored payload bytes exceed `max_bytes`, the oldest
 telemetry rows are deleted (their observations counted as dropped), then the

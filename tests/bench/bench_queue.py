@@ -2,9 +2,9 @@
 
 Run: .venv/bin/python -m tests.bench.bench_queue
 Ours: observations offered to RecordQueue, group-committed 1,000 per commit
-(CBOR batch, AES-GCM seal, WAL, synchronous=NORMAL). Baseline: raw sqlite3
+(CBOR batch, AES-GCM seal, WAL, synchronous=FULL). Baseline: raw sqlite3
 inserting the same observations as one row each (their JSON line), 1,000 rows
-per transaction, WAL, synchronous=NORMAL. Also reports bytes on disk per
+per transaction, WAL, synchronous=FULL. Also reports bytes on disk per
 observation. Goal from the issue: ratio >= 0.5.
 """
 
@@ -26,7 +26,7 @@ BATCH = 1000
 def raw_sqlite(path: Path, lines: list[str]) -> float:
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA synchronous=FULL")
     db.execute("CREATE TABLE r (id INTEGER PRIMARY KEY, payload TEXT)")
     t0 = time.perf_counter()
     for i in range(0, len(lines), BATCH):
