@@ -10,6 +10,7 @@ under `bedside/v1/<its id>/`. The PKI is generated fresh with `cryptography`.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import socket
 import subprocess
@@ -58,9 +59,10 @@ def free_port() -> int:
 
 
 class Broker:
-    def __init__(self, directory: Path, pki: Pki) -> None:
+    def __init__(self, directory: Path, pki: Pki, persistent: bool = False) -> None:
         self.dir = directory
         self.pki = pki
+        self.persistent = persistent
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -73,7 +75,8 @@ class Broker:
         conf.write_text(
             f"""
 user root
-persistence false
+persistence {"true" if self.persistent else "false"}
+persistence_location {self.dir}/
 log_dest stderr
 allow_anonymous false
 listener {self.port} 127.0.0.1
@@ -88,8 +91,19 @@ acl_file {acl}
         )
         return conf
 
+    @staticmethod
+    def executable() -> str:
+        """The mosquitto binary; installed from Debian's package if missing (root)."""
+        found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+        if found is None:
+            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "mosquitto"],
+                           check=True, env=env, capture_output=True)  # fmt: skip
+            found = "/usr/sbin/mosquitto"
+        return found
+
     def start(self) -> None:
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        exe = self.executable()
         self.proc = subprocess.Popen([exe, "-c", str(self.config())], stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -13,6 +13,7 @@ from appliance.queue.records import decode_batch
 from appliance.uplink.client import Uplink, UplinkSettings
 from appliance.uplink.client import _close as close_client
 from appliance.uplink.tls import client_context
+from hil.broker import Broker
 from tests.appliance.queue.test_queue import ALARM
 from tests.appliance.queue.test_records import observation
 
@@ -22,9 +23,11 @@ pytestmark = pytest.mark.integration
 class Subscriber:
     """A consumer with its own certificate (CN=tail, read-only by ACL)."""
 
-    def __init__(self) -> None:
+    def __init__(self, client_id: str = "tail-test", persistent: bool = False) -> None:
         self.received: list[tuple[str, dict[str, Any]]] = []
-        self.client = gmqtt.Client("tail-test")
+        # A persistent session keeps the subscription and queues QoS 1 messages while away.
+        kwargs = {"clean_session": False, "session_expiry_interval": 3600} if persistent else {}
+        self.client = gmqtt.Client(client_id, **kwargs)
 
         def on_message(client, topic, payload, qos, properties):
             if not topic.endswith("/status"):
@@ -98,30 +101,58 @@ async def test_end_to_end_values_intact_alarms_first_store_emptied(system):
     assert ("uplink_down", False) in [(r.kind, r.active) for r in reports]
 
 
-async def test_broker_restart_loses_nothing_and_alarms_go_first(system, broker):
-    queue, uplink, sub, _reports = system
-    for i in range(100):
-        queue.offer(observation(i))
-    await wait_for(lambda: len(sub.records()) >= 100)
-    broker.stop()
-    await sub.stop()
-    for i in range(100, 400):
-        queue.offer(observation(i))
-    queue.offer(ALARM)
-    await asyncio.sleep(1.5)
-    assert uplink.down_since is not None
-    stored = (await queue.stats()).records
-    assert stored.get("alarm") == 1 and stored.get("telemetry", 0) >= 300
-    broker.start()  # same port, same PKI
-    sub2 = Subscriber()
-    await wait_for(lambda: broker.proc is not None)
-    await sub2.start(broker, broker.pki)
-    await wait_for(lambda: len([r for r in sub2.records() if isinstance(r, Observation)]) >= 300, 30)
-    first = next(r for r in sub2.records())
-    assert isinstance(first, AlarmEvent)  # the backlog's alarm was delivered first
-    ids = {r.obs_id for r in sub.records() + sub2.records() if isinstance(r, Observation)}
-    assert ids == {observation(i).obs_id for i in range(400)}
-    await sub2.stop()
+async def test_broker_down_30s_loses_nothing_keeps_order_and_alarms_go_first(tmp_path, pki):
+    broker = Broker(tmp_path, pki, persistent=True)
+    broker.start()
+    reports: list[TechnicalEvent] = []
+    queue = RecordQueue(QueueSettings(str(tmp_path / "q.db"), str(tmp_path / "q.key"), commit_interval_ms=20),
+                        reports.append)  # fmt: skip
+    uplink = Uplink(UplinkSettings("127.0.0.1", broker.port, "localhost", "gw-1", pki.client("gw-1"),
+                                   connect_timeout_s=3, backoff_min_s=0.2, backoff_max_s=2.0),
+                    queue, reports.append)  # fmt: skip
+    tasks = [asyncio.create_task(queue.run()), asyncio.create_task(uplink.run())]
+    sub = Subscriber("tail-durable", persistent=True)
+    await sub.start(broker, pki)
+    try:
+        for i in range(100):
+            queue.offer(observation(i))
+        await wait_for(lambda: len(sub.records()) >= 100)
+        broker.stop()  # SIGTERM: mosquitto saves the consumer's session
+        await sub.stop()
+        t0 = asyncio.get_running_loop().time()
+        i = 100
+        while asyncio.get_running_loop().time() - t0 < 30:  # 30 s outage, the device keeps sending
+            for _ in range(10):
+                queue.offer(observation(i))
+                i += 1
+            if i == 200:
+                queue.offer(ALARM)
+            await asyncio.sleep(1.0)
+        total = i
+        assert uplink.down_since is not None and uplink.sent_rows > 0
+        assert (await queue.stats()).records.get("alarm") == 1
+        broker.start()  # same port, same PKI, sessions restored
+        sub2 = Subscriber("tail-durable", persistent=True)
+        await sub2.start(broker, pki)
+        await wait_for(lambda: len([r for r in sub2.records() if isinstance(r, Observation)]) >= total - 100, 60)
+        first = next(r for r in sub2.records())
+        assert isinstance(first, AlarmEvent)  # the backlog's alarm was delivered first
+        ids = {r.obs_id for r in sub.records() + sub2.records() if isinstance(r, Observation)}
+        assert ids == {observation(n).obs_id for n in range(total)}
+        # Per-device order within the backlog and within the live stream.
+        index = {observation(n).obs_id: n for n in range(total)}
+        for replay in (True, False):
+            seq = [index[o.obs_id] for topic, env in sub2.received if env.get("replay") is replay
+                   for o in decode_batch(env["batch"]) if isinstance(o, Observation)]  # fmt: skip
+            assert seq == sorted(seq), f"replay={replay} out of order"
+        await sub2.stop()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await sub.stop()
+        queue.close()
+        broker.stop()
 
 
 async def test_publishing_under_another_id_is_refused_and_nothing_is_deleted(tmp_path, broker, pki):

@@ -64,7 +64,16 @@ async def test_device_values_reach_the_broker(bench, broker, pki):
 
 def test_expired_certificate_keeps_the_uplink_off_and_the_gateway_running(bench, broker, pki):
     tmp, procs = bench
-    (tmp / "gw.toml").write_text(config(tmp, broker, pki, str(pki.dir / "expired.pem"), str(pki.dir / "expired.key")))
+    (tmp / "rules.toml").write_text(
+        '[[rule]]\nid = "uplink"\nkind = "technical"\nevent = "uplink_down"\npriority = "low"\n'
+        '[[rule]]\nid = "spo2-any"\nkind = "limit"\nmetric = "MDC_PULS_OXIM_SAT_O2"\nbelow = 101.0\npriority = "high"\n'
+    )
+    text = config(tmp, broker, pki, str(pki.dir / "expired.pem"), str(pki.dir / "expired.key"))
+    text = text.replace(
+        "[[devices]]",
+        f'[alarms]\nrules_path = "{tmp / "rules.toml"}"\ncontrol_socket = "{tmp / "ctl.sock"}"\n\n[[devices]]',
+    )
+    (tmp / "gw.toml").write_text(text)
     gateway = spawn("run", "--config", str(tmp / "gw.toml"))
     procs.append(gateway)
     procs.append(spawn("hil", "simulate", "masimo", "--port", str(tmp / "masimo0"), "--rate", "4"))
@@ -76,6 +85,14 @@ def test_expired_certificate_keeps_the_uplink_off_and_the_gateway_running(bench,
     # Still decoding, still storing: only the uplink is off.
     assert wait_until(lambda: sum(r["type"] == "observation" for r in records(tmp / "records.jsonl")) > 10, 20)
     assert gateway.poll() is None
+    # Alarms work while the uplink is refused: a physiological one and the technical uplink alarm.
+    from tests.integration.helpers import cli
+
+    def alarms() -> str:
+        res = cli("alarm", "--socket", str(tmp / "ctl.sock"), "list")
+        return res.stdout.decode() if res.returncode == 0 else ""
+
+    assert wait_until(lambda: "high\tactive\tspo2-any" in alarms() and "low\tactive\tuplink" in alarms(), 15)
     gateway.send_signal(signal.SIGTERM)
     assert gateway.wait(10) == 0
     stored = json.loads(
@@ -113,3 +130,9 @@ def test_uplink_tail_prints_deduplicated_json_lines(bench, broker, pki):
     obs = [x for x in lines if x["type"] == "observation"]
     assert obs and len({o["obs_id"] for o in obs}) == len(obs)
     assert {o["bed_id"] for o in obs} == {"ICU-2"}
+    # Values intact: every record the consumer printed is the one the gateway decoded.
+    local = {r["obs_id"]: r for r in records(tmp / "records.jsonl") if r["type"] == "observation"}
+    for o in obs:
+        mine = local[o["obs_id"]]
+        for key in ("metric", "code", "value", "unit", "quality", "time", "device_id", "flags", "quarantine"):
+            assert o[key] == mine[key], key
