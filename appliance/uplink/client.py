@@ -184,7 +184,8 @@ class Uplink:
             self.connected = True
             connected_ms = int(time.time() * 1000)
             self._up()
-            await client.publish_tracked(s.topic("status"), b"online", retain=True)
+            async with asyncio.timeout(s.connect_timeout_s):
+                await client.publish_tracked(s.topic("status"), b"online", retain=True)
             client.subscribe(s.topic("cmd"), qos=1)
             self._client = client
             await self._drain(client, lost, connected_ms)
