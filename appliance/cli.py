@@ -151,7 +151,7 @@ def _open_store(args: argparse.Namespace) -> Store:
         raise UsageError(f"{args.config}: queue.path: not set, so there is no store")
     if not Path(cfg.path).exists():
         raise UsageError(f"{cfg.path}: no store yet (the gateway creates it on first run)")
-    return Store(cfg.path, Sealer(load_or_create_key(cfg.key_path, create=False)), cfg.max_bytes)
+    return Store(cfg.path, Sealer(load_or_create_key(cfg.key_path, create=False)), cfg.max_bytes, repair=False)
 
 
 def cmd_queue(args: argparse.Namespace) -> int:

@@ -77,15 +77,25 @@ class Store:
         sealer: Sealer,
         max_bytes: int,
         on_event: Callable[[str, str], None] = lambda kind, detail: None,
+        *,
+        repair: bool = True,
+        busy_timeout_s: float = 10.0,
     ) -> None:
         self.path = Path(path)
+        self._busy_timeout_s = busy_timeout_s
         self.max_bytes = max_bytes
         self._sealer = sealer
         self._on_event = on_event
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = self._open()
+        except sqlite3.OperationalError as exc:
+            # Busy or locked (another process writing) is not corruption: never set a
+            # healthy store aside for it.
+            raise StoreError(f"{self.path}: store busy or unavailable: {exc}") from exc
         except sqlite3.DatabaseError as exc:
+            if not repair:  # inspection tools never move the gateway's store
+                raise StoreError(f"{self.path}: unreadable store: {exc}") from exc
             self._set_aside(exc)
             self._db = self._open()
         self.payload_bytes = self._db.execute("SELECT COALESCE(SUM(nbytes), 0) FROM records").fetchone()[0]
@@ -93,7 +103,8 @@ class Store:
 
     # -- opening -----------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # Wait for a concurrent writer (the gateway, `bedside queue stats`) instead of failing.
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_s)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":

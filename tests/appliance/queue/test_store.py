@@ -90,3 +90,34 @@ def test_survives_reopen(tmp_path):
     store = make(tmp_path)
     (row,) = store.pending(10)
     assert obs_id(decode_batch(row[2])[0]) == observation(3).obs_id
+
+
+def test_a_locked_store_is_busy_not_corrupt(tmp_path):
+    import sqlite3
+
+    from appliance.queue.store import StoreError
+
+    make(tmp_path).close()
+    holder = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")  # another process keeps the file locked
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("INSERT INTO meta VALUES ('x', x'00')")
+    try:
+        key = load_or_create_key(tmp_path / "key", create=False)
+        with pytest.raises(StoreError, match="busy"):
+            Store(tmp_path / "store.db", Sealer(key), 10**6, busy_timeout_s=0.2)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert not list(tmp_path.glob("store.db.corrupt-*"))
+
+
+def test_inspection_never_moves_a_bad_store_aside(tmp_path):
+    from appliance.queue.store import StoreError
+
+    make(tmp_path).close()
+    (tmp_path / "store.db").write_bytes(b"not a database" * 100)
+    key = load_or_create_key(tmp_path / "key", create=False)
+    with pytest.raises(StoreError, match="unreadable"):
+        Store(tmp_path / "store.db", Sealer(key), 10**6, repair=False)
+    assert not list(tmp_path.glob("store.db.corrupt-*"))
