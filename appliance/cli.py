@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import logging
+import logging.handlers
+import queue
 import signal
 import sys
 from collections.abc import Sequence
@@ -49,11 +52,17 @@ def _die(message: str) -> NoReturn:
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """Log records are queued and written to stderr by a listener thread: a slow or
+    stalled journald pipe must not block the event loop, which carries the alarm path."""
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(records, stream)
+    listener.start()
+    atexit.register(listener.stop)  # flushes what is queued at exit
+    root = logging.getLogger()
+    root.setLevel(getattr(logging, level.upper()))
+    root.addHandler(logging.handlers.QueueHandler(records))
 
 
 def _install_loop() -> None:
@@ -280,12 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("file", nargs="?", default="-")
     rules.set_defaults(func=cmd_rules)
 
-    queue = sub.add_parser("queue", help="the store-and-forward queue: stats, export")
-    queue.add_argument("--config", required=True)
-    queue_sub = queue.add_subparsers(dest="queue_command", required=True)
+    queue_p = sub.add_parser("queue", help="the store-and-forward queue: stats, export")
+    queue_p.add_argument("--config", required=True)
+    queue_sub = queue_p.add_subparsers(dest="queue_command", required=True)
     queue_sub.add_parser("stats", help="rows, records, bytes and fill per class")
     queue_sub.add_parser("export", help="every stored record as JSON lines, alarms first")
-    queue.set_defaults(func=cmd_queue)
+    queue_p.set_defaults(func=cmd_queue)
 
     uplink = sub.add_parser("uplink", help="the MQTT uplink: tail")
     uplink_sub = uplink.add_subparsers(dest="uplink_command", required=True)
