@@ -49,3 +49,31 @@ def bench(tmp_path):
 def cli(*args: str) -> subprocess.CompletedProcess[bytes]:
     """Run `bedside` to completion, capturing output."""
     return subprocess.run([sys.executable, "-m", "appliance.cli", *args], capture_output=True, timeout=60, check=False)
+
+
+def gateway_toml(
+    tmp: Path,
+    bed_id: str,
+    *,
+    sink: bool = True,
+    queue: bool = False,
+    sections: str = "",
+    device: tuple[str, str, str] | None = None,
+) -> str:
+    """A gateway config for tests: files under `tmp`, optional sink/queue, extra
+    sections, and one device (id, protocol, port name) that reconnects quickly."""
+    parts = [f'[gateway]\nbed_id = "{bed_id}"\nregistry_path = "{tmp / "registry.json"}"\n']
+    if sink:
+        parts.append(f'[sink]\njsonl_path = "{tmp / "records.jsonl"}"\n')
+    if queue:
+        parts.append(
+            f'[queue]\npath = "{tmp / "store.db"}"\nkey_path = "{tmp / "store.key"}"\ncommit_interval_ms = 50\n'
+        )
+    parts.append(sections)
+    if device is not None:
+        dev_id, protocol, port = device
+        parts.append(
+            f'[[devices]]\nid = "{dev_id}"\nprotocol = "{protocol}"\nport = "{tmp / port}"\n'
+            "reopen_min_s = 0.1\nreopen_max_s = 0.5\n"
+        )
+    return "".join(parts)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.integration.helpers import cli, records, spawn, wait_until
+from tests.integration.helpers import cli, gateway_toml, records, spawn, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -29,25 +29,11 @@ message = "Pulse high"
 """
     )
     cfg = tmp / "gateway.toml"
-    cfg.write_text(
-        f"""
-[gateway]
-bed_id = "ICU-5"
-registry_path = "{tmp / "registry.json"}"
-[sink]
-jsonl_path = "{tmp / "records.jsonl"}"
-[alarms]
-rules_path = "{tmp / "rules.toml"}"
-control_socket = "{tmp / "control.sock"}"
-events_path = "{tmp / "alarms.jsonl"}"
-[[devices]]
-id = "nonin-1"
-protocol = "nonin"
-port = "{tmp / "nonin0"}"
-reopen_min_s = 0.1
-reopen_max_s = 0.5
-"""
+    alarm_section = (
+        f'[alarms]\nrules_path = "{tmp / "rules.toml"}"\ncontrol_socket = "{tmp / "control.sock"}"\n'
+        f'events_path = "{tmp / "alarms.jsonl"}"\n'
     )
+    cfg.write_text(gateway_toml(tmp, "ICU-5", sections=alarm_section, device=("nonin-1", "nonin", "nonin0")))
     gateway = spawn("run", "--config", str(cfg))
     procs.append(gateway)
     # Tachycardia scenario 20x faster: pulse passes 120 /min after ~2 s.

@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from tests.integration.helpers import cli, spawn, wait_until
+from tests.integration.helpers import cli, gateway_toml, spawn, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -13,23 +13,7 @@ pytestmark = pytest.mark.integration
 def test_observations_land_in_the_encrypted_store_and_export(bench):
     tmp, procs = bench
     cfg = tmp / "gateway.toml"
-    cfg.write_text(
-        f"""
-[gateway]
-bed_id = "ICU-8"
-registry_path = "{tmp / "registry.json"}"
-[queue]
-path = "{tmp / "store.db"}"
-key_path = "{tmp / "store.key"}"
-commit_interval_ms = 50
-[[devices]]
-id = "masimo-1"
-protocol = "masimo"
-port = "{tmp / "masimo0"}"
-reopen_min_s = 0.1
-reopen_max_s = 0.5
-"""
-    )
+    cfg.write_text(gateway_toml(tmp, "ICU-8", sink=False, queue=True, device=("masimo-1", "masimo", "masimo0")))
     gateway = spawn("run", "--config", str(cfg))
     procs.append(gateway)
     procs.append(spawn("hil", "simulate", "masimo", "--port", str(tmp / "masimo0"), "--rate", "8"))
@@ -59,18 +43,7 @@ reopen_max_s = 0.5
 def test_corrupt_store_is_moved_aside_and_the_gateway_runs(bench):
     tmp, procs = bench
     cfg = tmp / "gateway.toml"
-    cfg.write_text(
-        f"""
-[gateway]
-bed_id = "ICU-8"
-registry_path = "{tmp / "registry.json"}"
-[sink]
-jsonl_path = "{tmp / "records.jsonl"}"
-[queue]
-path = "{tmp / "store.db"}"
-key_path = "{tmp / "store.key"}"
-"""
-    )
+    cfg.write_text(gateway_toml(tmp, "ICU-8", queue=True))
     (tmp / "store.key").write_bytes(bytes(32))
     (tmp / "store.key").chmod(0o600)
     (tmp / "store.db").write_bytes(b"\x00garbage, not SQLite\x00" * 500)

@@ -6,39 +6,19 @@ import signal
 
 import pytest
 
-from tests.integration.helpers import records, spawn, wait_until
+from tests.integration.helpers import gateway_toml, records, spawn, wait_until
 from tests.integration.test_uplink_e2e import Subscriber
 
 pytestmark = pytest.mark.integration
 
 
 def config(tmp, broker, pki, cert: str, key: str) -> str:
-    return f"""
-[gateway]
-bed_id = "ICU-2"
-registry_path = "{tmp / "registry.json"}"
-[sink]
-jsonl_path = "{tmp / "records.jsonl"}"
-[queue]
-path = "{tmp / "store.db"}"
-key_path = "{tmp / "store.key"}"
-commit_interval_ms = 50
-[uplink]
-host = "127.0.0.1"
-port = {broker.port}
-server_hostname = "localhost"
-gateway_id = "gw-1"
-ca_path = "{pki.ca}"
-cert_path = "{cert}"
-key_path = "{key}"
-connect_timeout_s = 3.0
-[[devices]]
-id = "masimo-1"
-protocol = "masimo"
-port = "{tmp / "masimo0"}"
-reopen_min_s = 0.1
-reopen_max_s = 0.5
-"""
+    uplink = (
+        f'[uplink]\nhost = "127.0.0.1"\nport = {broker.port}\nserver_hostname = "localhost"\n'
+        f'gateway_id = "gw-1"\nca_path = "{pki.ca}"\ncert_path = "{cert}"\nkey_path = "{key}"\n'
+        "connect_timeout_s = 3.0\n"
+    )
+    return gateway_toml(tmp, "ICU-2", queue=True, sections=uplink, device=("masimo-1", "masimo", "masimo0"))
 
 
 async def test_device_values_reach_the_broker(bench, broker, pki):
