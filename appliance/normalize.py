@@ -26,7 +26,7 @@ from typing import Final
 from appliance.model import Observation, Quality, Reading, TechnicalEvent
 from appliance.terms import lookup
 
-__all__ = ["INVALID_FLAGS", "QUESTIONABLE_FLAGS", "DeviceContext", "Normalizer", "quality_of"]
+__all__ = ["INVALID_FLAGS", "QUESTIONABLE_FLAGS", "DeviceContext", "Normalizer", "convert_unit", "quality_of"]
 
 INVALID_FLAGS: Final = frozenset(
     {
@@ -43,6 +43,9 @@ INVALID_FLAGS: Final = frozenset(
         "defective_cable",
         "sensor_calibrating",
         "sensor_expired",
+        # IntelliVue MeasurementState (intellivue-mib.md §7).
+        "invalid_measurement",
+        "unavailable",
     }
 )
 QUESTIONABLE_FLAGS: Final = frozenset(
@@ -60,8 +63,33 @@ QUESTIONABLE_FLAGS: Final = frozenset(
         "emitter_temperature",
         "sensor_current_limit",
         "clock_skew",
+        "questionable_measurement",
     }
 )
+
+
+# Spellings devices use for the same UCUM unit.
+_UNIT_ALIASES: Final[dict[str, str]] = {"1/min": "/min", "bpm": "/min", "mmHg": "mm[Hg]"}
+# (from, to) -> conversion; a monitor set to kPa or degF still feeds mmHg / Celsius rules.
+_CONVERSIONS: Final = {
+    ("kPa", "mm[Hg]"): lambda v: v * 760.0 / 101.325,
+    ("[degF]", "Cel"): lambda v: (v - 32.0) * 5.0 / 9.0,
+}
+
+
+def convert_unit(value: float | None, unit: str, to_unit: str) -> tuple[float | None, bool]:
+    """Value in the term's unit; False when the device's unit cannot be converted.
+
+    A reading without a unit is taken to be in the term's unit (devices whose
+    format fixes the unit, such as Masimo's SpO2 field).
+    """
+    unit = _UNIT_ALIASES.get(unit, unit)
+    if not unit or unit == to_unit:
+        return value, True
+    convert = _CONVERSIONS.get((unit, to_unit))
+    if convert is None:
+        return value, False
+    return (None if value is None else round(convert(value), 2)), True
 
 
 def quality_of(value: float | None, flags: frozenset[str]) -> Quality:
@@ -109,6 +137,11 @@ class Normalizer:
             # Same line's mapped readings track the clock; nothing is lost here.
             self.unmapped[f"{ctx.protocol}:{reading.label}"] += 1
             return None, []
+        value, unit_ok = convert_unit(reading.value, reading.unit, term.unit)
+        if not unit_ok:
+            # Never file a value under a term in a unit the rules do not expect.
+            self.unmapped[f"{ctx.protocol}:{reading.label} in {reading.unit}"] += 1
+            return None, []
         events: list[TechnicalEvent] = []
         flags = reading.flags
         time = received
@@ -123,11 +156,11 @@ class Normalizer:
             obs_id=self._obs_id(reading, ctx),
             metric=term.metric,
             code=term.code,
-            value=reading.value,
+            value=value,
             unit=term.unit,
             time=time,
             received=received,
-            quality=quality_of(reading.value, flags),
+            quality=quality_of(value, flags),
             device_id=ctx.device_id,
             bed_id=ctx.bed_id,
             patient_id=ctx.patient_id,

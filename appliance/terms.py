@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from appliance.terms_intellivue import intellivue_terms
+
 __all__ = ["TERMS", "Term", "family_of", "lookup"]
 
 
@@ -59,6 +61,8 @@ TERMS: Final[dict[str, dict[str, Term]]] = {
     "masimo": {"SPO2": _SPO2, "BPM": _PULSE, "PI": _PERF, "SPCO": _SPCO, "SPMET": _SPMET},
     # shared/protocols/nonin.md: HR-D / SpO2-D display values (formats #2, #7, #8).
     "nonin": {"SPO2": _SPO2, "HR": _PULSE},
+    # shared/protocols/intellivue-mib.md §8, keyed by physio id (see terms_intellivue).
+    "intellivue": intellivue_terms(Term),
 }
 
 

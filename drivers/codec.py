@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from appliance.model import DeviceEvent, TechnicalEvent
 
-__all__ = ["Codec", "CodecStats", "ConditionTracker"]
+__all__ = ["Codec", "CodecStats", "ConditionTracker", "SessionCodec"]
 
 
 @dataclass(slots=True)
@@ -31,6 +31,26 @@ class Codec(Protocol):
     def feed(self, data: bytes) -> list[DeviceEvent]: ...
 
     def data_to_send(self) -> bytes: ...
+
+
+@runtime_checkable
+class SessionCodec(Codec, Protocol):
+    """A codec that holds a session with the device (association, polls, keep-alives).
+
+    The link tells it when the port opens and closes and calls `tick` at least
+    every `tick_s` seconds; the codec reads time from its own injected clock, so
+    its timers are tested without waiting.
+    """
+
+    tick_s: float
+
+    def opened(self) -> list[DeviceEvent]: ...
+
+    def tick(self) -> list[DeviceEvent]: ...
+
+    def closing(self) -> None: ...
+
+    def lost(self) -> list[DeviceEvent]: ...
 
 
 class ConditionTracker:

@@ -94,6 +94,18 @@ class EngineState:
     annunciation: Annunciation = Annunciation()
 
 
+_GRADES: Final[tuple[Priority, ...]] = ("high", "medium", "low")
+
+
+def _reported_priority(flag: str) -> Priority | None:
+    """Devices that grade their own alarms (IntelliVue) name the grade in the flag:
+    `alarm_high_...`. A site's explicit mapping still wins over it."""
+    for priority in _GRADES:
+        if flag.startswith(f"alarm_{priority}_"):
+            return priority
+    return None
+
+
 def _needs_timer(alarm: Alarm) -> bool:
     if alarm.state in (AlarmState.PENDING, AlarmState.AUDIO_PAUSED):
         return True
@@ -191,7 +203,7 @@ class Engine:
             seen = state.device_flags[(obs.bed_id, obs.device_id, rule.id)]
             for flag in raised | seen:
                 key = f"{rule.id}:{flag}@{obs.device_id}"
-                priority = mapping.get(flag) or rule.unknown_priority or rule.priority
+                priority = mapping.get(flag) or _reported_priority(flag) or rule.unknown_priority or rule.priority
                 alarm = self._alarm(state, obs.bed_id, key, rule, priority)
                 self._set(state, alarm, flag in raised, now, actions, obs_id=obs.obs_id)
             seen.clear()

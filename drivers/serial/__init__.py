@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Final
 
 from drivers.codec import Codec
+from drivers.serial.intellivue import IntelliVueCodec
 from drivers.serial.masimo import MasimoCodec
 from drivers.serial.nonin import NoninCodec
 
@@ -16,6 +17,7 @@ CodecFactory = Callable[[str], Codec]
 # Codec names as used by `bedside decode --protocol` and `protocol =` in config.
 # `nonin` is format #8, the display-value stream most bedside integrations use.
 CODECS: Final[dict[str, CodecFactory]] = {
+    "intellivue": IntelliVueCodec,
     "masimo": MasimoCodec,
     "nonin": lambda device_id: NoninCodec(device_id, 8),
     "nonin-2": lambda device_id: NoninCodec(device_id, 2),

@@ -2,7 +2,9 @@
 
 Emits `connected`, `disconnected` (once per outage, not per retry), `stale`
 (no bytes for `stale_after_s`; inactive again when bytes return), and whatever the
-codec emits. Events are handed to `emit` synchronously in the loop turn in which
+codec emits. A session codec (IntelliVue) is told when the port opens, is lost or
+is shut down (it sends its release then), and is ticked every `tick_s` so its
+polls and timers run while the device is quiet. Events are handed to `emit` synchronously in the loop turn in which
 the bytes arrived, so the alarm path sees them without waiting on anything.
 The codec lives as long as the link, so its frame sequence and counters survive
 reconnects.
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 
 from appliance.model import DeviceEvent, TechnicalEvent
 from drivers.backoff import Backoff
-from drivers.codec import Codec
+from drivers.codec import Codec, SessionCodec
 from drivers.serial.transport import (
     ByteStream,
     PortSettings,
@@ -78,34 +80,55 @@ class SerialLink:
             outage_reported = False
             self.connected = True
             self._event("connected", detail=self.settings.port)
+            session = self.codec if isinstance(self.codec, SessionCodec) else None
             try:
-                await self._pump(stream)
+                if session is not None:
+                    self._deliver(session.opened(), stream)
+                await self._pump(stream, session)
             except (PortVanished, TransportError) as exc:
                 self._event("disconnected", detail=str(exc))
                 outage_reported = True
+                if session is not None:
+                    self._deliver(session.lost(), None)
+            except asyncio.CancelledError:
+                if session is not None:
+                    session.closing()  # say goodbye to the device before the port closes
+                    self._deliver([], stream)
+                raise
             finally:
                 self.connected = False
                 stream.close()
             await asyncio.sleep(self._backoff.next())
 
-    async def _pump(self, stream: ByteStream) -> None:
+    def _deliver(self, events: list[DeviceEvent], stream: ByteStream | None) -> None:
+        for event in events:
+            self._emit(event)
+        out = self.codec.data_to_send()
+        if out and stream is not None:
+            stream.write(out)
+
+    async def _pump(self, stream: ByteStream, session: SessionCodec | None) -> None:
+        loop = asyncio.get_running_loop()
+        stale_after = self._timing.stale_after_s
+        wait_s = stale_after if session is None else min(stale_after, session.tick_s)
         stale = False
+        last_data = loop.time()
         while True:
             try:
-                async with asyncio.timeout(self._timing.stale_after_s):
+                async with asyncio.timeout(wait_s):
                     data = await stream.read()
             except TimeoutError:
-                if not stale:
-                    stale = True
-                    self._event("stale", detail=f"no bytes for {self._timing.stale_after_s:g} s")
-                continue
-            if not data:
-                continue
-            if stale:
-                stale = False
-                self._event("stale", active=False)
-            for event in self.codec.feed(data):
-                self._emit(event)
-            out = self.codec.data_to_send()
-            if out:
-                stream.write(out)
+                data = b""
+            now = loop.time()
+            if data:
+                last_data = now
+                if stale:
+                    stale = False
+                    self._event("stale", active=False)
+            elif not stale and now - last_data >= stale_after:
+                stale = True
+                self._event("stale", detail=f"no bytes for {stale_after:g} s")
+            events = self.codec.feed(data) if data else []
+            if session is not None:
+                events += session.tick()
+            self._deliver(events, stream)

@@ -18,8 +18,8 @@ def ctx(**kw):
     return DeviceContext(**base)
 
 
-def reading(label="SPO2", value=97.0, device_time=datetime(2026, 7, 1, 12, 0, 3), flags=(), seq=1):
-    return Reading("m1", label, value, "%", device_time=device_time, flags=frozenset(flags), seq=seq)
+def reading(label="SPO2", value=97.0, device_time=datetime(2026, 7, 1, 12, 0, 3), flags=(), seq=1, unit="%"):
+    return Reading("m1", label, value, unit, device_time=device_time, flags=frozenset(flags), seq=seq)
 
 
 def test_maps_label_to_mdc_and_ucum_and_converts_device_zone_to_utc():
@@ -34,8 +34,20 @@ def test_maps_label_to_mdc_and_ucum_and_converts_device_zone_to_utc():
 
 
 def test_pulse_rate_unit_is_ucum_per_minute():
-    obs, _ = Normalizer().normalize(reading("BPM", 64.0), ctx(), RECEIVED)
+    obs, _ = Normalizer().normalize(reading("BPM", 64.0, unit="1/min"), ctx(), RECEIVED)
     assert obs is not None and (obs.code, obs.unit) == (149530, "/min")
+
+
+def test_device_units_are_converted_to_the_term_unit_or_refused():
+    ivue = DeviceContext("m1", "intellivue", "B1")
+    norm = Normalizer()
+    kpa, _ = norm.normalize(reading("0x4A05", 16.0, unit="kPa"), ivue, RECEIVED)
+    assert kpa is not None and (kpa.metric, kpa.unit, kpa.value) == ("MDC_PRESS_BLD_NONINV_SYS", "mm[Hg]", 120.01)
+    fahrenheit, _ = norm.normalize(reading("0x4B48", 98.6, unit="[degF]"), ivue, RECEIVED)
+    assert fahrenheit is not None and (fahrenheit.unit, fahrenheit.value) == ("Cel", 37.0)
+    # etCO2 in vol-% cannot become mmHg without the barometric pressure: counted, not guessed.
+    refused, _ = norm.normalize(reading("0x50B0", 5.1, unit="%"), ivue, RECEIVED)
+    assert refused is None and norm.unmapped["intellivue:0x50B0 in %"] == 1
 
 
 def test_every_table_row_cites_a_source_and_uses_partition_two():

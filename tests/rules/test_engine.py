@@ -223,6 +223,27 @@ alarm_spo2_low = "high"
     assert sorted(run(obs(95, T0 + 1), T0 + 1)) == ["cleared", "cleared"]
 
 
+def test_device_graded_alarm_flags_keep_the_device_priority_unless_mapped():
+    run = Run(
+        *engine("""
+[[rule]]
+id = "dev"
+kind = "device"
+unknown_priority = "medium"
+[rule.flags]
+alarm_low_phys_0x4bb8_0x0001 = "high"
+""")
+    )
+    flags = {"alarm_high_phys_0x4182_0x0002", "alarm_low_phys_0x4bb8_0x0001", "alarm_vendor_thing"}
+    assert run(obs(85, T0, flags=flags), T0) == ["active", "active", "active"]
+    got = {(e.rule_id.split("@")[0], e.priority) for e in run.events}
+    assert got == {
+        ("dev:alarm_high_phys_0x4182_0x0002", "high"),  # graded by the device
+        ("dev:alarm_low_phys_0x4bb8_0x0001", "high"),  # the site's mapping wins
+        ("dev:alarm_vendor_thing", "medium"),  # ungraded: unknown_priority
+    }
+
+
 def test_per_metric_dispatch_ignores_other_metrics():
     eng, _ = low()
     assert list(eng.by_metric) == [SPO2]
