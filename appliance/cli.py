@@ -327,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     hil = sub.add_parser("hil", help="hardware-in-the-loop bench")
     hil_sub = hil.add_subparsers(dest="hil_command", required=True)
     sim = hil_sub.add_parser("simulate", help="simulate a device on a pty or serial port")
-    sim.add_argument("device", choices=("masimo", "nonin"))
+    sim.add_argument("device", choices=("masimo", "nonin", "intellivue"))
     sim.add_argument("--port", required=True, help="symlink path to create (pty) or a real serial port")
     sim.add_argument("--scenario", default="steady")
     sim.add_argument("--variant", default="radical7", help="Masimo model: rad8, radical5, radical7, rad7")
@@ -339,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--cable-down", type=float, default=3.0, help="seconds the cable stays out")
     sim.add_argument("--speed", type=float, default=1.0, help="run the scenario this much faster")
     sim.add_argument("--rate", type=float, default=0.0, help="frames per second (default: the device's own)")
+    sim.add_argument("--replay", default="", help="intellivue: answer polls from a monitor->host capture")
+    sim.add_argument("--reboot-every", type=float, default=0.0, help="intellivue: reboot mid-poll every S seconds")
+    sim.add_argument("--reboot-down", type=float, default=15.0, help="intellivue: seconds a reboot takes")
     sim.add_argument("--duration", type=float, default=None)
     hil.set_defaults(func=cmd_hil)
     return parser

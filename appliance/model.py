@@ -47,6 +47,8 @@ TECHNICAL_KINDS: Final = frozenset(
         "clock_skew",
         "wrong_mode",
         "driver_crashed",
+        # A device session (IntelliVue association) was lost; ends on re-association.
+        "session_lost",
         # Raised by the store, the uplink and the alarm outputs.
         "store_fill",
         "records_dropped",

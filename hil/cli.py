@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hil.scenarios import SCENARIOS
@@ -24,6 +25,10 @@ def sim_config(args: argparse.Namespace) -> SimConfig:
         tz = ZoneInfo(args.device_tz)
     except (ZoneInfoNotFoundError, ValueError):
         raise HilUsageError(f"--device-tz: unknown time zone {args.device_tz!r}") from None
+    if args.replay and not os.path.isfile(args.replay):
+        raise HilUsageError(f"--replay: no such file {args.replay!r}")
+    if args.replay and args.device != "intellivue":
+        raise HilUsageError("--replay: only the intellivue simulator replays captures")
     return SimConfig(
         device=args.device,
         port=args.port,
@@ -37,6 +42,10 @@ def sim_config(args: argparse.Namespace) -> SimConfig:
         cable_down_s=args.cable_down,
         rate_hz=args.rate,
         time_scale=args.speed,
+        replay=args.replay,
+        reboot_every_s=args.reboot_every,
+        reboot_down_s=args.reboot_down,
+        baud=115200 if args.device == "intellivue" else 9600,
     )
 
 

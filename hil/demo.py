@@ -42,6 +42,9 @@ SHORT_NAMES: Final = {
     "MDC_PULS_OXIM_PERF_REL": "PI",
     "MDC_CONC_HB_CO_GEN": "SpCO",
     "MDC_CONC_HB_MET_GEN": "SpMet",
+    "MDC_ECG_HEART_RATE": "HR",
+    "MDC_PRESS_BLD_NONINV_MEAN": "NBPm",
+    "MDC_RESP_RATE": "RR",
 }
 DEVICES: Final = (
     # (device id, protocol, bed, simulator)
@@ -53,6 +56,8 @@ DEVICES: Final = (
         "ICU-3",
         SimConfig("masimo", "", "sensor-off", "rad8", garbage_every_s=7, cable_pull_every_s=25, cable_down_s=3),
     ),
+    # A Philips monitor: association, MDS create, polls at 115200 8N1.
+    ("intellivue-1", "intellivue", "ICU-4", SimConfig("intellivue", "", "desaturation", baud=115200, time_scale=3)),
 )
 
 
@@ -85,12 +90,13 @@ def demo_config(workdir: Path, broker: Broker | None = None) -> str:
             f'key_path = "{gw.key}"',
             "connect_timeout_s = 3.0",
         ]
-    for dev_id, protocol, bed, _ in DEVICES:
+    for dev_id, protocol, bed, sim in DEVICES:
         lines += [
             "[[devices]]",
             f'id = "{dev_id}"',
             f'protocol = "{protocol}"',
             f'port = "{workdir / dev_id}"',
+            f"baud = {sim.baud}",
             f'bed_id = "{bed}"',
             "stale_after_s = 3.0",
         ]
@@ -124,7 +130,7 @@ class LiveView:
     def render(self) -> str:
         now = datetime.now(UTC).strftime("%H:%M:%S")
         out = [f"Bedside Gateway demo  {now} UTC  ({self.observations} observations)  Ctrl-C to quit", ""]
-        out.append(f"{'bed':8} {'device':10} " + " ".join(f"{n:>12}" for n in SHORT_NAMES.values()))
+        out.append(f"{'bed':8} {'device':12} " + " ".join(f"{n:>12}" for n in SHORT_NAMES.values()))
         for bed in sorted(self.latest):
             row = self.latest[bed]
             device = next(iter(row.values())).device_id
@@ -137,7 +143,7 @@ class LiveView:
                 value = "--" if obs.value is None else f"{obs.value:g}{obs.unit}"
                 mark = {"valid": "", "questionable": "?", "invalid": "!"}[obs.quality]
                 cells.append(f"{value + mark:>12}")
-            out.append(f"{bed:8} {device:10} " + " ".join(cells))
+            out.append(f"{bed:8} {device:12} " + " ".join(cells))
         out += [
             "",
             "  ? questionable   ! invalid",

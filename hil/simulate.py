@@ -112,7 +112,7 @@ class SerialPortWriter:
 
 @dataclass(frozen=True, slots=True)
 class SimConfig:
-    device: str  # "masimo" or "nonin"
+    device: str  # "masimo", "nonin" or "intellivue"
     port: str
     scenario: str = "steady"
     variant: str = "radical7"  # Masimo model
@@ -125,6 +125,9 @@ class SimConfig:
     cable_down_s: float = 3.0
     baud: int = 9600
     rate_hz: float = 0.0  # frames per second; 0 = the device's own rate
+    replay: str = ""  # IntelliVue: answer polls from this monitor -> host capture
+    reboot_every_s: float = 0.0  # IntelliVue: reboot mid-poll every S seconds; 0 = never
+    reboot_down_s: float = 15.0
 
     def period_s(self) -> float:
         if self.rate_hz > 0:
@@ -158,6 +161,9 @@ def _is_real_port(path: str) -> bool:
 
 async def simulate(cfg: SimConfig, duration_s: float | None = None) -> None:
     """Write the device stream until `duration_s` elapses or the task is cancelled."""
+    if cfg.device == "intellivue":
+        await _monitor(cfg, duration_s)
+        return
     encode = _encoder(cfg)
     loop = asyncio.get_running_loop()
     start = last_garbage = last_pull = loop.time()
@@ -185,5 +191,34 @@ async def simulate(cfg: SimConfig, duration_s: float | None = None) -> None:
             port.write(encode((now - start) * cfg.time_scale, n))
             n += 1
             await asyncio.sleep(cfg.period_s())
+    finally:
+        port.close()
+
+
+async def _monitor(cfg: SimConfig, duration_s: float | None) -> None:
+    """A request/response device: answer the gateway's association and polls."""
+    from hil.intellivue_bench import MonitorBench
+    from hil.intellivue_sim import MonitorSim
+
+    if cfg.scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {cfg.scenario!r}; known: {', '.join(SCENARIOS)}")
+
+    def wall_clock() -> datetime:
+        now = datetime.now(cfg.device_tz) + timedelta(seconds=cfg.clock_offset_s)
+        return now.replace(tzinfo=None)
+
+    sim = MonitorSim(lambda t: vitals_at(cfg.scenario, t * cfg.time_scale), wall_clock)
+    if cfg.replay:
+        sim.replay(cfg.replay)
+    port = PtyPort(cfg.port, cfg.baud)
+    log.info("intellivue simulator on %s -> %s", cfg.port, port.open())
+    try:
+        await MonitorBench(sim, port).run(
+            duration_s,
+            cable_pull_every_s=cfg.cable_pull_every_s,
+            cable_down_s=cfg.cable_down_s,
+            reboot_every_s=cfg.reboot_every_s,
+            reboot_down_s=cfg.reboot_down_s,
+        )
     finally:
         port.close()
