@@ -77,6 +77,15 @@ def test_decode_nonin_from_stdin_with_garbage():
     assert tech[0]["kind"] == "bad_frame"
 
 
+def test_decode_intellivue_capture():
+    capture = ROOT / "tests" / "fixtures" / "intellivue" / "MPRawoutput1.raw"
+    res = bedside("decode", "--protocol", "intellivue", str(capture))
+    assert res.returncode == 0, res.stderr
+    assert b"frames ok 2887, bad 0; 5776 observations" in res.stderr
+    hr = [o for o in observations(res.stdout) if o["metric"] == "MDC_ECG_HEART_RATE"]
+    assert len(hr) == 361 and {o["value"] for o in hr} == {60.0}
+
+
 def test_decode_every_masimo_variant_from_the_simulator(tmp_path):
     from datetime import datetime
 
