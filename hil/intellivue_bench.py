@@ -28,7 +28,7 @@ class MonitorBench:
     def __init__(self, sim: MonitorSim, port: PtyPort) -> None:
         self.sim = sim
         self.port = port
-        self._loop = asyncio.get_event_loop()
+        self._loop = asyncio.get_running_loop()
         self._start = self._loop.time()
         self._silent_until = 0.0
         self._cut_next_for_s: float | None = None

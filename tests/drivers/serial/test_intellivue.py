@@ -51,7 +51,8 @@ class Wire:
         return [(e.active, e.detail) for e in self.events if isinstance(e, TechnicalEvent) and e.kind == kind]
 
     def sent(self):
-        return [wire.parse_message(p) if p[:1] != b"\x0d" else "assoc" for p in FrameDecoder().feed(bytes(self.to_monitor))]
+        frames = FrameDecoder().feed(bytes(self.to_monitor))
+        return [wire.parse_message(p) if p[:1] != b"\x0d" else "assoc" for p in frames]
 
 
 def state(w: Wire) -> SessionState:
