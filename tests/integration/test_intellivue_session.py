@@ -96,4 +96,4 @@ async def test_session_survives_silence_reboot_and_cable_pull_then_releases(tmp_
     bench_task.cancel()
     await asyncio.gather(bench_task, return_exceptions=True)
     port.close()
-    assert codec.state is SessionState.RELEASING
+    assert codec.transitions[-1][2] is SessionState.RELEASING
