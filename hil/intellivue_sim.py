@@ -75,7 +75,7 @@ def load_capture(path: str | Path) -> tuple[bytes, bytes, list[list[bytes]]]:
         message = wire.parse_message(payload)
         if isinstance(message, wire.PollReply):
             current.append(payload)
-            if message.last:
+            if payload[4:6] == wire.RORS.to_bytes(2, "big"):  # the final part of one reply
                 groups.append(current)
                 current = []
     return accept, create, groups
