@@ -177,6 +177,25 @@ def _type_name(hint: Any) -> str:
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
 
 
+# Line settings a device cannot change: a wrong one gives garbage or silence, so
+# it is refused at start-up instead (field, allowed values, reason).
+_PORT_PROFILES: Final[dict[str, tuple[tuple[str, tuple[object, ...], str], ...]]] = {
+    "datex": (
+        ("baud", (19200, 115200), "GE S/5 runs at 19200 (or 115200 on CARESCAPE)"),
+        ("bytesize", (8,), "GE S/5 is 8E1"),
+        ("parity", ("E",), "GE S/5 is 8E1 (even parity cannot be changed on the monitor)"),
+        ("stopbits", (1.0,), "GE S/5 is 8E1"),
+        ("rtscts", (True,), "GE S/5 needs RTS/CTS hardware handshake"),
+        ("xonxoff", (False,), "GE S/5 sends binary records: XON/XOFF must be off"),
+    ),
+    "intellivue": (
+        ("baud", (115200,), "IntelliVue MIB/RS-232 runs at 115200 8N1"),
+        ("parity", ("N",), "IntelliVue MIB/RS-232 runs at 115200 8N1"),
+        ("xonxoff", (False,), "IntelliVue frames are binary: XON/XOFF must be off"),
+    ),
+}
+
+
 def _check(key: str, value: Any, meta: typing.Mapping[str, Any]) -> str | None:
     if "choices" in meta and value not in meta["choices"]:
         return "must be one of " + ", ".join(str(c) for c in meta["choices"])
@@ -276,6 +295,9 @@ def _cross_checks(config: Config, fail: typing.Callable[[str, str], typing.NoRet
             ZoneInfo(dev.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             fail(f"{key}.timezone", f"unknown time zone {dev.timezone!r}")
+        for setting, allowed, why in _PORT_PROFILES.get(dev.protocol, ()):
+            if getattr(dev, setting) not in allowed:
+                fail(f"{key}.{setting}", why)
 
 
 def load_config(path: str | Path) -> Config:

@@ -46,6 +46,9 @@ INVALID_FLAGS: Final = frozenset(
         # IntelliVue MeasurementState (intellivue-mib.md §7).
         "invalid_measurement",
         "unavailable",
+        "not_updated",
+        "not_calibrated",
+        "measurement_off",
     }
 )
 QUESTIONABLE_FLAGS: Final = frozenset(
@@ -64,6 +67,8 @@ QUESTIONABLE_FLAGS: Final = frozenset(
         "sensor_current_limit",
         "clock_skew",
         "questionable_measurement",
+        # GE S/5 special values and group status (datex-s5.md §6-§7).
+        "discontinuity",
     }
 )
 
@@ -92,7 +97,14 @@ def convert_unit(value: float | None, unit: str, to_unit: str) -> tuple[float | 
     return (None if value is None else round(convert(value), 2)), True
 
 
+# A value beyond the device's scale (GE S/5 under/over range): the measurement
+# exists but has no number; clinically that is questionable, not absent.
+RANGE_FLAGS: Final = frozenset({"under_range", "over_range"})
+
+
 def quality_of(value: float | None, flags: frozenset[str]) -> Quality:
+    if value is None and flags & RANGE_FLAGS and not flags & INVALID_FLAGS:
+        return "questionable"
     if value is None or flags & INVALID_FLAGS:
         return "invalid"
     if flags & QUESTIONABLE_FLAGS:

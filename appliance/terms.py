@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from appliance.terms_datex import datex_terms
 from appliance.terms_intellivue import intellivue_terms
 
 __all__ = ["TERMS", "Term", "family_of", "lookup"]
@@ -63,6 +64,8 @@ TERMS: Final[dict[str, dict[str, Term]]] = {
     "nonin": {"SPO2": _SPO2, "HR": _PULSE},
     # shared/protocols/intellivue-mib.md §8, keyed by physio id (see terms_intellivue).
     "intellivue": intellivue_terms(Term),
+    # shared/protocols/datex-s5.md, labels made by drivers/serial/datex_phdb.py.
+    "datex": datex_terms(Term),
 }
 
 

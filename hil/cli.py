@@ -45,7 +45,7 @@ def sim_config(args: argparse.Namespace) -> SimConfig:
         replay=args.replay,
         reboot_every_s=args.reboot_every,
         reboot_down_s=args.reboot_down,
-        baud=115200 if args.device == "intellivue" else 9600,
+        baud={"intellivue": 115200, "datex": 19200}.get(args.device, 9600),
     )
 
 

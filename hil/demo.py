@@ -58,6 +58,8 @@ DEVICES: Final = (
     ),
     # A Philips monitor: association, MDS create, polls at 115200 8N1.
     ("intellivue-1", "intellivue", "ICU-4", SimConfig("intellivue", "", "desaturation", baud=115200, time_scale=3)),
+    # A GE S/5: displayed values every 5 s at 19200 8E1 with RTS/CTS.
+    ("s5-1", "datex", "ICU-5", SimConfig("datex", "", "tachycardia", baud=19200, time_scale=3)),
 )
 
 
@@ -97,8 +99,9 @@ def demo_config(workdir: Path, broker: Broker | None = None) -> str:
             f'protocol = "{protocol}"',
             f'port = "{workdir / dev_id}"',
             f"baud = {sim.baud}",
+            *(['parity = "E"', "rtscts = true"] if protocol == "datex" else []),
             f'bed_id = "{bed}"',
-            "stale_after_s = 3.0",
+            f"stale_after_s = {10.0 if protocol == 'datex' else 3.0}",
         ]
     return "\n".join(lines) + "\n"
 

@@ -1,9 +1,10 @@
-"""Runs a simulated IntelliVue monitor on a port and injects the field's failures.
+"""Runs a simulated request/response device (IntelliVue, S/5, MEDIBUS) on a port and
+injects the field's failures.
 
-Request/response, unlike the streaming oximeters: every few milliseconds the
-bench reads what the gateway wrote, lets `MonitorSim` answer, and writes the
-answer. Failures on command (tests) or on a period (`bedside hil simulate`):
-a monitor that goes silent, a reboot in the middle of a poll reply (half a frame
+Every few milliseconds the bench reads what the gateway wrote, lets the device
+simulator answer (and send what it sends on its own), and writes that.
+Failures on command (tests) or on a period (`bedside hil simulate`): a monitor
+that goes silent, a reboot in the middle of a poll reply (half a frame
 on the wire, then nothing until it has booted, then no association), and a
 cable pull (the pty closes and comes back).
 """
@@ -12,20 +13,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Final
+from typing import Final, Protocol
 
-from hil.intellivue_sim import MonitorSim
 from hil.simulate import PtyPort
 
-__all__ = ["MonitorBench"]
+__all__ = ["DeviceSim", "MonitorBench"]
 
 log = logging.getLogger(__name__)
 
 STEP_S: Final = 0.01
 
 
+class DeviceSim(Protocol):
+    """A sans-IO device end: answers host bytes, and may send on its own (`poll`)."""
+
+    def feed(self, data: bytes, t: float) -> bytes: ...
+
+    def poll(self, t: float) -> bytes: ...
+
+    def reboot(self) -> None: ...
+
+
 class MonitorBench:
-    def __init__(self, sim: MonitorSim, port: PtyPort) -> None:
+    def __init__(self, sim: DeviceSim, port: PtyPort) -> None:
         self.sim = sim
         self.port = port
         self._loop = asyncio.get_running_loop()
@@ -53,7 +63,9 @@ class MonitorBench:
         data = self.port.drain_input() if self.port.is_open else b""
         if now < self._silent_until:
             return
-        out = self.sim.feed(data, now - self._start)
+        t = now - self._start
+        out = self.sim.feed(data, t) if data else b""
+        out += self.sim.poll(t)
         if not out:
             return
         if self._cut_next_for_s is not None:

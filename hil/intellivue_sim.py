@@ -114,6 +114,9 @@ class MonitorSim:
     def replay(self, path: str | Path) -> None:
         self._replay = _Replay(*load_capture(path))
 
+    def poll(self, t: float) -> bytes:
+        return b""  # the monitor only ever answers
+
     def reboot(self) -> None:
         """Power-cycle: the association and the host's half-sent bytes are forgotten."""
         self.state = MonitorState.IDLE

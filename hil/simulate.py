@@ -26,7 +26,7 @@ import serial
 
 from hil.masimo_sim import masimo_line
 from hil.nonin_sim import nonin_packet
-from hil.scenarios import SCENARIOS, vitals_at
+from hil.scenarios import SCENARIOS, Vitals, vitals_at
 
 __all__ = ["PtyPort", "SimConfig", "simulate"]
 
@@ -112,7 +112,7 @@ class SerialPortWriter:
 
 @dataclass(frozen=True, slots=True)
 class SimConfig:
-    device: str  # "masimo", "nonin" or "intellivue"
+    device: str  # "masimo", "nonin", "intellivue" or "datex"
     port: str
     scenario: str = "steady"
     variant: str = "radical7"  # Masimo model
@@ -161,7 +161,7 @@ def _is_real_port(path: str) -> bool:
 
 async def simulate(cfg: SimConfig, duration_s: float | None = None) -> None:
     """Write the device stream until `duration_s` elapses or the task is cancelled."""
-    if cfg.device == "intellivue":
+    if cfg.device in ("intellivue", "datex"):
         await _monitor(cfg, duration_s)
         return
     encode = _encoder(cfg)
@@ -197,7 +197,8 @@ async def simulate(cfg: SimConfig, duration_s: float | None = None) -> None:
 
 async def _monitor(cfg: SimConfig, duration_s: float | None) -> None:
     """A request/response device: answer the gateway's association and polls."""
-    from hil.intellivue_bench import MonitorBench
+    from hil.datex_sim import S5Sim
+    from hil.intellivue_bench import DeviceSim, MonitorBench
     from hil.intellivue_sim import MonitorSim
 
     if cfg.scenario not in SCENARIOS:
@@ -207,9 +208,17 @@ async def _monitor(cfg: SimConfig, duration_s: float | None) -> None:
         now = datetime.now(cfg.device_tz) + timedelta(seconds=cfg.clock_offset_s)
         return now.replace(tzinfo=None)
 
-    sim = MonitorSim(lambda t: vitals_at(cfg.scenario, t * cfg.time_scale), wall_clock)
-    if cfg.replay:
-        sim.replay(cfg.replay)
+    def vitals(t: float) -> Vitals:
+        return vitals_at(cfg.scenario, t * cfg.time_scale)
+
+    sim: DeviceSim
+    if cfg.device == "datex":
+        sim = S5Sim(vitals, wall_clock)
+    else:
+        monitor = MonitorSim(vitals, wall_clock)
+        if cfg.replay:
+            monitor.replay(cfg.replay)
+        sim = monitor
     port = PtyPort(cfg.port, cfg.baud)
     log.info("intellivue simulator on %s -> %s", cfg.port, port.open())
     try:

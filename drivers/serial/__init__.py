@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Final
 
 from drivers.codec import Codec
+from drivers.serial.datex import DatexCodec
 from drivers.serial.intellivue import IntelliVueCodec
 from drivers.serial.masimo import MasimoCodec
 from drivers.serial.nonin import NoninCodec
@@ -17,6 +18,7 @@ CodecFactory = Callable[[str], Codec]
 # Codec names as used by `bedside decode --protocol` and `protocol =` in config.
 # `nonin` is format #8, the display-value stream most bedside integrations use.
 CODECS: Final[dict[str, CodecFactory]] = {
+    "datex": DatexCodec,
     "intellivue": IntelliVueCodec,
     "masimo": MasimoCodec,
     "nonin": lambda device_id: NoninCodec(device_id, 8),
