@@ -86,6 +86,23 @@ def test_decode_intellivue_capture():
     assert len(hr) == 361 and {o["value"] for o in hr} == {60.0}
 
 
+def test_decode_datex_records_with_noise(tmp_path):
+    from datetime import datetime
+
+    from drivers.serial.datex_frame import build_record, encode_frame
+    from hil.datex_sim import phdb_subrecord
+
+    frame = encode_frame(build_record(0, [(1, phdb_subrecord(Vitals(95, 88, 2.0), datetime(2026, 5, 4, 10, 30)))]))
+    capture = tmp_path / "s5.bin"
+    capture.write_bytes(b"\x00noise" + frame + frame[:-10] + frame)
+    res = bedside("decode", "--protocol", "datex", "--device-tz", "Europe/Berlin", str(capture))
+    assert res.returncode == 0, res.stderr
+    assert b"frames ok 2, bad 1" in res.stderr
+    obs = observations(res.stdout)
+    spo2 = [o for o in obs if o["metric"] == "MDC_PULS_OXIM_SAT_O2"]
+    assert [o["value"] for o in spo2] == [95.0, 95.0] and spo2[0]["time"] == "2026-05-04T08:30:00.000Z"
+
+
 def test_decode_every_masimo_variant_from_the_simulator(tmp_path):
     from datetime import datetime
 

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,28 @@ def test_example_config_is_valid_and_is_the_one_in_the_readme():
     cfg = load_config(example)
     assert [d.protocol for d in cfg.devices] == ["masimo", "nonin-2", "intellivue"]
     assert example.read_text() in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ('protocol = "datex"\nbaud = 19200\nparity = "N"\nrtscts = true', "devices[0].parity: GE S/5 is 8E1"),
+        ('protocol = "datex"\nbaud = 19200\nparity = "E"', "devices[0].rtscts: GE S/5 needs RTS/CTS"),
+        ('protocol = "datex"\nbaud = 9600\nparity = "E"\nrtscts = true', "devices[0].baud: GE S/5 runs at 19200"),
+        ('protocol = "intellivue"', "devices[0].baud: IntelliVue MIB/RS-232 runs at 115200 8N1"),
+    ],
+)
+def test_fixed_port_profiles_are_enforced(tmp_path, device, message):
+    path = tmp_path / "g.toml"
+    path.write_text(f'[gateway]\nbed_id = "B"\n[[devices]]\nid = "d"\nport = "/dev/ttyS0"\n{device}\n')
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path)
+    ok = device.replace('parity = "N"', 'parity = "E"').replace("baud = 9600", "baud = 19200")
+    if "rtscts" not in ok and "datex" in ok:
+        ok += "\nrtscts = true"
+    ok = ok.replace('protocol = "intellivue"', 'protocol = "intellivue"\nbaud = 115200')
+    path.write_text(f'[gateway]\nbed_id = "B"\n[[devices]]\nid = "d"\nport = "/dev/ttyS0"\n{ok}\n')
+    assert load_config(path).devices[0].protocol in ("datex", "intellivue")
 
 
 @pytest.mark.parametrize(
