@@ -327,10 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
     hil = sub.add_parser("hil", help="hardware-in-the-loop bench")
     hil_sub = hil.add_subparsers(dest="hil_command", required=True)
     sim = hil_sub.add_parser("simulate", help="simulate a device on a pty or serial port")
-    sim.add_argument("device", choices=("masimo", "nonin", "intellivue", "datex"))
+    sim.add_argument("device", choices=("masimo", "nonin", "intellivue", "datex", "medibus"))
     sim.add_argument("--port", required=True, help="symlink path to create (pty) or a real serial port")
     sim.add_argument("--scenario", default="steady")
-    sim.add_argument("--variant", default="radical7", help="Masimo model: rad8, radical5, radical7, rad7")
+    sim.add_argument(
+        "--variant",
+        default="radical7",
+        help="Masimo model (rad8, radical5, radical7, rad7) or MEDIBUS model (evita4, evitaxl, v500, apollo)",
+    )
     sim.add_argument("--format", dest="data_format", type=int, default=8, choices=(2, 7, 8))
     sim.add_argument("--device-tz", default="UTC")
     sim.add_argument("--clock-offset", type=float, default=0.0, help="device clock error in seconds")

@@ -17,6 +17,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from drivers.serial import CODECS
+from drivers.serial.medibus import PROFILES as MEDIBUS_PROFILES
 
 __all__ = [
     "AlarmsConfig",
@@ -188,6 +189,15 @@ _PORT_PROFILES: Final[dict[str, tuple[tuple[str, tuple[object, ...], str], ...]]
         ("rtscts", (True,), "GE S/5 needs RTS/CTS hardware handshake"),
         ("xonxoff", (False,), "GE S/5 sends binary records: XON/XOFF must be off"),
     ),
+    "medibus": (("xonxoff", (False,), "MEDIBUS uses DC1/DC3 itself (reversed): XON/XOFF must be off"),),
+    **{
+        f"medibus-{model}": (
+            ("baud", (baud,), f"Dräger {model} MEDIBUS profile is {baud} 8{parity}1"),
+            ("parity", (parity,), f"Dräger {model} MEDIBUS profile is {baud} 8{parity}1"),
+            ("xonxoff", (False,), "MEDIBUS uses DC1/DC3 itself (reversed): XON/XOFF must be off"),
+        )
+        for model, (baud, parity) in MEDIBUS_PROFILES.items()
+    },
     "intellivue": (
         ("baud", (115200,), "IntelliVue MIB/RS-232 runs at 115200 8N1"),
         ("parity", ("N",), "IntelliVue MIB/RS-232 runs at 115200 8N1"),

@@ -79,6 +79,7 @@ _UNIT_ALIASES: Final[dict[str, str]] = {"1/min": "/min", "bpm": "/min", "mmHg": 
 _CONVERSIONS: Final = {
     ("kPa", "mm[Hg]"): lambda v: v * 760.0 / 101.325,
     ("[degF]", "Cel"): lambda v: (v - 32.0) * 5.0 / 9.0,
+    ("mbar", "cm[H2O]"): lambda v: v * 1.019716,
 }
 
 

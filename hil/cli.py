@@ -19,12 +19,16 @@ class HilUsageError(ValueError):
 
 
 def sim_config(args: argparse.Namespace) -> SimConfig:
+    if args.device == "medibus" and args.variant == "radical7":  # the Masimo default: pick a Dräger one
+        args.variant = "evita4"
     if args.scenario not in SCENARIOS:
         raise HilUsageError(f"--scenario: unknown {args.scenario!r}; known: {', '.join(SCENARIOS)}")
     try:
         tz = ZoneInfo(args.device_tz)
     except (ZoneInfoNotFoundError, ValueError):
         raise HilUsageError(f"--device-tz: unknown time zone {args.device_tz!r}") from None
+    if args.device == "medibus" and args.variant not in ("evita4", "evitaxl", "v500", "apollo"):
+        raise HilUsageError(f"--variant: MEDIBUS model must be evita4, evitaxl, v500 or apollo, not {args.variant!r}")
     if args.replay and not os.path.isfile(args.replay):
         raise HilUsageError(f"--replay: no such file {args.replay!r}")
     if args.replay and args.device != "intellivue":
@@ -45,8 +49,16 @@ def sim_config(args: argparse.Namespace) -> SimConfig:
         replay=args.replay,
         reboot_every_s=args.reboot_every,
         reboot_down_s=args.reboot_down,
-        baud={"intellivue": 115200, "datex": 19200}.get(args.device, 9600),
+        baud=_baud(args),
     )
+
+
+def _baud(args: argparse.Namespace) -> int:
+    if args.device == "medibus":
+        from drivers.serial.medibus import PROFILES
+
+        return PROFILES.get(args.variant, (19200, "E"))[0]
+    return {"intellivue": 115200, "datex": 19200}.get(args.device, 9600)
 
 
 def run_hil(args: argparse.Namespace) -> int:

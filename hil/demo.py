@@ -45,6 +45,7 @@ SHORT_NAMES: Final = {
     "MDC_ECG_HEART_RATE": "HR",
     "MDC_PRESS_BLD_NONINV_MEAN": "NBPm",
     "MDC_RESP_RATE": "RR",
+    "MDC_AWAY_CO2_ET": "etCO2",
 }
 DEVICES: Final = (
     # (device id, protocol, bed, simulator)
@@ -60,6 +61,8 @@ DEVICES: Final = (
     ("intellivue-1", "intellivue", "ICU-4", SimConfig("intellivue", "", "desaturation", baud=115200, time_scale=3)),
     # A GE S/5: displayed values every 5 s at 19200 8E1 with RTS/CTS.
     ("s5-1", "datex", "ICU-5", SimConfig("datex", "", "tachycardia", baud=19200, time_scale=3)),
+    # A Dräger Evita 4 on MEDIBUS (19200 8E1), with realtime bytes mixed into the slow protocol.
+    ("evita-1", "medibus-evita4", "ICU-6", SimConfig("medibus", "", "desaturation", "evita4", baud=19200)),
 )
 
 
@@ -100,6 +103,7 @@ def demo_config(workdir: Path, broker: Broker | None = None) -> str:
             f'port = "{workdir / dev_id}"',
             f"baud = {sim.baud}",
             *(['parity = "E"', "rtscts = true"] if protocol == "datex" else []),
+            *(['parity = "E"'] if protocol == "medibus-evita4" else []),
             f'bed_id = "{bed}"',
             f"stale_after_s = {10.0 if protocol == 'datex' else 3.0}",
         ]

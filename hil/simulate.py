@@ -112,10 +112,10 @@ class SerialPortWriter:
 
 @dataclass(frozen=True, slots=True)
 class SimConfig:
-    device: str  # "masimo", "nonin", "intellivue" or "datex"
+    device: str  # "masimo", "nonin", "intellivue", "datex" or "medibus"
     port: str
     scenario: str = "steady"
-    variant: str = "radical7"  # Masimo model
+    variant: str = "radical7"  # Masimo model, or MEDIBUS model (evita4, evitaxl, v500, apollo)
     data_format: int = 8  # Nonin format
     device_tz: tzinfo = UTC
     clock_offset_s: float = 0.0  # device clock error, for skew tests
@@ -161,7 +161,7 @@ def _is_real_port(path: str) -> bool:
 
 async def simulate(cfg: SimConfig, duration_s: float | None = None) -> None:
     """Write the device stream until `duration_s` elapses or the task is cancelled."""
-    if cfg.device in ("intellivue", "datex"):
+    if cfg.device in ("intellivue", "datex", "medibus"):
         await _monitor(cfg, duration_s)
         return
     encode = _encoder(cfg)
@@ -200,6 +200,7 @@ async def _monitor(cfg: SimConfig, duration_s: float | None) -> None:
     from hil.datex_sim import S5Sim
     from hil.intellivue_bench import DeviceSim, MonitorBench
     from hil.intellivue_sim import MonitorSim
+    from hil.medibus_sim import MODELS, DraegerSim
 
     if cfg.scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {cfg.scenario!r}; known: {', '.join(SCENARIOS)}")
@@ -214,6 +215,10 @@ async def _monitor(cfg: SimConfig, duration_s: float | None) -> None:
     sim: DeviceSim
     if cfg.device == "datex":
         sim = S5Sim(vitals, wall_clock)
+    elif cfg.device == "medibus":
+        if cfg.variant not in MODELS:
+            raise ValueError(f"unknown MEDIBUS model {cfg.variant!r}; known: {', '.join(MODELS)}")
+        sim = DraegerSim(cfg.variant, vitals, wall_clock, realtime=True)
     else:
         monitor = MonitorSim(vitals, wall_clock)
         if cfg.replay:

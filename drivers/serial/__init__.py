@@ -9,6 +9,8 @@ from drivers.codec import Codec
 from drivers.serial.datex import DatexCodec
 from drivers.serial.intellivue import IntelliVueCodec
 from drivers.serial.masimo import MasimoCodec
+from drivers.serial.medibus import PROFILES as MEDIBUS_PROFILES
+from drivers.serial.medibus import MedibusCodec
 from drivers.serial.nonin import NoninCodec
 
 __all__ = ["CODECS", "make_codec"]
@@ -21,6 +23,8 @@ CODECS: Final[dict[str, CodecFactory]] = {
     "datex": DatexCodec,
     "intellivue": IntelliVueCodec,
     "masimo": MasimoCodec,
+    "medibus": MedibusCodec,
+    **{f"medibus-{model}": MedibusCodec for model in MEDIBUS_PROFILES},
     "nonin": lambda device_id: NoninCodec(device_id, 8),
     "nonin-2": lambda device_id: NoninCodec(device_id, 2),
     "nonin-7": lambda device_id: NoninCodec(device_id, 7),
