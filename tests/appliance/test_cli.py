@@ -103,6 +103,21 @@ def test_decode_datex_records_with_noise(tmp_path):
     assert [o["value"] for o in spo2] == [95.0, 95.0] and spo2[0]["time"] == "2026-05-04T08:30:00.000Z"
 
 
+def test_decode_medibus_capture_with_realtime_bytes_and_a_corrupt_response():
+    from drivers.serial.medibus_frame import command, response
+    from hil.medibus_sim import measured_response
+
+    good = response(0x24, measured_response(Vitals(94, 101, 2.0)))
+    corrupt = good[:-3] + b"00\r"
+    data = command(0x51) + good[:5] + b"\xd1\x83\xa5" + good[5:] + corrupt + good
+    res = bedside("decode", "--protocol", "medibus-evita4", "-", stdin=data)
+    assert res.returncode == 0, res.stderr
+    assert b"frames ok 3, bad 1" in res.stderr
+    spo2 = [o["value"] for o in observations(res.stdout) if o["metric"] == "MDC_PULS_OXIM_SAT_O2"]
+    peep = [o for o in observations(res.stdout) if o["metric"] == "MDC_VENT_PRESS_AWAY_END_EXP_POS"]
+    assert spo2 == [94.0, 94.0] and peep[0]["unit"] == "cm[H2O]" and peep[0]["value"] == 5.1
+
+
 def test_decode_every_masimo_variant_from_the_simulator(tmp_path):
     from datetime import datetime
 
