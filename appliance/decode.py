@@ -9,12 +9,13 @@ decode time otherwise.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import tzinfo
 from typing import BinaryIO, Final, TextIO
 
 from appliance.clock import Clock, MonotonicUTC
-from appliance.model import Reading, TechnicalEvent, to_json_line
+from appliance.model import DeviceEvent, Reading, TechnicalEvent, to_json_line
 from appliance.normalize import DeviceContext, Normalizer
 from drivers.serial import make_codec
 
@@ -56,8 +57,16 @@ def decode_stream(
     normalizer = Normalizer(max_clock_skew_s=None)
     ctx = DeviceContext(device_id=device_id, protocol=protocol, bed_id=bed_id, tz=tz)
     summary = DecodeSummary()
-    while chunk := source.read(CHUNK_BYTES):
-        for event in codec.feed(chunk):
+
+    def chunks() -> Iterator[list[DeviceEvent]]:
+        while chunk := source.read(CHUNK_BYTES):
+            yield codec.feed(chunk)
+        finish = getattr(codec, "finish", None)  # codecs holding a last unterminated message
+        if finish is not None:
+            yield finish()
+
+    for events in chunks():
+        for event in events:
             received = clock.now()
             if isinstance(event, Reading):
                 obs, _ = normalizer.normalize(event, ctx, received)

@@ -49,6 +49,8 @@ INVALID_FLAGS: Final = frozenset(
         "not_updated",
         "not_calibrated",
         "measurement_off",
+        # HL7 OBX-11 "X": results cannot be obtained (hl7-mllp.md §6 checklist).
+        "result_status_x",
     }
 )
 QUESTIONABLE_FLAGS: Final = frozenset(
@@ -150,7 +152,8 @@ class Normalizer:
             # Same line's mapped readings track the clock; nothing is lost here.
             self.unmapped[f"{ctx.protocol}:{reading.label}"] += 1
             return None, []
-        value, unit_ok = convert_unit(reading.value, reading.unit, term.unit)
+        unit = term.unit or reading.unit  # terms carried by the message (HL7) take the message's unit
+        value, unit_ok = convert_unit(reading.value, reading.unit, unit)
         if not unit_ok:
             # Never file a value under a term in a unit the rules do not expect.
             self.unmapped[f"{ctx.protocol}:{reading.label} in {reading.unit}"] += 1
@@ -170,7 +173,7 @@ class Normalizer:
             metric=term.metric,
             code=term.code,
             value=value,
-            unit=term.unit,
+            unit=unit,
             time=time,
             received=received,
             quality=quality_of(value, flags),

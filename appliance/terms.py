@@ -87,5 +87,23 @@ def family_of(protocol: str) -> str:
     return protocol.split("-", 1)[0]
 
 
+# code -> the term other families already use for it, so a metric sent over HL7
+# (e.g. 147842 as MDC_ECG_CARD_BEAT_RATE) reaches the same rules as from a monitor.
+_BY_CODE: Final = {term.code: term for family in TERMS.values() for term in family.values()}
+
+
+def _carried(label: str) -> Term | None:
+    """HL7 labels carry their own term: `code^REFID` from OBX-3; unit from OBX-6."""
+    code, _, refid = label.partition("^")
+    if not code.isdigit() or not refid.startswith("MDC_"):
+        return None
+    known = _BY_CODE.get(int(code))
+    if known is not None:
+        return known
+    return Term(refid, int(code), "", "carried by the HL7 message (OBX-3); unit from OBX-6")
+
+
 def lookup(protocol: str, label: str) -> Term | None:
+    if family_of(protocol) == "hl7":
+        return _carried(label)
     return TERMS.get(family_of(protocol), {}).get(label)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Final
 
 from drivers.codec import Codec
+from drivers.hl7.codec import Hl7Codec
 from drivers.serial.datex import DatexCodec
 from drivers.serial.intellivue import IntelliVueCodec
 from drivers.serial.masimo import MasimoCodec
@@ -21,6 +22,7 @@ CodecFactory = Callable[[str], Codec]
 # `nonin` is format #8, the display-value stream most bedside integrations use.
 CODECS: Final[dict[str, CodecFactory]] = {
     "datex": DatexCodec,
+    "hl7": Hl7Codec,  # MLLP over a serial port, or a TCP listener when the port is tcp:// or tls://
     "intellivue": IntelliVueCodec,
     "masimo": MasimoCodec,
     "medibus": MedibusCodec,

@@ -1,0 +1,259 @@
+"""IHE PCD-01 (ORU^R01) and PCD-04 (ORU^R40) content, acceptance rules and ACKs.
+
+`interpret` reads a parsed message into numeric values and alerts and decides the
+acknowledgement: reject (unsupported type, version or processing id; unreadable
+message) or error (missing segments or fields, wrong data types, a PCD profile OID
+that does not match the message) or accept. `build_ack` answers in the mode the
+sender asked for in MSH-15 / MSH-16 (original mode AA/AE/AR; enhanced mode
+application ack AA/AE/AR or commit ack CA/CE/CR; NE = none).
+
+Fact sheet: shared/protocols/hl7-mllp.md §3-§6.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final, Literal
+
+from drivers.hl7.message import Hl7Message, Segment, parse_ts
+
+__all__ = ["PcdAlert", "PcdResult", "PcdValue", "Verdict", "build_ack", "interpret", "ucum_of"]
+
+PCD01_OID: Final = "1.3.6.1.4.1.19376.1.6.1.1.1"
+PCD04_OIDS: Final = ("1.3.6.1.4.1.19376.1.6.1.4.1", "1.3.6.1.4.1.19376.1.6.4.4.1")  # table value, TF examples
+# MDC dimension codes seen in PCD messages -> UCUM (fact sheet §8 units; the Philips example for ms).
+MDC_UNITS: Final = {
+    262688: "%",
+    264864: "/min",
+    266016: "mm[Hg]",
+    264928: "/min",
+    262656: "1",
+    264338: "ms",
+    268192: "Cel",
+}
+_FLAG_OF_ABNORMAL: Final = {
+    "INV": "invalid_measurement",
+    "NAV": "unavailable",
+    "QUES": "questionable_measurement",
+    "CAL": "sensor_calibrating",
+    "TEST": "test_data",
+    "DEMO": "demo_data",
+    "EARLY": "early_indication",
+    "BUSY": "measurement_ongoing",
+}
+_PRIORITY: Final = {"PH": "high", "PM": "medium", "PL": "low"}
+_KIND: Final = {"SP": "phys", "ST": "tech", "SA": "advisory"}
+_ENDED_PHASES: Final = frozenset({"end", "stop", "reset", "inactivate"})
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    outcome: Literal["accept", "error", "reject"] = "accept"
+    err_code: int = 0  # HL7 table 0357
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PcdValue:
+    code: int
+    refid: str
+    value: float | None
+    unit: str
+    time: datetime | None
+    flags: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class PcdAlert:
+    alert_id: str
+    flag: str
+    active: bool
+    text: str
+    source: PcdValue | None  # the metric that alarmed, with its value, if numeric
+
+
+@dataclass(slots=True)
+class PcdResult:
+    verdict: Verdict
+    trigger: str = ""
+    is_response: bool = False  # an ACK or other response: never acknowledged back
+    values: list[PcdValue] = field(default_factory=list)
+    alerts: list[PcdAlert] = field(default_factory=list)
+
+
+def ucum_of(msg: Hl7Message, obx: Segment) -> str:
+    code, text, system = msg.get(obx, 6, 1), msg.get(obx, 6, 2), msg.get(obx, 6, 3)
+    if system == "MDC" and code.isdigit():
+        return MDC_UNITS.get(int(code), text or code)
+    unit = code or text
+    return re.sub(r"\{[^}]*\}", "", unit) if system == "UCUM" else unit  # {beat}/min -> /min
+
+
+def _reject(code: int, text: str) -> PcdResult:
+    return PcdResult(Verdict("reject", code, text))
+
+
+def _error(code: int, text: str) -> PcdResult:
+    return PcdResult(Verdict("error", code, text))
+
+
+def interpret(msg: Hl7Message) -> PcdResult:
+    msh = msg.msh
+    kind, trigger = msg.get(msh, 9, 1), msg.get(msh, 9, 2)
+    if msg.first("MSA") is not None:
+        msa = msg.first("MSA")
+        code, acked = msg.get(msa, 1), msg.get(msa, 2)
+        return PcdResult(Verdict("accept", 0, f"{kind}^{trigger} {code} for {acked}"), trigger, is_response=True)
+    if (kind, trigger) not in (("ORU", "R01"), ("ORU", "R40")):
+        return _reject(200, f"unsupported message type {kind}^{trigger}")
+    if not msg.get(msh, 12).startswith("2."):
+        return _reject(203, f"unsupported version {msg.get(msh, 12)!r}")
+    if msg.get(msh, 11) not in ("P", "D", "T"):
+        return _reject(202, f"unsupported processing id {msg.get(msh, 11)!r}")
+    if not msg.get(msh, 10):
+        return _error(101, "MSH-10 message control id missing")
+    if msg.get(msh, 21, 2) == "IHE PCD":  # it claims an IHE PCD profile: the OID must be that profile's
+        oid = msg.get(msh, 21, 3)
+        if oid not in ((PCD01_OID,) if trigger == "R01" else PCD04_OIDS):
+            return _error(207, f"MSH-21 profile OID {oid!r} does not match ORU^{trigger}")
+    if msg.first("OBR") is None:
+        return _error(100, "OBR segment missing")
+    if msg.first("OBX") is None:
+        return _error(101, "no OBX segment")
+    result = PcdResult(Verdict(), trigger)
+    try:
+        rows = _rows(msg)
+    except ValueError as exc:
+        return _error(102, str(exc))
+    if trigger == "R01":
+        result.values = [v for _, _, v in rows if v is not None]
+    else:
+        result.alerts = _alerts(msg, rows)
+    return result
+
+
+Row = tuple[Segment, tuple[int, ...], PcdValue | None]
+
+
+def _containment(text: str) -> tuple[int, ...]:
+    parts = tuple(int(p) for p in text.split(".") if p.isdigit())
+    return parts
+
+
+def _rows(msg: Hl7Message) -> list[Row]:
+    """Each OBX with its containment and, for numeric rows, the value (time inherited)."""
+    default_time = parse_ts(msg.get(msg.msh, 7))
+    times: dict[tuple[int, ...], datetime] = {}
+    rows: list[Row] = []
+    for seg in msg.segments:
+        if seg.name == "OBR":
+            default_time = parse_ts(msg.get(seg, 7)) or default_time
+            times.clear()
+        if seg.name != "OBX":
+            continue
+        set_id = msg.get(seg, 1)
+        code_text, refid = msg.get(seg, 3, 1), msg.get(seg, 3, 2)
+        if not code_text.isdigit():
+            raise ValueError(f"OBX {set_id}: OBX-3 {code_text!r} is not an MDC code")
+        where = _containment(msg.get(seg, 4))
+        own_time = parse_ts(msg.get(seg, 14))
+        if own_time is not None:
+            times[where] = own_time
+        status = msg.get(seg, 11)
+        raw = msg.get(seg, 5)
+        value: PcdValue | None = None
+        if msg.get(seg, 2) == "NM" and status not in ("D", "W"):  # deleted / posted in error: not a value
+            try:
+                number = float(raw) if raw else None
+            except ValueError:
+                raise ValueError(f"OBX {set_id}: NM value {raw!r} is not a number") from None
+            flags = {_FLAG_OF_ABNORMAL[f] for f in msg.repetitions(seg, 8) if f in _FLAG_OF_ABNORMAL}
+            if status == "X":
+                flags.add("result_status_x")  # "cannot be obtained": the checklist maps it to invalid
+            if number is None:
+                flags.add("missing")
+            when = own_time or _inherited(times, where) or default_time
+            value = PcdValue(int(code_text), refid, number, ucum_of(msg, seg), when, frozenset(flags))
+        rows.append((seg, where, value))
+    return rows
+
+
+def _inherited(times: dict[tuple[int, ...], datetime], where: tuple[int, ...]) -> datetime | None:
+    for depth in range(len(where) - 1, 0, -1):
+        parent = where[:depth] + (0,) * (len(where) - depth)
+        if parent in times:
+            return times[parent]
+    return None
+
+
+def _alerts(msg: Hl7Message, rows: list[Row]) -> list[PcdAlert]:
+    obr = msg.first("OBR")
+    group_id = msg.get(obr, 29, 2) or msg.get(obr, 3) or msg.get(obr, 2)
+    groups: dict[tuple[int, ...], dict[int, tuple[Segment, PcdValue | None]]] = {}
+    for seg, where, value in rows:
+        if len(where) >= 2:
+            groups.setdefault(where[:-1], {})[where[-1]] = (seg, value)
+    alerts = []
+    for instance, facets in groups.items():
+        if 1 not in facets:
+            continue
+        event_seg = facets[1][0]
+        event_code = msg.get(event_seg, 3, 1)
+        if event_code == "196616" and msg.get(event_seg, 5, 1).isdigit():
+            event_code = msg.get(event_seg, 5, 1)  # MDC_EVT_ALARM: the specific event is in OBX-5
+        text = msg.get(event_seg, 5, 9) or msg.get(event_seg, 5, 2) or msg.get(event_seg, 5, 1)
+        marks = msg.repetitions(event_seg, 8)
+
+        def facet(n: int, facets: dict[int, tuple[Segment, PcdValue | None]] = facets) -> str:
+            return msg.get(facets[n][0], 5) if n in facets else ""
+
+        priority = _PRIORITY.get(facet(6)) or next((_PRIORITY[m] for m in marks if m in _PRIORITY), "")
+        kind = _KIND.get(facet(7)) or next((_KIND[m] for m in marks if m in _KIND), "phys")
+        source = facets[2][1] if 2 in facets else None
+        source_code = msg.get(facets[2][0], 3, 1) if 2 in facets else "0"
+        if source_code == "68480":  # MDC_ATTR_ALERT_SOURCE: the source device's code is the value
+            source_code = msg.get(facets[2][0], 5, 1) or source_code
+        state, phase = facet(4), facet(3)
+        active = state in ("active", "latched") if state else phase not in _ENDED_PHASES
+        grade = f"{priority}_" if priority else ""
+        flag = f"alarm_{grade}{kind}_{event_code}_{source_code}"
+        alert_id = f"{group_id}/{'.'.join(map(str, instance))}"
+        alerts.append(PcdAlert(alert_id, flag, active, text, source))
+    return alerts
+
+
+def build_ack(
+    msg: Hl7Message | None, verdict: Verdict, now: datetime, control_id: str, app: str = "BEDSIDE_GW"
+) -> bytes | None:
+    """The ACK the sender asked for, or None when MSH-15/16 say never (NE)."""
+    ok = verdict.outcome == "accept"
+    suffix = {"accept": "A", "error": "E", "reject": "R"}[verdict.outcome]
+    accept_mode = msg.get(msg.msh, 15) if msg else ""
+    app_mode = msg.get(msg.msh, 16) if msg else ""
+
+    def wanted(mode: str) -> bool:
+        return mode == "AL" or (mode == "ER" and not ok) or (mode == "SU" and ok)
+
+    if not accept_mode and not app_mode:
+        code = "A" + suffix  # original mode
+    elif wanted(app_mode):
+        code = "A" + suffix
+    elif wanted(accept_mode):
+        code = "C" + suffix
+    else:
+        return None
+    stamp = now.astimezone(UTC).strftime("%Y%m%d%H%M%S+0000")
+    sender_app = msg.msh.raw(3) if msg else ""
+    sender_fac = msg.msh.raw(4) if msg else ""
+    trigger = msg.get(msg.msh, 9, 2) if msg else ""
+    original_id = msg.msh.raw(10) if msg else ""
+    segments = [
+        f"MSH|^~\\&|{app}||{sender_app}|{sender_fac}|{stamp}||ACK^{trigger}^ACK|{control_id}|P|2.6",
+        f"MSA|{code}|{original_id}",
+    ]
+    if not ok:
+        text = verdict.text.replace("|", "/").replace("^", " ").replace("&", "+").replace("~", "-").replace("\\", "/")
+        segments.append(f"ERR|||{verdict.err_code}^{text}^HL70357|E")
+    return ("\r".join(segments) + "\r").encode("utf-8")
