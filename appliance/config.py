@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from drivers.hl7.listener import parse_listen
 from drivers.serial import CODECS
 from drivers.serial.medibus import PROFILES as MEDIBUS_PROFILES
 
@@ -91,6 +92,11 @@ class DeviceConfig:
     timezone: str = _f("UTC", min_len=1)
     # Overrides gateway.bed_id for this device until the registry pairs it.
     bed_id: str = _f("")
+    # HL7 over TCP (port = "tls://HOST:PORT"): the listener's certificate and key,
+    # and the CA its senders' certificates must come from (default: uplink.ca_path).
+    tls_cert_path: str = _f("")
+    tls_key_path: str = _f("")
+    tls_ca_path: str = _f("")
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +311,17 @@ def _cross_checks(config: Config, fail: typing.Callable[[str, str], typing.NoRet
             ZoneInfo(dev.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             fail(f"{key}.timezone", f"unknown time zone {dev.timezone!r}")
+        try:
+            listen = parse_listen(dev.port)
+        except ValueError as exc:
+            fail(f"{key}.port", str(exc))
+        if listen is not None and dev.protocol != "hl7":
+            fail(f"{key}.port", "tcp:// and tls:// listeners are for protocol hl7 only")
+        if listen is not None and listen.tls:
+            if not dev.tls_cert_path or not dev.tls_key_path:
+                fail(f"{key}.tls_cert_path", "a tls:// listener needs tls_cert_path and tls_key_path")
+            if not (dev.tls_ca_path or config.uplink.ca_path):
+                fail(f"{key}.tls_ca_path", "a tls:// listener needs tls_ca_path (or uplink.ca_path)")
         for setting, allowed, why in _PORT_PROFILES.get(dev.protocol, ()):
             if getattr(dev, setting) not in allowed:
                 fail(f"{key}.{setting}", why)

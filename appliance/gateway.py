@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
@@ -20,7 +21,7 @@ from zoneinfo import ZoneInfo
 from appliance.alarms import AlarmCircuit
 from appliance.arbiter import Arbiter, AuditRecord
 from appliance.clock import Clock, MonotonicUTC
-from appliance.config import AlarmsConfig, Config, DeviceConfig
+from appliance.config import AlarmsConfig, Config, ConfigError, DeviceConfig
 from appliance.control import ControlServer
 from appliance.model import DeviceEvent, Reading, Record, TechnicalEvent
 from appliance.normalize import DeviceContext, Normalizer
@@ -31,6 +32,7 @@ from appliance.sinks import JsonlSink, Sink
 from appliance.supervisor import Supervisor
 from appliance.uplink.client import Uplink, UplinkSettings
 from appliance.uplink.tls import TlsFiles
+from drivers.hl7.listener import Hl7Listener, parse_listen, server_context
 from drivers.serial import make_codec
 from drivers.serial.link import LinkTiming, Opener, SerialLink, open_serial
 from drivers.serial.transport import PortSettings
@@ -142,16 +144,28 @@ class Gateway:
         self._stream_id = self.clock.now().isoformat()
         self._devices = {dev.id: dev for dev in config.devices}
         self._contexts: dict[str, DeviceContext] = {}
-        self.links = {
-            dev.id: SerialLink(
-                port_settings(dev),
-                make_codec(dev.protocol, dev.id),
-                lambda event, dev=dev: self.handle(dev, event),  # type: ignore[misc]
-                LinkTiming(dev.stale_after_s, dev.reopen_min_s, dev.reopen_max_s),
-                opener,
-            )
-            for dev in config.devices
+        self.links: dict[str, SerialLink | Hl7Listener] = {
+            dev.id: self._link(dev, config, opener) for dev in config.devices
         }
+
+    def _link(self, dev: DeviceConfig, config: Config, opener: Opener) -> SerialLink | Hl7Listener:
+        def emit(event: DeviceEvent) -> None:
+            self.handle(dev, event)
+
+        listen = parse_listen(dev.port)
+        if listen is not None:  # HL7 over TCP: a listener instead of a port
+            ctx = None
+            if listen.tls:
+                ca = dev.tls_ca_path or config.uplink.ca_path
+                try:
+                    ctx = server_context(ca, dev.tls_cert_path, dev.tls_key_path)
+                except (OSError, ssl.SSLError) as exc:  # fail closed, one line naming the files
+                    raise ConfigError(
+                        f"devices {dev.id}: cannot load listener TLS material ({dev.tls_cert_path}, {ca}): {exc}"
+                    ) from None
+            return Hl7Listener(dev.id, listen, emit, ctx)
+        timing = LinkTiming(dev.stale_after_s, dev.reopen_min_s, dev.reopen_max_s)
+        return SerialLink(port_settings(dev), make_codec(dev.protocol, dev.id), emit, timing, opener)
 
     def context(self, dev: DeviceConfig) -> DeviceContext:
         ctx = self._contexts.get(dev.id)
