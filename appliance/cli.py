@@ -327,8 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     hil = sub.add_parser("hil", help="hardware-in-the-loop bench")
     hil_sub = hil.add_subparsers(dest="hil_command", required=True)
     sim = hil_sub.add_parser("simulate", help="simulate a device on a pty or serial port")
-    sim.add_argument("device", choices=("masimo", "nonin", "intellivue", "datex", "medibus"))
-    sim.add_argument("--port", required=True, help="symlink path to create (pty) or a real serial port")
+    sim.add_argument("device", choices=("masimo", "nonin", "intellivue", "datex", "medibus", "hl7"))
+    sim.add_argument(
+        "--port", required=True, help="symlink path to create (pty), a real serial port, or tcp://HOST:PORT (hl7)"
+    )
     sim.add_argument("--scenario", default="steady")
     sim.add_argument(
         "--variant",

@@ -112,7 +112,7 @@ class SerialPortWriter:
 
 @dataclass(frozen=True, slots=True)
 class SimConfig:
-    device: str  # "masimo", "nonin", "intellivue", "datex" or "medibus"
+    device: str  # "masimo", "nonin", "intellivue", "datex", "medibus" or "hl7"
     port: str
     scenario: str = "steady"
     variant: str = "radical7"  # Masimo model, or MEDIBUS model (evita4, evitaxl, v500, apollo)
@@ -161,7 +161,10 @@ def _is_real_port(path: str) -> bool:
 
 async def simulate(cfg: SimConfig, duration_s: float | None = None) -> None:
     """Write the device stream until `duration_s` elapses or the task is cancelled."""
-    if cfg.device in ("intellivue", "datex", "medibus"):
+    if cfg.device == "hl7" and cfg.port.startswith("tcp://"):
+        await _hl7_tcp(cfg, duration_s)
+        return
+    if cfg.device in ("intellivue", "datex", "medibus", "hl7"):
         await _monitor(cfg, duration_s)
         return
     encode = _encoder(cfg)
@@ -198,6 +201,7 @@ async def simulate(cfg: SimConfig, duration_s: float | None = None) -> None:
 async def _monitor(cfg: SimConfig, duration_s: float | None) -> None:
     """A request/response device: answer the gateway's association and polls."""
     from hil.datex_sim import S5Sim
+    from hil.hl7_sim import Hl7SenderSim
     from hil.intellivue_bench import DeviceSim, MonitorBench
     from hil.intellivue_sim import MonitorSim
     from hil.medibus_sim import MODELS, DraegerSim
@@ -213,7 +217,9 @@ async def _monitor(cfg: SimConfig, duration_s: float | None) -> None:
         return vitals_at(cfg.scenario, t * cfg.time_scale)
 
     sim: DeviceSim
-    if cfg.device == "datex":
+    if cfg.device == "hl7":
+        sim = Hl7SenderSim(vitals, wall_clock, period_s=cfg.period_s() * 5)
+    elif cfg.device == "datex":
         sim = S5Sim(vitals, wall_clock)
     elif cfg.device == "medibus":
         if cfg.variant not in MODELS:
@@ -236,3 +242,17 @@ async def _monitor(cfg: SimConfig, duration_s: float | None) -> None:
         )
     finally:
         port.close()
+
+
+async def _hl7_tcp(cfg: SimConfig, duration_s: float | None) -> None:
+    """An HL7 sender that connects to a gateway's tcp:// listener."""
+    from urllib.parse import urlsplit
+
+    from hil.hl7_sim import Hl7SenderSim, run_tcp
+
+    where = urlsplit(cfg.port)
+    if where.hostname is None or where.port is None:
+        raise ValueError(f"{cfg.port!r}: expected tcp://HOST:PORT")
+    sim = Hl7SenderSim(lambda t: vitals_at(cfg.scenario, t * cfg.time_scale), datetime.now, period_s=cfg.period_s() * 5)
+    log.info("hl7 sender to %s", cfg.port)
+    await run_tcp(sim, where.hostname, where.port, duration_s=duration_s)

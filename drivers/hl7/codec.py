@@ -56,7 +56,7 @@ class Hl7Codec:
     def feed(self, data: bytes) -> list[DeviceEvent]:
         self.stats.bytes_in += len(data)
         if self._framed is None and data.strip():
-            self._framed = data.lstrip()[:1] == bytes((VT,))
+            self._framed = data.lstrip(b" \r\n\t")[:1] == bytes((VT,))  # (VT is whitespace to strip())
         if not self._framed:
             return self._feed_bare(data)
         bad_before = self._mllp.stats.blocks_bad

@@ -224,14 +224,19 @@ def _alerts(msg: Hl7Message, rows: list[Row]) -> list[PcdAlert]:
     return alerts
 
 
+def _ack_mode(value: str) -> str:
+    return value if value in ("", "AL", "NE", "ER", "SU") else "AL"
+
+
 def build_ack(
     msg: Hl7Message | None, verdict: Verdict, now: datetime, control_id: str, app: str = "BEDSIDE_GW"
 ) -> bytes | None:
     """The ACK the sender asked for, or None when MSH-15/16 say never (NE)."""
     ok = verdict.outcome == "accept"
     suffix = {"accept": "A", "error": "E", "reject": "R"}[verdict.outcome]
-    accept_mode = msg.get(msg.msh, 15) if msg else ""
-    app_mode = msg.get(msg.msh, 16) if msg else ""
+    # A value outside HL7 table 0155 counts as AL: telling a confused sender beats silence.
+    accept_mode = _ack_mode(msg.get(msg.msh, 15)) if msg else ""
+    app_mode = _ack_mode(msg.get(msg.msh, 16)) if msg else ""
 
     def wanted(mode: str) -> bool:
         return mode == "AL" or (mode == "ER" and not ok) or (mode == "SU" and ok)
