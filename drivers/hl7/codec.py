@@ -10,6 +10,9 @@ value when the source is a device, and by every later reading from this sender
 until the alert ends, so the rule engine sees one consistent set. Messages that
 are refused or in error are counted as bad frames with the reason.
 
+A message resent with the same sender and MSH-10 (the sender's retry after a lost
+ACK) is acknowledged again but not used twice.
+
 Bare messages (a `.hl7` file without MLLP framing) are accepted too: they are
 split at each MSH at a segment start, and `finish()` flushes the last one.
 """
@@ -17,6 +20,7 @@ split at each MSH at a segment start, and `finish()` flushes the last one.
 from __future__ import annotations
 
 import itertools
+from collections import OrderedDict
 from typing import Final
 
 from appliance.clock import Clock, MonotonicUTC
@@ -29,6 +33,7 @@ from drivers.hl7.pcd import PcdResult, PcdValue, Verdict, build_ack, interpret
 __all__ = ["ALERT_CARRIER", "Hl7Codec"]
 
 ALERT_CARRIER: Final = "196616^MDC_EVT_ALARM"
+MAX_SEEN_IDS: Final = 1024  # control ids remembered to spot a sender's resend of a message we took
 MAX_ACTIVE_ALERTS: Final = 256  # per sender; a flood of never-ended alerts cannot grow without bound
 _ids: Final = itertools.count(1)
 
@@ -46,6 +51,8 @@ class Hl7Codec:
         self._framed: bool | None = None
         self._out = bytearray()
         self._active: dict[str, str] = {}  # alert id -> flag
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self.duplicates = 0
         self._seq = 0
 
     def data_to_send(self) -> bytes:
@@ -101,6 +108,14 @@ class Hl7Codec:
         if ack is not None and framed:
             self._out += frame(ack)
             self.acks.append(ack.split(b"\rMSA|", 1)[1][:2].decode())
+        if result.verdict.outcome == "accept" and msg is not None:
+            key = (msg.msh.raw(3), msg.msh.raw(10))
+            if key in self._seen:  # our ACK was lost and the sender retried: ACKed again, used once
+                self.duplicates += 1
+                return []
+            self._seen[key] = None
+            if len(self._seen) > MAX_SEEN_IDS:
+                self._seen.popitem(last=False)
         if result.verdict.outcome != "accept":
             self.stats.frames_bad += 1
             return [self._bad_event(f"{result.verdict.outcome} ({result.verdict.err_code}): {result.verdict.text}")]

@@ -218,6 +218,14 @@ def test_ack_structure_matches_the_example_acks():
     assert fields["MSA"] == ["MSA", "AA", "ID1"]
 
 
+def test_a_resent_message_is_acked_again_but_used_once():
+    c = codec()
+    block = frame(example("pcd01-oru-r01-acme-episodic-nbp.hl7"))
+    first = [e for e in c.feed(block) if isinstance(e, Reading)]
+    again = c.feed(block)
+    assert len(first) == 4 and again == [] and c.acks == ["CA", "CA"] and c.duplicates == 1
+
+
 def test_bare_file_of_several_messages():
     c = codec()
     data = example("pcd01-oru-r01-acme-bp-wcm.hl7") + b"\r\n" + example("pcd01-oru-r01-acme-episodic-nbp.hl7")
