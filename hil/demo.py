@@ -27,7 +27,7 @@ from typing import Final, TextIO
 from appliance.config import parse_config
 from appliance.gateway import Gateway
 from appliance.model import AlarmEvent, Observation, Record, TechnicalEvent
-from hil.broker import Broker, make_pki
+from hil.broker import Broker, free_port, make_pki
 from hil.simulate import SimConfig, simulate
 from rules.engine import Ack, Pause
 
@@ -63,10 +63,21 @@ DEVICES: Final = (
     ("s5-1", "datex", "ICU-5", SimConfig("datex", "", "tachycardia", baud=19200, time_scale=3)),
     # A Dräger Evita 4 on MEDIBUS (19200 8E1), with realtime bytes mixed into the slow protocol.
     ("evita-1", "medibus-evita4", "ICU-6", SimConfig("medibus", "", "desaturation", "evita4", baud=19200)),
+    # An HL7 sender (PCD-01 vitals, PCD-04 alerts) connecting to the gateway's MLLP listener.
+    ("hl7-1", "hl7", "ICU-7", SimConfig("hl7", "", "desaturation", time_scale=3)),
 )
 
 
-def demo_config(workdir: Path, broker: Broker | None = None) -> str:
+def device_ports(workdir: Path) -> dict[str, str]:
+    """A pty symlink per serial device; a free loopback port for the HL7 listener."""
+    return {
+        dev_id: f"tcp://127.0.0.1:{free_port()}" if protocol == "hl7" else str(workdir / dev_id)
+        for dev_id, protocol, _, _ in DEVICES
+    }
+
+
+def demo_config(workdir: Path, broker: Broker | None = None, ports: dict[str, str] | None = None) -> str:
+    ports = ports or device_ports(workdir)
     lines = [
         "[gateway]",
         'bed_id = "ICU-1"',
@@ -100,7 +111,7 @@ def demo_config(workdir: Path, broker: Broker | None = None) -> str:
             "[[devices]]",
             f'id = "{dev_id}"',
             f'protocol = "{protocol}"',
-            f'port = "{workdir / dev_id}"',
+            f'port = "{ports[dev_id]}"',
             f"baud = {sim.baud}",
             *(['parity = "E"', "rtscts = true"] if protocol == "datex" else []),
             *(['parity = "E"'] if protocol == "medibus-evita4" else []),
@@ -239,7 +250,8 @@ async def _demo(workdir: Path, duration_s: float | None, speed: float) -> int:
 
 
 async def _run_demo(workdir: Path, duration_s: float | None, speed: float, broker: Broker | None) -> int:
-    config = parse_config(demo_config(workdir, broker), "demo config")
+    ports = device_ports(workdir)
+    config = parse_config(demo_config(workdir, broker, ports), "demo config")
     gateway = Gateway(config)
     view = LiveView()
     gateway.subscribers.append(view)
@@ -248,7 +260,7 @@ async def _run_demo(workdir: Path, duration_s: float | None, speed: float, broke
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     sims = [
-        asyncio.create_task(simulate(replace(sim, port=str(workdir / dev_id), time_scale=sim.time_scale * speed)))
+        asyncio.create_task(simulate(replace(sim, port=ports[dev_id], time_scale=sim.time_scale * speed)))
         for dev_id, _, _, sim in DEVICES
     ]
     interactive = sys.stdout.isatty()

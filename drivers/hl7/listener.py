@@ -129,6 +129,10 @@ class Hl7Listener:
                         break
         except (TimeoutError, ConnectionError, ssl.SSLError, OSError) as exc:
             log.info("%s: HL7 connection from %s ended: %s", self.device_id, peer, exc or type(exc).__name__)
+        except asyncio.CancelledError:
+            # Shutdown. The task belongs to asyncio's server callback, which logs a
+            # cancelled task as an error; ending normally keeps shutdown quiet.
+            pass
         finally:
             self._clients.discard(task)
             writer.close()
