@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 
 from drivers.hl7.message import Hl7Message, Segment, parse_ts
 
@@ -146,11 +146,13 @@ def _rows(msg: Hl7Message) -> list[Row]:
     """Each OBX with its containment and, for numeric rows, the value (time inherited)."""
     default_time = parse_ts(msg.get(msg.msh, 7))
     times: dict[tuple[int, ...], datetime] = {}
+    equipment: dict[tuple[int, ...], str] = {}
     rows: list[Row] = []
     for seg in msg.segments:
         if seg.name == "OBR":
             default_time = parse_ts(msg.get(seg, 7)) or default_time
             times.clear()
+            equipment.clear()
         if seg.name != "OBX":
             continue
         set_id = msg.get(seg, 1)
@@ -161,6 +163,9 @@ def _rows(msg: Hl7Message) -> list[Row]:
         own_time = parse_ts(msg.get(seg, 14))
         if own_time is not None:
             times[where] = own_time
+        own_equipment = "^".join(filter(None, (msg.get(seg, 18, c) for c in (1, 2, 3, 4))))
+        if own_equipment:
+            equipment[where] = own_equipment
         status = msg.get(seg, 11)
         raw = msg.get(seg, 5)
         value: PcdValue | None = None
@@ -174,17 +179,24 @@ def _rows(msg: Hl7Message) -> list[Row]:
                 flags.add("result_status_x")  # "cannot be obtained": the checklist maps it to invalid
             if number is None:
                 flags.add("missing")
+            source = own_equipment or _inherited(equipment, where)
+            if source:
+                flags.add(f"equipment:{source}")  # OBX-18, inherited from the device rows above
             when = own_time or _inherited(times, where) or default_time
             value = PcdValue(int(code_text), refid, number, ucum_of(msg, seg), when, frozenset(flags))
         rows.append((seg, where, value))
     return rows
 
 
-def _inherited(times: dict[tuple[int, ...], datetime], where: tuple[int, ...]) -> datetime | None:
+_T = TypeVar("_T")
+
+
+def _inherited(by_place: dict[tuple[int, ...], _T], where: tuple[int, ...]) -> _T | None:
+    """The value of the nearest enclosing device row (1.2.1.0, then 1.2.0.0, then 1.0.0.0)."""
     for depth in range(len(where) - 1, 0, -1):
         parent = where[:depth] + (0,) * (len(where) - depth)
-        if parent in times:
-            return times[parent]
+        if parent in by_place:
+            return by_place[parent]
     return None
 
 

@@ -5,10 +5,15 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from appliance.clock import FixedClock
 from appliance.model import DeviceEvent, Reading
+from drivers.hl7.codec import Hl7Codec
+from drivers.serial.datex import DatexCodec
 from drivers.serial.intellivue import IntelliVueCodec, IntelliVueTiming
 from drivers.serial.link import LinkTiming, SerialLink
+from drivers.serial.medibus import MedibusCodec
 from drivers.serial.transport import PortSettings
 from hil.intellivue_sim import MonitorSim, MonitorState, load_capture
 from hil.scenarios import vitals_at
@@ -78,3 +83,44 @@ async def test_hil_simulate_intellivue_on_a_pty(tmp_path):
         sim_task.cancel()
         await asyncio.gather(link_task, sim_task, return_exceptions=True)
     assert {e.value for e in events if isinstance(e, Reading) and e.label == "0x4182"} == {60.0}
+
+
+@pytest.mark.parametrize(
+    ("cfg", "make_codec", "settings"),
+    [
+        (SimConfig("datex", "", "steady", baud=19200), lambda: DatexCodec("s5"), {"parity": "E", "rtscts": True}),
+        (SimConfig("medibus", "", "steady", "apollo", baud=9600), lambda: MedibusCodec("ap"), {"parity": "E"}),
+        (SimConfig("hl7", "", "steady", rate_hz=2.0, baud=9600), lambda: Hl7Codec("h"), {}),
+    ],
+)
+async def test_hil_simulate_request_response_devices_on_a_pty(tmp_path, cfg, make_codec, settings):
+    path = tmp_path / "dev"
+    sim_task = asyncio.create_task(simulate(replace(cfg, port=str(path)), duration_s=20))
+    while not path.exists():
+        await asyncio.sleep(0.01)
+    events: list[DeviceEvent] = []
+    port = PortSettings(str(path), baud=cfg.baud, **settings)
+    link = SerialLink(port, make_codec(), events.append, LinkTiming(stale_after_s=5.0))
+    link_task = asyncio.create_task(link.run())
+    try:
+        async with asyncio.timeout(12):
+            while sum(isinstance(e, Reading) for e in events) < 5:
+                await asyncio.sleep(0.05)
+    finally:
+        link_task.cancel()
+        sim_task.cancel()
+        await asyncio.gather(link_task, sim_task, return_exceptions=True)
+
+
+def test_hil_cli_refuses_an_unknown_medibus_model(capsys):
+    import argparse
+
+    from hil.cli import run_hil
+
+    args = argparse.Namespace(
+        device="medibus", port="/tmp/x", scenario="steady", variant="evita9", data_format=8, device_tz="UTC",
+        clock_offset=0.0, garbage_every=0.0, cable_pull_every=0.0, cable_down=3.0, rate=0.0, speed=1.0,
+        replay="", reboot_every=0.0, reboot_down=15.0, duration=0.1,
+    )  # fmt: skip
+    assert run_hil(args) == 2
+    assert "--variant: MEDIBUS model must be evita4, evitaxl, v500 or apollo" in capsys.readouterr().err

@@ -92,6 +92,8 @@ def test_philips_monitor_pcd01_values_units_times_and_commit_ack():
     obs = normalized(c.feed(frame(example("pcd01-oru-r01-philips-monitor.hl7"))))
     assert obs["MDC_PRESS_BLD_NONINV_SYS"].value == 117.0 and obs["MDC_PRESS_BLD_NONINV_SYS"].unit == "mm[Hg]"
     assert obs["MDC_PRESS_BLD_NONINV_SYS"].time == datetime(2015, 1, 22, 11, 50, tzinfo=UTC)  # OBX-14
+    # OBX-18 of the NIBP VMD row (1.1.0.0) names the equipment of the values below it.
+    assert "equipment:0600dc750001" in obs["MDC_PRESS_BLD_NONINV_SYS"].flags
     # 147842 arrives as MDC_ECG_CARD_BEAT_RATE and is filed under the one name the rules use.
     assert obs["MDC_ECG_HEART_RATE"].value == 80.0 and obs["MDC_ECG_HEART_RATE"].unit == "/min"
     assert obs["MDC_ECG_HEART_RATE"].time == datetime(2015, 1, 22, 18, 26, 56, tzinfo=UTC)  # OBR-7
@@ -107,6 +109,7 @@ def test_acme_episodic_nbp_ucum_units_and_zone_offsets():
     c = codec()
     obs = normalized(c.feed(frame(example("pcd01-oru-r01-acme-episodic-nbp.hl7"))))
     assert obs["MDC_PULS_RATE_NON_INV"].unit == "/min" and obs["MDC_PULS_RATE_NON_INV"].value == 63.0
+    assert "equipment:080019FFFE3ED02D172.16.172.135^GATEWAY_ACME" in obs["MDC_PULS_RATE_NON_INV"].flags  # OBX-18
     assert obs["MDC_PRESS_BLD_NONINV_MEAN"].quality == "valid"
     assert obs["MDC_PRESS_BLD_NONINV_SYS"].time == datetime(2011, 6, 2, 4, 58, 42, tzinfo=UTC)
     assert c.acks == ["CA"]
