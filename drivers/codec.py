@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from appliance.model import DeviceEvent, TechnicalEvent
 
-__all__ = ["Codec", "CodecStats", "ConditionTracker", "SessionCodec"]
+__all__ = ["Codec", "CodecStats", "ConditionTracker", "SessionCodec", "drain"]
 
 
 @dataclass(slots=True)
@@ -31,6 +31,13 @@ class Codec(Protocol):
     def feed(self, data: bytes) -> list[DeviceEvent]: ...
 
     def data_to_send(self) -> bytes: ...
+
+
+def drain(out: bytearray) -> bytes:
+    """Hand over and clear a codec's pending output (its `data_to_send`)."""
+    data = bytes(out)
+    out.clear()
+    return data
 
 
 @runtime_checkable

@@ -25,7 +25,7 @@ from typing import Final
 
 from appliance.clock import Clock, MonotonicUTC
 from appliance.model import DeviceEvent, Reading, TechnicalEvent
-from drivers.codec import CodecStats
+from drivers.codec import CodecStats, drain
 from drivers.hl7.message import Hl7Error, Hl7Message, parse
 from drivers.hl7.mllp import VT, MllpDecoder, frame
 from drivers.hl7.pcd import PcdResult, PcdValue, Verdict, build_ack, interpret
@@ -56,9 +56,7 @@ class Hl7Codec:
         self._seq = 0
 
     def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
+        return drain(self._out)
 
     def feed(self, data: bytes) -> list[DeviceEvent]:
         self.stats.bytes_in += len(data)

@@ -19,7 +19,7 @@ from typing import Final
 
 from appliance.clock import Clock, MonotonicUTC
 from appliance.model import DeviceEvent, Reading, TechnicalEvent
-from drivers.codec import CodecStats
+from drivers.codec import CodecStats, drain
 from drivers.serial.datex_frame import DatexFrameDecoder, build_record, encode_frame, parse_record
 from drivers.serial.datex_phdb import decode_phdb, phdb_class, phdb_time
 
@@ -59,9 +59,7 @@ class DatexCodec:
         self._seq = 0
 
     def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
+        return drain(self._out)
 
     def opened(self) -> list[DeviceEvent]:
         self._open = True

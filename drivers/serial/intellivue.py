@@ -25,7 +25,7 @@ from typing import Final
 
 from appliance.clock import Clock, MonotonicUTC
 from appliance.model import DeviceEvent, Reading, TechnicalEvent
-from drivers.codec import CodecStats
+from drivers.codec import CodecStats, drain
 from drivers.serial import intellivue_wire as wire
 from drivers.serial.intellivue_data import Alert, Numeric, NumericDecoder, alerts_of, state_flags, ucum_unit
 from drivers.serial.intellivue_frame import FrameDecoder, encode_frame
@@ -117,9 +117,7 @@ class IntelliVueCodec:
 
     # -- the link's side ---------------------------------------------------------
     def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
+        return drain(self._out)
 
     def opened(self) -> list[DeviceEvent]:
         return self._fire(Trigger.OPENED)

@@ -24,7 +24,7 @@ from typing import Final
 
 from appliance.clock import Clock, MonotonicUTC
 from appliance.model import DeviceEvent, Reading, TechnicalEvent
-from drivers.codec import CodecStats
+from drivers.codec import CodecStats, drain
 from drivers.serial.medibus_data import (
     CP1_UNITS,
     DeviceIdentity,
@@ -122,9 +122,7 @@ class MedibusCodec:
 
     # -- link side -------------------------------------------------------------------
     def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
+        return drain(self._out)
 
     def opened(self) -> list[DeviceEvent]:
         return self._fire(Trigger.OPENED)

@@ -1,5 +1,6 @@
 """Helpers for tests that run `bedside` as real processes."""
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -22,6 +23,13 @@ def records(path: Path):
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+async def until(predicate, timeout_s=15.0):
+    """Await a condition in an async test; fails with TimeoutError after `timeout_s`."""
+    async with asyncio.timeout(timeout_s):
+        while not predicate():
+            await asyncio.sleep(0.02)
 
 
 def wait_until(predicate, timeout_s):

@@ -14,12 +14,7 @@ from hil.datex_sim import S5Sim
 from hil.intellivue_bench import MonitorBench
 from hil.scenarios import vitals_at
 from hil.simulate import PtyPort
-
-
-async def until(predicate, timeout_s=15.0):
-    async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.02)
+from tests.integration.helpers import until
 
 
 def records(events: list[DeviceEvent]) -> int:

@@ -18,12 +18,7 @@ from hil.hl7_sim import Hl7SenderSim, run_tcp
 from hil.intellivue_bench import MonitorBench
 from hil.scenarios import Vitals
 from hil.simulate import PtyPort
-
-
-async def until(predicate, timeout_s=15.0):
-    async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.02)
+from tests.integration.helpers import until
 
 
 def values(events: list[DeviceEvent], label: str) -> list[float | None]:

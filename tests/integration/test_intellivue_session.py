@@ -5,7 +5,6 @@ reply, a cable pull, and the release on shutdown."""
 import asyncio
 import os
 import termios
-from collections.abc import Callable
 from datetime import datetime
 
 from appliance.model import DeviceEvent, Reading, TechnicalEvent
@@ -16,16 +15,11 @@ from hil.intellivue_bench import MonitorBench
 from hil.intellivue_sim import MonitorSim
 from hil.scenarios import vitals_at
 from hil.simulate import PtyPort
+from tests.integration.helpers import until
 
 TIMING = IntelliVueTiming(
     poll_period_s=0.5, keepalive_after_s=0.5, silence_timeout_s=1.5, assoc_retry_s=1.0, mds_timeout_s=2.0
 )
-
-
-async def until(predicate: Callable[[], bool], timeout_s: float = 15.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 def technical(events: list[DeviceEvent], kind: str) -> list[bool]:

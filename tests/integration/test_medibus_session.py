@@ -15,12 +15,7 @@ from hil.intellivue_bench import MonitorBench
 from hil.medibus_sim import DraegerSim
 from hil.scenarios import vitals_at
 from hil.simulate import PtyPort
-
-
-async def until(predicate, timeout_s=15.0):
-    async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.02)
+from tests.integration.helpers import until
 
 
 def readings(events: list[DeviceEvent]) -> int:
