@@ -51,6 +51,21 @@ INVALID_FLAGS: Final = frozenset(
         "measurement_off",
         # HL7 OBX-11 "X": results cannot be obtained (hl7-mllp.md §6 checklist).
         "result_status_x",
+        # BLE health profiles (ble-health.md §4, §6-§8). Demonstration and test data are
+        # never a patient's values.
+        "demo_data",
+        "test_data",
+        "equipment_malfunction",
+        "sensor_unconnected",
+        "sensor_disconnected",
+        "sensor_malfunctioning",
+        "measurement_unsuccessful",
+        "sensor_malfunction",
+        "sample_size_insufficient",
+        "strip_insertion_error",
+        "strip_type_incorrect",
+        "read_interrupted",
+        "general_device_fault",
     }
 )
 QUESTIONABLE_FLAGS: Final = frozenset(
@@ -71,6 +86,26 @@ QUESTIONABLE_FLAGS: Final = frozenset(
         "questionable_measurement",
         # GE S/5 special values and group status (datex-s5.md §6-§7).
         "discontinuity",
+        # BLE health profiles (ble-health.md §4, §6, §7).
+        "early_estimate",
+        "calibration_ongoing",
+        "signal_processing_irregularity",
+        "inadequate_signal",
+        "poor_signal",
+        "erratic_signal",
+        "non_pulsatile_signal",
+        "questionable_pulse",
+        "sensor_displaced",
+        "unknown_sensor",
+        "body_movement",
+        "cuff_too_loose",
+        "improper_position",
+        "temperature_too_high",
+        "temperature_too_low",
+        "time_fault",
+        # A value the device flags beyond its scale but still reports (glucose HI/LO).
+        "over_range",
+        "under_range",
     }
 )
 
@@ -82,6 +117,8 @@ _CONVERSIONS: Final = {
     ("kPa", "mm[Hg]"): lambda v: v * 760.0 / 101.325,
     ("[degF]", "Cel"): lambda v: (v - 32.0) * 5.0 / 9.0,
     ("mbar", "cm[H2O]"): lambda v: v * 1.019716,
+    ("[lb_av]", "kg"): lambda v: v * 0.45359237,
+    ("[in_i]", "cm"): lambda v: v * 2.54,
 }
 
 
@@ -103,6 +140,8 @@ def convert_unit(value: float | None, unit: str, to_unit: str) -> tuple[float | 
 # A value beyond the device's scale (GE S/5 under/over range): the measurement
 # exists but has no number; clinically that is questionable, not absent.
 RANGE_FLAGS: Final = frozenset({"under_range", "over_range"})
+# Readings fetched from a device's record store (BLE glucose / blood pressure catch-up).
+STORED_FLAG: Final = "stored"
 
 
 def quality_of(value: float | None, flags: frozenset[str]) -> Quality:
@@ -161,7 +200,17 @@ class Normalizer:
         events: list[TechnicalEvent] = []
         flags = reading.flags
         time = received
-        if reading.device_time is not None:
+        if reading.device_time is not None and STORED_FLAG in flags:
+            # A record the device stored while out of range is old by nature: its own
+            # time stands and says nothing about the clock's skew; only a time in the
+            # future beyond the bound is distrusted.
+            device_utc = self._to_utc(reading.device_time, ctx.tz)
+            bound = self.max_clock_skew_s
+            if bound is not None and (device_utc - received).total_seconds() > bound:
+                flags = flags | {"clock_skew"}
+            else:
+                time = device_utc
+        elif reading.device_time is not None:
             device_utc = self._to_utc(reading.device_time, ctx.tz)
             skewed, events = self._track_skew(ctx, device_utc, received)
             if skewed:

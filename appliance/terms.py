@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from appliance.terms_ble import ble_terms
 from appliance.terms_datex import datex_terms
 from appliance.terms_intellivue import intellivue_terms
 
@@ -66,6 +67,8 @@ TERMS: Final[dict[str, dict[str, Term]]] = {
     "intellivue": intellivue_terms(Term),
     # shared/protocols/datex-s5.md, labels made by drivers/serial/datex_phdb.py.
     "datex": datex_terms(Term),
+    # shared/protocols/ble-health.md, labels made by drivers/ble/vitals.py and glucose.py.
+    "ble": ble_terms(Term, _SPO2, _PULSE, _PERF),
     # shared/protocols/medibus.md §6 codepage 1 codes; only codes with a sourced MDC term.
     "medibus": {
         "CP1_EB": _SPO2,
