@@ -8,6 +8,7 @@ file and the key (`gateway.toml: devices[1].baud: must be one of …`).
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -97,6 +98,9 @@ class DeviceConfig:
     tls_cert_path: str = _f("")
     tls_key_path: str = _f("")
     tls_ca_path: str = _f("")
+    # BLE (protocol ble-<profile>, port "ble:<address>" or "ble:any" = first device
+    # advertising the profile's service): battery level that raises low_battery.
+    low_battery_pct: int = _f(20, min=0, max=100)
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +319,14 @@ def _cross_checks(config: Config, fail: typing.Callable[[str, str], typing.NoRet
             listen = parse_listen(dev.port)
         except ValueError as exc:
             fail(f"{key}.port", str(exc))
+        ble_port = dev.port.startswith("ble:")
+        if dev.protocol.startswith("ble-") != ble_port:
+            fail(
+                f"{key}.port",
+                "BLE devices (protocol ble-<profile>) take port 'ble:<address>' or 'ble:any', and only they",
+            )
+        if ble_port and (err := ble_address_problem(dev.port)):
+            fail(f"{key}.port", err)
         if listen is not None and dev.protocol != "hl7":
             fail(f"{key}.port", "tcp:// and tls:// listeners are for protocol hl7 only")
         if listen is not None and listen.tls:
@@ -325,6 +337,17 @@ def _cross_checks(config: Config, fail: typing.Callable[[str, str], typing.NoRet
         for setting, allowed, why in _PORT_PROFILES.get(dev.protocol, ()):
             if getattr(dev, setting) not in allowed:
                 fail(f"{key}.{setting}", why)
+
+
+_BLE_ADDRESS: Final = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+
+
+def ble_address_problem(port: str) -> str:
+    """'' when `port` names a BLE device by address or 'any'; else why not."""
+    target = port.removeprefix("ble:")
+    if target == "any" or _BLE_ADDRESS.match(target):
+        return ""
+    return f"{target!r} is not a Bluetooth address (AA:BB:CC:DD:EE:FF) or 'any'"
 
 
 def load_config(path: str | Path) -> Config:

@@ -32,6 +32,8 @@ from appliance.sinks import JsonlSink, Sink
 from appliance.supervisor import Supervisor
 from appliance.uplink.client import Uplink, UplinkSettings
 from appliance.uplink.tls import TlsFiles
+from drivers.ble.link import BleBackend, BleLink, BleTiming
+from drivers.ble.profiles import PROFILES as BLE_PROFILES
 from drivers.hl7.listener import Hl7Listener, parse_listen, server_context
 from drivers.serial import make_codec
 from drivers.serial.link import LinkTiming, Opener, SerialLink, open_serial
@@ -95,8 +97,10 @@ class Gateway:
         *,
         ruleset: RuleSet | None = None,
         outputs: list[AlarmOutput] | None = None,
+        ble_backend: BleBackend | None = None,
     ) -> None:
         self.config = config
+        self.ble_backend = ble_backend or BleBackend()  # BlueZ unless a simulated radio is given
         self.clock: Clock = clock or MonotonicUTC()
         self.normalizer = Normalizer(max_clock_skew_s=config.gateway.max_clock_skew_s)
         self.registry = Registry(config.gateway.registry_path)
@@ -144,13 +148,25 @@ class Gateway:
         self._stream_id = self.clock.now().isoformat()
         self._devices = {dev.id: dev for dev in config.devices}
         self._contexts: dict[str, DeviceContext] = {}
-        self.links: dict[str, SerialLink | Hl7Listener] = {
+        self.links: dict[str, SerialLink | Hl7Listener | BleLink] = {
             dev.id: self._link(dev, config, opener) for dev in config.devices
         }
 
-    def _link(self, dev: DeviceConfig, config: Config, opener: Opener) -> SerialLink | Hl7Listener:
+    def _link(self, dev: DeviceConfig, config: Config, opener: Opener) -> SerialLink | Hl7Listener | BleLink:
         def emit(event: DeviceEvent) -> None:
             self.handle(dev, event)
+
+        if dev.protocol.startswith("ble-"):
+            address = dev.port.removeprefix("ble:")
+            ble_timing = BleTiming(
+                stale_after_s=dev.stale_after_s, reconnect_min_s=dev.reopen_min_s,
+                reconnect_max_s=max(dev.reopen_max_s, dev.reopen_min_s), low_battery_pct=dev.low_battery_pct,
+            )  # fmt: skip
+            return BleLink(
+                dev.id, BLE_PROFILES[dev.protocol.removeprefix("ble-")], None if address == "any" else address, emit,
+                timing=ble_timing, backend=self.ble_backend, cursor=self.registry, device_tz=ZoneInfo(dev.timezone),
+                now=self.clock.now,
+            )  # fmt: skip
 
         listen = parse_listen(dev.port)
         if listen is not None:  # HL7 over TCP: a listener instead of a port

@@ -90,3 +90,17 @@ class Registry:
 
     def get(self, device_id: str) -> Pairing | None:
         return self._snapshot.get(device_id)
+
+    # Stored-record cursors (BLE glucose and the like): the last sequence number
+    # received per device, so a reconnect fetches only newer records. Blocking
+    # file I/O: the BLE link calls these from a worker thread.
+    def last_record(self, device_id: str) -> int | None:
+        if not self.path.exists():
+            return None
+        with self._open() as db:
+            rows = db.table("records").search(Query().device_id == device_id)
+        return int(rows[0]["seq"]) if rows else None
+
+    def set_last_record(self, device_id: str, seq: int) -> None:
+        with self._open() as db:
+            db.table("records").upsert({"device_id": device_id, "seq": seq}, Query().device_id == device_id)

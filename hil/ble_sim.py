@@ -235,7 +235,13 @@ class GlucoseSim(ProfileSim):
 
     def encode_record(self, rec: GlucoseRecord) -> bytes:
         # flags: concentration present (kg/L), context follows; capillary whole blood, finger.
-        return bytes([0x12]) + rec.seq.to_bytes(2, "little") + _date_time(rec.time) + _sf(rec.mg_dl * 1e-5, -5) + bytes([0x11])
+        return (
+            bytes([0x12])
+            + rec.seq.to_bytes(2, "little")
+            + _date_time(rec.time)
+            + _sf(rec.mg_dl * 1e-5, -5)
+            + bytes([0x11])
+        )
 
     @staticmethod
     def encode_context(rec: GlucoseRecord) -> bytes:

@@ -125,9 +125,10 @@ class MeasurementStream:
         if battery is not None and battery <= self._low_battery_pct:
             conditions.add("low_battery")
         self._active[m.characteristic] = frozenset(conditions)
+        # One id per value: a heart-rate notification carries several RR intervals.
         events: list[DeviceEvent] = [
-            Reading(self.device_id, v.label, v.value, v.unit, m.device_time, v.flags | m.flags, seq)
-            for v in m.values
+            Reading(self.device_id, v.label, v.value, v.unit, m.device_time, v.flags | m.flags, seq * 64 + i)
+            for i, v in enumerate(m.values)
             if v.label != "BATTERY"  # battery level is a technical condition, not a vital sign
         ]
         events += self._conditions.update(set().union(*self._active.values()))

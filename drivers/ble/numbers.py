@@ -74,7 +74,7 @@ def sfloat_raw(value: float | None, exponent: int = 0) -> int:
     if value is None:
         return 0x07FF
     mantissa = round(value / 10.0**exponent)
-    if not -2046 <= mantissa <= 2045 or not -8 <= exponent <= 7:
+    if not -2045 <= mantissa <= 2045 or not -8 <= exponent <= 7:
         raise ValueError(f"{value} does not fit an SFLOAT at exponent {exponent}")
     return ((exponent & 0xF) << 12) | (mantissa & 0x0FFF)
 

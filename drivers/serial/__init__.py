@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from drivers.ble.codec import BLE_CODECS
 from drivers.codec import Codec
 from drivers.hl7.codec import Hl7Codec
 from drivers.serial.datex import DatexCodec
@@ -31,6 +32,9 @@ CODECS: Final[dict[str, CodecFactory]] = {
     "nonin-2": lambda device_id: NoninCodec(device_id, 2),
     "nonin-7": lambda device_id: NoninCodec(device_id, 7),
     "nonin-8": lambda device_id: NoninCodec(device_id, 8),
+    # BLE health profiles: hex notification lines for `decode`; in the gateway a
+    # `ble-<profile>` device gets a BLE link (drivers/ble/link.py), not a port.
+    **BLE_CODECS,
 }
 
 
