@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from bleak.args import SizedBuffer
 from bleak.assigned_numbers import CharacteristicPropertyName
@@ -136,11 +136,14 @@ class SimPeripheral:
                 self.on_subscribe(uuid)
 
 
+P = TypeVar("P", bound=SimPeripheral)
+
+
 class SimRadio:
     def __init__(self) -> None:
         self.peripherals: dict[str, SimPeripheral] = {}
 
-    def add(self, peripheral: SimPeripheral) -> SimPeripheral:
+    def add(self, peripheral: P) -> P:
         self.peripherals[peripheral.address.upper()] = peripheral
         return peripheral
 

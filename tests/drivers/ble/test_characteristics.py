@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.model import Reading, TechnicalEvent
+from appliance.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.ble.codec import CHARACTERISTICS, HexLineCodec, MeasurementStream
 from drivers.ble.glucose import (
     RacpOp,
@@ -164,7 +164,8 @@ def test_glucose_time_offset_and_annunciation():
 def test_glucose_context_examples():
     assert decode_glucose_context(h("02 01 00 01")).flags == {"meal_preprandial"}
     ctx = decode_glucose_context(h("01 02 00 01 14 D0"))
-    assert (ctx.seq, ctx.flags) == (2, {"carbohydrate_breakfast"})
+    assert ctx.seq == 2
+    assert ctx.flags == {"carbohydrate_breakfast"}
 
 
 def test_racp_requests_and_responses():
@@ -244,7 +245,7 @@ def test_low_battery_is_edge_triggered():
 def test_hex_line_codec_resyncs_after_a_bad_line_and_accepts_uuid_prefixes():
     codec = HexLineCodec("d", "glucose")
     text = b"# capture\n12 01 00 E8 07 03 05 07 1E 00 5F B0 11\nnot hex\n2A34: 02 01 00 01\n02 02 00 E8"
-    events = []
+    events: list[DeviceEvent] = []
     for i in range(len(text)):  # byte at a time
         events += codec.feed(text[i : i + 1])
     events += codec.finish()

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from appliance.model import Reading, TechnicalEvent
+from appliance.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.ble.link import TRANSITIONS, BleLink, BleTiming, LinkInput, LinkState, MemoryCursor, step
 from drivers.ble.profiles import PROFILES
 from hil.ble_radio import SimRadio
@@ -47,7 +47,7 @@ def link(radio, profile, address, events, cursor=None, timing=FAST):
 async def test_heart_rate_streams_then_survives_leaving_range():
     radio = SimRadio()
     strap = radio.add(HeartRateSim(HR_ADDR, period_s=0.05))
-    events = []
+    events: list[DeviceEvent] = []
     hr = link(radio, "heart-rate", HR_ADDR, events)
     async with running(strap.run(), hr.run()):
         await until(lambda: len(readings(events, "HR")) >= 5)
@@ -69,7 +69,7 @@ async def test_heart_rate_streams_then_survives_leaving_range():
 async def test_silence_on_a_continuous_link_is_stale_then_ends():
     radio = SimRadio()
     strap = radio.add(HeartRateSim(HR_ADDR, period_s=0.05))
-    events = []
+    events: list[DeviceEvent] = []
     async with running(link(radio, "heart-rate", HR_ADDR, events).run()) as _:
         sim = asyncio.create_task(strap.run())
         await until(lambda: len(readings(events, "HR")) >= 3)
@@ -83,7 +83,7 @@ async def test_silence_on_a_continuous_link_is_stale_then_ends():
 async def test_glucose_catch_up_delivers_every_record_once_with_its_own_time():
     radio = SimRadio()
     meter = radio.add(GlucoseSim(GLU_ADDR, period_s=0.05))
-    events = []
+    events: list[DeviceEvent] = []
     cursor = MemoryCursor()
     async with running(meter.run(), link(radio, "glucose", None, events, cursor).run()):  # found by service
         await until(lambda: len(readings(events, "GLU")) >= 3)
@@ -113,14 +113,14 @@ async def test_a_restarted_link_fetches_only_newer_records():
     for _ in range(6):
         await meter.tick(0)  # six records before the gateway ever saw the meter
     cursor = MemoryCursor()
-    first = []
+    first: list[DeviceEvent] = []
     async with running(link(radio, "glucose", GLU_ADDR, first, cursor).run()):
         await until(lambda: cursor.seqs.get("dev-glucose") == 6)
     assert [r.seq // 64 for r in readings(first, "GLU")] == [1, 2, 3, 4, 5, 6]
     for _ in range(3):
         await meter.tick(0)
     meter.reports = 0
-    second = []
+    second: list[DeviceEvent] = []
     async with running(link(radio, "glucose", GLU_ADDR, second, cursor).run()):  # gateway restart
         await until(lambda: cursor.seqs.get("dev-glucose") == 9)
     assert [r.seq // 64 for r in readings(second, "GLU")] == [7, 8, 9]
@@ -134,7 +134,7 @@ async def test_records_offered_again_are_skipped():
         await meter.tick(0)
     cursor = MemoryCursor()
     cursor.set_last_record("dev-glucose", 2)
-    events = []
+    events: list[DeviceEvent] = []
     gl = link(radio, "glucose", GLU_ADDR, events, cursor)
     async with running(gl.run()):
         await until(lambda: cursor.seqs["dev-glucose"] == 4)
@@ -148,7 +148,7 @@ async def test_low_battery_and_clock_set_from_the_gateway():
     radio = SimRadio()
     strap = radio.add(HeartRateSim(HR_ADDR, period_s=0.05))
     assert abs(strap.clock() - datetime.now()) > timedelta(hours=1)  # starts wrong
-    events = []
+    events: list[DeviceEvent] = []
     async with running(strap.run(), link(radio, "heart-rate", HR_ADDR, events).run()):
         await until(lambda: strap.connected and len(readings(events, "HR")) >= 2)
         assert abs(strap.clock() - datetime.now()) < timedelta(seconds=5)
@@ -165,7 +165,7 @@ async def test_blood_pressure_readings_taken_while_away_arrive_after_reconnect()
     for t in range(3):
         await cuff.tick(float(t))
     assert len(cuff.stored) == 3
-    events = []
+    events: list[DeviceEvent] = []
     async with running(link(radio, "blood-pressure", "C0:FF:EE:00:00:03", events).run()):
         await asyncio.sleep(0.3)
         assert readings(events) == []
@@ -177,7 +177,7 @@ async def test_blood_pressure_readings_taken_while_away_arrive_after_reconnect()
 
 
 async def test_a_continuous_device_never_found_is_reported_once():
-    events = []
+    events: list[DeviceEvent] = []
     hr = link(SimRadio(), "heart-rate", HR_ADDR, events)
     async with running(hr.run()):
         await until(lambda: technical(events))
