@@ -172,6 +172,8 @@ class BleLink:
         self.connected = False
         self.duplicates = 0  # stored records offered again and skipped
         self._last_seq: int | None = None
+        self._floor: int | None = None  # cursor when this connection began
+        self._seen: set[int] = set()  # sequence numbers received on this connection
         self._cursor_loaded = False
         self._catching_up = False
         self._last_value = 0.0
@@ -231,6 +233,12 @@ class BleLink:
         self._backoff.reset()
         if self.profile.continuous:
             self._technical("connected", detail=device.address)
+        if self.profile.stored_records:
+            # Records that arrive live before the catch-up ends must not move the
+            # request's starting point (or the persisted cursor) past a gap.
+            self._floor = self._last_seq
+            self._seen = set()
+            self._catching_up = True
         try:
             await self._setup(client)
             if self.profile.stored_records:
@@ -313,13 +321,15 @@ class BleLink:
             self._last_value = asyncio.get_running_loop().time()
             if name == "glucose" and len(data) >= 3:
                 seq = int.from_bytes(data[1:3], "little")
-                if self._last_seq is not None and seq <= self._last_seq:
+                if (self._floor is not None and seq <= self._floor) or seq in self._seen:
                     self.duplicates += 1
                     return
                 events = self._stream.value(name, bytes(data), stored=self._catching_up)
                 if not any(isinstance(e, TechnicalEvent) and e.kind == "bad_frame" for e in events):
-                    self._last_seq = seq
-                    self._persist_soon()
+                    self._seen.add(seq)
+                    self._last_seq = max(seq, self._last_seq or 0)
+                    if not self._catching_up:
+                        self._persist_soon()
             else:
                 events = self._stream.value(name, bytes(data), stored=self._catching_up)
             self._deliver(events)
@@ -359,7 +369,7 @@ class BleLink:
                 answered.set()
 
         await client.start_notify(RACP, on_racp)
-        request = racp_report_all() if self._last_seq is None else racp_report_after(self._last_seq)
+        request = racp_report_all() if self._floor is None else racp_report_after(self._floor)
         self._catching_up = True
         try:
             await client.write_gatt_char(RACP, request, response=True)
@@ -374,6 +384,14 @@ class BleLink:
                 done.cancel()
             if self._lost.is_set():
                 raise _Lost
+            complete = bool(finished) and not (responses and responses[0])
+            if not complete:
+                # Keep the cursor below the first record not received, so the next
+                # connection asks again from there (a live record may be far ahead).
+                contiguous = self._floor or 0
+                while contiguous + 1 in self._seen:
+                    contiguous += 1
+                self._last_seq = contiguous if (self._floor is not None or contiguous) else None
             if not finished:
                 with contextlib.suppress(BleakError, OSError):
                     await client.write_gatt_char(RACP, racp_abort(), response=True)
@@ -383,9 +401,11 @@ class BleLink:
             elif responses and responses[0]:
                 log.warning("%s: stored records refused: %s", self.device_id, responses[0])
         finally:
-            self._catching_up = False
             for event in self._stream.flush():
                 self._emit(event)
+        self._catching_up = False
+        self._floor = self._last_seq
+        self._persist_soon()
         if self._persist_task is not None:
             await self._persist_task
 

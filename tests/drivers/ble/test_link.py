@@ -194,3 +194,26 @@ def test_transition_table_is_the_only_way_between_states():
     assert step(LinkState.SEARCHING, LinkInput.FOUND) is LinkState.CONNECTING
     with pytest.raises(RuntimeError, match="no transition"):
         step(LinkState.STREAMING, LinkInput.FOUND)
+
+
+class EagerMeter(GlucoseSim):
+    """Sends its newest record the moment notifications are enabled, before any RACP request."""
+
+    def on_subscribe(self, uuid):
+        if uuid.startswith("00002a18") and self.records:
+            self._send(self.records[-1])
+
+
+async def test_a_live_record_before_the_catch_up_does_not_skip_the_gap():
+    radio = SimRadio()
+    meter = radio.add(EagerMeter(GLU_ADDR, period_s=10))
+    for _ in range(5):
+        await meter.tick(0)
+    cursor = MemoryCursor()
+    events: list[DeviceEvent] = []
+    gl = link(radio, "glucose", GLU_ADDR, events, cursor)
+    async with running(gl.run()):
+        await until(lambda: cursor.seqs.get("dev-glucose") == 5 and meter.reports == 5)
+        await asyncio.sleep(0.05)
+    assert sorted(r.seq // 64 for r in readings(events, "GLU")) == [1, 2, 3, 4, 5]
+    assert gl.duplicates == 1  # record 5 again, in the catch-up
