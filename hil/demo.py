@@ -27,6 +27,8 @@ from typing import Final, TextIO
 from appliance.config import parse_config
 from appliance.gateway import Gateway
 from appliance.model import AlarmEvent, Observation, Record, TechnicalEvent
+from hil.ble_radio import SimRadio
+from hil.ble_sim import ProfileSim, make_sim
 from hil.broker import Broker, free_port, make_pki
 from hil.simulate import SimConfig, simulate
 from rules.engine import Ack, Pause
@@ -46,6 +48,7 @@ SHORT_NAMES: Final = {
     "MDC_PRESS_BLD_NONINV_MEAN": "NBPm",
     "MDC_RESP_RATE": "RR",
     "MDC_AWAY_CO2_ET": "etCO2",
+    "MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD": "Glucose",
 }
 DEVICES: Final = (
     # (device id, protocol, bed, simulator)
@@ -66,6 +69,17 @@ DEVICES: Final = (
     # An HL7 sender (PCD-01 vitals, PCD-04 alerts) connecting to the gateway's MLLP listener.
     ("hl7-1", "hl7", "ICU-7", SimConfig("hl7", "", "desaturation", time_scale=3)),
 )
+
+
+# BLE sensors on a simulated radio, read through bleak exactly as BlueZ devices would be:
+# (device id, profile, bed, address, scenario, period s). The glucose meter wanders out of
+# range now and then and keeps measuring; its readings arrive on return, once each.
+BLE_DEVICES: Final = (
+    ("hr-strap-1", "heart-rate", "ICU-8", "C0:FF:EE:00:08:01", "steady", 1.0),
+    ("glucose-1", "glucose", "ICU-9", "C0:FF:EE:00:09:01", "steady", 3.0),
+)
+BLE_AWAY_EVERY_S: Final = 20.0
+BLE_AWAY_FOR_S: Final = 8.0
 
 
 def device_ports(workdir: Path) -> dict[str, str]:
@@ -118,7 +132,35 @@ def demo_config(workdir: Path, broker: Broker | None = None, ports: dict[str, st
             f'bed_id = "{bed}"',
             f"stale_after_s = {10.0 if protocol == 'datex' else 3.0}",
         ]
+    for dev_id, profile, bed, address, _, _ in BLE_DEVICES:
+        lines += [
+            "[[devices]]",
+            f'id = "{dev_id}"',
+            f'protocol = "ble-{profile}"',
+            f'port = "ble:{address}"',
+            f'bed_id = "{bed}"',
+            "stale_after_s = 5.0",
+            "reopen_max_s = 2.0",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def ble_radio() -> tuple[SimRadio, list[ProfileSim]]:
+    radio = SimRadio()
+    sims = [
+        radio.add(make_sim(profile, address, scenario, period))
+        for _, profile, _, address, scenario, period in BLE_DEVICES
+    ]
+    return radio, sims
+
+
+async def _wander(sim: ProfileSim, speed: float) -> None:
+    """Take a sensor out of range and back, periodically."""
+    while True:
+        await asyncio.sleep(BLE_AWAY_EVERY_S / speed)
+        sim.leave()
+        await asyncio.sleep(BLE_AWAY_FOR_S / speed)
+        sim.come_back()
 
 
 class LiveView:
@@ -252,7 +294,8 @@ async def _demo(workdir: Path, duration_s: float | None, speed: float) -> int:
 async def _run_demo(workdir: Path, duration_s: float | None, speed: float, broker: Broker | None) -> int:
     ports = device_ports(workdir)
     config = parse_config(demo_config(workdir, broker, ports), "demo config")
-    gateway = Gateway(config)
+    radio, ble_sims = ble_radio()
+    gateway = Gateway(config, ble_backend=radio.backend())
     view = LiveView()
     gateway.subscribers.append(view)
     stop = asyncio.Event()
@@ -263,6 +306,8 @@ async def _run_demo(workdir: Path, duration_s: float | None, speed: float, broke
         asyncio.create_task(simulate(replace(sim, port=ports[dev_id], time_scale=sim.time_scale * speed)))
         for dev_id, _, _, sim in DEVICES
     ]
+    sims += [asyncio.create_task(sim.run(speed)) for sim in ble_sims]
+    sims += [asyncio.create_task(_wander(sim, speed)) for sim in ble_sims if sim.profile == "glucose"]
     interactive = sys.stdout.isatty()
     view.color = interactive
     viewer = asyncio.create_task(_view(view, gateway, sys.stdout, interactive))

@@ -17,7 +17,7 @@ def test_demo_runs_non_interactively_and_shows_live_vitals(tmp_path):
     assert res.returncode == 0, res.stderr.decode()
     assert "Traceback" not in res.stderr.decode()
     final = out.rsplit("Bedside Gateway demo", 1)[1]
-    for bed in ("ICU-1", "ICU-2", "ICU-3"):
+    for bed in ("ICU-1", "ICU-2", "ICU-3", "ICU-8", "ICU-9"):
         assert bed in final
     assert "%" in final and "/min" in final
     assert "connected" in final
