@@ -28,7 +28,9 @@ def test_minimal_config_gets_documented_defaults():
 def test_example_config_is_valid_and_is_the_one_in_the_readme():
     example = ROOT / "examples" / "gateway.toml"
     cfg = load_config(example)
-    assert [d.protocol for d in cfg.devices] == ["masimo", "nonin-2", "intellivue", "datex", "medibus-evita4", "hl7"]
+    assert [d.protocol for d in cfg.devices] == [
+        "masimo", "nonin-2", "intellivue", "datex", "medibus-evita4", "hl7", "ble-heart-rate", "ble-glucose",
+    ]  # fmt: skip
     assert example.read_text() in (ROOT / "README.md").read_text()
 
 
