@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import contextlib
 import json
 import logging
 import logging.handlers
@@ -32,6 +33,7 @@ from appliance.queue.queue import export
 from appliance.registry import Registry, RegistryError
 from appliance.replay import ReplayError, replay
 from appliance.uplink.tls import TlsFiles, UplinkTlsError
+from drivers.ble.profiles import PROFILES as BLE_PROFILES
 from drivers.serial import CODECS
 from rules.spec import RuleError, load_rules
 
@@ -249,6 +251,17 @@ def cmd_hil(args: argparse.Namespace) -> int:
 
     _setup_logging("info")
     _install_loop()
+    if args.hil_command == "ble":
+        from hil.ble_bench import BleBenchConfig, run_ble_bench
+        from hil.scenarios import SCENARIOS
+
+        if args.scenario not in SCENARIOS:
+            print(f"bedside: --scenario: unknown {args.scenario!r}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
+            return 2
+        cfg = BleBenchConfig(args.device, args.scenario, args.period, args.leave_every, args.away, args.duration)
+        with contextlib.suppress(KeyboardInterrupt):
+            return asyncio.run(run_ble_bench(cfg))
+        return 0
     return run_hil(args)
 
 
@@ -349,6 +362,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--reboot-every", type=float, default=0.0, help="intellivue: reboot mid-poll every S seconds")
     sim.add_argument("--reboot-down", type=float, default=15.0, help="intellivue: seconds a reboot takes")
     sim.add_argument("--duration", type=float, default=None)
+    ble = hil_sub.add_parser("ble", help="a simulated BLE peripheral read by the gateway's BLE link (JSON lines)")
+    ble.add_argument("device", choices=sorted(BLE_PROFILES))
+    ble.add_argument("--scenario", default="steady")
+    ble.add_argument("--period", type=float, default=1.0, help="seconds between measurements")
+    ble.add_argument("--leave-every", type=float, default=0.0, help="leave radio range every S seconds")
+    ble.add_argument("--away", type=float, default=5.0, help="seconds out of range")
+    ble.add_argument("--duration", type=float, default=None)
     hil.set_defaults(func=cmd_hil)
     return parser
 

@@ -56,17 +56,21 @@ def _exact(mantissa: int, exponent: int) -> float:
     return float(f"{mantissa}e{exponent}")
 
 
-def sfloat(raw: int) -> Number:
-    special = _SFLOAT_SPECIAL.get(raw)
-    if special is not None:
+def _signed(value: int, bits: int) -> int:
+    return value - (1 << bits) if value >= 1 << (bits - 1) else value
+
+
+def _number(raw: int, specials: dict[int, str], mantissa_bits: int, exponent_bits: int) -> Number:
+    special = specials.get(raw)
+    if special is not None:  # checked on the raw word, before sign extension
         return Number(None, special)
-    exponent = raw >> 12
-    if exponent >= 8:
-        exponent -= 16
-    mantissa = raw & 0x0FFF
-    if mantissa >= 0x800:
-        mantissa -= 0x1000
+    exponent = _signed(raw >> mantissa_bits, exponent_bits)
+    mantissa = _signed(raw & ((1 << mantissa_bits) - 1), mantissa_bits)
     return Number(_exact(mantissa, exponent), "", mantissa, exponent)
+
+
+def sfloat(raw: int) -> Number:
+    return _number(raw, _SFLOAT_SPECIAL, 12, 4)
 
 
 def sfloat_raw(value: float | None, exponent: int = 0) -> int:
@@ -80,16 +84,7 @@ def sfloat_raw(value: float | None, exponent: int = 0) -> int:
 
 
 def float32(raw: int) -> Number:
-    special = _FLOAT_SPECIAL.get(raw)
-    if special is not None:
-        return Number(None, special)
-    exponent = raw >> 24
-    if exponent >= 0x80:
-        exponent -= 0x100
-    mantissa = raw & 0x00FFFFFF
-    if mantissa >= 0x800000:
-        mantissa -= 0x1000000
-    return Number(_exact(mantissa, exponent), "", mantissa, exponent)
+    return _number(raw, _FLOAT_SPECIAL, 24, 8)
 
 
 class Reader:
