@@ -92,7 +92,10 @@ def family_of(protocol: str) -> str:
 
 # code -> the term other families already use for it, so a metric sent over HL7
 # (e.g. 147842 as MDC_ECG_CARD_BEAT_RATE) reaches the same rules as from a monitor.
-_BY_CODE: Final = {term.code: term for family in TERMS.values() for term in family.values()}
+# Where families disagree on a unit, the monitor tables win (last below): PCD-01
+# messages use the 11073 dimensions, e.g. PERF_REL dimensionless as IntelliVue sends it.
+_HL7_PRECEDENCE: Final = ("masimo", "nonin", "ble", "medibus", "datex", "intellivue")
+_BY_CODE: Final = {term.code: term for family in _HL7_PRECEDENCE for term in TERMS[family].values()}
 
 
 def _carried(label: str) -> Term | None:

@@ -137,3 +137,9 @@ async def test_gateway_reads_ble_sensors_through_bleak(tmp_path):
     assert len({o.obs_id for o in glucose}) == len(glucose) >= len(meter.records) - 1
     assert all(o.bed_id == "ICU-9" for o in glucose)
     assert ("hr-1", "connected") in {(e.device_id, e.kind) for e in seen if isinstance(e, TechnicalEvent)}
+
+
+def test_every_term_family_has_a_place_in_the_hl7_code_precedence():
+    from appliance.terms import _HL7_PRECEDENCE, TERMS
+
+    assert sorted(_HL7_PRECEDENCE) == sorted(TERMS)
