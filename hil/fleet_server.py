@@ -1,0 +1,91 @@
+"""A real fleet server: nginx on loopback serving a static TUF repository over TLS 1.3,
+verifying client certificates against the fleet CA.
+
+`/` serves the repository as it is; `/slow/` serves the same files at a trickle
+(`limit_rate`), a stalled mirror for the slow-retrieval test. Started by the OTA
+tests (and usable by the image tests), stopped by them.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from hil.broker import free_port
+
+__all__ = ["FleetServer"]
+
+NGINX = "/usr/sbin/nginx"
+
+
+class FleetServer:
+    def __init__(
+        self, directory: Path, root: Path, *, ca: str, cert: str, key: str, slow_rate_bytes_s: int = 16
+    ) -> None:
+        self.dir = directory
+        self.root = root
+        self.ca, self.cert, self.key = ca, cert, key
+        self.slow_rate = slow_rate_bytes_s
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def config(self) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        conf = self.dir / "nginx.conf"
+        conf.write_text(
+            f"""
+daemon off;
+user root;
+worker_processes 1;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log {self.dir}/access.log;
+    client_body_temp_path {self.dir}/body;
+    proxy_temp_path {self.dir}/proxy;
+    fastcgi_temp_path {self.dir}/fastcgi;
+    uwsgi_temp_path {self.dir}/uwsgi;
+    scgi_temp_path {self.dir}/scgi;
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{self.port} ssl;
+        ssl_protocols TLSv1.3;
+        ssl_certificate {self.cert};
+        ssl_certificate_key {self.key};
+        ssl_client_certificate {self.ca};
+        ssl_verify_client on;
+        location / {{ root {self.root}; }}
+        location /slow/ {{ alias {self.root}/; limit_rate {self.slow_rate}; }}
+    }}
+}}
+"""
+        )
+        return conf
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([NGINX, "-c", str(self.config())], stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"nginx exited: {err}")
+            time.sleep(0.05)
+        raise RuntimeError("nginx did not start listening")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            if self.proc.stderr:
+                self.proc.stderr.close()
+            self.proc = None
