@@ -1,0 +1,292 @@
+"""The update agent on the box: one task under the gateway's supervisor.
+
+Each poll (period with jitter): trust the clock only if it is not behind the
+persisted time floor; refresh TUF metadata and choose a release; download it
+(resuming) and verify it against the signed metadata; install it with RAUC; wait
+for a safe moment (no high or medium alarm at the bed) to reboot, never longer
+than `max_deferral_s` without telling the fleet, never forcing. After the reboot
+`resume()` runs the health gate and commits (`mark-good`) or rolls back
+(`mark-bad` + reboot into the previous slot). A release that failed to come up
+is given up, so a box cannot flip between slots forever.
+
+Every step is persisted first (lifecycle.py) and reported as a technical event
+and on the status topic. Blocking work (HTTP, TUF, disk) runs in threads; the
+alarm path is never awaited by anything here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ota.client import Release, choose_release
+from ota.errors import InstallError, RefusedUpdate
+from ota.lifecycle import OtaInput, OtaState, StateFile, step
+from ota.rauc import Installer
+
+__all__ = ["AgentConfig", "AgentHooks", "OtaAgent", "UpdateSource"]
+
+log = logging.getLogger(__name__)
+
+
+class UpdateSource(Protocol):
+    """What the agent needs of the TUF client (ota.client.UpdateClient); blocking calls."""
+
+    def check(self) -> list[Release]: ...
+
+    def download(self, release: Release) -> Path: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    compatible: str
+    base_version: str  # version of a factory-installed slot (RAUC has no bundle record for it)
+    poll_interval_s: float = 3600.0
+    poll_jitter_s: float = 600.0
+    max_deferral_s: float = 4 * 3600.0
+    defer_poll_s: float = 5.0
+    health_timeout_s: float = 120.0
+    health_poll_s: float = 1.0
+    max_boot_attempts: int = 3
+    clock_tolerance_s: float = 300.0
+
+
+HealthCheck = Callable[[], tuple[bool, str]]
+
+
+@dataclass(slots=True)
+class AgentHooks:
+    alarm_blocks_reboot: Callable[[], bool]
+    health: dict[str, HealthCheck]
+    reboot: Callable[[], Awaitable[None]]
+    report: Callable[[str, bool, str], None]  # technical event: kind, active, detail
+    status: Callable[[dict[str, Any]], None]  # retained status payload
+    now: Callable[[], float] = time.time
+
+
+class OtaAgent:
+    def __init__(
+        self, cfg: AgentConfig, source: UpdateSource, installer: Installer, state: StateFile, hooks: AgentHooks
+    ) -> None:
+        self.cfg = cfg
+        self.source = source
+        self.installer = installer
+        self.state_file = state
+        self.hooks = hooks
+        self.record = state.load()
+        self.installed_version = cfg.base_version
+        self._clock_bad = False
+        self._trusted = False  # TUF metadata refreshed by this process
+
+    # -- bookkeeping -------------------------------------------------------------
+    def _go(self, event: OtaInput, error: str = "") -> None:
+        rec = self.record
+        rec.state = step(rec.state, event)
+        rec.error = error
+        self.state_file.save(rec)  # persisted before anything acts on the new state
+        detail = f"{rec.state.value} {rec.release_version}".strip() + (f": {error}" if error else "")
+        log.info("OTA %s", detail)
+        self.hooks.report("update", rec.state not in _FINAL, detail)
+        self._status()
+
+    def _status(self, **extra: Any) -> None:
+        self.hooks.status({**self._status_dict(), "given_up": list(self.record.given_up), **extra})
+
+    def _status_dict(self) -> dict[str, Any]:
+        rec = self.record
+        return {"state": rec.state.value, "release": rec.release_version, "installed": self.installed_version,
+                "error": rec.error}  # fmt: skip
+
+    async def _installed_version(self) -> str:
+        slot = await self.installer.booted()
+        self.installed_version = slot.bundle_version or self.cfg.base_version
+        return self.installed_version
+
+    # -- the task ------------------------------------------------------------------
+    async def run(self) -> None:
+        await self.resume()
+        while True:
+            await self.cycle()
+            await asyncio.sleep(self.cfg.poll_interval_s + random.uniform(0, self.cfg.poll_jitter_s))
+
+    async def resume(self) -> None:
+        """After a start (boot, crash, power cut): pick up where the record says."""
+        await self._installed_version()
+        state = self.record.state
+        if state is OtaState.CHECKING:
+            self._go(OtaInput.RETRY)
+        elif state in (OtaState.REBOOTING, OtaState.HEALTH_CHECK):
+            await self._after_boot()
+        elif state in (OtaState.DOWNLOADING, OtaState.VERIFIED, OtaState.INSTALLING, OtaState.INSTALLED):
+            if state is not OtaState.DOWNLOADING and state is not OtaState.INSTALLED:
+                self._go(OtaInput.RETRY)  # re-verify the file, then install again
+            await self._carry_on()
+        else:
+            self._status()
+
+    async def cycle(self) -> OtaState:
+        """One poll; returns the state it ended in."""
+        if self.record.state in _FINAL and self._clock_ok():
+            await self._installed_version()
+            self._go(OtaInput.CHECK)
+            try:
+                releases = await asyncio.to_thread(self.source.check)
+                self._trusted = True
+            except RefusedUpdate as exc:
+                self._refused(exc)
+                return self.record.state
+            chosen, skipped = choose_release(
+                releases, self.cfg.compatible, self.installed_version, frozenset(self.record.given_up)
+            )
+            for reason in skipped:
+                log.info("OTA skipped %s", reason)
+            if chosen is None:
+                self._go(OtaInput.NOTHING_NEW)
+                return self.record.state
+            rec = self.record
+            rec.release_path, rec.release_version, rec.release_length = chosen.path, chosen.version, chosen.length
+            rec.from_version = self.installed_version
+            rec.deferred_since, rec.deferral_reported = 0.0, False
+            self._go(OtaInput.FOUND)
+        await self._carry_on()
+        return self.record.state
+
+    async def _carry_on(self) -> None:
+        if self.record.state is OtaState.DOWNLOADING and not await self._download():
+            return
+        if self.record.state is OtaState.VERIFIED and not await self._install():
+            return
+        if self.record.state is OtaState.INSTALLED:
+            await self._reboot_when_safe()
+
+    # -- steps ---------------------------------------------------------------------
+    def _clock_ok(self) -> bool:
+        now, rec = self.hooks.now(), self.record
+        if now + self.cfg.clock_tolerance_s < rec.time_floor:
+            if not self._clock_bad:
+                self._clock_bad = True
+                self.hooks.report(
+                    "clock_unsynced", True, f"clock is {rec.time_floor - now:.0f} s behind the last trusted time"
+                )
+            return False  # no metadata or certificate is judged against a clock that went back
+        if self._clock_bad:
+            self._clock_bad = False
+            self.hooks.report("clock_unsynced", False, "")
+        if now > rec.time_floor:
+            rec.time_floor = now
+            self.state_file.save(rec)
+        return True
+
+    def _refused(self, exc: RefusedUpdate) -> None:
+        self.hooks.report("update_refused", True, f"{exc.reason}: {exc.detail}")
+        self._go(OtaInput.REFUSED, exc.reason)
+
+    async def _download(self) -> bool:
+        rec = self.record
+        release = Release(rec.release_path, rec.release_version, self.cfg.compatible, "", rec.release_length)
+        try:
+            if not self._trusted:  # resumed after a restart: refresh the trusted metadata first
+                await asyncio.to_thread(self.source.check)
+                self._trusted = True
+            path = await asyncio.to_thread(self.source.download, release)
+        except RefusedUpdate as exc:
+            if exc.reason in ("interrupted", "unreachable", "slow_retrieval"):
+                log.warning("OTA download of %s paused: %s (resumes next poll)", rec.release_version, exc)
+                self.hooks.report("update_refused", True, f"{exc.reason}: {exc.detail}")
+                return False  # stays DOWNLOADING: the partial file is resumed next time
+            self._refused(exc)
+            return False
+        rec.bundle = str(path)
+        self._go(OtaInput.DOWNLOADED)
+        return True
+
+    async def _install(self) -> bool:
+        self._go(OtaInput.INSTALL)
+        try:
+            await self.installer.install(Path(self.record.bundle), self._progress)
+        except InstallError as exc:
+            self.hooks.report("update_refused", True, f"install: {exc}")
+            self._go(OtaInput.REFUSED, f"install: {exc}")
+            Path(self.record.bundle).unlink(missing_ok=True)
+            return False
+        self._go(OtaInput.INSTALLED)
+        return True
+
+    def _progress(self, pct: int, text: str) -> None:
+        self.hooks.status(
+            {"state": "installing", "release": self.record.release_version, "progress": pct, "step": text}
+        )
+
+    async def _reboot_when_safe(self) -> None:
+        rec = self.record
+        while self.hooks.alarm_blocks_reboot():
+            now = self.hooks.now()
+            if not rec.deferred_since:
+                rec.deferred_since = now
+                self.state_file.save(rec)
+                self.hooks.report("update_deferred", True, f"{rec.release_version}: reboot waits for the bed's alarms")
+            elif now - rec.deferred_since > self.cfg.max_deferral_s and not rec.deferral_reported:
+                rec.deferral_reported = True
+                self.state_file.save(rec)
+                self.hooks.report(
+                    "update_deferred", True,
+                    f"{rec.release_version}: reboot deferred over {self.cfg.max_deferral_s:g} s; not forcing",
+                )  # fmt: skip
+                self._status(deferred_s=round(now - rec.deferred_since))
+            await asyncio.sleep(self.cfg.defer_poll_s)
+        if rec.deferred_since:
+            self.hooks.report("update_deferred", False, "")
+        self._go(OtaInput.REBOOT)
+        await self.hooks.reboot()
+
+    async def _after_boot(self) -> None:
+        rec = self.record
+        version = await self._installed_version()
+        if version != rec.release_version:
+            # The bootloader gave up on the new slot (or the box never left the old one).
+            self._give_up(rec.release_version)
+            self._go(OtaInput.BOOTED_OLD, f"booted {version}, not {rec.release_version}: bootloader fell back")
+            self.hooks.report("update_refused", True, f"rolled back: {rec.release_version} did not boot")
+            return
+        attempts = rec.boot_attempts.get(version, 0) + 1
+        rec.boot_attempts[version] = attempts
+        self._go(OtaInput.BOOTED_NEW)
+        if attempts > self.cfg.max_boot_attempts:
+            await self._roll_back(f"health gate not reached in {self.cfg.max_boot_attempts} boots")
+            return
+        problems = await self._health_gate()
+        if problems:
+            await self._roll_back("health gate failed: " + "; ".join(problems))
+            return
+        await self.installer.mark(good=True)
+        self._go(OtaInput.HEALTHY)
+
+    async def _health_gate(self) -> list[str]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cfg.health_timeout_s
+        while True:
+            results = {name: check() for name, check in self.hooks.health.items()}
+            problems = [f"{name}: {detail}" for name, (ok, detail) in results.items() if not ok]
+            if not problems or loop.time() >= deadline:
+                return problems
+            await asyncio.sleep(self.cfg.health_poll_s)
+
+    def _give_up(self, version: str) -> None:
+        if version and version not in self.record.given_up:
+            self.record.given_up.append(version)
+
+    async def _roll_back(self, why: str) -> None:
+        self._give_up(self.record.release_version)
+        await self.installer.mark(good=False)
+        self.hooks.report("update_refused", True, f"rolled back {self.record.release_version}: {why}")
+        self._go(OtaInput.UNHEALTHY, why)
+        await self.hooks.reboot()  # into the previous slot
+
+
+_FINAL = (OtaState.IDLE, OtaState.COMMITTED, OtaState.ROLLED_BACK, OtaState.FAILED)
