@@ -86,6 +86,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(config.gateway.log_level)
     _install_loop()
     gateway = Gateway(config)
+    # The entry point composes the process: the OTA agent joins the gateway's supervisor.
+    from ota.service import attach
+
+    attach(gateway)
     clean = asyncio.run(_run_until_signal(gateway))
     return EXIT_OK if clean else EXIT_ERROR
 
@@ -370,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     ble.add_argument("--away", type=float, default=5.0, help="seconds out of range")
     ble.add_argument("--duration", type=float, default=None)
     hil.set_defaults(func=cmd_hil)
+    from ota.cli import add_parser as add_ota_parser
+
+    add_ota_parser(sub)
     return parser
 
 

@@ -130,6 +130,29 @@ class UplinkConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OtaConfig:
+    # Over-the-air updates from the fleet server (TUF + RAUC); empty server_url = off.
+    server_url: str = _f("")  # https://fleet.example/repo (metadata/ and targets/ below it)
+    compatible: str = _f("")  # RAUC compatible of this hardware, e.g. bedside-gw-amd64
+    base_version: str = _f("0.0.0")  # version of a factory-written slot
+    data_dir: str = _f("/var/lib/bedside/ota")  # TUF metadata, downloads, lifecycle record
+    root_path: str = _f("")  # trusted root.json shipped in the image; seeds data_dir/tuf
+    poll_interval_s: float = _f(3600.0, min=10.0, max=7 * 86400.0)
+    poll_jitter_s: float = _f(600.0, min=0.0, max=86400.0)
+    max_deferral_s: float = _f(4 * 3600.0, min=0.0, max=7 * 86400.0)
+    health_timeout_s: float = _f(120.0, min=1.0, max=3600.0)
+    max_boot_attempts: int = _f(3, min=1, max=10)
+    rauc: str = _f("dbus", choices=("dbus", "cli"))
+    rauc_bus_address: str = _f("")  # empty = the system bus
+    # Health gate: must the uplink be connected before committing? (else offline is fine)
+    require_uplink: bool = _f(False)
+    # mutual TLS to the fleet server; empty = the uplink's CA, certificate and key.
+    ca_path: str = _f("")
+    cert_path: str = _f("")
+    key_path: str = _f("")
+
+
+@dataclass(frozen=True, slots=True)
 class AlarmsConfig:
     # Rule file; empty = the packaged default adult set (rules/default_adult.toml).
     rules_path: str = _f("")
@@ -171,6 +194,7 @@ class Config:
     uplink: UplinkConfig = field(default_factory=UplinkConfig)
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     arbiter: ArbiterConfig = field(default_factory=ArbiterConfig)
+    ota: OtaConfig = field(default_factory=OtaConfig)
     devices: tuple[DeviceConfig, ...] = ()
 
 
@@ -299,6 +323,15 @@ def _cross_checks(config: Config, fail: typing.Callable[[str, str], typing.NoRet
         for key in ("gateway_id", "ca_path", "cert_path", "key_path"):
             if not getattr(up, key):
                 fail(f"uplink.{key}", "required when uplink.host is set")
+    ota = config.ota
+    if ota.server_url:
+        if not ota.server_url.startswith("https://"):
+            fail("ota.server_url", "must be an https:// URL (no plaintext updates)")
+        if not ota.compatible:
+            fail("ota.compatible", "required when ota.server_url is set")
+        for key in ("ca_path", "cert_path", "key_path"):
+            if not (getattr(ota, key) or getattr(up, key)):
+                fail(f"ota.{key}", "required (or set the uplink's) when ota.server_url is set")
     seen_ids: set[str] = set()
     seen_ports: set[str] = set()
     for i, dev in enumerate(config.devices):

@@ -14,8 +14,9 @@ import contextlib
 import logging
 import ssl
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from appliance.alarms import AlarmCircuit
@@ -132,6 +133,10 @@ class Gateway:
                 self.publish,
             )  # fmt: skip
         self.counts: Counter[str] = Counter()
+        self.ready = False  # set once every task runs and READY was told to systemd
+        self.self_test_ok: bool | None = None
+        # Further supervised tasks (the OTA agent), added by the entry point before run().
+        self.tasks: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
         alarms = config.alarms
         self.alarms = AlarmCircuit(
             ruleset or load_rules(alarms.rules_path or DEFAULT_RULES_PATH),
@@ -275,8 +280,10 @@ class Gateway:
         supervisor.start("registry", self._watch_registry)
         if self.uplink is not None:
             supervisor.start("uplink", self.uplink.run)
-        self.alarms.self_test()
+        self.self_test_ok = all(r.ok for r in self.alarms.self_test())
         supervisor.start("alarms", self.alarms.run)
+        for name, task in self.tasks.items():
+            supervisor.start(name, task)
         if self.config.alarms.control_socket:
             control = ControlServer(self.alarms, self.config.alarms.control_socket)
             supervisor.start("control", control.run)
@@ -284,9 +291,11 @@ class Gateway:
         if self.notifier.watchdog_s:
             supervisor.start("watchdog", self._watchdog)
         self.notifier.ready(f"running, {len(self.links)} device links")
+        self.ready = True
         log.info("gateway running with %d device links", len(self.links))
         await stop.wait()
         log.info("shutting down")
+        self.ready = False
         self.notifier.stopping()
         # Order: stop the inputs, then flush what they produced.
         clean = await supervisor.stop()

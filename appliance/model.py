@@ -54,6 +54,12 @@ TECHNICAL_KINDS: Final = frozenset(
         "records_dropped",
         "uplink_down",
         "output_failure",
+        # Raised by the OTA agent: every lifecycle step, refusals, a deferred reboot,
+        # a clock behind the persisted time floor.
+        "update",
+        "update_refused",
+        "update_deferred",
+        "clock_unsynced",
     }
 )
 

@@ -62,6 +62,7 @@ class RecordQueue:
         self.dropped_in_memory = 0
         self._fill_level = 0
         self._early: list[TechnicalEvent] = []
+        self.last_commit_ok: bool | None = None  # None until the first commit (health gate)
         existing = Path(settings.path).exists()
         key = load_or_create_key(settings.key_path, create=not existing)
         self.store = Store(settings.path, Sealer(key), settings.max_bytes, self._store_event)
@@ -142,7 +143,12 @@ class RecordQueue:
             except TimeoutError:
                 pass
             self._wakeup.clear()
-            await self._commit_once()
+            try:
+                await self._commit_once()
+            except Exception:
+                self.last_commit_ok = False
+                raise
+            self.last_commit_ok = True
             ttl_every += interval
             if self.settings.telemetry_ttl_s and ttl_every >= 60:
                 ttl_every = 0.0

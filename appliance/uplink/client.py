@@ -127,6 +127,7 @@ class Uplink:
         self._reason = ""
         self._client: _AckClient | None = None
         self._commands: set[asyncio.Task[None]] = set()
+        self._statuses: dict[str, bytes] = {}  # retained status/<name> payloads (e.g. ota)
 
     def _down(self, reason: str) -> None:
         # One event per outage and per change of reason: retries with the same
@@ -188,11 +189,21 @@ class Uplink:
                 await client.publish_tracked(s.topic("status"), b"online", retain=True)
             client.subscribe(s.topic("cmd"), qos=1)
             self._client = client
+            for name, payload in self._statuses.items():
+                client.publish_tracked(s.topic(f"status/{name}"), payload, retain=True)
             await self._drain(client, lost, connected_ms)
         finally:
             self._client = None
             client.fail_all(ConnectionError("connection closed"))
             await _close(client)
+
+    def set_status(self, name: str, payload: dict[str, Any]) -> None:
+        """Retained JSON on `status/<name>`: sent now if connected, and on every reconnect."""
+        data = json.dumps(payload, sort_keys=True).encode()
+        self._statuses[name] = data
+        client = self._client
+        if client is not None:
+            client.publish_tracked(self.settings.topic(f"status/{name}"), data, retain=True)
 
     def _on_command(self, client: Any, topic: str, payload: bytes, qos: int, properties: Any) -> int:
         task = asyncio.get_running_loop().create_task(self._command(payload))

@@ -1,0 +1,138 @@
+"""The OTA agent as a task of the running gateway: configuration, TLS files, hooks.
+
+The gateway is seen through a small protocol (no import of appliance.gateway, so
+the layering holds): its alarms decide whether a reboot may happen now, its
+readiness, alarm self-test, store and uplink make the health gate, its `publish`
+carries the technical events, and the uplink's retained `status/ota` topic the
+lifecycle state. Reboots go through systemd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, Protocol
+
+from appliance.config import Config, OtaConfig
+from appliance.model import Record, TechnicalEvent
+from ota.agent import AgentConfig, AgentHooks, HealthCheck, OtaAgent
+from ota.client import UpdateClient
+from ota.fetch import MtlsFetcher, client_context
+from ota.lifecycle import StateFile
+from ota.rauc import Installer, RaucCli, RaucDbus
+
+__all__ = ["agent_for", "attach", "blocking_alarm"]
+
+
+class _Alarms(Protocol):
+    def alarms(self) -> list[dict[str, Any]]: ...
+
+
+class _Queue(Protocol):
+    @property
+    def last_commit_ok(self) -> bool | None: ...
+
+
+class _Uplink(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+    def set_status(self, name: str, payload: dict[str, Any]) -> None: ...
+
+
+class GatewayLike(Protocol):
+    tasks: dict[str, Callable[[], Coroutine[Any, Any, None]]]
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def self_test_ok(self) -> bool | None: ...
+
+    @property
+    def alarms(self) -> _Alarms: ...
+
+    @property
+    def queue(self) -> _Queue | None: ...
+
+    @property
+    def uplink(self) -> _Uplink | None: ...
+
+    def publish(self, record: Record) -> None: ...
+
+
+def blocking_alarm(alarms: list[dict[str, Any]]) -> bool:
+    """A high or medium alarm present at the bed (acknowledged or paused still counts)."""
+    return any(a["priority"] in ("high", "medium") and a["state"] != "cleared" for a in alarms)
+
+
+def _health(gw: GatewayLike, ota: OtaConfig) -> dict[str, HealthCheck]:
+    def ready() -> tuple[bool, str]:
+        return gw.ready, "gateway READY" if gw.ready else "gateway not READY"
+
+    def alarm_outputs() -> tuple[bool, str]:
+        return bool(gw.self_test_ok), "alarm outputs self-tested" if gw.self_test_ok else "alarm self-test failed"
+
+    def store() -> tuple[bool, str]:
+        if gw.queue is None:
+            return True, "no store configured"
+        ok = gw.queue.last_commit_ok is True
+        return ok, "store writable" if ok else "store has not committed"
+
+    def uplink() -> tuple[bool, str]:
+        if gw.uplink is None or not ota.require_uplink:
+            return True, "uplink not required (offline by policy)"
+        return gw.uplink.connected, "uplink connected" if gw.uplink.connected else "uplink not connected"
+
+    return {"ready": ready, "alarm_outputs": alarm_outputs, "store": store, "uplink": uplink}
+
+
+async def _systemd_reboot() -> None:
+    proc = await asyncio.create_subprocess_exec("systemctl", "reboot")
+    await proc.wait()
+    await asyncio.sleep(3600)  # the process ends with the system
+
+
+def agent_for(gw: GatewayLike, reboot: Callable[[], Coroutine[Any, Any, None]] = _systemd_reboot) -> OtaAgent:
+    cfg, up = gw.config.ota, gw.config.uplink
+    data = Path(cfg.data_dir)
+    tuf = data / "tuf"
+    tuf.mkdir(parents=True, exist_ok=True)
+    if cfg.root_path and not (tuf / "root.json").exists():
+        shutil.copyfile(cfg.root_path, tuf / "root.json")  # the image's trusted root seeds the box once
+    ctx = client_context(cfg.ca_path or up.ca_path, cfg.cert_path or up.cert_path, cfg.key_path or up.key_path)
+    source = UpdateClient(tuf, cfg.server_url, MtlsFetcher(ctx), data / "downloads")
+    installer: Installer = RaucCli() if cfg.rauc == "cli" else RaucDbus(cfg.rauc_bus_address or None)
+
+    def report(kind: str, active: bool, detail: str) -> None:
+        gw.publish(TechnicalEvent("ota", kind, active=active, detail=detail))
+
+    def status(payload: dict[str, Any]) -> None:
+        if gw.uplink is not None:
+            gw.uplink.set_status("ota", payload)
+
+    hooks = AgentHooks(
+        alarm_blocks_reboot=lambda: blocking_alarm(gw.alarms.alarms()),
+        health=_health(gw, cfg),
+        reboot=reboot,
+        report=report,
+        status=status,
+    )
+    agent_cfg = AgentConfig(
+        cfg.compatible, cfg.base_version, poll_interval_s=cfg.poll_interval_s, poll_jitter_s=cfg.poll_jitter_s,
+        max_deferral_s=cfg.max_deferral_s, health_timeout_s=cfg.health_timeout_s,
+        max_boot_attempts=cfg.max_boot_attempts,
+    )  # fmt: skip
+    return OtaAgent(agent_cfg, source, installer, StateFile(data / "ota.json"), hooks)
+
+
+def attach(gw: GatewayLike) -> None:
+    """Run the OTA agent under the gateway's supervisor (when [ota] server_url is set)."""
+    if gw.config.ota.server_url:
+        agent = agent_for(gw)
+        gw.tasks["ota"] = agent.run
