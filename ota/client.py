@@ -20,7 +20,7 @@ from tuf.api.metadata import Metadata, TargetFile
 from tuf.ngclient import Updater, UpdaterConfig
 
 from ota.errors import RefusedUpdate
-from ota.fetch import MtlsFetcher
+from ota.fetch import MtlsFetcher, transport_refusal
 from ota.version import parse_version
 
 __all__ = ["Release", "UpdateClient", "choose_release"]
@@ -87,11 +87,9 @@ def classify(exc: Exception) -> RefusedUpdate:
     if isinstance(exc, exceptions.DownloadHTTPError):
         return RefusedUpdate("client_refused" if exc.status_code in (400, 401, 403, 495, 496) else "http_error", text)
     if isinstance(exc, exceptions.DownloadError):
-        from ota.fetch import _transport_refusal
-
         cause = exc.__cause__ or exc.__context__
         return (
-            _transport_refusal("fleet server", cause)
+            transport_refusal("fleet server", cause)
             if isinstance(cause, OSError)
             else RefusedUpdate("unreachable", text)
         )

@@ -23,7 +23,7 @@ from tuf.ngclient import FetcherInterface
 
 from ota.errors import RefusedUpdate
 
-__all__ = ["FetchLimits", "MtlsFetcher", "client_context"]
+__all__ = ["FetchLimits", "MtlsFetcher", "client_context", "transport_refusal"]
 
 CHUNK_BYTES: Final = 64 * 1024
 METADATA_CAP_BYTES: Final = 8 * 1024 * 1024  # above every UpdaterConfig *_max_length
@@ -108,7 +108,7 @@ class MtlsFetcher(FetcherInterface):
         try:
             conn, resp = self._open(url, {"Range": f"bytes={have}-"})
         except (OSError, http.client.HTTPException) as exc:
-            raise _transport_refusal(url, exc) from None
+            raise transport_refusal(url, exc) from None
         try:
             if resp.status == 200:  # no range support: start again
                 have = 0
@@ -126,7 +126,7 @@ class MtlsFetcher(FetcherInterface):
         except exceptions.SlowRetrievalError as exc:
             raise RefusedUpdate("slow_retrieval", str(exc)) from None
         except (OSError, http.client.HTTPException) as exc:
-            raise _transport_refusal(url, exc) from None
+            raise transport_refusal(url, exc) from None
         finally:
             resp.close()
             conn.close()
@@ -134,7 +134,7 @@ class MtlsFetcher(FetcherInterface):
             raise RefusedUpdate("interrupted", f"{url}: {have} of {length} bytes; will resume")
 
 
-def _transport_refusal(url: str, exc: BaseException) -> RefusedUpdate:
+def transport_refusal(url: str, exc: BaseException) -> RefusedUpdate:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return RefusedUpdate("server_untrusted", f"{url}: {exc.verify_message}")
     if isinstance(exc, TimeoutError):

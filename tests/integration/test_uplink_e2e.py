@@ -227,3 +227,29 @@ async def test_commands_ping_stats_flush_and_bad_requests(system, broker, pki):
         assert not by_id[None]["ok"]
     finally:
         await close_client(operator)
+
+
+async def test_ota_status_set_before_connecting_is_sent_on_connect_and_retained(system, broker, pki):
+    import json
+
+    _queue, uplink, _sub, _ = system
+    uplink.set_status("ota", {"state": "downloading", "release": "1.1.0"})  # before the uplink is up
+    await wait_for(lambda: uplink.connected and uplink._client is not None)
+    await asyncio.sleep(0.3)
+    seen: list[dict[str, Any]] = []
+    late = gmqtt.Client("tail-late")  # subscribes afterwards: gets the retained message
+
+    def on_message(client, topic, payload, qos, properties):
+        seen.append(json.loads(payload))
+        return 0
+
+    late.on_message = on_message
+    await late.connect("127.0.0.1", broker.port, ssl=client_context(pki.client("tail")))
+    late.subscribe("bedside/v1/gw-1/status/ota", qos=1)
+    try:
+        await wait_for(lambda: bool(seen))
+        assert seen[-1] == {"release": "1.1.0", "state": "downloading"}  # retained, sent on connect
+        uplink.set_status("ota", {"state": "installed", "release": "1.1.0"})
+        await wait_for(lambda: seen[-1]["state"] == "installed")
+    finally:
+        await close_client(late)

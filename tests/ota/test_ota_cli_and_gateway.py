@@ -12,7 +12,7 @@ from appliance.config import ConfigError, parse_config
 from appliance.gateway import Gateway
 from appliance.model import Record, TechnicalEvent
 from hil.rauc_bench import RaucSystem, build_bundle
-from ota.lifecycle import OtaState, StateFile
+from ota.lifecycle import StateFile
 from ota.service import agent_for, blocking_alarm
 from rules.outputs import MemoryOutput
 from tests.integration.helpers import until
@@ -114,13 +114,20 @@ key_path = "{gw_files.key}"
 
         # The gateway comes up in slot B: the agent finds REBOOTING, runs the health gate, commits.
         second = Gateway(parse_config(text, "g.toml"), outputs=[MemoryOutput("m")])
+        later: list[Record] = []
+        second.subscribers.append(later.append)
         second.tasks["ota"] = agent_for(second, reboot).run
         stop = asyncio.Event()
         run = asyncio.create_task(second.run(stop))
-        record = StateFile(tmp_path / "ota" / "ota.json")
-        await until(lambda: record.load().state is OtaState.COMMITTED, 30)
+
+        def committed() -> bool:
+            return any(isinstance(e, TechnicalEvent) and e.detail.startswith("committed 1.1.0") for e in later)
+
+        await until(committed, 30)
         stop.set()
         assert await run
+        assert (rauc.state / "state.B").read_text().strip() == "good"  # mark-good reached the bootloader
+        assert StateFile(tmp_path / "ota" / "ota.json").load().boot_attempts == {"1.1.0": 1}
     finally:
         rauc.teardown()
 

@@ -149,3 +149,15 @@ def test_publish_refuses_bad_versions(tmp_path, fleet):
         fleet.publish(bundle(tmp_path, "a.raucb"), "v1", COMPATIBLE)
     with pytest.raises(FleetError, match="no repository"):
         FleetRepo(tmp_path / "nowhere")
+
+
+def test_an_older_or_equal_release_is_never_chosen(tmp_path, fleet, server, pki, box_dir):
+    fleet.publish(bundle(tmp_path, "a.raucb"), "1.1.0", COMPATIBLE)
+    fleet.publish(bundle(tmp_path, "b.raucb"), "1.2.0", COMPATIBLE)
+    releases = make_client(box_dir, server.url, pki).check()
+    chosen, skipped = choose_release(releases, COMPATIBLE, "1.2.0")
+    assert chosen is None
+    assert sorted(skipped) == [
+        "bedside-test/1.1.0/a.raucb: 1.1.0 is not newer than installed 1.2.0",
+        "bedside-test/1.2.0/b.raucb: 1.2.0 is not newer than installed 1.2.0",
+    ]
