@@ -103,24 +103,31 @@ acl_file {acl}
         return found
 
     def start(self) -> None:
-        exe = self.executable()
-        self.proc = subprocess.Popen([exe, "-c", str(self.config())], stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    "mosquitto exited: " + (self.proc.stderr.read().decode() if self.proc.stderr else "")
-                )
-            time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start listening")
+        self.proc = start_listening([self.executable(), "-c", str(self.config())], self.port, "mosquitto")
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            if self.proc.stderr:
-                self.proc.stderr.close()
-            self.proc = None
+        stop_process(self.proc)
+        self.proc = None
+
+
+def start_listening(cmd: list[str], port: int, name: str) -> subprocess.Popen[bytes]:
+    """Start a server and wait until it accepts on 127.0.0.1:port (or fail with its stderr)."""
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited: " + (proc.stderr.read().decode() if proc.stderr else ""))
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"{name} did not start listening")
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stderr:
+            proc.stderr.close()

@@ -8,12 +8,10 @@ tests (and usable by the image tests), stopped by them.
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import time
 from pathlib import Path
 
-from hil.broker import free_port
+from hil.broker import free_port, start_listening, stop_process
 
 __all__ = ["FleetServer"]
 
@@ -70,22 +68,8 @@ http {{
         return conf
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([NGINX, "-c", str(self.config())], stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise RuntimeError(f"nginx exited: {err}")
-            time.sleep(0.05)
-        raise RuntimeError("nginx did not start listening")
+        self.proc = start_listening([NGINX, "-c", str(self.config())], self.port, "nginx")
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            if self.proc.stderr:
-                self.proc.stderr.close()
-            self.proc = None
+        stop_process(self.proc)
+        self.proc = None
