@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ota.errors import FleetError
 from ota.lifecycle import StateFile
+from ota.pki import provision_box
 from ota.repo import FleetRepo, init_fleet
 
 __all__ = ["add_parser", "run_ota"]
@@ -34,6 +35,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     ts = ota_sub.add_parser("refresh-timestamp", help="re-sign timestamp metadata before it expires (cron)")
     ts.add_argument("--dir", required=True)
     ts.add_argument("--expires-days", type=float, default=None)
+    prov = ota_sub.add_parser("provision", help="first boot: make the box's key and certificate request")
+    prov.add_argument("--dir", required=True)
+    prov.add_argument("--cn", default="", help="certificate name (default: box-<machine id>)")
     st = ota_sub.add_parser("status", help="the box's update lifecycle record")
     st.add_argument("--data-dir", default="/var/lib/bedside/ota")
     ota.set_defaults(func=run_ota)
@@ -50,6 +54,10 @@ def run_ota(args: argparse.Namespace) -> int:
         elif args.ota_command == "refresh-timestamp":
             ts = FleetRepo(Path(args.dir)).refresh_timestamp(days=args.expires_days)
             print(f"timestamp v{ts.version}, expires {ts.expires.isoformat()}")
+        elif args.ota_command == "provision":
+            cn = args.cn or _box_name()
+            made = provision_box(Path(args.dir), cn)
+            print(f"{'created' if made else 'kept existing'} key and CSR for {cn} in {args.dir}")
         else:
             record = StateFile(Path(args.data_dir) / "ota.json").load()
             print(json.dumps(record.to_json(), sort_keys=True))
@@ -57,3 +65,15 @@ def run_ota(args: argparse.Namespace) -> int:
         print(f"bedside: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _box_name() -> str:
+    try:
+        machine = Path("/etc/machine-id").read_text().strip()
+    except OSError:
+        machine = ""
+    if not machine:
+        import uuid
+
+        machine = uuid.uuid4().hex
+    return f"box-{machine[:16]}"

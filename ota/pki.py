@@ -11,6 +11,7 @@ import the uplink.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 from cryptography import x509
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ["make_signing_pki"]
+__all__ = ["make_signing_pki", "provision_box"]
 
 
 def _cert(
@@ -50,9 +51,10 @@ def _cert(
 
 
 def _write(path: Path, data: bytes, private: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600 if private else 0o644)
-    path.write_bytes(data)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def make_signing_pki(directory: Path, name: str) -> None:
@@ -68,3 +70,23 @@ def make_signing_pki(directory: Path, name: str) -> None:
     _write(directory / "ca.key", ca_key.private_bytes(pem, pkcs8, none), private=True)
     _write(directory / "signing.pem", leaf.public_bytes(pem), private=False)
     _write(directory / "signing.key", leaf_key.private_bytes(pem, pkcs8, none), private=True)
+
+
+def provision_box(directory: Path, common_name: str) -> bool:
+    """First boot: the box's own key (0600) and a CSR for the fleet CA; False if one exists.
+
+    Made on the box, on its data partition; the image never carries a private key.
+    """
+    key_path = directory / "box.key"
+    if key_path.exists():
+        return False
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .sign(key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    _write(key_path, key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), True)
+    _write(directory / "box.csr", csr.public_bytes(pem), private=False)
+    return True

@@ -174,6 +174,9 @@ class BleLink:
         self._last_seq: int | None = None
         self._floor: int | None = None  # cursor when this connection began
         self._seen: set[int] = set()  # sequence numbers received on this connection
+        self._gap = asyncio.Event()  # a live record skipped over some: fetch them
+        self._racp_answered = asyncio.Event()
+        self._racp_responses: list[str] = []
         self._cursor_loaded = False
         self._catching_up = False
         self._last_value = 0.0
@@ -238,16 +241,18 @@ class BleLink:
             # request's starting point (or the persisted cursor) past a gap.
             self._floor = self._last_seq
             self._seen = set()
+            self._gap = asyncio.Event()
             self._catching_up = True
         try:
             await self._setup(client)
             if self.profile.stored_records:
                 self._to(LinkInput.CATCH_UP)
+                await self._subscribe_racp(client)
                 await self._catch_up(client)
                 self._to(LinkInput.CAUGHT_UP)
             else:
                 self._to(LinkInput.READY)
-            await self._watch()
+            await self._watch(client)
             self._to(LinkInput.LOST)
             return "out of range or switched off"
         except _Lost:
@@ -327,9 +332,12 @@ class BleLink:
                 events = self._stream.value(name, bytes(data), stored=self._catching_up)
                 if not any(isinstance(e, TechnicalEvent) and e.kind == "bad_frame" for e in events):
                     self._seen.add(seq)
-                    self._last_seq = max(seq, self._last_seq or 0)
                     if not self._catching_up:
-                        self._persist_soon()
+                        if seq > (self._last_seq or 0) + 1:
+                            self._gap.set()  # records in between were never sent: ask for them
+                        else:
+                            self._last_seq = seq
+                            self._persist_soon()
             else:
                 events = self._stream.value(name, bytes(data), stored=self._catching_up)
             self._deliver(events)
@@ -353,22 +361,32 @@ class BleLink:
             written = self._last_seq
             await asyncio.to_thread(self._cursor.set_last_record, self.device_id, written)
 
-    async def _catch_up(self, client: BleakClient) -> None:
-        answered = asyncio.Event()
-        responses: list[str] = []
-
+    async def _subscribe_racp(self, client: BleakClient) -> None:
         def on_racp(_char: BleakGATTCharacteristic, data: bytearray) -> None:
             try:
                 response = decode_racp(bytes(data))
             except BleDecodeError as exc:
-                responses.append(str(exc))
-                answered.set()
+                self._racp_responses.append(str(exc))
+                self._racp_answered.set()
                 return
             if response.op == RacpOp.RESPONSE:
-                responses.append("" if response.code in (SUCCESS, NO_RECORDS) else response.text)
-                answered.set()
+                self._racp_responses.append("" if response.code in (SUCCESS, NO_RECORDS) else response.text)
+                self._racp_answered.set()
 
         await client.start_notify(RACP, on_racp)
+
+    def _contiguous(self) -> int | None:
+        """The last sequence number below which nothing is missing on this connection."""
+        last = self._floor or 0
+        while last + 1 in self._seen:
+            last += 1
+        return last if (self._floor is not None or last) else None
+
+    async def _catch_up(self, client: BleakClient) -> None:
+        """Ask for every record after the cursor and wait for the procedure to end."""
+        self._racp_answered = answered = asyncio.Event()
+        responses: list[str] = []
+        self._racp_responses = responses
         request = racp_report_all() if self._floor is None else racp_report_after(self._floor)
         self._catching_up = True
         try:
@@ -385,13 +403,10 @@ class BleLink:
             if self._lost.is_set():
                 raise _Lost
             complete = bool(finished) and not (responses and responses[0])
-            if not complete:
-                # Keep the cursor below the first record not received, so the next
-                # connection asks again from there (a live record may be far ahead).
-                contiguous = self._floor or 0
-                while contiguous + 1 in self._seen:
-                    contiguous += 1
-                self._last_seq = contiguous if (self._floor is not None or contiguous) else None
+            # Complete: the device sent every record it has after the cursor (gaps are
+            # deleted records). Otherwise stay below the first record not received, so
+            # the next request starts there (a live record may be far ahead).
+            self._last_seq = max(self._seen | {self._floor or 0}) or None if complete else self._contiguous()
             if not finished:
                 with contextlib.suppress(BleakError, OSError):
                     await client.write_gatt_char(RACP, racp_abort(), response=True)
@@ -409,16 +424,21 @@ class BleLink:
         if self._persist_task is not None:
             await self._persist_task
 
-    async def _watch(self) -> None:
-        """Wait for the link to go; continuous profiles report silence as `stale`."""
+    async def _watch(self, client: BleakClient) -> None:
+        """Wait for the link to go; continuous profiles report silence as `stale`; a gap in
+        live stored-record sequence numbers starts another catch-up."""
         loop = asyncio.get_running_loop()
         self._last_value = loop.time()
         stale_after = self._timing.stale_after_s
         stale = False
         while not self._lost.is_set():
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(stale_after, 1.0)):
+                async with asyncio.timeout(min(stale_after, 1.0) if not self.profile.stored_records else 0.1):
                     await self._lost.wait()
+            if self._gap.is_set() and not self._lost.is_set():
+                self._gap.clear()
+                self._catching_up = True
+                await self._catch_up(client)
             if not self.profile.continuous:
                 continue
             quiet = loop.time() - self._last_value >= stale_after

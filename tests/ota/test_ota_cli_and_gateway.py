@@ -137,3 +137,19 @@ def test_status_command_prints_the_record(tmp_path):
     res = bedside("ota", "status", "--data-dir", str(tmp_path / "ota"))
     assert res.returncode == 0 and '"state": "idle"' in res.stdout
     assert Path(tmp_path / "ota").exists()
+
+
+def test_provision_makes_a_private_key_and_csr_once(tmp_path):
+    import stat
+
+    from cryptography import x509
+
+    res = bedside("ota", "provision", "--dir", str(tmp_path / "keys"), "--cn", "box-1")
+    assert res.returncode == 0, res.stderr
+    key = tmp_path / "keys" / "box.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    csr = x509.load_pem_x509_csr((tmp_path / "keys" / "box.csr").read_bytes())
+    assert csr.is_signature_valid and "box-1" in csr.subject.rfc4514_string()
+    before = key.read_bytes()
+    again = bedside("ota", "provision", "--dir", str(tmp_path / "keys"))
+    assert again.returncode == 0 and "kept existing" in again.stdout and key.read_bytes() == before

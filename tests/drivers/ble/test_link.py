@@ -217,3 +217,31 @@ async def test_a_live_record_before_the_catch_up_does_not_skip_the_gap():
         await asyncio.sleep(0.05)
     assert sorted(r.seq // 64 for r in readings(events, "GLU")) == [1, 2, 3, 4, 5]
     assert gl.duplicates == 1  # record 5 again, in the catch-up
+
+
+class BusyMeter(GlucoseSim):
+    """Measures twice while answering RACP and never notifies those two live."""
+
+    quiet_records = 2
+
+    async def _racp(self, data):
+        await super()._racp(data)
+        while self.quiet_records:
+            self.quiet_records -= 1
+            rec = self.records[-1]
+            self.records.append(type(rec)(rec.seq + 1, rec.time, rec.mg_dl))
+
+
+async def test_records_skipped_live_are_fetched_when_a_later_one_shows_the_gap():
+    radio = SimRadio()
+    meter = radio.add(BusyMeter(GLU_ADDR, period_s=10))
+    for _ in range(3):
+        await meter.tick(0)
+    cursor = MemoryCursor()
+    events: list[DeviceEvent] = []
+    async with running(link(radio, "glucose", GLU_ADDR, events, cursor).run()):
+        await until(lambda: cursor.seqs.get("dev-glucose") == 3 and len(meter.records) == 5)
+        assert [r.seq // 64 for r in readings(events, "GLU")] == [1, 2, 3]
+        await meter.tick(0)  # record 6 arrives live: 4 and 5 were never sent
+        await until(lambda: cursor.seqs.get("dev-glucose") == 6)
+    assert sorted(r.seq // 64 for r in readings(events, "GLU")) == [1, 2, 3, 4, 5, 6]
