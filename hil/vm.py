@@ -1,0 +1,91 @@
+"""The OS image under QEMU (TCG: nested KVM here hangs stock kernels), for the image tests.
+
+UEFI firmware (OVMF) boots the disk image from a virtio disk; the serial console
+is read into a buffer the test waits on; the second serial port (the box's
+/dev/ttyS1) is a host pty a device simulator from `hil/` writes to. No network.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Final
+
+__all__ = ["Vm"]
+
+OVMF_CODE: Final = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS: Final = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+
+
+class Vm:
+    def __init__(self, disk: Path, workdir: Path, memory_mb: int = 1024) -> None:
+        self.disk = disk
+        self.dir = workdir
+        self.memory_mb = memory_mb
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.console = ""
+        self._lock = threading.Lock()
+        self.device_pty = ""
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        vars_fd = self.dir / "OVMF_VARS.fd"
+        shutil.copyfile(OVMF_VARS, vars_fd)
+        self.proc = subprocess.Popen(
+            [
+                "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-m", str(self.memory_mb), "-smp", "2",
+                "-nographic", "-no-reboot",
+                "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                "-drive", f"if=pflash,format=raw,file={vars_fd}",
+                "-drive", f"file={self.disk},if=virtio,format=raw",
+                "-chardev", "pty,id=dev1", "-serial", "mon:stdio", "-serial", "chardev:dev1",
+                "-nic", "none",
+            ],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        threading.Thread(target=self._read, daemon=True).start()
+        match = self.wait_for(r"char device redirected to (/dev/pts/\d+) \(label dev1\)", 20)
+        self.device_pty = match.group(1)
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while True:
+            try:
+                raw = os.read(fd, 4096)
+            except OSError:
+                return
+            if not raw:
+                return
+            text = raw.decode(errors="replace").replace("\r", "")
+            with self._lock:
+                self.console += text
+            with (self.dir / "console.log").open("a") as log:
+                log.write(text)
+
+    def wait_for(self, pattern: str, timeout_s: float) -> re.Match[str]:
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                match = regex.search(self.console)
+            if match:
+                return match
+            if self.proc is not None and self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        tail = self.console[-3000:]
+        raise TimeoutError(f"console never showed {pattern!r}; last output:\n{tail}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            if self.proc.stdout:
+                self.proc.stdout.close()
+            self.proc = None
