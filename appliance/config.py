@@ -146,6 +146,9 @@ class OtaConfig:
     rauc_bus_address: str = _f("")  # empty = the system bus
     # Health gate: must the uplink be connected before committing? (else offline is fine)
     require_uplink: bool = _f(False)
+    # Unprivileged gateway: ask for the reboot by creating this file (a root path unit
+    # reboots); empty = `systemctl reboot` directly.
+    reboot_request_path: str = _f("")
     # mutual TLS to the fleet server; empty = the uplink's CA, certificate and key.
     ca_path: str = _f("")
     cert_path: str = _f("")

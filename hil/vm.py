@@ -23,7 +23,13 @@ OVMF_VARS: Final = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 
 
 class Vm:
-    def __init__(self, disk: Path, workdir: Path, memory_mb: int = 1024) -> None:
+    def __init__(
+        self, disk: Path, workdir: Path, memory_mb: int = 1024, *, nic: str = "none", allow_reboot: bool = False
+    ) -> None:
+        """`nic`: QEMU -nic value, e.g. user-mode networking with restrict=on and a guestfwd
+        to a host loopback port (the only address the VM can reach)."""
+        self.nic = nic
+        self.allow_reboot = allow_reboot
         self.disk = disk
         self.dir = workdir
         self.memory_mb = memory_mb
@@ -39,12 +45,12 @@ class Vm:
         self.proc = subprocess.Popen(
             [
                 "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-m", str(self.memory_mb), "-smp", "2",
-                "-nographic", "-no-reboot",
+                "-nographic", *([] if self.allow_reboot else ["-no-reboot"]),
                 "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
                 "-drive", f"if=pflash,format=raw,file={vars_fd}",
                 "-drive", f"file={self.disk},if=virtio,format=raw",
                 "-chardev", "pty,id=dev1", "-serial", "mon:stdio", "-serial", "chardev:dev1",
-                "-nic", "none",
+                "-nic", self.nic,
             ],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )  # fmt: skip

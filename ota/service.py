@@ -98,8 +98,20 @@ async def _systemd_reboot() -> None:
     await asyncio.sleep(3600)  # the process ends with the system
 
 
-def agent_for(gw: GatewayLike, reboot: Callable[[], Coroutine[Any, Any, None]] = _systemd_reboot) -> OtaAgent:
+def _request_reboot(path: Path) -> Callable[[], Coroutine[Any, Any, None]]:
+    async def reboot() -> None:
+        # The gateway runs unprivileged: a root path unit (bedside-reboot.path) reboots.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("ota\n")
+        await asyncio.sleep(3600)  # the process ends with the system
+
+    return reboot
+
+
+def agent_for(gw: GatewayLike, reboot: Callable[[], Coroutine[Any, Any, None]] | None = None) -> OtaAgent:
     cfg, up = gw.config.ota, gw.config.uplink
+    if reboot is None:
+        reboot = _request_reboot(Path(cfg.reboot_request_path)) if cfg.reboot_request_path else _systemd_reboot
     data = Path(cfg.data_dir)
     tuf = data / "tuf"
     tuf.mkdir(parents=True, exist_ok=True)

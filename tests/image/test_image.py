@@ -11,22 +11,14 @@ from pathlib import Path
 import pytest
 
 from hil.vm import Vm
+from tests.image.conftest import Built
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("image")
-    cache = tmp_path_factory.getbasetemp() / "image-cache"  # the rootfs, by its inputs' hash, for this run
-    res = subprocess.run(
-        ["bash", str(REPO / "image" / "build"), "--arch", "amd64", "--out", str(out), "--cache", str(cache),
-         "--version", "1.0.0"],
-        capture_output=True, text=True, timeout=1500, check=False,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    return out
+@pytest.fixture
+def image(built: Built) -> Path:
+    return built.out
 
 
 @pytest.fixture

@@ -1,0 +1,125 @@
+"""OTA inside the VM: the box (booted from the image in QEMU) updates itself from a fleet
+server on the host — reachable only through user-mode networking with restrict=on and one
+guestfwd to 127.0.0.1 — installs a newer verity bundle into slot B with RAUC, reboots
+through GRUB's boot counting into B, passes the health gate and commits."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from appliance.uplink.pki import issue, make_ca, write_key, write_pem
+from hil.fleet_server import FleetServer
+from hil.vm import Vm
+from tests.image.conftest import COMPATIBLE, REPO, Built
+
+pytestmark = pytest.mark.integration
+FLEET_IP, FLEET_PORT = "10.0.2.100", 8443
+
+
+def verity_bundle(built: Built, version: str, dest: Path) -> Path:
+    content = dest.parent / f"bundle-{version}"
+    content.mkdir()
+    shutil.copyfile(built.out / "rootfs.sqfs", content / "rootfs.img")  # .img: raw slot copy
+    (content / "manifest.raucm").write_text(
+        f"[update]\ncompatible={COMPATIBLE}\nversion={version}\n\n[bundle]\nformat=verity\n\n"
+        "[image.rootfs]\nfilename=rootfs.img\n"
+    )
+    rauc = built.fleet.fleet / "rauc"
+    cmd = ["rauc", "bundle", f"--cert={rauc / 'signing.pem'}", f"--key={rauc / 'signing.key'}",
+           f"--keyring={rauc / 'ca.pem'}", str(content), str(dest)]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True)
+    return dest
+
+
+def provision(disk: Path, built: Built, pki_dir: Path, workdir: Path) -> None:
+    """What the provisioning station does: site config, box certificate, fleet CA and the
+    trusted TUF root onto the data partition (partition 4), before the first boot."""
+    start = int(subprocess.run(["sgdisk", "-i", "4", str(disk)], capture_output=True, text=True, check=True)
+                .stdout.split("First sector: ")[1].split()[0])  # fmt: skip
+    passwd = subprocess.run(["unsquashfs", "-cat", str(built.out / "rootfs.sqfs"), "etc/passwd"],
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    uid, gid = next(line.split(":")[2:4] for line in passwd.splitlines() if line.startswith("bedside:"))
+    mnt = workdir / "data"
+    mnt.mkdir()
+    loop = subprocess.run(["losetup", "-f", "--show", "-o", str(start * 512), str(disk)], capture_output=True,
+                          text=True, check=True).stdout.strip()  # fmt: skip
+    subprocess.run(["mount", loop, str(mnt)], check=True)
+    try:
+        config = mnt / "config"
+        config.mkdir()
+        shutil.copyfile(built.fleet.meta_dir / "1.root.json", config / "root.json")
+        (config / "gateway.toml").write_text(f"""
+[gateway]
+bed_id = "bed-1"
+registry_path = "/data/bedside/registry.json"
+log_level = "info"
+[queue]
+path = "/data/bedside/store.db"
+key_path = "/data/bedside/store.key"
+[ota]
+server_url = "https://{FLEET_IP}:{FLEET_PORT}"
+compatible = "{COMPATIBLE}"
+base_version = "1.0.0"
+data_dir = "/data/ota"
+root_path = "/data/config/root.json"
+poll_interval_s = 10.0
+poll_jitter_s = 0.0
+health_timeout_s = 120.0
+ca_path = "/data/keys/fleet-ca.pem"
+cert_path = "/data/keys/box.pem"
+key_path = "/data/keys/box.key"
+reboot_request_path = "/run/bedside/reboot-requested"
+""")
+        keys = mnt / "keys"
+        keys.mkdir(exist_ok=True)
+        for name in ("fleet-ca.pem", "box.pem", "box.key"):
+            shutil.copyfile(pki_dir / name, keys / name)
+        (mnt / "ota").mkdir()
+        for path in (config, keys, mnt / "ota", *config.iterdir(), *keys.iterdir()):
+            shutil.chown(path, int(uid), int(gid))
+        (keys / "box.key").chmod(0o600)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+        subprocess.run(["losetup", "-d", loop], check=True)
+
+
+def test_the_box_updates_itself_inside_the_vm_and_commits(built, tmp_path):
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    ca = make_ca("Fleet CA")
+    write_pem(pki / "fleet-ca.pem", ca.cert)
+    server = issue(ca, FLEET_IP, server=True, hosts=(FLEET_IP,))
+    write_pem(pki / "server.pem", server.cert)
+    write_key(pki / "server.key", server.key)
+    box = issue(ca, "box-1")
+    write_pem(pki / "box.pem", box.cert)
+    write_key(pki / "box.key", box.key)
+
+    built.fleet.publish(verity_bundle(built, "1.1.0", tmp_path / "bedside-1.1.0.raucb"), "1.1.0", COMPATIBLE)
+    fleet = FleetServer(tmp_path / "nginx", built.fleet.fleet / "repo", ca=str(pki / "fleet-ca.pem"),
+                        cert=str(pki / "server.pem"), key=str(pki / "server.key"))  # fmt: skip
+    fleet.start()
+    disk = tmp_path / "disk.img"
+    subprocess.run(["cp", "--sparse=always", str(built.out / "bedside-amd64.img"), str(disk)], check=True)
+    provision(disk, built, pki, tmp_path)
+    # One host command per guest connection (a plain tcp: chardev would carry only one).
+    pipe = f"{sys.executable} {REPO / 'hil' / 'tcp_pipe.py'} 127.0.0.1 {fleet.port}"
+    nic = f"user,restrict=on,guestfwd=tcp:{FLEET_IP}:{FLEET_PORT}-cmd:{pipe}"
+    vm = Vm(disk, tmp_path / "vm", memory_mb=1536, nic=nic, allow_reboot=True)
+    vm.start()
+    try:
+        vm.wait_for(r"Booting `Bedside Gateway slot A'", 120)
+        vm.wait_for(r"Started bedside\.service - Bedside Gateway", 300)
+        vm.wait_for(r"OTA downloading 1\.1\.0", 300)
+        vm.wait_for(r"OTA installed 1\.1\.0", 900)
+        vm.wait_for(r"OTA rebooting 1\.1\.0", 120)
+        vm.wait_for(r"Booting `Bedside Gateway slot B'", 300)
+        vm.wait_for(r"OTA committed 1\.1\.0", 600)
+    finally:
+        vm.stop()
+        fleet.stop()
+    log = (fleet.dir / "access.log").read_text()
+    assert "GET /targets/bedside-gw-amd64/1.1.0/bedside-1.1.0.raucb" in log
