@@ -119,6 +119,8 @@ class OtaAgent:
         """After a start (boot, crash, power cut): pick up where the record says."""
         await self._installed_version()
         state = self.record.state
+        if state in _FINAL or state is OtaState.CHECKING:
+            await self._confirm_boot()
         if state is OtaState.CHECKING:
             self._go(OtaInput.RETRY)
         elif state in (OtaState.REBOOTING, OtaState.HEALTH_CHECK):
@@ -253,6 +255,7 @@ class OtaAgent:
             self._give_up(rec.release_version)
             self._go(OtaInput.BOOTED_OLD, f"booted {version}, not {rec.release_version}: bootloader fell back")
             self.hooks.report("update_refused", True, f"rolled back: {rec.release_version} did not boot")
+            await self._confirm_boot()
             return
         attempts = rec.boot_attempts.get(version, 0) + 1
         rec.boot_attempts[version] = attempts
@@ -266,6 +269,17 @@ class OtaAgent:
             return
         await self.installer.mark(good=True)
         self._go(OtaInput.HEALTHY)
+
+    async def _confirm_boot(self) -> None:
+        """Every healthy start confirms the slot it runs from (mark-good), so the
+        bootloader's attempt counter never runs out on a slot that works; an unhealthy
+        start outside an update is reported, not rolled back (the other slot may be older
+        or empty)."""
+        problems = await self._health_gate()
+        if problems:
+            self.hooks.report("update_refused", True, "running slot not confirmed: " + "; ".join(problems))
+            return
+        await self.installer.mark(good=True)
 
     async def _health_gate(self) -> list[str]:
         loop = asyncio.get_running_loop()

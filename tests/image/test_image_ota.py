@@ -3,9 +3,11 @@ server on the host — reachable only through user-mode networking with restrict
 guestfwd to 127.0.0.1 — installs a newer verity bundle into slot B with RAUC, reboots
 through GRUB's boot counting into B, passes the health gate and commits."""
 
+import contextlib
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -86,7 +88,9 @@ reboot_request_path = "/run/bedside/reboot-requested"
         subprocess.run(["losetup", "-d", loop], check=True)
 
 
-def test_the_box_updates_itself_inside_the_vm_and_commits(built, tmp_path):
+@contextlib.contextmanager
+def box_with_fleet(built: Built, tmp_path: Path) -> Iterator[tuple[Vm, FleetServer]]:
+    """A fleet server on host loopback and a provisioned box booting in QEMU, reaching only it."""
     pki = tmp_path / "pki"
     pki.mkdir()
     ca = make_ca("Fleet CA")
@@ -97,8 +101,6 @@ def test_the_box_updates_itself_inside_the_vm_and_commits(built, tmp_path):
     box = issue(ca, "box-1")
     write_pem(pki / "box.pem", box.cert)
     write_key(pki / "box.key", box.key)
-
-    built.fleet.publish(verity_bundle(built, "1.1.0", tmp_path / "bedside-1.1.0.raucb"), "1.1.0", COMPATIBLE)
     fleet = FleetServer(tmp_path / "nginx", built.fleet.fleet / "repo", ca=str(pki / "fleet-ca.pem"),
                         cert=str(pki / "server.pem"), key=str(pki / "server.key"))  # fmt: skip
     fleet.start()
@@ -111,15 +113,60 @@ def test_the_box_updates_itself_inside_the_vm_and_commits(built, tmp_path):
     vm = Vm(disk, tmp_path / "vm", memory_mb=1536, nic=nic, allow_reboot=True)
     vm.start()
     try:
-        vm.wait_for(r"Booting `Bedside Gateway slot A'", 120)
-        vm.wait_for(r"Started bedside\.service - Bedside Gateway", 300)
-        vm.wait_for(r"OTA downloading 1\.1\.0", 300)
-        vm.wait_for(r"OTA installed 1\.1\.0", 900)
-        vm.wait_for(r"OTA rebooting 1\.1\.0", 120)
-        vm.wait_for(r"Booting `Bedside Gateway slot B'", 300)
-        vm.wait_for(r"OTA committed 1\.1\.0", 600)
+        yield vm, fleet
     finally:
         vm.stop()
         fleet.stop()
+
+
+def test_the_box_updates_itself_inside_the_vm_and_commits(built, tmp_path):
+    built.fleet.publish(verity_bundle(built, "1.1.0", tmp_path / "bedside-1.1.0.raucb"), "1.1.0", COMPATIBLE)
+    with box_with_fleet(built, tmp_path) as (vm, fleet):
+        vm.wait_for(r"Booting `Bedside Gateway slot A'", 120)
+        vm.wait_for(r"Started bedside\.service - Bedside Gateway", 300)
+        vm.wait_for(r"OTA downloading 1\.1\.[01]", 300)
+        vm.wait_for(r"OTA installed 1\.1\.[01]", 900)
+        vm.wait_for(r"OTA rebooting 1\.1\.[01]", 120)
+        vm.wait_for(r"Booting `Bedside Gateway slot B'", 300)
+        vm.wait_for(r"OTA committed 1\.1\.[01]", 600)
     log = (fleet.dir / "access.log").read_text()
-    assert "GET /targets/bedside-gw-amd64/1.1.0/bedside-1.1.0.raucb" in log
+    assert "GET /targets/bedside-gw-amd64/1.1." in log
+
+
+def broken_release(built: Built, dest: Path, workdir: Path) -> Path:
+    """Release 1.1.1 whose gateway cannot start (its entry point exits at once)."""
+    tree = workdir / "broken-root"
+    subprocess.run(["unsquashfs", "-q", "-d", str(tree), str(built.out / "rootfs.sqfs")], check=True,
+                   capture_output=True)  # fmt: skip
+    entry = tree / "opt" / "bedside" / "venv" / "bin" / "bedside"
+    entry.write_text("#!/bin/sh\necho 'bedside: broken release' >&2\nexit 1\n")
+    squash = workdir / "broken.sqfs"
+    subprocess.run(["mksquashfs", str(tree), str(squash), "-noappend", "-comp", "xz", "-quiet"], check=True,
+                   capture_output=True)  # fmt: skip
+    shutil.rmtree(tree)
+    content = dest.parent / "bundle-broken"
+    content.mkdir()
+    shutil.move(squash, content / "rootfs.img")
+    (content / "manifest.raucm").write_text(
+        f"[update]\ncompatible={COMPATIBLE}\nversion=1.1.1\n\n[bundle]\nformat=verity\n\n"
+        "[image.rootfs]\nfilename=rootfs.img\n"
+    )
+    rauc = built.fleet.fleet / "rauc"
+    cmd = ["rauc", "bundle", f"--cert={rauc / 'signing.pem'}", f"--key={rauc / 'signing.key'}",
+           f"--keyring={rauc / 'ca.pem'}", str(content), str(dest)]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True)
+    return dest
+
+
+def test_a_release_that_cannot_start_falls_back_to_the_old_slot(built, tmp_path):
+    bundle = broken_release(built, tmp_path / "bedside-1.1.1.raucb", tmp_path)
+    built.fleet.publish(bundle, "1.1.1", COMPATIBLE)
+    with box_with_fleet(built, tmp_path) as (vm, _fleet):
+        vm.wait_for(r"OTA rebooting 1\.1\.1", 900)
+        vm.wait_for(r"Booting `Bedside Gateway slot B'", 300)
+        vm.wait_for(r"bedside: broken release", 300)
+        # The gateway cannot start: systemd's start limit reboots, GRUB skips the
+        # untried-but-never-good slot B, A comes back and the agent records the rollback.
+        second_a = r"Booting `Bedside Gateway slot B'[\s\S]*Booting `Bedside Gateway slot A'"
+        vm.wait_for(second_a, 600)
+        vm.wait_for(r"OTA rolled_back 1\.1\.1: booted 1\.0\.0, not 1\.1\.1", 600)

@@ -264,3 +264,15 @@ def test_state_file_round_trips_and_survives_garbage(tmp_path):
     assert sf.load() == rec
     (tmp_path / "s.json").write_text("{not json")
     assert sf.load().state is OtaState.IDLE
+
+
+async def test_every_healthy_start_confirms_the_running_slot(tmp_path):
+    box = Box(tmp_path)
+    box.rauc.good["A"] = False  # the bootloader's try counter is running on A
+    await boot(box)
+    assert box.rauc.good["A"]  # confirmed: the counter never runs out on a working slot
+    box.rauc.good["A"] = False
+    box.healthy = False
+    await boot(box)
+    assert not box.rauc.good["A"] and box.rauc.primary_slot == "A"  # reported, never flipped
+    assert any("running slot not confirmed" in d for _, _, d in box.kinds("update_refused"))
