@@ -85,15 +85,19 @@ class OtaAgent:
         self._trusted = False  # TUF metadata refreshed by this process
 
     # -- bookkeeping -------------------------------------------------------------
-    def _go(self, event: OtaInput, error: str = "") -> None:
+    async def _go(self, event: OtaInput, error: str = "") -> None:
         rec = self.record
         rec.state = step(rec.state, event)
         rec.error = error
-        self.state_file.save(rec)  # persisted before anything acts on the new state
+        await self._save()  # persisted before anything acts on the new state
         detail = f"{rec.state.value} {rec.release_version}".strip() + (f": {error}" if error else "")
         log.info("OTA %s", detail)
         self.hooks.report("update", rec.state not in _FINAL, detail)
         self._status()
+
+    async def _save(self) -> None:
+        # fsync in a worker thread: the event loop (and so the alarm path) never waits on disk.
+        await asyncio.to_thread(self.state_file.save, self.record)
 
     def _status(self, **extra: Any) -> None:
         self.hooks.status({**self._status_dict(), "given_up": list(self.record.given_up), **extra})
@@ -122,26 +126,26 @@ class OtaAgent:
         if state in _FINAL or state is OtaState.CHECKING:
             await self._confirm_boot()
         if state is OtaState.CHECKING:
-            self._go(OtaInput.RETRY)
+            await self._go(OtaInput.RETRY)
         elif state in (OtaState.REBOOTING, OtaState.HEALTH_CHECK):
             await self._after_boot()
         elif state in (OtaState.DOWNLOADING, OtaState.VERIFIED, OtaState.INSTALLING, OtaState.INSTALLED):
             if state is not OtaState.DOWNLOADING and state is not OtaState.INSTALLED:
-                self._go(OtaInput.RETRY)  # re-verify the file, then install again
+                await self._go(OtaInput.RETRY)  # re-verify the file, then install again
             await self._carry_on()
         else:
             self._status()
 
     async def cycle(self) -> OtaState:
         """One poll; returns the state it ended in."""
-        if self.record.state in _FINAL and self._clock_ok():
+        if self.record.state in _FINAL and await self._clock_ok():
             await self._installed_version()
-            self._go(OtaInput.CHECK)
+            await self._go(OtaInput.CHECK)
             try:
                 releases = await asyncio.to_thread(self.source.check)
                 self._trusted = True
             except RefusedUpdate as exc:
-                self._refused(exc)
+                await self._refused(exc)
                 return self.record.state
             chosen, skipped = choose_release(
                 releases, self.cfg.compatible, self.installed_version, frozenset(self.record.given_up)
@@ -149,13 +153,13 @@ class OtaAgent:
             for reason in skipped:
                 log.info("OTA skipped %s", reason)
             if chosen is None:
-                self._go(OtaInput.NOTHING_NEW)
+                await self._go(OtaInput.NOTHING_NEW)
                 return self.record.state
             rec = self.record
             rec.release_path, rec.release_version, rec.release_length = chosen.path, chosen.version, chosen.length
             rec.from_version = self.installed_version
             rec.deferred_since, rec.deferral_reported = 0.0, False
-            self._go(OtaInput.FOUND)
+            await self._go(OtaInput.FOUND)
         await self._carry_on()
         return self.record.state
 
@@ -168,7 +172,7 @@ class OtaAgent:
             await self._reboot_when_safe()
 
     # -- steps ---------------------------------------------------------------------
-    def _clock_ok(self) -> bool:
+    async def _clock_ok(self) -> bool:
         now, rec = self.hooks.now(), self.record
         if now + self.cfg.clock_tolerance_s < rec.time_floor:
             if not self._clock_bad:
@@ -182,12 +186,12 @@ class OtaAgent:
             self.hooks.report("clock_unsynced", False, "")
         if now > rec.time_floor:
             rec.time_floor = now
-            self.state_file.save(rec)
+            await self._save()
         return True
 
-    def _refused(self, exc: RefusedUpdate) -> None:
+    async def _refused(self, exc: RefusedUpdate) -> None:
         self.hooks.report("update_refused", True, f"{exc.reason}: {exc.detail}")
-        self._go(OtaInput.REFUSED, exc.reason)
+        await self._go(OtaInput.REFUSED, exc.reason)
 
     async def _download(self) -> bool:
         rec = self.record
@@ -202,22 +206,22 @@ class OtaAgent:
                 log.warning("OTA download of %s paused: %s (resumes next poll)", rec.release_version, exc)
                 self.hooks.report("update_refused", True, f"{exc.reason}: {exc.detail}")
                 return False  # stays DOWNLOADING: the partial file is resumed next time
-            self._refused(exc)
+            await self._refused(exc)
             return False
         rec.bundle = str(path)
-        self._go(OtaInput.DOWNLOADED)
+        await self._go(OtaInput.DOWNLOADED)
         return True
 
     async def _install(self) -> bool:
-        self._go(OtaInput.INSTALL)
+        await self._go(OtaInput.INSTALL)
         try:
             await self.installer.install(Path(self.record.bundle), self._progress)
         except InstallError as exc:
             self.hooks.report("update_refused", True, f"install: {exc}")
-            self._go(OtaInput.REFUSED, f"install: {exc}")
+            await self._go(OtaInput.REFUSED, f"install: {exc}")
             Path(self.record.bundle).unlink(missing_ok=True)
             return False
-        self._go(OtaInput.INSTALLED)
+        await self._go(OtaInput.INSTALLED)
         return True
 
     def _progress(self, pct: int, text: str) -> None:
@@ -231,11 +235,11 @@ class OtaAgent:
             now = self.hooks.now()
             if not rec.deferred_since:
                 rec.deferred_since = now
-                self.state_file.save(rec)
+                await self._save()
                 self.hooks.report("update_deferred", True, f"{rec.release_version}: reboot waits for the bed's alarms")
             elif now - rec.deferred_since > self.cfg.max_deferral_s and not rec.deferral_reported:
                 rec.deferral_reported = True
-                self.state_file.save(rec)
+                await self._save()
                 self.hooks.report(
                     "update_deferred", True,
                     f"{rec.release_version}: reboot deferred over {self.cfg.max_deferral_s:g} s; not forcing",
@@ -244,7 +248,7 @@ class OtaAgent:
             await asyncio.sleep(self.cfg.defer_poll_s)
         if rec.deferred_since:
             self.hooks.report("update_deferred", False, "")
-        self._go(OtaInput.REBOOT)
+        await self._go(OtaInput.REBOOT)
         await self.hooks.reboot()
 
     async def _after_boot(self) -> None:
@@ -253,13 +257,13 @@ class OtaAgent:
         if version != rec.release_version:
             # The bootloader gave up on the new slot (or the box never left the old one).
             self._give_up(rec.release_version)
-            self._go(OtaInput.BOOTED_OLD, f"booted {version}, not {rec.release_version}: bootloader fell back")
+            await self._go(OtaInput.BOOTED_OLD, f"booted {version}, not {rec.release_version}: bootloader fell back")
             self.hooks.report("update_refused", True, f"rolled back: {rec.release_version} did not boot")
             await self._confirm_boot()
             return
         attempts = rec.boot_attempts.get(version, 0) + 1
         rec.boot_attempts[version] = attempts
-        self._go(OtaInput.BOOTED_NEW)
+        await self._go(OtaInput.BOOTED_NEW)
         if attempts > self.cfg.max_boot_attempts:
             await self._roll_back(f"health gate not reached in {self.cfg.max_boot_attempts} boots")
             return
@@ -268,7 +272,7 @@ class OtaAgent:
             await self._roll_back("health gate failed: " + "; ".join(problems))
             return
         await self.installer.mark(good=True)
-        self._go(OtaInput.HEALTHY)
+        await self._go(OtaInput.HEALTHY)
 
     async def _confirm_boot(self) -> None:
         """Every healthy start confirms the slot it runs from (mark-good), so the
@@ -299,7 +303,7 @@ class OtaAgent:
         self._give_up(self.record.release_version)
         await self.installer.mark(good=False)
         self.hooks.report("update_refused", True, f"rolled back {self.record.release_version}: {why}")
-        self._go(OtaInput.UNHEALTHY, why)
+        await self._go(OtaInput.UNHEALTHY, why)
         await self.hooks.reboot()  # into the previous slot
 
 

@@ -21,10 +21,10 @@ pytestmark = pytest.mark.integration
 FLEET_IP, FLEET_PORT = "10.0.2.100", 8443
 
 
-def verity_bundle(built: Built, version: str, dest: Path) -> Path:
+def verity_bundle(built: Built, version: str, dest: Path, rootfs: Path | None = None) -> Path:
     content = dest.parent / f"bundle-{version}"
     content.mkdir()
-    shutil.copyfile(built.out / "rootfs.sqfs", content / "rootfs.img")  # .img: raw slot copy
+    shutil.copyfile(rootfs or built.out / "rootfs.sqfs", content / "rootfs.img")  # .img: raw slot copy
     (content / "manifest.raucm").write_text(
         f"[update]\ncompatible={COMPATIBLE}\nversion={version}\n\n[bundle]\nformat=verity\n\n"
         "[image.rootfs]\nfilename=rootfs.img\n"
@@ -144,18 +144,7 @@ def broken_release(built: Built, dest: Path, workdir: Path) -> Path:
     subprocess.run(["mksquashfs", str(tree), str(squash), "-noappend", "-comp", "xz", "-quiet"], check=True,
                    capture_output=True)  # fmt: skip
     shutil.rmtree(tree)
-    content = dest.parent / "bundle-broken"
-    content.mkdir()
-    shutil.move(squash, content / "rootfs.img")
-    (content / "manifest.raucm").write_text(
-        f"[update]\ncompatible={COMPATIBLE}\nversion=1.1.1\n\n[bundle]\nformat=verity\n\n"
-        "[image.rootfs]\nfilename=rootfs.img\n"
-    )
-    rauc = built.fleet.fleet / "rauc"
-    cmd = ["rauc", "bundle", f"--cert={rauc / 'signing.pem'}", f"--key={rauc / 'signing.key'}",
-           f"--keyring={rauc / 'ca.pem'}", str(content), str(dest)]  # fmt: skip
-    subprocess.run(cmd, check=True, capture_output=True)
-    return dest
+    return verity_bundle(built, "1.1.1", dest, squash)
 
 
 def test_a_release_that_cannot_start_falls_back_to_the_old_slot(built, tmp_path):
