@@ -64,6 +64,9 @@ def run_ota(args: argparse.Namespace) -> int:
     except FleetError as exc:
         print(f"bedside: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # unwritable fleet directory, missing bundle path component, …
+        print(f"bedside: {exc.filename or args.ota_command}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -153,3 +153,11 @@ def test_provision_makes_a_private_key_and_csr_once(tmp_path):
     before = key.read_bytes()
     again = bedside("ota", "provision", "--dir", str(tmp_path / "keys"))
     assert again.returncode == 0 and "kept existing" in again.stdout and key.read_bytes() == before
+
+
+def test_fleet_keys_into_an_unusable_directory_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    res = bedside("ota", "keys", "--dir", str(blocker / "fleet"), "--compatible", COMPATIBLE)
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
