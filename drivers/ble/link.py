@@ -191,10 +191,27 @@ class BleLink:
 
     async def run(self) -> None:
         """Runs until cancelled; never returns on radio trouble."""
-        outage_reported = False
         if not self._cursor_loaded and self.profile.stored_records:
             self._last_seq = await asyncio.to_thread(self._cursor.last_record, self.device_id)
             self._cursor_loaded = True
+        try:
+            await self._cycle()
+        except asyncio.CancelledError:
+            if self.profile.stored_records:
+                await self._persist_on_stop()
+            raise
+
+    async def _persist_on_stop(self) -> None:
+        """On shutdown keep what was delivered: a cursor left behind would make the next
+        start fetch (and deliver) those records again."""
+        if self._persist_task is not None and not self._persist_task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._persist_task
+        if self._last_seq is not None:
+            await asyncio.to_thread(self._cursor.set_last_record, self.device_id, self._last_seq)
+
+    async def _cycle(self) -> None:
+        outage_reported = False
         while True:
             self.state = LinkState.SEARCHING
             self._session_connected = False
@@ -262,6 +279,13 @@ class BleLink:
             self._to(LinkInput.LOST if self._lost.is_set() else LinkInput.FAILED)
             return f"session failed: {exc or type(exc).__name__}"
         except asyncio.CancelledError:
+            if self._catching_up:
+                # Stopped mid catch-up: what arrived without a hole is delivered (the
+                # flush sends a measurement still waiting for its context) and counts.
+                self._deliver(self._stream.flush())
+                safe = self._contiguous()
+                if safe is not None and safe > (self._last_seq or 0):
+                    self._last_seq = safe
             with contextlib.suppress(BleakError, TimeoutError, OSError):
                 async with asyncio.timeout(2.0):
                     await client.disconnect()
