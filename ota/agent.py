@@ -217,6 +217,9 @@ class OtaAgent:
         try:
             await self.installer.install(Path(self.record.bundle), self._progress)
         except InstallError as exc:
+            # RAUC refusing a bundle (signature, compatible, format) is a property of the
+            # release: fetching it again every poll would only cost the fleet's bandwidth.
+            self._give_up(self.record.release_version)
             self.hooks.report("update_refused", True, f"install: {exc}")
             await self._go(OtaInput.REFUSED, f"install: {exc}")
             Path(self.record.bundle).unlink(missing_ok=True)

@@ -108,6 +108,8 @@ async def test_bundle_signed_by_another_ca_is_refused_by_rauc_with_nothing_insta
     assert "signature" in record.error.lower() or "verif" in record.error.lower()
     assert rauc.slot_release("B") == ""
     assert await RaucDbus(rauc.address).primary() == "A"
+    assert record.given_up == ["1.1.0"]  # not fetched again on the next poll
+    assert await agent.cycle() is OtaState.IDLE
 
 
 async def test_wrong_compatible_in_the_bundle_is_refused_by_rauc(tmp_path, fleet, server, pki, box_dir, rauc):
