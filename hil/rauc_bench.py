@@ -74,7 +74,14 @@ def build_bundle(
 
 
 class RaucSystem:
-    def __init__(self, directory: Path, compatible: str, keyring: Path, slot_mb: int = 8) -> None:
+    def __init__(
+        self, directory: Path, compatible: str, keyring: Path, slot_mb: int = 8, *,
+        bootloader: Path | None = None, extra_conf: str = "",
+    ) -> None:  # fmt: skip
+        """`bootloader`: another RAUC custom backend than the boot-counting model (then
+        `boot(slot)` names the slot the firmware chose); `extra_conf`: more system.conf."""
+        self.bootloader = bootloader
+        self.extra_conf = extra_conf
         self.dir = directory
         self.compatible = compatible
         self.keyring = keyring
@@ -109,15 +116,16 @@ class RaucSystem:
         (self.state / "state.B").write_text("bad\n")
         (self.state / "attempts.A").write_text(f"{BOOT_ATTEMPTS}\n")
         (self.state / "attempts.B").write_text("0\n")
-        script = self.dir / "bootloader.sh"
-        script.write_text(_BOOT_SCRIPT.format(state=self.state, attempts=BOOT_ATTEMPTS))
-        script.chmod(0o755)
+        script = self.bootloader or self.dir / "bootloader.sh"
+        if self.bootloader is None:
+            script.write_text(_BOOT_SCRIPT.format(state=self.state, attempts=BOOT_ATTEMPTS))
+            script.chmod(0o755)
         (self.dir / "system.conf").write_text(
             f"[system]\ncompatible={self.compatible}\nbootloader=custom\ndata-directory={self.dir / 'rauc-data'}\n\n"
             f"[keyring]\npath={self.keyring}\n\n"
             f"[handlers]\nbootloader-custom-backend={script}\n\n"
             f"[slot.rootfs.0]\ndevice={self.loops['A']}\ntype=ext4\nbootname=A\n\n"
-            f"[slot.rootfs.1]\ndevice={self.loops['B']}\ntype=ext4\nbootname=B\n"
+            f"[slot.rootfs.1]\ndevice={self.loops['B']}\ntype=ext4\nbootname=B\n\n{self.extra_conf}"
         )
         (self.dir / "bus.conf").write_text(_BUS_CONF.format(socket=self.socket))
         self.bus = subprocess.Popen(["dbus-daemon", "--config-file", str(self.dir / "bus.conf"), "--nofork"],
@@ -140,10 +148,11 @@ class RaucSystem:
         (self.state / "primary").write_text(other + "\n")
         return other
 
-    def boot(self) -> str:
-        """Power-cycle: stop the service, let the bootloader choose, start RAUC as that slot."""
+    def boot(self, slot: str | None = None) -> str:
+        """Power-cycle: stop the service, let the bootloader choose (or boot `slot`), start
+        RAUC as that slot."""
         self.stop_service()
-        self.booted = self.choose_slot()
+        self.booted = slot or self.choose_slot()
         (self.state / "booted").write_text(self.booted + "\n")
         with (self.dir / "rauc.log").open("ab") as log:  # the child keeps its own descriptor
             self.service = subprocess.Popen(
