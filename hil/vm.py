@@ -1,8 +1,12 @@
 """The OS image under QEMU (TCG: nested KVM here hangs stock kernels), for the image tests.
 
-UEFI firmware (OVMF) boots the disk image from a virtio disk; the serial console
-is read into a buffer the test waits on; the second serial port (the box's
-/dev/ttyS1) is a host pty a device simulator from `hil/` writes to. No network.
+amd64: UEFI firmware (OVMF) boots the disk image from a virtio disk; the serial console
+is read into a buffer the test waits on; the second serial port (the box's /dev/ttyS1)
+is a host pty a device simulator from `hil/` writes to. No network unless `nic` says.
+
+arm64: qemu-system-aarch64 -M virt stands in for the Raspberry Pi (QEMU's raspi4b
+model is not in Debian's QEMU 7.2): it boots the image's kernel and initramfs directly
+with the slot's command line, the root file system from the same disk image.
 """
 
 from __future__ import annotations
@@ -24,10 +28,13 @@ OVMF_VARS: Final = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 
 class Vm:
     def __init__(
-        self, disk: Path, workdir: Path, memory_mb: int = 1024, *, nic: str = "none", allow_reboot: bool = False
-    ) -> None:
+        self, disk: Path, workdir: Path, memory_mb: int = 1024, *, nic: str = "none", allow_reboot: bool = False,
+        kernel: tuple[Path, Path, str] | None = None,
+    ) -> None:  # fmt: skip
         """`nic`: QEMU -nic value, e.g. user-mode networking with restrict=on and a guestfwd
-        to a host loopback port (the only address the VM can reach)."""
+        to a host loopback port (the only address the VM can reach). `kernel`: (kernel,
+        initramfs, command line) boots an arm64 image on -M virt instead of amd64 UEFI."""
+        self.kernel = kernel
         self.nic = nic
         self.allow_reboot = allow_reboot
         self.disk = disk
@@ -40,23 +47,31 @@ class Vm:
 
     def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        vars_fd = self.dir / "OVMF_VARS.fd"
-        shutil.copyfile(OVMF_VARS, vars_fd)
-        self.proc = subprocess.Popen(
-            [
-                "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-m", str(self.memory_mb), "-smp", "2",
-                "-nographic", *([] if self.allow_reboot else ["-no-reboot"]),
+        common = [
+            "-accel", "tcg", "-m", str(self.memory_mb), "-smp", "2", "-nographic",
+            *([] if self.allow_reboot else ["-no-reboot"]),
+            "-drive", f"file={self.disk},if=virtio,format=raw", "-nic", self.nic,
+        ]  # fmt: skip
+        if self.kernel is not None:
+            kernel, initrd, append = self.kernel
+            cmd = [
+                "qemu-system-aarch64", "-machine", "virt", "-cpu", "cortex-a72", *common,
+                "-kernel", str(kernel), "-initrd", str(initrd), "-append", append, "-serial", "mon:stdio",
+            ]  # fmt: skip
+        else:
+            vars_fd = self.dir / "OVMF_VARS.fd"
+            shutil.copyfile(OVMF_VARS, vars_fd)
+            cmd = [
+                "qemu-system-x86_64", "-machine", "q35", *common,
                 "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
                 "-drive", f"if=pflash,format=raw,file={vars_fd}",
-                "-drive", f"file={self.disk},if=virtio,format=raw",
                 "-chardev", "pty,id=dev1", "-serial", "mon:stdio", "-serial", "chardev:dev1",
-                "-nic", self.nic,
-            ],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            ]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         threading.Thread(target=self._read, daemon=True).start()
-        match = self.wait_for(r"char device redirected to (/dev/pts/\d+) \(label dev1\)", 20)
-        self.device_pty = match.group(1)
+        if self.kernel is None:
+            match = self.wait_for(r"char device redirected to (/dev/pts/\d+) \(label dev1\)", 20)
+            self.device_pty = match.group(1)
 
     def _read(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None

@@ -1,7 +1,7 @@
 """The amd64 OS image, built once per run from Debian packages, booted under QEMU (TCG):
 the gateway reaches READY under systemd with a simulated oximeter on the box's second
-serial port; the first boot makes the box's key on the data partition; the image holds
-no secrets; the RAUC bundle and the image checksum are signed."""
+serial port; the first boot grows the data partition to the disk and makes the box's key
+on it; the image holds no secrets; the RAUC bundle and the image checksum are signed."""
 
 import subprocess
 import sys
@@ -25,6 +25,7 @@ def image(built: Built) -> Path:
 def vm(image: Path, tmp_path: Path) -> Iterator[Vm]:
     disk = tmp_path / "disk.img"
     subprocess.run(["cp", "--sparse=always", str(image / "bedside-amd64.img"), str(disk)], check=True)
+    subprocess.run(["truncate", "-s", "+512M", str(disk)], check=True)  # written to a bigger disk
     machine = Vm(disk, tmp_path / "vm")
     machine.start()
     yield machine
@@ -40,6 +41,8 @@ def test_gateway_boots_to_ready_with_a_simulated_device_on_its_serial_port(vm):
     try:
         vm.wait_for(r"Welcome to GRUB", 120)
         vm.wait_for(r"Booting `Bedside Gateway slot A'", 60)
+        grown = vm.wait_for(r"data partition grown from (\d+) MiB to (\d+) MiB", 240)
+        assert int(grown.group(2)) - int(grown.group(1)) > 400  # the data partition took the extra space
         vm.wait_for(r"created key and CSR for box-\w+ in /data/keys", 240)
         vm.wait_for(r"Started bedside\.service - Bedside Gateway", 240)  # Type=notify: after READY=1
         vm.wait_for(r"spo2-1 connected /dev/ttyS1", 60)

@@ -1,7 +1,8 @@
 """OTA inside the VM: the box (booted from the image in QEMU) updates itself from a fleet
 server on the host — reachable only through user-mode networking with restrict=on and one
-guestfwd to 127.0.0.1 — installs a newer verity bundle into slot B with RAUC, reboots
-through GRUB's boot counting into B, passes the health gate and commits."""
+guestfwd to 127.0.0.1 — refuses a bundle signed by another CA, installs a newer verity
+bundle into slot B with RAUC, reboots through GRUB's boot counting into B, passes the
+health gate and commits; a release that cannot start falls back to the old slot."""
 
 import contextlib
 import shutil
@@ -15,13 +16,16 @@ import pytest
 from appliance.uplink.pki import issue, make_ca, write_key, write_pem
 from hil.fleet_server import FleetServer
 from hil.vm import Vm
+from ota.pki import make_signing_pki
 from tests.image.conftest import COMPATIBLE, REPO, Built
 
 pytestmark = pytest.mark.integration
 FLEET_IP, FLEET_PORT = "10.0.2.100", 8443
 
 
-def verity_bundle(built: Built, version: str, dest: Path, rootfs: Path | None = None) -> Path:
+def verity_bundle(
+    built: Built, version: str, dest: Path, rootfs: Path | None = None, signing: Path | None = None
+) -> Path:
     content = dest.parent / f"bundle-{version}"
     content.mkdir()
     shutil.copyfile(rootfs or built.out / "rootfs.sqfs", content / "rootfs.img")  # .img: raw slot copy
@@ -29,7 +33,7 @@ def verity_bundle(built: Built, version: str, dest: Path, rootfs: Path | None = 
         f"[update]\ncompatible={COMPATIBLE}\nversion={version}\n\n[bundle]\nformat=verity\n\n"
         "[image.rootfs]\nfilename=rootfs.img\n"
     )
-    rauc = built.fleet.fleet / "rauc"
+    rauc = signing or built.fleet.fleet / "rauc"
     cmd = ["rauc", "bundle", f"--cert={rauc / 'signing.pem'}", f"--key={rauc / 'signing.key'}",
            f"--keyring={rauc / 'ca.pem'}", str(content), str(dest)]  # fmt: skip
     subprocess.run(cmd, check=True, capture_output=True)
@@ -119,11 +123,23 @@ def box_with_fleet(built: Built, tmp_path: Path) -> Iterator[tuple[Vm, FleetServ
         fleet.stop()
 
 
+def rogue_release(built: Built, workdir: Path) -> Path:
+    """Release 1.0.9, a valid TUF target whose bundle is signed by a CA the box does not trust."""
+    make_signing_pki(workdir / "rogue-ca", "rogue")
+    small = workdir / "rogue.img"
+    small.write_bytes(b"\0" * 1024 * 1024)  # RAUC checks the signature before the content
+    return verity_bundle(built, "1.0.9", workdir / "bedside-1.0.9.raucb", small, signing=workdir / "rogue-ca")
+
+
 def test_the_box_updates_itself_inside_the_vm_and_commits(built, tmp_path):
-    built.fleet.publish(verity_bundle(built, "1.1.0", tmp_path / "bedside-1.1.0.raucb"), "1.1.0", COMPATIBLE)
+    built.fleet.publish(rogue_release(built, tmp_path), "1.0.9", COMPATIBLE)
     with box_with_fleet(built, tmp_path) as (vm, fleet):
         vm.wait_for(r"Booting `Bedside Gateway slot A'", 120)
         vm.wait_for(r"Started bedside\.service - Bedside Gateway", 300)
+        # RAUC inside the VM refuses the bundle from another CA; the box stays on A and
+        # gives that release up.
+        vm.wait_for(r"OTA failed 1\.0\.9: install: RAUC refused[^\n]*", 600)
+        built.fleet.publish(verity_bundle(built, "1.1.0", tmp_path / "bedside-1.1.0.raucb"), "1.1.0", COMPATIBLE)
         vm.wait_for(r"OTA downloading 1\.1\.[01]", 300)
         vm.wait_for(r"OTA installed 1\.1\.[01]", 900)
         vm.wait_for(r"OTA rebooting 1\.1\.[01]", 120)
