@@ -3,6 +3,7 @@
 # shellcheck shell=bash disable=SC2034  # the variables are read by image/build
 arch_tools="grub-mkstandalone:grub-efi-amd64-bin"
 arch_packages="grub-common"
+arch_mountpoints="boot/efi"   # the ESP, for RAUC's grubenv
 arch_components="main"
 arch_pip=""   # the build host is amd64: its own platform tags
 

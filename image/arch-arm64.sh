@@ -5,6 +5,7 @@
 # shellcheck shell=bash disable=SC2034  # the variables are read by image/build
 arch_tools="qemu-aarch64-static:qemu-user-static update-binfmts:binfmt-support"
 arch_packages="raspi-firmware,mtools"
+arch_mountpoints=""   # the FAT partitions stay unmounted
 arch_components="main,non-free-firmware"   # raspi-firmware: the GPU firmware blobs
 arch_pip="--platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 --implementation cp --python-version 3.11 --abi cp311 --abi abi3 --abi none"
 boot_mb=128
