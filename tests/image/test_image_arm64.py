@@ -79,6 +79,7 @@ def test_pi_root_file_system_boots_to_ready_under_qemu_aarch64(built_arm64: Buil
     try:
         vm.wait_for(r"Linux version [^\n]*aarch64|Booting Linux on physical CPU", 120)
         vm.wait_for(r"data partition grown from \d+ MiB to \d+ MiB", 600)
+        vm.wait_for(r'Successfully resized "/data"', 300)  # its ext4 too (x-systemd.growfs)
         vm.wait_for(r"created key and CSR for box-\w+ in /data/keys", 600)
         vm.wait_for(r"Started bedside\.service - Bedside Gateway", 600)  # Type=notify: after READY=1
     finally:
