@@ -5,6 +5,7 @@ bundle into slot B with RAUC, reboots through GRUB's boot counting into B, passe
 health gate and commits; a release that cannot start falls back to the old slot."""
 
 import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -127,7 +128,7 @@ def rogue_release(built: Built, workdir: Path) -> Path:
     """Release 1.0.9, a valid TUF target whose bundle is signed by a CA the box does not trust."""
     make_signing_pki(workdir / "rogue-ca", "rogue")
     small = workdir / "rogue.img"
-    small.write_bytes(b"\0" * 1024 * 1024)  # RAUC checks the signature before the content
+    small.write_bytes(os.urandom(1024 * 1024))  # RAUC checks the signature before the content
     return verity_bundle(built, "1.0.9", workdir / "bedside-1.0.9.raucb", small, signing=workdir / "rogue-ca")
 
 
