@@ -16,7 +16,10 @@ arch_prepare_host() {
         mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
     fi
     if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
-        update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || update-binfmts --import qemu-aarch64
+        # binfmt-support's database, else the systemd-binfmt line qemu-user-static ships
+        # (the package may have been configured before binfmt_misc was mounted).
+        update-binfmts --enable qemu-aarch64 >/dev/null 2>&1 || update-binfmts --import qemu-aarch64 >/dev/null 2>&1 \
+            || cat /usr/lib/binfmt.d/qemu-aarch64.conf > /proc/sys/fs/binfmt_misc/register || true
     fi
     [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || {
         echo "image/build: cannot register qemu-aarch64 with binfmt_misc (needed to build arm64)" >&2; exit 1; }
