@@ -233,6 +233,8 @@ def _post_install(env: Mapping[str, str], consoles: str) -> list[str]:
     for n in env.get("RAUC_TARGET_SLOTS", "").split():
         if env.get(f"RAUC_SLOT_CLASS_{n}") != "boot":
             continue
+        if not env.get(f"RAUC_SLOT_DEVICE_{n}"):
+            raise TrybootError(f"RAUC gave no RAUC_SLOT_DEVICE_{n} for target slot {n}")
         device = Path(env[f"RAUC_SLOT_DEVICE_{n}"])
         slot = labels.get(device.name)
         if slot is None:

@@ -59,9 +59,10 @@ class Pi:
         for script in (backend, hook):
             script.chmod(0o755)
         return (
+            f"[handlers]\npost-install={hook}\n\n"
             f"[slot.boot.0]\ndevice={self.dev / 'boot_a'}\ntype=vfat\nparent=rootfs.0\n\n"
             f"[slot.boot.1]\ndevice={self.dev / 'boot_b'}\ntype=vfat\nparent=rootfs.1\n"
-        ).replace("[slot.boot.0]", f"[handlers]\npost-install={hook}\n\n[slot.boot.0]", 1)
+        )
 
     def set_boot(self, slot: str, tryboot: bool) -> None:
         (self.proc / "cmdline").write_text(cmdline(slot))
