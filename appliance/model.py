@@ -60,6 +60,16 @@ TECHNICAL_KINDS: Final = frozenset(
         "update_refused",
         "update_deferred",
         "clock_unsynced",
+        # Safety hardening: the store's own failures (an unreadable file set aside, a
+        # write that failed: disk full, I/O error), the event loop that carries the
+        # alarm path falling behind, an HL7 listener refusing connections, and a
+        # value the gateway judged invalid (non-finite or outside the term's
+        # plausible range) persisting: IEC 60601-1-8's invalid-measurement condition.
+        "store_corrupt",
+        "store_failure",
+        "loop_lag",
+        "connection_refused",
+        "invalid_value",
     }
 )
 
