@@ -12,6 +12,7 @@ module deliberately knows nothing about MDC tables or devices.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -175,20 +176,29 @@ def to_json_dict(record: Record) -> dict[str, Any]:
             value = sorted(value)
         elif isinstance(value, tuple):
             value = list(value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            value = None  # JSON has no NaN/Infinity; the normalizer flags such values non_finite
         out[name] = value
     return out
 
 
 def to_json_line(record: Record) -> str:
-    return json.dumps(to_json_dict(record), separators=(",", ":"), ensure_ascii=False)
+    # allow_nan=False: a bare NaN/Infinity token is not JSON and breaks strict consumers.
+    return json.dumps(to_json_dict(record), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _no_constants(name: str) -> Any:
+    raise RecordFormatError(f"{name} is not a JSON number")
 
 
 def from_json_line(line: str) -> Record:
     """Parse one JSON line back into its record; raises RecordFormatError."""
     try:
-        raw = json.loads(line)
+        raw = json.loads(line, parse_constant=_no_constants)
     except json.JSONDecodeError as exc:
         raise RecordFormatError(f"not JSON: {exc.msg} at column {exc.colno}") from exc
+    except RecursionError:
+        raise RecordFormatError("not JSON: nested too deeply") from None
     if not isinstance(raw, dict):
         raise RecordFormatError("not a JSON object")
     cls = _TYPES_BY_NAME.get(raw.pop("type", None))

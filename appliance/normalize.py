@@ -9,6 +9,15 @@ Which time an observation carries:
 Skew is tracked per device as device UTC minus received; crossing the bound emits
 one `clock_skew` technical event (active), coming back emits one (inactive).
 
+Invalid is never valid: a value that is not a finite number (NaN, inf, 1e400)
+loses its number and carries `non_finite`; a value outside its term's plausible
+range (terms_plausible.py) keeps its number for the record but carries
+`implausible`. Both make the observation invalid, so it can neither raise nor
+clear a physiological alarm. While any metric of a device is invalid this way,
+the device has one `invalid_value` technical event active (it ends when every
+such metric has had a valid value again); the rules turn a persisting one into
+the technical alarm for an invalid measurement.
+
 `obs_id` is a hash of device, label, frame sequence, device time and a stream
 key, so decoding the same bytes again yields the same ids.
 
@@ -18,13 +27,15 @@ Pure: no I/O, no clock of its own (received time is passed in).
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from typing import Final
 
 from appliance.model import Observation, Quality, Reading, TechnicalEvent
 from appliance.terms import lookup
+from appliance.terms_plausible import plausible_range
 
 __all__ = ["INVALID_FLAGS", "QUESTIONABLE_FLAGS", "DeviceContext", "Normalizer", "convert_unit", "quality_of"]
 
@@ -51,6 +62,10 @@ INVALID_FLAGS: Final = frozenset(
         "measurement_off",
         # HL7 OBX-11 "X": results cannot be obtained (hl7-mllp.md §6 checklist).
         "result_status_x",
+        # Judged by the gateway itself: not a finite number, or outside the term's
+        # plausible range (terms_plausible.py).
+        "non_finite",
+        "implausible",
         # BLE health profiles (ble-health.md §4, §6-§8). Demonstration and test data are
         # never a patient's values.
         "demo_data",
@@ -178,6 +193,9 @@ class Normalizer:
     max_clock_skew_s: float | None = 300.0
     unmapped: Counter[str] = field(default_factory=Counter)
     _skew: dict[str, _SkewState] = field(default_factory=dict)
+    # device -> metrics whose latest value the gateway judged invalid (bounded by
+    # the term tables: only mapped metrics get here).
+    _invalid: dict[str, set[str]] = field(default_factory=dict)
 
     def skew_s(self, device_id: str) -> float | None:
         state = self._skew.get(device_id)
@@ -192,13 +210,23 @@ class Normalizer:
             self.unmapped[f"{ctx.protocol}:{reading.label}"] += 1
             return None, []
         unit = term.unit or reading.unit  # terms carried by the message (HL7) take the message's unit
-        value, unit_ok = convert_unit(reading.value, reading.unit, unit)
+        raw = reading.value
+        finite = raw is None or math.isfinite(raw)
+        value, unit_ok = convert_unit(raw if finite else None, reading.unit, unit)
         if not unit_ok:
             # Never file a value under a term in a unit the rules do not expect.
             self.unmapped[f"{ctx.protocol}:{reading.label} in {reading.unit}"] += 1
             return None, []
         events: list[TechnicalEvent] = []
         flags = reading.flags
+        judged = ""
+        if not finite:
+            flags, judged = flags | {"non_finite"}, f"{term.metric} {raw!r} is not a number"
+        elif value is not None:
+            bounds = plausible_range(term.metric, unit)
+            if bounds is not None and not bounds[0] <= value <= bounds[1]:
+                flags = flags | {"implausible"}
+                judged = f"{term.metric} {value:g} {unit} outside {bounds[0]:g}..{bounds[1]:g}"
         time = received
         if reading.device_time is not None and STORED_FLAG in flags:
             # A record the device stored while out of range is old by nature: its own
@@ -217,6 +245,8 @@ class Normalizer:
                 flags = flags | {"clock_skew"}
             else:
                 time = device_utc
+        quality = quality_of(value, flags)
+        events += self._track_invalid(ctx, term.metric, judged, quality, received)
         obs = Observation(
             obs_id=self._obs_id(reading, ctx),
             metric=term.metric,
@@ -225,7 +255,7 @@ class Normalizer:
             unit=unit,
             time=time,
             received=received,
-            quality=quality_of(value, flags),
+            quality=quality,
             device_id=ctx.device_id,
             bed_id=ctx.bed_id,
             patient_id=ctx.patient_id,
@@ -233,6 +263,30 @@ class Normalizer:
             quarantine=ctx.patient_id is None,
         )
         return obs, events
+
+    def _track_invalid(
+        self, ctx: DeviceContext, metric: str, judged: str, quality: Quality, received: datetime
+    ) -> list[TechnicalEvent]:
+        """One `invalid_value` condition per device: on with its first judged-invalid
+        metric, off once every such metric has had a usable value again. A value
+        the device itself marks invalid (sensor off, no value) neither starts nor
+        ends it: the device reports those conditions itself."""
+        metrics = self._invalid.get(ctx.device_id)
+        if judged:
+            if metrics is None:
+                metrics = self._invalid[ctx.device_id] = set()
+            was_clear = not metrics
+            metrics.add(metric)
+            if not was_clear:
+                return []
+            return [TechnicalEvent(ctx.device_id, "invalid_value", detail=judged, time=received, bed_id=ctx.bed_id)]
+        if metrics is None or metric not in metrics or quality == "invalid":
+            return []
+        metrics.discard(metric)
+        if metrics:
+            return []
+        ended = TechnicalEvent(ctx.device_id, "invalid_value", active=False, detail=f"{metric} valid again")
+        return [replace(ended, time=received, bed_id=ctx.bed_id)]
 
     @staticmethod
     def _to_utc(device_time: datetime, tz: tzinfo) -> datetime:

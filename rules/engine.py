@@ -31,7 +31,15 @@ _RANK: Final[dict[str, int]] = {"high": 3, "medium": 2, "low": 1}
 _NOT_CONDITIONS: Final = frozenset({"alarm_active", "alarm_silenced"})
 # Technical events that report a moment, not a condition with an end.
 _ONE_SHOT: Final = frozenset(
-    {"records_dropped", "driver_crashed", "bad_frame", "output_failure", "store_corrupt", "connection_refused"}
+    {
+        "records_dropped",
+        "driver_crashed",
+        "bad_frame",
+        "output_failure",
+        "store_corrupt",
+        "connection_refused",
+        "wrong_mode",
+    }
 )
 _AUDIBLE: Final = frozenset({AlarmState.ACTIVE, AlarmState.LATCHED})
 _VISIBLE: Final = _AUDIBLE | {AlarmState.AUDIO_PAUSED, AlarmState.ACKNOWLEDGED}
