@@ -24,6 +24,7 @@ from appliance.arbiter import Arbiter, AuditRecord
 from appliance.clock import Clock, MonotonicUTC
 from appliance.config import AlarmsConfig, Config, ConfigError, DeviceConfig
 from appliance.control import ControlServer
+from appliance.looplag import LagMonitor
 from appliance.model import DeviceEvent, Reading, Record, TechnicalEvent
 from appliance.normalize import DeviceContext, Normalizer
 from appliance.queue.queue import QueueSettings, RecordQueue
@@ -134,6 +135,7 @@ class Gateway:
             )  # fmt: skip
         self.counts: Counter[str] = Counter()
         self.ready = False  # set once every task runs and READY was told to systemd
+        self.loop_lag = LagMonitor()
         self.self_test_ok: bool | None = None
         # Further supervised tasks (the OTA agent), added by the entry point before run().
         self.tasks: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
@@ -263,7 +265,11 @@ class Gateway:
     def status_line(self) -> str:
         up = sum(1 for link in self.links.values() if link.connected)
         uplink = "offline" if self.uplink is None else ("up" if self.uplink.connected else "down")
-        return f"{up}/{len(self.links)} links connected, {self.counts['observation']} observations, uplink {uplink}"
+        lag_ms = self.loop_lag.worst_s * 1000
+        return (
+            f"{up}/{len(self.links)} links connected, {self.counts['observation']} observations, uplink {uplink}, "
+            f"worst loop lag {lag_ms:.0f} ms"
+        )
 
     async def _status(self) -> None:
         while True:
@@ -288,6 +294,7 @@ class Gateway:
             control = ControlServer(self.alarms, self.config.alarms.control_socket)
             supervisor.start("control", control.run)
         supervisor.start("status", self._status)
+        supervisor.start("looplag", lambda: self.loop_lag.run(self.publish))
         if self.notifier.watchdog_s:
             supervisor.start("watchdog", self._watchdog)
         self.notifier.ready(f"running, {len(self.links)} device links")
