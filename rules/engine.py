@@ -152,8 +152,10 @@ class Engine:
                 self.composites.append(rule)
                 for ref in rule.all_of + rule.any_of:
                     self.composites_of[ref].append(rule)
-        self.window_s: dict[str, float] = {
-            metric: max((r.window_s for r in rules), default=0.0) for metric, rules in self.by_metric.items()
+        # metric -> the distinct spans its window rules judge over (one Window each).
+        self.spans_s: dict[str, tuple[float, ...]] = {
+            metric: tuple(sorted({r.window_s for r in rules if r.kind != "limit" and r.window_s > 0}))
+            for metric, rules in self.by_metric.items()
         }
 
     # -- entry point -------------------------------------------------------------
@@ -193,15 +195,17 @@ class Engine:
     def _observation(self, state: EngineState, obs: Observation, now: float, actions: list[Action]) -> None:
         rules = self.by_metric.get(obs.metric)
         if rules and obs.value is not None and obs.quality != "invalid":
-            if obs.metric in self.window_s and self.window_s[obs.metric] > 0:
-                state.windows.add(obs.bed_id, obs.metric, now, obs.value, self.window_s[obs.metric])
+            spans = self.spans_s.get(obs.metric)
+            if spans:
+                state.windows.add(obs.bed_id, obs.metric, now, obs.value, spans)
             for rule in rules:
                 alarm = self._alarm(state, obs.bed_id, rule.id, rule)
                 cond: bool | None
                 if rule.kind == "limit":
                     cond = limit_condition(rule, obs.bed_id, obs.value, alarm.cond)
                 else:
-                    cond = window_condition(rule, state.windows.samples(obs.bed_id, obs.metric), now, alarm.cond)
+                    window = state.windows.view(obs.bed_id, obs.metric, rule.window_s)
+                    cond = window_condition(rule, window, now, alarm.cond)
                 if cond is not None:
                     self._set(state, alarm, cond, now, actions, obs_id=obs.obs_id)
         for rule in self.device_rules:
