@@ -59,7 +59,9 @@ class MemorySink:
 class JsonlSink:
     def __init__(self, path: str | Path, max_pending: int = 10_000) -> None:
         self.path = Path(path)
-        self._pending: deque[str] = deque()
+        # Records, not lines: encoding happens in the writer thread, so the loop
+        # turn that carries the alarm path pays only an append.
+        self._pending: deque[Record | AuditRecord] = deque()
         self._max_pending = max_pending
         self._wakeup = asyncio.Event()
         self.dropped = 0
@@ -71,13 +73,17 @@ class JsonlSink:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.warning("jsonl sink %s full: %d records dropped so far", self.path, self.dropped)
-        if isinstance(record, AuditRecord):
-            self._pending.append(json.dumps(record.to_json_dict(), separators=(",", ":")))
-        else:
-            self._pending.append(to_json_line(record))
+        self._pending.append(record)
         self._wakeup.set()
 
-    def _write(self, lines: list[str]) -> None:
+    @staticmethod
+    def _line(record: Record | AuditRecord) -> str:
+        if isinstance(record, AuditRecord):
+            return json.dumps(record.to_json_dict(), separators=(",", ":"))
+        return to_json_line(record)
+
+    def _write(self, records: list[Record | AuditRecord]) -> None:
+        lines = [self._line(r) for r in records]  # frozen records: safe to read from this thread
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write("\n".join(lines) + "\n")
 
