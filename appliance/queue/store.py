@@ -13,15 +13,29 @@ interval (`commit_interval_ms`, default 100 ms) - never an alarm that was
 committed, and never anything already in the file. (synchronous=NORMAL would
 be faster but can roll back every commit since the last checkpoint.)
 
-Budget policy: when the stored payload bytes exceed `max_bytes`, the oldest
-telemetry rows are deleted (their observations counted as dropped), then the
-oldest technical rows; alarm rows are never deleted for space.
+Budget policy: `max_bytes` bounds everything the store puts on the disk: the
+database's used pages, the WAL (an allowance of `WAL_SHARE` of the budget; the
+store checkpoints and truncates it past that), the -shm index and any
+-journal. Before a batch is inserted, the oldest telemetry rows are deleted
+until it fits (their records counted as dropped), then the oldest technical
+rows; alarm rows are never deleted for space. (Without the WAL in the sum,
+SQLite's default autocheckpoint of 1000 pages let the WAL reach 4 MB.)
+
+A write that fails (disk full, I/O error) raises `StoreWriteError` with the
+transaction rolled back: nothing of it is in the store, and the caller still
+holds the records (see `appliance.queue.hold`).
+
+A store file that exists but is empty or unreadable is corruption, not a new
+store: only a path that does not exist starts fresh silently. Rows whose
+payload does not open (AES-GCM authenticates every byte) are moved to the
+`quarantine` table and reported, so one damaged row cannot block delivery.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +45,7 @@ from typing import Final
 
 from appliance.queue.seal import KeyError_, Sealer
 
-__all__ = ["RecordClass", "Store", "StoreError", "StoreStats"]
+__all__ = ["RecordClass", "Store", "StoreError", "StoreStats", "StoreWriteError", "Unreadable"]
 
 CANARY: Final = b"bedside-store-canary"
 MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
@@ -41,18 +55,42 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         " created_ms INTEGER NOT NULL, count INTEGER NOT NULL, nbytes INTEGER NOT NULL, payload BLOB NOT NULL)",
         "CREATE INDEX records_cls ON records (cls, id)",
     ),
+    2: (
+        "CREATE TABLE quarantine (id INTEGER PRIMARY KEY, cls INTEGER NOT NULL, created_ms INTEGER NOT NULL,"
+        " count INTEGER NOT NULL, payload BLOB NOT NULL, reason TEXT NOT NULL, quarantined_ms INTEGER NOT NULL)",
+    ),
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)
+SIDE_FILES: Final = ("-wal", "-shm", "-journal")
+WAL_SHARE: Final = 0.125  # of max_bytes: the WAL's allowance before it is truncated
+SHM_BYTES: Final = 32 * 1024  # the WAL index SQLite keeps next to the database
 
 
 class StoreError(Exception):
     """The store cannot be used (I/O, corruption that could not be set aside)."""
 
 
+class StoreWriteError(StoreError):
+    """A write failed (disk full, I/O error); the transaction was rolled back."""
+
+
 class RecordClass(enum.IntEnum):
     ALARM = 0
     TECHNICAL = 1
     TELEMETRY = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A row whose payload does not open or decode (set aside, never delivered)."""
+
+    row_id: int
+    cls: RecordClass
+    count: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"row {self.row_id} ({self.cls.name.lower()}, {self.count} records): {self.reason}"
 
 
 @dataclass(slots=True)
@@ -62,12 +100,14 @@ class StoreStats:
     payload_bytes: int = 0
     max_bytes: int = 0
     dropped_records: int = 0
-    file_bytes: int = 0
+    file_bytes: int = 0  # database + -wal + -shm + -journal, as on the disk
+    used_bytes: int = 0  # what the budget counts: used pages + side files
+    quarantined_rows: int = 0
     schema_version: int = 0
 
     @property
     def fill(self) -> float:
-        return self.payload_bytes / self.max_bytes if self.max_bytes else 0.0
+        return self.used_bytes / self.max_bytes if self.max_bytes else 0.0
 
 
 class Store:
@@ -80,12 +120,17 @@ class Store:
         *,
         repair: bool = True,
         busy_timeout_s: float = 10.0,
+        factory: type[sqlite3.Connection] = sqlite3.Connection,
     ) -> None:
         self.path = Path(path)
         self._busy_timeout_s = busy_timeout_s
+        self._factory = factory  # tests pass a connection that fails on demand
         self.max_bytes = max_bytes
+        self.wal_limit_bytes = max(4096, int(max_bytes * WAL_SHARE))
         self._sealer = sealer
         self._on_event = on_event
+        self._repair = repair
+        self.unreadable: list[Unreadable] = []  # found by an inspection store (repair=False)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = self._open()
@@ -98,17 +143,26 @@ class Store:
                 raise StoreError(f"{self.path}: unreadable store: {exc}") from exc
             self._set_aside(exc)
             self._db = self._open()
-        self.payload_bytes = self._db.execute("SELECT COALESCE(SUM(nbytes), 0) FROM records").fetchone()[0]
+        self.payload_bytes: int = self._db.execute("SELECT COALESCE(SUM(nbytes), 0) FROM records").fetchone()[0]
         self.dropped = int(self._meta("dropped") or b"0")
+        self.used_bytes = self._used_bytes()
 
     # -- opening -----------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
+        self._check_file()
         # Wait for a concurrent writer (the gateway, `bedside queue stats`) instead of failing.
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_s)
+        db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_s,
+            factory=self._factory,
+        )  # fmt: skip
         try:
             db.execute("PRAGMA journal_mode=WAL")
             if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("quick_check failed")
+            page = db.execute("PRAGMA page_size").fetchone()[0]
+            # Checkpoint at half the WAL allowance; truncate the file back to it after.
+            db.execute(f"PRAGMA wal_autocheckpoint = {max(1, self.wal_limit_bytes // page // 2)}")
+            db.execute(f"PRAGMA journal_size_limit = {self.wal_limit_bytes}")
             self._migrate(db)
             self._check_key(db)
         except BaseException:
@@ -116,13 +170,28 @@ class Store:
             raise
         return db
 
+    def _check_file(self) -> None:
+        """SQLite takes an empty file for a new database: that would hide lost data."""
+        if not self.path.exists():
+            return
+        try:
+            with self.path.open("rb") as fh:
+                head = fh.read(16)
+        except OSError as exc:
+            raise sqlite3.DatabaseError(f"store file unreadable: {exc}") from exc
+        if not head:
+            raise sqlite3.DatabaseError("store file is empty (zero length)")
+
     def _set_aside(self, exc: Exception) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%S")
         aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        for suffix in ("", "-wal", "-shm"):
-            src = Path(str(self.path) + suffix)
-            if src.exists():
-                src.replace(Path(str(aside) + suffix))
+        try:
+            for suffix in ("", *SIDE_FILES):
+                src = Path(str(self.path) + suffix)
+                if src.exists():
+                    src.replace(Path(str(aside) + suffix))
+        except OSError as err:
+            raise StoreError(f"{self.path}: unreadable store ({exc}) could not be moved aside: {err}") from err
         self._on_event("store_corrupt", f"unreadable store moved to {aside.name} ({exc}); started a fresh one")
 
     @staticmethod
@@ -153,16 +222,82 @@ class Store:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
+    # -- space -------------------------------------------------------------------
+    def _side_bytes(self) -> int:
+        total = 0
+        for suffix in SIDE_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                total += Path(str(self.path) + suffix).stat().st_size
+        return total
+
+    def _page_bytes(self) -> tuple[int, int]:
+        """(used, total) bytes of the database's pages, including this transaction's changes."""
+        db = self._db
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        count = db.execute("PRAGMA page_count").fetchone()[0]
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        return (count - free) * page, count * page
+
+    def _used_bytes(self) -> int:
+        return self._page_bytes()[0] + self._side_bytes()
+
+    def _keep_wal_small(self) -> None:
+        """Fold the WAL back and truncate it once it passes its allowance. A reader in
+        another process can hold the checkpoint back; it is tried again next commit."""
+        wal = Path(str(self.path) + "-wal")
+        try:
+            big = wal.stat().st_size > self.wal_limit_bytes
+        except FileNotFoundError:
+            return
+        if big:
+            # Disk full or busy: nothing is lost, the WAL stays until the next try.
+            with contextlib.suppress(sqlite3.OperationalError):
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     # -- writing -----------------------------------------------------------------
-    def put(self, cls: RecordClass, payloads: list[tuple[bytes, int]], durable: bool) -> list[int]:
-        """Insert (payload, record count) rows in one transaction; returns row ids."""
+    def _write(self, body: Callable[[], None]) -> None:
+        """Run `body` in one IMMEDIATE transaction; any failure rolls it back whole and
+        raises StoreWriteError (SQLite may already have rolled back on SQLITE_FULL or
+        an I/O error: a second ROLLBACK would only say "no transaction is active")."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            body()
+            db.execute("COMMIT")
+        except (sqlite3.Error, OSError) as exc:
+            if db.in_transaction:
+                # The connection rolls back anyway when the transaction is abandoned.
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            self.payload_bytes = self._recount()
+            raise StoreWriteError(f"{self.path}: write failed: {_describe(exc)}") from exc
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self.payload_bytes = self._recount()
+            raise
+        self._keep_wal_small()
+        self.used_bytes = self._used_bytes()
+
+    def _recount(self) -> int:
+        try:
+            total: int = self._db.execute("SELECT COALESCE(SUM(nbytes), 0) FROM records").fetchone()[0]
+            return total
+        except sqlite3.Error:
+            return self.payload_bytes
+
+    def put(self, cls: RecordClass, payloads: list[tuple[bytes, int]], durable: bool, dropped: int = 0) -> list[int]:
+        """Insert (payload, record count) rows in one transaction; returns row ids.
+
+        `dropped` records lost before they reached the store are added to the
+        persistent drop count in the same transaction."""
         now_ms = int(time.time() * 1000)
         rows = [(int(cls), now_ms, count, self._sealer.seal(p, bytes([cls]))) for p, count in payloads]
         db = self._db
-        db.execute("PRAGMA synchronous=" + ("FULL" if durable else "NORMAL"))
-        ids = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        ids: list[int] = []
+
+        def body() -> None:
+            self._enforce_budget(sum(_page_estimate(len(r[3])) for r in rows), dropped)
             for cls_, created, count, blob in rows:
                 cur = db.execute(
                     "INSERT INTO records (cls, created_ms, count, nbytes, payload) VALUES (?, ?, ?, ?, ?)",
@@ -170,18 +305,20 @@ class Store:
                 )
                 ids.append(int(cur.lastrowid or 0))
                 self.payload_bytes += len(blob)
-            self._enforce_budget()
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            self.payload_bytes = db.execute("SELECT COALESCE(SUM(nbytes), 0) FROM records").fetchone()[0]
-            raise
+
+        db.execute("PRAGMA synchronous=" + ("FULL" if durable else "NORMAL"))
+        self._write(body)
+        if dropped:
+            self.dropped += dropped
         return ids
 
-    def _enforce_budget(self) -> None:
+    def _enforce_budget(self, incoming: int, dropped_before: int) -> None:
+        # The side files get their allowance, not their momentary size: the WAL
+        # swings with checkpoints, and the drop decision must not swing with it.
+        room = self.max_bytes - self.wal_limit_bytes - SHM_BYTES
         dropped = 0
         for cls in (RecordClass.TELEMETRY, RecordClass.TECHNICAL):
-            while self.payload_bytes > self.max_bytes:
+            while self._page_bytes()[0] + incoming > room:
                 row = self._db.execute(
                     "SELECT id, nbytes, count FROM records WHERE cls = ? ORDER BY id LIMIT 1", (int(cls),)
                 ).fetchone()
@@ -190,30 +327,89 @@ class Store:
                 self._db.execute("DELETE FROM records WHERE id = ?", (row[0],))
                 self.payload_bytes -= row[1]
                 dropped += row[2]
+        total = self.dropped + dropped + dropped_before
+        if dropped or dropped_before:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('dropped', ?)", (str(total).encode(),))
         if dropped:
             self.dropped += dropped
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('dropped', ?)", (str(self.dropped).encode(),))
-            self._on_event("records_dropped", f"{dropped} records dropped for space ({self.dropped} in all)")
+            self._on_event("records_dropped", f"{dropped} records dropped for space ({total} in all)")
 
     def purge_older_than(self, cls: RecordClass, max_age_s: float) -> int:
         cutoff = int((time.time() - max_age_s) * 1000)
-        with contextlib.closing(self._db.cursor()) as cur:
-            cur.execute("BEGIN IMMEDIATE")
-            cur.execute("SELECT COALESCE(SUM(nbytes), 0), COALESCE(SUM(count), 0) FROM records"
-                        " WHERE cls = ? AND created_ms < ?", (int(cls), cutoff))  # fmt: skip
-            nbytes, count = cur.fetchone()
-            cur.execute("DELETE FROM records WHERE cls = ? AND created_ms < ?", (int(cls), cutoff))
-            cur.execute("COMMIT")
-        self.payload_bytes -= nbytes
-        return int(count)
+        found: list[int] = [0, 0]
+
+        def body() -> None:
+            found[:] = self._db.execute(
+                "SELECT COALESCE(SUM(nbytes), 0), COALESCE(SUM(count), 0) FROM records"
+                " WHERE cls = ? AND created_ms < ?",
+                (int(cls), cutoff),
+            ).fetchone()
+            self._db.execute("DELETE FROM records WHERE cls = ? AND created_ms < ?", (int(cls), cutoff))
+
+        self._write(body)
+        self.payload_bytes -= found[0]
+        return int(found[1])
+
+    def delete(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        marks = ",".join("?" * len(ids))
+
+        def body() -> None:
+            freed = self._db.execute(f"SELECT COALESCE(SUM(nbytes), 0) FROM records WHERE id IN ({marks})", ids)
+            self.payload_bytes -= freed.fetchone()[0]
+            self._db.execute(f"DELETE FROM records WHERE id IN ({marks})", ids)
+
+        self._write(body)
 
     # -- reading -----------------------------------------------------------------
+    def _opened(self, rows: list[tuple[int, int, int, int, bytes]]) -> list[tuple[int, RecordClass, int, bytes]]:
+        """(id, class, created_ms, payload) of the rows that open; the others are quarantined."""
+        out = []
+        for row_id, cls, created, count, blob in rows:
+            try:
+                kind = RecordClass(cls)
+                out.append((row_id, kind, created, self._sealer.open(blob, bytes([cls]))))
+            except KeyError_ as exc:
+                self.quarantine(row_id, kind, count, str(exc))
+            except ValueError:  # a damaged class column: the row cannot even be labelled
+                self.quarantine(row_id, RecordClass.TELEMETRY, count, f"unknown record class {cls}")
+        return out
+
+    def quarantine(self, row_id: int, cls: RecordClass, count: int, reason: str) -> None:
+        """Move a row that does not open or decode out of `records` (an inspection
+        store only notes it). The payload is kept for forensics, never delivered."""
+        bad = Unreadable(row_id, cls, count, reason)
+        if not self._repair:
+            self.unreadable.append(bad)
+            return
+        now_ms = int(time.time() * 1000)
+
+        def body() -> None:
+            row = self._db.execute("SELECT nbytes FROM records WHERE id = ?", (row_id,)).fetchone()
+            self._db.execute(
+                "INSERT OR REPLACE INTO quarantine SELECT id, cls, created_ms, count, payload, ?, ? FROM records"
+                " WHERE id = ?",
+                (reason, now_ms, row_id),
+            )
+            self._db.execute("DELETE FROM records WHERE id = ?", (row_id,))
+            self.payload_bytes -= row[0] if row else 0
+
+        self._write(body)
+        self._on_event("store_corrupt", f"{bad}; moved to quarantine, delivery continues")
+
+    def quarantined(self) -> list[Unreadable]:
+        rows = self._db.execute("SELECT id, cls, count, reason FROM quarantine ORDER BY id").fetchall()
+        return [Unreadable(i, RecordClass(c), n, r) for i, c, n, r in rows]
+
+    _COLUMNS: Final = "id, cls, created_ms, count, payload"
+
     def pending(self, limit: int, after_id: int = 0) -> list[tuple[int, RecordClass, bytes]]:
         """Up to `limit` rows, alarms first, then technical, then telemetry, oldest first."""
         rows = self._db.execute(
-            "SELECT id, cls, payload FROM records WHERE id > ? ORDER BY cls, id LIMIT ?", (after_id, limit)
+            f"SELECT {self._COLUMNS} FROM records WHERE id > ? ORDER BY cls, id LIMIT ?", (after_id, limit)
         ).fetchall()
-        return [(i, RecordClass(c), self._sealer.open(p, bytes([c]))) for i, c, p in rows]
+        return [(i, c, p) for i, c, _t, p in self._opened(rows)]
 
     def outbox(
         self,
@@ -239,26 +435,25 @@ class Store:
             clauses.append("created_ms < ?")
             args.append(created_before_ms)
         rows = self._db.execute(
-            f"SELECT id, cls, created_ms, payload FROM records WHERE {' AND '.join(clauses)} ORDER BY cls, id LIMIT ?",
+            f"SELECT {self._COLUMNS} FROM records WHERE {' AND '.join(clauses)} ORDER BY cls, id LIMIT ?",
             (*args, limit),
         ).fetchall()
-        return [(i, RecordClass(c), t, self._sealer.open(p, bytes([c]))) for i, c, t, p in rows]
+        return self._opened(rows)
 
-    def iter_all(self, chunk: int = 500) -> Iterator[tuple[int, RecordClass, bytes]]:
-        cur = self._db.execute("SELECT id, cls, payload FROM records ORDER BY cls, id")
-        while rows := cur.fetchmany(chunk):
-            for i, c, p in rows:
-                yield i, RecordClass(c), self._sealer.open(p, bytes([c]))
-
-    def delete(self, ids: list[int]) -> None:
-        if not ids:
-            return
-        marks = ",".join("?" * len(ids))
-        self._db.execute("BEGIN IMMEDIATE")
-        freed = self._db.execute(f"SELECT COALESCE(SUM(nbytes), 0) FROM records WHERE id IN ({marks})", ids)
-        self.payload_bytes -= freed.fetchone()[0]
-        self._db.execute(f"DELETE FROM records WHERE id IN ({marks})", ids)
-        self._db.execute("COMMIT")
+    def iter_all(self, chunk: int = 500) -> Iterator[tuple[int, RecordClass, int, bytes]]:
+        """(id, class, record count, payload) of every row that opens, by class then age."""
+        last = (-1, 0)
+        while True:
+            rows = self._db.execute(
+                f"SELECT {self._COLUMNS} FROM records WHERE (cls, id) > (?, ?) ORDER BY cls, id LIMIT ?",
+                (*last, chunk),
+            ).fetchall()
+            if not rows:
+                return
+            last = (rows[-1][1], rows[-1][0])
+            counts = {r[0]: r[3] for r in rows}
+            for i, c, _t, p in self._opened(rows):  # quarantines between chunks, never mid-cursor
+                yield i, c, counts[i], p
 
     def stats(self) -> StoreStats:
         s = StoreStats(max_bytes=self.max_bytes, payload_bytes=self.payload_bytes, dropped_records=self.dropped)
@@ -266,9 +461,9 @@ class Store:
             s.rows[RecordClass(cls).name.lower()] = rows
             s.records[RecordClass(cls).name.lower()] = count
         s.schema_version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        s.file_bytes = sum(
-            Path(str(self.path) + x).stat().st_size for x in ("", "-wal") if Path(str(self.path) + x).exists()
-        )
+        s.quarantined_rows = self._db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
+        s.file_bytes = self._page_bytes()[1] + self._side_bytes()
+        s.used_bytes = self._used_bytes()
         return s
 
     def checkpoint(self) -> None:
@@ -277,3 +472,17 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _page_estimate(nbytes: int, page: int = 4096) -> int:
+    """Bytes of pages a row of `nbytes` will take: a small row shares a leaf page,
+    a big one spills into overflow pages that carry page-4 bytes each."""
+    if nbytes < page // 4:
+        return nbytes + 16
+    return (nbytes // (page - 4) + 1) * page
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"{errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror}"
+    return str(exc)

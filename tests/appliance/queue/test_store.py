@@ -6,7 +6,7 @@ import pytest
 from appliance.model import Observation
 from appliance.queue.records import decode_batch, encode_batch
 from appliance.queue.seal import KeyError_, Sealer, load_or_create_key
-from appliance.queue.store import RecordClass, Store
+from appliance.queue.store import SCHEMA_VERSION, RecordClass, Store
 from tests.appliance.queue.test_records import observation
 
 
@@ -80,7 +80,7 @@ def test_corrupt_file_is_moved_aside_and_a_fresh_store_starts(tmp_path):
     aside = [p for p in os.listdir(tmp_path) if ".corrupt-" in p]
     assert aside, os.listdir(tmp_path)
     store.put(RecordClass.ALARM, [(encode_batch([observation(0)]), 1)], durable=True)
-    assert store.stats().schema_version == 1
+    assert store.stats().schema_version == SCHEMA_VERSION
 
 
 def test_survives_reopen(tmp_path):
