@@ -13,13 +13,11 @@ interval (`commit_interval_ms`, default 100 ms) - never an alarm that was
 committed, and never anything already in the file. (synchronous=NORMAL would
 be faster but can roll back every commit since the last checkpoint.)
 
-Budget policy: `max_bytes` bounds everything the store puts on the disk: the
-database's used pages, the WAL (an allowance of `WAL_SHARE` of the budget; the
-store checkpoints and truncates it past that), the -shm index and any
--journal. Before a batch is inserted, the oldest telemetry rows are deleted
-until it fits (their records counted as dropped), then the oldest technical
-rows; alarm rows are never deleted for space. (Without the WAL in the sum,
-SQLite's default autocheckpoint of 1000 pages let the WAL reach 4 MB.)
+Budget policy: `max_bytes` bounds everything the store puts on the disk, WAL
+and side files included (see `appliance.queue.space`). Before a batch is
+inserted, the oldest telemetry rows are deleted until it fits (their records
+counted as dropped), then the oldest technical rows; alarm rows are never
+deleted for space.
 
 A write that fails (disk full, I/O error) raises `StoreWriteError` with the
 transaction rolled back: nothing of it is in the store, and the caller still
@@ -34,80 +32,36 @@ payload does not open (AES-GCM authenticates every byte) are moved to the
 from __future__ import annotations
 
 import contextlib
-import enum
 import errno
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from appliance.queue.schema import (
+    CANARY,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    RecordClass,
+    StoreError,
+    StoreStats,
+    StoreWriteError,
+    Unreadable,
+)
 from appliance.queue.seal import KeyError_, Sealer
+from appliance.queue.space import (
+    SHM_BYTES,
+    SIDE_FILES,
+    WAL_SHARE,
+    configure_wal,
+    keep_wal_small,
+    page_bytes,
+    page_estimate,
+    side_bytes,
+)
 
-__all__ = ["RecordClass", "Store", "StoreError", "StoreStats", "StoreWriteError", "Unreadable"]
-
-CANARY: Final = b"bedside-store-canary"
-MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
-    1: (
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
-        "CREATE TABLE records (id INTEGER PRIMARY KEY AUTOINCREMENT, cls INTEGER NOT NULL,"
-        " created_ms INTEGER NOT NULL, count INTEGER NOT NULL, nbytes INTEGER NOT NULL, payload BLOB NOT NULL)",
-        "CREATE INDEX records_cls ON records (cls, id)",
-    ),
-    2: (
-        "CREATE TABLE quarantine (id INTEGER PRIMARY KEY, cls INTEGER NOT NULL, created_ms INTEGER NOT NULL,"
-        " count INTEGER NOT NULL, payload BLOB NOT NULL, reason TEXT NOT NULL, quarantined_ms INTEGER NOT NULL)",
-    ),
-}
-SCHEMA_VERSION: Final = max(MIGRATIONS)
-SIDE_FILES: Final = ("-wal", "-shm", "-journal")
-WAL_SHARE: Final = 0.125  # of max_bytes: the WAL's allowance before it is truncated
-SHM_BYTES: Final = 32 * 1024  # the WAL index SQLite keeps next to the database
-
-
-class StoreError(Exception):
-    """The store cannot be used (I/O, corruption that could not be set aside)."""
-
-
-class StoreWriteError(StoreError):
-    """A write failed (disk full, I/O error); the transaction was rolled back."""
-
-
-class RecordClass(enum.IntEnum):
-    ALARM = 0
-    TECHNICAL = 1
-    TELEMETRY = 2
-
-
-@dataclass(frozen=True, slots=True)
-class Unreadable:
-    """A row whose payload does not open or decode (set aside, never delivered)."""
-
-    row_id: int
-    cls: RecordClass
-    count: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"row {self.row_id} ({self.cls.name.lower()}, {self.count} records): {self.reason}"
-
-
-@dataclass(slots=True)
-class StoreStats:
-    rows: dict[str, int] = field(default_factory=dict)
-    records: dict[str, int] = field(default_factory=dict)
-    payload_bytes: int = 0
-    max_bytes: int = 0
-    dropped_records: int = 0
-    file_bytes: int = 0  # database + -wal + -shm + -journal, as on the disk
-    used_bytes: int = 0  # what the budget counts: used pages + side files
-    quarantined_rows: int = 0
-    schema_version: int = 0
-
-    @property
-    def fill(self) -> float:
-        return self.used_bytes / self.max_bytes if self.max_bytes else 0.0
+__all__ = ["SCHEMA_VERSION", "RecordClass", "Store", "StoreError", "StoreStats", "StoreWriteError", "Unreadable"]
 
 
 class Store:
@@ -159,10 +113,7 @@ class Store:
             db.execute("PRAGMA journal_mode=WAL")
             if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("quick_check failed")
-            page = db.execute("PRAGMA page_size").fetchone()[0]
-            # Checkpoint at half the WAL allowance; truncate the file back to it after.
-            db.execute(f"PRAGMA wal_autocheckpoint = {max(1, self.wal_limit_bytes // page // 2)}")
-            db.execute(f"PRAGMA journal_size_limit = {self.wal_limit_bytes}")
+            configure_wal(db, self.wal_limit_bytes)
             self._migrate(db)
             self._check_key(db)
         except BaseException:
@@ -222,37 +173,8 @@ class Store:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
-    # -- space -------------------------------------------------------------------
-    def _side_bytes(self) -> int:
-        total = 0
-        for suffix in SIDE_FILES:
-            with contextlib.suppress(FileNotFoundError):
-                total += Path(str(self.path) + suffix).stat().st_size
-        return total
-
-    def _page_bytes(self) -> tuple[int, int]:
-        """(used, total) bytes of the database's pages, including this transaction's changes."""
-        db = self._db
-        page = db.execute("PRAGMA page_size").fetchone()[0]
-        count = db.execute("PRAGMA page_count").fetchone()[0]
-        free = db.execute("PRAGMA freelist_count").fetchone()[0]
-        return (count - free) * page, count * page
-
     def _used_bytes(self) -> int:
-        return self._page_bytes()[0] + self._side_bytes()
-
-    def _keep_wal_small(self) -> None:
-        """Fold the WAL back and truncate it once it passes its allowance. A reader in
-        another process can hold the checkpoint back; it is tried again next commit."""
-        wal = Path(str(self.path) + "-wal")
-        try:
-            big = wal.stat().st_size > self.wal_limit_bytes
-        except FileNotFoundError:
-            return
-        if big:
-            # Disk full or busy: nothing is lost, the WAL stays until the next try.
-            with contextlib.suppress(sqlite3.OperationalError):
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return page_bytes(self._db)[0] + side_bytes(self.path)
 
     # -- writing -----------------------------------------------------------------
     def _write(self, body: Callable[[], None]) -> None:
@@ -276,7 +198,7 @@ class Store:
                 db.execute("ROLLBACK")
             self.payload_bytes = self._recount()
             raise
-        self._keep_wal_small()
+        keep_wal_small(self._db, self.path, self.wal_limit_bytes)
         self.used_bytes = self._used_bytes()
 
     def _recount(self) -> int:
@@ -297,7 +219,7 @@ class Store:
         ids: list[int] = []
 
         def body() -> None:
-            self._enforce_budget(sum(_page_estimate(len(r[3])) for r in rows), dropped)
+            self._enforce_budget(sum(page_estimate(len(r[3])) for r in rows), dropped)
             for cls_, created, count, blob in rows:
                 cur = db.execute(
                     "INSERT INTO records (cls, created_ms, count, nbytes, payload) VALUES (?, ?, ?, ?, ?)",
@@ -318,7 +240,7 @@ class Store:
         room = self.max_bytes - self.wal_limit_bytes - SHM_BYTES
         dropped = 0
         for cls in (RecordClass.TELEMETRY, RecordClass.TECHNICAL):
-            while self._page_bytes()[0] + incoming > room:
+            while page_bytes(self._db)[0] + incoming > room:
                 row = self._db.execute(
                     "SELECT id, nbytes, count FROM records WHERE cls = ? ORDER BY id LIMIT 1", (int(cls),)
                 ).fetchone()
@@ -462,7 +384,7 @@ class Store:
             s.records[RecordClass(cls).name.lower()] = count
         s.schema_version = self._db.execute("PRAGMA user_version").fetchone()[0]
         s.quarantined_rows = self._db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
-        s.file_bytes = self._page_bytes()[1] + self._side_bytes()
+        s.file_bytes = page_bytes(self._db)[1] + side_bytes(self.path)
         s.used_bytes = self._used_bytes()
         return s
 
@@ -472,14 +394,6 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
-
-
-def _page_estimate(nbytes: int, page: int = 4096) -> int:
-    """Bytes of pages a row of `nbytes` will take: a small row shares a leaf page,
-    a big one spills into overflow pages that carry page-4 bytes each."""
-    if nbytes < page // 4:
-        return nbytes + 16
-    return (nbytes // (page - 4) + 1) * page
 
 
 def _describe(exc: BaseException) -> str:
