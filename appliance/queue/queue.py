@@ -81,6 +81,7 @@ class RecordQueue:
         self._persisted_drops = 0  # of hold.dropped.total, already added to the store's count
         self._reported_drops = 0
         self._failing_since: float | None = None
+        self._in_flight = 0  # records in the worker thread's current write
         self.last_commit_ok: bool | None = None  # None until the first commit (health gate)
         existing = Path(settings.path).exists()
         key = load_or_create_key(settings.key_path, create=not existing)
@@ -131,10 +132,12 @@ class RecordQueue:
         )
         # The thread finishes a write even if we are cancelled (shutdown): settle the
         # batch by what really happened, never by the cancellation.
+        self._in_flight = len(batch)
         fut.add_done_callback(functools.partial(self._settle, batch, dropped))
         await asyncio.shield(fut)
 
     def _settle(self, batch: Sequence[Held], dropped: int, fut: asyncio.Future[list[int]]) -> None:
+        self._in_flight = 0
         if fut.cancelled() or fut.exception() is not None:
             self.hold.give_back(batch)
         else:
@@ -189,7 +192,7 @@ class RecordQueue:
             self._report(TechnicalEvent("gateway", "records_dropped", detail=detail))
 
     def _check_fill(self) -> None:
-        fill = self.store.used_bytes / self.settings.max_bytes
+        fill = self.store.fill
         level = sum(1 for t in FILL_THRESHOLDS if fill >= t)
         if level != self._fill_level:
             rising = level > self._fill_level
@@ -268,6 +271,9 @@ class RecordQueue:
                 "store %s not writable at shutdown: %d records held in memory are not stored (%s)",
                 self.settings.path, len(self.hold), self.hold.describe(),
             )  # fmt: skip
+        if self._in_flight:
+            log.error("store %s: a write of %d records was still under way at shutdown",
+                      self.settings.path, self._in_flight)  # fmt: skip
         if self.hold.dropped.total:
             d = self.hold.dropped
             log.warning("records dropped in memory since start: %d telemetry, %d technical, %d alarm",

@@ -1,4 +1,4 @@
-"""What the store takes on the disk: the database's pages and its side files.
+"""The store's files on the disk: what they take, and what is done with damaged ones.
 
 The budget counts the WAL, the -shm index and any -journal, not only the rows:
 SQLite's default autocheckpoint (1000 pages) let the WAL alone reach 4 MB
@@ -9,11 +9,27 @@ SQLite checkpoints at half of it, and the store truncates it past it.
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Final
 
-__all__ = ["SHM_BYTES", "SIDE_FILES", "WAL_SHARE", "keep_wal_small", "page_bytes", "page_estimate", "side_bytes"]
+__all__ = [
+    "SHM_BYTES",
+    "SIDE_FILES",
+    "WAL_SHARE",
+    "check_file",
+    "configure_wal",
+    "describe",
+    "disk_free_bytes",
+    "keep_wal_small",
+    "page_bytes",
+    "page_estimate",
+    "set_aside",
+    "side_bytes",
+]
 
 SIDE_FILES: Final = ("-wal", "-shm", "-journal")
 WAL_SHARE: Final = 0.125  # of the budget: the WAL's allowance before it is truncated
@@ -62,3 +78,42 @@ def page_estimate(nbytes: int, page: int = 4096) -> int:
     if nbytes < page // 4:
         return nbytes + 16
     return (nbytes // (page - 4) + 1) * page
+
+
+def disk_free_bytes(path: Path) -> int | None:
+    """Bytes the file system under the store can still give (None if it cannot say)."""
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def check_file(path: Path) -> None:
+    """SQLite takes an empty file for a new database: that would hide lost data.
+    Only a path that does not exist is a new store; raises DatabaseError otherwise."""
+    if not path.exists():
+        return
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise sqlite3.DatabaseError(f"store file unreadable: {exc}") from exc
+    if not head:
+        raise sqlite3.DatabaseError("store file is empty (zero length)")
+
+
+def set_aside(path: Path) -> str:
+    """Move the store and its side files to `<name>.corrupt-<stamp>`; returns that name."""
+    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+    for suffix in ("", *SIDE_FILES):
+        src = Path(str(path) + suffix)
+        if src.exists():
+            src.replace(Path(str(aside) + suffix))
+    return aside.name
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"{errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror}"
+    return str(exc)

@@ -32,7 +32,6 @@ payload does not open (AES-GCM authenticates every byte) are moved to the
 from __future__ import annotations
 
 import contextlib
-import errno
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -52,12 +51,15 @@ from appliance.queue.schema import (
 from appliance.queue.seal import KeyError_, Sealer
 from appliance.queue.space import (
     SHM_BYTES,
-    SIDE_FILES,
     WAL_SHARE,
+    check_file,
     configure_wal,
+    describe,
+    disk_free_bytes,
     keep_wal_small,
     page_bytes,
     page_estimate,
+    set_aside,
     side_bytes,
 )
 
@@ -100,10 +102,11 @@ class Store:
         self.payload_bytes: int = self._db.execute("SELECT COALESCE(SUM(nbytes), 0) FROM records").fetchone()[0]
         self.dropped = int(self._meta("dropped") or b"0")
         self.used_bytes = self._used_bytes()
+        self.disk_free_bytes = disk_free_bytes(self.path)
 
     # -- opening -----------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
-        self._check_file()
+        check_file(self.path)
         # Wait for a concurrent writer (the gateway, `bedside queue stats`) instead of failing.
         db = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_s,
@@ -121,29 +124,12 @@ class Store:
             raise
         return db
 
-    def _check_file(self) -> None:
-        """SQLite takes an empty file for a new database: that would hide lost data."""
-        if not self.path.exists():
-            return
-        try:
-            with self.path.open("rb") as fh:
-                head = fh.read(16)
-        except OSError as exc:
-            raise sqlite3.DatabaseError(f"store file unreadable: {exc}") from exc
-        if not head:
-            raise sqlite3.DatabaseError("store file is empty (zero length)")
-
     def _set_aside(self, exc: Exception) -> None:
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         try:
-            for suffix in ("", *SIDE_FILES):
-                src = Path(str(self.path) + suffix)
-                if src.exists():
-                    src.replace(Path(str(aside) + suffix))
+            aside = set_aside(self.path)
         except OSError as err:
             raise StoreError(f"{self.path}: unreadable store ({exc}) could not be moved aside: {err}") from err
-        self._on_event("store_corrupt", f"unreadable store moved to {aside.name} ({exc}); started a fresh one")
+        self._on_event("store_corrupt", f"unreadable store moved to {aside} ({exc}); started a fresh one")
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
@@ -192,14 +178,25 @@ class Store:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
             self.payload_bytes = self._recount()
-            raise StoreWriteError(f"{self.path}: write failed: {_describe(exc)}") from exc
+            raise StoreWriteError(f"{self.path}: write failed: {describe(exc)}") from exc
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             self.payload_bytes = self._recount()
             raise
+        finally:
+            self.disk_free_bytes = disk_free_bytes(self.path)
         keep_wal_small(self._db, self.path, self.wal_limit_bytes)
         self.used_bytes = self._used_bytes()
+
+    @property
+    def fill(self) -> float:
+        """Used share of the budget, or of what the disk can still give if that is less:
+        a disk filled by something else fills the store too."""
+        limit = self.max_bytes
+        if self.disk_free_bytes is not None:
+            limit = min(limit, self.used_bytes + self.disk_free_bytes)
+        return self.used_bytes / limit if limit > 0 else 1.0
 
     def _recount(self) -> int:
         try:
@@ -218,8 +215,10 @@ class Store:
         db = self._db
         ids: list[int] = []
 
+        for_space = [0]
+
         def body() -> None:
-            self._enforce_budget(sum(page_estimate(len(r[3])) for r in rows), dropped)
+            for_space[0] = self._enforce_budget(sum(page_estimate(len(r[3])) for r in rows), dropped)
             for cls_, created, count, blob in rows:
                 cur = db.execute(
                     "INSERT INTO records (cls, created_ms, count, nbytes, payload) VALUES (?, ?, ?, ?, ?)",
@@ -230,11 +229,15 @@ class Store:
 
         db.execute("PRAGMA synchronous=" + ("FULL" if durable else "NORMAL"))
         self._write(body)
-        if dropped:
-            self.dropped += dropped
+        # Counted and said only once committed: a rolled-back deletion dropped nothing.
+        self.dropped += dropped + for_space[0]
+        if for_space[0]:
+            self._on_event("records_dropped", f"{for_space[0]} records dropped for space ({self.dropped} in all)")
         return ids
 
-    def _enforce_budget(self, incoming: int, dropped_before: int) -> None:
+    def _enforce_budget(self, incoming: int, dropped_before: int) -> int:
+        """Delete the oldest telemetry, then technical rows, until `incoming` bytes fit;
+        returns the records deleted (inside the caller's transaction)."""
         # The side files get their allowance, not their momentary size: the WAL
         # swings with checkpoints, and the drop decision must not swing with it.
         room = self.max_bytes - self.wal_limit_bytes - SHM_BYTES
@@ -252,9 +255,7 @@ class Store:
         total = self.dropped + dropped + dropped_before
         if dropped or dropped_before:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('dropped', ?)", (str(total).encode(),))
-        if dropped:
-            self.dropped += dropped
-            self._on_event("records_dropped", f"{dropped} records dropped for space ({total} in all)")
+        return dropped
 
     def purge_older_than(self, cls: RecordClass, max_age_s: float) -> int:
         cutoff = int((time.time() - max_age_s) * 1000)
@@ -317,7 +318,10 @@ class Store:
             self._db.execute("DELETE FROM records WHERE id = ?", (row_id,))
             self.payload_bytes -= row[0] if row else 0
 
-        self._write(body)
+        try:
+            self._write(body)
+        except StoreWriteError:
+            return  # cannot move it now (disk full): skipped this time, moved on a later read
         self._on_event("store_corrupt", f"{bad}; moved to quarantine, delivery continues")
 
     def quarantined(self) -> list[Unreadable]:
@@ -394,9 +398,3 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.errno is not None:
-        return f"{errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror}"
-    return str(exc)

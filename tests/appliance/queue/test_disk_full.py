@@ -51,6 +51,7 @@ async def test_disk_full_holds_alarms_counts_every_drop_and_recovers(fs, caplog)
 
     await until(lambda: said("store_failure", True))
     await until(lambda: said("records_dropped", True))
+    await until(lambda: said("store_fill", True))  # the disk, not the budget, is the limit here
     assert not task.done()  # the writer keeps going: no crash, no restart loop
     assert q.hold.dropped.alarm == 0 and q.hold.dropped.telemetry > 0
     failure = next(r for r in reports if r.kind == "store_failure")
@@ -58,6 +59,7 @@ async def test_disk_full_holds_alarms_counts_every_drop_and_recovers(fs, caplog)
 
     free(fs)
     await until(lambda: said("store_failure", False))
+    await until(lambda: said("store_fill", False))
     await q.flush()
     assert len(q.hold) == 0
     task.cancel()
