@@ -42,6 +42,9 @@ __all__ = ["FILL_THRESHOLDS", "QueueSettings", "RecordQueue", "export"]
 
 log = logging.getLogger(__name__)
 FILL_THRESHOLDS: Final = (0.80, 0.95)
+# records_dropped is said at once, then at most this often while drops go on (a
+# full disk drops telemetry every pass; one event per pass would flood the log).
+DROPS_SAID_EVERY_S: Final = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,7 @@ class RecordQueue:
         self._early: list[TechnicalEvent] = []
         self._persisted_drops = 0  # of hold.dropped.total, already added to the store's count
         self._reported_drops = 0
+        self._drops_said_at: float | None = None
         self._failing_since: float | None = None
         self._in_flight = 0  # records in the worker thread's current write
         self.last_commit_ok: bool | None = None  # None until the first commit (health gate)
@@ -182,7 +186,10 @@ class RecordQueue:
     def _report_drops(self) -> None:
         d = self.hold.dropped
         new = d.total - self._reported_drops
-        if new > 0:
+        now = time.monotonic()
+        recent = self._drops_said_at is not None and now - self._drops_said_at < DROPS_SAID_EVERY_S
+        if new > 0 and not (recent and self._failing_since is not None):
+            self._drops_said_at = now
             self._reported_drops = d.total
             detail = (
                 f"{new} records dropped in memory (store not writable or too slow); since start:"
