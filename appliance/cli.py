@@ -177,7 +177,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
             print(json.dumps({
                 "rows": s.rows, "records": s.records, "payload_bytes": s.payload_bytes, "max_bytes": s.max_bytes,
                 "fill": round(s.fill, 4), "dropped_records": s.dropped_records, "file_bytes": s.file_bytes,
-                "schema_version": s.schema_version,
+                "used_bytes": s.used_bytes, "quarantined_rows": s.quarantined_rows, "schema_version": s.schema_version,
             }, indent=1))  # fmt: skip
         else:
             count = 0
@@ -185,6 +185,11 @@ def cmd_queue(args: argparse.Namespace) -> int:
                 sys.stdout.write(to_json_line(record) + "\n")
                 count += 1
             print(f"{store.path}: {count} records", file=sys.stderr)
+            # Rows the gateway set aside, then rows found damaged now: named, never fatal.
+            bad = store.quarantined() + store.unreadable
+            if bad:
+                rows = "row" if len(bad) == 1 else "rows"
+                print(f"{len(bad)} {rows} quarantined: " + "; ".join(map(str, bad)), file=sys.stderr)
     finally:
         store.close()
     return EXIT_OK

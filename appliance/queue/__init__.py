@@ -2,7 +2,7 @@
 
 from appliance.queue.records import decode_batch, encode_batch
 from appliance.queue.seal import KeyError_, Sealer, load_or_create_key
-from appliance.queue.store import RecordClass, Store, StoreError, StoreStats
+from appliance.queue.store import RecordClass, Store, StoreError, StoreStats, StoreWriteError
 
 __all__ = [
     "KeyError_",
@@ -11,6 +11,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreStats",
+    "StoreWriteError",
     "decode_batch",
     "encode_batch",
     "load_or_create_key",

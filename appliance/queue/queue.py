@@ -8,10 +8,14 @@ soon as it arrives; telemetry group-committed (also FULL) every
 fsync covers a whole batch. Nothing here is awaited by the
 alarm path.
 
-Overflow policy of the in-memory buffers (the store is slower than the devices
-for longer than the buffer lasts): the oldest telemetry is dropped and counted;
-alarms are never dropped here (their buffer is unbounded but alarms are rare and
-each is written at once).
+Overflow policy of the in-memory buffers: see `appliance.queue.hold` (telemetry
+dropped oldest-first and counted; alarm and technical records share a large
+bound, technical going first). The same buffers hold what the store could not
+write: a write that fails (disk full, I/O error) gives its batch back, raises
+`store_failure` (ended when a whole pass writes again) and is retried with
+backoff; every record dropped in memory is counted, reported as
+`records_dropped` and added to the store's persistent drop count with the next
+successful write. At shutdown whatever is still held is named in the log.
 """
 
 from __future__ import annotations
@@ -20,22 +24,27 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
-from collections import deque
-from collections.abc import Callable, Iterator
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from appliance.arbiter import AuditRecord
-from appliance.model import AlarmEvent, Observation, Record, TechnicalEvent
+from appliance.model import AlarmEvent, Observation, Record, RecordFormatError, TechnicalEvent
+from appliance.queue.hold import Held, HoldBuffer
 from appliance.queue.records import decode_batch, encode_batch
 from appliance.queue.seal import Sealer, load_or_create_key
-from appliance.queue.store import RecordClass, Store, StoreStats
+from appliance.queue.store import RecordClass, Store, StoreStats, StoreWriteError
 
 __all__ = ["FILL_THRESHOLDS", "QueueSettings", "RecordQueue", "export"]
 
 log = logging.getLogger(__name__)
 FILL_THRESHOLDS: Final = (0.80, 0.95)
+# records_dropped is said at once, then at most this often while drops go on (a
+# full disk drops telemetry every pass; one event per pass would flood the log).
+DROPS_SAID_EVERY_S: Final = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,45 +55,63 @@ class QueueSettings:
     commit_interval_ms: int = 100
     commit_max_records: int = 2000
     telemetry_ttl_s: float = 0.0  # 0 = keep until delivered or dropped for space
-    max_pending: int = 100_000
+    max_pending: int = 100_000  # telemetry held in memory
+    max_held_events: int = 100_000  # alarm + technical records held in memory
+    retry_max_ms: int = 5_000  # longest wait between tries while the store fails
+
+
+# Kinds about the store itself are said, not stored: storing them would feed the loop they report.
+_NOT_STORED: Final = frozenset({"store_fill", "records_dropped"})
 
 
 class RecordQueue:
-    def __init__(self, settings: QueueSettings, report: Callable[[TechnicalEvent], None]) -> None:
+    def __init__(
+        self,
+        settings: QueueSettings,
+        report: Callable[[TechnicalEvent], None],
+        *,
+        factory: type[sqlite3.Connection] = sqlite3.Connection,
+    ) -> None:
         self.settings = settings
         self._report = report
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bedside-store")
-        self._alarms: deque[AlarmEvent] = deque()
-        self._technical: deque[TechnicalEvent] = deque(maxlen=settings.max_pending)
-        self._telemetry: deque[Observation] = deque(maxlen=settings.max_pending)
+        self.hold = HoldBuffer(settings.max_pending, settings.max_held_events)
         self._wakeup = asyncio.Event()
-        self.dropped_in_memory = 0
+        self._lock = asyncio.Lock()  # one writer pass at a time (run loop, flush command)
         self._fill_level = 0
         self._early: list[TechnicalEvent] = []
+        self._persisted_drops = 0  # of hold.dropped.total, already added to the store's count
+        self._reported_drops = 0
+        self._drops_said_at: float | None = None
+        self._failing_since: float | None = None
+        self._in_flight = 0  # records in the worker thread's current write
         self.last_commit_ok: bool | None = None  # None until the first commit (health gate)
         existing = Path(settings.path).exists()
         key = load_or_create_key(settings.key_path, create=not existing)
-        self.store = Store(settings.path, Sealer(key), settings.max_bytes, self._store_event)
+        self.store = Store(settings.path, Sealer(key), settings.max_bytes, self._store_event, factory=factory)
+
+    @property
+    def dropped_in_memory(self) -> int:
+        return self.hold.dropped.total
 
     # -- hot path ----------------------------------------------------------------
     def offer(self, record: Record | AuditRecord) -> None:
         if isinstance(record, AlarmEvent):
-            self._alarms.append(record)
+            self.hold.add(record)
             self._wakeup.set()
         elif isinstance(record, Observation):
-            if len(self._telemetry) == self._telemetry.maxlen:
-                self.dropped_in_memory += 1
-            self._telemetry.append(record)
-            if len(self._telemetry) >= self.settings.commit_max_records:
+            self.hold.add(record)
+            # While the store fails, telemetry does not hurry the retry (alarms do).
+            if len(self.hold.telemetry) >= self.settings.commit_max_records and self._failing_since is None:
                 self._wakeup.set()
-        elif isinstance(record, TechnicalEvent) and record.kind not in ("store_fill", "records_dropped"):
-            self._technical.append(record)
+        elif isinstance(record, TechnicalEvent) and record.kind not in _NOT_STORED:
+            self.hold.add(record)
 
     # -- writer ------------------------------------------------------------------
     def _store_event(self, kind: str, detail: str) -> None:
         # Called in the worker thread: hop to the loop before reporting.
-        event = TechnicalEvent("gateway", "records_dropped" if kind == "records_dropped" else kind, detail=detail)
+        event = TechnicalEvent("gateway", kind, detail=detail)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._report, event)
         else:
@@ -94,28 +121,85 @@ class RecordQueue:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
 
-    async def _put(self, cls: RecordClass, records: list[Record], durable: bool) -> None:
-        payload = encode_batch(records)
-        await self._in_thread(self.store.put, cls, [(payload, len(records))], durable)
-
     async def put_alarm(self, alarm: AlarmEvent) -> None:
-        """Returns once the alarm is committed with synchronous=FULL."""
-        await self._put(RecordClass.ALARM, [alarm], durable=True)
+        """Returns once the alarm is committed with synchronous=FULL (raises if it was not)."""
+        await self._in_thread(self.store.put, RecordClass.ALARM, [(encode_batch([alarm]), 1)], True)
 
-    async def _commit_once(self) -> None:
-        while self._alarms:
-            await self.put_alarm(self._alarms.popleft())
-        if self._technical:
-            batch: list[Record] = [self._technical.popleft() for _ in range(len(self._technical))]
-            await self._put(RecordClass.TECHNICAL, batch, durable=True)
-        while self._telemetry:
-            n = min(len(self._telemetry), self.settings.commit_max_records)
-            obs: list[Record] = [self._telemetry.popleft() for _ in range(n)]
-            await self._put(RecordClass.TELEMETRY, obs, durable=True)
-        self._check_fill()
+    async def _write(self, cls: RecordClass, batch: Sequence[Held]) -> None:
+        if not batch:
+            return
+        dropped = self.hold.dropped.total - self._persisted_drops
+        payload = encode_batch(batch)
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(
+            self._executor, functools.partial(self.store.put, cls, [(payload, len(batch))], True, dropped)
+        )
+        # The thread finishes a write even if we are cancelled (shutdown): settle the
+        # batch by what really happened, never by the cancellation.
+        self._in_flight = len(batch)
+        fut.add_done_callback(functools.partial(self._settle, batch, dropped))
+        await asyncio.shield(fut)
+
+    def _settle(self, batch: Sequence[Held], dropped: int, fut: asyncio.Future[list[int]]) -> None:
+        self._in_flight = 0
+        if fut.cancelled() or fut.exception() is not None:
+            self.hold.give_back(batch)
+        else:
+            self._persisted_drops += dropped
+
+    async def _commit_once(self) -> bool:
+        """One pass over what is held; False when a write failed (the rest stays held)."""
+        async with self._lock:
+            hold = self.hold
+            try:
+                while (alarm := hold.take_alarm()) is not None:
+                    await self._write(RecordClass.ALARM, [alarm])
+                await self._write(RecordClass.TECHNICAL, hold.take_technical())
+                while hold.telemetry:
+                    await self._write(RecordClass.TELEMETRY, hold.take_telemetry(self.settings.commit_max_records))
+            except StoreWriteError as exc:
+                self._failed(exc)
+                return False
+            finally:
+                self._report_drops()
+                self._check_fill()
+            self._recovered()
+            return True
+
+    def _failed(self, exc: StoreWriteError) -> None:
+        self.last_commit_ok = False
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            log.error("store write failed, holding %s records in memory: %s", self.hold.describe(), exc)
+            self._report(TechnicalEvent("gateway", "store_failure", detail=f"{exc}; records held in memory"))
+
+    def _recovered(self) -> None:
+        self.last_commit_ok = True
+        if self._failing_since is not None:
+            outage = time.monotonic() - self._failing_since
+            self._failing_since = None
+            log.warning("store writes again after %.1f s", outage)
+            self._report(
+                TechnicalEvent("gateway", "store_failure", active=False, detail=f"writes again after {outage:.1f} s")
+            )
+
+    def _report_drops(self) -> None:
+        d = self.hold.dropped
+        new = d.total - self._reported_drops
+        now = time.monotonic()
+        recent = self._drops_said_at is not None and now - self._drops_said_at < DROPS_SAID_EVERY_S
+        if new > 0 and not (recent and self._failing_since is not None):
+            self._drops_said_at = now
+            self._reported_drops = d.total
+            detail = (
+                f"{new} records dropped in memory (store not writable or too slow); since start:"
+                f" {d.telemetry} telemetry, {d.technical} technical, {d.alarm} alarm"
+            )
+            log.warning("%s", detail)
+            self._report(TechnicalEvent("gateway", "records_dropped", detail=detail))
 
     def _check_fill(self) -> None:
-        fill = self.store.payload_bytes / self.settings.max_bytes
+        fill = self.store.fill
         level = sum(1 for t in FILL_THRESHOLDS if fill >= t)
         if level != self._fill_level:
             rising = level > self._fill_level
@@ -135,26 +219,32 @@ class RecordQueue:
             self._report(event)
         self._early.clear()
         interval = self.settings.commit_interval_ms / 1000
+        wait = interval
         ttl_every = 0.0
         while True:
             try:
-                async with asyncio.timeout(interval):
+                async with asyncio.timeout(wait):
                     await self._wakeup.wait()
             except TimeoutError:
                 pass
             self._wakeup.clear()
-            try:
-                await self._commit_once()
-            except Exception:
-                self.last_commit_ok = False
-                raise
-            self.last_commit_ok = True
+            if not await self._commit_once():
+                # Retry a sick disk with backoff: a full disk does not heal in 100 ms.
+                wait = min(wait * 2, self.settings.retry_max_ms / 1000)
+                continue
+            wait = interval
             ttl_every += interval
             if self.settings.telemetry_ttl_s and ttl_every >= 60:
                 ttl_every = 0.0
-                await self._in_thread(self.store.purge_older_than, RecordClass.TELEMETRY, self.settings.telemetry_ttl_s)
+                try:
+                    await self._in_thread(
+                        self.store.purge_older_than, RecordClass.TELEMETRY, self.settings.telemetry_ttl_s
+                    )
+                except StoreWriteError as exc:
+                    log.warning("telemetry purge failed (tried again in a minute): %s", exc)
 
     async def flush(self) -> None:
+        """Write what is held now; what cannot be written stays held (never raises for it)."""
         await self._commit_once()
 
     async def outbox(
@@ -183,14 +273,34 @@ class RecordQueue:
     def close(self, timeout_s: float = 2.0) -> None:
         """Close the store; a store stuck on a dead disk is abandoned after the timeout
         (what was committed is safe; SQLite recovers the WAL on the next open)."""
+        if len(self.hold):
+            log.error(
+                "store %s not writable at shutdown: %d records held in memory are not stored (%s)",
+                self.settings.path, len(self.hold), self.hold.describe(),
+            )  # fmt: skip
+        if self._in_flight:
+            log.error("store %s: a write of %d records was still under way at shutdown",
+                      self.settings.path, self._in_flight)  # fmt: skip
+        if self.hold.dropped.total:
+            d = self.hold.dropped
+            log.warning("records dropped in memory since start: %d telemetry, %d technical, %d alarm",
+                        d.telemetry, d.technical, d.alarm)  # fmt: skip
         try:
             self._executor.submit(self.store.close).result(timeout=timeout_s)
         except concurrent.futures.TimeoutError:
             log.error("store %s did not close within %.1f s; abandoning it", self.settings.path, timeout_s)
+        except Exception as exc:  # a failing disk: committed rows are safe, say it and go on
+            log.error("store %s close failed: %s", self.settings.path, exc)
         self._executor.shutdown(wait=False)
 
 
 def export(store: Store) -> Iterator[Record]:
-    """Every stored record, alarms first (used by `bedside queue export`)."""
-    for _row_id, _cls, payload in store.iter_all():
-        yield from decode_batch(payload)
+    """Every stored record, alarms first (used by `bedside queue export`). A row that
+    does not open or decode is skipped and quarantined (noted, on an inspection store)."""
+    for row_id, cls, count, payload in store.iter_all():
+        try:
+            records = decode_batch(payload)
+        except RecordFormatError as exc:
+            store.quarantine(row_id, cls, count, str(exc))
+            continue
+        yield from records

@@ -13,61 +13,57 @@ interval (`commit_interval_ms`, default 100 ms) - never an alarm that was
 committed, and never anything already in the file. (synchronous=NORMAL would
 be faster but can roll back every commit since the last checkpoint.)
 
-Budget policy: when the stored payload bytes exceed `max_bytes`, the oldest
-telemetry rows are deleted (their observations counted as dropped), then the
-oldest technical rows; alarm rows are never deleted for space.
+Budget policy: `max_bytes` bounds everything the store puts on the disk, WAL
+and side files included (see `appliance.queue.space`). Before a batch is
+inserted, the oldest telemetry rows are deleted until it fits (their records
+counted as dropped), then the oldest technical rows; alarm rows are never
+deleted for space.
+
+A write that fails (disk full, I/O error) raises `StoreWriteError` with the
+transaction rolled back: nothing of it is in the store, and the caller still
+holds the records (see `appliance.queue.hold`).
+
+A store file that exists but is empty or unreadable is corruption, not a new
+store: only a path that does not exist starts fresh silently. Rows whose
+payload does not open (AES-GCM authenticates every byte) are moved to the
+`quarantine` table and reported, so one damaged row cannot block delivery.
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from appliance.queue.schema import (
+    CANARY,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    RecordClass,
+    StoreError,
+    StoreStats,
+    StoreWriteError,
+    Unreadable,
+)
 from appliance.queue.seal import KeyError_, Sealer
+from appliance.queue.space import (
+    SHM_BYTES,
+    WAL_SHARE,
+    check_file,
+    configure_wal,
+    describe,
+    disk_free_bytes,
+    keep_wal_small,
+    page_bytes,
+    page_estimate,
+    set_aside,
+    side_bytes,
+)
 
-__all__ = ["RecordClass", "Store", "StoreError", "StoreStats"]
-
-CANARY: Final = b"bedside-store-canary"
-MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
-    1: (
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
-        "CREATE TABLE records (id INTEGER PRIMARY KEY AUTOINCREMENT, cls INTEGER NOT NULL,"
-        " created_ms INTEGER NOT NULL, count INTEGER NOT NULL, nbytes INTEGER NOT NULL, payload BLOB NOT NULL)",
-        "CREATE INDEX records_cls ON records (cls, id)",
-    ),
-}
-SCHEMA_VERSION: Final = max(MIGRATIONS)
-
-
-class StoreError(Exception):
-    """The store cannot be used (I/O, corruption that could not be set aside)."""
-
-
-class RecordClass(enum.IntEnum):
-    ALARM = 0
-    TECHNICAL = 1
-    TELEMETRY = 2
-
-
-@dataclass(slots=True)
-class StoreStats:
-    rows: dict[str, int] = field(default_factory=dict)
-    records: dict[str, int] = field(default_factory=dict)
-    payload_bytes: int = 0
-    max_bytes: int = 0
-    dropped_records: int = 0
-    file_bytes: int = 0
-    schema_version: int = 0
-
-    @property
-    def fill(self) -> float:
-        return self.payload_bytes / self.max_bytes if self.max_bytes else 0.0
+__all__ = ["SCHEMA_VERSION", "RecordClass", "Store", "StoreError", "StoreStats", "StoreWriteError", "Unreadable"]
 
 
 class Store:
@@ -80,12 +76,17 @@ class Store:
         *,
         repair: bool = True,
         busy_timeout_s: float = 10.0,
+        factory: type[sqlite3.Connection] = sqlite3.Connection,
     ) -> None:
         self.path = Path(path)
         self._busy_timeout_s = busy_timeout_s
+        self._factory = factory  # tests pass a connection that fails on demand
         self.max_bytes = max_bytes
+        self.wal_limit_bytes = max(4096, int(max_bytes * WAL_SHARE))
         self._sealer = sealer
         self._on_event = on_event
+        self._repair = repair
+        self.unreadable: list[Unreadable] = []  # found by an inspection store (repair=False)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = self._open()
@@ -98,17 +99,24 @@ class Store:
                 raise StoreError(f"{self.path}: unreadable store: {exc}") from exc
             self._set_aside(exc)
             self._db = self._open()
-        self.payload_bytes = self._db.execute("SELECT COALESCE(SUM(nbytes), 0) FROM records").fetchone()[0]
+        self.payload_bytes: int = self._db.execute("SELECT COALESCE(SUM(nbytes), 0) FROM records").fetchone()[0]
         self.dropped = int(self._meta("dropped") or b"0")
+        self.used_bytes = self._used_bytes()
+        self.disk_free_bytes = disk_free_bytes(self.path)
 
     # -- opening -----------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
+        check_file(self.path)
         # Wait for a concurrent writer (the gateway, `bedside queue stats`) instead of failing.
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_s)
+        db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_s,
+            factory=self._factory,
+        )  # fmt: skip
         try:
             db.execute("PRAGMA journal_mode=WAL")
             if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("quick_check failed")
+            configure_wal(db, self.wal_limit_bytes)
             self._migrate(db)
             self._check_key(db)
         except BaseException:
@@ -117,13 +125,11 @@ class Store:
         return db
 
     def _set_aside(self, exc: Exception) -> None:
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        for suffix in ("", "-wal", "-shm"):
-            src = Path(str(self.path) + suffix)
-            if src.exists():
-                src.replace(Path(str(aside) + suffix))
-        self._on_event("store_corrupt", f"unreadable store moved to {aside.name} ({exc}); started a fresh one")
+        try:
+            aside = set_aside(self.path)
+        except OSError as err:
+            raise StoreError(f"{self.path}: unreadable store ({exc}) could not be moved aside: {err}") from err
+        self._on_event("store_corrupt", f"unreadable store moved to {aside} ({exc}); started a fresh one")
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
@@ -153,16 +159,66 @@ class Store:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
+    def _used_bytes(self) -> int:
+        return page_bytes(self._db)[0] + side_bytes(self.path)
+
     # -- writing -----------------------------------------------------------------
-    def put(self, cls: RecordClass, payloads: list[tuple[bytes, int]], durable: bool) -> list[int]:
-        """Insert (payload, record count) rows in one transaction; returns row ids."""
+    def _write(self, body: Callable[[], None]) -> None:
+        """Run `body` in one IMMEDIATE transaction; any failure rolls it back whole and
+        raises StoreWriteError (SQLite may already have rolled back on SQLITE_FULL or
+        an I/O error: a second ROLLBACK would only say "no transaction is active")."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            body()
+            db.execute("COMMIT")
+        except (sqlite3.Error, OSError) as exc:
+            if db.in_transaction:
+                # The connection rolls back anyway when the transaction is abandoned.
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            self.payload_bytes = self._recount()
+            raise StoreWriteError(f"{self.path}: write failed: {describe(exc)}") from exc
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self.payload_bytes = self._recount()
+            raise
+        finally:
+            self.disk_free_bytes = disk_free_bytes(self.path)
+        keep_wal_small(self._db, self.path, self.wal_limit_bytes)
+        self.used_bytes = self._used_bytes()
+
+    @property
+    def fill(self) -> float:
+        """Used share of the budget, or of what the disk can still give if that is less:
+        a disk filled by something else fills the store too."""
+        limit = self.max_bytes
+        if self.disk_free_bytes is not None:
+            limit = min(limit, self.used_bytes + self.disk_free_bytes)
+        return self.used_bytes / limit if limit > 0 else 1.0
+
+    def _recount(self) -> int:
+        try:
+            total: int = self._db.execute("SELECT COALESCE(SUM(nbytes), 0) FROM records").fetchone()[0]
+            return total
+        except sqlite3.Error:
+            return self.payload_bytes
+
+    def put(self, cls: RecordClass, payloads: list[tuple[bytes, int]], durable: bool, dropped: int = 0) -> list[int]:
+        """Insert (payload, record count) rows in one transaction; returns row ids.
+
+        `dropped` records lost before they reached the store are added to the
+        persistent drop count in the same transaction."""
         now_ms = int(time.time() * 1000)
         rows = [(int(cls), now_ms, count, self._sealer.seal(p, bytes([cls]))) for p, count in payloads]
         db = self._db
-        db.execute("PRAGMA synchronous=" + ("FULL" if durable else "NORMAL"))
-        ids = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        ids: list[int] = []
+
+        for_space = [0]
+
+        def body() -> None:
+            for_space[0] = self._enforce_budget(sum(page_estimate(len(r[3])) for r in rows), dropped)
             for cls_, created, count, blob in rows:
                 cur = db.execute(
                     "INSERT INTO records (cls, created_ms, count, nbytes, payload) VALUES (?, ?, ?, ?, ?)",
@@ -170,18 +226,24 @@ class Store:
                 )
                 ids.append(int(cur.lastrowid or 0))
                 self.payload_bytes += len(blob)
-            self._enforce_budget()
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            self.payload_bytes = db.execute("SELECT COALESCE(SUM(nbytes), 0) FROM records").fetchone()[0]
-            raise
+
+        db.execute("PRAGMA synchronous=" + ("FULL" if durable else "NORMAL"))
+        self._write(body)
+        # Counted and said only once committed: a rolled-back deletion dropped nothing.
+        self.dropped += dropped + for_space[0]
+        if for_space[0]:
+            self._on_event("records_dropped", f"{for_space[0]} records dropped for space ({self.dropped} in all)")
         return ids
 
-    def _enforce_budget(self) -> None:
+    def _enforce_budget(self, incoming: int, dropped_before: int) -> int:
+        """Delete the oldest telemetry, then technical rows, until `incoming` bytes fit;
+        returns the records deleted (inside the caller's transaction)."""
+        # The side files get their allowance, not their momentary size: the WAL
+        # swings with checkpoints, and the drop decision must not swing with it.
+        room = self.max_bytes - self.wal_limit_bytes - SHM_BYTES
         dropped = 0
         for cls in (RecordClass.TELEMETRY, RecordClass.TECHNICAL):
-            while self.payload_bytes > self.max_bytes:
+            while page_bytes(self._db)[0] + incoming > room:
                 row = self._db.execute(
                     "SELECT id, nbytes, count FROM records WHERE cls = ? ORDER BY id LIMIT 1", (int(cls),)
                 ).fetchone()
@@ -190,30 +252,90 @@ class Store:
                 self._db.execute("DELETE FROM records WHERE id = ?", (row[0],))
                 self.payload_bytes -= row[1]
                 dropped += row[2]
-        if dropped:
-            self.dropped += dropped
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('dropped', ?)", (str(self.dropped).encode(),))
-            self._on_event("records_dropped", f"{dropped} records dropped for space ({self.dropped} in all)")
+        total = self.dropped + dropped + dropped_before
+        if dropped or dropped_before:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('dropped', ?)", (str(total).encode(),))
+        return dropped
 
     def purge_older_than(self, cls: RecordClass, max_age_s: float) -> int:
         cutoff = int((time.time() - max_age_s) * 1000)
-        with contextlib.closing(self._db.cursor()) as cur:
-            cur.execute("BEGIN IMMEDIATE")
-            cur.execute("SELECT COALESCE(SUM(nbytes), 0), COALESCE(SUM(count), 0) FROM records"
-                        " WHERE cls = ? AND created_ms < ?", (int(cls), cutoff))  # fmt: skip
-            nbytes, count = cur.fetchone()
-            cur.execute("DELETE FROM records WHERE cls = ? AND created_ms < ?", (int(cls), cutoff))
-            cur.execute("COMMIT")
-        self.payload_bytes -= nbytes
-        return int(count)
+        found: list[int] = [0, 0]
+
+        def body() -> None:
+            found[:] = self._db.execute(
+                "SELECT COALESCE(SUM(nbytes), 0), COALESCE(SUM(count), 0) FROM records"
+                " WHERE cls = ? AND created_ms < ?",
+                (int(cls), cutoff),
+            ).fetchone()
+            self._db.execute("DELETE FROM records WHERE cls = ? AND created_ms < ?", (int(cls), cutoff))
+
+        self._write(body)
+        self.payload_bytes -= found[0]
+        return int(found[1])
+
+    def delete(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        marks = ",".join("?" * len(ids))
+
+        def body() -> None:
+            freed = self._db.execute(f"SELECT COALESCE(SUM(nbytes), 0) FROM records WHERE id IN ({marks})", ids)
+            self.payload_bytes -= freed.fetchone()[0]
+            self._db.execute(f"DELETE FROM records WHERE id IN ({marks})", ids)
+
+        self._write(body)
 
     # -- reading -----------------------------------------------------------------
+    def _opened(self, rows: list[tuple[int, int, int, int, bytes]]) -> list[tuple[int, RecordClass, int, bytes]]:
+        """(id, class, created_ms, payload) of the rows that open; the others are quarantined."""
+        out = []
+        for row_id, cls, created, count, blob in rows:
+            try:
+                kind = RecordClass(cls)
+                out.append((row_id, kind, created, self._sealer.open(blob, bytes([cls]))))
+            except KeyError_ as exc:
+                self.quarantine(row_id, kind, count, str(exc))
+            except ValueError:  # a damaged class column: the row cannot even be labelled
+                self.quarantine(row_id, RecordClass.TELEMETRY, count, f"unknown record class {cls}")
+        return out
+
+    def quarantine(self, row_id: int, cls: RecordClass, count: int, reason: str) -> None:
+        """Move a row that does not open or decode out of `records` (an inspection
+        store only notes it). The payload is kept for forensics, never delivered."""
+        bad = Unreadable(row_id, cls, count, reason)
+        if not self._repair:
+            self.unreadable.append(bad)
+            return
+        now_ms = int(time.time() * 1000)
+
+        def body() -> None:
+            row = self._db.execute("SELECT nbytes FROM records WHERE id = ?", (row_id,)).fetchone()
+            self._db.execute(
+                "INSERT OR REPLACE INTO quarantine SELECT id, cls, created_ms, count, payload, ?, ? FROM records"
+                " WHERE id = ?",
+                (reason, now_ms, row_id),
+            )
+            self._db.execute("DELETE FROM records WHERE id = ?", (row_id,))
+            self.payload_bytes -= row[0] if row else 0
+
+        try:
+            self._write(body)
+        except StoreWriteError:
+            return  # cannot move it now (disk full): skipped this time, moved on a later read
+        self._on_event("store_corrupt", f"{bad}; moved to quarantine, delivery continues")
+
+    def quarantined(self) -> list[Unreadable]:
+        rows = self._db.execute("SELECT id, cls, count, reason FROM quarantine ORDER BY id").fetchall()
+        return [Unreadable(i, RecordClass(c), n, r) for i, c, n, r in rows]
+
+    _COLUMNS: Final = "id, cls, created_ms, count, payload"
+
     def pending(self, limit: int, after_id: int = 0) -> list[tuple[int, RecordClass, bytes]]:
         """Up to `limit` rows, alarms first, then technical, then telemetry, oldest first."""
         rows = self._db.execute(
-            "SELECT id, cls, payload FROM records WHERE id > ? ORDER BY cls, id LIMIT ?", (after_id, limit)
+            f"SELECT {self._COLUMNS} FROM records WHERE id > ? ORDER BY cls, id LIMIT ?", (after_id, limit)
         ).fetchall()
-        return [(i, RecordClass(c), self._sealer.open(p, bytes([c]))) for i, c, p in rows]
+        return [(i, c, p) for i, c, _t, p in self._opened(rows)]
 
     def outbox(
         self,
@@ -239,26 +361,25 @@ class Store:
             clauses.append("created_ms < ?")
             args.append(created_before_ms)
         rows = self._db.execute(
-            f"SELECT id, cls, created_ms, payload FROM records WHERE {' AND '.join(clauses)} ORDER BY cls, id LIMIT ?",
+            f"SELECT {self._COLUMNS} FROM records WHERE {' AND '.join(clauses)} ORDER BY cls, id LIMIT ?",
             (*args, limit),
         ).fetchall()
-        return [(i, RecordClass(c), t, self._sealer.open(p, bytes([c]))) for i, c, t, p in rows]
+        return self._opened(rows)
 
-    def iter_all(self, chunk: int = 500) -> Iterator[tuple[int, RecordClass, bytes]]:
-        cur = self._db.execute("SELECT id, cls, payload FROM records ORDER BY cls, id")
-        while rows := cur.fetchmany(chunk):
-            for i, c, p in rows:
-                yield i, RecordClass(c), self._sealer.open(p, bytes([c]))
-
-    def delete(self, ids: list[int]) -> None:
-        if not ids:
-            return
-        marks = ",".join("?" * len(ids))
-        self._db.execute("BEGIN IMMEDIATE")
-        freed = self._db.execute(f"SELECT COALESCE(SUM(nbytes), 0) FROM records WHERE id IN ({marks})", ids)
-        self.payload_bytes -= freed.fetchone()[0]
-        self._db.execute(f"DELETE FROM records WHERE id IN ({marks})", ids)
-        self._db.execute("COMMIT")
+    def iter_all(self, chunk: int = 500) -> Iterator[tuple[int, RecordClass, int, bytes]]:
+        """(id, class, record count, payload) of every row that opens, by class then age."""
+        last = (-1, 0)
+        while True:
+            rows = self._db.execute(
+                f"SELECT {self._COLUMNS} FROM records WHERE (cls, id) > (?, ?) ORDER BY cls, id LIMIT ?",
+                (*last, chunk),
+            ).fetchall()
+            if not rows:
+                return
+            last = (rows[-1][1], rows[-1][0])
+            counts = {r[0]: r[3] for r in rows}
+            for i, c, _t, p in self._opened(rows):  # quarantines between chunks, never mid-cursor
+                yield i, c, counts[i], p
 
     def stats(self) -> StoreStats:
         s = StoreStats(max_bytes=self.max_bytes, payload_bytes=self.payload_bytes, dropped_records=self.dropped)
@@ -266,9 +387,9 @@ class Store:
             s.rows[RecordClass(cls).name.lower()] = rows
             s.records[RecordClass(cls).name.lower()] = count
         s.schema_version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        s.file_bytes = sum(
-            Path(str(self.path) + x).stat().st_size for x in ("", "-wal") if Path(str(self.path) + x).exists()
-        )
+        s.quarantined_rows = self._db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
+        s.file_bytes = page_bytes(self._db)[1] + side_bytes(self.path)
+        s.used_bytes = self._used_bytes()
         return s
 
     def checkpoint(self) -> None:

@@ -6,7 +6,7 @@ import pytest
 from appliance.model import Observation
 from appliance.queue.records import decode_batch, encode_batch
 from appliance.queue.seal import KeyError_, Sealer, load_or_create_key
-from appliance.queue.store import RecordClass, Store
+from appliance.queue.store import SCHEMA_VERSION, RecordClass, Store
 from tests.appliance.queue.test_records import observation
 
 
@@ -80,7 +80,7 @@ def test_corrupt_file_is_moved_aside_and_a_fresh_store_starts(tmp_path):
     aside = [p for p in os.listdir(tmp_path) if ".corrupt-" in p]
     assert aside, os.listdir(tmp_path)
     store.put(RecordClass.ALARM, [(encode_batch([observation(0)]), 1)], durable=True)
-    assert store.stats().schema_version == 1
+    assert store.stats().schema_version == SCHEMA_VERSION
 
 
 def test_survives_reopen(tmp_path):
@@ -121,3 +121,52 @@ def test_inspection_never_moves_a_bad_store_aside(tmp_path):
     with pytest.raises(StoreError, match="unreadable"):
         Store(tmp_path / "store.db", Sealer(key), 10**6, repair=False)
     assert not list(tmp_path.glob("store.db.corrupt-*"))
+
+
+def test_footprint_with_wal_stays_within_the_budget(tmp_path):
+    from tests.appliance.queue.smallfs import footprint
+
+    budget = 1024 * 1024
+    store = make(tmp_path, max_bytes=budget)
+    worst = 0
+    for i in range(400):
+        batch = [observation(j) for j in range(i * 100, i * 100 + 100)]
+        store.put(RecordClass.TELEMETRY, [(encode_batch(batch), 100)], durable=True)
+        if i % 7 == 0:  # the uplink drains some rows now and then
+            store.delete([row[0] for row in store.pending(3)])
+        worst = max(worst, footprint(tmp_path / "store.db"))
+    print(f"worst footprint {worst} of {budget} bytes")
+    assert worst <= budget, worst
+    assert store.stats().file_bytes <= budget and store.stats().used_bytes <= budget
+    assert store.dropped > 0  # the budget was reached and enforced by dropping telemetry
+
+
+@pytest.mark.parametrize("damage", ["zero-length", "directory"])
+def test_empty_or_unreadable_store_is_corruption_not_a_new_store(tmp_path, damage):
+    store = make(tmp_path)
+    store.put(RecordClass.ALARM, [(encode_batch([observation(0)]), 1)], durable=True)
+    store.close()
+    db = tmp_path / "store.db"
+    db.unlink()
+    if damage == "zero-length":
+        db.touch()
+    else:
+        db.mkdir()
+    key = load_or_create_key(tmp_path / "key", create=False)
+    from appliance.queue.store import StoreError
+
+    with pytest.raises(StoreError, match="unreadable"):
+        Store(db, Sealer(key), 10**6, repair=False)  # inspection: reported, never moved
+    assert not list(tmp_path.glob("store.db.corrupt-*"))
+    events: list[tuple[str, str]] = []
+    store = make(tmp_path, events=events)
+    assert [kind for kind, _ in events] == ["store_corrupt"]
+    assert list(tmp_path.glob("store.db.corrupt-*"))
+    assert store.pending(10) == []
+    store.close()
+
+
+def test_only_a_missing_path_is_a_new_store(tmp_path):
+    events: list[tuple[str, str]] = []
+    make(tmp_path, events=events).close()
+    assert events == [] and not list(tmp_path.glob("store.db.corrupt-*"))

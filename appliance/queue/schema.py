@@ -1,0 +1,81 @@
+"""What the store holds: its tables by schema version, record classes, errors, stats.
+
+Schema 2 adds `quarantine`: rows whose payload no longer opens or decodes,
+kept (sealed, as found) for forensics and never delivered.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Final
+
+__all__ = [
+    "CANARY",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "RecordClass",
+    "StoreError",
+    "StoreStats",
+    "StoreWriteError",
+    "Unreadable",
+]
+
+CANARY: Final = b"bedside-store-canary"
+MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
+    1: (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
+        "CREATE TABLE records (id INTEGER PRIMARY KEY AUTOINCREMENT, cls INTEGER NOT NULL,"
+        " created_ms INTEGER NOT NULL, count INTEGER NOT NULL, nbytes INTEGER NOT NULL, payload BLOB NOT NULL)",
+        "CREATE INDEX records_cls ON records (cls, id)",
+    ),
+    2: (
+        "CREATE TABLE quarantine (id INTEGER PRIMARY KEY, cls INTEGER NOT NULL, created_ms INTEGER NOT NULL,"
+        " count INTEGER NOT NULL, payload BLOB NOT NULL, reason TEXT NOT NULL, quarantined_ms INTEGER NOT NULL)",
+    ),
+}
+SCHEMA_VERSION: Final = max(MIGRATIONS)
+
+
+class StoreError(Exception):
+    """The store cannot be used (I/O, corruption that could not be set aside)."""
+
+
+class StoreWriteError(StoreError):
+    """A write failed (disk full, I/O error); the transaction was rolled back."""
+
+
+class RecordClass(enum.IntEnum):
+    ALARM = 0
+    TECHNICAL = 1
+    TELEMETRY = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A row whose payload does not open or decode (set aside, never delivered)."""
+
+    row_id: int
+    cls: RecordClass
+    count: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"row {self.row_id} ({self.cls.name.lower()}, {self.count} records): {self.reason}"
+
+
+@dataclass(slots=True)
+class StoreStats:
+    rows: dict[str, int] = field(default_factory=dict)
+    records: dict[str, int] = field(default_factory=dict)
+    payload_bytes: int = 0
+    max_bytes: int = 0
+    dropped_records: int = 0
+    file_bytes: int = 0  # database + -wal + -shm + -journal, as on the disk
+    used_bytes: int = 0  # what the budget counts: used pages + side files
+    quarantined_rows: int = 0
+    schema_version: int = 0
+
+    @property
+    def fill(self) -> float:
+        return self.used_bytes / self.max_bytes if self.max_bytes else 0.0
