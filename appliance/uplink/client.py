@@ -31,7 +31,7 @@ import gmqtt
 
 from appliance.model import TechnicalEvent
 from appliance.queue.queue import RecordQueue
-from appliance.queue.store import RecordClass
+from appliance.queue.store import RecordClass, StoreError
 from appliance.uplink.probe import probe
 from appliance.uplink.tls import TlsFiles, UplinkTlsError, client_context, preflight
 from drivers.backoff import Backoff
@@ -128,6 +128,10 @@ class Uplink:
         self._client: _AckClient | None = None
         self._commands: set[asyncio.Task[None]] = set()
         self._statuses: dict[str, bytes] = {}  # retained status/<name> payloads (e.g. ota)
+        # Rows the broker acknowledged whose delete failed (disk full, I/O error):
+        # never sent again, deleted on a later pass. Bounded by what is stored.
+        self._undeleted: set[int] = set()
+        self._forget_tried = 0.0
 
     def _down(self, reason: str) -> None:
         # One event per outage and per change of reason: retries with the same
@@ -243,7 +247,7 @@ class Uplink:
         """Alarms first; then live data, with the backlog (rows older than this
         connection) always given at least BACKLOG_SHARE of the room when it exists,
         so a long outage drains while the present stays current."""
-        busy = frozenset(in_flight.values())
+        busy = frozenset(in_flight.values()) | self._undeleted
         rows = await self.queue.outbox(room, busy, (RecordClass.ALARM,))
         room -= len(rows)
         other = (RecordClass.TECHNICAL, RecordClass.TELEMETRY)
@@ -281,6 +285,8 @@ class Uplink:
                     leaf = "alarms" if cls is RecordClass.ALARM else "telemetry"
                     in_flight[client.publish_tracked(s.topic(leaf), envelope)] = row_id
             if not in_flight:
+                if self._undeleted and time.monotonic() - self._forget_tried >= 1.0:
+                    await self._forget(list(self._undeleted))
                 await asyncio.sleep(0.05)  # idle: poll the store for new rows
                 continue
             done, _ = await asyncio.wait(list(in_flight), timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
@@ -292,6 +298,19 @@ class Uplink:
                     raise _Refused(f"broker refused row {row_id}: PUBACK reason 0x{code:02x}")
                 acked.append(row_id)
             if acked:
-                await self.queue.delete(acked)
                 self.sent_rows += len(acked)
+                await self._forget([*acked, *self._undeleted])
         raise ConnectionError("broker connection lost")
+
+    async def _forget(self, row_ids: list[int]) -> None:
+        """Delete delivered rows; if the store cannot (a full disk can refuse even a
+        delete in WAL mode), remember them so they are neither resent nor lost."""
+        self._forget_tried = time.monotonic()
+        try:
+            await self.queue.delete(row_ids)
+        except StoreError as exc:
+            if not self._undeleted:
+                log.warning("uplink: %d delivered rows not yet deleted from the store: %s", len(row_ids), exc)
+            self._undeleted.update(row_ids)
+            return
+        self._undeleted.difference_update(row_ids)
