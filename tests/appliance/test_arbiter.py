@@ -24,13 +24,23 @@ def test_precedence_list_wins_while_fresh_then_falls_back():
     assert arb.select(obs(88, 20, device="spot"), 20)
 
 
-def test_most_recent_valid_wins_and_invalid_never_displaces_valid():
+def test_the_current_source_stays_then_most_recent_valid_and_invalid_never_displaces_valid():
     arb = Arbiter()
     arb.select(obs(97, 0, device="a"), 0)
-    assert arb.select(obs(90, 1, device="b"), 1)
-    assert arb.audit[-1].reason == "most recent valid"
+    assert not arb.select(obs(90, 1, device="b"), 1)  # a is fresh and valid: the rules keep seeing a
+    assert (arb.audit[-1].chosen_device, arb.audit[-1].reason) == ("a", "current source fresh and valid")
     assert not arb.select(obs(None, 2, device="a", quality="invalid"), 2)
-    assert arb.audit[-1].chosen_device == "b"
+    assert (arb.audit[-1].chosen_device, arb.audit[-1].reason) == ("b", "most recent valid")
+    assert arb.select(obs(91, 3, device="b"), 3)
+    # a is valid again but b is now the fresh, valid source: no switch back and forth.
+    assert not arb.select(obs(97, 4, device="a"), 4)
+
+
+def test_an_unchanged_decision_costs_no_audit_record():
+    arb = Arbiter()
+    for i in range(1000):
+        arb.select(obs(97, i * 0.1, device="a" if i % 2 else "b"), i * 0.1)
+    assert len(arb.audit) == 1
 
 
 def test_audit_json_form():

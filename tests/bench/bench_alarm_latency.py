@@ -106,7 +106,9 @@ async def alarm_latency(workdir: Path, samples: int) -> tuple[list[float], list[
     cfg = parse_config(
         f'[gateway]\nbed_id = "{BED}"\nregistry_path = "{workdir / "reg.json"}"\nlog_level = "warning"\n'
         f'[sink]\njsonl_path = "{workdir / "records.jsonl"}"\n'
-        f'[queue]\npath = "{workdir / "store.db"}"\nkey_path = "{workdir / "store.key"}"\n' + "".join(devices)
+        f'[queue]\npath = "{workdir / "store.db"}"\nkey_path = "{workdir / "store.key"}"\n'
+        # Eight oximeters at one bed: the site says which one the rules trust first.
+        '[arbiter.precedence]\nMDC_PULS_OXIM_SAT_O2 = ["measured"]\n' + "".join(devices)
     )
     out = SignallingOutput()
     gw = Gateway(cfg, notifier=Notifier({}), ruleset=load_rules(DEFAULT_RULES_PATH), outputs=[out])
