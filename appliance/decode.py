@@ -53,7 +53,7 @@ def decode_stream(
     clock: Clock | None = None,
 ) -> DecodeSummary:
     clock = clock or MonotonicUTC()
-    codec = make_codec(protocol, device_id)
+    codec = make_codec(protocol, device_id, hl7_unframed=True)  # a file: bare or MLLP-framed messages
     normalizer = Normalizer(max_clock_skew_s=None)
     ctx = DeviceContext(device_id=device_id, protocol=protocol, bed_id=bed_id, tz=tz)
     summary = DecodeSummary()

@@ -186,7 +186,8 @@ class Gateway:
                     ) from None
             return Hl7Listener(dev.id, listen, emit, ctx)
         timing = LinkTiming(dev.stale_after_s, dev.reopen_min_s, dev.reopen_max_s)
-        return SerialLink(port_settings(dev), make_codec(dev.protocol, dev.id), emit, timing, opener)
+        codec = make_codec(dev.protocol, dev.id, hl7_unframed=dev.hl7_unframed)
+        return SerialLink(port_settings(dev), codec, emit, timing, opener)
 
     def context(self, dev: DeviceConfig) -> DeviceContext:
         ctx = self._contexts.get(dev.id)
