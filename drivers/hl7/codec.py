@@ -188,13 +188,17 @@ class Hl7Codec:
             self._refused(f"reject (207): cannot handle message: {type(exc).__name__}")
             return []
 
-    def _oversized(self, block: Oversized) -> list[DeviceEvent]:
-        head = block.head.replace(b"\n", b"\r").split(b"\r", 1)[0]  # MSH only: sender and control id
+    @staticmethod
+    def _msh_only(block: bytes) -> Hl7Message | None:
+        """The MSH of a message refused as a whole: its sender, control id and ACK modes."""
+        head = block[:HEAD_BYTES].replace(b"\n", b"\r").split(b"\r", 1)[0]
         try:
-            msg: Hl7Message | None = parse(head)
+            return parse(head)
         except Hl7Error:
-            msg = None
-        self._answer(msg, Verdict("reject", 100, block.reason))
+            return None
+
+    def _oversized(self, block: Oversized) -> list[DeviceEvent]:
+        self._answer(self._msh_only(block.head), Verdict("reject", 100, block.reason))
         self._refused(f"reject (100): {block.reason}")
         return []
 
@@ -204,7 +208,7 @@ class Hl7Codec:
             msg = parse(block)
             result = interpret(msg)
         except Hl7Error as exc:
-            msg, result = None, PcdResult(Verdict("reject", 100, str(exc)))
+            msg, result = self._msh_only(block), PcdResult(Verdict("reject", 100, str(exc)))
         if result.is_response:
             _remember(self.responses, result.verdict.text)  # an ACK sent to us: read, never answered
             return []
