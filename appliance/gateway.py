@@ -35,7 +35,7 @@ from appliance.uplink.client import Uplink, UplinkSettings
 from appliance.uplink.tls import TlsFiles
 from drivers.ble.link import BleBackend, BleLink, BleTiming
 from drivers.ble.profiles import PROFILES as BLE_PROFILES
-from drivers.hl7.listener import Hl7Listener, parse_listen, server_context
+from drivers.hl7.listener import Hl7Listener, ListenerTlsError, parse_listen, server_context
 from drivers.serial import make_codec
 from drivers.serial.link import LinkTiming, Opener, SerialLink, open_serial
 from drivers.serial.transport import PortSettings
@@ -180,6 +180,8 @@ class Gateway:
                 ca = dev.tls_ca_path or config.uplink.ca_path
                 try:
                     ctx = server_context(ca, dev.tls_cert_path, dev.tls_key_path)
+                except ListenerTlsError as exc:  # the key's own line names the file
+                    raise ConfigError(f"devices {dev.id}: {exc}") from None
                 except (OSError, ssl.SSLError) as exc:  # fail closed, one line naming the files
                     raise ConfigError(
                         f"devices {dev.id}: cannot load listener TLS material ({dev.tls_cert_path}, {ca}): {exc}"
