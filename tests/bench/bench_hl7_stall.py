@@ -11,6 +11,7 @@ total. Times are wall clock on this machine; compare before/after in one run.
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections.abc import Callable
 
@@ -96,7 +97,7 @@ def main() -> None:
         print(f"{name:50s} worst turn {worst * 1000:9.1f} ms   total {total * 1000:9.1f} ms")
     tiny = tiny_blocks(READ)
     for limit in (None, 16):
-        worst, total = worst_feed(tiny, lambda limit=limit: Hl7Codec("bench", max_messages_per_feed=limit))
+        worst, total = worst_feed(tiny, functools.partial(Hl7Codec, "bench", max_messages_per_feed=limit))
         name = f"64 KiB of tiny blocks, {limit or 'no'} limit per feed"
         print(f"{name:50s} worst turn {worst * 1000:9.1f} ms   total {total * 1000:9.1f} ms")
     for size in (4 << 20, 16 << 20):

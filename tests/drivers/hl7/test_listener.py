@@ -59,7 +59,8 @@ async def send_and_ack(connect, n: int) -> bytes:
     reader, writer = await connect()
     writer.write(message(n))
     async with asyncio.timeout(5):
-        return await reader.readuntil(b"\x1c\r")
+        ack: bytes = await reader.readuntil(b"\x1c\r")
+    return ack
 
 
 async def closed(reader: asyncio.StreamReader, within_s: float = 5.0) -> bool:
@@ -129,7 +130,7 @@ async def test_a_trickling_sender_is_closed_at_its_message_deadline():
 
 async def test_a_silent_connection_is_closed_at_its_first_byte_deadline_and_idle_is_not_a_refusal():
     events: list[DeviceEvent] = []
-    async with listening(events, first_byte_timeout_s=0.3, idle_timeout_s=0.6) as (listener, connect):
+    async with listening(events, first_byte_timeout_s=0.3, idle_timeout_s=0.6) as (_listener, connect):
         silent, _ = await connect()
         assert await closed(silent)
         assert "no first byte within 0.3 s" in refusals(events)[0].detail
@@ -154,8 +155,14 @@ async def test_refusal_events_are_rate_limited_with_a_count():
 
 # -- the decision core -------------------------------------------------------------------
 views = st.lists(
-    st.builds(ConnView, st.integers(0, 10**6), st.sampled_from(["a", "b", "c"]), st.floats(0, 100),
-              st.floats(0, 100), st.booleans()),  # fmt: skip
+    st.builds(
+        ConnView,
+        st.integers(0, 10**6),
+        st.sampled_from(["a", "b", "c"]),
+        st.floats(0, 100),
+        st.floats(0, 100),
+        st.booleans(),
+    ),
     max_size=12,
     unique_by=lambda v: v.conn_id,
 )
