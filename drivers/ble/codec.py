@@ -30,7 +30,15 @@ from drivers.ble.vitals import (
 )
 from drivers.codec import CodecStats, ConditionTracker
 
-__all__ = ["BLE_CODECS", "CHARACTERISTICS", "MAX_LINE_BYTES", "Characteristic", "HexLineCodec", "MeasurementStream", "uuid16"]
+__all__ = [
+    "BLE_CODECS",
+    "CHARACTERISTICS",
+    "MAX_LINE_BYTES",
+    "Characteristic",
+    "HexLineCodec",
+    "MeasurementStream",
+    "uuid16",
+]
 
 BASE_UUID_SUFFIX: Final = "-0000-1000-8000-00805f9b34fb"
 
