@@ -174,8 +174,11 @@ def wrong_modes(events):
     return [(e.active, e.detail) for e in events if isinstance(e, TechnicalEvent) and e.kind == "wrong_mode"]
 
 
-def stream(fmt, n=12, vitals=(Vitals(74, 70, 2.0), Vitals(75, 67, 2.0), Vitals(90, 54, 2.0))):
-    return b"".join(nonin_packet(fmt, vitals[i % len(vitals)], pleth_phase=7 * i) for i in range(n))
+MIXED = (Vitals(74, 70, 2.0), Vitals(75, 67, 2.0), Vitals(90, 54, 2.0))  # the tester's HR 70/67/54, SpO2 74
+
+
+def stream(fmt, n=12):
+    return b"".join(nonin_packet(fmt, MIXED[i % len(MIXED)], pleth_phase=7 * i) for i in range(n))
 
 
 @pytest.mark.parametrize(("sent", "configured"), [(2, 8), (7, 8), (8, 2), (8, 7), (2, 7), (7, 2)])
