@@ -256,3 +256,18 @@ def test_ack_err_text_is_escaped_and_bounded():
     assert ack is not None
     err = ack.decode().split("\r")[2]
     assert err.startswith("ERR|||102^") and len(err) < 1200 and err.count("|") == 4
+
+
+# -- finding 3: the configuration field ------------------------------------------------
+@pytest.mark.parametrize("unframed", [False, True])
+def test_hl7_unframed_reaches_the_serial_codec(tmp_path, unframed):
+    from appliance.config import parse_config
+    from appliance.gateway import Gateway
+
+    extra = "hl7_unframed = true\n" if unframed else ""
+    config = parse_config(
+        f'[gateway]\nbed_id = "B1"\nregistry_path = "{tmp_path / "reg.json"}"\n'
+        f'[[devices]]\nid = "h"\nprotocol = "hl7"\nport = "/dev/ttyUSB9"\n{extra}'
+    )
+    link = Gateway(config, outputs=[]).links["h"]
+    assert isinstance(link.codec, Hl7Codec) and link.codec.unframed is unframed  # type: ignore[union-attr]
