@@ -142,13 +142,11 @@ class Hl7Codec:
     # -- framing -----------------------------------------------------------------------
     def _count_mllp_errors(self) -> None:
         stats = self._mllp.stats
-        restarts = stats.blocks_bad - self._mllp_bad_seen
-        self._mllp_bad_seen = stats.blocks_bad
-        for _ in range(restarts):
-            self._refused(self._mllp.last_error)
+        if stats.blocks_bad != self._mllp_bad_seen:
+            self._refused(self._mllp.last_error, stats.blocks_bad - self._mllp_bad_seen)
+            self._mllp_bad_seen = stats.blocks_bad
         if stats.garbage_runs != self._garbage_runs:
-            for _ in range(stats.garbage_runs - self._garbage_runs):
-                self._refused("bytes outside an MLLP block (no VT) skipped")
+            self._refused("bytes outside an MLLP block (no VT) skipped", stats.garbage_runs - self._garbage_runs)
             self._garbage_runs = stats.garbage_runs
 
     def _split_bare(self, data: bytes) -> list[bytes | Oversized]:
@@ -236,9 +234,9 @@ class Hl7Codec:
             self._out += frame(ack)
             _remember(self.acks, ack.split(b"\rMSA|", 1)[1][:2].decode())
 
-    def _refused(self, reason: str) -> None:
-        self.stats.frames_bad += 1
-        self._bad_reasons.append(reason)
+    def _refused(self, reason: str, count: int = 1) -> None:
+        self.stats.frames_bad += count
+        self._bad_reasons.append(reason if count == 1 else f"{reason} (x{count})")
 
     def _bad_event(self) -> list[DeviceEvent]:
         reasons, self._bad_reasons = self._bad_reasons, []

@@ -31,6 +31,8 @@ MAX_BLOCK_BYTES: Final = 256 * 1024
 # Enough of an oversized block to read its MSH (sender, control id) for the reject.
 HEAD_BYTES: Final = 4096
 _SPECIAL: Final = re.compile(rb"[\x0b\x1c]")
+_VT_RUN: Final = re.compile(rb"\x0b+")  # runs are taken at once: 64 KiB of VT is one step, not 65,536
+_FS_RUN: Final = re.compile(rb"\x1c+")
 _NOT_SPACE: Final = re.compile(rb"[^ \t\r\n]")
 
 
@@ -99,13 +101,17 @@ class MllpDecoder:
             self._take(data[i:j])
             if match is None:
                 break
-            if data[j] == VT:
-                self._bad("start block inside an open block")
+            if data[j] == VT:  # each VT restarts the block: k of them, k bad blocks
+                run = _VT_RUN.match(data, j)
+                i = run.end() if run else j + 1
+                self._bad("start block inside an open block", i - j)
                 self._buf.clear()
                 self._oversized = False
-            else:
+            else:  # FS: the last of a run may end the block; those before it are data
+                run = _FS_RUN.match(data, j)
+                i = run.end() if run else j + 1
+                self._take(b"\x1c" * (i - j - 1))
                 self._fs_seen = True
-            i = j + 1
         return out
 
     def _skip(self, data: bytes, start: int, end: int) -> None:
@@ -119,13 +125,11 @@ class MllpDecoder:
     def _take(self, chunk: bytes) -> None:
         if self._oversized or not chunk:
             return
-        if len(self._buf) + len(chunk) > self._max:
-            room = max(0, HEAD_BYTES - len(self._buf))
-            self._buf += chunk[:room]
-            del self._buf[HEAD_BYTES:]
-            self._oversized = True
-            return
         self._buf += chunk
+        if len(self._buf) > self._max:
+            # Keep the head only (the same bytes however the input was chunked).
+            del self._buf[min(HEAD_BYTES, self._max) :]
+            self._oversized = True
 
     def _close(self) -> bytes | Oversized:
         block = bytes(self._buf)
@@ -137,6 +141,6 @@ class MllpDecoder:
         self.stats.blocks_ok += 1
         return block
 
-    def _bad(self, why: str) -> None:
-        self.stats.blocks_bad += 1
+    def _bad(self, why: str, count: int = 1) -> None:
+        self.stats.blocks_bad += count
         self.last_error = why
