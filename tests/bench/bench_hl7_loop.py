@@ -16,7 +16,7 @@ import time
 
 from drivers.hl7.listener import Hl7Listener, ListenAddress
 from drivers.hl7.mllp import frame
-from tests.bench.bench_hl7_stall import deep_obx4, many_rows, tiny_blocks
+from tests.bench.bench_hl7_stall import deep_obx4, many_rows, max_rows, tiny_blocks
 
 
 async def probe(worst: list[float], stop: asyncio.Event) -> None:
@@ -46,6 +46,10 @@ async def main() -> None:
         "20000 OBX rows in one block (1 MB)": many_rows(20000),
         "64 KiB of tiny blocks": tiny_blocks(64 * 1024),
         "1 MiB block of 'A'": b"\x0b" + b"A" * (1 << 20) + b"\x1c\r",
+        "64 KiB of VT": b"\x0b" * 65536,
+        "64 KiB of VT FS VT FS ...": b"\x0b\x1c" * 32768,
+        "64 KiB of empty blocks": b"\x0b\x1c\r" * 21845,
+        "largest message within the bounds (254 rows)": max_rows(254, 200),
         "normal message (baseline)": frame(many_rows(20)[1:-2]),
     }
     for name, payload in cases.items():
