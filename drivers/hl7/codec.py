@@ -135,6 +135,7 @@ class Hl7Codec:
         if self.unframed and not self._bare_dropping and self._bare.strip():
             self._backlog.append(bytes(self._bare))
         self._bare.clear()
+        self._bare_scan, self._bare_dropping = 0, False
         while self._backlog:
             events += self._one(self._backlog.popleft())
         return events + self._bad_event()
@@ -160,6 +161,8 @@ class Hl7Codec:
             end = at + 1 if buf[at] in b"\r\n" else at  # the segment break belongs to the message
             if self._bare_dropping:
                 self._bare_dropping = False
+            elif end - start > self._max_bytes:  # whole, but over the bound: as if dropped on the way
+                out.append(self._too_long(buf, start))
             elif buf[start:end].strip():
                 out.append(bytes(buf[start:end]))
             start = pos = at + 1
@@ -167,12 +170,15 @@ class Hl7Codec:
         if pending > self._max_bytes or (self._bare_dropping and pending > _LOOKBEHIND):
             if not self._bare_dropping:
                 self._bare_dropping = True
-                reason = f"message longer than {self._max_bytes} bytes (bound)"
-                out.append(Oversized(bytes(buf[start : start + HEAD_BYTES]), reason))
+                out.append(self._too_long(buf, start))
             start = len(buf) - _LOOKBEHIND  # keep only what may still start a boundary
         del buf[:start]
         self._bare_scan = max(0, len(buf) - _LOOKBEHIND)
         return out
+
+    def _too_long(self, buf: bytearray, start: int) -> Oversized:
+        head = bytes(buf[start : start + min(HEAD_BYTES, self._max_bytes)])
+        return Oversized(head, f"message longer than {self._max_bytes} bytes (bound)")
 
     # -- one message -------------------------------------------------------------------
     def _one(self, block: bytes | Oversized) -> list[DeviceEvent]:

@@ -271,3 +271,28 @@ def test_hl7_unframed_reaches_the_serial_codec(tmp_path, unframed):
     )
     link = Gateway(config, outputs=[]).links["h"]
     assert isinstance(link.codec, Hl7Codec) and link.codec.unframed is unframed  # type: ignore[union-attr]
+
+
+pieces = st.lists(
+    st.sampled_from(["bare", "framed", "junk", "crlf", "big"]).map(
+        lambda kind: {
+            "bare": oru(msg_id="B"),
+            "framed": frame(oru(msg_id="F")),
+            "junk": b"xx\x1c",
+            "crlf": b"\r\n",
+            "big": oru(msg_id="G") + b"NTE|1||" + b"n" * 3000 + b"\r",
+        }[kind]
+    ),
+    max_size=12,
+).map(b"".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(pieces, st.integers(1, 97), st.booleans())
+def test_byte_chunking_never_changes_what_is_decoded(data, chunk, unframed):
+    def run(size: int) -> tuple[list[Reading], int, int, list[str]]:
+        c = codec(unframed=unframed, max_message_bytes=2048)
+        events = [e for i in range(0, len(data), size) for e in c.feed(data[i : i + size])] + c.finish()
+        return [e for e in events if isinstance(e, Reading)], c.stats.frames_ok, c.stats.frames_bad, c.acks
+
+    assert run(chunk) == run(max(1, len(data)))
