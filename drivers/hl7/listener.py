@@ -38,6 +38,7 @@ from appliance.model import DeviceEvent, TechnicalEvent
 from appliance.uplink.tls import UplinkTlsError, check_key_file
 from drivers.hl7.admission import ConnView, RefusalReporter, Timeouts, admit, deadline
 from drivers.hl7.codec import Hl7Codec
+from drivers.hl7.message import Hl7Error
 
 __all__ = ["Hl7Listener", "ListenAddress", "ListenerTlsError", "parse_listen", "server_context"]
 
@@ -50,7 +51,7 @@ SLICE_BYTES: Final = 4096
 WRITE_LIMIT_BYTES: Final = 256 * 1024
 
 
-class ListenerTlsError(ValueError):
+class ListenerTlsError(Hl7Error):
     """The listener's TLS material is unusable (one line naming the file)."""
 
 

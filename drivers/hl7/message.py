@@ -49,7 +49,8 @@ _TS: Final = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{
 
 
 class Hl7Error(ValueError):
-    """A message that cannot be read as HL7 v2 (no MSH, broken delimiters, over a bound)."""
+    """The root of the HL7 subsystem's errors; raised itself for a message that cannot
+    be read as HL7 v2 (no MSH, broken delimiters, over a bound)."""
 
 
 class Hl7TimeError(Hl7Error):
