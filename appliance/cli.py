@@ -109,6 +109,9 @@ def cmd_decode(args: argparse.Namespace) -> int:
             summary = decode_stream(args.protocol, source, sys.stdout, tz, device_id=args.device_id)
     except OSError as exc:
         raise UsageError(f"{name}: read failed: {exc.strerror}") from None
+    if summary.nothing_decoded:  # a wrong --protocol or a file of noise is not a success
+        print(f"bedside: {name}: {summary.line()}", file=sys.stderr)
+        return EXIT_ERROR
     print(f"{name}: {summary.line()}", file=sys.stderr)
     return EXIT_OK
 

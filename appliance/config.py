@@ -98,6 +98,8 @@ class DeviceConfig:
     tls_cert_path: str = _f("")
     tls_key_path: str = _f("")
     tls_ca_path: str = _f("")
+    # HL7 on a serial port whose sender does not use MLLP framing (no ACKs then).
+    hl7_unframed: bool = _f(False)
     # BLE (protocol ble-<profile>, port "ble:<address>" or "ble:any" = first device
     # advertising the profile's service): battery level that raises low_battery.
     low_battery_pct: int = _f(20, min=0, max=100)

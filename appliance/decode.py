@@ -26,13 +26,20 @@ CHUNK_BYTES: Final = 4096
 
 @dataclass(slots=True)
 class DecodeSummary:
+    bytes_in: int = 0
     frames_ok: int = 0
     frames_bad: int = 0
     observations: int = 0
     technical: int = 0
     unmapped: Counter[str] = field(default_factory=Counter)
 
+    @property
+    def nothing_decoded(self) -> bool:
+        return self.frames_ok == 0 and self.observations == 0
+
     def line(self) -> str:
+        if self.nothing_decoded:
+            return f"nothing decoded: {self.bytes_in} bytes, {self.frames_bad} bad frames"
         text = (
             f"frames ok {self.frames_ok}, bad {self.frames_bad}; "
             f"{self.observations} observations, {self.technical} technical events"
@@ -53,13 +60,14 @@ def decode_stream(
     clock: Clock | None = None,
 ) -> DecodeSummary:
     clock = clock or MonotonicUTC()
-    codec = make_codec(protocol, device_id)
+    codec = make_codec(protocol, device_id, hl7_unframed=True)  # a file: bare or MLLP-framed messages
     normalizer = Normalizer(max_clock_skew_s=None)
     ctx = DeviceContext(device_id=device_id, protocol=protocol, bed_id=bed_id, tz=tz)
     summary = DecodeSummary()
 
     def chunks() -> Iterator[list[DeviceEvent]]:
         while chunk := source.read(CHUNK_BYTES):
+            summary.bytes_in += len(chunk)
             yield codec.feed(chunk)
         finish = getattr(codec, "finish", None)  # codecs holding a last unterminated message
         if finish is not None:

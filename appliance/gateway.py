@@ -36,7 +36,7 @@ from appliance.uplink.client import Uplink, UplinkSettings
 from appliance.uplink.tls import TlsFiles
 from drivers.ble.link import BleBackend, BleLink, BleTiming
 from drivers.ble.profiles import PROFILES as BLE_PROFILES
-from drivers.hl7.listener import Hl7Listener, parse_listen, server_context
+from drivers.hl7.listener import Hl7Listener, ListenerTlsError, parse_listen, server_context
 from drivers.serial import make_codec
 from drivers.serial.link import LinkTiming, Opener, SerialLink, open_serial
 from drivers.serial.transport import PortSettings
@@ -182,13 +182,16 @@ class Gateway:
                 ca = dev.tls_ca_path or config.uplink.ca_path
                 try:
                     ctx = server_context(ca, dev.tls_cert_path, dev.tls_key_path)
+                except ListenerTlsError as exc:  # the key's own line names the file
+                    raise ConfigError(f"devices {dev.id}: {exc}") from None
                 except (OSError, ssl.SSLError) as exc:  # fail closed, one line naming the files
                     raise ConfigError(
                         f"devices {dev.id}: cannot load listener TLS material ({dev.tls_cert_path}, {ca}): {exc}"
                     ) from None
             return Hl7Listener(dev.id, listen, emit, ctx)
         timing = LinkTiming(dev.stale_after_s, dev.reopen_min_s, dev.reopen_max_s)
-        return SerialLink(port_settings(dev), make_codec(dev.protocol, dev.id), emit, timing, opener)
+        codec = make_codec(dev.protocol, dev.id, hl7_unframed=dev.hl7_unframed)
+        return SerialLink(port_settings(dev), codec, emit, timing, opener)
 
     def context(self, dev: DeviceConfig) -> DeviceContext:
         ctx = self._contexts.get(dev.id)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Final
 
-from drivers.hl7.mllp import MllpDecoder, frame
+from drivers.hl7.mllp import MllpDecoder, Oversized, frame
 from hil.scenarios import Vitals
 
 __all__ = ["Hl7SenderSim", "oru_r01", "oru_r40", "run_tcp"]
@@ -101,6 +101,8 @@ class Hl7SenderSim:
 
     def feed(self, data: bytes, t: float) -> bytes:
         for block in self._mllp.feed(data):
+            if isinstance(block, Oversized):
+                continue  # no ACK is that long: not one of ours
             text = block.decode("utf-8", errors="replace")
             msa = next((line.split("|") for line in text.split("\r") if line.startswith("MSA|")), None)
             if msa is not None and len(msa) > 2:

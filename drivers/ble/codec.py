@@ -30,7 +30,15 @@ from drivers.ble.vitals import (
 )
 from drivers.codec import CodecStats, ConditionTracker
 
-__all__ = ["BLE_CODECS", "CHARACTERISTICS", "Characteristic", "HexLineCodec", "MeasurementStream", "uuid16"]
+__all__ = [
+    "BLE_CODECS",
+    "CHARACTERISTICS",
+    "MAX_LINE_BYTES",
+    "Characteristic",
+    "HexLineCodec",
+    "MeasurementStream",
+    "uuid16",
+]
 
 BASE_UUID_SUFFIX: Final = "-0000-1000-8000-00805f9b34fb"
 
@@ -140,6 +148,9 @@ def _with_flags(m: Measurement, flags: frozenset[str]) -> Measurement:
 
 
 _PREFIX_RE: Final = re.compile(rb"^\s*(?:0x)?([0-9A-Fa-f]{4})\s*:")
+# A characteristic value is at most 512 bytes: 1536 characters as spaced hex, plus
+# a prefix and a comment. Longer lines are dropped and counted.
+MAX_LINE_BYTES: Final = 8192
 
 
 class HexLineCodec:
@@ -156,22 +167,41 @@ class HexLineCodec:
         self._stream = MeasurementStream(device_id)
         self.stats = self._stream.stats
         self._buf = bytearray()
+        self._overlong = False  # the current line went over MAX_LINE_BYTES: skipped to its end
 
     def data_to_send(self) -> bytes:
         return b""
 
     def feed(self, data: bytes) -> list[DeviceEvent]:
-        self._buf += data
-        *lines, rest = self._buf.split(b"\n")
-        self._buf = bytearray(rest)
+        # Only the new bytes are searched for line ends, and a line is bounded: the
+        # old split of the whole buffer per chunk was quadratic (issue #14).
         events: list[DeviceEvent] = []
-        for line in lines:
-            events += self._line(bytes(line))
-        return events
+        start = 0
+        while (end := data.find(b"\n", start)) >= 0:
+            events += self._take(data[start:end])
+            line, self._buf = bytes(self._buf), bytearray()
+            if self._overlong:
+                self._overlong = False  # its end: already counted
+            else:
+                events += self._line(line)
+            start = end + 1
+        return events + self._take(data[start:])
 
     def finish(self) -> list[DeviceEvent]:
         rest, self._buf = bytes(self._buf), bytearray()
-        return self._line(rest) + self._stream.flush()
+        events = [] if self._overlong else self._line(rest)
+        self._overlong = False
+        return events + self._stream.flush()
+
+    def _take(self, part: bytes) -> list[DeviceEvent]:
+        if self._overlong:
+            return []
+        if len(self._buf) + len(part) > MAX_LINE_BYTES:
+            self._buf.clear()
+            self._overlong = True
+            return [self._bad(f"line longer than {MAX_LINE_BYTES} bytes (bound)")]
+        self._buf += part
+        return []
 
     def _line(self, line: bytes) -> list[DeviceEvent]:
         line = line.split(b"#", 1)[0].strip()

@@ -16,15 +16,45 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Final
 
-__all__ = ["Delimiters", "Hl7Error", "Hl7Message", "Segment", "escape", "parse", "parse_ts", "unescape"]
+__all__ = [
+    "MAX_SEGMENTS",
+    "Delimiters",
+    "Hl7Error",
+    "Hl7Message",
+    "Hl7TimeError",
+    "Segment",
+    "escape",
+    "parse",
+    "parse_ts",
+    "reencode",
+    "unescape",
+]
 
 _CHARSETS: Final = {"ASCII": "ascii", "8859/1": "latin-1", "UNICODE UTF-8": "utf-8", "UNICODE": "utf-8"}
 _SEGMENT_BREAK: Final = re.compile(r"\r\n|\r|\n")
+_HEX_ESCAPE: Final = re.compile(r"X(?:[0-9A-Fa-f]{2})+")
+_SEGMENT_NAME: Final = re.compile(r"[A-Z][A-Z0-9]{2}")
+# Bounds on one message (issue #14): parsing is linear in the input, and these keep
+# the work per message (and so one event-loop turn) to a few milliseconds. A real
+# PCD-01 ORU^R01 from a multi-parameter monitor has well under 200 segments
+# (about 20 µs each to parse and interpret on a loaded 2-core dev box).
+MAX_SEGMENTS: Final = 256
+# Empty lines between segments are tolerated, but they count against this bound.
+MAX_LINES: Final = 2 * MAX_SEGMENTS
+# Timestamps outside these years are refused: a device clock there is broken, and
+# year 1 or 9999 with an offset overflows on conversion to UTC.
+TS_MIN_YEAR: Final = 1900
+TS_MAX_YEAR: Final = 2999
 _TS: Final = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{1,4})?([+-]\d{4})?$")
 
 
 class Hl7Error(ValueError):
-    """A message that cannot be read as HL7 v2 (no MSH, broken delimiters)."""
+    """The root of the HL7 subsystem's errors; raised itself for a message that cannot
+    be read as HL7 v2 (no MSH, broken delimiters, over a bound)."""
+
+
+class Hl7TimeError(Hl7Error):
+    """A timestamp that reads as HL7 DTM but lies outside the years we accept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,36 +80,54 @@ class Segment:
 
 
 def unescape(text: str, d: Delimiters) -> str:
+    # Split on the escape character (one C-level pass) rather than walking the text
+    # character by character: a field of a hostile message can be 100 kB long.
     if d.escape not in text:
         return text
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        end = text.find(d.escape, i + 1) if ch == d.escape else -1
-        if end < 0:
-            out.append(ch)
-            i += 1
-            continue
-        seq = text[i + 1 : end]
-        simple = {"F": d.field, "S": d.component, "T": d.subcomponent, "R": d.repetition, "E": d.escape}
+    parts = text.split(d.escape)
+    out = [parts[0]]
+    simple = {"F": d.field, "S": d.component, "T": d.subcomponent, "R": d.repetition, "E": d.escape}
+    i = 1
+    while i < len(parts):
+        if i + 1 == len(parts):  # an escape character never closed: kept as sent
+            out.append(d.escape + parts[i])
+            break
+        seq = parts[i]
         if seq in simple:
             out.append(simple[seq])
         elif seq == ".br":
             out.append("\n")
-        elif seq.startswith("X") and len(seq) % 2 == 1 and all(c in "0123456789abcdefABCDEF" for c in seq[1:]):
+        elif _HEX_ESCAPE.fullmatch(seq):
             out.append(bytes.fromhex(seq[1:]).decode("latin-1"))
         else:
-            out.append(text[i : end + 1])  # unknown escape: keep it as sent
-        i = end + 1
+            out.append(d.escape + seq + d.escape)  # unknown escape: keep it as sent
+        out.append(parts[i + 1])
+        i += 2
     return "".join(out)
 
 
 def escape(text: str, d: Delimiters) -> str:
+    """Escape `text` for a field written with delimiters `d`; CR and LF become hex
+    escapes (a raw CR would end the segment, a raw LF too for a tolerant reader)."""
+    if not any(ch in text for ch in (d.escape, d.field, d.component, d.subcomponent, d.repetition, "\r", "\n")):
+        return text  # the common case, without building five copies
     out = text.replace(d.escape, f"{d.escape}E{d.escape}")
     for ch, code in ((d.field, "F"), (d.component, "S"), (d.subcomponent, "T"), (d.repetition, "R")):
         out = out.replace(ch, f"{d.escape}{code}{d.escape}")
-    return out.replace("\r", f"{d.escape}.br{d.escape}").replace("\n", f"{d.escape}.br{d.escape}")
+    return out.replace("\r", f"{d.escape}X0D{d.escape}").replace("\n", f"{d.escape}X0A{d.escape}")
+
+
+def reencode(raw: str, source: Delimiters, target: Delimiters) -> str:
+    """A field as one sender wrote it (`source` delimiters, still escaped) rewritten
+    with `target` delimiters: same repetitions, components and subcomponents, every
+    leaf unescaped and escaped again, so no delimiter of either set can leak."""
+    return target.repetition.join(
+        target.component.join(
+            target.subcomponent.join(escape(unescape(leaf, source), target) for leaf in comp.split(source.subcomponent))
+            for comp in rep.split(source.component)
+        )
+        for rep in raw.split(source.repetition)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,14 +153,23 @@ class Hl7Message:
         raw = seg.raw(n)
         if seg.name == "MSH" and n <= 2:
             return raw
-        reps = raw.split(d.repetition)
+        # Bounded splits: the cost is what lies before the wanted part, not the field.
+        reps = raw.split(d.repetition, rep)
         if rep > len(reps):
             return ""
-        comps = reps[rep - 1].split(d.component)
+        comps = reps[rep - 1].split(d.component, comp)
         if comp > len(comps):
             return ""
-        subs = comps[comp - 1].split(d.subcomponent)
+        subs = comps[comp - 1].split(d.subcomponent, sub)
         return unescape(subs[sub - 1], d) if sub <= len(subs) else ""
+
+    def components(self, seg: Segment, n: int, count: int) -> list[str]:
+        """The first `count` components of SEG-n's first repetition (first subcomponent
+        each, unescaped), padded with "": one split where `get` would take `count`."""
+        d = self.delimiters
+        comps = seg.raw(n).split(d.repetition, 1)[0].split(d.component, count)[:count]
+        comps += [""] * (count - len(comps))
+        return [unescape(c.split(d.subcomponent, 1)[0], d) for c in comps]
 
     def repetitions(self, seg: Segment, n: int) -> list[str]:
         return [unescape(r, self.delimiters) for r in seg.raw(n).split(self.delimiters.repetition) if r]
@@ -129,7 +186,12 @@ def _charset(data: bytes) -> str:
 
 def parse(data: bytes) -> Hl7Message:
     text = data.decode(_charset(data), errors="replace")
-    lines = [line for line in _SEGMENT_BREAK.split(text) if line.strip()]
+    pieces = _SEGMENT_BREAK.split(text, maxsplit=MAX_LINES)
+    if len(pieces) > MAX_LINES and _SEGMENT_BREAK.search(pieces[-1].rstrip("\r\n")):
+        raise Hl7Error(f"message has more than {MAX_LINES} lines (bound)")
+    lines = [line for line in pieces if line.strip()]
+    if len(lines) > MAX_SEGMENTS:
+        raise Hl7Error(f"message has {len(lines)} segments, more than {MAX_SEGMENTS} (bound)")
     if not lines or not lines[0].startswith("MSH") or len(lines[0]) < 8:
         raise Hl7Error("message does not start with an MSH segment")
     head = lines[0]
@@ -142,7 +204,7 @@ def parse(data: bytes) -> Hl7Message:
     for line in lines:
         parts = line.split(fs)
         name = parts[0]
-        if not re.fullmatch(r"[A-Z][A-Z0-9]{2}", name):
+        if not _SEGMENT_NAME.fullmatch(name):
             raise Hl7Error(f"bad segment name {name!r}")
         fields = (name, fs, *parts[1:]) if name == "MSH" else tuple(parts)
         segments.append(Segment(name, tuple(fields)))
@@ -150,11 +212,19 @@ def parse(data: bytes) -> Hl7Message:
 
 
 def parse_ts(text: str) -> datetime | None:
-    """HL7 DTM `YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]` -> naive (no zone) or aware datetime."""
+    """HL7 DTM `YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]` -> naive (no zone) or aware datetime.
+
+    None for text that is not a DTM (ignored by the caller, as before); raises
+    Hl7TimeError for a DTM outside TS_MIN_YEAR..TS_MAX_YEAR or with an offset of a
+    day or more: such a time cannot be trusted, and would overflow downstream."""
     match = _TS.match(text.strip())
     if match is None:
         return None
     year, month, day, hour, minute, second, fraction, zone = match.groups()
+    if not TS_MIN_YEAR <= int(year) <= TS_MAX_YEAR:
+        raise Hl7TimeError(f"timestamp {text.strip()!r} outside the years {TS_MIN_YEAR}-{TS_MAX_YEAR}")
+    if zone is not None and (int(zone[1:3]) > 23 or int(zone[3:5]) > 59):
+        raise Hl7TimeError(f"timestamp {text.strip()!r} has an impossible zone offset")
     try:
         when = datetime(
             int(year),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, Literal, TypeVar
 
-from drivers.hl7.message import Hl7Message, Segment, parse_ts
+from drivers.hl7.message import Delimiters, Hl7Message, Segment, escape, parse_ts, reencode
 
 __all__ = ["PcdAlert", "PcdResult", "PcdValue", "Verdict", "build_ack", "interpret", "ucum_of"]
 
@@ -46,6 +46,15 @@ _FLAG_OF_ABNORMAL: Final = {
 _PRIORITY: Final = {"PH": "high", "PM": "medium", "PL": "low"}
 _KIND: Final = {"SP": "phys", "ST": "tech", "SA": "advisory"}
 _ENDED_PHASES: Final = frozenset({"end", "stop", "reset", "inactivate"})
+# OBX-4 containment is MDS.VMD.CHAN.METRIC plus an alert facet: five levels. The
+# bound keeps the device-tree lookups (`_inherited`) constant per row; each level
+# is a small number (the fact sheet's examples stay under 6 digits).
+MAX_CONTAINMENT_DEPTH: Final = 8
+MAX_LEVEL_DIGITS: Final = 9
+# What an ACK echoes back is capped: no sender can make us write a large ACK.
+MAX_ECHO_CHARS: Final = 256
+MAX_ERR_TEXT_CHARS: Final = 200
+_OURS: Final = Delimiters()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +93,7 @@ class PcdResult:
 
 
 def ucum_of(msg: Hl7Message, obx: Segment) -> str:
-    code, text, system = msg.get(obx, 6, 1), msg.get(obx, 6, 2), msg.get(obx, 6, 3)
+    code, text, system = msg.components(obx, 6, 3)
     if system == "MDC" and code.isdigit():
         return MDC_UNITS.get(int(code), text or code)
     unit = code or text
@@ -137,9 +146,13 @@ def interpret(msg: Hl7Message) -> PcdResult:
 Row = tuple[Segment, tuple[int, ...], PcdValue | None]
 
 
-def _containment(text: str) -> tuple[int, ...]:
-    parts = tuple(int(p) for p in text.split(".") if p.isdigit())
-    return parts
+def _containment(text: str, set_id: str) -> tuple[int, ...]:
+    if text.count(".") >= MAX_CONTAINMENT_DEPTH:
+        raise ValueError(f"OBX {set_id}: OBX-4 deeper than {MAX_CONTAINMENT_DEPTH} levels (bound)")
+    parts = [p for p in text.split(".") if p.isdigit()]
+    if any(len(p) > MAX_LEVEL_DIGITS for p in parts):
+        raise ValueError(f"OBX {set_id}: OBX-4 level longer than {MAX_LEVEL_DIGITS} digits (bound)")
+    return tuple(int(p) for p in parts)
 
 
 def _rows(msg: Hl7Message) -> list[Row]:
@@ -156,14 +169,14 @@ def _rows(msg: Hl7Message) -> list[Row]:
         if seg.name != "OBX":
             continue
         set_id = msg.get(seg, 1)
-        code_text, refid = msg.get(seg, 3, 1), msg.get(seg, 3, 2)
+        code_text, refid = msg.components(seg, 3, 2)
         if not code_text.isdigit():
             raise ValueError(f"OBX {set_id}: OBX-3 {code_text!r} is not an MDC code")
-        where = _containment(msg.get(seg, 4))
+        where = _containment(msg.get(seg, 4), set_id[:20])
         own_time = parse_ts(msg.get(seg, 14))
         if own_time is not None:
             times[where] = own_time
-        own_equipment = "^".join(filter(None, (msg.get(seg, 18, c) for c in (1, 2, 3, 4))))
+        own_equipment = "^".join(filter(None, msg.components(seg, 18, 4)))
         if own_equipment:
             equipment[where] = own_equipment
         status = msg.get(seg, 11)
@@ -262,15 +275,18 @@ def build_ack(
     else:
         return None
     stamp = now.astimezone(UTC).strftime("%Y%m%d%H%M%S+0000")
-    sender_app = msg.msh.raw(3) if msg else ""
-    sender_fac = msg.msh.raw(4) if msg else ""
-    trigger = msg.get(msg.msh, 9, 2) if msg else ""
-    original_id = msg.msh.raw(10) if msg else ""
+
+    def echo(n: int) -> str:
+        # The sender's field rewritten with our delimiters: a sender whose field
+        # separator is '#' cannot put a '|' (or a CR) into our ACK.
+        return reencode(msg.msh.raw(n)[:MAX_ECHO_CHARS], msg.delimiters, _OURS) if msg else ""
+
+    trigger = escape(msg.get(msg.msh, 9, 2)[:MAX_ECHO_CHARS], _OURS) if msg else ""
     segments = [
-        f"MSH|^~\\&|{app}||{sender_app}|{sender_fac}|{stamp}||ACK^{trigger}^ACK|{control_id}|P|2.6",
-        f"MSA|{code}|{original_id}",
+        f"MSH|^~\\&|{escape(app, _OURS)}||{echo(3)}|{echo(4)}|{stamp}||ACK^{trigger}^ACK|{control_id}|P|2.6",
+        f"MSA|{code}|{echo(10)}",
     ]
     if not ok:
-        text = verdict.text.replace("|", "/").replace("^", " ").replace("&", "+").replace("~", "-").replace("\\", "/")
+        text = escape(verdict.text[:MAX_ERR_TEXT_CHARS], _OURS)
         segments.append(f"ERR|||{verdict.err_code}^{text}^HL70357|E")
     return ("\r".join(segments) + "\r").encode("utf-8")

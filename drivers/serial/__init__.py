@@ -38,7 +38,11 @@ CODECS: Final[dict[str, CodecFactory]] = {
 }
 
 
-def make_codec(protocol: str, device_id: str) -> Codec:
+def make_codec(protocol: str, device_id: str, *, hl7_unframed: bool = False) -> Codec:
+    """`hl7_unframed`: HL7 messages without MLLP framing (a `.hl7` file, or a serial
+    port configured so); never guessed from the bytes (issue #14)."""
+    if protocol == "hl7":
+        return Hl7Codec(device_id, unframed=hl7_unframed)
     try:
         factory = CODECS[protocol]
     except KeyError:

@@ -108,14 +108,26 @@ def _parse_value(text: str) -> float | None:
         return None
 
 
+_STAMP_RE: Final = re.compile(r"([0-9]{2})/([0-9]{2})/([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})")
+
+
 def _parse_stamp(line: str) -> datetime | None:
-    if len(line) < 17 or line[2] != "/" or line[5] != "/" or line[8] != " ":
+    """`MM/DD/YY HH:MM:SS` -> naive device time; None if it is not a real date and time.
+
+    YY is always 20YY. The line carries two year digits only (fact sheet §2); every
+    device that prints ASCII 1 (Rad-8, Radical-5/7, Rad-7) was built after 2000 and
+    the fact sheet's lines are from 2010 and 2016. strptime's %y would make 69-99
+    into 1969-1999, a time decades before any such device: "99" is a clock set to
+    2099 or never set at all, and the normalizer's clock-skew check (not this codec)
+    decides whether to trust it.
+    """
+    match = _STAMP_RE.match(line)
+    if match is None:
         return None
-    if line[11] != ":" or line[14] != ":":
-        return None
+    month, day, year, hour, minute, second = (int(g) for g in match.groups())
     try:
-        return datetime.strptime(line[:17], "%m/%d/%y %H:%M:%S")
-    except ValueError:
+        return datetime(2000 + year, month, day, hour, minute, second)
+    except ValueError:  # 02/30, month 13, hour 24: not a time at all
         return None
 
 

@@ -11,6 +11,15 @@ packet values under their own labels, status bits as flags, and edge-triggered
 `sensor_off` / `low_battery` events. Missing data (HR 511, SpO2 127) becomes None.
 Pleth samples are not emitted (waveforms are out of scope). Format #13 is not here.
 
+Structure is checked, never assumed (issue #14): bytes that fail the format's
+sync bits, reserved bits, checksum or value ranges (`nonin_sniff`) are counted as
+bad frames and skipped, and the decoder resyncs. A #8 packet, having no checksum,
+is trusted only in sync: the first one after (re)sync is used when the next one
+confirms its alignment (up to one packet, 1 s, later), the following ones at once.
+A stream that has the structure of another format yields no values and one
+"wrong_mode" event naming the format that fits; it ends when the configured
+format is seen again.
+
 Fact sheet: shared/protocols/nonin.md.
 """
 
@@ -20,6 +29,7 @@ from typing import Final, Literal
 
 from appliance.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.codec import CodecStats, ConditionTracker
+from drivers.serial.nonin_sniff import FormatSniffer, frame_ok, hr_ok, packet8_ok, spo2_ok
 
 __all__ = ["FRAMES_PER_PACKET", "NoninCodec", "NoninFormat"]
 
@@ -27,6 +37,9 @@ NoninFormat = Literal[2, 7, 8]
 FRAMES_PER_PACKET: Final = 25
 HR_MISSING: Final = 511
 SPO2_MISSING: Final = 127
+# A #8 packet is not used when another format's structure was seen this close
+# before it (bytes): a #2 stream has a frame every 5 bytes.
+FOREIGN_WINDOW: Final = 16
 # Garbage is consumed as it is scanned, so the buffer never holds more than one
 # frame's worth of undecided bytes; this bound only guards against a logic error.
 MAX_BUFFER_BYTES: Final = 4096
@@ -72,19 +85,46 @@ class NoninCodec:
         self._packet: list[tuple[int, int]] = []  # (status, float) per frame
         self._packets = 0
         self._conditions = ConditionTracker(device_id, ("sensor_off", "low_battery"))
+        self._sniffer = FormatSniffer()
+        self._consumed = 0  # stream offset of _buf[0]
+        self._locked = False  # #8: the last packet was good, the next one is where it ended
+        self._wrong_mode = False
 
     def data_to_send(self) -> bytes:
         return b""
 
     def feed(self, data: bytes) -> list[DeviceEvent]:
         self.stats.bytes_in += len(data)
+        self._sniffer.feed(data)  # first: a packet is judged with the bytes around it seen
         self._buf += data
-        events: list[DeviceEvent] = []
+        events: list[DeviceEvent] = self._mode_events()
         pos = self._scan8(events) if self.data_format == 8 else self._scan_frames(events)
         del self._buf[:pos]
+        self._consumed += pos
         if len(self._buf) > MAX_BUFFER_BYTES:
+            self._consumed += len(self._buf)
             self._buf.clear()
         return events
+
+    def _foreign(self) -> list[int]:
+        return [f for f in (2, 7, 8) if f != self.data_format]
+
+    def _mode_events(self) -> list[DeviceEvent]:
+        confirmed = self._sniffer.confirmed
+        if not self._wrong_mode and confirmed is not None and confirmed != self.data_format:
+            self._wrong_mode = True
+            self._packet.clear()
+            detail = f"stream looks like format #{confirmed}, configured #{self.data_format}"
+            return [TechnicalEvent(self.device_id, "wrong_mode", active=True, detail=detail)]
+        if self._wrong_mode and confirmed == self.data_format:
+            self._wrong_mode = False
+            detail = f"stream is format #{self.data_format} again"
+            return [TechnicalEvent(self.device_id, "wrong_mode", active=False, detail=detail)]
+        return []
+
+    def _foreign_near(self, start: int) -> bool:
+        """Another format's structure was seen around the packet at stream offset `start`."""
+        return self._wrong_mode or any(self._sniffer.evidence_at(f) >= start - FOREIGN_WINDOW for f in self._foreign())
 
     def _garbage(self, events: list[DeviceEvent], detail: str) -> None:
         # A run of unsynchronised bytes is one bad frame, not one per byte.
@@ -98,11 +138,26 @@ class NoninCodec:
         buf, pos = self._buf, 0
         while len(buf) - pos >= 4:
             b1, b2, b3, b4 = buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]
-            if b1 < 0x80 or b2 >= 0x80 or b3 >= 0x80 or b4 >= 0x80:
-                self._garbage(events, "format 8 out of sync")
+            if not packet8_ok(b1, b2, b3, b4):
+                self._locked = False
+                self._garbage(events, "format 8 sync, reserved bits or value range")
                 pos += 1
                 continue
+            if not self._locked:
+                # No checksum: a lone match may be noise. The next packet, right
+                # after this one, confirms the alignment.
+                if len(buf) - pos < 8:
+                    break
+                if not packet8_ok(buf[pos + 4], buf[pos + 5], buf[pos + 6], buf[pos + 7]):
+                    self._garbage(events, "format 8 packet not confirmed by the next one")
+                    pos += 1
+                    continue
+                self._locked = True
             self._in_garbage = False
+            pos += 4
+            if self._foreign_near(self._consumed + pos - 4):
+                self.stats.frames_bad += 1  # structure of another format: not a value of ours
+                continue
             self.stats.frames_ok += 1
             self._packets += 1
             flags = set()
@@ -116,23 +171,15 @@ class NoninCodec:
                 flags.add("marginal_perfusion")
             flags |= self._status2_flags(b4, b4 & _SNSA8 != 0)
             self._emit(events, {"HR": _hr(b1, b2), "SPO2": _spo2(b3)}, flags)
-            pos += 4
         return pos
 
     # -- formats 2 and 7 --------------------------------------------------------
-    def _frame_ok(self, f: bytearray | bytes) -> bool:
-        if (f[0] + f[1] + f[2] + f[3]) & 0xFF != f[4]:
-            return False
-        if self.data_format == 2:
-            return f[0] == 0x01 and f[1] >= 0x80
-        return f[0] >= 0x80
-
     def _scan_frames(self, events: list[DeviceEvent]) -> int:
         buf, pos = self._buf, 0
         status_at = 1 if self.data_format == 2 else 0
         while len(buf) - pos >= 5:
             frame = buf[pos : pos + 5]
-            if not self._frame_ok(frame):
+            if not frame_ok(self.data_format, frame):
                 if self._packet:
                     self._packet.clear()  # never emit values from a broken packet
                 self._garbage(events, f"format {self.data_format} checksum or sync failure")
@@ -160,8 +207,18 @@ class NoninCodec:
             self._packet = []
 
     def _packet_done(self, events: list[DeviceEvent]) -> None:
-        self._packets += 1
         f = [fl for _, fl in self._packet]
+        hrs = [(f[a] & 0x03) << 7 | (f[b] & 0x7F) for a, b in ((0, 1), (13, 14), (19, 20), (21, 22))]
+        spo2s = [f[i] & 0x7F for i in (2, 8, 9, 10, 15, 16)]
+        if not all(map(hr_ok, hrs)) or not all(map(spo2_ok, spo2s)):
+            self.stats.frames_bad += 1
+            events.append(
+                TechnicalEvent(self.device_id, "bad_frame", count=self.stats.frames_bad, detail="value out of range")
+            )
+            return
+        if self._wrong_mode:
+            return  # checksummed, but the stream as a whole is another format
+        self._packets += 1
         statuses = [st for st, _ in self._packet]
         flags: set[str] = set()
         if any(st & _ARTF for st in statuses):

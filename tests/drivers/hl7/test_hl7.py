@@ -230,7 +230,7 @@ def test_a_resent_message_is_acked_again_but_used_once():
 
 
 def test_bare_file_of_several_messages():
-    c = codec()
+    c = Hl7Codec("hl7", FixedClock(NOW), unframed=True)  # configured: a file or an unframed port
     data = example("pcd01-oru-r01-acme-bp-wcm.hl7") + b"\r\n" + example("pcd01-oru-r01-acme-episodic-nbp.hl7")
     events = c.feed(data) + c.finish()
     assert sum(isinstance(e, Reading) for e in events) == 3 + 4 and c.data_to_send() == b""

@@ -190,3 +190,26 @@ def test_fuzz_garbage_never_raises_and_good_line_after_eol_decodes(garbage, cuts
     events += codec.feed(data[prev:])
     spo2 = [e for e in events if isinstance(e, Reading) and e.label == "SPO2"]
     assert spo2 and spo2[-1].value == 97 and spo2[-1].device_time == datetime(2010, 9, 15, 15, 10, 29)
+
+
+# -- issue #14 finding 10: two-digit years and device times that cannot be trusted --------
+@pytest.mark.parametrize("yy", [0, 16, 68, 69, 99])
+def test_two_digit_years_are_20yy(yy):
+    line = RADICAL5.replace(b"/10 ", b"/%02d " % yy)
+    r = readings(feed_all(line)[1])
+    assert r["SPO2"].device_time == datetime(2000 + yy, 9, 15, 15, 10, 29)
+
+
+@pytest.mark.parametrize(
+    "stamp", [b"02/30/16 10:00:00", b"13/01/16 10:00:00", b"01/01/16 24:00:00", b"01/01/16 10:60:00", b"\xd9\xa3"]
+)
+def test_an_impossible_device_time_is_one_bad_frame_and_the_next_line_decodes(stamp):
+    codec, events = feed_all(stamp + RADICAL5[17:] + RADICAL5)
+    assert (codec.stats.frames_ok, codec.stats.frames_bad) == (1, 1)
+    assert readings(events)["SPO2"].device_time == datetime(2010, 9, 15, 15, 10, 29)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="0123456789/: -", min_size=17, max_size=17))
+def test_any_stamp_like_prefix_never_raises(prefix):
+    feed_all(prefix.encode() + RADICAL5[17:])

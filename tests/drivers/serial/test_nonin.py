@@ -28,8 +28,9 @@ def feed_chunks(codec, data, chunk):
 
 # -- format 8 -------------------------------------------------------------------
 def test_format8_vector_from_the_fact_sheet_layout():
-    # status1 0x81: HR7 set -> hr = (1 << 7) | 0x48 = 200; SpO2 0x61 = 97; status2 0
-    r = values(NoninCodec("n1", 8).feed(bytes([0x81, 0x48, 0x61, 0x00])))
+    # status1 0x81: HR7 set -> hr = (1 << 7) | 0x48 = 200; SpO2 0x61 = 97; status2 0.
+    # Sent twice: a #8 packet has no checksum and is used once the next confirms it.
+    r = values(NoninCodec("n1", 8).feed(bytes([0x81, 0x48, 0x61, 0x00]) * 2))
     assert r["HR"].value == 200 and r["HR"].unit == "1/min"
     assert r["SPO2"].value == 97 and r["SPO2"].unit == "%"
     assert r["HR"].flags == frozenset()
@@ -37,7 +38,7 @@ def test_format8_vector_from_the_fact_sheet_layout():
 
 def test_format8_missing_values_and_flags():
     # HR 511 (0x83, 0x7F), SpO2 127, status1 LPRF+ARTF, status2 SNSA + LOW BAT
-    events = NoninCodec("n1", 8).feed(bytes([0x80 | 0x10 | 0x04 | 0x03, 0x7F, 0x7F, 0x08 | 0x01]))
+    events = NoninCodec("n1", 8).feed(bytes([0x80 | 0x10 | 0x04 | 0x03, 0x7F, 0x7F, 0x08 | 0x01]) * 2)
     r = values(events)
     assert r["HR"].value is None and r["SPO2"].value is None
     assert {"missing", "sensor_off", "low_perfusion", "artifact", "low_battery"} <= r["HR"].flags
@@ -166,3 +167,70 @@ def test_independent_format2_vector_decodes_to_the_published_values():
     codec = NoninCodec("n1", 2)
     assert not values(codec.feed(bytes(broken)))
     assert codec.stats.frames_bad >= 1
+
+
+# -- issue #14 finding 9: structure is checked, another format is named, noise is no value --
+def wrong_modes(events):
+    return [(e.active, e.detail) for e in events if isinstance(e, TechnicalEvent) and e.kind == "wrong_mode"]
+
+
+MIXED = (Vitals(74, 70, 2.0), Vitals(75, 67, 2.0), Vitals(90, 54, 2.0))  # the tester's HR 70/67/54, SpO2 74
+
+
+def stream(fmt, n=12):
+    return b"".join(nonin_packet(fmt, MIXED[i % len(MIXED)], pleth_phase=7 * i) for i in range(n))
+
+
+@pytest.mark.parametrize(("sent", "configured"), [(2, 8), (7, 8), (8, 2), (8, 7), (2, 7), (7, 2)])
+@settings(max_examples=25, deadline=None)
+@given(skip=st.integers(0, 130), chunk=st.integers(1, 64))
+def test_a_stream_of_another_format_yields_no_values_and_names_the_format(sent, configured, skip, chunk):
+    data = stream(sent, 40 if sent == 8 else 12)[skip:]
+    codec = NoninCodec("n1", configured)
+    events = feed_chunks(codec, data, chunk)
+    assert [e for e in events if isinstance(e, Reading)] == []
+    assert wrong_modes(events) == [(True, f"stream looks like format #{sent}, configured #{configured}")]
+
+
+def test_wrong_mode_ends_when_the_configured_format_comes_back():
+    codec = NoninCodec("n1", 8)
+    events = codec.feed(stream(2, 6))
+    back = feed_chunks(codec, nonin_packet(8, NORMAL) * 12, 3)
+    assert wrong_modes(events + back) == [(True, "stream looks like format #2, configured #8"),
+                                          (False, "stream is format #8 again")]  # fmt: skip
+    assert [e.value for e in back if isinstance(e, Reading) and e.label == "HR"][-3:] == [200, 200, 200]
+
+
+def test_format8_noise_the_tester_saw_is_no_value():
+    # HR bits 0b11_1111101 = 509 /min and SpO2 126 %: valid #8 sync, impossible values.
+    codec = NoninCodec("n1", 8)
+    events = codec.feed(bytes([0x83, 0x7D, 0x7E, 0x00]) * 10)
+    assert not [e for e in events if isinstance(e, Reading)] and codec.stats.frames_bad >= 1
+
+
+@pytest.mark.parametrize("bad", [[0xC1, 0x48, 0x61, 0x00], [0x81, 0x48, 0x61, 0x40], [0x81, 0x48, 0x61, 0x10]])
+def test_format8_reserved_bits_are_structural_errors(bad):
+    codec = NoninCodec("n1", 8)
+    events = codec.feed(bytes(bad) * 3 + nonin_packet(8, NORMAL) * 3)
+    assert [e.value for e in events if isinstance(e, Reading) and e.label == "HR"] == [200, 200, 200]
+    assert codec.stats.frames_bad >= 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=0, max_size=600), st.sampled_from([2, 7, 8]))
+def test_noise_never_becomes_an_impossible_value(noise, fmt):
+    codec = NoninCodec("n1", fmt)
+    for r in (e for e in codec.feed(noise) if isinstance(e, Reading)):
+        assert r.value is None or (r.value <= 100 if "SPO2" in r.label else r.value <= 321)
+
+
+@pytest.mark.parametrize("fmt", [2, 7])
+def test_a_checksummed_packet_with_an_impossible_value_is_a_bad_frame(fmt):
+    packet = bytearray(nonin_packet(fmt, NORMAL))
+    i = 5 * 8 + 3  # FLOAT of frame 9: SpO2-D
+    packet[i] = 126
+    packet[5 * 8 + 4] = sum(packet[5 * 8 : 5 * 8 + 4]) & 0xFF
+    codec = NoninCodec("n1", fmt)
+    events = codec.feed(bytes(packet) + nonin_packet(fmt, NORMAL))
+    assert [e.value for e in events if isinstance(e, Reading) and e.label == "HR"] == [200]
+    assert "value out of range" in [e.detail for e in events if isinstance(e, TechnicalEvent)]

@@ -1,0 +1,54 @@
+"""Issue #14 finding 8: the hex-line codec of `bedside decode --protocol ble-*` is
+linear in its input (a 50 MB file without a newline never finished) and bounds a
+line; chunking never changes what it decodes."""
+
+import functools
+import time
+from collections.abc import Callable
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from appliance.model import DeviceEvent, TechnicalEvent
+from drivers.ble.codec import MAX_LINE_BYTES, HexLineCodec
+
+GOOD = b"2A37: 06 48\n"  # heart rate 72 /min
+
+
+def best_of(fn: Callable[[], object], runs: int = 3) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def feed(data: bytes, chunk: int = 4096) -> tuple[HexLineCodec, list[DeviceEvent]]:
+    codec = HexLineCodec("d", "heart-rate")
+    events: list[DeviceEvent] = []
+    for i in range(0, len(data), chunk):
+        events += codec.feed(data[i : i + chunk])
+    return codec, events + codec.finish()
+
+
+def test_time_is_linear_in_input_size():
+    for unit in (b"ab" * 512, GOOD * 20):  # one endless line; many good lines
+        small = best_of(functools.partial(feed, unit * 256))
+        large = best_of(functools.partial(feed, unit * 1024))
+        assert large < 6 * small + 0.002
+
+
+def test_an_overlong_line_is_one_bad_frame_and_the_next_line_decodes():
+    codec, events = feed(b"0" * (3 * MAX_LINE_BYTES) + b"\n" + GOOD)
+    bad = [e for e in events if isinstance(e, TechnicalEvent) and e.kind == "bad_frame"]
+    assert len(bad) == 1 and "(bound)" in bad[0].detail
+    assert (codec.stats.frames_ok, codec.stats.frames_bad) == (1, 1)
+    assert len(codec._buf) == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from([GOOD, b"zz\n", b"# c\n", b"\n", b"06 4", b"8\n"]), max_size=30), st.integers(1, 9))
+def test_chunking_does_not_change_the_result(parts, chunk):
+    data = b"".join(parts)
+    assert feed(data, chunk)[1] == feed(data, len(data) + 1)[1]
