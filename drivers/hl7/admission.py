@@ -1,10 +1,14 @@
 """Who may hold one of the HL7 listener's connection slots: pure decision cores.
 
 `admit` decides for a new connection against the open ones: accept it, accept it
-after evicting an idle connection, or refuse it. Limits are per listener and per
-peer address. Only an idle connection (no message under way) is ever evicted, the
-longest-idle first: a message in transit is never cut off to make room, and a
-connection stuck mid-message is ended by its own message deadline instead.
+after evicting a connection, or refuse it. Limits are per listener and per peer
+address. An idle connection (no message under way) is evicted first, the
+longest-idle first. A message in transit is never cut off to make room, but a
+message that has been open for `stalled_s` is not in transit: a real sender
+writes a whole PCD message in milliseconds, while a slow-loris sender trickles
+one byte at a time to hold its slot. Such stalled connections are evicted next,
+the longest-open message first, so connections stuck mid-message cannot lock real
+senders out until their message deadline.
 The per-peer limit is checked first, so one host filling its share evicts its
 own stale connections (a sender that reconnected after a crash), not others'.
 
@@ -22,7 +26,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
-__all__ = ["Admission", "ConnView", "Deadline", "RefusalReporter", "Timeouts", "admit", "deadline"]
+__all__ = [
+    "STALLED_MESSAGE_S",
+    "Admission",
+    "ConnView",
+    "Deadline",
+    "RefusalReporter",
+    "Timeouts",
+    "admit",
+    "deadline",
+    "stalled",
+]
 
 Action = Literal["accept", "evict", "refuse"]
 
@@ -34,6 +48,7 @@ class ConnView:
     opened: float  # monotonic seconds
     last_activity: float
     in_message: bool
+    message_since: float | None = None  # when the message under way began (monotonic)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,24 +58,47 @@ class Admission:
     reason: str = ""
 
 
-def _longest_idle(conns: Sequence[ConnView]) -> ConnView | None:
+# A whole message takes milliseconds to write; one open this long is being trickled.
+STALLED_MESSAGE_S: Final = 2.0
+
+
+def stalled(c: ConnView, now: float | None, stalled_s: float) -> bool:
+    return now is not None and c.message_since is not None and now - c.message_since >= stalled_s
+
+
+def _victim(conns: Sequence[ConnView], now: float | None, stalled_s: float) -> ConnView | None:
     idle = [c for c in conns if not c.in_message]
-    return min(idle, key=lambda c: (c.last_activity, c.opened, c.conn_id)) if idle else None
+    if idle:
+        return min(idle, key=lambda c: (c.last_activity, c.opened, c.conn_id))
+    slow = [c for c in conns if stalled(c, now, stalled_s)]
+    return min(slow, key=lambda c: (c.message_since or 0.0, c.conn_id)) if slow else None
 
 
-def admit(conns: Sequence[ConnView], peer: str, max_total: int, max_per_peer: int) -> Admission:
+def admit(
+    conns: Sequence[ConnView],
+    peer: str,
+    max_total: int,
+    max_per_peer: int,
+    now: float | None = None,
+    *,
+    stalled_s: float = STALLED_MESSAGE_S,
+) -> Admission:
     same = [c for c in conns if c.peer == peer]
     if len(same) >= max_per_peer:
-        victim = _longest_idle(same)
+        victim = _victim(same, now, stalled_s)
         if victim is None:
             return Admission("refuse", None, f"{peer} already has {len(same)} connections, all mid-message")
-        return Admission("evict", victim, f"{peer} reached {max_per_peer} connections: its longest-idle one evicted")
+        return Admission("evict", victim, f"{peer} reached {max_per_peer} connections: its {_which(victim)} evicted")
     if len(conns) >= max_total:
-        victim = _longest_idle(conns)
+        victim = _victim(conns, now, stalled_s)
         if victim is None:
             return Admission("refuse", None, f"{len(conns)} connections open, all mid-message")
-        return Admission("evict", victim, f"{max_total} connections open: the longest-idle one ({victim.peer}) evicted")
+        return Admission("evict", victim, f"{max_total} connections open: the {_which(victim)} ({victim.peer}) evicted")
     return Admission("accept")
+
+
+def _which(victim: ConnView) -> str:
+    return "stalled mid-message one" if victim.in_message else "longest-idle one"
 
 
 @dataclass(frozen=True, slots=True)

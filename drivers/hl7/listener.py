@@ -102,7 +102,9 @@ class _Conn:
     evicted: str = ""
 
     def view(self) -> ConnView:
-        return ConnView(self.conn_id, self.peer, self.opened, self.last_activity, self.message_since is not None)
+        return ConnView(
+            self.conn_id, self.peer, self.opened, self.last_activity, self.message_since is not None, self.message_since
+        )
 
 
 class Hl7Listener:
@@ -184,7 +186,7 @@ class Hl7Listener:
 
     # -- one connection ----------------------------------------------------------------
     def _admit(self, peer: str, writer: asyncio.StreamWriter, now: float) -> _Conn | None:
-        decision = admit([c.view() for c in self._conns.values()], peer, self._max, self._max_per_peer)
+        decision = admit([c.view() for c in self._conns.values()], peer, self._max, self._max_per_peer, now)
         if decision.action == "refuse":
             self._refusal(f"refused {peer}: {decision.reason}")
             writer.transport.abort()

@@ -6,6 +6,7 @@ and only generous upper bounds on wall time."""
 import asyncio
 import contextlib
 import os
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from appliance.config import ConfigError, parse_config
 from appliance.gateway import Gateway
 from appliance.model import DeviceEvent, Reading, TechnicalEvent
-from drivers.hl7.admission import ConnView, RefusalReporter, admit
+from drivers.hl7.admission import STALLED_MESSAGE_S, ConnView, RefusalReporter, admit, stalled
 from drivers.hl7.listener import Hl7Listener, ListenAddress, ListenerTlsError, server_context
 from drivers.hl7.mllp import frame
 from hil.broker import make_pki
@@ -162,26 +163,32 @@ views = st.lists(
         st.floats(0, 100),
         st.floats(0, 100),
         st.booleans(),
-    ),
+        st.one_of(st.none(), st.floats(0, 100)),
+    ).map(lambda v: replace(v, message_since=v.message_since if v.in_message else None)),
     max_size=12,
     unique_by=lambda v: v.conn_id,
 )
 
 
-@given(views, st.sampled_from(["a", "b", "d"]), st.integers(1, 8), st.integers(1, 4))
-def test_admission_invariants(conns, peer, max_total, max_per_peer):
-    decision = admit(conns, peer, max_total, max_per_peer)
+@given(views, st.sampled_from(["a", "b", "d"]), st.integers(1, 8), st.integers(1, 4), st.floats(0, 110))
+def test_admission_invariants(conns, peer, max_total, max_per_peer, now):
+    decision = admit(conns, peer, max_total, max_per_peer, now)
     same = [c for c in conns if c.peer == peer]
+    pool = same if len(same) >= max_per_peer else conns
     if decision.action == "accept":
         assert len(conns) < max_total and len(same) < max_per_peer
     elif decision.action == "evict":
         victim = decision.victim
-        assert victim is not None and not victim.in_message
-        pool = same if len(same) >= max_per_peer else conns
-        assert victim in pool and all(c.in_message or c.last_activity >= victim.last_activity for c in pool)
+        assert victim is not None and victim in pool
+        if not victim.in_message:
+            assert all(c.in_message or c.last_activity >= victim.last_activity for c in pool)
+        else:
+            # Only a stalled message, and only when nothing in the pool was idle.
+            assert all(c.in_message for c in pool) and stalled(victim, now, STALLED_MESSAGE_S)
+            assert all(not stalled(c, now, STALLED_MESSAGE_S) or c.message_since >= victim.message_since for c in pool)
     else:
-        pool = same if len(same) >= max_per_peer else conns
-        assert all(c.in_message for c in pool) and (len(same) >= max_per_peer or len(conns) >= max_total)
+        assert all(c.in_message and not stalled(c, now, STALLED_MESSAGE_S) for c in pool)
+        assert len(same) >= max_per_peer or len(conns) >= max_total
 
 
 def test_reporter_holds_then_reports_with_the_count():
