@@ -180,7 +180,9 @@ class Gateway:
                 ca = dev.tls_ca_path or config.uplink.ca_path
                 try:
                     ctx = server_context(ca, dev.tls_cert_path, dev.tls_key_path)
-                except (OSError, ssl.SSLError) as exc:  # fail closed, one line naming the files
+                # ValueError: the key/certificate checks (a ConfigError is one) - all fail
+                # closed as one line naming the files, which `bedside run` exits 2 with.
+                except (OSError, ssl.SSLError, ValueError) as exc:
                     raise ConfigError(
                         f"devices {dev.id}: cannot load listener TLS material ({dev.tls_cert_path}, {ca}): {exc}"
                     ) from None

@@ -8,6 +8,7 @@ key (`rules.toml: rule 'spo2-low': below: must be a number`), one line, so
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,9 @@ class _Builder:
         value = raw[key]
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(key, f"must be a number, not {type(value).__name__}")
+        # nan compares false with every limit and value, so a nan limit never alarms.
+        if not math.isfinite(value):
+            self.fail(key, f"must be a finite number, not {value}")
         if not lo <= value <= hi:
             self.fail(key, f"must be between {lo:g} and {hi:g}")
         return float(value)
