@@ -80,8 +80,8 @@ def _check_parents(key: str, path: Path, fail: Fail) -> None:
     for parent in path.absolute().parents:
         try:
             mode = parent.stat().st_mode
-        except FileNotFoundError:
-            continue
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # not there (or below a file): look further up
         except OSError as exc:
             fail(key, f"{path}: cannot inspect {parent}: {exc.strerror}")
         if not stat.S_ISDIR(mode):
@@ -95,12 +95,9 @@ def _check_file(key: str, raw: str, fail: Fail) -> None:
     path = Path(raw)
     try:
         mode = path.stat().st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         _check_parents(key, path, fail)
         return
-    except NotADirectoryError:
-        _check_parents(key, path, fail)
-        fail(key, f"{path}: a parent is not a directory")
     except OSError as exc:
         fail(key, f"{path}: cannot inspect: {exc.strerror}")
     if not stat.S_ISREG(mode):
@@ -111,7 +108,7 @@ def _check_dir(key: str, raw: str, fail: Fail) -> None:
     path = Path(raw)
     try:
         mode = path.stat().st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         _check_parents(key, path, fail)
         return
     except OSError as exc:
@@ -161,6 +158,9 @@ def _check_listeners(config: Config, fail: Fail) -> None:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 try:
                     sock.bind(addr)
+                    # Listening, as the listener will: only then does a second bind of
+                    # the same port (another of our devices) fail despite SO_REUSEADDR.
+                    sock.listen(1)
                 except OSError as exc:
                     where = f"{listen.host}:{listen.port}"
                     if exc.errno == errno.EADDRINUSE:
