@@ -108,6 +108,7 @@ class ControlServer:
 
     def reply_for(self, line: bytes) -> dict[str, Any]:
         """The reply to one request line; never raises."""
+        line = line.removesuffix(b"\n")  # as readline() under the stream's limit counts it
         if len(line) > MAX_REQUEST_BYTES:
             return {"ok": False, "error": f"request longer than {MAX_REQUEST_BYTES} bytes"}
         if _too_deep(line):
