@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -85,7 +86,7 @@ async def quick_server(tmp_path):
     await asyncio.gather(task, return_exceptions=True)
 
 
-async def exchange(path, data: bytes, *, eof: bool = False) -> dict:
+async def exchange(path, data: bytes, *, eof: bool = False) -> Any:
     reader, writer = await asyncio.open_unix_connection(path)
     try:
         writer.write(data)
@@ -204,7 +205,7 @@ def threaded_server(tmp_path_factory):
     """A real server on its own loop thread, for synchronous hypothesis tests; records
     anything the loop saw go unhandled."""
     path = tmp_path_factory.mktemp("ctl") / "c.sock"
-    unhandled: list[dict] = []
+    unhandled: list[dict[str, Any]] = []
     loop = asyncio.new_event_loop()
     loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
     circuit = AlarmCircuit(RULES, [MemoryOutput()], lambda r: None, now=lambda: 1000.0)
