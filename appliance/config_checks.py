@@ -14,6 +14,7 @@ import contextlib
 import errno
 import os
 import socket
+import ssl
 import stat
 import typing
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Final
 
 from appliance.config import Config, ConfigError
 from appliance.control import path_kind, socket_path_problem
-from drivers.hl7.listener import parse_listen
+from drivers.hl7.listener import parse_listen, server_context
 
 __all__ = ["UNIX_PATH_MAX", "startup_checks"]
 
@@ -48,6 +49,7 @@ def startup_checks(config: Config, source: str) -> None:
             _check_not_dir(f"devices[{i}].port", dev.port, fail)
     if config.alarms.control_socket:
         _check_socket_path("alarms.control_socket", config.alarms.control_socket, fail)
+    _check_tls_listeners(config, fail)
     _check_listeners(config, fail)
 
 
@@ -133,6 +135,31 @@ def _check_socket_path(key: str, raw: str, fail: Fail) -> None:
     problem = socket_path_problem(path)
     if problem:
         fail(key, problem)
+
+
+def _check_tls_listeners(config: Config, fail: Fail) -> None:
+    # A tls:// listener fails closed without its files: say which key, not just "TLS failed".
+    for i, dev in enumerate(config.devices):
+        listen = parse_listen(dev.port)
+        if listen is None or not listen.tls:
+            continue
+        files = {
+            "tls_cert_path": dev.tls_cert_path,
+            "tls_key_path": dev.tls_key_path,
+            "tls_ca_path": dev.tls_ca_path or config.uplink.ca_path,
+        }
+        for name, path in files.items():
+            if not os.path.exists(path):
+                key = f"devices[{i}].{name}" if name != "tls_ca_path" or dev.tls_ca_path else "uplink.ca_path"
+                fail(key, f"{path}: no such file (a tls:// listener needs it)")
+        try:
+            server_context(files["tls_ca_path"], files["tls_cert_path"], files["tls_key_path"])
+        except (OSError, ssl.SSLError, ValueError) as exc:  # ValueError: the key-file checks
+            fail(
+                f"devices[{i}].tls_key_path",
+                f"cannot load the listener's TLS material (cert {files['tls_cert_path']}, "
+                f"key {files['tls_key_path']}, CA {files['tls_ca_path']}): {' '.join(str(exc).split())}",
+            )
 
 
 def _check_listeners(config: Config, fail: Fail) -> None:

@@ -138,3 +138,26 @@ def test_two_listeners_on_one_port_are_refused(tmp_path):
     with socket.socket() as again:
         again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         again.bind(("0.0.0.0", port))
+
+
+def _tls_config(tmp: Path, pki_dir: Path, **files: str) -> Config:
+    paths = {"tls_cert_path": "broker.pem", "tls_key_path": "broker.key", "tls_ca_path": "ca.pem", **files}
+    lines = "".join(f'{k} = "{pki_dir / v}"\n' for k, v in paths.items())
+    text = (
+        f'[gateway]\nbed_id = "B"\nregistry_path = "{tmp / "r.json"}"\n[ota]\ndata_dir = "{tmp}"\n'
+        f'[[devices]]\nid = "h"\nprotocol = "hl7"\nport = "tls://127.0.0.1:0"\n{lines}'
+    )
+    return parse_config(text, "g.toml")
+
+
+def test_tls_listener_material_is_loaded_at_start_up(tmp_path):
+    from hil.broker import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    startup_checks(_tls_config(tmp_path, pki.dir), "g.toml")
+    assert check(_tls_config(tmp_path, pki.dir, tls_key_path="nope.key")) == (
+        f"g.toml: devices[0].tls_key_path: {pki.dir / 'nope.key'}: no such file (a tls:// listener needs it)"
+    )
+    (pki.dir / "garbage.pem").write_text("not a certificate\n")
+    message = check(_tls_config(tmp_path, pki.dir, tls_cert_path="garbage.pem"))
+    assert message.startswith("g.toml: devices[0].tls_key_path: cannot load the listener's TLS material (cert ")
