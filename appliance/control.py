@@ -100,6 +100,14 @@ def _too_deep(data: bytes) -> bool:
     return False
 
 
+def _encode(reply: dict[str, Any]) -> bytes:
+    try:
+        return json.dumps(reply).encode() + b"\n"
+    except (TypeError, ValueError):  # a reply we cannot serialise is our bug; still answer
+        log.exception("control reply not serialisable")
+        return b'{"ok": false, "error": "internal error (see the gateway log)"}\n'
+
+
 class ControlServer:
     def __init__(self, circuit: AlarmCircuit, path: str | Path, *, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         self.circuit = circuit
@@ -157,7 +165,7 @@ class ControlServer:
                 reply = {"ok": False, "error": f"no complete request line within {self.timeout_s:g} s"}
             except ValueError:  # the stream's limit: the line is longer than MAX_REQUEST_BYTES
                 reply = {"ok": False, "error": f"request longer than {MAX_REQUEST_BYTES} bytes"}
-            writer.write(json.dumps(reply).encode() + b"\n")
+            writer.write(_encode(reply))
             # A client that does not read its reply cannot hold the connection open.
             async with asyncio.timeout(self.timeout_s):
                 await writer.drain()

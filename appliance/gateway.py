@@ -292,6 +292,11 @@ class Gateway:
         supervisor.start("status", self._status)
         if self.notifier.watchdog_s:
             supervisor.start("watchdog", self._watchdog)
+        # READY does not wait for each task's first start: an unplugged device or a sender
+        # that never connects is a normal state with its own technical alarm, and holding
+        # READY back would have systemd kill the whole gateway (every bed's alarm path) for
+        # one input. What can be checked beforehand is (config_checks: exit 2); a task that
+        # still crashes raises the latching driver-crashed alarm on every restart.
         self.notifier.ready(f"running, {len(self.links)} device links")
         self.ready = True
         log.info("gateway running with %d device links", len(self.links))

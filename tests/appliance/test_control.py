@@ -143,14 +143,16 @@ async def test_run_never_deletes_a_regular_file_at_the_socket_path(tmp_path):
     store.write_bytes(b"3661 records")
     circuit = AlarmCircuit(RULES, [MemoryOutput()], lambda r: None)
     with pytest.raises(ControlError, match="is a regular file, not a socket; refusing to replace it"):
-        await ControlServer(circuit, store).run()
+        async with asyncio.timeout(5):  # the old code deleted the file and served on
+            await ControlServer(circuit, store).run()
     assert store.read_bytes() == b"3661 records"
 
 
 async def test_run_replaces_a_stale_socket_but_not_a_live_one(server, tmp_path):
     circuit, live = server
     with pytest.raises(ControlError, match="another process is listening"):
-        await ControlServer(circuit, live).run()
+        async with asyncio.timeout(5):
+            await ControlServer(circuit, live).run()
     assert (await asyncio.to_thread(request, live, {"cmd": "list"}))["ok"]  # the live one is untouched
     stale = tmp_path / "stale.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
