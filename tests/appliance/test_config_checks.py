@@ -1,13 +1,15 @@
 """Start-up checks against the machine: path kinds, sockets, listener ports."""
 
+import dataclasses
 import os
 import socket
 import stat
+import typing
 from pathlib import Path
 
 import pytest
 
-from appliance.config import Config, ConfigError, parse_config
+from appliance.config import Config, ConfigError, DeviceConfig, parse_config
 from appliance.config_checks import UNIX_PATH_MAX, startup_checks
 
 # Keys naming a file the gateway writes or reads, and where each lives in the TOML.
@@ -22,6 +24,8 @@ FILE_KEYS = {
     "uplink.cert_path": "[uplink]",
     "uplink.key_path": "[uplink]",
     "ota.root_path": "[ota]",
+    "ota.ca_path": "[ota]",
+    "ota.cert_path": "[ota]",
     "ota.key_path": "[ota]",
     "ota.reboot_request_path": "[ota]",
     "devices[0].tls_cert_path": "[[devices]]",
@@ -52,6 +56,18 @@ def check(cfg: Config) -> str:
     message = str(err.value)
     assert "\n" not in message
     return message
+
+
+def test_every_path_field_is_checked_at_start_up():
+    # A path field added later must be added to the start-up checks (and to FILE_KEYS).
+    paths = set()
+    for top in dataclasses.fields(Config):
+        hint = typing.get_type_hints(Config)[top.name]
+        cls = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else hint
+        if dataclasses.is_dataclass(cls):
+            table = "devices[0]" if cls is DeviceConfig else top.name
+            paths |= {f"{table}.{f.name}" for f in dataclasses.fields(cls) if f.name.endswith("_path")}
+    assert paths | {"queue.path"} == set(FILE_KEYS)
 
 
 def test_a_clean_config_passes(tmp_path):

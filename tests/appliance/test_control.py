@@ -242,3 +242,18 @@ def test_any_bytes_line_over_the_real_socket_gets_one_reply(threaded_server, lin
             data += chunk
     _check_reply(json.loads(data))
     assert not unhandled, unhandled
+
+
+async def test_a_reply_that_cannot_be_serialised_is_still_answered(tmp_path, monkeypatch):
+    circuit = AlarmCircuit(RULES, [MemoryOutput()], lambda r: None, now=lambda: 1000.0)
+    monkeypatch.setattr(circuit, "alarms", lambda: [{"bed_id": "B1", "weird": object()}])
+    path = tmp_path / "ctl.sock"
+    task = asyncio.create_task(ControlServer(circuit, path).run())
+    try:
+        while not path.exists():
+            await asyncio.sleep(0.01)
+        reply = await exchange(path, b'{"cmd": "list"}\n')
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert reply == {"ok": False, "error": "internal error (see the gateway log)"}
