@@ -11,6 +11,7 @@ after the current one, still in the same turn.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -99,7 +100,11 @@ class AlarmCircuit:
 
     async def run(self) -> None:
         """Timers and the outputs' own tasks (pattern player, file writer)."""
-        tasks = [asyncio.create_task(o.run(), name=f"alarm-output:{o.name}") for o in self.chain.outputs]
+        tasks = []
+        for output in self.chain.outputs:
+            task = asyncio.create_task(output.run(), name=f"alarm-output:{output.name}")
+            task.add_done_callback(functools.partial(self._output_ended, output))
+            tasks.append(task)
         try:
             while True:
                 await asyncio.sleep(self._tick_s)
@@ -108,6 +113,15 @@ class AlarmCircuit:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _output_ended(self, output: AlarmOutput, task: asyncio.Task[None]) -> None:
+        # An output's writer or pattern player that dies would otherwise fail silently
+        # (nobody awaits it until shutdown): report it like any output failure.
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, Exception):
+            self.chain.fail(output, exc)
 
     def alarms(self) -> list[dict[str, Any]]:
         """Alarms that are not inactive, for operators (`bedside alarm list`)."""

@@ -24,6 +24,7 @@ from typing import Final, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from appliance.config import ConfigError, load_config
+from appliance.config_checks import startup_checks
 from appliance.control import ControlError, request
 from appliance.decode import decode_stream
 from appliance.gateway import Gateway
@@ -83,6 +84,9 @@ async def _run_until_signal(gateway: Gateway) -> bool:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    # Paths, ports and sockets against this machine, before anything starts: a wrong
+    # one is exit 2 naming the key, not a task crash-looping behind a READY gateway.
+    startup_checks(config, args.config)
     _setup_logging(config.gateway.log_level)
     _install_loop()
     gateway = Gateway(config)

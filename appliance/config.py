@@ -8,6 +8,8 @@ file and the key (`gateway.toml: devices[1].baud: must be one of …`).
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import re
 import tomllib
 import types
@@ -295,6 +297,10 @@ def _build(cls: Any, raw: Any, where: str, fail: typing.Callable[[str, str], typ
             continue
         if isinstance(hint, types.UnionType) or not _type_ok(value, hint):
             fail(key, f"must be {_type_name(hint)}, not {type(value).__name__}")
+        # nan passes every `<`/`>` limit and inf breaks every timer: a delay or a
+        # bound that is not a finite number would crash-loop the task that uses it.
+        if hint is float and not math.isfinite(value):
+            fail(key, f"must be a finite number, not {value}")
         problem = _check(key, value, fld.metadata)
         if problem:
             fail(key, problem)
@@ -338,15 +344,18 @@ def _cross_checks(config: Config, fail: typing.Callable[[str, str], typing.NoRet
             if not (getattr(ota, key) or getattr(up, key)):
                 fail(f"ota.{key}", "required (or set the uplink's) when ota.server_url is set")
     seen_ids: set[str] = set()
-    seen_ports: set[str] = set()
+    seen_ports: dict[str, str] = {}
     for i, dev in enumerate(config.devices):
         key = f"devices[{i}]"
         if dev.id in seen_ids:
             fail(f"{key}.id", f"duplicate device id {dev.id!r}")
-        if dev.port in seen_ports:
-            fail(f"{key}.port", f"port {dev.port!r} is already used by another device")
+        # One serial port under two names (`./m1` and `m1`, a by-id symlink, `..`) would
+        # be opened twice and crash-loop: compare where the names lead, not their spelling.
+        port = dev.port if dev.port.startswith(("tcp://", "tls://", "ble:")) else os.path.realpath(dev.port)
+        if port in seen_ports:
+            fail(f"{key}.port", f"port {dev.port!r} is already used by device {seen_ports[port]!r}")
         seen_ids.add(dev.id)
-        seen_ports.add(dev.port)
+        seen_ports[port] = dev.id
         if dev.reopen_max_s < dev.reopen_min_s:
             fail(f"{key}.reopen_max_s", "must not be below reopen_min_s")
         try:

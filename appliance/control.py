@@ -3,7 +3,9 @@
 One JSON object per line in, one per line out:
   {"cmd": "list"} | {"cmd": "ack", "bed": "ICU-1", "rule": "spo2-low"} |
   {"cmd": "pause", "bed": "ICU-1"} | {"cmd": "audit"}
-Requests are bounded in size; a malformed one gets {"ok": false, "error": …}.
+Every request gets exactly one reply line: one that is too long, too deeply
+nested, not UTF-8, not JSON, not an object, names an unknown command, or does not
+arrive within the timeout gets {"ok": false, "error": …} and the connection ends.
 Access control is the socket's group (the clinical-engineering group on the box).
 """
 
@@ -12,28 +14,126 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import socket
+import stat
 from pathlib import Path
 from typing import Any, Final
 
 from appliance.alarms import AlarmCircuit
 from rules.engine import Ack, Pause
 
-__all__ = ["ControlError", "ControlServer", "request"]
+__all__ = ["ControlError", "ControlServer", "path_kind", "request", "socket_path_problem"]
+
+log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES: Final = 4096
+# Requests are flat objects. The bound is checked before json.loads, whose
+# recursion would otherwise turn "[" * 2000 into a RecursionError and no reply.
+MAX_DEPTH: Final = 8
+REQUEST_TIMEOUT_S: Final = 5.0
 SOCKET_MODE: Final = 0o660
+_OPEN: Final = frozenset(b"[{")
+_CLOSE: Final = frozenset(b"]}")
 
 
 class ControlError(Exception):
     """The control socket cannot be reached or answered with an error."""
 
 
+def path_kind(mode: int) -> str:
+    """'a directory', 'a socket', … for an st_mode, for one-line messages."""
+    for test, name in (
+        (stat.S_ISDIR, "a directory"), (stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a regular file"),
+        (stat.S_ISLNK, "a symbolic link"),
+    ):  # fmt: skip
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def socket_path_problem(path: Path) -> str:
+    """'' when `path` is free or a stale socket nobody listens on (ours from a previous
+    run, safe to replace); otherwise why it must not be touched. Blocking (a connect)."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        return f"{path}: cannot inspect: {exc.strerror}"
+    if not stat.S_ISSOCK(mode):
+        # Never delete what is not a socket: it may be someone's data.
+        return f"{path} is {path_kind(mode)}, not a socket; refusing to replace it"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except ConnectionRefusedError:
+            return ""
+        except OSError as exc:
+            return f"{path}: cannot probe the socket: {exc.strerror or exc}"
+    return f"{path}: another process is listening on this socket (is a gateway already running?)"
+
+
+def _too_deep(data: bytes) -> bool:
+    # Nesting outside strings. For any prefix json.loads accepts, its recursion depth
+    # is at most this count, so the parser never goes deeper than MAX_DEPTH.
+    depth = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in _OPEN:
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif byte in _CLOSE:
+            depth -= 1
+    return False
+
+
+def _encode(reply: dict[str, Any]) -> bytes:
+    try:
+        return json.dumps(reply).encode() + b"\n"
+    except (TypeError, ValueError):  # a reply we cannot serialise is our bug; still answer
+        log.exception("control reply not serialisable")
+        return b'{"ok": false, "error": "internal error (see the gateway log)"}\n'
+
+
 class ControlServer:
-    def __init__(self, circuit: AlarmCircuit, path: str | Path) -> None:
+    def __init__(self, circuit: AlarmCircuit, path: str | Path, *, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         self.circuit = circuit
         self.path = Path(path)
+        self.timeout_s = timeout_s
+
+    def reply_for(self, line: bytes) -> dict[str, Any]:
+        """The reply to one request line; never raises."""
+        line = line.removesuffix(b"\n")  # as readline() under the stream's limit counts it
+        if len(line) > MAX_REQUEST_BYTES:
+            return {"ok": False, "error": f"request longer than {MAX_REQUEST_BYTES} bytes"}
+        if _too_deep(line):
+            return {"ok": False, "error": f"request nested deeper than {MAX_DEPTH} levels"}
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"ok": False, "error": "request is not UTF-8"}
+        try:
+            req = json.loads(text)
+        except (ValueError, RecursionError):
+            return {"ok": False, "error": "request is not JSON"}
+        try:
+            return self.handle(req)
+        except Exception:  # a reply is owed even for our own bug; the log has the details
+            log.exception("control request %.200r failed", text)
+            return {"ok": False, "error": "internal error (see the gateway log)"}
 
     def handle(self, req: Any) -> dict[str, Any]:
         if not isinstance(req, dict):
@@ -57,30 +157,42 @@ class ControlServer:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            line = await asyncio.wait_for(reader.readline(), 5)
             try:
-                reply = self.handle(json.loads(line))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                reply = {"ok": False, "error": "request is not JSON"}
-            writer.write(json.dumps(reply).encode() + b"\n")
-            await writer.drain()
-        except (TimeoutError, ValueError, ConnectionError):
-            pass  # slow, oversized or vanished client: just drop it
+                async with asyncio.timeout(self.timeout_s):
+                    line = await reader.readline()
+                reply = self.reply_for(line)
+            except TimeoutError:
+                reply = {"ok": False, "error": f"no complete request line within {self.timeout_s:g} s"}
+            except ValueError:  # the stream's limit: the line is longer than MAX_REQUEST_BYTES
+                reply = {"ok": False, "error": f"request longer than {MAX_REQUEST_BYTES} bytes"}
+            writer.write(_encode(reply))
+            # A client that does not read its reply cannot hold the connection open.
+            async with asyncio.timeout(self.timeout_s):
+                await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass  # the client went away or stopped reading: nothing left to tell it
         finally:
             writer.close()
 
     async def run(self) -> None:
+        problem = await asyncio.to_thread(socket_path_problem, self.path)
+        if problem:
+            raise ControlError(problem)
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()  # a stale socket from a previous run
+            self.path.unlink()  # a stale socket nobody listens on (checked just above)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         server = await asyncio.start_unix_server(self._client, self.path, limit=MAX_REQUEST_BYTES)
         os.chmod(self.path, SOCKET_MODE)
+        ours = os.stat(self.path)
         try:
             async with server:
                 await server.serve_forever()
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
+            # Remove only the socket we bound, not whatever may have replaced it since.
+            with contextlib.suppress(OSError):
+                now = os.lstat(self.path)
+                if (now.st_dev, now.st_ino) == (ours.st_dev, ours.st_ino):
+                    self.path.unlink()
 
 
 def request(path: str | Path, payload: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:

@@ -184,7 +184,9 @@ class Gateway:
                     ctx = server_context(ca, dev.tls_cert_path, dev.tls_key_path)
                 except ListenerTlsError as exc:  # the key's own line names the file
                     raise ConfigError(f"devices {dev.id}: {exc}") from None
-                except (OSError, ssl.SSLError) as exc:  # fail closed, one line naming the files
+                # ValueError: the key/certificate checks (a ConfigError is one) - all fail
+                # closed as one line naming the files, which `bedside run` exits 2 with.
+                except (OSError, ssl.SSLError, ValueError) as exc:
                     raise ConfigError(
                         f"devices {dev.id}: cannot load listener TLS material ({dev.tls_cert_path}, {ca}): {exc}"
                     ) from None
@@ -300,6 +302,11 @@ class Gateway:
         supervisor.start("looplag", lambda: self.loop_lag.run(self.publish))
         if self.notifier.watchdog_s:
             supervisor.start("watchdog", self._watchdog)
+        # READY does not wait for each task's first start: an unplugged device or a sender
+        # that never connects is a normal state with its own technical alarm, and holding
+        # READY back would have systemd kill the whole gateway (every bed's alarm path) for
+        # one input. What can be checked beforehand is (config_checks: exit 2); a task that
+        # still crashes raises the latching driver-crashed alarm on every restart.
         self.notifier.ready(f"running, {len(self.links)} device links")
         self.ready = True
         log.info("gateway running with %d device links", len(self.links))

@@ -8,6 +8,7 @@ key (`rules.toml: rule 'spo2-low': below: must be a number`), one line, so
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,14 +110,19 @@ class _Builder:
     def fail(self, key: str, problem: str) -> NoReturn:
         raise RuleError(f"{self.source}: rule {self.rule_id!r}: {key}: {problem}")
 
-    def number(self, raw: dict[str, Any], key: str, lo: float = float("-inf"), hi: float = float("inf")) -> Any:
+    def number(
+        self, raw: dict[str, Any], key: str, lo: float = float("-inf"), hi: float = float("inf"), where: str = ""
+    ) -> Any:
         if key not in raw:
             return None
-        value = raw[key]
+        value, where = raw[key], where or key
         if isinstance(value, bool) or not isinstance(value, int | float):
-            self.fail(key, f"must be a number, not {type(value).__name__}")
+            self.fail(where, f"must be a number, not {type(value).__name__}")
+        # nan compares false with every limit and value, so a nan limit never alarms.
+        if not math.isfinite(value):
+            self.fail(where, f"must be a finite number, not {value}")
         if not lo <= value <= hi:
-            self.fail(key, f"must be between {lo:g} and {hi:g}")
+            self.fail(where, f"must be between {lo:g} and {hi:g}")
         return float(value)
 
     def text(self, raw: dict[str, Any], key: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -189,7 +195,7 @@ def _beds(b: _Builder, raw: Any) -> tuple[tuple[str, tuple[tuple[str, float], ..
         for key in overrides:
             if key not in ("above", "below", "clear"):
                 b.fail(f"beds.{bed}.{key}", "only above, below and clear can be overridden per bed")
-            b.number(overrides, key)
+            b.number(overrides, key, where=f"beds.{bed}.{key}")
         out.append((bed, tuple(sorted((k, float(v)) for k, v in overrides.items()))))
     return tuple(out)
 

@@ -38,6 +38,11 @@ class OutputChain:
         log.error("alarm output %s failed: %s; the others carry on", output.name, exc)
         self._report(TechnicalEvent("gateway", "output_failure", detail=f"{output.name}: {exc}"))
 
+    def fail(self, output: AlarmOutput, exc: Exception) -> None:
+        """Report an output that failed outside a call (its background task died)."""
+        if output.name not in self.failed:
+            self._fail(output, exc)
+
     def annunciate(self, annunciation: Annunciation) -> None:
         self._last = annunciation
         for output in self.working:

@@ -1,6 +1,8 @@
 """The public command line, run as a user would (subprocess) where exit codes matter."""
 
 import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -167,3 +169,73 @@ def test_devices_pair_list_unpair(tmp_path):
     assert bedside("devices", "--registry", reg, "unpair", "m1").returncode == 0
     res = bedside("devices", "--registry", reg, "unpair", "m1")
     assert res.returncode == 2 and b"'m1' is not in" in res.stderr
+
+
+def _run_config(tmp: Path, sections: str = "", device: str = "") -> Path:
+    cfg = tmp / "g.toml"
+    cfg.write_text(
+        f'[gateway]\nbed_id = "b"\nregistry_path = "{tmp / "registry.json"}"\n{sections}\n'
+        + (device or f'[[devices]]\nid = "m1"\nprotocol = "masimo"\nport = "{tmp / "m1"}"\n')
+    )
+    return cfg
+
+
+def _held_port() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
+
+
+# Each of these started (READY) and then crash-looped with tracebacks, or deleted a file.
+RUN_ERRORS = {
+    "tick-nan": ("[alarms]\ntick_s = nan", "", "alarms.tick_s: must be a finite number, not nan"),
+    "stale-nan": (
+        "",
+        'id = "m1"\nprotocol = "masimo"\nport = "{tmp}/m1"\nstale_after_s = nan',
+        "devices[0].stale_after_s",
+    ),
+    "skew-inf": ("max_clock_skew_s = inf", "", "gateway.max_clock_skew_s: must be a finite number"),
+    "socket-file": (
+        '[alarms]\ncontrol_socket = "{tmp}/store.db"',
+        "",
+        "alarms.control_socket: {tmp}/store.db is a regular",
+    ),
+    "socket-long": ('[alarms]\ncontrol_socket = "{tmp}/' + "s" * 120 + '"', "", "alarms.control_socket: "),
+    "queue-dir": ('[queue]\npath = "{tmp}/dir"\nkey_path = "{tmp}/k"', "", "queue.path: {tmp}/dir is a directory"),
+    "registry-dir": ("", "", "gateway.registry_path: {tmp}/registry.json is a directory"),
+    "events-dir": ('[alarms]\nevents_path = "{tmp}/dir"', "", "alarms.events_path: {tmp}/dir is a directory"),
+    "same-port": (
+        "",
+        'id = "m1"\nprotocol = "masimo"\nport = "./m1"\n[[devices]]\nid = "m2"\nprotocol = "masimo"\nport = "m1"',
+        "devices[1].port: port 'm1' is already used by device 'm1'",
+    ),
+    "port-in-use": ("", 'id = "h"\nprotocol = "hl7"\nport = "tcp://127.0.0.1:{port}"', "is already in use"),
+    "tls-key-missing": (
+        "",
+        'id = "h"\nprotocol = "hl7"\nport = "tls://127.0.0.1:0"\ntls_cert_path = "{tmp}/c.pem"\n'
+        'tls_key_path = "{tmp}/k.pem"\ntls_ca_path = "{tmp}/ca.pem"',
+        "devices[0].tls_cert_path: {tmp}/c.pem: no such file",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RUN_ERRORS))
+def test_run_refuses_bad_machine_state_before_ready_exit_2_one_line(tmp_path, case):
+    sections, device, message = RUN_ERRORS[case]
+    (tmp_path / "store.db").write_bytes(b"3661 records")
+    (tmp_path / "dir").mkdir()
+    if case == "registry-dir":
+        (tmp_path / "registry.json").mkdir()
+    with _held_port() as busy:
+        fill = {"tmp": tmp_path, "port": busy.getsockname()[1]}
+        cfg = _run_config(tmp_path, sections.format(**fill), device and "[[devices]]\n" + device.format(**fill) + "\n")
+        res = subprocess.run(
+            [sys.executable, "-m", "appliance.cli", "run", "--config", str(cfg)],
+            capture_output=True, timeout=30, check=False, cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+    lines = res.stderr.decode().splitlines()
+    assert res.returncode == 2, lines
+    assert len(lines) == 1 and lines[0].startswith(f"bedside: {cfg}: ") and message.format(**fill) in lines[0], lines
+    assert (tmp_path / "store.db").read_bytes() == b"3661 records"

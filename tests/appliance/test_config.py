@@ -1,9 +1,13 @@
+import dataclasses
 import re
+import typing
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from appliance.config import ConfigError, load_config, parse_config
+from appliance.config import Config, ConfigError, DeviceConfig, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = """
@@ -115,3 +119,61 @@ def test_unreadable_file(tmp_path):
 def test_alarm_pattern_timing_outside_iec_ranges_names_the_key():
     with pytest.raises(ConfigError, match=r"g.toml: alarms.high_flash_hz: must be at most 2.8"):
         parse_config('[gateway]\nbed_id = "b"\n[alarms]\nhigh_flash_hz = 3.5\n', "g.toml")
+
+
+def _float_fields() -> list[tuple[str, str]]:
+    """(table, key) of every float field of every config table, found by introspection
+    so a field added later is covered too."""
+    out = []
+    for top in dataclasses.fields(Config):
+        hint = typing.get_type_hints(Config)[top.name]
+        cls = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else hint
+        if not dataclasses.is_dataclass(cls):
+            continue
+        table = "devices" if cls is DeviceConfig else top.name
+        out += [(table, f.name) for f in dataclasses.fields(cls) if typing.get_type_hints(cls)[f.name] is float]
+    return out
+
+
+FLOAT_FIELDS = _float_fields()
+
+
+def _config_with(table: str, key: str, literal: str) -> str:
+    device = '[[devices]]\nid = "m1"\nprotocol = "masimo"\nport = "/dev/ttyUSB0"\n'
+    if table == "devices":
+        return f'[gateway]\nbed_id = "b"\n{device}{key} = {literal}\n'
+    if table == "gateway":
+        return f'[gateway]\nbed_id = "b"\n{key} = {literal}\n{device}'
+    return f'[gateway]\nbed_id = "b"\n[{table}]\n{key} = {literal}\n'
+
+
+def test_float_fields_include_the_alarm_path_timers():
+    assert {("alarms", "tick_s"), ("devices", "stale_after_s"), ("gateway", "max_clock_skew_s")} <= set(FLOAT_FIELDS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(field=st.sampled_from(FLOAT_FIELDS), literal=st.sampled_from(["nan", "+nan", "-nan", "inf", "+inf", "-inf"]))
+def test_every_float_field_refuses_non_finite_values_in_one_line(field, literal):
+    # nan passes every min/max comparison; a nan timer crash-loops the task using it.
+    table, key = field
+    where = "devices[0]" if table == "devices" else table
+    with pytest.raises(ConfigError) as err:
+        parse_config(_config_with(table, key, literal), "g.toml")
+    assert str(err.value).startswith(f"g.toml: {where}.{key}: must be a finite number"), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("spelling", ["./{tmp}/m1", "{tmp}/x/../m1", "{tmp}/link", "{tmp}//m1"])
+def test_one_serial_port_under_two_names_is_rejected(tmp_path, monkeypatch, spelling):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "tmp" / "x").mkdir()
+    (tmp_path / "tmp" / "m1").touch()
+    (tmp_path / "tmp" / "link").symlink_to(tmp_path / "tmp" / "m1")
+    second = spelling.format(tmp="tmp")
+    text = (
+        f'[gateway]\nbed_id = "b"\n[[devices]]\nid = "a"\nprotocol = "masimo"\nport = "tmp/m1"\n'
+        f'[[devices]]\nid = "b"\nprotocol = "masimo"\nport = "{second}"\n'
+    )
+    with pytest.raises(ConfigError, match=r"^g.toml: devices\[1\].port: port .* is already used by device 'a'$"):
+        parse_config(text, "g.toml")

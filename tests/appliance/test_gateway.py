@@ -9,6 +9,7 @@ from appliance.gateway import Gateway
 from appliance.model import Observation, TechnicalEvent
 from appliance.sdnotify import Notifier
 from drivers.serial.transport import MemoryStream, PortSettings
+from rules.outputs import MemoryOutput
 
 LINE = b"09/15/10 15:10:29 SPO2=097% BPM=064 PI=11.82% ALARM=20 EXC=800\r\n"
 
@@ -111,3 +112,50 @@ async def test_a_failing_subscriber_does_not_stop_the_others(tmp_path):
     assert len(tech) == 1 and tech[0].bed_id == "ICU-9" and tech[0].time is not None
     # The default rules turned it into a "no data" alarm, also delivered.
     assert sorted(type(r).__name__ for r in seen) == ["AlarmEvent", "TechnicalEvent"]
+
+
+async def test_a_link_crashing_at_run_time_raises_the_driver_crashed_alarm(tmp_path):
+    # A driver bug (not a port problem): the supervisor restarts the link, and the
+    # crash reaches the real alarm circuit as a latching technical alarm.
+    async def buggy_opener(settings: PortSettings) -> MemoryStream:
+        raise RuntimeError("driver bug")
+
+    output = MemoryOutput()
+    cfg = config(tmp_path, "[supervisor]\nrestart_min_s = 0.01\nrestart_max_s = 0.1")
+    gw = Gateway(cfg, opener=buggy_opener, notifier=Notifier({}), outputs=[output])
+    stop = asyncio.Event()
+    runner = asyncio.create_task(gw.run(stop))
+    await wait_for(lambda: any(a["rule_id"] == "driver-crashed" for a in gw.alarms.alarms()))
+    alarm = next(a for a in gw.alarms.alarms() if a["rule_id"] == "driver-crashed")
+    # Latching: it stays until acknowledged, even between crashes.
+    assert (alarm["bed_id"], alarm["priority"]) == ("ICU-9", "medium") and alarm["state"] in ("active", "latched")
+    assert output.annunciations and output.annunciations[-1][1].audible
+    await wait_for(lambda: gw.counts["driver_crashed"] >= 3)  # still restarted, still alarming
+    stop.set()
+    assert await runner
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert any(x["type"] == "alarm" and x["rule_id"] == "driver-crashed" for x in lines)
+
+
+class DyingOutput(MemoryOutput):
+    """An output whose background task (writer, pattern player) dies after start."""
+
+    async def run(self) -> None:
+        await asyncio.sleep(0)
+        raise OSError(5, "Input/output error")
+
+
+async def test_an_alarm_output_task_dying_raises_the_output_failure_alarm(tmp_path):
+    dying, other = DyingOutput("dying"), MemoryOutput("other")
+    gw = Gateway(config(tmp_path), opener=Streams(), notifier=Notifier({}), outputs=[dying, other])
+    stop = asyncio.Event()
+    runner = asyncio.create_task(gw.run(stop))
+    await wait_for(lambda: any(a["rule_id"] == "output-failure" for a in gw.alarms.alarms()))
+    alarm = next(a for a in gw.alarms.alarms() if a["rule_id"] == "output-failure")
+    assert alarm["priority"] == "high" and alarm["state"] in ("active", "latched")
+    assert "dying" in gw.alarms.chain.failed
+    # The remaining output carries the alarm; the dead one is no longer driven.
+    assert any(a.audible == "high" for _, a in other.annunciations)
+    assert not dying.annunciations
+    stop.set()
+    assert await runner

@@ -1,7 +1,12 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from rules import spec
 from rules.spec import RuleError, load_rules, parse_rules
 
 DEFAULT = Path(__file__).resolve().parents[2] / "rules" / "default_adult.toml"
@@ -76,3 +81,57 @@ def test_errors_name_rule_and_key_in_one_line(body, message):
 def test_file_level_errors(text, message):
     with pytest.raises(RuleError, match="^" + message.replace("[", r"\[")):
         parse_rules(text, "r.toml")
+
+
+# A template rule per numeric key: valid, with the key set to {v}.
+NUMBER_KEYS = {
+    "above": 'kind = "limit"\nmetric = "M"\nabove = {v}',
+    "below": 'kind = "limit"\nmetric = "M"\nbelow = {v}',
+    "clear": 'kind = "limit"\nmetric = "M"\nbelow = 90.0\nclear = {v}',
+    "for_s": 'kind = "limit"\nmetric = "M"\nbelow = 90.0\nfor_s = {v}',
+    "escalate_after_s": 'kind = "limit"\nmetric = "M"\nbelow = 90.0\nescalate_after_s = {v}',
+    "window_s": 'kind = "aggregate"\nmetric = "M"\nbelow = 90.0\nwindow_s = {v}',
+    "rise_per_min": 'kind = "rate"\nmetric = "M"\nwindow_s = 60.0\nrise_per_min = {v}',
+    "fall_per_min": 'kind = "rate"\nmetric = "M"\nwindow_s = 60.0\nfall_per_min = {v}',
+    "within_s": 'kind = "composite"\nall_of = ["o"]\nwithin_s = {v}',
+    "beds.B.below": 'kind = "limit"\nmetric = "M"\nbelow = 90.0\n[rule.beds.B]\nbelow = {v}',
+    "beds.B.clear": 'kind = "limit"\nmetric = "M"\nbelow = 90.0\n[rule.beds.B]\nclear = {v}',
+}
+OTHER = '\n[[rule]]\nid = "o"\nkind = "technical"\nevent = "stale"\n'
+
+
+def test_every_numeric_rule_key_has_a_template():
+    assert set(spec._NUMBERS) <= set(NUMBER_KEYS)
+
+
+@settings(max_examples=60, deadline=None)
+@given(key=st.sampled_from(sorted(NUMBER_KEYS)), literal=st.sampled_from(["nan", "+nan", "-nan", "inf", "-inf"]))
+def test_non_finite_numbers_are_refused_naming_rule_and_key(key, literal):
+    # nan passes every comparison (a nan limit never alarms); inf makes a limit unreachable.
+    body = NUMBER_KEYS[key]
+    assert parse_rules(f'[[rule]]\nid = "r"\n{body.format(v="95.0")}\n{OTHER}').rules  # the template is valid
+    with pytest.raises(RuleError) as err:
+        parse_rules(f'[[rule]]\nid = "r"\n{body.format(v=literal)}\n{OTHER}', "r.toml")
+    assert str(err.value).startswith(f"r.toml: rule 'r': {key}: must be a finite number"), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("literal", ["nan", "inf", "-inf"])
+def test_non_finite_audio_pause_is_refused(literal):
+    with pytest.raises(RuleError, match=r"^r.toml: audio_pause_s: must be a number between 10 and 600$"):
+        parse_rules(f"audio_pause_s = {literal}", "r.toml")
+
+
+def test_rules_check_refuses_a_nan_limit_exit_2(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text('[[rule]]\nid = "spo2-low"\nkind = "limit"\nmetric = "M"\nbelow = nan\n')
+    res = subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "rules", "check", str(path)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode == 2
+    assert res.stderr.decode().splitlines() == [
+        f"bedside: {path}: rule 'spo2-low': below: must be a finite number, not nan"
+    ]

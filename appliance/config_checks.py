@@ -1,0 +1,198 @@
+"""Start-up checks against the machine: what `parse_config` cannot know from the text.
+
+`bedside run` calls `startup_checks()` after loading the config and before the
+gateway starts, so a path of the wrong kind, a port someone else holds or a
+socket path the kernel cannot bind is one `ConfigError` line naming the file and
+the key (exit 2) instead of a task that crash-loops behind a READY gateway.
+Only `bedside run` calls it: `bedside alarm --config …` must work while the
+gateway itself holds the ports and the control socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import ssl
+import stat
+import typing
+from pathlib import Path
+from typing import Final
+
+from appliance.config import Config, ConfigError
+from appliance.control import path_kind, socket_path_problem
+from drivers.hl7.listener import parse_listen, server_context
+
+__all__ = ["UNIX_PATH_MAX", "startup_checks"]
+
+# sockaddr_un.sun_path is 108 bytes on Linux, one of which is the terminating NUL.
+UNIX_PATH_MAX: Final = 107
+
+Fail = typing.Callable[[str, str], typing.NoReturn]
+
+
+def startup_checks(config: Config, source: str) -> None:
+    """Raise ConfigError (one line: `source: key: problem`) for the first problem."""
+
+    def fail(key: str, problem: str) -> typing.NoReturn:
+        raise ConfigError(f"{source}: {key}: {problem}")
+
+    for key, path in _written_files(config):
+        _check_file(key, path, fail)
+    for key, path in _read_files(config):
+        _check_file(key, path, fail)
+    if config.ota.data_dir:
+        _check_dir("ota.data_dir", config.ota.data_dir, fail)
+    for i, dev in enumerate(config.devices):
+        if parse_listen(dev.port) is None and not dev.port.startswith("ble:"):
+            _check_not_dir(f"devices[{i}].port", dev.port, fail)
+    if config.alarms.control_socket:
+        _check_socket_path("alarms.control_socket", config.alarms.control_socket, fail)
+    _check_tls_listeners(config, fail)
+    _check_listeners(config, fail)
+
+
+def _written_files(config: Config) -> list[tuple[str, str]]:
+    """Files the gateway creates or appends to: they may be missing, never a directory."""
+    candidates = [
+        ("gateway.registry_path", config.gateway.registry_path),
+        ("sink.jsonl_path", config.sink.jsonl_path),
+        ("queue.path", config.queue.path),
+        ("queue.key_path", config.queue.key_path),
+        ("alarms.events_path", config.alarms.events_path),
+        ("ota.reboot_request_path", config.ota.reboot_request_path),
+    ]
+    return [(k, p) for k, p in candidates if p]
+
+
+def _read_files(config: Config) -> list[tuple[str, str]]:
+    """Files the gateway only reads (rules, certificates, keys)."""
+    out = [("alarms.rules_path", config.alarms.rules_path)]
+    for section, obj in (("uplink", config.uplink), ("ota", config.ota)):
+        out += [(f"{section}.{k}", getattr(obj, k)) for k in ("ca_path", "cert_path", "key_path")]
+    out.append(("ota.root_path", config.ota.root_path))
+    for i, dev in enumerate(config.devices):
+        out += [(f"devices[{i}].{k}", getattr(dev, k)) for k in ("tls_cert_path", "tls_key_path", "tls_ca_path")]
+    return [(k, p) for k, p in out if p]
+
+
+def _check_parents(key: str, path: Path, fail: Fail) -> None:
+    # The nearest existing ancestor must be a directory, or nothing can be created below it.
+    for parent in path.absolute().parents:
+        try:
+            mode = parent.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # not there (or below a file): look further up
+        except OSError as exc:
+            fail(key, f"{path}: cannot inspect {parent}: {exc.strerror}")
+        if not stat.S_ISDIR(mode):
+            fail(key, f"{path}: {parent} is {path_kind(mode)}, not a directory")
+        return
+
+
+def _check_file(key: str, raw: str, fail: Fail) -> None:
+    # A missing file is left to its owner (created on first run, or reported by
+    # the uplink / listener); only the wrong kind of thing is refused here.
+    path = Path(raw)
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        _check_parents(key, path, fail)
+        return
+    except OSError as exc:
+        fail(key, f"{path}: cannot inspect: {exc.strerror}")
+    if not stat.S_ISREG(mode):
+        fail(key, f"{path} is {path_kind(mode)}, expected a regular file")
+
+
+def _check_dir(key: str, raw: str, fail: Fail) -> None:
+    path = Path(raw)
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        _check_parents(key, path, fail)
+        return
+    except OSError as exc:
+        fail(key, f"{path}: cannot inspect: {exc.strerror}")
+    if not stat.S_ISDIR(mode):
+        fail(key, f"{path} is {path_kind(mode)}, expected a directory")
+
+
+def _check_not_dir(key: str, raw: str, fail: Fail) -> None:
+    # A serial port may be missing (unplugged; the link reports it) but a directory never opens.
+    with contextlib.suppress(OSError):
+        if Path(raw).is_dir():
+            fail(key, f"{raw} is a directory, not a serial port")
+
+
+def _check_socket_path(key: str, raw: str, fail: Fail) -> None:
+    size = len(os.fsencode(raw))
+    if size > UNIX_PATH_MAX:
+        fail(key, f"{size} bytes long; a Unix socket path may have at most {UNIX_PATH_MAX}")
+    path = Path(raw)
+    _check_parents(key, path, fail)
+    problem = socket_path_problem(path)
+    if problem:
+        fail(key, problem)
+
+
+def _check_tls_listeners(config: Config, fail: Fail) -> None:
+    # A tls:// listener fails closed without its files: say which key, not just "TLS failed".
+    for i, dev in enumerate(config.devices):
+        listen = parse_listen(dev.port)
+        if listen is None or not listen.tls:
+            continue
+        files = {
+            "tls_cert_path": dev.tls_cert_path,
+            "tls_key_path": dev.tls_key_path,
+            "tls_ca_path": dev.tls_ca_path or config.uplink.ca_path,
+        }
+        for name, path in files.items():
+            if not os.path.exists(path):
+                key = f"devices[{i}].{name}" if name != "tls_ca_path" or dev.tls_ca_path else "uplink.ca_path"
+                fail(key, f"{path}: no such file (a tls:// listener needs it)")
+        try:
+            server_context(files["tls_ca_path"], files["tls_cert_path"], files["tls_key_path"])
+        except (OSError, ssl.SSLError, ValueError) as exc:  # ValueError: the key-file checks
+            fail(
+                f"devices[{i}].tls_key_path",
+                f"cannot load the listener's TLS material (cert {files['tls_cert_path']}, "
+                f"key {files['tls_key_path']}, CA {files['tls_ca_path']}): {' '.join(str(exc).split())}",
+            )
+
+
+def _check_listeners(config: Config, fail: Fail) -> None:
+    # Bind every listener's address and hold them all until the last one is bound, so
+    # a port in use - by another process or by two of our own devices - is found now.
+    held: list[socket.socket] = []
+    try:
+        for i, dev in enumerate(config.devices):
+            listen = parse_listen(dev.port)
+            if listen is None or listen.port == 0:
+                continue
+            key = f"devices[{i}].port"
+            try:
+                infos = socket.getaddrinfo(listen.host, listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            except socket.gaierror as exc:
+                fail(key, f"cannot resolve listen address {listen.host!r}: {exc.strerror}")
+            for family, kind, proto, _, addr in dict.fromkeys(infos):
+                sock = socket.socket(family, kind, proto)
+                held.append(sock)
+                # As asyncio.start_server does, so a port in TIME_WAIT counts as free.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    sock.bind(addr)
+                    # Listening, as the listener will: only then does a second bind of
+                    # the same port (another of our devices) fail despite SO_REUSEADDR.
+                    sock.listen(1)
+                except OSError as exc:
+                    where = f"{listen.host}:{listen.port}"
+                    if exc.errno == errno.EADDRINUSE:
+                        fail(key, f"{where}: port {listen.port} is already in use")
+                    fail(key, f"cannot listen on {where}: {exc.strerror}")
+    finally:
+        for sock in held:
+            sock.close()
