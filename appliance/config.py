@@ -297,8 +297,7 @@ def _build(cls: Any, raw: Any, where: str, fail: typing.Callable[[str, str], typ
             continue
         if isinstance(hint, types.UnionType) or not _type_ok(value, hint):
             fail(key, f"must be {_type_name(hint)}, not {type(value).__name__}")
-        # nan passes every `<`/`>` limit and inf breaks every timer: a delay or a
-        # bound that is not a finite number would crash-loop the task that uses it.
+        # nan passes every min/max comparison; a non-finite timer crash-loops its task.
         if hint is float and not math.isfinite(value):
             fail(key, f"must be a finite number, not {value}")
         problem = _check(key, value, fld.metadata)
@@ -349,8 +348,7 @@ def _cross_checks(config: Config, fail: typing.Callable[[str, str], typing.NoRet
         key = f"devices[{i}]"
         if dev.id in seen_ids:
             fail(f"{key}.id", f"duplicate device id {dev.id!r}")
-        # One serial port under two names (`./m1` and `m1`, a by-id symlink, `..`) would
-        # be opened twice and crash-loop: compare where the names lead, not their spelling.
+        # A port opened twice under two names (`./m1`, `m1`, symlinks, `..`) crash-loops.
         port = dev.port if dev.port.startswith(("tcp://", "tls://", "ble:")) else os.path.realpath(dev.port)
         if port in seen_ports:
             fail(f"{key}.port", f"port {dev.port!r} is already used by device {seen_ports[port]!r}")
