@@ -356,6 +356,8 @@ def _cross_checks(config: Config, fail: typing.Callable[[str, str], typing.NoRet
         seen_ports[port] = dev.id
         if dev.reopen_max_s < dev.reopen_min_s:
             fail(f"{key}.reopen_max_s", "must not be below reopen_min_s")
+        if dev.hl7_unframed and (dev.protocol != "hl7" or port.startswith(("tcp://", "tls://"))):
+            fail(f"{key}.hl7_unframed", "only for an hl7 device on a serial port (MLLP framing is required on TCP)")
         try:
             ZoneInfo(dev.timezone)
         except (ZoneInfoNotFoundError, ValueError):

@@ -71,6 +71,7 @@ def test_fixed_port_profiles_are_enforced(tmp_path, device, message):
         ('timezone = "Mars/Olympus"', "g.toml: devices[0].timezone: unknown time zone"),
         ('parity = "X"', "g.toml: devices[0].parity: must be one of"),
         ("reopen_min_s = 5.0\nreopen_max_s = 1.0", "g.toml: devices[0].reopen_max_s: must not be below"),
+        ("hl7_unframed = true", "g.toml: devices[0].hl7_unframed: only for an hl7 device on a serial port"),
     ],
 )
 def test_bad_device_values_name_file_and_key(extra, message):
@@ -177,3 +178,10 @@ def test_one_serial_port_under_two_names_is_rejected(tmp_path, monkeypatch, spel
     )
     with pytest.raises(ConfigError, match=r"^g.toml: devices\[1\].port: port .* is already used by device 'a'$"):
         parse_config(text, "g.toml")
+
+
+def test_unframed_hl7_is_refused_on_a_tcp_listener():
+    text = '[gateway]\nbed_id = "b"\n[[devices]]\nid = "h"\nprotocol = "hl7"\nport = "tcp://127.0.0.1:2575"\n'
+    with pytest.raises(ConfigError, match=r"devices\[0\]\.hl7_unframed: only for an hl7 device on a serial port"):
+        parse_config(text + "hl7_unframed = true\n", "g.toml")
+    assert parse_config(text.replace("tcp://127.0.0.1:2575", "/dev/ttyUSB0") + "hl7_unframed = true\n").devices[0]
