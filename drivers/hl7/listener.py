@@ -48,6 +48,7 @@ READ_BYTES: Final = 64 * 1024
 # One loop turn handles at most this much of a read: the worst input (alternating
 # frame bytes) costs about 3 ms per slice, and a normal read is a slice or two.
 SLICE_BYTES: Final = 4096
+MESSAGES_PER_TURN: Final = 16
 WRITE_LIMIT_BYTES: Final = 256 * 1024
 
 
@@ -121,7 +122,7 @@ class Hl7Listener:
         first_byte_timeout_s: float = 30.0,
         message_timeout_s: float = 30.0,
         report_interval_s: float = 60.0,
-        messages_per_turn: int = 16,
+        messages_per_turn: int = MESSAGES_PER_TURN,
     ) -> None:
         if address.tls and ssl_context is None:
             raise ValueError("a tls:// listener needs its TLS context (fail closed)")

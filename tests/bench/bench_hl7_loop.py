@@ -1,7 +1,7 @@
 """HL7 listener end to end: the longest event-loop stall while hostile senders talk
 to a real tcp:// listener on 127.0.0.1 (issue #14).
 
-Run: /work/main/.venv/bin/python -m tests.bench.bench_hl7_loop
+Run: .venv/bin/python -m tests.bench.bench_hl7_loop
 
 A probe task sleeps 1 ms in a loop and records how late it wakes: the figure is
 the worst lateness (the longest time the loop could not run the alarm path) while

@@ -1,7 +1,7 @@
 """HL7 worst-case event-loop cost: how long one `Hl7Codec.feed` call (what the
 listener runs inside one loop turn) takes for hostile inputs (issue #14).
 
-Run: /work/main/.venv/bin/python -m tests.bench.bench_hl7_stall
+Run: .venv/bin/python -m tests.bench.bench_hl7_stall
 
 Each case is fed the way the listener feeds it: in reads of at most 64 KiB, and
 the figure is the slowest single feed() call (the longest loop stall) plus the
