@@ -211,7 +211,8 @@ class Normalizer:
             return None, []
         unit = term.unit or reading.unit  # terms carried by the message (HL7) take the message's unit
         raw = reading.value
-        finite = raw is None or math.isfinite(raw)
+        # A codec that met a non-number (HL7 OBX-5 'NaN') passes no value and says so.
+        finite = (raw is None or math.isfinite(raw)) and "non_finite" not in reading.flags
         value, unit_ok = convert_unit(raw if finite else None, reading.unit, unit)
         if not unit_ok:
             # Never file a value under a term in a unit the rules do not expect.
@@ -221,7 +222,8 @@ class Normalizer:
         flags = reading.flags
         judged = ""
         if not finite:
-            flags, judged = flags | {"non_finite"}, f"{term.metric} {raw!r} is not a number"
+            shown = "a non-number" if raw is None else repr(raw)
+            flags, judged = flags | {"non_finite"}, f"{term.metric}: {shown} is not a number"
         elif value is not None:
             bounds = plausible_range(term.metric, unit)
             if bounds is not None and not bounds[0] <= value <= bounds[1]:

@@ -46,6 +46,27 @@ _FLAG_OF_ABNORMAL: Final = {
 _PRIORITY: Final = {"PH": "high", "PM": "medium", "PL": "low"}
 _KIND: Final = {"SP": "phys", "ST": "tech", "SA": "advisory"}
 _ENDED_PHASES: Final = frozenset({"end", "stop", "reset", "inactivate"})
+# HL7 v2 NM: optional sign, digits, optional decimal point (no exponent, no spaces
+# inside, no NaN/Infinity). Python's float() accepts far more ('1_000', '1e3', 'nan').
+_NM: Final = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)\s*")
+_NOT_FINITE: Final = re.compile(r"\s*[+-]?(nan|inf|infinity)\s*", re.IGNORECASE)
+
+
+def nm_value(raw: str) -> tuple[float | None, bool]:
+    """OBX-5 of an NM row -> (number, usable). A non-finite spelling (NaN, inf,
+    or digits beyond a double's range) is (None, False): the row stays, flagged,
+    so the gateway can tell a sender that keeps sending non-numbers. Anything
+    else that is not an HL7 number raises ValueError (the message is in error)."""
+    if not raw:
+        return None, True
+    if _NM.fullmatch(raw):
+        number = float(raw)
+        return (number, True) if number not in (float("inf"), float("-inf")) else (None, False)
+    if _NOT_FINITE.fullmatch(raw):
+        return None, False
+    raise ValueError(raw)
+
+
 # OBX-4 containment is MDS.VMD.CHAN.METRIC plus an alert facet: five levels. The
 # bound keeps the device-tree lookups (`_inherited`) constant per row; each level
 # is a small number (the fact sheet's examples stay under 6 digits).
@@ -184,13 +205,15 @@ def _rows(msg: Hl7Message) -> list[Row]:
         value: PcdValue | None = None
         if msg.get(seg, 2) == "NM" and status not in ("D", "W"):  # deleted / posted in error: not a value
             try:
-                number = float(raw) if raw else None
+                number, usable = nm_value(raw)
             except ValueError:
                 raise ValueError(f"OBX {set_id}: NM value {raw!r} is not a number") from None
             flags = {_FLAG_OF_ABNORMAL[f] for f in msg.repetitions(seg, 8) if f in _FLAG_OF_ABNORMAL}
+            if not usable:
+                flags.add("non_finite")
             if status == "X":
                 flags.add("result_status_x")  # "cannot be obtained": the checklist maps it to invalid
-            if number is None:
+            if number is None and usable:
                 flags.add("missing")
             source = own_equipment or _inherited(equipment, where)
             if source:

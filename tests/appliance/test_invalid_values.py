@@ -192,3 +192,47 @@ def test_json_lines_with_non_numbers_are_refused(token: str) -> None:
 def test_deeply_nested_json_is_refused_in_one_line() -> None:
     with pytest.raises(RecordFormatError, match="nested too deeply"):
         from_json_line("[" * 100_000)
+
+
+def _hl7(value: str, n: int = 0) -> bytes:
+    from drivers.hl7.mllp import frame
+
+    return frame(
+        (
+            f"MSH|^~\\&|MON|ICU|||20261201080000+0000||ORU^R01^ORU_R01|M{n}|P|2.6|||AL|NE\r"
+            "OBR|1||1|69965^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC|||20261201080000+0000\r"
+            f"OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.3.1.1|{value}|262688^MDC_DIM_PERCENT^MDC|||||R\r"
+        ).encode()
+    )
+
+
+@pytest.mark.parametrize("spelling", ["NaN", "nan", "inf", "-Infinity", "+inf", "9" * 400])
+def test_hl7_non_numbers_are_accepted_as_invalid_rows_that_hold_the_alarm(spelling: str) -> None:
+    from drivers.hl7.codec import Hl7Codec
+
+    bed = Bed()
+    codec = Hl7Codec("mon1")
+    for _ in range(15):
+        bed.feed(85.0)
+        bed.advance(1)
+    for n in range(12):
+        readings = [e for e in codec.feed(_hl7(spelling, n)) if isinstance(e, Reading)]
+        assert len(readings) == 1 and readings[0].value is None and "non_finite" in readings[0].flags
+        obs, events = bed.normalizer.normalize(readings[0], bed.ctx, bed.now)
+        assert obs is not None and obs.quality == "invalid"
+        records: list[Record] = [*events, obs]
+        for record in records:
+            bed.circuit.on_record(record)
+        bed.advance(1)
+    assert codec.acks[-1] == "CA"  # the rest of the message is used; the row is flagged
+    assert bed.states() == {"spo2-low": "active", "invalid-value": "active"}
+
+
+@pytest.mark.parametrize("spelling", ["1_000", "1e3", "9x7", "0x50", "85%"])
+def test_hl7_values_that_are_not_hl7_numbers_put_the_message_in_error(spelling: str) -> None:
+    from drivers.hl7.codec import Hl7Codec
+
+    codec = Hl7Codec("mon1")
+    events = codec.feed(_hl7(spelling))
+    assert not [e for e in events if isinstance(e, Reading)]
+    assert codec.acks == ["CE"]
