@@ -85,25 +85,22 @@ def unescape(text: str, d: Delimiters) -> str:
     if d.escape not in text:
         return text
     parts = text.split(d.escape)
-    out = [parts[0]]
-    simple = {"F": d.field, "S": d.component, "T": d.subcomponent, "R": d.repetition, "E": d.escape}
-    i = 1
-    while i < len(parts):
-        if i + 1 == len(parts):  # an escape character never closed: kept as sent
-            out.append(d.escape + parts[i])
-            break
-        seq = parts[i]
-        if seq in simple:
-            out.append(simple[seq])
-        elif seq == ".br":
-            out.append("\n")
-        elif _HEX_ESCAPE.fullmatch(seq):
-            out.append(bytes.fromhex(seq[1:]).decode("latin-1"))
-        else:
-            out.append(d.escape + seq + d.escape)  # unknown escape: keep it as sent
-        out.append(parts[i + 1])
-        i += 2
-    return "".join(out)
+    tail = ""
+    if len(parts) % 2 == 0:  # an escape character never closed: the rest is kept as sent
+        tail = d.escape + parts.pop()
+    simple = {"F": d.field, "S": d.component, "T": d.subcomponent, "R": d.repetition, "E": d.escape, ".br": "\n"}
+    # One comprehension over the sequences (parts[1::2]) and slice assignment
+    # interleave them with the literal text: a field of 85,000 escapes costs a
+    # few milliseconds, not a Python loop iteration with branches per escape.
+    out = parts[:]
+    out[1::2] = [simple.get(seq) or _rare_escape(seq, d) for seq in parts[1::2]]
+    return "".join(out) + tail
+
+
+def _rare_escape(seq: str, d: Delimiters) -> str:
+    if _HEX_ESCAPE.fullmatch(seq):
+        return bytes.fromhex(seq[1:]).decode("latin-1")
+    return d.escape + seq + d.escape  # unknown escape: keep it as sent
 
 
 def escape(text: str, d: Delimiters) -> str:

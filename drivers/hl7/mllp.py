@@ -26,9 +26,11 @@ __all__ = ["HEAD_BYTES", "MAX_BLOCK_BYTES", "MllpDecoder", "Oversized", "frame"]
 VT: Final = 0x0B
 FS: Final = 0x1C
 CR: Final = 0x0D
-# An ORU^R01 from a multi-parameter monitor is a few kB; 256 KiB is far beyond any
-# real message and bounds the memory, and the parse time, one sender can take.
-MAX_BLOCK_BYTES: Final = 256 * 1024
+# An ORU^R01 from a multi-parameter monitor is a few kB (256 segments, the segment
+# bound, are under 40 KB); 64 KiB bounds the memory and the parse time one
+# connection can take, and since 16 connections may each complete a message in
+# one loop turn, the bound times the connection limit is the worst stall.
+MAX_BLOCK_BYTES: Final = 64 * 1024
 # Enough of an oversized block to read its MSH (sender, control id) for the reject.
 HEAD_BYTES: Final = 4096
 _END: Final = b"\x1c\r"

@@ -48,8 +48,8 @@ _KIND: Final = {"SP": "phys", "ST": "tech", "SA": "advisory"}
 _ENDED_PHASES: Final = frozenset({"end", "stop", "reset", "inactivate"})
 # HL7 v2 NM: optional sign, digits, optional decimal point (no exponent, no spaces
 # inside, no NaN/Infinity). Python's float() accepts far more ('1_000', '1e3', 'nan').
-_NM: Final = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)\s*")
-_NOT_FINITE: Final = re.compile(r"\s*[+-]?(nan|inf|infinity)\s*", re.IGNORECASE)
+_NM: Final = re.compile(r" *[+-]?([0-9]+\.?[0-9]*|\.[0-9]+) *")  # ASCII digits only (\d takes ٨٥)
+_NOT_FINITE: Final = re.compile(r" *[+-]?(nan|inf|infinity) *", re.IGNORECASE)
 
 
 def nm_value(raw: str) -> tuple[float | None, bool]:

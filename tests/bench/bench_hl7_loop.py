@@ -16,7 +16,7 @@ import time
 
 from drivers.hl7.listener import Hl7Listener, ListenAddress
 from drivers.hl7.mllp import frame
-from tests.bench.bench_hl7_stall import deep_obx4, many_rows, max_rows, tiny_blocks
+from tests.bench.bench_hl7_stall import deep_obx4, largest_admitted, many_rows, tiny_blocks
 
 
 async def probe(worst: list[float], stop: asyncio.Event) -> None:
@@ -49,7 +49,7 @@ async def main() -> None:
         "64 KiB of VT": b"\x0b" * 65536,
         "64 KiB of VT FS VT FS ...": b"\x0b\x1c" * 32768,
         "64 KiB of empty blocks": b"\x0b\x1c\r" * 21845,
-        "largest message within the bounds (254 rows)": max_rows(254, 200),
+        "largest message within the bounds (254 rows)": largest_admitted(),
         "normal message (baseline)": frame(many_rows(20)[1:-2]),
     }
     for name, payload in cases.items():

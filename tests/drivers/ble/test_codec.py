@@ -36,7 +36,7 @@ def test_time_is_linear_in_input_size():
     for unit in (b"ab" * 512, GOOD * 20):  # one endless line; many good lines
         small = best_of(functools.partial(feed, unit * 256))
         large = best_of(functools.partial(feed, unit * 1024))
-        assert large < 6 * small + 0.002
+        assert large < 10 * small + 0.005  # quadratic would be 16x; 10x leaves room for a noisy machine
 
 
 def test_an_overlong_line_is_one_bad_frame_and_the_next_line_decodes():

@@ -154,7 +154,7 @@ def test_unframed_overlong_message_is_dropped_counted_and_memory_stays_bounded()
 
 @pytest.mark.parametrize("unframed", [False, True])
 def test_cost_is_linear_in_input_size(unframed):
-    """4x the input costs < 6x the time (the old unframed scan was quadratic)."""
+    """4x the input costs < 10x the time (the old unframed scan was quadratic: 16x)."""
     part = (oru(rows=3) if unframed else frame(oru(rows=3))).replace(b"ID1", b"X")
 
     def run(n: int) -> None:
@@ -170,7 +170,7 @@ def test_cost_is_linear_in_input_size(unframed):
 
     for fn in (run, run_junk):
         small, large = best_of(functools.partial(fn, 64), 3), best_of(functools.partial(fn, 256), 3)
-        assert large < 6 * small + 0.002
+        assert large < 10 * small + 0.005  # quadratic would be 16x; 10x leaves room for a noisy machine
 
 
 # -- finding 5: timestamps and "no exception escapes" ----------------------------------
