@@ -32,10 +32,12 @@ in the next loop turn), so one 64 KiB read of tiny blocks cannot hold the loop.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import re
 from collections import OrderedDict, deque
+from collections.abc import Iterator
 from typing import Final
 
 from appliance.clock import Clock, MonotonicUTC
@@ -45,7 +47,7 @@ from drivers.hl7.message import Hl7Error, Hl7Message, parse
 from drivers.hl7.mllp import HEAD_BYTES, MAX_BLOCK_BYTES, MllpDecoder, Oversized, frame
 from drivers.hl7.pcd import PcdResult, PcdValue, Verdict, build_ack, interpret
 
-__all__ = ["ALERT_CARRIER", "MAX_REMEMBERED", "Hl7Codec"]
+__all__ = ["ALERT_CARRIER", "MAX_REMEMBERED", "Hl7Codec", "Seen"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,37 @@ _ids: Final = itertools.count(1)
 _BARE_BOUNDARY: Final = re.compile(rb"[\r\n](?=MSH)|[\x0b\x1c]")
 _NOT_SPACE: Final = re.compile(rb"[^ \t\r\n]")
 _LOOKBEHIND: Final = 3  # "\rMS" at the end of a chunk may become a boundary with the next byte
+
+
+class Seen:
+    """Messages already used, by sender, control id (MSH-3, MSH-10) and content digest.
+
+    Shared by every connection of one listener: a sender whose ACK was lost may
+    resend on a new connection, and its resend must be used once. A control id
+    reused for different content (a sender with a fixed or wrapping counter) is a
+    new message, never silently dropped. Bounded: the oldest entries go first.
+    """
+
+    def __init__(self, max_entries: int = MAX_SEEN_IDS) -> None:
+        self._digests: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._max = max_entries
+        self.resends = 0
+        self.reused_ids = 0
+
+    def first_time(self, sender: str, control_id: str, body: bytes) -> bool:
+        key = (sender, control_id)
+        digest = hashlib.blake2b(body, digest_size=16).digest()
+        known = self._digests.get(key)
+        if known == digest:
+            self.resends += 1
+            return False
+        if known is not None:
+            self.reused_ids += 1
+        self._digests[key] = digest
+        self._digests.move_to_end(key)
+        if len(self._digests) > self._max:
+            self._digests.popitem(last=False)
+        return True
 
 
 def _remember(items: list[str], item: str) -> None:
@@ -76,6 +109,8 @@ class Hl7Codec:
         unframed: bool = False,
         max_message_bytes: int = MAX_BLOCK_BYTES,
         max_messages_per_feed: int | None = None,
+        seen: Seen | None = None,
+        sequence: Iterator[int] | None = None,
     ) -> None:
         self.device_id = device_id
         self.unframed = unframed
@@ -93,7 +128,10 @@ class Hl7Codec:
         self._bare_dropping = False  # unframed: the current message went over the bound
         self._out = bytearray()
         self._active: dict[str, str] = {}  # alert id -> flag
-        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # Shared across a listener's connections (see Seen), as is the message
+        # sequence: readings of two connections never share a sequence number.
+        self._seen = seen or Seen()
+        self._sequence = sequence or itertools.count(1)
         self._bad_reasons: list[str] = []  # refusals in the current feed, reported as one event
         self._garbage_runs = 0
         self._mllp_bad_seen = 0
@@ -218,18 +256,17 @@ class Hl7Codec:
             return []
         self._answer(msg, result.verdict)
         if result.verdict.outcome == "accept" and msg is not None:
-            key = (msg.msh.raw(3), msg.msh.raw(10))
-            if key in self._seen:  # our ACK was lost and the sender retried: ACKed again, used once
+            # The content after MSH decides: a resend (our ACK was lost) is ACKed
+            # again and used once, even when the sender re-stamps MSH-7.
+            body = block[min((i for i in (block.find(b"\r"), block.find(b"\n")) if i >= 0), default=0) :]
+            if not self._seen.first_time(msg.msh.raw(3), msg.msh.raw(10), body):
                 self.duplicates += 1
                 return []
-            self._seen[key] = None
-            if len(self._seen) > MAX_SEEN_IDS:
-                self._seen.popitem(last=False)
         if result.verdict.outcome != "accept":
             self._refused(f"{result.verdict.outcome} ({result.verdict.err_code}): {result.verdict.text}")
             return []
         self.stats.frames_ok += 1
-        self._seq += 1
+        self._seq = next(self._sequence)
         return self._readings(result)
 
     def _answer(self, msg: Hl7Message | None, verdict: Verdict) -> None:

@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 from appliance.model import DeviceEvent, TechnicalEvent
 from appliance.uplink.tls import UplinkTlsError, check_key_file
 from drivers.hl7.admission import ConnView, RefusalReporter, Timeouts, admit, deadline
-from drivers.hl7.codec import Hl7Codec
+from drivers.hl7.codec import Hl7Codec, Seen
 from drivers.hl7.message import Hl7Error
 
 __all__ = ["Hl7Listener", "ListenAddress", "ListenerTlsError", "parse_listen", "server_context"]
@@ -134,6 +134,11 @@ class Hl7Listener:
         self._max_per_peer = max_per_peer
         self._timeouts = Timeouts(first_byte_timeout_s, message_timeout_s, idle_timeout_s)
         self._per_turn = messages_per_turn
+        # One identity space per listener, not per connection: a resend on a new
+        # connection is used once, and readings of two connections never share a
+        # sequence number (which the observation id is derived from).
+        self._seen = Seen()
+        self._sequence = itertools.count(1)
         self._reporter = RefusalReporter(report_interval_s)
         self._report_handle: asyncio.TimerHandle | None = None
         self._conns: dict[int, _Conn] = {}
@@ -212,7 +217,7 @@ class Hl7Listener:
             return
         self._clients.add(task)
         writer.transport.set_write_buffer_limits(high=WRITE_LIMIT_BYTES)
-        codec = Hl7Codec(self.device_id, max_messages_per_feed=self._per_turn)
+        codec = Hl7Codec(self.device_id, max_messages_per_feed=self._per_turn, seen=self._seen, sequence=self._sequence)
         try:
             while True:
                 due = deadline(self._timeouts, conn.opened, conn.last_activity, conn.got_bytes, conn.message_since)

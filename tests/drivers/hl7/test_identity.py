@@ -1,0 +1,62 @@
+"""Every HL7 reading once, with its own identity: control ids, resends and sequence
+across a listener's connections (the outside tester's findings 1 and 6)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from appliance.model import DeviceEvent, Reading
+from appliance.normalize import DeviceContext, Normalizer
+from drivers.hl7.codec import Hl7Codec
+from drivers.hl7.mllp import frame
+from tests.drivers.hl7.test_listener import listening
+
+MSG = (
+    "MSH|^~\\&|S|F|||{ts}||ORU^R01^ORU_R01|{id}|P|2.6|||AL|NE\rOBR|1|||x|||20260101120000\r"
+    "OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.1.1.1|{spo2}|262688^MDC_DIM_PERCENT^MDC|||||R|||20261202070000\r"
+)
+
+
+def msg(control_id: str, spo2: int, ts: str = "20261202070000") -> bytes:
+    return frame(MSG.format(id=control_id, spo2=spo2, ts=ts).encode())
+
+
+def spo2(events: list[DeviceEvent]) -> list[float | None]:
+    return [e.value for e in events if isinstance(e, Reading)]
+
+
+def test_a_control_id_reused_for_other_content_is_a_new_message_not_a_resend() -> None:
+    codec = Hl7Codec("hl7")
+    events: list[DeviceEvent] = []
+    for value in (97, 97, 75, 75, 75):  # a sender with a fixed control id, one message a second
+        events += codec.feed(msg("SAME", value, ts=f"2026120207000{value % 7}"))
+    # 97 then 75 are new content; the repeats are resends (used once, ACKed again).
+    assert spo2(events) == [97.0, 75.0]
+    assert codec.acks == ["CA"] * 5
+    # A resend that re-stamps MSH-7 is still the same message.
+    assert spo2(codec.feed(msg("SAME", 75, ts="20261202080000"))) == []
+    events = codec.feed(msg("SAME", 97))
+    assert spo2(events) == [97.0]
+
+
+async def test_readings_of_different_connections_get_different_ids_and_a_resend_on_a_new_connection_is_used_once():
+    events: list[DeviceEvent] = []
+    async with listening(events) as (_listener, connect):
+        for control_id, value in (("A", 97), ("B", 75), ("B", 75)):
+            reader, writer = await connect()  # a new connection per message
+            writer.write(msg(control_id, value))
+            async with asyncio.timeout(5):
+                await reader.readuntil(b"\x1c\r")
+            writer.close()
+    readings = [e for e in events if isinstance(e, Reading)]
+    assert [r.value for r in readings] == [97.0, 75.0]  # B's resend on its own connection: used once
+    normalizer = Normalizer(max_clock_skew_s=None)
+    ctx = DeviceContext("hl7", "hl7", "ICU-1", tz=UTC, stream_id="s")
+    received = datetime(2026, 12, 2, 7, 0, tzinfo=UTC)
+    ids = set()
+    for r in readings:
+        obs, _ = normalizer.normalize(r, ctx, received)
+        assert obs is not None
+        ids.add(obs.obs_id)
+    assert len(ids) == 2  # same device time, same label, different connections: different ids
