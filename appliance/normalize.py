@@ -9,10 +9,11 @@ Which time an observation carries:
 Skew is tracked per device as device UTC minus received; crossing the bound emits
 one `clock_skew` technical event (active), coming back emits one (inactive).
 
-Invalid is never valid: a value that is not a finite number (NaN, inf, 1e400)
+Invalid is never valid: a value in a unit that cannot be converted to its
+term's unit loses its number (`unit_not_convertible`); a value that is not a finite number (NaN, inf, 1e400)
 loses its number and carries `non_finite`; a value outside its term's plausible
 range (terms_plausible.py) keeps its number for the record but carries
-`implausible`. Both make the observation invalid, so it can neither raise nor
+`implausible`. All three make the observation invalid, so it can neither raise nor
 clear a physiological alarm. While any metric of a device is invalid this way,
 the device has one `invalid_value` technical event active (it ends when every
 such metric has had a valid value again); the rules turn a persisting one into
@@ -66,6 +67,7 @@ INVALID_FLAGS: Final = frozenset(
         # plausible range (terms_plausible.py).
         "non_finite",
         "implausible",
+        "unit_not_convertible",
         # BLE health profiles (ble-health.md §4, §6-§8). Demonstration and test data are
         # never a patient's values.
         "demo_data",
@@ -192,6 +194,7 @@ class _SkewState:
 class Normalizer:
     max_clock_skew_s: float | None = 300.0
     unmapped: Counter[str] = field(default_factory=Counter)
+    unconvertible: Counter[str] = field(default_factory=Counter)
     _skew: dict[str, _SkewState] = field(default_factory=dict)
     # device -> metrics whose latest value the gateway judged invalid (bounded by
     # the term tables: only mapped metrics get here).
@@ -214,14 +217,18 @@ class Normalizer:
         # A codec that met a non-number (HL7 OBX-5 'NaN') passes no value and says so.
         finite = (raw is None or math.isfinite(raw)) and "non_finite" not in reading.flags
         value, unit_ok = convert_unit(raw if finite else None, reading.unit, unit)
-        if not unit_ok:
-            # Never file a value under a term in a unit the rules do not expect.
-            self.unmapped[f"{ctx.protocol}:{reading.label} in {reading.unit}"] += 1
-            return None, []
         events: list[TechnicalEvent] = []
         flags = reading.flags
         judged = ""
-        if not finite:
+        if not unit_ok:
+            # Never file a value under a term in a unit the rules do not expect, and
+            # never drop it silently either: the rules cannot judge this metric, so
+            # it is an invalid observation without a value, and the technical alarm
+            # for an invalid measurement says so (etCO2 in vol-%, SpO2 sent as a fraction).
+            self.unconvertible[f"{ctx.protocol}:{reading.label} in {reading.unit}"] += 1
+            value, flags = None, flags | {"unit_not_convertible"}
+            judged = f"{term.metric} in {reading.unit!r}, not convertible to {unit!r}"
+        elif not finite:
             shown = "a non-number" if raw is None else repr(raw)
             flags, judged = flags | {"non_finite"}, f"{term.metric}: {shown} is not a number"
         elif value is not None:

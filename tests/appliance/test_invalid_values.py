@@ -236,3 +236,16 @@ def test_hl7_values_that_are_not_hl7_numbers_put_the_message_in_error(spelling: 
     events = codec.feed(_hl7(spelling))
     assert not [e for e in events if isinstance(e, Reading)]
     assert codec.acks == ["CE"]
+
+
+@pytest.mark.parametrize(("value", "unit"), [(0.75, "1"), (75.0, "/min"), (75.0, "kPa"), (75.0, "junk")])
+def test_a_value_in_a_unit_that_cannot_be_converted_holds_the_alarm_and_is_not_dropped(value: float, unit: str) -> None:
+    bed = Bed()
+    for _ in range(15):
+        bed.feed(85.0)
+        bed.advance(1)
+    for _ in range(12):
+        obs = bed.feed(value, unit=unit)
+        assert obs.value is None and obs.quality == "invalid" and "unit_not_convertible" in obs.flags
+        bed.advance(1)
+    assert bed.states() == {"spo2-low": "active", "invalid-value": "active"}

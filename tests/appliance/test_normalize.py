@@ -45,9 +45,13 @@ def test_device_units_are_converted_to_the_term_unit_or_refused():
     assert kpa is not None and (kpa.metric, kpa.unit, kpa.value) == ("MDC_PRESS_BLD_NONINV_SYS", "mm[Hg]", 120.01)
     fahrenheit, _ = norm.normalize(reading("0x4B48", 98.6, unit="[degF]"), ivue, RECEIVED)
     assert fahrenheit is not None and (fahrenheit.unit, fahrenheit.value) == ("Cel", 37.0)
-    # etCO2 in vol-% cannot become mmHg without the barometric pressure: counted, not guessed.
-    refused, _ = norm.normalize(reading("0x50B0", 5.1, unit="%"), ivue, RECEIVED)
-    assert refused is None and norm.unmapped["intellivue:0x50B0 in %"] == 1
+    # etCO2 in vol-% cannot become mmHg without the barometric pressure: not guessed,
+    # and not dropped silently: an invalid observation without a value, counted, and
+    # the invalid-measurement condition raised.
+    refused, events = norm.normalize(reading("0x50B0", 5.1, unit="%"), ivue, RECEIVED)
+    assert refused is not None and refused.value is None and refused.quality == "invalid"
+    assert "unit_not_convertible" in refused.flags and norm.unconvertible["intellivue:0x50B0 in %"] == 1
+    assert [(e.kind, e.active) for e in events] == [("invalid_value", True)]
 
 
 def test_every_table_row_cites_a_source_and_uses_partition_two():
