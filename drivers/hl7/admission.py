@@ -8,7 +8,10 @@ message that has been open for `stalled_s` is not in transit: a real sender
 writes a whole PCD message in milliseconds, while a slow-loris sender trickles
 one byte at a time to hold its slot. Such stalled connections are evicted next,
 the longest-open message first, so connections stuck mid-message cannot lock real
-senders out until their message deadline.
+senders out until their message deadline. Last, a connection that sends more
+refused messages than accepted ones (junk that completes a "message" just often
+enough never to stall) may be evicted even mid-message: it is not a sender we
+can use, and it must not hold a slot a real one needs.
 The per-peer limit is checked first, so one host filling its share evicts its
 own stale connections (a sender that reconnected after a crash), not others'.
 
@@ -49,6 +52,7 @@ class ConnView:
     last_activity: float
     in_message: bool
     message_since: float | None = None  # when the message under way began (monotonic)
+    misbehaving: bool = False  # more of its messages refused than accepted
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +75,10 @@ def _victim(conns: Sequence[ConnView], now: float | None, stalled_s: float) -> C
     if idle:
         return min(idle, key=lambda c: (c.last_activity, c.opened, c.conn_id))
     slow = [c for c in conns if stalled(c, now, stalled_s)]
-    return min(slow, key=lambda c: (c.message_since or 0.0, c.conn_id)) if slow else None
+    if slow:
+        return min(slow, key=lambda c: (c.message_since or 0.0, c.conn_id))
+    junk = [c for c in conns if c.misbehaving]
+    return min(junk, key=lambda c: (c.last_activity, c.conn_id)) if junk else None
 
 
 def admit(
@@ -98,7 +105,11 @@ def admit(
 
 
 def _which(victim: ConnView) -> str:
-    return "stalled mid-message one" if victim.in_message else "longest-idle one"
+    if not victim.in_message:
+        return "longest-idle one"
+    return (
+        "stalled mid-message one" if victim.message_since is not None and not victim.misbehaving else "misbehaving one"
+    )
 
 
 @dataclass(frozen=True, slots=True)

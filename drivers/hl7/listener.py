@@ -101,11 +101,13 @@ class _Conn:
     got_bytes: bool = False
     message_since: float | None = None
     evicted: str = ""
+    misbehaving: bool = False  # more messages refused than accepted so far
 
     def view(self) -> ConnView:
         return ConnView(
-            self.conn_id, self.peer, self.opened, self.last_activity, self.message_since is not None, self.message_since
-        )
+            self.conn_id, self.peer, self.opened, self.last_activity, self.message_since is not None,
+            self.message_since, self.misbehaving,
+        )  # fmt: skip
 
 
 class Hl7Listener:
@@ -238,6 +240,7 @@ class Hl7Listener:
                 conn.last_activity, conn.got_bytes = now, True
                 if not await self._handle(codec, data, writer, peer):
                     break
+                conn.misbehaving = codec.stats.frames_bad > codec.stats.frames_ok
                 if not codec.in_message:
                     conn.message_since = None
                 elif conn.message_since is None:

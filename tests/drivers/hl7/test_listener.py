@@ -111,6 +111,35 @@ async def test_connections_mid_message_are_never_evicted_the_new_one_is_refused(
         assert listener.open_connections == 2 and "all mid-message" in refusals(events)[0].detail
 
 
+async def test_stalled_and_junk_sending_connections_give_way_to_a_real_sender():
+    """The outside tester's lockout: every slot mid-message, some trickling a message
+    for longer than a real sender needs, others completing refused junk just often
+    enough never to stall. A real sender still gets in."""
+    events: list[DeviceEvent] = []
+    async with listening(events, max_connections=2, max_per_peer=100) as (listener, connect):
+        trickler = await connect()
+        trickler[1].write(b"\x0bMSH|^~\\&|partial")
+        junk = await connect()
+        junk[1].write(b"\x0bMSH|^~\\&|A\x1c\r\x0bMSH|")  # a refused "message", then one under way
+        await until(lambda: listener.open_connections == 2)
+        await asyncio.sleep(0.1)
+        reader, writer = await connect()
+        writer.write(message(1))
+        async with asyncio.timeout(5):
+            assert b"MSA|CA|M1" in await reader.readuntil(b"\x1c\r")  # the junk sender gave way at once
+        assert await closed(junk[0])
+        writer.close()  # the real sender leaves; a second trickler takes its slot
+        await until(lambda: listener.open_connections == 1)
+        later = await connect()
+        later[1].write(b"\x0bMSH|^~\\&|partial")
+        await until(lambda: listener.open_connections == 2)
+        await asyncio.sleep(STALLED_MESSAGE_S + 0.2)
+        assert b"MSA|CA|M2" in await send_and_ack(connect, 2)  # the oldest stalled message went
+        assert await closed(trickler[0])
+        details = [e.detail for e in refusals(events)]
+        assert details and "misbehaving" in details[0]
+
+
 async def test_a_trickling_sender_is_closed_at_its_message_deadline():
     events: list[DeviceEvent] = []
     async with listening(events, message_timeout_s=0.5) as (listener, connect):
@@ -164,6 +193,7 @@ views = st.lists(
         st.floats(0, 100),
         st.booleans(),
         st.one_of(st.none(), st.floats(0, 100)),
+        st.booleans(),
     ).map(lambda v: replace(v, message_since=v.message_since if v.in_message else None)),
     max_size=12,
     unique_by=lambda v: v.conn_id,
@@ -182,12 +212,16 @@ def test_admission_invariants(conns, peer, max_total, max_per_peer, now):
         assert victim is not None and victim in pool
         if not victim.in_message:
             assert all(c.in_message or c.last_activity >= victim.last_activity for c in pool)
-        else:
-            # Only a stalled message, and only when nothing in the pool was idle.
-            assert all(c.in_message for c in pool) and stalled(victim, now, STALLED_MESSAGE_S)
+        elif stalled(victim, now, STALLED_MESSAGE_S):
+            # A stalled message only when nothing in the pool was idle; the oldest first.
+            assert all(c.in_message for c in pool)
             assert all(not stalled(c, now, STALLED_MESSAGE_S) or c.message_since >= victim.message_since for c in pool)
+        else:
+            # A misbehaving sender only when nothing was idle or stalled.
+            assert victim.misbehaving
+            assert all(c.in_message and not stalled(c, now, STALLED_MESSAGE_S) for c in pool)
     else:
-        assert all(c.in_message and not stalled(c, now, STALLED_MESSAGE_S) for c in pool)
+        assert all(c.in_message and not stalled(c, now, STALLED_MESSAGE_S) and not c.misbehaving for c in pool)
         assert len(same) >= max_per_peer or len(conns) >= max_total
 
 

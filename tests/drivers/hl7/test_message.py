@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -73,13 +74,17 @@ def test_unescape_reads_as_the_character_walk_for_any_text(text: str) -> None:
     assert unescape(text, D) == reference(text, D)
 
 
-def test_a_field_of_escapes_costs_a_few_loop_steps_per_escape() -> None:
-    # The same length of plain text is the baseline, in the same run.
-    hostile, plain = "\\F\\" * 20_000, "a\\F\\" + "x" * 59_996
-    t0 = time.perf_counter()
-    unescape(plain, D)
-    t1 = time.perf_counter()
-    unescape(hostile, D)
-    t2 = time.perf_counter()
+def test_a_field_of_escapes_costs_far_less_than_walking_it() -> None:
+    # The character walk (the reference above) is the baseline, in the same run.
+    hostile = "\\F\\" * 20_000
+
+    def best(fn: Callable[[], object]) -> float:
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
     assert unescape(hostile, D) == "|" * 20_000
-    assert (t2 - t1) < 200 * max(t1 - t0, 1e-5)
+    assert best(lambda: unescape(hostile, D)) < best(lambda: reference(hostile, D)) / 3
