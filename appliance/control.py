@@ -34,6 +34,11 @@ MAX_REQUEST_BYTES: Final = 4096
 MAX_DEPTH: Final = 8
 REQUEST_TIMEOUT_S: Final = 5.0
 SOCKET_MODE: Final = 0o660
+# Connections served at once. Each holds a file descriptor; without a bound, idle
+# clients reconnecting as the timeout closes them exhaust the process's descriptors
+# (the store, serial ports and sinks then fail). Past the bound the connection that
+# has waited longest for its request line is closed to make room.
+MAX_CLIENTS: Final = 32
 _OPEN: Final = frozenset(b"[{")
 _CLOSE: Final = frozenset(b"]}")
 
@@ -109,10 +114,21 @@ def _encode(reply: dict[str, Any]) -> bytes:
 
 
 class ControlServer:
-    def __init__(self, circuit: AlarmCircuit, path: str | Path, *, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        circuit: AlarmCircuit,
+        path: str | Path,
+        *,
+        timeout_s: float = REQUEST_TIMEOUT_S,
+        max_clients: int = MAX_CLIENTS,
+    ) -> None:
         self.circuit = circuit
         self.path = Path(path)
         self.timeout_s = timeout_s
+        self.max_clients = max_clients
+        self.evicted = 0
+        # Clients still waiting for their request line, oldest first (dicts keep order).
+        self._waiting: dict[asyncio.StreamWriter, None] = {}
 
     def reply_for(self, line: bytes) -> dict[str, Any]:
         """The reply to one request line; never raises."""
@@ -156,10 +172,17 @@ class ControlServer:
         return {"ok": True, "alarms": alarms}
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._waiting) >= self.max_clients:
+            oldest = next(iter(self._waiting))
+            self._waiting.pop(oldest)
+            self.evicted += 1
+            oldest.transport.abort()  # its readline ends; nothing was asked, so nothing is owed
+        self._waiting[writer] = None
         try:
             try:
                 async with asyncio.timeout(self.timeout_s):
                     line = await reader.readline()
+                self._waiting.pop(writer, None)
                 reply = self.reply_for(line)
             except TimeoutError:
                 reply = {"ok": False, "error": f"no complete request line within {self.timeout_s:g} s"}
@@ -172,6 +195,7 @@ class ControlServer:
         except (TimeoutError, ConnectionError):
             pass  # the client went away or stopped reading: nothing left to tell it
         finally:
+            self._waiting.pop(writer, None)
             writer.close()
 
     async def run(self) -> None:

@@ -257,3 +257,28 @@ async def test_a_reply_that_cannot_be_serialised_is_still_answered(tmp_path, mon
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert reply == {"ok": False, "error": "internal error (see the gateway log)"}
+
+
+async def test_idle_connections_beyond_the_bound_cannot_starve_the_process_or_the_operator(tmp_path):
+    """The outside tester's descriptor flood: clients that connect and say nothing,
+    reconnecting as they are timed out. The server keeps at most `max_clients`
+    waiting connections, closing the longest-waiting one, and an operator still gets in."""
+    circuit = AlarmCircuit(RULES, [MemoryOutput()], lambda r: None, now=lambda: 1000.0)
+    path = tmp_path / "ctl.sock"
+    control = ControlServer(circuit, path, max_clients=8)
+    task = asyncio.create_task(control.run())
+    while not path.exists():
+        await asyncio.sleep(0.01)
+    idle = []
+    try:
+        for _ in range(40):
+            idle.append(await asyncio.open_unix_connection(str(path)))
+        await asyncio.sleep(0.1)
+        assert len(control._waiting) <= 8 and control.evicted >= 32
+        reply = await asyncio.to_thread(request, path, {"cmd": "list"}, 2.0)
+        assert reply["ok"] is True
+    finally:
+        for _, writer in idle:
+            writer.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
