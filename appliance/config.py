@@ -349,14 +349,14 @@ def _cross_checks(config: Config, fail: typing.Callable[[str, str], typing.NoRet
         if dev.id in seen_ids:
             fail(f"{key}.id", f"duplicate device id {dev.id!r}")
         # A port opened twice under two names (`./m1`, `m1`, symlinks, `..`) crash-loops.
-        port = dev.port if dev.port.startswith(("tcp://", "tls://", "ble:")) else os.path.realpath(dev.port)
+        port = dev.port if "://" in dev.port or dev.port.startswith("ble:") else os.path.realpath(dev.port)
         if port in seen_ports:
             fail(f"{key}.port", f"port {dev.port!r} is already used by device {seen_ports[port]!r}")
         seen_ids.add(dev.id)
         seen_ports[port] = dev.id
         if dev.reopen_max_s < dev.reopen_min_s:
             fail(f"{key}.reopen_max_s", "must not be below reopen_min_s")
-        if dev.hl7_unframed and (dev.protocol != "hl7" or port.startswith(("tcp://", "tls://"))):
+        if dev.hl7_unframed and (dev.protocol != "hl7" or "://" in port):
             fail(f"{key}.hl7_unframed", "only for an hl7 device on a serial port (MLLP framing is required on TCP)")
         try:
             ZoneInfo(dev.timezone)

@@ -39,7 +39,7 @@ def startup_checks(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: {key}: {problem}")
 
     for key, path in _written_files(config):
-        _check_file(key, path, fail)
+        _check_file(key, path, fail, writable=True)
     for key, path in _read_files(config):
         _check_file(key, path, fail)
     if config.ota.data_dir:
@@ -77,8 +77,10 @@ def _read_files(config: Config) -> list[tuple[str, str]]:
     return [(k, p) for k, p in out if p]
 
 
-def _check_parents(key: str, path: Path, fail: Fail) -> None:
-    # The nearest existing ancestor must be a directory, or nothing can be created below it.
+def _check_parents(key: str, path: Path, fail: Fail, *, writable: bool = False) -> None:
+    # The nearest existing ancestor must be a directory, or nothing can be created
+    # below it; and, for what the gateway creates, one this user may write to (a
+    # read-only mount or another owner's directory would fail only at run time).
     for parent in path.absolute().parents:
         try:
             mode = parent.stat().st_mode
@@ -88,22 +90,27 @@ def _check_parents(key: str, path: Path, fail: Fail) -> None:
             fail(key, f"{path}: cannot inspect {parent}: {exc.strerror}")
         if not stat.S_ISDIR(mode):
             fail(key, f"{path}: {parent} is {path_kind(mode)}, not a directory")
+        if writable and not os.access(parent, os.W_OK | os.X_OK):
+            fail(key, f"{path}: cannot be created, {parent} is not writable by this user")
         return
 
 
-def _check_file(key: str, raw: str, fail: Fail) -> None:
+def _check_file(key: str, raw: str, fail: Fail, *, writable: bool = False) -> None:
     # A missing file is left to its owner (created on first run, or reported by
-    # the uplink / listener); only the wrong kind of thing is refused here.
+    # the uplink / listener); only the wrong kind of thing, or one the gateway
+    # must write and cannot, is refused here.
     path = Path(raw)
     try:
         mode = path.stat().st_mode
     except (FileNotFoundError, NotADirectoryError):
-        _check_parents(key, path, fail)
+        _check_parents(key, path, fail, writable=writable)
         return
     except OSError as exc:
         fail(key, f"{path}: cannot inspect: {exc.strerror}")
     if not stat.S_ISREG(mode):
         fail(key, f"{path} is {path_kind(mode)}, expected a regular file")
+    if writable and not os.access(path, os.W_OK):
+        fail(key, f"{path} is not writable by this user")
 
 
 def _check_dir(key: str, raw: str, fail: Fail) -> None:
@@ -131,7 +138,7 @@ def _check_socket_path(key: str, raw: str, fail: Fail) -> None:
     if size > UNIX_PATH_MAX:
         fail(key, f"{size} bytes long; a Unix socket path may have at most {UNIX_PATH_MAX}")
     path = Path(raw)
-    _check_parents(key, path, fail)
+    _check_parents(key, path, fail, writable=True)
     problem = socket_path_problem(path)
     if problem:
         fail(key, problem)

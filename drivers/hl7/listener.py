@@ -64,9 +64,15 @@ class ListenAddress:
 
 
 def parse_listen(text: str) -> ListenAddress | None:
-    """`tcp://host:port` / `tls://host:port` -> address; None for anything else (a serial path)."""
-    if not text.startswith(("tcp://", "tls://")):
+    """`tcp://host:port` / `tls://host:port` -> address; None for a serial path.
+
+    The scheme is case-insensitive (`TCP://` is a listener, not a serial path that
+    would be retried forever), and any other `scheme://` is refused."""
+    scheme, sep, _ = text.partition("://")
+    if not sep or "/" in scheme:
         return None
+    if scheme.lower() not in ("tcp", "tls"):
+        raise ValueError(f"{text!r}: a network port is tcp://HOST:PORT or tls://HOST:PORT, not {scheme}://")
     parts = urlsplit(text)
     if parts.hostname is None or parts.port is None or parts.path not in ("", "/"):
         raise ValueError(f"{text!r}: expected tcp://HOST:PORT or tls://HOST:PORT")

@@ -177,3 +177,34 @@ def test_tls_listener_material_is_loaded_at_start_up(tmp_path):
     (pki.dir / "garbage.pem").write_text("not a certificate\n")
     message = check(_tls_config(tmp_path, pki.dir, tls_cert_path="garbage.pem"))
     assert message.startswith("g.toml: devices[0].tls_key_path: cannot load the listener's TLS material (cert ")
+
+
+@pytest.mark.parametrize("key", ["sink.jsonl_path", "queue.path", "alarms.events_path", "alarms.control_socket"])
+def test_what_the_gateway_writes_must_be_writable_before_ready(tmp_path, key):
+    """The outside tester's unwritable directories: a control socket that crash-loops,
+    a sink that loses every record. A read-only file system stands in for another
+    owner's directory (root may write anywhere else)."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a read-only tmpfs needs root")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], check=True)
+    try:
+        message = check(config(tmp_path, **{key: str(ro / "sub" / "x")}))
+        assert message == f"g.toml: {key}: {ro / 'sub' / 'x'}: cannot be created, {ro} is not writable by this user"
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], check=False)
+
+
+@pytest.mark.parametrize("port", ["TCP://127.0.0.1:2575", "Tls://127.0.0.1:2575", "udp://127.0.0.1:2575"])
+def test_a_network_port_is_never_taken_for_a_serial_path(port):
+    from drivers.hl7.listener import parse_listen
+
+    text = f'[gateway]\nbed_id = "B"\n[[devices]]\nid = "h"\nprotocol = "hl7"\nport = "{port}"\n'
+    if port.startswith("udp"):
+        with pytest.raises(ConfigError, match=r"devices\[0\]\.port: .*not udp://"):
+            parse_config(text, "g.toml")
+    else:
+        assert parse_listen(port) is not None
