@@ -3,7 +3,9 @@
 Exit codes: 0 ok, 2 usage or bad input (one line naming the file, key or
 offset), 1 anything else. No traceback for bad input. `demo` and `hil` live in
 the bench package and are imported only when asked for, so the box image can
-ship without them.
+ship without them. Every subcommand imports its own modules (issue #15): `bedside
+run` loads the store, the uplink, BLE and OTA only when the config uses them, and
+the operator commands (`alarm`, `stats`) load none of the gateway.
 """
 
 from __future__ import annotations
@@ -20,23 +22,15 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, NoReturn
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Final, NoReturn
 
 from appliance.config import ConfigError, load_config
-from appliance.config_checks import startup_checks
-from appliance.control import ControlError, request
-from appliance.decode import decode_stream
-from appliance.gateway import Gateway
-from appliance.model import to_json_line
-from appliance.queue import KeyError_, Sealer, Store, StoreError, load_or_create_key
-from appliance.queue.queue import export
-from appliance.registry import Registry, RegistryError
-from appliance.replay import ReplayError, replay
-from appliance.uplink.tls import TlsFiles, UplinkTlsError
-from drivers.ble.profiles import PROFILES as BLE_PROFILES
-from drivers.serial import CODECS
-from rules.spec import RuleError, load_rules
+from drivers.protocols import BLE_PROFILE_NAMES, PROTOCOLS
+
+if TYPE_CHECKING:
+    from appliance.gateway import Gateway
+    from appliance.queue import Store
+    from appliance.registry import Registry
 
 __all__ = ["main"]
 
@@ -83,6 +77,9 @@ async def _run_until_signal(gateway: Gateway) -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from appliance.config_checks import startup_checks
+    from appliance.gateway import Gateway
+
     config = load_config(args.config)
     # Paths, ports and sockets against this machine, before anything starts: a wrong
     # one is exit 2 naming the key, not a task crash-looping behind a READY gateway.
@@ -90,15 +87,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(config.gateway.log_level)
     _install_loop()
     gateway = Gateway(config)
-    # The entry point composes the process: the OTA agent joins the gateway's supervisor.
-    from ota.service import attach
+    # The entry point composes the process: the OTA agent joins the gateway's supervisor
+    # (only with [ota] configured: tuf and the D-Bus client are not loaded otherwise).
+    if config.ota.server_url:
+        from ota.service import attach
 
-    attach(gateway)
+        attach(gateway)
     clean = asyncio.run(_run_until_signal(gateway))
     return EXIT_OK if clean else EXIT_ERROR
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from appliance.decode import decode_stream
+
     try:
         tz = ZoneInfo(args.device_tz)
     except (ZoneInfoNotFoundError, ValueError):
@@ -121,6 +124,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def _registry(args: argparse.Namespace) -> Registry:
+    from appliance.registry import Registry
+
     if args.registry:
         return Registry(args.registry)
     if args.config:
@@ -129,6 +134,8 @@ def _registry(args: argparse.Namespace) -> Registry:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
+    from appliance.registry import RegistryError
+
     registry = _registry(args)
     try:
         if args.action == "list":
@@ -147,6 +154,9 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
+    from appliance.replay import replay
+    from rules.spec import load_rules
+
     if args.rules_command == "check":
         ruleset = load_rules(args.file)
         kinds = sorted({r.kind for r in ruleset.rules})
@@ -168,6 +178,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def _open_store(args: argparse.Namespace) -> Store:
+    from appliance.queue import Sealer, Store, load_or_create_key
+
     cfg = load_config(args.config).queue
     if not cfg.path:
         raise UsageError(f"{args.config}: queue.path: not set, so there is no store")
@@ -177,6 +189,9 @@ def _open_store(args: argparse.Namespace) -> Store:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
+    from appliance.model import to_json_line
+    from appliance.queue.queue import export
+
     store = _open_store(args)
     try:
         if args.queue_command == "stats":
@@ -204,6 +219,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
 def cmd_uplink(args: argparse.Namespace) -> int:
     from appliance.uplink.tail import tail
+    from appliance.uplink.tls import TlsFiles, UplinkTlsError
 
     up = load_config(args.config).uplink
     if not up.host:
@@ -232,6 +248,8 @@ def cmd_uplink(args: argparse.Namespace) -> int:
 
 
 def cmd_alarm(args: argparse.Namespace) -> int:
+    from appliance.control import ControlError, request
+
     if args.socket:
         path = args.socket
     elif args.config:
@@ -290,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     dec = sub.add_parser("decode", help="raw device bytes in, canonical JSON lines out")
-    dec.add_argument("--protocol", required=True, choices=sorted(CODECS))
+    dec.add_argument("--protocol", required=True, choices=sorted(PROTOCOLS))
     dec.add_argument("--device-tz", default="UTC", help="zone of the device clock (default UTC)")
     dec.add_argument("--device-id", default="decode")
     dec.add_argument("file", nargs="?", default="-", help="capture file, or - for stdin")
@@ -379,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--reboot-down", type=float, default=15.0, help="intellivue: seconds a reboot takes")
     sim.add_argument("--duration", type=float, default=None)
     ble = hil_sub.add_parser("ble", help="a simulated BLE peripheral read by the gateway's BLE link (JSON lines)")
-    ble.add_argument("device", choices=sorted(BLE_PROFILES))
+    ble.add_argument("device", choices=sorted(BLE_PROFILE_NAMES))
     ble.add_argument("--scenario", default="steady")
     ble.add_argument("--period", type=float, default=1.0, help="seconds between measurements")
     ble.add_argument("--leave-every", type=float, default=0.0, help="leave radio range every S seconds")
@@ -392,11 +410,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Bad-input errors of modules a subcommand may load (printed as one line, exit 2).
+_USAGE_ERRORS: Final = (
+    ("rules.spec", "RuleError"), ("appliance.replay", "ReplayError"), ("appliance.queue", "KeyError_"),
+    ("appliance.queue", "StoreError"),
+)  # fmt: skip
+
+
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """Evaluated only while an exception propagates. A module never imported cannot
+    have raised its error, so only loaded modules are asked (nothing is imported)."""
+    loaded = [getattr(sys.modules[m], name) for m, name in _USAGE_ERRORS if m in sys.modules]
+    return (ConfigError, UsageError, *loaded)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (ConfigError, UsageError, RuleError, ReplayError, KeyError_, StoreError) as exc:
+    except _usage_errors() as exc:
         _die(str(exc))
     except KeyboardInterrupt:
         return 130

@@ -19,10 +19,10 @@ import os
 import socket
 import stat
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from appliance.alarms import AlarmCircuit
-from rules.engine import Ack, Pause
+if TYPE_CHECKING:  # the CLI's client side (`request`) must not load the rule engine
+    from appliance.alarms import AlarmCircuit
 
 __all__ = ["ControlError", "ControlServer", "path_kind", "request", "socket_path_problem"]
 
@@ -142,6 +142,8 @@ class ControlServer:
         bed, rule = req.get("bed"), req.get("rule")
         if not all(v is None or isinstance(v, str) for v in (bed, rule)):
             return {"ok": False, "error": "bed and rule must be strings"}
+        from rules.engine import Ack, Pause  # loaded by the gateway already; kept off the client's imports
+
         if cmd == "ack":
             self.circuit.command(Ack(bed, rule))
         elif cmd == "pause":

@@ -16,7 +16,7 @@ import ssl
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from appliance.alarms import AlarmCircuit
@@ -27,23 +27,26 @@ from appliance.control import ControlServer
 from appliance.looplag import LagMonitor
 from appliance.model import DeviceEvent, Reading, Record, TechnicalEvent
 from appliance.normalize import DeviceContext, Normalizer
-from appliance.queue.queue import QueueSettings, RecordQueue
 from appliance.registry import Registry
 from appliance.sdnotify import Notifier
 from appliance.sinks import JsonlSink, Sink
 from appliance.supervisor import Supervisor
-from appliance.uplink.client import Uplink, UplinkSettings
-from appliance.uplink.tls import TlsFiles
-from drivers.ble.link import BleBackend, BleLink, BleTiming
-from drivers.ble.profiles import PROFILES as BLE_PROFILES
-from drivers.hl7.listener import Hl7Listener, ListenerTlsError, parse_listen, server_context
+from drivers.hl7.address import parse_listen
 from drivers.serial import make_codec
 from drivers.serial.link import LinkTiming, Opener, SerialLink, open_serial
 from drivers.serial.transport import PortSettings
 from rules.outputs import AlarmOutput, ConsoleOutput, JsonlAlarmOutput, MemoryOutput, OutputError
-from rules.outputs.gpio import GpiodLines, GpioLineMap, GpioOutput
-from rules.patterns import PatternConfig
 from rules.spec import DEFAULT_RULES_PATH, RuleSet, load_rules
+
+# What only some configs use is imported where it is used (issue #15: start-up time
+# and resident memory): the store and the uplink (cryptography, gmqtt) with [queue]
+# and [uplink], bleak with a BLE device, the HL7 listener and TLS with a tcp:// or
+# tls:// port, GPIO with [alarms] gpio_chip.
+if TYPE_CHECKING:
+    from appliance.queue.queue import RecordQueue
+    from appliance.uplink.client import Uplink
+    from drivers.ble.link import BleBackend, BleLink
+    from drivers.hl7.listener import Hl7Listener
 
 __all__ = ["Gateway"]
 
@@ -53,6 +56,9 @@ log = logging.getLogger(__name__)
 def build_outputs(cfg: AlarmsConfig) -> list[AlarmOutput]:
     outputs: list[AlarmOutput] = []
     if cfg.gpio_chip:
+        from rules.outputs.gpio import GpiodLines, GpioLineMap, GpioOutput
+        from rules.patterns import PatternConfig
+
         line_map = GpioLineMap(
             cfg.gpio_chip, cfg.gpio_buzzer, cfg.gpio_led_red, cfg.gpio_led_yellow, cfg.gpio_led_cyan,
             cfg.gpio_nurse_call,
@@ -102,7 +108,7 @@ class Gateway:
         ble_backend: BleBackend | None = None,
     ) -> None:
         self.config = config
-        self.ble_backend = ble_backend or BleBackend()  # BlueZ unless a simulated radio is given
+        self._ble_backend = ble_backend  # BlueZ unless a simulated radio is given (made on first use)
         self.clock: Clock = clock or MonotonicUTC()
         self.normalizer = Normalizer(max_clock_skew_s=config.gateway.max_clock_skew_s)
         self.registry = Registry(config.gateway.registry_path)
@@ -114,6 +120,8 @@ class Gateway:
             self.sinks.append(JsonlSink(config.sink.jsonl_path, config.sink.max_pending))
         self.queue: RecordQueue | None = None
         if config.queue.path:
+            from appliance.queue.queue import QueueSettings, RecordQueue
+
             q = config.queue
             self.queue = RecordQueue(
                 QueueSettings(
@@ -125,6 +133,9 @@ class Gateway:
         self.uplink: Uplink | None = None
         up = config.uplink
         if up.host and self.queue is not None:
+            from appliance.uplink.client import Uplink, UplinkSettings
+            from appliance.uplink.tls import TlsFiles
+
             self.uplink = Uplink(
                 UplinkSettings(
                     up.host, up.port, up.server_hostname or up.host, up.gateway_id,
@@ -164,6 +175,9 @@ class Gateway:
             self.handle(dev, event)
 
         if dev.protocol.startswith("ble-"):
+            from drivers.ble.link import BleLink, BleTiming
+            from drivers.ble.profiles import PROFILES as BLE_PROFILES
+
             address = dev.port.removeprefix("ble:")
             ble_timing = BleTiming(
                 stale_after_s=dev.stale_after_s, reconnect_min_s=dev.reopen_min_s,
@@ -177,6 +191,8 @@ class Gateway:
 
         listen = parse_listen(dev.port)
         if listen is not None:  # HL7 over TCP: a listener instead of a port
+            from drivers.hl7.listener import Hl7Listener, ListenerTlsError, server_context
+
             ctx = None
             if listen.tls:
                 ca = dev.tls_ca_path or config.uplink.ca_path
@@ -194,6 +210,14 @@ class Gateway:
         timing = LinkTiming(dev.stale_after_s, dev.reopen_min_s, dev.reopen_max_s)
         codec = make_codec(dev.protocol, dev.id, hl7_unframed=dev.hl7_unframed)
         return SerialLink(port_settings(dev), codec, emit, timing, opener)
+
+    @property
+    def ble_backend(self) -> BleBackend:
+        if self._ble_backend is None:
+            from drivers.ble.link import BleBackend
+
+            self._ble_backend = BleBackend()
+        return self._ble_backend
 
     def context(self, dev: DeviceConfig) -> DeviceContext:
         ctx = self._contexts.get(dev.id)

@@ -41,9 +41,7 @@ CHUNK = 64  # bytes per read: a 9600-baud port delivers a few tens of bytes per 
 def captures(lines: int) -> list[tuple[str, bytes]]:
     """(protocol, bytes) per device; timestamps near now so no clock_skew path is taken."""
     now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-    masimo = b"".join(
-        masimo_line("radical7", now.replace(second=i % 60), vitals_at("steady", i)) for i in range(lines)
-    )
+    masimo = b"".join(masimo_line("radical7", now.replace(second=i % 60), vitals_at("steady", i)) for i in range(lines))
     nonin = b"".join(nonin_packet(2, vitals_at("steady", i / 3), pleth_phase=i) for i in range(lines // 3))
     return [("masimo", masimo)] * MASIMO + [("nonin-2", nonin)] * NONIN
 
