@@ -2,7 +2,8 @@
 
 One JSON object per line in, one per line out:
   {"cmd": "list"} | {"cmd": "ack", "bed": "ICU-1", "rule": "spo2-low"} |
-  {"cmd": "pause", "bed": "ICU-1"} | {"cmd": "audit"}
+  {"cmd": "pause", "bed": "ICU-1"} | {"cmd": "audit"} | {"cmd": "stats"}
+`stats` answers the gateway's counters (appliance/stats.py), from memory only.
 Every request gets exactly one reply line: one that is too long, too deeply
 nested, not UTF-8, not JSON, not an object, names an unknown command, or does not
 arrive within the timeout gets {"ok": false, "error": …} and the connection ends.
@@ -18,6 +19,7 @@ import logging
 import os
 import socket
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -109,10 +111,18 @@ def _encode(reply: dict[str, Any]) -> bytes:
 
 
 class ControlServer:
-    def __init__(self, circuit: AlarmCircuit, path: str | Path, *, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        circuit: AlarmCircuit,
+        path: str | Path,
+        *,
+        timeout_s: float = REQUEST_TIMEOUT_S,
+        stats: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self.circuit = circuit
         self.path = Path(path)
         self.timeout_s = timeout_s
+        self.stats = stats
 
     def reply_for(self, line: bytes) -> dict[str, Any]:
         """The reply to one request line; never raises."""
@@ -150,8 +160,12 @@ class ControlServer:
             self.circuit.command(Pause(bed))
         elif cmd == "audit":
             return {"ok": True, "audit": [a.to_json_dict() for a in list(self.circuit.arbiter.audit)[-100:]]}
+        elif cmd == "stats":
+            if self.stats is None:
+                return {"ok": False, "error": "no counters on this control socket"}
+            return {"ok": True, "stats": self.stats()}
         elif cmd != "list":
-            return {"ok": False, "error": f"unknown cmd {cmd!r}; use list, ack, pause or audit"}
+            return {"ok": False, "error": f"unknown cmd {cmd!r}; use list, ack, pause, audit or stats"}
         alarms = self.circuit.alarms()
         if bed is not None:
             alarms = [a for a in alarms if a["bed_id"] == bed]

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
@@ -30,6 +31,7 @@ from appliance.normalize import DeviceContext, Normalizer
 from appliance.registry import Registry
 from appliance.sdnotify import Notifier
 from appliance.sinks import JsonlSink, Sink
+from appliance.stats import LatencyHistogram, RateWindow, StatsSettings, snapshot
 from appliance.supervisor import Supervisor
 from drivers.hl7.address import parse_listen
 from drivers.serial import make_codec
@@ -162,6 +164,12 @@ class Gateway:
         # The alarm circuit is the first subscriber: it sees every record before
         # anything else is done with it.
         self.subscribers.append(self.alarms.on_record)
+        # Alarm path timing: a reading's arrival in handle() -> an annunciation it caused.
+        self.stats_settings = StatsSettings()
+        self.alarm_latency = LatencyHistogram()
+        self.drain_rate = RateWindow(self.stats_settings.rate_window_s)
+        self._reading_t0: float | None = None
+        self.alarms.on_annunciate = self._annunciated
         # Per process: ids of clock-less devices stay unique across restarts.
         self._stream_id = self.clock.now().isoformat()
         self._devices = {dev.id: dev for dev in config.devices}
@@ -239,11 +247,15 @@ class Gateway:
         received = self.clock.now()
         ctx = self.context(dev)
         if isinstance(event, Reading):
-            obs, technical = self.normalizer.normalize(event, ctx, received)
-            for tech in technical:
-                self.publish(tech)
-            if obs is not None:
-                self.publish(obs)
+            self._reading_t0 = time.perf_counter()
+            try:
+                obs, technical = self.normalizer.normalize(event, ctx, received)
+                for tech in technical:
+                    self.publish(tech)
+                if obs is not None:
+                    self.publish(obs)
+            finally:
+                self._reading_t0 = None
         else:
             self.publish(replace(event, time=event.time or received, bed_id=ctx.bed_id))
 
@@ -272,6 +284,24 @@ class Gateway:
                 "" if record.active else " (ended)",
                 record.detail,
             )
+
+    def _annunciated(self, _annunciation: object) -> None:
+        # Only annunciations a reading caused in this turn (not timer ticks, not commands).
+        if self._reading_t0 is not None:
+            self.alarm_latency.add(time.perf_counter() - self._reading_t0)
+
+    def stats(self) -> dict[str, Any]:
+        """The counters for `bedside stats` and the health topic (memory only)."""
+        return snapshot(self, self.drain_rate)
+
+    async def _health(self) -> None:
+        # Samples the drain rate and publishes the counters as retained status/health.
+        period = self.stats_settings.health_period_s
+        while True:
+            if self.uplink is not None:
+                self.drain_rate.add(time.monotonic(), self.uplink.sent_rows)
+                self.uplink.set_status("health", self.stats())
+            await asyncio.sleep(period)
 
     def _audit(self, record: AuditRecord) -> None:
         for sink in self.sinks:
@@ -320,9 +350,11 @@ class Gateway:
         for name, task in self.tasks.items():
             supervisor.start(name, task)
         if self.config.alarms.control_socket:
-            control = ControlServer(self.alarms, self.config.alarms.control_socket)
+            control = ControlServer(self.alarms, self.config.alarms.control_socket, stats=self.stats)
             supervisor.start("control", control.run)
         supervisor.start("status", self._status)
+        if self.uplink is not None:
+            supervisor.start("health", self._health)
         supervisor.start("looplag", lambda: self.loop_lag.run(self.publish))
         if self.notifier.watchdog_s:
             supervisor.start("watchdog", self._watchdog)
