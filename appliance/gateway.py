@@ -244,10 +244,11 @@ class Gateway:
         return ctx
 
     def handle(self, dev: DeviceConfig, event: DeviceEvent) -> None:
+        t0 = time.perf_counter()
         received = self.clock.now()
         ctx = self.context(dev)
         if isinstance(event, Reading):
-            self._reading_t0 = time.perf_counter()
+            self._reading_t0 = t0
             try:
                 obs, technical = self.normalizer.normalize(event, ctx, received)
                 for tech in technical:
