@@ -126,3 +126,21 @@ def test_cli_stats_needs_a_socket(tmp_path):
         [sys.executable, "-m", "appliance.cli", "stats"], capture_output=True, text=True, timeout=30, check=False
     )
     assert res.returncode == 2 and "stats: give --config FILE or --socket PATH" in res.stderr
+
+
+def test_store_counters_come_from_memory_without_a_query(tmp_path):
+    extra = f'[queue]\npath = "{tmp_path / "store.db"}"\nkey_path = "{tmp_path / "store.key"}"\n'
+    gw = Gateway(config(tmp_path, extra), notifier=Notifier({}), outputs=[MemoryOutput("m")])
+    assert gw.queue is not None
+    queries: list[str] = []
+    gw.queue.store._db.set_trace_callback(queries.append)
+    try:
+        stats = gw.stats()
+    finally:
+        gw.queue.store._db.set_trace_callback(None)
+        gw.queue.close()
+    assert queries == []  # gauges only: a full store is never scanned for them
+    store = stats["store"]
+    assert store["max_bytes"] > 0 and 0 <= store["fill"] < 1 and store["held_in_memory"] == 0
+    assert stats["drops"]["queue_memory"] == 0 and stats["drops"]["store_budget"] == 0
+    json.dumps(stats)
