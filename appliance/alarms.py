@@ -52,6 +52,9 @@ class AlarmCircuit:
         self.chain = OutputChain(outputs, publish)
         self._busy = False
         self._pending: deque[Event] = deque()
+        self.reentrant_dropped = 0  # re-entrant events beyond MAX_REENTRANT (`bedside stats`)
+        # Told after each annunciation reached the outputs (the gateway times its alarm path).
+        self.on_annunciate: Callable[[Annunciation], None] | None = None
 
     # -- inputs ------------------------------------------------------------------
     def on_record(self, record: Record) -> None:
@@ -68,6 +71,8 @@ class AlarmCircuit:
         if self._busy:
             if len(self._pending) < MAX_REENTRANT:
                 self._pending.append(event)
+            else:
+                self.reentrant_dropped += 1
             return
         self._busy = True
         try:
@@ -84,6 +89,8 @@ class AlarmCircuit:
         for action in actions:
             if isinstance(action, Annunciation):
                 self.chain.annunciate(action)
+                if self.on_annunciate is not None:
+                    self.on_annunciate(action)
             else:
                 self.chain.event(action)
         for action in actions:

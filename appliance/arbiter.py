@@ -67,8 +67,13 @@ class Arbiter:
     def select(self, obs: Observation, now: float) -> bool:
         """True if this observation is the one the rules should see."""
         key = (obs.bed_id, obs.metric)
-        sources = self._latest.setdefault(key, {})
+        sources = self._latest.get(key)
+        if sources is None:
+            sources = self._latest[key] = {}
         sources[obs.device_id] = (now, obs)
+        if len(sources) == 1:  # the common case without building `fresh`: only this device, just seen
+            self._current[key] = obs.device_id
+            return True
         fresh = {d: o for d, (t, o) in sources.items() if now - t <= self.fresh_s}
         if len(fresh) == 1:
             self._current[key] = obs.device_id

@@ -3,7 +3,9 @@
 Exit codes: 0 ok, 2 usage or bad input (one line naming the file, key or
 offset), 1 anything else. No traceback for bad input. `demo` and `hil` live in
 the bench package and are imported only when asked for, so the box image can
-ship without them.
+ship without them. Every subcommand imports its own modules (issue #15): `bedside
+run` loads the store, the uplink, BLE and OTA only when the config uses them, and
+the operator commands (`alarm`, `stats`) load none of the gateway.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import argparse
 import asyncio
 import atexit
 import contextlib
-import json
 import logging
 import logging.handlers
 import queue
@@ -20,33 +21,26 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, NoReturn
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Final, NoReturn
 
+from appliance.cli_tools import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    cmd_alarm,
+    cmd_devices,
+    cmd_queue,
+    cmd_stats,
+    cmd_uplink,
+)
 from appliance.config import ConfigError, load_config
-from appliance.config_checks import startup_checks
-from appliance.control import ControlError, request
-from appliance.decode import decode_stream
-from appliance.gateway import Gateway
-from appliance.model import to_json_line
-from appliance.queue import KeyError_, Sealer, Store, StoreError, load_or_create_key
-from appliance.queue.queue import export
-from appliance.registry import Registry, RegistryError
-from appliance.replay import ReplayError, replay
-from appliance.uplink.tls import TlsFiles, UplinkTlsError
-from drivers.ble.profiles import PROFILES as BLE_PROFILES
-from drivers.serial import CODECS
-from rules.spec import RuleError, load_rules
+from drivers.protocols import BLE_PROFILE_NAMES, PROTOCOLS
+
+if TYPE_CHECKING:
+    from appliance.gateway import Gateway
 
 __all__ = ["main"]
-
-EXIT_OK: Final = 0
-EXIT_ERROR: Final = 1
-EXIT_USAGE: Final = 2
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit 2."""
 
 
 def _die(message: str) -> NoReturn:
@@ -83,6 +77,9 @@ async def _run_until_signal(gateway: Gateway) -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from appliance.config_checks import startup_checks
+    from appliance.gateway import Gateway
+
     config = load_config(args.config)
     # Paths, ports and sockets against this machine, before anything starts: a wrong
     # one is exit 2 naming the key, not a task crash-looping behind a READY gateway.
@@ -90,15 +87,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(config.gateway.log_level)
     _install_loop()
     gateway = Gateway(config)
-    # The entry point composes the process: the OTA agent joins the gateway's supervisor.
-    from ota.service import attach
+    # The entry point composes the process: the OTA agent joins the gateway's supervisor
+    # (only with [ota] configured: tuf and the D-Bus client are not loaded otherwise).
+    if config.ota.server_url:
+        from ota.service import attach
 
-    attach(gateway)
+        attach(gateway)
     clean = asyncio.run(_run_until_signal(gateway))
     return EXIT_OK if clean else EXIT_ERROR
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from appliance.decode import decode_stream
+
     try:
         tz = ZoneInfo(args.device_tz)
     except (ZoneInfoNotFoundError, ValueError):
@@ -120,33 +123,10 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _registry(args: argparse.Namespace) -> Registry:
-    if args.registry:
-        return Registry(args.registry)
-    if args.config:
-        return Registry(load_config(args.config).gateway.registry_path)
-    raise UsageError("devices: give --config FILE or --registry PATH")
-
-
-def cmd_devices(args: argparse.Namespace) -> int:
-    registry = _registry(args)
-    try:
-        if args.action == "list":
-            for p in registry.list():
-                print(f"{p.device_id}\tbed={p.bed_id}\tpatient={p.patient_id or '-'}")
-        elif args.action == "pair":
-            p = registry.pair(args.device_id, args.bed, args.patient)
-            print(f"paired {p.device_id} to bed {p.bed_id}, patient {p.patient_id or '-'}")
-        elif not registry.unpair(args.device_id):
-            raise UsageError(f"devices unpair: {args.device_id!r} is not in {registry.path}")
-        else:
-            print(f"unpaired {args.device_id}")
-    except RegistryError as exc:
-        raise UsageError(str(exc)) from None
-    return EXIT_OK
-
-
 def cmd_rules(args: argparse.Namespace) -> int:
+    from appliance.replay import replay
+    from rules.spec import load_rules
+
     if args.rules_command == "check":
         ruleset = load_rules(args.file)
         kinds = sorted({r.kind for r in ruleset.rules})
@@ -164,93 +144,6 @@ def cmd_rules(args: argparse.Namespace) -> int:
     except (UnicodeDecodeError, OSError) as exc:
         raise UsageError(f"{name}: cannot read: {exc}") from None
     print(f"{name}: {count} alarm events", file=sys.stderr)
-    return EXIT_OK
-
-
-def _open_store(args: argparse.Namespace) -> Store:
-    cfg = load_config(args.config).queue
-    if not cfg.path:
-        raise UsageError(f"{args.config}: queue.path: not set, so there is no store")
-    if not Path(cfg.path).exists():
-        raise UsageError(f"{cfg.path}: no store yet (the gateway creates it on first run)")
-    return Store(cfg.path, Sealer(load_or_create_key(cfg.key_path, create=False)), cfg.max_bytes, repair=False)
-
-
-def cmd_queue(args: argparse.Namespace) -> int:
-    store = _open_store(args)
-    try:
-        if args.queue_command == "stats":
-            s = store.stats()
-            print(json.dumps({
-                "rows": s.rows, "records": s.records, "payload_bytes": s.payload_bytes, "max_bytes": s.max_bytes,
-                "fill": round(s.fill, 4), "dropped_records": s.dropped_records, "file_bytes": s.file_bytes,
-                "used_bytes": s.used_bytes, "quarantined_rows": s.quarantined_rows, "schema_version": s.schema_version,
-            }, indent=1))  # fmt: skip
-        else:
-            count = 0
-            for record in export(store):
-                sys.stdout.write(to_json_line(record) + "\n")
-                count += 1
-            print(f"{store.path}: {count} records", file=sys.stderr)
-            # Rows the gateway set aside, then rows found damaged now: named, never fatal.
-            bad = store.quarantined() + store.unreadable
-            if bad:
-                rows = "row" if len(bad) == 1 else "rows"
-                print(f"{len(bad)} {rows} quarantined: " + "; ".join(map(str, bad)), file=sys.stderr)
-    finally:
-        store.close()
-    return EXIT_OK
-
-
-def cmd_uplink(args: argparse.Namespace) -> int:
-    from appliance.uplink.tail import tail
-
-    up = load_config(args.config).uplink
-    if not up.host:
-        raise UsageError(f"{args.config}: uplink.host: not set, so there is no broker to tail")
-    tls = TlsFiles(up.ca_path, args.cert or up.cert_path, args.key or up.key_path)
-    try:
-        n = asyncio.run(
-            tail(
-                up.host,
-                up.port,
-                up.server_hostname or up.host,
-                tls,
-                sys.stdout,
-                gateway=args.gateway,
-                count=args.count,
-                duration_s=args.duration,
-            )
-        )
-    except UplinkTlsError as exc:
-        raise UsageError(str(exc)) from None
-    except (OSError, TimeoutError) as exc:
-        print(f"bedside: cannot subscribe at {up.host}:{up.port}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    print(f"{n} records", file=sys.stderr)
-    return EXIT_OK
-
-
-def cmd_alarm(args: argparse.Namespace) -> int:
-    if args.socket:
-        path = args.socket
-    elif args.config:
-        path = load_config(args.config).alarms.control_socket
-        if not path:
-            raise UsageError(f"{args.config}: alarms.control_socket: not set, so there is no control socket")
-    else:
-        raise UsageError("alarm: give --config FILE or --socket PATH")
-    payload: dict[str, str | None] = {"cmd": args.action, "bed": args.bed, "rule": getattr(args, "rule", None)}
-    try:
-        reply = request(path, payload)
-    except ControlError as exc:
-        print(f"bedside: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    alarms = reply.get("alarms", [])
-    for a in alarms:
-        print(f"{a['bed_id']}\t{a['priority']}\t{a['state']}\t{a['rule_id']}\t{a['message']}")
-    if not alarms:
-        print("no alarms")
     return EXIT_OK
 
 
@@ -290,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     dec = sub.add_parser("decode", help="raw device bytes in, canonical JSON lines out")
-    dec.add_argument("--protocol", required=True, choices=sorted(CODECS))
+    dec.add_argument("--protocol", required=True, choices=sorted(PROTOCOLS))
     dec.add_argument("--device-tz", default="UTC", help="zone of the device clock (default UTC)")
     dec.add_argument("--device-id", default="decode")
     dec.add_argument("file", nargs="?", default="-", help="capture file, or - for stdin")
@@ -347,6 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     alarm_sub.add_parser("pause", help="audio pause").add_argument("--bed", default=None)
     alarm.set_defaults(func=cmd_alarm)
 
+    stats = sub.add_parser("stats", help="the running gateway's counters (frames, drops, loop lag, store, latency)")
+    stats.add_argument("--config", help="gateway config (for the control socket path)")
+    stats.add_argument("--socket", help="control socket path (instead of --config)")
+    stats.set_defaults(func=cmd_stats)
+
     demo = sub.add_parser("demo", help="simulated bedside with the real gateway and a live view")
     demo.add_argument("--duration", type=float, default=None, help="seconds, then exit (default: until Ctrl-C)")
     demo.add_argument("--speed", type=float, default=1.0, help="run the vital-sign scenarios this much faster")
@@ -379,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--reboot-down", type=float, default=15.0, help="intellivue: seconds a reboot takes")
     sim.add_argument("--duration", type=float, default=None)
     ble = hil_sub.add_parser("ble", help="a simulated BLE peripheral read by the gateway's BLE link (JSON lines)")
-    ble.add_argument("device", choices=sorted(BLE_PROFILES))
+    ble.add_argument("device", choices=sorted(BLE_PROFILE_NAMES))
     ble.add_argument("--scenario", default="steady")
     ble.add_argument("--period", type=float, default=1.0, help="seconds between measurements")
     ble.add_argument("--leave-every", type=float, default=0.0, help="leave radio range every S seconds")
@@ -392,11 +290,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Bad-input errors of modules a subcommand may load (printed as one line, exit 2).
+_USAGE_ERRORS: Final = (
+    ("rules.spec", "RuleError"), ("appliance.replay", "ReplayError"), ("appliance.queue", "KeyError_"),
+    ("appliance.queue", "StoreError"),
+)  # fmt: skip
+
+
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """Evaluated only while an exception propagates. A module never imported cannot
+    have raised its error, so only loaded modules are asked (nothing is imported)."""
+    loaded = [getattr(sys.modules[m], name) for m, name in _USAGE_ERRORS if m in sys.modules]
+    return (ConfigError, UsageError, *loaded)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (ConfigError, UsageError, RuleError, ReplayError, KeyError_, StoreError) as exc:
+    except _usage_errors() as exc:
         _die(str(exc))
     except KeyboardInterrupt:
         return 130

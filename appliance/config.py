@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from drivers.hl7.listener import parse_listen
-from drivers.serial import CODECS
-from drivers.serial.medibus import PROFILES as MEDIBUS_PROFILES
+from drivers.hl7.address import parse_listen
+from drivers.protocols import MEDIBUS_PROFILES, PROTOCOLS
 
 __all__ = [
     "AlarmsConfig",
@@ -80,7 +79,7 @@ class SinkConfig:
 @dataclass(frozen=True, slots=True)
 class DeviceConfig:
     id: str = _f(min_len=1, max_len=64)
-    protocol: str = _f(choices=tuple(sorted(CODECS)))
+    protocol: str = _f(choices=tuple(sorted(PROTOCOLS)))
     port: str = _f(min_len=1)
     baud: int = _f(9600, choices=BAUD_RATES)
     bytesize: int = _f(8, choices=(5, 6, 7, 8))

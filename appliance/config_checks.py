@@ -22,7 +22,7 @@ from typing import Final
 
 from appliance.config import Config, ConfigError
 from appliance.control import path_kind, socket_path_problem
-from drivers.hl7.listener import parse_listen, server_context
+from drivers.hl7.address import parse_listen
 
 __all__ = ["UNIX_PATH_MAX", "startup_checks"]
 
@@ -159,6 +159,8 @@ def _check_tls_listeners(config: Config, fail: Fail) -> None:
             if not os.path.exists(path):
                 key = f"devices[{i}].{name}" if name != "tls_ca_path" or dev.tls_ca_path else "uplink.ca_path"
                 fail(key, f"{path}: no such file (a tls:// listener needs it)")
+        from drivers.hl7.listener import server_context  # only for a tls:// listener (start-up cost)
+
         try:
             server_context(files["tls_ca_path"], files["tls_cert_path"], files["tls_key_path"])
         except (OSError, ssl.SSLError, ValueError) as exc:  # ValueError: the key-file checks

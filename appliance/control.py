@@ -2,7 +2,8 @@
 
 One JSON object per line in, one per line out:
   {"cmd": "list"} | {"cmd": "ack", "bed": "ICU-1", "rule": "spo2-low"} |
-  {"cmd": "pause", "bed": "ICU-1"} | {"cmd": "audit"}
+  {"cmd": "pause", "bed": "ICU-1"} | {"cmd": "audit"} | {"cmd": "stats"}
+`stats` answers the gateway's counters (appliance/stats.py), from memory only.
 Every request gets exactly one reply line: one that is too long, too deeply
 nested, not UTF-8, not JSON, not an object, names an unknown command, or does not
 arrive within the timeout gets {"ok": false, "error": …} and the connection ends.
@@ -18,11 +19,12 @@ import logging
 import os
 import socket
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from appliance.alarms import AlarmCircuit
-from rules.engine import Ack, Pause
+if TYPE_CHECKING:  # the CLI's client side (`request`) must not load the rule engine
+    from appliance.alarms import AlarmCircuit
 
 __all__ = ["ControlError", "ControlServer", "path_kind", "request", "socket_path_problem"]
 
@@ -121,6 +123,7 @@ class ControlServer:
         *,
         timeout_s: float = REQUEST_TIMEOUT_S,
         max_clients: int = MAX_CLIENTS,
+        stats: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.circuit = circuit
         self.path = Path(path)
@@ -129,6 +132,7 @@ class ControlServer:
         self.evicted = 0
         # Clients still waiting for their request line, oldest first (dicts keep order).
         self._waiting: dict[asyncio.StreamWriter, None] = {}
+        self.stats = stats
 
     def reply_for(self, line: bytes) -> dict[str, Any]:
         """The reply to one request line; never raises."""
@@ -158,14 +162,20 @@ class ControlServer:
         bed, rule = req.get("bed"), req.get("rule")
         if not all(v is None or isinstance(v, str) for v in (bed, rule)):
             return {"ok": False, "error": "bed and rule must be strings"}
+        from rules.engine import Ack, Pause  # loaded by the gateway already; kept off the client's imports
+
         if cmd == "ack":
             self.circuit.command(Ack(bed, rule))
         elif cmd == "pause":
             self.circuit.command(Pause(bed))
         elif cmd == "audit":
             return {"ok": True, "audit": [a.to_json_dict() for a in list(self.circuit.arbiter.audit)[-100:]]}
+        elif cmd == "stats":
+            if self.stats is None:
+                return {"ok": False, "error": "no counters on this control socket"}
+            return {"ok": True, "stats": self.stats()}
         elif cmd != "list":
-            return {"ok": False, "error": f"unknown cmd {cmd!r}; use list, ack, pause or audit"}
+            return {"ok": False, "error": f"unknown cmd {cmd!r}; use list, ack, pause, audit or stats"}
         alarms = self.circuit.alarms()
         if bed is not None:
             alarms = [a for a in alarms if a["bed_id"] == bed]

@@ -13,10 +13,11 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from appliance.alarms import AlarmCircuit
@@ -27,23 +28,27 @@ from appliance.control import ControlServer
 from appliance.looplag import LagMonitor
 from appliance.model import DeviceEvent, Reading, Record, TechnicalEvent
 from appliance.normalize import DeviceContext, Normalizer
-from appliance.queue.queue import QueueSettings, RecordQueue
 from appliance.registry import Registry
 from appliance.sdnotify import Notifier
 from appliance.sinks import JsonlSink, Sink
+from appliance.stats import LatencyHistogram, RateWindow, StatsSettings, snapshot
 from appliance.supervisor import Supervisor
-from appliance.uplink.client import Uplink, UplinkSettings
-from appliance.uplink.tls import TlsFiles
-from drivers.ble.link import BleBackend, BleLink, BleTiming
-from drivers.ble.profiles import PROFILES as BLE_PROFILES
-from drivers.hl7.listener import Hl7Listener, ListenerTlsError, parse_listen, server_context
+from drivers.hl7.address import parse_listen
 from drivers.serial import make_codec
 from drivers.serial.link import LinkTiming, Opener, SerialLink, open_serial
 from drivers.serial.transport import PortSettings
 from rules.outputs import AlarmOutput, ConsoleOutput, JsonlAlarmOutput, MemoryOutput, OutputError
-from rules.outputs.gpio import GpiodLines, GpioLineMap, GpioOutput
-from rules.patterns import PatternConfig
 from rules.spec import DEFAULT_RULES_PATH, RuleSet, load_rules
+
+# What only some configs use is imported where it is used (issue #15: start-up time
+# and resident memory): the store and the uplink (cryptography, gmqtt) with [queue]
+# and [uplink], bleak with a BLE device, the HL7 listener and TLS with a tcp:// or
+# tls:// port, GPIO with [alarms] gpio_chip.
+if TYPE_CHECKING:
+    from appliance.queue.queue import RecordQueue
+    from appliance.uplink.client import Uplink
+    from drivers.ble.link import BleBackend, BleLink
+    from drivers.hl7.listener import Hl7Listener
 
 __all__ = ["Gateway"]
 
@@ -53,6 +58,9 @@ log = logging.getLogger(__name__)
 def build_outputs(cfg: AlarmsConfig) -> list[AlarmOutput]:
     outputs: list[AlarmOutput] = []
     if cfg.gpio_chip:
+        from rules.outputs.gpio import GpiodLines, GpioLineMap, GpioOutput
+        from rules.patterns import PatternConfig
+
         line_map = GpioLineMap(
             cfg.gpio_chip, cfg.gpio_buzzer, cfg.gpio_led_red, cfg.gpio_led_yellow, cfg.gpio_led_cyan,
             cfg.gpio_nurse_call,
@@ -102,7 +110,7 @@ class Gateway:
         ble_backend: BleBackend | None = None,
     ) -> None:
         self.config = config
-        self.ble_backend = ble_backend or BleBackend()  # BlueZ unless a simulated radio is given
+        self._ble_backend = ble_backend  # BlueZ unless a simulated radio is given (made on first use)
         self.clock: Clock = clock or MonotonicUTC()
         self.normalizer = Normalizer(max_clock_skew_s=config.gateway.max_clock_skew_s)
         self.registry = Registry(config.gateway.registry_path)
@@ -114,6 +122,8 @@ class Gateway:
             self.sinks.append(JsonlSink(config.sink.jsonl_path, config.sink.max_pending))
         self.queue: RecordQueue | None = None
         if config.queue.path:
+            from appliance.queue.queue import QueueSettings, RecordQueue
+
             q = config.queue
             self.queue = RecordQueue(
                 QueueSettings(
@@ -125,6 +135,9 @@ class Gateway:
         self.uplink: Uplink | None = None
         up = config.uplink
         if up.host and self.queue is not None:
+            from appliance.uplink.client import Uplink, UplinkSettings
+            from appliance.uplink.tls import TlsFiles
+
             self.uplink = Uplink(
                 UplinkSettings(
                     up.host, up.port, up.server_hostname or up.host, up.gateway_id,
@@ -151,6 +164,12 @@ class Gateway:
         # The alarm circuit is the first subscriber: it sees every record before
         # anything else is done with it.
         self.subscribers.append(self.alarms.on_record)
+        # Alarm path timing: a reading's arrival in handle() -> an annunciation it caused.
+        self.stats_settings = StatsSettings()
+        self.alarm_latency = LatencyHistogram()
+        self.drain_rate = RateWindow(self.stats_settings.rate_window_s)
+        self._reading_t0: float | None = None
+        self.alarms.on_annunciate = self._annunciated
         # Per process: ids of clock-less devices stay unique across restarts.
         self._stream_id = self.clock.now().isoformat()
         self._devices = {dev.id: dev for dev in config.devices}
@@ -164,6 +183,9 @@ class Gateway:
             self.handle(dev, event)
 
         if dev.protocol.startswith("ble-"):
+            from drivers.ble.link import BleLink, BleTiming
+            from drivers.ble.profiles import PROFILES as BLE_PROFILES
+
             address = dev.port.removeprefix("ble:")
             ble_timing = BleTiming(
                 stale_after_s=dev.stale_after_s, reconnect_min_s=dev.reopen_min_s,
@@ -177,6 +199,8 @@ class Gateway:
 
         listen = parse_listen(dev.port)
         if listen is not None:  # HL7 over TCP: a listener instead of a port
+            from drivers.hl7.listener import Hl7Listener, ListenerTlsError, server_context
+
             ctx = None
             if listen.tls:
                 ca = dev.tls_ca_path or config.uplink.ca_path
@@ -195,6 +219,14 @@ class Gateway:
         codec = make_codec(dev.protocol, dev.id, hl7_unframed=dev.hl7_unframed)
         return SerialLink(port_settings(dev), codec, emit, timing, opener)
 
+    @property
+    def ble_backend(self) -> BleBackend:
+        if self._ble_backend is None:
+            from drivers.ble.link import BleBackend
+
+            self._ble_backend = BleBackend()
+        return self._ble_backend
+
     def context(self, dev: DeviceConfig) -> DeviceContext:
         ctx = self._contexts.get(dev.id)
         if ctx is None:
@@ -212,14 +244,19 @@ class Gateway:
         return ctx
 
     def handle(self, dev: DeviceConfig, event: DeviceEvent) -> None:
+        t0 = time.perf_counter()
         received = self.clock.now()
         ctx = self.context(dev)
         if isinstance(event, Reading):
-            obs, technical = self.normalizer.normalize(event, ctx, received)
-            for tech in technical:
-                self.publish(tech)
-            if obs is not None:
-                self.publish(obs)
+            self._reading_t0 = t0
+            try:
+                obs, technical = self.normalizer.normalize(event, ctx, received)
+                for tech in technical:
+                    self.publish(tech)
+                if obs is not None:
+                    self.publish(obs)
+            finally:
+                self._reading_t0 = None
         else:
             self.publish(replace(event, time=event.time or received, bed_id=ctx.bed_id))
 
@@ -248,6 +285,24 @@ class Gateway:
                 "" if record.active else " (ended)",
                 record.detail,
             )
+
+    def _annunciated(self, _annunciation: object) -> None:
+        # Only annunciations a reading caused in this turn (not timer ticks, not commands).
+        if self._reading_t0 is not None:
+            self.alarm_latency.add(time.perf_counter() - self._reading_t0)
+
+    def stats(self) -> dict[str, Any]:
+        """The counters for `bedside stats` and the health topic (memory only)."""
+        return snapshot(self, self.drain_rate)
+
+    async def _health(self) -> None:
+        # Samples the drain rate and publishes the counters as retained status/health.
+        period = self.stats_settings.health_period_s
+        while True:
+            if self.uplink is not None:
+                self.drain_rate.add(time.monotonic(), self.uplink.sent_rows)
+                self.uplink.set_status("health", self.stats())
+            await asyncio.sleep(period)
 
     def _audit(self, record: AuditRecord) -> None:
         for sink in self.sinks:
@@ -296,9 +351,11 @@ class Gateway:
         for name, task in self.tasks.items():
             supervisor.start(name, task)
         if self.config.alarms.control_socket:
-            control = ControlServer(self.alarms, self.config.alarms.control_socket)
+            control = ControlServer(self.alarms, self.config.alarms.control_socket, stats=self.stats)
             supervisor.start("control", control.run)
         supervisor.start("status", self._status)
+        if self.uplink is not None:
+            supervisor.start("health", self._health)
         supervisor.start("looplag", lambda: self.loop_lag.run(self.publish))
         if self.notifier.watchdog_s:
             supervisor.start("watchdog", self._watchdog)

@@ -306,7 +306,9 @@ class Normalizer:
     def _track_skew(
         self, ctx: DeviceContext, device_utc: datetime, received: datetime
     ) -> tuple[bool, list[TechnicalEvent]]:
-        state = self._skew.setdefault(ctx.device_id, _SkewState())
+        state = self._skew.get(ctx.device_id)
+        if state is None:  # not setdefault: that would build a state for every reading
+            state = self._skew[ctx.device_id] = _SkewState()
         state.last_s = (device_utc - received).total_seconds()
         if self.max_clock_skew_s is None:
             return False, []

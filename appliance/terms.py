@@ -9,6 +9,7 @@ codes.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Final
 
@@ -109,6 +110,9 @@ def _carried(label: str) -> Term | None:
     return Term(refid, int(code), "", "carried by the HL7 message (OBX-3); unit from OBX-6")
 
 
+# Called for every reading on the hot path; the tables never change while the process
+# runs. Bounded because HL7 labels come from the sender (any number of distinct ones).
+@functools.lru_cache(maxsize=4096)
 def lookup(protocol: str, label: str) -> Term | None:
     if family_of(protocol) == "hl7":
         return _carried(label)

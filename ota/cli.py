@@ -11,9 +11,6 @@ import sys
 from pathlib import Path
 
 from ota.errors import FleetError
-from ota.lifecycle import StateFile
-from ota.pki import provision_box
-from ota.repo import FleetRepo, init_fleet
 
 __all__ = ["add_parser", "run_ota"]
 
@@ -44,6 +41,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run_ota(args: argparse.Namespace) -> int:
+    # Imported here: `bedside` builds this parser on every start, and the fleet tools
+    # (tuf, cryptography) are not needed by the gateway process.
+    from ota.lifecycle import StateFile
+    from ota.pki import provision_box
+    from ota.repo import FleetRepo, init_fleet
+
     try:
         if args.ota_command == "keys":
             init_fleet(Path(args.dir), args.compatible, root_keys=args.root_keys, root_threshold=args.root_threshold)

@@ -29,6 +29,7 @@ from drivers.ble.vitals import (
     decode_weight,
 )
 from drivers.codec import CodecStats, ConditionTracker
+from drivers.protocols import BLE_PROFILE_NAMES
 
 __all__ = [
     "BLE_CODECS",
@@ -234,6 +235,5 @@ def _hex_codec(name: str) -> Callable[[str], HexLineCodec]:
 
 # Codec names for `bedside decode --protocol` (ble-health.md characteristic names).
 BLE_CODECS: Final[dict[str, Callable[[str], HexLineCodec]]] = {
-    f"ble-{name}": _hex_codec(name)
-    for name in ("heart-rate", "plx-continuous", "plx-spot", "temperature", "blood-pressure", "glucose", "weight")
+    f"ble-{name}": _hex_codec(name) for name in BLE_PROFILE_NAMES
 }

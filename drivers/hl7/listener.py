@@ -32,10 +32,10 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlsplit
 
 from appliance.model import DeviceEvent, TechnicalEvent
 from appliance.uplink.tls import UplinkTlsError, check_key_file
+from drivers.hl7.address import ListenAddress, parse_listen
 from drivers.hl7.admission import ConnView, RefusalReporter, Timeouts, admit, deadline
 from drivers.hl7.codec import Hl7Codec, Seen
 from drivers.hl7.message import Hl7Error
@@ -54,29 +54,6 @@ WRITE_LIMIT_BYTES: Final = 256 * 1024
 
 class ListenerTlsError(Hl7Error):
     """The listener's TLS material is unusable (one line naming the file)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ListenAddress:
-    tls: bool
-    host: str
-    port: int
-
-
-def parse_listen(text: str) -> ListenAddress | None:
-    """`tcp://host:port` / `tls://host:port` -> address; None for a serial path.
-
-    The scheme is case-insensitive (`TCP://` is a listener, not a serial path that
-    would be retried forever), and any other `scheme://` is refused."""
-    scheme, sep, _ = text.partition("://")
-    if not sep or "/" in scheme:
-        return None
-    if scheme.lower() not in ("tcp", "tls"):
-        raise ValueError(f"{text!r}: a network port is tcp://HOST:PORT or tls://HOST:PORT, not {scheme}://")
-    parts = urlsplit(text)
-    if parts.hostname is None or parts.port is None or parts.path not in ("", "/"):
-        raise ValueError(f"{text!r}: expected tcp://HOST:PORT or tls://HOST:PORT")
-    return ListenAddress(parts.scheme == "tls", parts.hostname, parts.port)
 
 
 def server_context(ca_path: str, cert_path: str, key_path: str) -> ssl.SSLContext:

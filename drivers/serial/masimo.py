@@ -100,7 +100,7 @@ def _parse_value(text: str) -> float | None:
     text = text.rstrip("%")
     # The first character may be a sign, so "not available" is tested on the second
     # (MD PnP's rule), and any all-dash spelling counts too.
-    if not text or set(text) <= set("-.+") or (len(text) > 1 and text[1] == "-"):
+    if not text.strip("-.+") or (len(text) > 1 and text[1] == "-"):  # empty, or only dashes, dots, signs
         return None
     try:
         return float(text)
@@ -108,6 +108,7 @@ def _parse_value(text: str) -> float | None:
         return None
 
 
+_NO_FLAGS: Final[frozenset[str]] = frozenset()
 _STAMP_RE: Final = re.compile(r"([0-9]{2})/([0-9]{2})/([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})")
 
 
@@ -201,7 +202,10 @@ class MasimoCodec:
             value = _parse_value(text)
             if name in ("SPO2", "BPM") and value == 0 and exc & _NO_READING_EXC:
                 value = None
-            flags = frozenset(f for f in line_flags if _PER_FIELD_FLAGS.get(f, name) == name)
+            # The common line has no flags: share one empty set rather than build one per field.
+            flags = (
+                frozenset(f for f in line_flags if _PER_FIELD_FLAGS.get(f, name) == name) if line_flags else _NO_FLAGS
+            )
             events.append(
                 Reading(
                     self.device_id,

@@ -25,6 +25,7 @@ from typing import Final
 from appliance.clock import Clock, MonotonicUTC
 from appliance.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.codec import CodecStats, drain
+from drivers.protocols import MEDIBUS_PROFILES as PROFILES
 from drivers.serial.medibus_data import (
     CP1_UNITS,
     DeviceIdentity,
@@ -41,13 +42,7 @@ __all__ = ["PC_IDENTITY", "PROFILES", "TRANSITIONS", "MedibusCodec", "MedibusSta
 NOP, ICC, STOP, DEV_ID, TIME_CHANGED = 0x30, 0x51, 0x55, 0x52, 0x49
 CP1_DATA, CP1_ALARMS, CP2_DATA, CP2_ALARMS, DATE_TIME = 0x24, 0x27, 0x2B, 0x2E, 0x28
 PC_IDENTITY: Final = b"0161'Bedside Gateway'01.00:04.03"
-# Port profiles per device (fact sheet §1): protocol variant -> (baud, parity).
-PROFILES: Final[dict[str, tuple[int, str]]] = {
-    "evita4": (19200, "E"),
-    "evitaxl": (19200, "N"),
-    "v500": (19200, "N"),
-    "apollo": (9600, "E"),
-}
+# PROFILES (drivers/protocols.py): port profile per model (fact sheet §1), variant -> (baud, parity).
 
 
 class MedibusState(enum.Enum):
