@@ -84,13 +84,18 @@ class _Conn:
     got_bytes: bool = False
     message_since: float | None = None
     evicted: str = ""
-    misbehaving: bool = False  # more messages refused than accepted so far
+    misbehaving: bool = False  # more messages refused or resent than accepted so far
 
     def view(self) -> ConnView:
         return ConnView(
             self.conn_id, self.peer, self.opened, self.last_activity, self.message_since is not None,
             self.message_since, self.misbehaving,
         )  # fmt: skip
+
+
+def _ended(codec: Hl7Codec) -> int:
+    """Messages the codec has finished with: used, refused or recognised as resends."""
+    return codec.stats.frames_ok + codec.stats.frames_bad + codec.duplicates
 
 
 class Hl7Listener:
@@ -221,12 +226,18 @@ class Hl7Listener:
                     break
                 now = loop.time()
                 conn.last_activity, conn.got_bytes = now, True
+                ended_before = _ended(codec)
                 if not await self._handle(codec, data, writer, peer):
                     break
-                conn.misbehaving = codec.stats.frames_bad > codec.stats.frames_ok
+                # Resends count with refusals: a connection that only repeats one
+                # message holds a slot without ever giving us anything new.
+                conn.misbehaving = codec.stats.frames_bad + codec.duplicates > codec.stats.frames_ok
                 if not codec.in_message:
                     conn.message_since = None
-                elif conn.message_since is None:
+                elif conn.message_since is None or _ended(codec) != ended_before:
+                    # A message under way that began in this read (the one before it
+                    # ended here too): its deadline runs from now, so a sender that
+                    # streams messages back to back is never taken for a trickler.
                     conn.message_since = now
         except (ConnectionError, ssl.SSLError, OSError) as exc:
             log.info("%s: HL7 connection from %s ended: %s", self.device_id, peer, exc or type(exc).__name__)

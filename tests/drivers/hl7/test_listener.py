@@ -250,3 +250,21 @@ def test_a_listener_key_readable_by_others_is_refused_in_one_line(tmp_path):
     assert str(info.value) == f"devices h: {key}: listener key mode 0644 is readable by others; chmod 600"
     os.chmod(key, 0o600)
     assert server_context(pki.ca, str(pki.dir / "broker.pem"), str(key)) is not None
+
+
+async def test_a_sender_streaming_messages_back_to_back_is_never_taken_for_a_trickler():
+    """Each read ends one message and starts the next (the outside tester's 10 messages
+    a second): the message deadline runs from each message's own start."""
+    events: list[DeviceEvent] = []
+    async with listening(events, message_timeout_s=1.0) as (listener, connect):
+        reader, writer = await connect()
+        blocks = [message(n) for n in range(1, 32)]
+        writer.write(blocks[0][:20])
+        for n in range(1, 31):
+            writer.write(blocks[n - 1][20:] + blocks[n][:20])  # the end of one and the start of the next
+            await asyncio.sleep(0.1)
+            async with asyncio.timeout(5):
+                ack = await reader.readuntil(b"\x1c\r")
+            assert f"|M{n}\r".encode() in ack
+            assert listener._conns and not any(c.view().misbehaving for c in listener._conns.values())
+        assert refusals(events) == []
