@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -198,11 +199,13 @@ class ControlServer:
                 reply = {"ok": False, "error": f"no complete request line within {self.timeout_s:g} s"}
             except ValueError:  # the stream's limit: the line is longer than MAX_REQUEST_BYTES
                 reply = {"ok": False, "error": f"request longer than {MAX_REQUEST_BYTES} bytes"}
+            if writer.is_closing():
+                return  # closed to make room (or gone): writing would only raise (uvloop: RuntimeError)
             writer.write(_encode(reply))
             # A client that does not read its reply cannot hold the connection open.
             async with asyncio.timeout(self.timeout_s):
                 await writer.drain()
-        except (TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError, RuntimeError):
             pass  # the client went away or stopped reading: nothing left to tell it
         finally:
             self._waiting.pop(writer, None)
@@ -229,12 +232,30 @@ class ControlServer:
                     self.path.unlink()
 
 
+def _connect(path: str | Path, timeout_s: float) -> socket.socket:
+    """Connect, retrying while the listen queue is full (EAGAIN): a client connecting
+    in a loop must not lock the operator out with one failed attempt."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout_s)
+        try:
+            sock.connect(str(path))
+            return sock
+        except BlockingIOError:
+            sock.close()
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+        except BaseException:
+            sock.close()
+            raise
+
+
 def request(path: str | Path, payload: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:
     """Blocking client used by the CLI."""
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout_s)
-            sock.connect(str(path))
+        with _connect(path, timeout_s) as sock:
             sock.sendall(json.dumps(payload).encode() + b"\n")
             data = b""
             while not data.endswith(b"\n"):

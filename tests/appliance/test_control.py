@@ -282,3 +282,61 @@ async def test_idle_connections_beyond_the_bound_cannot_starve_the_process_or_th
             writer.close()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def test_the_operator_client_waits_for_a_full_listen_queue_instead_of_failing_at_once(tmp_path):
+    """A local client connecting in a tight loop fills the socket's listen queue; the
+    CLI used to give up on the first EAGAIN ('Resource temporarily unavailable')."""
+    path = str(tmp_path / "q.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(0)
+    fillers = []
+    try:
+        while True:  # fill the queue until the kernel says EAGAIN
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            try:
+                s.connect(path)
+            except BlockingIOError:
+                s.close()
+                break
+            fillers.append(s)
+
+        def serve() -> None:
+            time.sleep(0.3)
+            for _ in range(len(fillers) + 1):
+                conn, _ = server.accept()
+                if conn.recv(4096).startswith(b'{"cmd": "list"}'):
+                    conn.sendall(b'{"ok": true, "alarms": []}\n')
+                conn.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+        for s in fillers:
+            s.sendall(b"\n")
+        assert request(path, {"cmd": "list"}, timeout_s=5.0) == {"ok": True, "alarms": []}
+    finally:
+        for s in fillers:
+            s.close()
+        server.close()
+
+
+async def test_closing_waiting_clients_to_make_room_logs_no_errors(tmp_path):
+    errors: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx))
+    circuit = AlarmCircuit(RULES, [MemoryOutput()], lambda r: None, now=lambda: 1000.0)
+    path = tmp_path / "ctl.sock"
+    control = ControlServer(circuit, path, max_clients=2)
+    task = asyncio.create_task(control.run())
+    while not path.exists():
+        await asyncio.sleep(0.01)
+    try:
+        clients = [await asyncio.open_unix_connection(str(path)) for _ in range(20)]
+        await asyncio.sleep(0.2)
+        for _, writer in clients:
+            writer.close()
+        await asyncio.sleep(0.1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert control.evicted == 18 and errors == []
