@@ -97,6 +97,7 @@ def family_of(protocol: str) -> str:
 # messages use the 11073 dimensions, e.g. PERF_REL dimensionless as IntelliVue sends it.
 _HL7_PRECEDENCE: Final = ("masimo", "nonin", "ble", "medibus", "datex", "intellivue")
 _BY_CODE: Final = {term.code: term for family in _HL7_PRECEDENCE for term in TERMS[family].values()}
+_BY_NAME: Final = {term.metric: term for family in _HL7_PRECEDENCE for term in TERMS[family].values()}
 
 
 def _carried(label: str) -> Term | None:
@@ -107,6 +108,12 @@ def _carried(label: str) -> Term | None:
     known = _BY_CODE.get(int(code))
     if known is not None:
         return known
+    # An unknown code under a known name (999999^MDC_PULS_OXIM_SAT_O2) is filed
+    # under that name's term, with its unit and range: taking the message's own
+    # unit would let SpO2 in per-mille (850) pass as a valid value and clear alarms.
+    named = _BY_NAME.get(refid)
+    if named is not None:
+        return named
     return Term(refid, int(code), "", "carried by the HL7 message (OBX-3); unit from OBX-6")
 
 

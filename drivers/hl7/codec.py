@@ -54,12 +54,20 @@ log = logging.getLogger(__name__)
 ALERT_CARRIER: Final = "196616^MDC_EVT_ALARM"
 MAX_SEEN_IDS: Final = 1024  # control ids remembered to spot a sender's resend of a message we took
 MAX_ACTIVE_ALERTS: Final = 256  # per sender; a flood of never-ended alerts cannot grow without bound
+# Above the segment bound (message.MAX_SEGMENTS): every row of a message has its own slot.
+ROWS_PER_MESSAGE: Final = 1024
 MAX_REMEMBERED: Final = 256  # ACK codes sent / responses read kept for the bench and tests (oldest go)
 _ids: Final = itertools.count(1)
 # A message boundary in unframed input: a segment break before MSH, or an MLLP frame byte.
 _BARE_BOUNDARY: Final = re.compile(rb"[\r\n](?=MSH)|[\x0b\x1c]")
 _NOT_SPACE: Final = re.compile(rb"[^ \t\r\n]")
 _LOOKBEHIND: Final = 3  # "\rMS" at the end of a chunk may become a boundary with the next byte
+
+
+def row_seq(message_seq: int, row: int) -> int:
+    """A reading's sequence: its message's, then its row within the message, so two
+    rows of one message (SpO2 from two channels at one time) never share an id."""
+    return message_seq * ROWS_PER_MESSAGE + row
 
 
 class Seen:
@@ -299,17 +307,15 @@ class Hl7Codec:
                 self._active.pop(alert.alert_id, None)
             carriers.append(alert.source)
         flags = frozenset(self._active.values())
-        for value in result.values:
-            events.append(self._reading(value, flags))
-        for source in carriers:
-            if source is not None:
-                events.append(self._reading(source, flags))
-        if result.alerts and all(s is None for s in carriers):
-            events.append(
-                Reading(self.device_id, ALERT_CARRIER, None, "", flags=flags | {"alert_report"}, seq=self._seq)
-            )
+        sources = [s for s in carriers if s is not None]
+        for row, value in enumerate([*result.values, *sources]):
+            events.append(self._reading(value, flags, row))
+        if result.alerts and not sources:
+            seq = row_seq(self._seq, 0)
+            events.append(Reading(self.device_id, ALERT_CARRIER, None, "", flags=flags | {"alert_report"}, seq=seq))
         return events
 
-    def _reading(self, v: PcdValue, alarm_flags: frozenset[str]) -> Reading:
+    def _reading(self, v: PcdValue, alarm_flags: frozenset[str], row: int) -> Reading:
         label = f"{v.code}^{v.refid}"
-        return Reading(self.device_id, label, v.value, v.unit, v.time, v.flags | alarm_flags, self._seq)
+        seq = row_seq(self._seq, row)
+        return Reading(self.device_id, label, v.value, v.unit, v.time, v.flags | alarm_flags, seq)

@@ -249,3 +249,17 @@ def test_a_value_in_a_unit_that_cannot_be_converted_holds_the_alarm_and_is_not_d
         assert obs.value is None and obs.quality == "invalid" and "unit_not_convertible" in obs.flags
         bed.advance(1)
     assert bed.states() == {"spo2-low": "active", "invalid-value": "active"}
+
+
+def test_an_unknown_code_under_a_known_name_gets_that_terms_unit_check() -> None:
+    """The outside tester's bypass: 999999^MDC_PULS_OXIM_SAT_O2 in per-mille (850)
+    was a valid SpO2 of 850 and cleared an active alarm."""
+    bed = Bed()
+    for _ in range(15):
+        bed.feed(85.0)
+        bed.advance(1)
+    obs = bed.feed(850.0, label="999999^MDC_PULS_OXIM_SAT_O2", unit="‰")
+    assert obs.metric == "MDC_PULS_OXIM_SAT_O2" and obs.code == 150456 and obs.quality == "invalid"
+    assert bed.states()["spo2-low"] == "active"
+    obs = bed.feed(850.0, label="999999^MDC_PULS_OXIM_SAT_O2", unit="%")
+    assert obs.quality == "invalid" and "implausible" in obs.flags

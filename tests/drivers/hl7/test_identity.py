@@ -60,3 +60,22 @@ async def test_readings_of_different_connections_get_different_ids_and_a_resend_
         assert obs is not None
         ids.add(obs.obs_id)
     assert len(ids) == 2  # same device time, same label, different connections: different ids
+
+
+def test_two_rows_of_one_message_never_share_an_id() -> None:
+    """The outside tester's SpO2 from two channels (1.3.1.1 and 1.4.1.1) at one time."""
+    rows = (
+        "MSH|^~\\&|S|F|||20261202070000||ORU^R01^ORU_R01|TWO|P|2.6|||AL|NE\rOBR|1|||x|||20261202070000\r"
+        "OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.3.1.1|97|262688^MDC_DIM_PERCENT^MDC|||||R\r"
+        "OBX|2|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.4.1.1|80|262688^MDC_DIM_PERCENT^MDC|||||R\r"
+    )
+    readings = [e for e in Hl7Codec("hl7").feed(frame(rows.encode())) if isinstance(e, Reading)]
+    assert [r.value for r in readings] == [97.0, 80.0]
+    ctx = DeviceContext("hl7", "hl7", "ICU-1", tz=UTC, stream_id="s")
+    received = datetime(2026, 12, 2, 7, 0, tzinfo=UTC)
+    ids = {
+        obs.obs_id
+        for obs, _ in (Normalizer(max_clock_skew_s=None).normalize(r, ctx, received) for r in readings)
+        if obs
+    }
+    assert len(ids) == 2
