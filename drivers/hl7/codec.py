@@ -71,33 +71,39 @@ def row_seq(message_seq: int, row: int) -> int:
 
 
 class Seen:
-    """Messages already used, by sender, control id (MSH-3, MSH-10) and content digest.
+    """Messages already used, by sender (MSH-3, MSH-4), control id (MSH-10) and content.
 
     Shared by every connection of one listener: a sender whose ACK was lost may
     resend on a new connection, and its resend must be used once. A control id
     reused for different content (a sender with a fixed or wrapping counter) is a
-    new message, never silently dropped. Bounded: the oldest entries go first.
+    new message, never silently dropped; content seen before under that id (A, B,
+    A) is a resend. Only digests are kept (a hostile 60 KB MSH-10 costs 16 bytes),
+    bounded: the oldest go first. Segment breaks are normalised (CR, LF, CR LF).
     """
 
     def __init__(self, max_entries: int = MAX_SEEN_IDS) -> None:
-        self._digests: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._messages: OrderedDict[bytes, None] = OrderedDict()
+        self._ids: OrderedDict[bytes, None] = OrderedDict()
         self._max = max_entries
         self.resends = 0
         self.reused_ids = 0
 
     def first_time(self, sender: str, control_id: str, body: bytes) -> bool:
-        key = (sender, control_id)
-        digest = hashlib.blake2b(body, digest_size=16).digest()
-        known = self._digests.get(key)
-        if known == digest:
+        ident = hashlib.blake2b(f"{sender}\x00{control_id}".encode(), digest_size=16)
+        id_key = ident.digest()
+        ident.update(b"\x00" + body.replace(b"\r\n", b"\r").replace(b"\n", b"\r").rstrip())
+        message_key = ident.digest()
+        if message_key in self._messages:
+            self._messages.move_to_end(message_key)
             self.resends += 1
             return False
-        if known is not None:
+        if id_key in self._ids:
             self.reused_ids += 1
-        self._digests[key] = digest
-        self._digests.move_to_end(key)
-        if len(self._digests) > self._max:
-            self._digests.popitem(last=False)
+        for table, key in ((self._messages, message_key), (self._ids, id_key)):
+            table[key] = None
+            table.move_to_end(key)
+            if len(table) > self._max:
+                table.popitem(last=False)
         return True
 
 
@@ -267,7 +273,7 @@ class Hl7Codec:
             # The content after MSH decides: a resend (our ACK was lost) is ACKed
             # again and used once, even when the sender re-stamps MSH-7.
             body = block[min((i for i in (block.find(b"\r"), block.find(b"\n")) if i >= 0), default=0) :]
-            if not self._seen.first_time(msg.msh.raw(3), msg.msh.raw(10), body):
+            if not self._seen.first_time(f"{msg.msh.raw(3)}|{msg.msh.raw(4)}", msg.msh.raw(10), body):
                 self.duplicates += 1
                 return []
         if result.verdict.outcome != "accept":

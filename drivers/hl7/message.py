@@ -194,7 +194,13 @@ def parse(data: bytes) -> Hl7Message:
     head = lines[0]
     fs = head[3]
     encoding = head[4 : head.index(fs, 4)] if fs in head[4:] else ""
-    if len(encoding) < 4 or fs.isalnum() or len(set(encoding + fs)) != len(encoding) + 1:
+    # Letters or digits as delimiters would split values and names (`8` as the
+    # component separator turns "85" into two components).
+    if (
+        len(encoding) < 4
+        or any(ch.isalnum() or ch.isspace() for ch in encoding[:4] + fs)
+        or len(set(encoding + fs)) != len(encoding) + 1
+    ):
         raise Hl7Error(f"MSH-2 encoding characters {encoding!r} are not four distinct delimiters")
     d = Delimiters(fs, encoding[0], encoding[1], encoding[2], encoding[3])
     segments = []

@@ -204,6 +204,9 @@ def _rows(msg: Hl7Message) -> list[Row]:
         raw = msg.get(seg, 5)
         value: PcdValue | None = None
         if msg.get(seg, 2) == "NM" and status not in ("D", "W"):  # deleted / posted in error: not a value
+            whole = seg.raw(5)  # an NM is one plain value: no components, repetitions or escapes
+            if any(ch in whole for ch in msg.delimiters.encoding):
+                raise ValueError(f"OBX {set_id}: NM value {whole[:40]!r} is not a single number")
             try:
                 number, usable = nm_value(raw)
             except ValueError:

@@ -296,3 +296,19 @@ def test_byte_chunking_never_changes_what_is_decoded(data, chunk, unframed):
         return [e for e in events if isinstance(e, Reading)], c.stats.frames_ok, c.stats.frames_bad, c.acks
 
     assert run(chunk) == run(max(1, len(data)))
+
+
+@pytest.mark.parametrize("value", ["8&5", "85^1", "85~86", "\\X3835\\"])
+def test_an_nm_value_with_components_repetitions_or_escapes_is_in_error(value):
+    """The outside tester's 8&5 (read as a valid 8), 85^1, 85~86 and an escaped 85."""
+    c = codec()
+    row = "OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.3.1.1|" + value + "|262688^MDC_DIM_PERCENT^MDC|||||R\r"
+    head = "MSH|^~\\&|S|F|||20260101120000||ORU^R01^ORU_R01|NM1|P|2.6|||AL|NE\rOBR|1|||x|||20260101120000\r"
+    events = c.feed(frame((head + row).encode()))
+    assert not [e for e in events if isinstance(e, Reading)] and c.acks == ["CE"]
+
+
+def test_letters_or_digits_as_delimiters_are_refused():
+    c = codec()
+    c.feed(frame(b"MSH|8~\\&|S|F|||20260101120000||ORU^R01^ORU_R01|D1|P|2.6\rOBR|1\rOBX|1|NM|1^X|1|85|%\r"))
+    assert c.stats.frames_bad == 1 and c.stats.frames_ok == 0

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from appliance.model import DeviceEvent, Reading
 from appliance.normalize import DeviceContext, Normalizer
-from drivers.hl7.codec import Hl7Codec
+from drivers.hl7.codec import Hl7Codec, Seen
 from drivers.hl7.mllp import frame
 from tests.drivers.hl7.test_listener import listening
 
@@ -34,10 +34,11 @@ def test_a_control_id_reused_for_other_content_is_a_new_message_not_a_resend() -
     # 97 then 75 are new content; the repeats are resends (used once, ACKed again).
     assert spo2(events) == [97.0, 75.0]
     assert codec.acks == ["CA"] * 5
-    # A resend that re-stamps MSH-7 is still the same message.
+    # A resend that re-stamps MSH-7 is still the same message, and so is content seen
+    # before under this id (A, B, A): the sender repeating its earlier message.
     assert spo2(codec.feed(msg("SAME", 75, ts="20261202080000"))) == []
-    events = codec.feed(msg("SAME", 97))
-    assert spo2(events) == [97.0]
+    assert spo2(codec.feed(msg("SAME", 97))) == []
+    assert spo2(codec.feed(msg("SAME", 93))) == [93.0]
 
 
 async def test_readings_of_different_connections_get_different_ids_and_a_resend_on_a_new_connection_is_used_once():
@@ -79,3 +80,28 @@ def test_two_rows_of_one_message_never_share_an_id() -> None:
         if obs
     }
     assert len(ids) == 2
+
+
+def test_resends_are_known_by_content_whatever_the_order_or_segment_breaks() -> None:
+    codec = Hl7Codec("hl7")
+    a, b = msg("ID", 97), msg("ID", 75)
+    events: list[DeviceEvent] = []
+    lf = a[:-2].replace(b"\r", b"\n") + a[-2:]  # the same message with LF segment breaks
+    for block in (a, b, a, lf):  # A, B, A again, A with LF breaks
+        events += codec.feed(block)
+    assert spo2(events) == [97.0, 75.0] and codec.duplicates == 2
+
+
+def test_two_senders_with_one_application_name_are_told_apart_by_facility() -> None:
+    codec = Hl7Codec("hl7")
+    first = msg("ID", 97)
+    second = first.replace(b"|S|F|", b"|S|G|")
+    assert spo2(codec.feed(first) + codec.feed(second)) == [97.0, 97.0]
+
+
+def test_the_resend_memory_keeps_digests_not_the_senders_bytes() -> None:
+    seen = Seen(max_entries=8)
+    for n in range(20):
+        assert seen.first_time("S" * 60_000, f"{n}" + "X" * 60_000, b"body")
+    keys = list(seen._messages) + list(seen._ids)
+    assert len(keys) == 16 and all(len(k) == 16 for k in keys)
