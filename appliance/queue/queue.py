@@ -37,6 +37,8 @@ from appliance.queue.hold import Held, HoldBuffer
 from appliance.queue.records import decode_batch, encode_batch
 from appliance.queue.seal import Sealer, load_or_create_key
 from appliance.queue.store import RecordClass, Store, StoreStats, StoreWriteError
+from appliance.queue.upkeep import Cursor, Group
+from appliance.queue.worker import Priority, PriorityWorker
 
 __all__ = ["FILL_THRESHOLDS", "QueueSettings", "RecordQueue", "export"]
 
@@ -58,6 +60,10 @@ class QueueSettings:
     max_pending: int = 100_000  # telemetry held in memory
     max_held_events: int = 100_000  # alarm + technical records held in memory
     retry_max_ms: int = 5_000  # longest wait between tries while the store fails
+    # Small telemetry rows older than this are merged into large ones while the
+    # uplink is not delivering (0 = never): 96 B/observation at 3-obs rows, ~30 merged.
+    compact_after_s: float = 10.0
+    compact_rows_per_pass: int = 600  # bounds one pass's store-thread time (~ms)
 
 
 # Kinds about the store itself are said, not stored: storing them would feed the loop they report.
@@ -75,7 +81,10 @@ class RecordQueue:
         self.settings = settings
         self._report = report
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bedside-store")
+        self._executor = PriorityWorker("bedside-store")
+        # Set by the uplink while it hands rows out: compaction waits (it would
+        # replace rows in flight, and they would be delivered twice).
+        self.delivering = False
         self.hold = HoldBuffer(settings.max_pending, settings.max_held_events)
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()  # one writer pass at a time (run loop, flush command)
@@ -117,22 +126,24 @@ class RecordQueue:
         else:
             self._early.append(event)  # during start-up: said once the gateway runs
 
-    async def _in_thread(self, fn: Callable[..., object], *args: object) -> object:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+    async def _in_thread(self, fn: Callable[..., object], *args: object, priority: Priority = Priority.BULK) -> object:
+        return await asyncio.wrap_future(self._executor.submit(priority, functools.partial(fn, *args)))
 
     async def put_alarm(self, alarm: AlarmEvent) -> None:
         """Returns once the alarm is committed with synchronous=FULL (raises if it was not)."""
-        await self._in_thread(self.store.put, RecordClass.ALARM, [(encode_batch([alarm]), 1)], True)
+        payload = [(encode_batch([alarm]), 1)]
+        await self._in_thread(self.store.put, RecordClass.ALARM, payload, True, priority=Priority.ALARM)
 
     async def _write(self, cls: RecordClass, batch: Sequence[Held]) -> None:
         if not batch:
             return
         dropped = self.hold.dropped.total - self._persisted_drops
         payload = encode_batch(batch)
-        loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(
-            self._executor, functools.partial(self.store.put, cls, [(payload, len(batch))], True, dropped)
+        priority = Priority.ALARM if cls is RecordClass.ALARM else Priority.WRITE
+        fut = asyncio.wrap_future(
+            self._executor.submit(
+                priority, functools.partial(self.store.put, cls, [(payload, len(batch))], True, dropped)
+            )
         )
         # The thread finishes a write even if we are cancelled (shutdown): settle the
         # batch by what really happened, never by the cancellation.
@@ -220,7 +231,7 @@ class RecordQueue:
         self._early.clear()
         interval = self.settings.commit_interval_ms / 1000
         wait = interval
-        ttl_every = 0.0
+        ttl_every = compact_every = 0.0
         while True:
             try:
                 async with asyncio.timeout(wait):
@@ -234,14 +245,48 @@ class RecordQueue:
                 continue
             wait = interval
             ttl_every += interval
+            compact_every += interval
+            if self.settings.compact_after_s and compact_every >= 1.0:
+                compact_every = 0.0
+                await self.compact()
             if self.settings.telemetry_ttl_s and ttl_every >= 60:
                 ttl_every = 0.0
                 try:
                     await self._in_thread(
-                        self.store.purge_older_than, RecordClass.TELEMETRY, self.settings.telemetry_ttl_s
-                    )
+                        self.store.purge_older_than, RecordClass.TELEMETRY, self.settings.telemetry_ttl_s,
+                        priority=Priority.IDLE,
+                    )  # fmt: skip
                 except StoreWriteError as exc:
                     log.warning("telemetry purge failed (tried again in a minute): %s", exc)
+
+    async def compact(self) -> int:
+        """One compaction pass while the uplink is not delivering; returns rows removed.
+        Runs at the lowest priority; the merge (CBOR) runs off the store thread."""
+        if self.delivering:
+            return 0
+        cutoff = int((time.time() - self.settings.compact_after_s) * 1000)
+        plan = await self._in_thread(
+            self.store.compact_plan, cutoff, self.settings.compact_rows_per_pass, priority=Priority.IDLE
+        )
+        assert isinstance(plan, list)
+        if not plan:
+            return 0
+        try:
+            merged = await asyncio.to_thread(lambda: [(g, merge_payloads(g.payloads)) for g in plan])
+        except RecordFormatError as exc:  # a row that opens but does not decode: export quarantines it
+            log.warning("compaction skipped: %s", exc)
+            return 0
+        try:
+            removed = await self._in_thread(self._replace_unless_delivering, merged, priority=Priority.IDLE)
+        except StoreWriteError as exc:
+            log.warning("compaction failed (tried again later): %s", exc)
+            return 0
+        assert isinstance(removed, int)
+        return removed
+
+    def _replace_unless_delivering(self, merged: list[tuple[Group, bytes]]) -> int:
+        # Checked on the store thread: an uplink that started meanwhile reads after this.
+        return 0 if self.delivering else self.store.compact_replace(merged)
 
     async def flush(self) -> None:
         """Write what is held now; what cannot be written stays held (never raises for it)."""
@@ -252,10 +297,19 @@ class RecordQueue:
         limit: int,
         exclude: frozenset[int],
         classes: tuple[RecordClass, ...] = tuple(RecordClass),
+        *,
         created_from_ms: int | None = None,
         created_before_ms: int | None = None,
+        after: dict[RecordClass, Cursor] | None = None,
     ) -> list[tuple[int, RecordClass, int, bytes]]:
-        result = await self._in_thread(self.store.outbox, limit, exclude, classes, created_from_ms, created_before_ms)
+        result = await self._in_thread(
+            functools.partial(
+                self.store.outbox, created_from_ms=created_from_ms, created_before_ms=created_before_ms, after=after
+            ),
+            limit,
+            exclude,
+            classes,
+        )
         assert isinstance(result, list)
         return result
 
@@ -286,12 +340,17 @@ class RecordQueue:
             log.warning("records dropped in memory since start: %d telemetry, %d technical, %d alarm",
                         d.telemetry, d.technical, d.alarm)  # fmt: skip
         try:
-            self._executor.submit(self.store.close).result(timeout=timeout_s)
+            self._executor.submit(Priority.BULK, self.store.close).result(timeout=timeout_s)
         except concurrent.futures.TimeoutError:
             log.error("store %s did not close within %.1f s; abandoning it", self.settings.path, timeout_s)
         except Exception as exc:  # a failing disk: committed rows are safe, say it and go on
             log.error("store %s close failed: %s", self.settings.path, exc)
-        self._executor.shutdown(wait=False)
+        self._executor.shutdown()
+
+
+def merge_payloads(payloads: list[bytes]) -> bytes:
+    """One batch holding every record of `payloads` (in order)."""
+    return encode_batch([r for p in payloads for r in decode_batch(p)])
 
 
 def export(store: Store) -> Iterator[Record]:
