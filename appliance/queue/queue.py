@@ -33,6 +33,7 @@ from typing import Final
 
 from appliance.arbiter import AuditRecord
 from appliance.model import AlarmEvent, Observation, Record, RecordFormatError, TechnicalEvent
+from appliance.queue.checkpoint import Checkpointer
 from appliance.queue.hold import Held, HoldBuffer
 from appliance.queue.records import decode_batch, encode_batch
 from appliance.queue.seal import Sealer, load_or_create_key
@@ -44,6 +45,7 @@ __all__ = ["FILL_THRESHOLDS", "QueueSettings", "RecordQueue", "export"]
 
 log = logging.getLogger(__name__)
 FILL_THRESHOLDS: Final = (0.80, 0.95)
+CHECKPOINT_AT_BYTES: Final = 4 * 1024 * 1024  # WAL size that starts a checkpoint (or 1/4 of its allowance)
 # records_dropped is said at once, then at most this often while drops go on (a
 # full disk drops telemetry every pass; one event per pass would flood the log).
 DROPS_SAID_EVERY_S: Final = 60.0
@@ -99,6 +101,8 @@ class RecordQueue:
         existing = Path(settings.path).exists()
         key = load_or_create_key(settings.key_path, create=not existing)
         self.store = Store(settings.path, Sealer(key), settings.max_bytes, self._store_event, factory=factory)
+        # Started by run(): from then on no commit of ours checkpoints (an alarm's least of all).
+        self._checkpointer = Checkpointer(self.store.path, min(CHECKPOINT_AT_BYTES, self.store.wal_limit_bytes // 4))
 
     @property
     def dropped_in_memory(self) -> int:
@@ -226,6 +230,9 @@ class RecordQueue:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if not self._checkpointer.started:
+            await self._in_thread(self.store.automatic_checkpoints, False, priority=Priority.WRITE)
+            self._checkpointer.start()
         for event in self._early:
             self._report(event)
         self._early.clear()
@@ -339,6 +346,7 @@ class RecordQueue:
             d = self.hold.dropped
             log.warning("records dropped in memory since start: %d telemetry, %d technical, %d alarm",
                         d.telemetry, d.technical, d.alarm)  # fmt: skip
+        self._checkpointer.stop()  # before the store: its close is the last, and folds the WAL
         try:
             self._executor.submit(Priority.BULK, self.store.close).result(timeout=timeout_s)
         except concurrent.futures.TimeoutError:

@@ -311,6 +311,13 @@ class Store(Upkeep):
         s.used_bytes = self._used_bytes()
         return s
 
+    def automatic_checkpoints(self, on: bool) -> None:
+        """Off while a `Checkpointer` folds the WAL from its own thread (see there)."""
+        if on:
+            configure_wal(self._db, self.wal_limit_bytes)
+        else:
+            self._db.execute("PRAGMA wal_autocheckpoint = 0")
+
     def checkpoint(self) -> None:
         """Fold the WAL into the database file (also what SQLite does on close)."""
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
