@@ -1,7 +1,9 @@
 """The SQLite store under the queue: WAL, versioned schema, byte budget, sealed rows.
 
 Synchronous and single-threaded by design: one writer thread owns the
-connection (see `appliance.queue.queue`). Rows are batches: one alarm or
+connection (see `appliance.queue.worker`: alarm commits go before waiting bulk
+work). What is done to stored rows (delivery cursors, range deletes, the budget,
+compaction) is in `appliance.queue.upkeep`. Rows are batches: one alarm or
 technical event per row, telemetry grouped per commit. Priorities: alarm (0) >
 technical (1) > telemetry (2); `pending()` hands rows out in that order.
 
