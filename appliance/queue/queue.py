@@ -278,11 +278,9 @@ class RecordQueue:
         assert isinstance(plan, list)
         if not plan:
             return 0
-        try:
-            merged = await asyncio.to_thread(lambda: [(g, merge_payloads(g.payloads)) for g in plan])
-        except RecordFormatError as exc:  # a row that opens but does not decode: export quarantines it
-            log.warning("compaction skipped: %s", exc)
-            return 0
+        merged, bad = await asyncio.to_thread(_merge_groups, plan)
+        for row_id, count, reason in bad:  # opens but does not decode: set aside, or it blocks every pass
+            await self._in_thread(self.store.quarantine, row_id, RecordClass.TELEMETRY, count, reason)
         try:
             removed = await self._in_thread(self._replace_unless_delivering, merged, priority=Priority.IDLE)
         except StoreWriteError as exc:
@@ -354,6 +352,23 @@ class RecordQueue:
         except Exception as exc:  # a failing disk: committed rows are safe, say it and go on
             log.error("store %s close failed: %s", self.settings.path, exc)
         self._executor.shutdown()
+
+
+def _merge_groups(plan: list[Group]) -> tuple[list[tuple[Group, bytes]], list[tuple[int, int, str]]]:
+    """Each group's merged payload; a group with a row that does not decode is left
+    out, and that row named (id, record count, reason)."""
+    merged: list[tuple[Group, bytes]] = []
+    bad: list[tuple[int, int, str]] = []
+    for g in plan:
+        records = []
+        for row_id, count, payload in zip(g.ids, g.counts, g.payloads, strict=True):
+            try:
+                records += decode_batch(payload)
+            except RecordFormatError as exc:
+                bad.append((row_id, count, str(exc)))
+        if not bad or bad[-1][0] not in g.ids:
+            merged.append((g, encode_batch(records)))
+    return merged, bad
 
 
 def merge_payloads(payloads: list[bytes]) -> bytes:

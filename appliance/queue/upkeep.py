@@ -49,12 +49,16 @@ def id_runs(ids: Iterable[int]) -> list[tuple[int, int]]:
 
 @dataclass(slots=True)
 class Group:
-    """Small rows to merge: the first row's age, their ids, record count, payloads."""
+    """Small rows to merge: the first row's age, their ids, record counts, payloads."""
 
     created_ms: int
     ids: list[int]
-    count: int
+    counts: list[int]
     payloads: list[bytes]
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
 
 
 class Upkeep:
@@ -187,10 +191,10 @@ class Upkeep:
         groups: list[Group] = []
         for row_id, _cls, created, payload in self._opened(rows):  # quarantines what does not open
             if not groups or groups[-1].count + counts[row_id] > target_records:
-                groups.append(Group(created, [], 0, []))
+                groups.append(Group(created, [], [], []))
             g = groups[-1]
             g.ids.append(row_id)
-            g.count += counts[row_id]
+            g.counts.append(counts[row_id])
             g.payloads.append(payload)
         return [g for g in groups if len(g.ids) > 1]
 

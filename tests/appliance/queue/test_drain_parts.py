@@ -128,3 +128,18 @@ async def test_while_the_queue_runs_commits_never_checkpoint_a_thread_does(tmp_p
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         q.close()
+
+
+async def test_a_row_that_opens_but_does_not_decode_is_quarantined_not_a_blocker(tmp_path):
+    q = RecordQueue(QueueSettings(str(tmp_path / "q.db"), str(tmp_path / "q.key"), compact_after_s=0.001),
+                    lambda e: None)  # fmt: skip
+    q._loop = asyncio.get_running_loop()
+    put_rows(q.store, 0, 3)
+    q.store.put(RecordClass.TELEMETRY, [(b"not cbor", 3)], durable=False)
+    put_rows(q.store, 100, 3)
+    await asyncio.sleep(0.01)
+    assert await q.compact() == 0  # the bad row's group waits; the bad row is set aside
+    assert [u.count for u in q.store.quarantined()] == [3]
+    assert await q.compact() == 5
+    assert q.store.stats().records == {"telemetry": 18}
+    q.close()
