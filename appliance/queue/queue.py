@@ -6,7 +6,10 @@ owns the SQLite connection): each alarm in its own synchronous=FULL commit, as
 soon as it arrives; telemetry group-committed (also FULL) every
 `commit_interval_ms` or `commit_max_records`, whichever comes first, so one
 fsync covers a whole batch. Nothing here is awaited by the
-alarm path.
+alarm path. The thread takes alarm commits before any waiting work
+(`appliance.queue.worker`); WAL checkpoints run on their own thread
+(`appliance.queue.checkpoint`); small telemetry rows older than
+`compact_after_s` are merged while the uplink is not delivering.
 
 Overflow policy of the in-memory buffers: see `appliance.queue.hold` (telemetry
 dropped oldest-first and counted; alarm and technical records share a large
