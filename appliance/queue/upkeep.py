@@ -34,6 +34,10 @@ __all__ = ["COMPACT_TARGET_RECORDS", "Cursor", "Group", "Upkeep", "id_runs"]
 Cursor = tuple[int, int]  # (created_ms, id) of the last row handed out in a stream
 COMPACT_TARGET_RECORDS: Final = 2000  # records per merged row: ~60 kB, a few pages
 ORDER: Final = "created_ms, id"
+# Payload bytes one outbox read hands out: bounds the store thread's time per read
+# (reading and opening ~1 MiB: a few ms), which an alarm commit may wait for. By
+# rows alone, 512 compacted rows were 30 MB and an alarm waited ~95 ms.
+OUTBOX_MAX_BYTES: Final = 1024 * 1024
 
 
 def id_runs(ids: Iterable[int]) -> list[tuple[int, int]]:
@@ -91,10 +95,13 @@ class Upkeep:
         created_from_ms: int | None = None,
         created_before_ms: int | None = None,
         after: Mapping[RecordClass, Cursor] | None = None,
+        max_bytes: int = OUTBOX_MAX_BYTES,
     ) -> list[tuple[int, RecordClass, int, bytes]]:
         """Rows for the uplink: (id, class, created_ms, payload), by class then age,
-        skipping `exclude` and, per class, everything up to the cursor in `after`."""
+        skipping `exclude` and, per class, everything up to the cursor in `after`;
+        at least one row, then no more than `max_bytes` of payload."""
         out: list[tuple[int, RecordClass, int, bytes]] = []
+        taken = 0
         for cls in classes:
             if len(out) >= limit:
                 break
@@ -110,11 +117,20 @@ class Upkeep:
             if exclude:
                 clauses.append(f"id NOT IN ({','.join('?' * len(exclude))})")
                 args += exclude
-            rows = self._db.execute(
+            cursor = self._db.execute(
                 f"SELECT {self._COLUMNS} FROM records WHERE {' AND '.join(clauses)} ORDER BY {ORDER} LIMIT ?",
                 (*args, limit - len(out)),
-            ).fetchall()
+            )
+            rows = []
+            for row in cursor:  # read lazily: rows past the byte bound are never read
+                rows.append(row)
+                taken += len(row[4])
+                if taken >= max_bytes:
+                    break
+            cursor.close()
             out += self._opened(rows)
+            if taken >= max_bytes:
+                break
         return out
 
     def delete(self, ids: list[int]) -> None:
