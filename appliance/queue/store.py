@@ -118,6 +118,11 @@ class Store(Upkeep):
             if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("quick_check failed")
             configure_wal(db, self.wal_limit_bytes)
+            # Debian's SQLite zeroes every deleted byte (secure_delete=1): each delivered
+            # row was written to the WAL a second time as zeros (64 MB of WAL in a 1 s
+            # drain, then a 150 ms truncate on the store thread). The payloads are sealed
+            # (AES-GCM), so freed pages hold only ciphertext: FAST zeroes what costs no I/O.
+            db.execute("PRAGMA secure_delete = FAST")
             self._migrate(db)
             self._check_key(db)
         except BaseException:
