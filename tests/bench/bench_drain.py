@@ -177,7 +177,7 @@ async def drain(tmp: Path, n: int, compact: bool) -> dict[str, float]:
     tasks: list[asyncio.Task[None]] = []
     try:
         filled = await asyncio.to_thread(fill, queue, n, compact)
-        messages, sample_obs = await asyncio.to_thread(sample_messages, queue, min(n, 200_000))
+        messages, sample_obs = await asyncio.to_thread(sample_messages, queue, min(n, 2_000_000))
         raw_s = await raw_gmqtt(broker, pki.client("gw-1"), messages)
         raw_commit = await asyncio.to_thread(raw_commits, tmp)
 
