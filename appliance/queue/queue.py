@@ -6,7 +6,10 @@ owns the SQLite connection): each alarm in its own synchronous=FULL commit, as
 soon as it arrives; telemetry group-committed (also FULL) every
 `commit_interval_ms` or `commit_max_records`, whichever comes first, so one
 fsync covers a whole batch. Nothing here is awaited by the
-alarm path.
+alarm path. The thread takes alarm commits before any waiting work
+(`appliance.queue.worker`); WAL checkpoints run on their own thread
+(`appliance.queue.checkpoint`); small telemetry rows older than
+`compact_after_s` are merged while the uplink is not delivering.
 
 Overflow policy of the in-memory buffers: see `appliance.queue.hold` (telemetry
 dropped oldest-first and counted; alarm and technical records share a large
@@ -33,15 +36,19 @@ from typing import Final
 
 from appliance.arbiter import AuditRecord
 from appliance.model import AlarmEvent, Observation, Record, RecordFormatError, TechnicalEvent
+from appliance.queue.checkpoint import Checkpointer
 from appliance.queue.hold import Held, HoldBuffer
 from appliance.queue.records import decode_batch, encode_batch
 from appliance.queue.seal import Sealer, load_or_create_key
 from appliance.queue.store import RecordClass, Store, StoreStats, StoreWriteError
+from appliance.queue.upkeep import Cursor, Group
+from appliance.queue.worker import Priority, PriorityWorker
 
 __all__ = ["FILL_THRESHOLDS", "QueueSettings", "RecordQueue", "export"]
 
 log = logging.getLogger(__name__)
 FILL_THRESHOLDS: Final = (0.80, 0.95)
+CHECKPOINT_AT_BYTES: Final = 4 * 1024 * 1024  # WAL size that starts a checkpoint (or 1/4 of its allowance)
 # records_dropped is said at once, then at most this often while drops go on (a
 # full disk drops telemetry every pass; one event per pass would flood the log).
 DROPS_SAID_EVERY_S: Final = 60.0
@@ -58,6 +65,10 @@ class QueueSettings:
     max_pending: int = 100_000  # telemetry held in memory
     max_held_events: int = 100_000  # alarm + technical records held in memory
     retry_max_ms: int = 5_000  # longest wait between tries while the store fails
+    # Small telemetry rows older than this are merged into large ones while the
+    # uplink is not delivering (0 = never): 96 B/observation at 3-obs rows, ~30 merged.
+    compact_after_s: float = 10.0
+    compact_rows_per_pass: int = 600  # bounds one pass's store-thread time (~ms)
 
 
 # Kinds about the store itself are said, not stored: storing them would feed the loop they report.
@@ -75,7 +86,10 @@ class RecordQueue:
         self.settings = settings
         self._report = report
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bedside-store")
+        self._executor = PriorityWorker("bedside-store")
+        # Set by the uplink while it hands rows out: compaction waits (it would
+        # replace rows in flight, and they would be delivered twice).
+        self.delivering = False
         self.hold = HoldBuffer(settings.max_pending, settings.max_held_events)
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()  # one writer pass at a time (run loop, flush command)
@@ -90,6 +104,8 @@ class RecordQueue:
         existing = Path(settings.path).exists()
         key = load_or_create_key(settings.key_path, create=not existing)
         self.store = Store(settings.path, Sealer(key), settings.max_bytes, self._store_event, factory=factory)
+        # Started by run(): from then on no commit of ours checkpoints (an alarm's least of all).
+        self._checkpointer = Checkpointer(self.store.path, min(CHECKPOINT_AT_BYTES, self.store.wal_limit_bytes // 4))
 
     @property
     def dropped_in_memory(self) -> int:
@@ -117,22 +133,24 @@ class RecordQueue:
         else:
             self._early.append(event)  # during start-up: said once the gateway runs
 
-    async def _in_thread(self, fn: Callable[..., object], *args: object) -> object:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+    async def _in_thread(self, fn: Callable[..., object], *args: object, priority: Priority = Priority.BULK) -> object:
+        return await asyncio.wrap_future(self._executor.submit(priority, functools.partial(fn, *args)))
 
     async def put_alarm(self, alarm: AlarmEvent) -> None:
         """Returns once the alarm is committed with synchronous=FULL (raises if it was not)."""
-        await self._in_thread(self.store.put, RecordClass.ALARM, [(encode_batch([alarm]), 1)], True)
+        payload = [(encode_batch([alarm]), 1)]
+        await self._in_thread(self.store.put, RecordClass.ALARM, payload, True, priority=Priority.ALARM)
 
     async def _write(self, cls: RecordClass, batch: Sequence[Held]) -> None:
         if not batch:
             return
         dropped = self.hold.dropped.total - self._persisted_drops
         payload = encode_batch(batch)
-        loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(
-            self._executor, functools.partial(self.store.put, cls, [(payload, len(batch))], True, dropped)
+        priority = Priority.ALARM if cls is RecordClass.ALARM else Priority.WRITE
+        fut = asyncio.wrap_future(
+            self._executor.submit(
+                priority, functools.partial(self.store.put, cls, [(payload, len(batch))], True, dropped)
+            )
         )
         # The thread finishes a write even if we are cancelled (shutdown): settle the
         # batch by what really happened, never by the cancellation.
@@ -215,12 +233,15 @@ class RecordQueue:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        if not self._checkpointer.started:
+            await self._in_thread(self.store.automatic_checkpoints, False, priority=Priority.WRITE)
+            self._checkpointer.start()
         for event in self._early:
             self._report(event)
         self._early.clear()
         interval = self.settings.commit_interval_ms / 1000
         wait = interval
-        ttl_every = 0.0
+        ttl_every = compact_every = 0.0
         while True:
             try:
                 async with asyncio.timeout(wait):
@@ -234,14 +255,46 @@ class RecordQueue:
                 continue
             wait = interval
             ttl_every += interval
+            compact_every += interval
+            if self.settings.compact_after_s and compact_every >= 1.0:
+                compact_every = 0.0
+                await self.compact()
             if self.settings.telemetry_ttl_s and ttl_every >= 60:
                 ttl_every = 0.0
                 try:
                     await self._in_thread(
-                        self.store.purge_older_than, RecordClass.TELEMETRY, self.settings.telemetry_ttl_s
-                    )
+                        self.store.purge_older_than, RecordClass.TELEMETRY, self.settings.telemetry_ttl_s,
+                        priority=Priority.IDLE,
+                    )  # fmt: skip
                 except StoreWriteError as exc:
                     log.warning("telemetry purge failed (tried again in a minute): %s", exc)
+
+    async def compact(self) -> int:
+        """One compaction pass while the uplink is not delivering; returns rows removed.
+        Runs at the lowest priority; the merge (CBOR) runs off the store thread."""
+        if self.delivering:
+            return 0
+        cutoff = int((time.time() - self.settings.compact_after_s) * 1000)
+        plan = await self._in_thread(
+            self.store.compact_plan, cutoff, self.settings.compact_rows_per_pass, priority=Priority.IDLE
+        )
+        assert isinstance(plan, list)
+        if not plan:
+            return 0
+        merged, bad = await asyncio.to_thread(_merge_groups, plan)
+        for row_id, count, reason in bad:  # opens but does not decode: set aside, or it blocks every pass
+            await self._in_thread(self.store.quarantine, row_id, RecordClass.TELEMETRY, count, reason)
+        try:
+            removed = await self._in_thread(self._replace_unless_delivering, merged, priority=Priority.IDLE)
+        except StoreWriteError as exc:
+            log.warning("compaction failed (tried again later): %s", exc)
+            return 0
+        assert isinstance(removed, int)
+        return removed
+
+    def _replace_unless_delivering(self, merged: list[tuple[Group, bytes]]) -> int:
+        # Checked on the store thread: an uplink that started meanwhile reads after this.
+        return 0 if self.delivering else self.store.compact_replace(merged)
 
     async def flush(self) -> None:
         """Write what is held now; what cannot be written stays held (never raises for it)."""
@@ -252,10 +305,19 @@ class RecordQueue:
         limit: int,
         exclude: frozenset[int],
         classes: tuple[RecordClass, ...] = tuple(RecordClass),
+        *,
         created_from_ms: int | None = None,
         created_before_ms: int | None = None,
+        after: dict[RecordClass, Cursor] | None = None,
     ) -> list[tuple[int, RecordClass, int, bytes]]:
-        result = await self._in_thread(self.store.outbox, limit, exclude, classes, created_from_ms, created_before_ms)
+        result = await self._in_thread(
+            functools.partial(
+                self.store.outbox, created_from_ms=created_from_ms, created_before_ms=created_before_ms, after=after
+            ),
+            limit,
+            exclude,
+            classes,
+        )
         assert isinstance(result, list)
         return result
 
@@ -285,13 +347,36 @@ class RecordQueue:
             d = self.hold.dropped
             log.warning("records dropped in memory since start: %d telemetry, %d technical, %d alarm",
                         d.telemetry, d.technical, d.alarm)  # fmt: skip
+        self._checkpointer.stop()  # before the store: its close is the last, and folds the WAL
         try:
-            self._executor.submit(self.store.close).result(timeout=timeout_s)
+            self._executor.submit(Priority.BULK, self.store.close).result(timeout=timeout_s)
         except concurrent.futures.TimeoutError:
             log.error("store %s did not close within %.1f s; abandoning it", self.settings.path, timeout_s)
         except Exception as exc:  # a failing disk: committed rows are safe, say it and go on
             log.error("store %s close failed: %s", self.settings.path, exc)
-        self._executor.shutdown(wait=False)
+        self._executor.shutdown()
+
+
+def _merge_groups(plan: list[Group]) -> tuple[list[tuple[Group, bytes]], list[tuple[int, int, str]]]:
+    """Each group's merged payload; a group with a row that does not decode is left
+    out, and that row named (id, record count, reason)."""
+    merged: list[tuple[Group, bytes]] = []
+    bad: list[tuple[int, int, str]] = []
+    for g in plan:
+        records = []
+        for row_id, count, payload in zip(g.ids, g.counts, g.payloads, strict=True):
+            try:
+                records += decode_batch(payload)
+            except RecordFormatError as exc:
+                bad.append((row_id, count, str(exc)))
+        if not bad or bad[-1][0] not in g.ids:
+            merged.append((g, encode_batch(records)))
+    return merged, bad
+
+
+def merge_payloads(payloads: list[bytes]) -> bytes:
+    """One batch holding every record of `payloads` (in order)."""
+    return encode_batch([r for p in payloads for r in decode_batch(p)])
 
 
 def export(store: Store) -> Iterator[Record]:

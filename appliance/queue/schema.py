@@ -2,6 +2,10 @@
 
 Schema 2 adds `quarantine`: rows whose payload no longer opens or decodes,
 kept (sealed, as found) for forensics and never delivered.
+Schema 3 orders rows by (class, age) in one index instead of (class, id): the
+uplink asks for live data by `created_ms`, which without it scanned the whole
+backlog (461 ms at 2.6 M rows), and a compacted row keeps its first row's age,
+so it is delivered in its place. One index, not two: each costs ~12 B a row.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         "CREATE TABLE quarantine (id INTEGER PRIMARY KEY, cls INTEGER NOT NULL, created_ms INTEGER NOT NULL,"
         " count INTEGER NOT NULL, payload BLOB NOT NULL, reason TEXT NOT NULL, quarantined_ms INTEGER NOT NULL)",
     ),
+    3: ("DROP INDEX records_cls", "CREATE INDEX records_age ON records (cls, created_ms)"),
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 

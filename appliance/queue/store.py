@@ -1,7 +1,9 @@
 """The SQLite store under the queue: WAL, versioned schema, byte budget, sealed rows.
 
 Synchronous and single-threaded by design: one writer thread owns the
-connection (see `appliance.queue.queue`). Rows are batches: one alarm or
+connection (see `appliance.queue.worker`: alarm commits go before waiting bulk
+work). What is done to stored rows (delivery cursors, range deletes, the budget,
+compaction) is in `appliance.queue.upkeep`. Rows are batches: one alarm or
 technical event per row, telemetry grouped per commit. Priorities: alarm (0) >
 technical (1) > telemetry (2); `pending()` hands rows out in that order.
 
@@ -36,7 +38,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Final
 
 from appliance.queue.schema import (
     CANARY,
@@ -50,7 +51,6 @@ from appliance.queue.schema import (
 )
 from appliance.queue.seal import KeyError_, Sealer
 from appliance.queue.space import (
-    SHM_BYTES,
     WAL_SHARE,
     check_file,
     configure_wal,
@@ -62,11 +62,12 @@ from appliance.queue.space import (
     set_aside,
     side_bytes,
 )
+from appliance.queue.upkeep import ORDER, Upkeep
 
 __all__ = ["SCHEMA_VERSION", "RecordClass", "Store", "StoreError", "StoreStats", "StoreWriteError", "Unreadable"]
 
 
-class Store:
+class Store(Upkeep):
     def __init__(
         self,
         path: str | Path,
@@ -117,6 +118,11 @@ class Store:
             if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("quick_check failed")
             configure_wal(db, self.wal_limit_bytes)
+            # Debian's SQLite zeroes every deleted byte (secure_delete=1): each delivered
+            # row was written to the WAL a second time as zeros (64 MB of WAL in a 1 s
+            # drain, then a 150 ms truncate on the store thread). The payloads are sealed
+            # (AES-GCM), so freed pages hold only ciphertext: FAST zeroes what costs no I/O.
+            db.execute("PRAGMA secure_delete = FAST")
             self._migrate(db)
             self._check_key(db)
         except BaseException:
@@ -227,63 +233,13 @@ class Store:
                 ids.append(int(cur.lastrowid or 0))
                 self.payload_bytes += len(blob)
 
-        db.execute("PRAGMA synchronous=" + ("FULL" if durable else "NORMAL"))
+        self._set_sync(durable)
         self._write(body)
         # Counted and said only once committed: a rolled-back deletion dropped nothing.
         self.dropped += dropped + for_space[0]
         if for_space[0]:
             self._on_event("records_dropped", f"{for_space[0]} records dropped for space ({self.dropped} in all)")
         return ids
-
-    def _enforce_budget(self, incoming: int, dropped_before: int) -> int:
-        """Delete the oldest telemetry, then technical rows, until `incoming` bytes fit;
-        returns the records deleted (inside the caller's transaction)."""
-        # The side files get their allowance, not their momentary size: the WAL
-        # swings with checkpoints, and the drop decision must not swing with it.
-        room = self.max_bytes - self.wal_limit_bytes - SHM_BYTES
-        dropped = 0
-        for cls in (RecordClass.TELEMETRY, RecordClass.TECHNICAL):
-            while page_bytes(self._db)[0] + incoming > room:
-                row = self._db.execute(
-                    "SELECT id, nbytes, count FROM records WHERE cls = ? ORDER BY id LIMIT 1", (int(cls),)
-                ).fetchone()
-                if row is None:
-                    break
-                self._db.execute("DELETE FROM records WHERE id = ?", (row[0],))
-                self.payload_bytes -= row[1]
-                dropped += row[2]
-        total = self.dropped + dropped + dropped_before
-        if dropped or dropped_before:
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('dropped', ?)", (str(total).encode(),))
-        return dropped
-
-    def purge_older_than(self, cls: RecordClass, max_age_s: float) -> int:
-        cutoff = int((time.time() - max_age_s) * 1000)
-        found: list[int] = [0, 0]
-
-        def body() -> None:
-            found[:] = self._db.execute(
-                "SELECT COALESCE(SUM(nbytes), 0), COALESCE(SUM(count), 0) FROM records"
-                " WHERE cls = ? AND created_ms < ?",
-                (int(cls), cutoff),
-            ).fetchone()
-            self._db.execute("DELETE FROM records WHERE cls = ? AND created_ms < ?", (int(cls), cutoff))
-
-        self._write(body)
-        self.payload_bytes -= found[0]
-        return int(found[1])
-
-    def delete(self, ids: list[int]) -> None:
-        if not ids:
-            return
-        marks = ",".join("?" * len(ids))
-
-        def body() -> None:
-            freed = self._db.execute(f"SELECT COALESCE(SUM(nbytes), 0) FROM records WHERE id IN ({marks})", ids)
-            self.payload_bytes -= freed.fetchone()[0]
-            self._db.execute(f"DELETE FROM records WHERE id IN ({marks})", ids)
-
-        self._write(body)
 
     # -- reading -----------------------------------------------------------------
     def _opened(self, rows: list[tuple[int, int, int, int, bytes]]) -> list[tuple[int, RecordClass, int, bytes]]:
@@ -328,55 +284,25 @@ class Store:
         rows = self._db.execute("SELECT id, cls, count, reason FROM quarantine ORDER BY id").fetchall()
         return [Unreadable(i, RecordClass(c), n, r) for i, c, n, r in rows]
 
-    _COLUMNS: Final = "id, cls, created_ms, count, payload"
-
     def pending(self, limit: int, after_id: int = 0) -> list[tuple[int, RecordClass, bytes]]:
         """Up to `limit` rows, alarms first, then technical, then telemetry, oldest first."""
         rows = self._db.execute(
-            f"SELECT {self._COLUMNS} FROM records WHERE id > ? ORDER BY cls, id LIMIT ?", (after_id, limit)
+            f"SELECT {self._COLUMNS} FROM records WHERE id > ? ORDER BY cls, {ORDER} LIMIT ?", (after_id, limit)
         ).fetchall()
         return [(i, c, p) for i, c, _t, p in self._opened(rows)]
 
-    def outbox(
-        self,
-        limit: int,
-        exclude: frozenset[int],
-        classes: tuple[RecordClass, ...] = tuple(RecordClass),
-        created_from_ms: int | None = None,
-        created_before_ms: int | None = None,
-    ) -> list[tuple[int, RecordClass, int, bytes]]:
-        """Rows for the uplink: (id, class, created_ms, payload), by class then age, skipping in-flight ids."""
-        if limit <= 0:
-            return []
-        clauses = [f"cls IN ({','.join('?' * len(classes))})"]
-        args: list[int] = [int(c) for c in classes]
-        # "NOT IN (NULL)" matches nothing in SQL, so an empty exclusion drops the clause.
-        if exclude:
-            clauses.append(f"id NOT IN ({','.join('?' * len(exclude))})")
-            args += exclude
-        if created_from_ms is not None:
-            clauses.append("created_ms >= ?")
-            args.append(created_from_ms)
-        if created_before_ms is not None:
-            clauses.append("created_ms < ?")
-            args.append(created_before_ms)
-        rows = self._db.execute(
-            f"SELECT {self._COLUMNS} FROM records WHERE {' AND '.join(clauses)} ORDER BY cls, id LIMIT ?",
-            (*args, limit),
-        ).fetchall()
-        return self._opened(rows)
-
     def iter_all(self, chunk: int = 500) -> Iterator[tuple[int, RecordClass, int, bytes]]:
         """(id, class, record count, payload) of every row that opens, by class then age."""
-        last = (-1, 0)
+        last = (-1, 0, 0)
         while True:
             rows = self._db.execute(
-                f"SELECT {self._COLUMNS} FROM records WHERE (cls, id) > (?, ?) ORDER BY cls, id LIMIT ?",
+                f"SELECT {self._COLUMNS} FROM records WHERE (cls, created_ms, id) > (?, ?, ?)"
+                f" ORDER BY cls, {ORDER} LIMIT ?",
                 (*last, chunk),
             ).fetchall()
             if not rows:
                 return
-            last = (rows[-1][1], rows[-1][0])
+            last = (rows[-1][1], rows[-1][2], rows[-1][0])
             counts = {r[0]: r[3] for r in rows}
             for i, c, _t, p in self._opened(rows):  # quarantines between chunks, never mid-cursor
                 yield i, c, counts[i], p
@@ -391,6 +317,13 @@ class Store:
         s.file_bytes = page_bytes(self._db)[1] + side_bytes(self.path)
         s.used_bytes = self._used_bytes()
         return s
+
+    def automatic_checkpoints(self, on: bool) -> None:
+        """Off while a `Checkpointer` folds the WAL from its own thread (see there)."""
+        if on:
+            configure_wal(self._db, self.wal_limit_bytes)
+        else:
+            self._db.execute("PRAGMA wal_autocheckpoint = 0")
 
     def checkpoint(self) -> None:
         """Fold the WAL into the database file (also what SQLite does on close)."""

@@ -1,7 +1,8 @@
 """`bedside uplink tail`: a consumer for operators and tests.
 
 Subscribes to `bedside/v1/+/…` (or one gateway) with its own client certificate
-over the same TLS 1.3 policy, decodes each CBOR batch to canonical JSON lines,
+over the same TLS 1.3 policy, decodes each envelope (v1: one batch, v2: a
+list of batches; see `appliance.uplink.envelope`) to canonical JSON lines,
 and drops records whose id it has already printed (QoS 1 redelivery and
 replayed backlog produce duplicates by design; obs_id makes them harmless).
 """
@@ -18,6 +19,7 @@ import gmqtt
 
 from appliance.model import AlarmEvent, Observation, RecordFormatError, to_json_line
 from appliance.queue.records import decode_batch
+from appliance.uplink.envelope import batches_of
 from appliance.uplink.tls import TlsFiles, client_context, preflight
 
 __all__ = ["tail"]
@@ -58,8 +60,8 @@ async def tail(
             return 0
         try:
             envelope = cbor2.loads(payload)
-            records = decode_batch(envelope["batch"])
-        except (cbor2.CBORDecodeError, KeyError, TypeError, RecordFormatError):
+            records = [r for batch in batches_of(envelope) for r in decode_batch(batch)]
+        except (cbor2.CBORDecodeError, KeyError, TypeError, AttributeError, RecordFormatError):
             out.write('{"type":"error","detail":"undecodable batch on ' + topic + '"}\n')
             return 0
         for record in records:

@@ -1,10 +1,12 @@
-"""The queue's throughput ratio and on-disk size, measured in the same run."""
+"""The queue's throughput ratio and on-disk size at live commit sizes (3-13
+observations per commit), measured in the same run against raw sqlite3."""
 
 from tests.bench.bench_queue import measure
 
 
-def test_enqueue_keeps_pace_with_raw_sqlite_and_stays_compact():
+def test_live_sized_commits_keep_pace_with_raw_sqlite_and_compact_under_40_bytes():
     r = measure(20_000)
     print(r)
     assert r["ratio"] > 0.25  # the issue's goal is 0.5; halved to absorb CI noise
-    assert r["disk_bytes_per_obs"] < 40
+    assert r["disk_bytes_per_obs"] < 40  # after compaction: what a backlog holds
+    assert r["disk_bytes_per_obs_live"] < 70  # as committed: ~60 at 8 obs per row

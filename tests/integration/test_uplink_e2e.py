@@ -12,6 +12,7 @@ from appliance.queue.queue import QueueSettings, RecordQueue
 from appliance.queue.records import decode_batch
 from appliance.uplink.client import Uplink, UplinkSettings
 from appliance.uplink.client import _close as close_client
+from appliance.uplink.envelope import batches_of
 from appliance.uplink.tls import client_context
 from hil.broker import Broker
 from tests.appliance.queue.test_queue import ALARM
@@ -42,11 +43,11 @@ class Subscriber:
         await asyncio.sleep(0.2)
 
     def records(self):
-        out = []
+        out: list[Any] = []
         for topic, env in self.received:
             if topic.endswith("/status"):
                 continue
-            out.extend(decode_batch(env["batch"]))
+            out.extend(r for b in batches_of(env) for r in decode_batch(b))
         return out
 
     async def stop(self) -> None:
@@ -143,7 +144,7 @@ async def test_broker_down_30s_loses_nothing_keeps_order_and_alarms_go_first(tmp
         index = {observation(n).obs_id: n for n in range(total)}
         for replay in (True, False):
             seq = [index[o.obs_id] for topic, env in sub2.received if env.get("replay") is replay
-                   for o in decode_batch(env["batch"]) if isinstance(o, Observation)]  # fmt: skip
+                   for b in batches_of(env) for o in decode_batch(b) if isinstance(o, Observation)]  # fmt: skip
             assert seq == sorted(seq), f"replay={replay} out of order"
         await sub2.stop()
     finally:

@@ -110,8 +110,14 @@ def test_uplink_tail_prints_deduplicated_json_lines(bench, broker, pki):
     obs = [x for x in lines if x["type"] == "observation"]
     assert obs and len({o["obs_id"] for o in obs}) == len(obs)
     assert {o["bed_id"] for o in obs} == {"ICU-2"}
+
     # Values intact: every record the consumer printed is the one the gateway decoded.
-    local = {r["obs_id"]: r for r in records(tmp / "records.jsonl") if r["type"] == "observation"}
+    # The JSON-lines sink writes in batches: wait until it holds what the broker carried.
+    def local_obs() -> dict[str, dict[str, object]]:
+        return {r["obs_id"]: r for r in records(tmp / "records.jsonl") if r["type"] == "observation"}
+
+    assert wait_until(lambda: {o["obs_id"] for o in obs} <= set(local_obs()), 10)
+    local = local_obs()
     for o in obs:
         mine = local[o["obs_id"]]
         for key in ("metric", "code", "value", "unit", "quality", "time", "device_id", "flags", "quarantine"):

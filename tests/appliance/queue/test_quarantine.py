@@ -12,6 +12,7 @@ from appliance.queue.queue import QueueSettings, RecordQueue
 from appliance.queue.records import encode_batch
 from appliance.queue.store import RecordClass
 from appliance.uplink.client import Uplink, UplinkSettings
+from appliance.uplink.envelope import batches_of
 from appliance.uplink.tls import TlsFiles
 from tests.appliance.queue.test_queue import ALARM
 from tests.appliance.queue.test_records import observation
@@ -26,7 +27,7 @@ class AckingClient:
         self.batches: list[bytes] = []
 
     def publish_tracked(self, topic: str, payload: bytes, retain: bool = False) -> asyncio.Future[int]:
-        self.batches.append(cbor2.loads(payload)["batch"])
+        self.batches.extend(batches_of(cbor2.loads(payload)))
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         fut.set_result(0)
         return fut

@@ -26,7 +26,7 @@ def setup(tmp_path, live_rows: int):
 
 async def test_alarms_first_then_live_with_a_guaranteed_backlog_share(tmp_path):
     q, uplink, connected_ms = setup(tmp_path, live_rows=20)
-    rows = await uplink._next_rows(9, {}, connected_ms)
+    rows = await uplink._next_rows(9, connected_ms)
     classes = [cls for _, cls, _, _ in rows]
     assert classes[0] is RecordClass.ALARM
     live = [r for r in rows[1:] if r[2] >= connected_ms]
@@ -37,7 +37,7 @@ async def test_alarms_first_then_live_with_a_guaranteed_backlog_share(tmp_path):
 
 async def test_backlog_takes_the_whole_window_when_there_is_little_live_data(tmp_path):
     q, uplink, connected_ms = setup(tmp_path, live_rows=1)
-    rows = await uplink._next_rows(9, {}, connected_ms)
+    rows = await uplink._next_rows(9, connected_ms)
     assert len(rows) == 9
     assert len([r for r in rows if r[1] is RecordClass.TELEMETRY and r[2] < connected_ms]) == 7
     q.close()
