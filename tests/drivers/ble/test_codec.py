@@ -3,25 +3,15 @@ linear in its input (a 50 MB file without a newline never finished) and bounds a
 line; chunking never changes what it decodes."""
 
 import functools
-import time
-from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.model import DeviceEvent, TechnicalEvent
 from drivers.ble.codec import MAX_LINE_BYTES, HexLineCodec
+from tests.timing import best_of
 
 GOOD = b"2A37: 06 48\n"  # heart rate 72 /min
-
-
-def best_of(fn: Callable[[], object], runs: int = 3) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def feed(data: bytes, chunk: int = 4096) -> tuple[HexLineCodec, list[DeviceEvent]]:
@@ -34,8 +24,8 @@ def feed(data: bytes, chunk: int = 4096) -> tuple[HexLineCodec, list[DeviceEvent
 
 def test_time_is_linear_in_input_size():
     for unit in (b"ab" * 512, GOOD * 20):  # one endless line; many good lines
-        small = best_of(functools.partial(feed, unit * 256))
-        large = best_of(functools.partial(feed, unit * 1024))
+        small = best_of(functools.partial(feed, unit * 256), 3)
+        large = best_of(functools.partial(feed, unit * 1024), 3)
         assert large < 10 * small + 0.005  # quadratic would be 16x; 10x leaves room for a noisy machine
 
 

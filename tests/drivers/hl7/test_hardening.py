@@ -4,7 +4,6 @@ cannot be trusted are refused, ACKs cannot be used to inject fields, and no inpu
 makes the codec raise. Costs are compared with a baseline measured in the same run."""
 
 import functools
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ from drivers.hl7.codec import Hl7Codec
 from drivers.hl7.message import MAX_SEGMENTS, Delimiters, Hl7TimeError, parse, parse_ts, unescape
 from drivers.hl7.mllp import MAX_BLOCK_BYTES, frame
 from drivers.hl7.pcd import MAX_CONTAINMENT_DEPTH, Verdict, build_ack
+from tests.timing import best_of
 
 EXAMPLES = Path(__file__).parents[2] / "fixtures" / "hl7"
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -45,15 +45,6 @@ def acks(c: Hl7Codec) -> list[dict[str, list[str]]]:
 
 def bad_details(events: list[DeviceEvent]) -> list[str]:
     return [e.detail for e in events if isinstance(e, TechnicalEvent) and e.kind == "bad_frame"]
-
-
-def best_of(fn: Callable[[], object], runs: int = 5) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 # -- finding 1: bounds per message ---------------------------------------------------

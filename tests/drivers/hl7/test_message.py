@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.hl7.message import Delimiters, unescape
+from tests.timing import best_of
 
 D = Delimiters()
 HEX = "0123456789abcdefABCDEF"
@@ -78,13 +76,5 @@ def test_a_field_of_escapes_costs_far_less_than_walking_it() -> None:
     # The character walk (the reference above) is the baseline, in the same run.
     hostile = "\\F\\" * 20_000
 
-    def best(fn: Callable[[], object]) -> float:
-        times = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return min(times)
-
     assert unescape(hostile, D) == "|" * 20_000
-    assert best(lambda: unescape(hostile, D)) < best(lambda: reference(hostile, D)) / 3
+    assert best_of(lambda: unescape(hostile, D)) < best_of(lambda: reference(hostile, D)) / 3

@@ -3,12 +3,12 @@ model of the framing rules, for any stream and any chunking (issue #14 finding 1
 and its cost per byte against a plain copy measured in the same run."""
 
 import functools
-import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.hl7.mllp import CR, FS, HEAD_BYTES, VT, MllpDecoder, Oversized
+from tests.timing import best_of
 
 
 class Reference:
@@ -74,15 +74,6 @@ def test_any_stream_any_chunking_matches_the_byte_at_a_time_rules(data, chunk, m
     assert dec.stats.blocks_bad == ref.bad
     assert (dec.stats.bytes_skipped, dec.stats.garbage_runs) == (ref.skipped, ref.runs)
     assert dec.in_block == ref.open
-
-
-def best_of(fn, runs=5):
-    best = float("inf")
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def test_a_large_block_costs_about_a_copy_not_a_per_byte_loop():

@@ -3,7 +3,6 @@ phase and chunking; noise confirms nothing; the work is linear in the input."""
 
 import functools
 import random
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -12,6 +11,7 @@ from hypothesis import strategies as st
 from drivers.serial.nonin_sniff import FormatSniffer, packet8_ok
 from hil.nonin_sim import nonin_packet
 from hil.scenarios import Vitals
+from tests.timing import best_of
 
 
 def stream(fmt: int, n: int) -> bytes:
@@ -48,12 +48,6 @@ def test_work_is_linear():
         for i in range(0, len(data), 512):
             s.feed(data[i : i + 512])
 
-    def best(fn) -> float:
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return min(times)
-
-    assert best(functools.partial(run, 160)) < 10 * best(functools.partial(run, 40)) + 0.005  # quadratic: 16x
+    assert (
+        best_of(functools.partial(run, 160), 3) < 10 * best_of(functools.partial(run, 40), 3) + 0.005
+    )  # quadratic: 16x
