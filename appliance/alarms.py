@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from appliance.arbiter import Arbiter
-from appliance.model import AlarmEvent, Observation, Record, TechnicalEvent
+from appliance.core.model import AlarmEvent, Observation, Record, TechnicalEvent
 from rules.engine import Ack, Annunciation, Engine, EngineState, Event, Pause, Tick
 from rules.outputs import AlarmOutput, OutputChain, SelfTestResult
 from rules.spec import RuleSet

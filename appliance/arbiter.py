@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from appliance.model import Observation
+from appliance.core.model import Observation
 
 __all__ = ["Arbiter", "AuditRecord"]
 

@@ -72,7 +72,7 @@ def _open_store(args: argparse.Namespace) -> Store:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
-    from appliance.model import to_json_line
+    from appliance.core.model import to_json_line
     from appliance.queue.queue import export
 
     store = _open_store(args)

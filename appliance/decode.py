@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import tzinfo
 from typing import BinaryIO, Final, TextIO
 
-from appliance.clock import Clock, MonotonicUTC
-from appliance.model import DeviceEvent, Reading, TechnicalEvent, to_json_line
+from appliance.core.clock import Clock, MonotonicUTC
+from appliance.core.model import DeviceEvent, Reading, TechnicalEvent, to_json_line
 from appliance.normalize import DeviceContext, Normalizer
 from drivers.serial import make_codec
 

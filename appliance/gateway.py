@@ -22,11 +22,11 @@ from zoneinfo import ZoneInfo
 
 from appliance.alarms import AlarmCircuit
 from appliance.arbiter import Arbiter, AuditRecord
-from appliance.clock import Clock, MonotonicUTC
 from appliance.config import AlarmsConfig, Config, ConfigError, DeviceConfig
 from appliance.control import ControlServer
+from appliance.core.clock import Clock, MonotonicUTC
+from appliance.core.model import DeviceEvent, Reading, Record, TechnicalEvent
 from appliance.looplag import LagMonitor
-from appliance.model import DeviceEvent, Reading, Record, TechnicalEvent
 from appliance.normalize import DeviceContext, Normalizer
 from appliance.registry import Registry
 from appliance.sdnotify import Notifier

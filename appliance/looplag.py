@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
-from appliance.model import TechnicalEvent
+from appliance.core.model import TechnicalEvent
 
 __all__ = ["LagMonitor", "LagSettings"]
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from typing import Final
 
-from appliance.model import Observation, Quality, Reading, TechnicalEvent
+from appliance.core.model import Observation, Quality, Reading, TechnicalEvent
 from appliance.terms import lookup
 from appliance.terms_plausible import plausible_range
 

@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TextIO
 
-from appliance.model import AlarmEvent, Observation, RecordFormatError, TechnicalEvent, from_json_line, to_json_line
+from appliance.core.model import (
+    AlarmEvent,
+    Observation,
+    RecordFormatError,
+    TechnicalEvent,
+    from_json_line,
+    to_json_line,
+)
 from rules.engine import Engine, EngineState, Tick
 from rules.spec import RuleSet
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from appliance.arbiter import AuditRecord
-from appliance.model import Record, to_json_line
+from appliance.core.model import Record, to_json_line
 
 __all__ = ["JsonlSink", "MemorySink", "Sink"]
 

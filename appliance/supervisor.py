@@ -15,8 +15,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from appliance.config import SupervisorConfig
-from appliance.model import TechnicalEvent
-from drivers.backoff import Backoff
+from appliance.core.backoff import Backoff
+from appliance.core.model import TechnicalEvent
 
 __all__ = ["Supervisor"]
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from appliance.model import DeviceEvent, TechnicalEvent
+from appliance.core.model import DeviceEvent, TechnicalEvent
 
 __all__ = ["Codec", "CodecStats", "ConditionTracker", "SessionCodec", "drain"]
 

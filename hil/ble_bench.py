@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import TextIO
 
-from appliance.model import DeviceEvent, Reading, to_json_line
+from appliance.core.model import DeviceEvent, Reading, to_json_line
 from drivers.ble.link import BleLink, BleTiming
 from drivers.ble.profiles import PROFILES
 from hil.ble_radio import SimRadio

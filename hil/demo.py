@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Final, TextIO
 
 from appliance.config import parse_config
+from appliance.core.model import AlarmEvent, Observation, Record, TechnicalEvent
 from appliance.gateway import Gateway
-from appliance.model import AlarmEvent, Observation, Record, TechnicalEvent
 from hil.ble_radio import SimRadio
 from hil.ble_sim import ProfileSim, make_sim
 from hil.broker import Broker, free_port, make_pki

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from appliance.config import Config, OtaConfig
-from appliance.model import Record, TechnicalEvent
+from appliance.core.model import Record, TechnicalEvent
 from ota.agent import AgentConfig, AgentHooks, HealthCheck, OtaAgent
 from ota.client import UpdateClient
 from ota.fetch import MtlsFetcher, client_context

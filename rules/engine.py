@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
-from appliance.model import AlarmEvent, Observation, TechnicalEvent
+from appliance.core.model import AlarmEvent, Observation, TechnicalEvent
 from rules.conditions import Windows, limit_condition, window_condition
 from rules.spec import Priority, Rule, RuleSet
 from rules.states import AlarmState, Input, next_state

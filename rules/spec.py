@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, NoReturn
 
-from appliance.model import TECHNICAL_KINDS
+from appliance.core.model import TECHNICAL_KINDS
 
 __all__ = [
     "DEFAULT_RULES_PATH",

@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from appliance.model import AlarmEvent, Observation, TechnicalEvent
+from appliance.core.model import AlarmEvent, Observation, TechnicalEvent
 
 __all__ = ["Dropped", "Held", "HoldBuffer"]
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Final
 
 from appliance.arbiter import AuditRecord
-from appliance.model import AlarmEvent, Observation, Record, RecordFormatError, TechnicalEvent
+from appliance.core.model import AlarmEvent, Observation, Record, RecordFormatError, TechnicalEvent
 from appliance.queue.checkpoint import Checkpointer
 from appliance.queue.hold import Held, HoldBuffer
 from appliance.queue.records import decode_batch, encode_batch

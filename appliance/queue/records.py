@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import cbor2
 
-from appliance.model import (
+from appliance.core.model import (
     AlarmEvent,
     Observation,
     Record,

@@ -29,14 +29,14 @@ from typing import Any, Final
 
 import gmqtt
 
-from appliance.model import TechnicalEvent
+from appliance.core.backoff import Backoff
+from appliance.core.model import TechnicalEvent
 from appliance.queue.queue import RecordQueue
 from appliance.queue.store import RecordClass, StoreError
 from appliance.queue.upkeep import Cursor
 from appliance.uplink.envelope import MAX_ROWS_PER_PUBLISH, PAYLOAD_VERSION, Row, encode, pack
 from appliance.uplink.probe import probe
 from appliance.uplink.tls import TlsFiles, UplinkTlsError, client_context, preflight
-from drivers.backoff import Backoff
 
 __all__ = ["PAYLOAD_VERSION", "Uplink", "UplinkSettings"]
 

@@ -17,7 +17,7 @@ from typing import Any, Final, TextIO
 import cbor2
 import gmqtt
 
-from appliance.model import AlarmEvent, Observation, RecordFormatError, to_json_line
+from appliance.core.model import AlarmEvent, Observation, RecordFormatError, to_json_line
 from appliance.queue.records import decode_batch
 from appliance.uplink.envelope import batches_of
 from appliance.uplink.tls import TlsFiles, client_context, preflight

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Final
 
-from appliance.model import DeviceEvent, Reading, TechnicalEvent
+from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.ble.glucose import decode_glucose, decode_glucose_context
 from drivers.ble.measurement import Measurement
 from drivers.ble.numbers import BleDecodeError

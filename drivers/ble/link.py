@@ -31,8 +31,8 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError
 
-from appliance.model import DeviceEvent, TechnicalEvent
-from drivers.backoff import Backoff
+from appliance.core.backoff import Backoff
+from appliance.core.model import DeviceEvent, TechnicalEvent
 from drivers.ble.codec import MeasurementStream
 from drivers.ble.glucose import NO_RECORDS, SUCCESS, RacpOp, decode_racp, racp_abort, racp_report_after, racp_report_all
 from drivers.ble.numbers import BleDecodeError, encode_current_time

@@ -40,8 +40,8 @@ from collections import OrderedDict, deque
 from collections.abc import Iterator
 from typing import Final
 
-from appliance.clock import Clock, MonotonicUTC
-from appliance.model import DeviceEvent, Reading, TechnicalEvent
+from appliance.core.clock import Clock, MonotonicUTC
+from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.codec import CodecStats, drain
 from drivers.hl7.message import Hl7Error, Hl7Message, parse
 from drivers.hl7.mllp import HEAD_BYTES, MAX_BLOCK_BYTES, MllpDecoder, Oversized, frame

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from appliance.model import DeviceEvent, TechnicalEvent
+from appliance.core.model import DeviceEvent, TechnicalEvent
 from appliance.uplink.tls import UplinkTlsError, check_key_file
 from drivers.hl7.address import ListenAddress, parse_listen
 from drivers.hl7.admission import ConnView, RefusalReporter, Timeouts, admit, deadline

@@ -17,8 +17,8 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from appliance.clock import Clock, MonotonicUTC
-from appliance.model import DeviceEvent, Reading, TechnicalEvent
+from appliance.core.clock import Clock, MonotonicUTC
+from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.codec import CodecStats, drain
 from drivers.serial.datex_frame import DatexFrameDecoder, build_record, encode_frame, parse_record
 from drivers.serial.datex_phdb import decode_phdb, phdb_class, phdb_time

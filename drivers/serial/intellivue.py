@@ -23,8 +23,8 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
-from appliance.clock import Clock, MonotonicUTC
-from appliance.model import DeviceEvent, Reading, TechnicalEvent
+from appliance.core.clock import Clock, MonotonicUTC
+from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.codec import CodecStats, drain
 from drivers.serial import intellivue_wire as wire
 from drivers.serial.intellivue_data import Alert, Numeric, NumericDecoder, alerts_of, state_flags, ucum_unit

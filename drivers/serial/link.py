@@ -16,8 +16,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from appliance.model import DeviceEvent, TechnicalEvent
-from drivers.backoff import Backoff
+from appliance.core.backoff import Backoff
+from appliance.core.model import DeviceEvent, TechnicalEvent
 from drivers.codec import Codec, SessionCodec
 from drivers.serial.transport import (
     ByteStream,

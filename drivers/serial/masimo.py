@@ -15,7 +15,7 @@ import re
 from datetime import datetime
 from typing import Final
 
-from appliance.model import DeviceEvent, Reading, TechnicalEvent
+from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.codec import CodecStats, ConditionTracker
 
 __all__ = ["ALARM_BITS", "EXC_BITS", "MAX_LINE_BYTES", "MasimoCodec"]

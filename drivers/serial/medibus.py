@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from appliance.clock import Clock, MonotonicUTC
-from appliance.model import DeviceEvent, Reading, TechnicalEvent
+from appliance.core.clock import Clock, MonotonicUTC
+from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.codec import CodecStats, drain
 from drivers.protocols import MEDIBUS_PROFILES as PROFILES
 from drivers.serial.medibus_data import (

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-from appliance.model import DeviceEvent, Reading, TechnicalEvent
+from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.codec import CodecStats, ConditionTracker
 from drivers.serial.nonin_sniff import FormatSniffer, frame_ok, hr_ok, packet8_ok, spo2_ok
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from appliance.model import AlarmEvent
+from appliance.core.model import AlarmEvent
 from rules.engine import Annunciation
 
 __all__ = ["AlarmOutput", "OutputError"]

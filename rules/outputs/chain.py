@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from appliance.model import AlarmEvent, TechnicalEvent
+from appliance.core.model import AlarmEvent, TechnicalEvent
 from rules.engine import Annunciation
 from rules.outputs.base import AlarmOutput
 

@@ -10,7 +10,7 @@ from collections import deque
 from pathlib import Path
 from typing import Final
 
-from appliance.model import AlarmEvent, to_json_dict
+from appliance.core.model import AlarmEvent, to_json_dict
 from rules.engine import Annunciation
 from rules.outputs.base import OutputError
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from appliance.model import AlarmEvent
+from appliance.core.model import AlarmEvent
 from rules.engine import Annunciation
 from rules.outputs.base import OutputError
 from rules.patterns import PatternConfig, buzzer_on, led_on, next_change

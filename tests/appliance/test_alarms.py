@@ -11,8 +11,8 @@ from typing import Any
 
 from appliance.alarms import AlarmCircuit
 from appliance.config import parse_config
+from appliance.core.model import AlarmEvent, Observation
 from appliance.gateway import Gateway
-from appliance.model import AlarmEvent, Observation
 from appliance.queue.store import Store
 from appliance.sdnotify import Notifier
 from appliance.sinks import JsonlSink

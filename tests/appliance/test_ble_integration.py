@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from appliance.config import ConfigError, parse_config
+from appliance.core.model import Observation, Reading, Record, TechnicalEvent
 from appliance.gateway import Gateway
-from appliance.model import Observation, Reading, Record, TechnicalEvent
 from appliance.normalize import DeviceContext, Normalizer
 from appliance.registry import Registry
 from hil.ble_radio import SimRadio

@@ -5,8 +5,8 @@ import json
 from typing import Any
 
 from appliance.config import parse_config
+from appliance.core.model import Observation, TechnicalEvent
 from appliance.gateway import Gateway
-from appliance.model import Observation, TechnicalEvent
 from appliance.sdnotify import Notifier
 from drivers.serial.transport import MemoryStream, PortSettings
 from rules.outputs import MemoryOutput

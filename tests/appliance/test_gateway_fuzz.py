@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from appliance.config import parse_config
+from appliance.core.model import Observation, Reading, Record
 from appliance.gateway import Gateway
 from appliance.looplag import LagSettings
-from appliance.model import Observation, Reading, Record
 from appliance.sdnotify import Notifier
 from appliance.sinks import MemorySink
 from drivers.hl7.codec import Hl7Codec

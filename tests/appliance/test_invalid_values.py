@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.alarms import AlarmCircuit
-from appliance.model import (
+from appliance.core.model import (
     Observation,
     Reading,
     Record,

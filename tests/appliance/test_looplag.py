@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from appliance.core.model import TechnicalEvent
 from appliance.looplag import LagMonitor, LagSettings
-from appliance.model import TechnicalEvent
 
 SETTINGS = LagSettings(interval_s=0.01, bound_s=0.1, clear_after_s=0.3)
 

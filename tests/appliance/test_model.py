@@ -3,7 +3,7 @@ from typing import Any
 
 import pytest
 
-from appliance.model import (
+from appliance.core.model import (
     AlarmEvent,
     Observation,
     Reading,

@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from appliance.model import Reading
+from appliance.core.model import Reading
 from appliance.normalize import DeviceContext, Normalizer, quality_of
 from appliance.terms import TERMS
 

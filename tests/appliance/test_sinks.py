@@ -4,7 +4,7 @@ import asyncio
 import json
 from typing import Any
 
-from appliance.model import TechnicalEvent
+from appliance.core.model import TechnicalEvent
 from appliance.sinks import JsonlSink
 
 

@@ -1,7 +1,7 @@
 import asyncio
 
 from appliance.config import SupervisorConfig
-from appliance.model import TechnicalEvent
+from appliance.core.model import TechnicalEvent
 from appliance.supervisor import Supervisor
 
 FAST = SupervisorConfig(restart_min_s=0.01, restart_max_s=0.05, stable_after_s=10, shutdown_timeout_s=1)

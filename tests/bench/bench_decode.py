@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from appliance.model import Reading
+from appliance.core.model import Reading
 from appliance.normalize import DeviceContext, Normalizer
 from drivers.serial import make_codec
 from hil.masimo_sim import masimo_line

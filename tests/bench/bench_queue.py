@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from appliance.model import to_json_line
+from appliance.core.model import to_json_line
 from appliance.queue.queue import merge_payloads
 from appliance.queue.records import encode_batch
 from appliance.queue.seal import Sealer, load_or_create_key

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from appliance.model import Observation
+from appliance.core.model import Observation
 from rules.engine import Engine, EngineState
 from rules.spec import parse_rules
 

@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from appliance.config import DeviceConfig, parse_config
+from appliance.core.model import Reading
 from appliance.gateway import Gateway
-from appliance.model import Reading
 from appliance.normalize import DeviceContext, Normalizer
 from appliance.sdnotify import Notifier
 from drivers.serial import make_codec

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.clock import FixedClock
-from appliance.model import DeviceEvent, Reading
+from appliance.core.clock import FixedClock
+from appliance.core.model import DeviceEvent, Reading
 from drivers.hl7.codec import Hl7Codec
 from drivers.serial.datex import DatexCodec
 from drivers.serial.intellivue import IntelliVueCodec, IntelliVueTiming

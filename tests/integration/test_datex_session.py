@@ -6,7 +6,7 @@ import os
 import termios
 from datetime import datetime
 
-from appliance.model import DeviceEvent, Reading, TechnicalEvent
+from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.serial.datex import DatexCodec, DatexTiming
 from drivers.serial.link import LinkTiming, SerialLink
 from drivers.serial.transport import PortSettings, SerialStream

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 
-from appliance.model import DeviceEvent, Reading
+from appliance.core.model import DeviceEvent, Reading
 from drivers.hl7.codec import Hl7Codec
 from drivers.hl7.listener import Hl7Listener, ListenAddress, server_context
 from drivers.serial.link import LinkTiming, SerialLink

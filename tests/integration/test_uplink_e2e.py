@@ -7,7 +7,7 @@ import cbor2
 import gmqtt
 import pytest
 
-from appliance.model import AlarmEvent, Observation, TechnicalEvent
+from appliance.core.model import AlarmEvent, Observation, TechnicalEvent
 from appliance.queue.queue import QueueSettings, RecordQueue
 from appliance.queue.records import decode_batch
 from appliance.uplink.client import Uplink, UplinkSettings

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from appliance.model import Observation
+from appliance.core.model import Observation
 from tests.integration.helpers import spawn
 from tests.integration.test_uplink_e2e import Subscriber
 from tests.integration.test_uplink_run import config

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from appliance.config import ConfigError, parse_config
+from appliance.core.model import Record, TechnicalEvent
 from appliance.gateway import Gateway
-from appliance.model import Record, TechnicalEvent
 from hil.rauc_bench import RaucSystem, build_bundle
 from ota.lifecycle import StateFile
 from ota.service import agent_for, blocking_alarm

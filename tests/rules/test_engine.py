@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.model import AlarmEvent, Observation, TechnicalEvent
+from appliance.core.model import AlarmEvent, Observation, TechnicalEvent
 from rules.engine import Ack, Annunciation, Engine, EngineState, Pause, Tick
 from rules.spec import parse_rules
 

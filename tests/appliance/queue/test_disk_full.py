@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from appliance.model import AlarmEvent, Observation, TechnicalEvent
+from appliance.core.model import AlarmEvent, Observation, TechnicalEvent
 from appliance.queue.queue import QueueSettings, RecordQueue, export
 from appliance.queue.seal import Sealer, load_or_create_key
 from appliance.queue.store import Store

@@ -6,7 +6,7 @@ import functools
 import threading
 import time
 
-from appliance.model import Observation
+from appliance.core.model import Observation
 from appliance.queue.checkpoint import Checkpointer
 from appliance.queue.queue import QueueSettings, RecordQueue, merge_payloads
 from appliance.queue.records import decode_batch, encode_batch

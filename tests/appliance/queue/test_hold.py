@@ -10,7 +10,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.model import AlarmEvent, TechnicalEvent
+from appliance.core.model import AlarmEvent, TechnicalEvent
 from appliance.queue.hold import Held, HoldBuffer
 from appliance.queue.queue import QueueSettings, RecordQueue
 from tests.appliance.queue.test_records import observation

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import cbor2
 
-from appliance.model import TechnicalEvent
+from appliance.core.model import TechnicalEvent
 from appliance.queue.queue import QueueSettings, RecordQueue
 from appliance.queue.records import encode_batch
 from appliance.queue.store import RecordClass

@@ -4,7 +4,7 @@ import sys
 import textwrap
 from datetime import UTC, datetime
 
-from appliance.model import AlarmEvent, TechnicalEvent
+from appliance.core.model import AlarmEvent, TechnicalEvent
 from appliance.queue.queue import QueueSettings, RecordQueue, export
 from appliance.queue.seal import Sealer, load_or_create_key
 from appliance.queue.store import Store
@@ -59,7 +59,7 @@ CHILD = textwrap.dedent(
     """
     import asyncio, sys, time
     from datetime import UTC, datetime
-    from appliance.model import AlarmEvent
+    from appliance.core.model import AlarmEvent
     from appliance.queue.queue import QueueSettings, RecordQueue
 
     async def main():

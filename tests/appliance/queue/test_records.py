@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.model import AlarmEvent, Observation, Record, RecordFormatError, TechnicalEvent
+from appliance.core.model import AlarmEvent, Observation, Record, RecordFormatError, TechnicalEvent
 from appliance.queue.records import decode_batch, encode_batch
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from appliance.model import Observation
+from appliance.core.model import Observation
 from appliance.queue.records import decode_batch, encode_batch
 from appliance.queue.seal import KeyError_, Sealer, load_or_create_key
 from appliance.queue.store import SCHEMA_VERSION, RecordClass, Store

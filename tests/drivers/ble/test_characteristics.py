@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.model import DeviceEvent, Reading, TechnicalEvent
+from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.ble.codec import CHARACTERISTICS, HexLineCodec, MeasurementStream
 from drivers.ble.glucose import (
     RacpOp,

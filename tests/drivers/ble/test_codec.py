@@ -7,7 +7,7 @@ import functools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.model import DeviceEvent, TechnicalEvent
+from appliance.core.model import DeviceEvent, TechnicalEvent
 from drivers.ble.codec import MAX_LINE_BYTES, HexLineCodec
 from tests.timing import best_of
 

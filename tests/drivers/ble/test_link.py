@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from appliance.model import DeviceEvent, Reading, TechnicalEvent
+from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.ble.link import TRANSITIONS, BleLink, BleTiming, LinkInput, LinkState, MemoryCursor, step
 from drivers.ble.profiles import PROFILES
 from hil.ble_radio import SimRadio

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.clock import FixedClock
-from appliance.model import DeviceEvent, Reading, TechnicalEvent
+from appliance.core.clock import FixedClock
+from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.hl7.codec import Hl7Codec
 from drivers.hl7.message import MAX_SEGMENTS, Delimiters, Hl7TimeError, parse, parse_ts, unescape
 from drivers.hl7.mllp import MAX_BLOCK_BYTES, frame

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.clock import FixedClock
-from appliance.model import Reading, TechnicalEvent
+from appliance.core.clock import FixedClock
+from appliance.core.model import Reading, TechnicalEvent
 from appliance.normalize import DeviceContext, Normalizer
 from drivers.hl7.codec import ALERT_CARRIER, Hl7Codec
 from drivers.hl7.message import Delimiters, Hl7Error, escape, parse, parse_ts, unescape

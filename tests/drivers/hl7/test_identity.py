@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from appliance.model import DeviceEvent, Reading
+from appliance.core.model import DeviceEvent, Reading
 from appliance.normalize import DeviceContext, Normalizer
 from drivers.hl7.codec import Hl7Codec, Seen
 from drivers.hl7.mllp import frame

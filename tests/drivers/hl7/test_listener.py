@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from appliance.config import ConfigError, parse_config
+from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from appliance.gateway import Gateway
-from appliance.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.hl7.admission import STALLED_MESSAGE_S, ConnView, RefusalReporter, admit, stalled
 from drivers.hl7.listener import Hl7Listener, ListenAddress, ListenerTlsError, server_context
 from drivers.hl7.mllp import frame

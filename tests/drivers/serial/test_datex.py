@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.clock import FixedClock
-from appliance.model import Reading, TechnicalEvent
+from appliance.core.clock import FixedClock
+from appliance.core.model import Reading, TechnicalEvent
 from appliance.normalize import DeviceContext, Normalizer
 from drivers.codec import SessionCodec
 from drivers.serial.datex import DatexCodec, DatexTiming, displayed_values_request

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appliance.clock import FixedClock
-from appliance.model import Reading, TechnicalEvent
+from appliance.core.clock import FixedClock
+from appliance.core.model import Reading, TechnicalEvent
 from drivers.codec import SessionCodec
 from drivers.serial import intellivue_wire as wire
 from drivers.serial.intellivue import TRANSITIONS, IntelliVueCodec, IntelliVueTiming, SessionState, Trigger

@@ -5,8 +5,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+from appliance.core.model import Observation, from_json_line
 from appliance.decode import decode_stream
-from appliance.model import Observation, from_json_line
 from drivers.serial import intellivue_wire as wire
 from drivers.serial.intellivue_data import MonitorClock, NumericDecoder, alerts_of, state_flags
 from drivers.serial.intellivue_frame import FrameDecoder

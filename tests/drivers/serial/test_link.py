@@ -3,7 +3,7 @@
 import asyncio
 from typing import Any
 
-from appliance.model import Reading, TechnicalEvent
+from appliance.core.model import Reading, TechnicalEvent
 from drivers.serial.link import LinkTiming, SerialLink
 from drivers.serial.masimo import MasimoCodec
 from drivers.serial.transport import MemoryStream, PortSettings, PortUnavailable

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.model import Reading, TechnicalEvent
+from appliance.core.model import Reading, TechnicalEvent
 from drivers.serial.masimo import MAX_LINE_BYTES, MasimoCodec
 from hil.masimo_sim import VARIANTS, masimo_line
 from hil.scenarios import Vitals

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.clock import FixedClock
-from appliance.model import Reading, TechnicalEvent
+from appliance.core.clock import FixedClock
+from appliance.core.model import Reading, TechnicalEvent
 from drivers.codec import SessionCodec
 from drivers.serial.medibus import TRANSITIONS, MedibusCodec, MedibusState, MedibusTiming, Trigger
 from drivers.serial.medibus_data import parse_alarms, parse_datetime, parse_identity, parse_measured

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.model import Reading, TechnicalEvent
+from appliance.core.model import Reading, TechnicalEvent
 from drivers.serial.nonin import NoninCodec
 from hil.nonin_sim import nonin_packet
 from hil.scenarios import Vitals

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from appliance.model import AlarmEvent
+from appliance.core.model import AlarmEvent
 from rules.engine import Annunciation
 from rules.outputs import ConsoleOutput, JsonlAlarmOutput, MemoryOutput, OutputChain, OutputError
 from rules.outputs.gpio import GpiodLines, GpioLineMap, GpioOutput, MemoryLines

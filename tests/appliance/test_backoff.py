@@ -1,6 +1,6 @@
 import random
 
-from drivers.backoff import Backoff
+from appliance.core.backoff import Backoff
 
 
 def test_doubles_up_to_the_cap_with_bounded_jitter_and_resets():
