@@ -38,6 +38,7 @@ from appliance.arbiter import AuditRecord
 from appliance.core.model import AlarmEvent, Observation, Record, RecordFormatError, TechnicalEvent
 from appliance.queue.checkpoint import Checkpointer
 from appliance.queue.hold import Held, HoldBuffer
+from appliance.queue.integrity import IntegrityCheck
 from appliance.queue.records import decode_batch, encode_batch
 from appliance.queue.seal import Sealer, load_or_create_key
 from appliance.queue.store import RecordClass, Store, StoreStats, StoreWriteError
@@ -106,6 +107,7 @@ class RecordQueue:
         self.store = Store(settings.path, Sealer(key), settings.max_bytes, self._store_event, factory=factory)
         # Started by run(): from then on no commit of ours checkpoints (an alarm's least of all).
         self._checkpointer = Checkpointer(self.store.path, min(CHECKPOINT_AT_BYTES, self.store.wal_limit_bytes // 4))
+        self.integrity = IntegrityCheck(self.store.path, self._store_event)  # after READY, see there
 
     @property
     def dropped_in_memory(self) -> int:
@@ -148,15 +150,18 @@ class RecordQueue:
         payload = encode_batch(batch)
         priority = Priority.ALARM if cls is RecordClass.ALARM else Priority.WRITE
         fut = asyncio.wrap_future(
-            self._executor.submit(
-                priority, functools.partial(self.store.put, cls, [(payload, len(batch))], True, dropped)
-            )
+            self._executor.submit(priority, functools.partial(self._put, cls, payload, len(batch), dropped))
         )
         # The thread finishes a write even if we are cancelled (shutdown): settle the
         # batch by what really happened, never by the cancellation.
         self._in_flight = len(batch)
         fut.add_done_callback(functools.partial(self._settle, batch, dropped))
         await asyncio.shield(fut)
+
+    def _put(self, cls: RecordClass, payload: bytes, count: int, dropped: int) -> list[int]:
+        # In the store thread: `delivering` is read when the write happens, so a row
+        # the uplink may hand out is never grown (see `appliance.queue.grow`).
+        return self.store.put(cls, [(payload, count)], True, dropped, grow=not self.delivering)
 
     def _settle(self, batch: Sequence[Held], dropped: int, fut: asyncio.Future[list[int]]) -> None:
         self._in_flight = 0
@@ -236,6 +241,8 @@ class RecordQueue:
         if not self._checkpointer.started:
             await self._in_thread(self.store.automatic_checkpoints, False, priority=Priority.WRITE)
             self._checkpointer.start()
+        if not self.integrity.started:
+            self.integrity.start()
         for event in self._early:
             self._report(event)
         self._early.clear()

@@ -27,7 +27,7 @@ from appliance.core.model import (
     to_json_dict,
 )
 
-__all__ = ["SCHEMA_VERSION", "decode_batch", "encode_batch"]
+__all__ = ["SCHEMA_VERSION", "decode_batch", "encode_batch", "merge_encoded"]
 
 SCHEMA_VERSION: Final = 1
 _QUALITY: Final = ("valid", "questionable", "invalid")
@@ -87,6 +87,44 @@ def encode_batch(records: Sequence[Record]) -> bytes:
         "x": other,
     }
     return cbor2.dumps(batch, canonical=True)
+
+
+def merge_encoded(first: bytes, second: bytes) -> bytes:
+    """One batch holding `first`'s records, then `second`'s, without building records:
+    the second batch's dictionary entries are looked up in (or added to) the first's
+    and its rows re-pointed; its first row's time delta is re-based on the first
+    batch's last time. Decodes to exactly `decode_batch(first) + decode_batch(second)`
+    with observations before other records, as `encode_batch` orders them."""
+    try:
+        a, b = cbor2.loads(first), cbor2.loads(second)
+        if a.get("v") != SCHEMA_VERSION or b.get("v") != SCHEMA_VERSION:
+            raise RecordFormatError("unknown batch schema version")
+        remap: list[list[int]] = []
+        for mine, theirs in zip(a["d"], b["d"], strict=True):
+            index = {tuple(item): i for i, item in enumerate(mine)}
+            table = []
+            for item in theirs:
+                i = index.get(tuple(item))
+                if i is None:
+                    i = index[tuple(item)] = len(mine)
+                    mine.append(item)
+                table.append(i)
+            remap.append(table)
+        if b["o"]:
+            if a["o"]:
+                last = a["b"] + sum(row[2] for row in a["o"])
+                first_row = b["o"][0]
+                first_row[2] = b["b"] + first_row[2] - last
+            else:
+                a["b"] = b["b"]
+            terms, sources, flags = remap
+            for row in b["o"]:
+                row[5], row[6], row[7] = terms[row[5]], sources[row[6]], flags[row[7]]
+                a["o"].append(row)
+        a["x"] += b["x"]
+        return cbor2.dumps(a, canonical=True)
+    except (cbor2.CBORDecodeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        raise RecordFormatError(f"corrupt batch: {exc}") from exc
 
 
 def _time(ms: int) -> datetime:

@@ -6,6 +6,11 @@ Schema 3 orders rows by (class, age) in one index instead of (class, id): the
 uplink asks for live data by `created_ms`, which without it scanned the whole
 backlog (461 ms at 2.6 M rows), and a compacted row keeps its first row's age,
 so it is delivered in its place. One index, not two: each costs ~12 B a row.
+Schema 4 keeps rows, records and payload bytes per class in `totals`, maintained
+by triggers in the same transaction as every insert, delete and update of
+`records` (whoever writes them: the queue, compaction, quarantine, a bulk load).
+Start-up and `stats` read three rows instead of summing the table (0.5 s for a
+72-hour store, on the way to READY); a crash cannot leave the totals out of step.
 """
 
 from __future__ import annotations
@@ -38,6 +43,25 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         " count INTEGER NOT NULL, payload BLOB NOT NULL, reason TEXT NOT NULL, quarantined_ms INTEGER NOT NULL)",
     ),
     3: ("DROP INDEX records_cls", "CREATE INDEX records_age ON records (cls, created_ms)"),
+    4: (
+        "CREATE TABLE totals (cls INTEGER PRIMARY KEY, rows INTEGER NOT NULL, records INTEGER NOT NULL,"
+        " bytes INTEGER NOT NULL)",
+        "INSERT INTO totals SELECT cls, COUNT(*), SUM(count), SUM(nbytes) FROM records GROUP BY cls",
+        # Every class has its row, so the triggers only ever update (a row with a
+        # damaged class number is in no total; it is quarantined when read).
+        "INSERT OR IGNORE INTO totals VALUES (0, 0, 0, 0), (1, 0, 0, 0), (2, 0, 0, 0)",
+        "CREATE TRIGGER totals_insert AFTER INSERT ON records BEGIN"
+        " UPDATE totals SET rows = rows + 1, records = records + NEW.count, bytes = bytes + NEW.nbytes"
+        " WHERE cls = NEW.cls; END",
+        "CREATE TRIGGER totals_delete AFTER DELETE ON records BEGIN"
+        " UPDATE totals SET rows = rows - 1, records = records - OLD.count, bytes = bytes - OLD.nbytes"
+        " WHERE cls = OLD.cls; END",
+        "CREATE TRIGGER totals_update AFTER UPDATE OF cls, count, nbytes ON records BEGIN"
+        " UPDATE totals SET rows = rows - 1, records = records - OLD.count, bytes = bytes - OLD.nbytes"
+        " WHERE cls = OLD.cls;"
+        " UPDATE totals SET rows = rows + 1, records = records + NEW.count, bytes = bytes + NEW.nbytes"
+        " WHERE cls = NEW.cls; END",
+    ),
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 

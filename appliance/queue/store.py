@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from appliance.queue.grow import grown
 from appliance.queue.schema import (
     CANARY,
     MIGRATIONS,
@@ -88,6 +89,8 @@ class Store(Upkeep):
         self._on_event = on_event
         self._repair = repair
         self.unreadable: list[Unreadable] = []  # found by an inspection store (repair=False)
+        self._open_row: int | None = None  # the telemetry row `put(grow=True)` may still add to
+        self._sync: bool | None = None  # the connection's synchronous setting (FULL = True)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = self._open()
@@ -100,7 +103,7 @@ class Store(Upkeep):
                 raise StoreError(f"{self.path}: unreadable store: {exc}") from exc
             self._set_aside(exc)
             self._db = self._open()
-        self.payload_bytes: int = self._db.execute("SELECT COALESCE(SUM(nbytes), 0) FROM records").fetchone()[0]
+        self.payload_bytes: int = self._total_bytes()
         self.dropped = int(self._meta("dropped") or b"0")
         self.used_bytes = self._used_bytes()
         self.disk_free_bytes = disk_free_bytes(self.path)
@@ -115,7 +118,10 @@ class Store(Upkeep):
         )  # fmt: skip
         try:
             db.execute("PRAGMA journal_mode=WAL")
-            if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            # The gateway checks its store's pages after READY, on a connection of its own
+            # (`appliance.queue.integrity`: 1.5 s for a 72-hour store). Inspection tools
+            # have no READY to keep and read every row anyway: they check first.
+            if not self._repair and db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("quick_check failed")
             configure_wal(db, self.wal_limit_bytes)
             # Debian's SQLite zeroes every deleted byte (secure_delete=1): each delivered
@@ -183,15 +189,16 @@ class Store(Upkeep):
                 # The connection rolls back anyway when the transaction is abandoned.
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
-            self.payload_bytes = self._recount()
+            self.payload_bytes = self._total_bytes()
             raise StoreWriteError(f"{self.path}: write failed: {describe(exc)}") from exc
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            self.payload_bytes = self._recount()
+            self.payload_bytes = self._total_bytes()
             raise
         finally:
             self.disk_free_bytes = disk_free_bytes(self.path)
+        self.payload_bytes = self._total_bytes()
         keep_wal_small(self._db, self.path, self.wal_limit_bytes)
         self.used_bytes = self._used_bytes()
 
@@ -204,37 +211,65 @@ class Store(Upkeep):
             limit = min(limit, self.used_bytes + self.disk_free_bytes)
         return self.used_bytes / limit if limit > 0 else 1.0
 
-    def _recount(self) -> int:
+    def _total_bytes(self) -> int:
+        """Payload bytes of every row, from `totals` (kept by triggers: no table scan)."""
         try:
-            total: int = self._db.execute("SELECT COALESCE(SUM(nbytes), 0) FROM records").fetchone()[0]
+            total: int = self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM totals").fetchone()[0]
             return total
         except sqlite3.Error:
             return self.payload_bytes
 
-    def put(self, cls: RecordClass, payloads: list[tuple[bytes, int]], durable: bool, dropped: int = 0) -> list[int]:
+    def _recount(self) -> int:
+        """The same sum by scanning every row (tests check the totals against it)."""
+        total: int = self._db.execute("SELECT COALESCE(SUM(nbytes), 0) FROM records").fetchone()[0]
+        return total
+
+    def put(
+        self,
+        cls: RecordClass,
+        payloads: list[tuple[bytes, int]],
+        durable: bool,
+        dropped: int = 0,
+        *,
+        grow: bool = False,
+    ) -> list[int]:
         """Insert (payload, record count) rows in one transaction; returns row ids.
 
         `dropped` records lost before they reached the store are added to the
-        persistent drop count in the same transaction."""
+        persistent drop count in the same transaction. `grow` (one telemetry
+        payload, while nothing is delivering): add it to the newest telemetry row
+        if that row can take it (`appliance.queue.grow`), else start a new row."""
         now_ms = int(time.time() * 1000)
         rows = [(int(cls), now_ms, count, self._sealer.seal(p, bytes([cls]))) for p, count in payloads]
+        grow = grow and cls is RecordClass.TELEMETRY and len(payloads) == 1
+        open_row = self._open_row if grow else None
         db = self._db
         ids: list[int] = []
-
         for_space = [0]
 
         def body() -> None:
-            for_space[0] = self._enforce_budget(sum(page_estimate(len(r[3])) for r in rows), dropped)
+            bigger = grown(db, self._sealer, open_row, *payloads[0]) if open_row is not None else None
+            incoming = page_estimate(len(bigger[0])) if bigger else sum(page_estimate(len(r[3])) for r in rows)
+            for_space[0] = self._enforce_budget(incoming, dropped)
+            if bigger is not None:
+                blob, count = bigger
+                cur = db.execute(
+                    "UPDATE records SET count = ?, nbytes = ?, payload = ? WHERE id = ?",
+                    (count, len(blob), blob, open_row),
+                )
+                if cur.rowcount == 1:  # else: dropped for space just now; a new row below
+                    ids.append(int(open_row or 0))
+                    return
             for cls_, created, count, blob in rows:
                 cur = db.execute(
                     "INSERT INTO records (cls, created_ms, count, nbytes, payload) VALUES (?, ?, ?, ?, ?)",
                     (cls_, created, count, len(blob), blob),
                 )
                 ids.append(int(cur.lastrowid or 0))
-                self.payload_bytes += len(blob)
 
         self._set_sync(durable)
         self._write(body)
+        self._open_row = ids[-1] if grow else None
         # Counted and said only once committed: a rolled-back deletion dropped nothing.
         self.dropped += dropped + for_space[0]
         if for_space[0]:
@@ -265,14 +300,12 @@ class Store(Upkeep):
         now_ms = int(time.time() * 1000)
 
         def body() -> None:
-            row = self._db.execute("SELECT nbytes FROM records WHERE id = ?", (row_id,)).fetchone()
             self._db.execute(
                 "INSERT OR REPLACE INTO quarantine SELECT id, cls, created_ms, count, payload, ?, ? FROM records"
                 " WHERE id = ?",
                 (reason, now_ms, row_id),
             )
             self._db.execute("DELETE FROM records WHERE id = ?", (row_id,))
-            self.payload_bytes -= row[0] if row else 0
 
         try:
             self._write(body)
@@ -286,6 +319,7 @@ class Store(Upkeep):
 
     def pending(self, limit: int, after_id: int = 0) -> list[tuple[int, RecordClass, bytes]]:
         """Up to `limit` rows, alarms first, then technical, then telemetry, oldest first."""
+        self._open_row = None  # handed out: never grown after this
         rows = self._db.execute(
             f"SELECT {self._COLUMNS} FROM records WHERE id > ? ORDER BY cls, {ORDER} LIMIT ?", (after_id, limit)
         ).fetchall()
@@ -309,7 +343,9 @@ class Store(Upkeep):
 
     def stats(self) -> StoreStats:
         s = StoreStats(max_bytes=self.max_bytes, payload_bytes=self.payload_bytes, dropped_records=self.dropped)
-        for cls, rows, count in self._db.execute("SELECT cls, COUNT(*), SUM(count) FROM records GROUP BY cls"):
+        for cls, rows, count in self._db.execute("SELECT cls, rows, records FROM totals WHERE rows > 0 ORDER BY cls"):
+            if cls not in RecordClass._value2member_map_:  # a damaged class number
+                continue
             s.rows[RecordClass(cls).name.lower()] = rows
             s.records[RecordClass(cls).name.lower()] = count
         s.schema_version = self._db.execute("PRAGMA user_version").fetchone()[0]

@@ -63,7 +63,8 @@ def ours(tmp: Path, n: int, sizes: list[int]) -> tuple[float, float, float]:
     t0 = time.perf_counter()
     i = 0
     for k in sizes:  # what the writer does per commit: encode, seal, one FULL transaction
-        store.put(RecordClass.TELEMETRY, [(encode_batch(obs[i : i + k]), k)], durable=True)
+        # As the queue's writer calls it while the uplink is not delivering (a backlog).
+        store.put(RecordClass.TELEMETRY, [(encode_batch(obs[i : i + k]), k)], durable=True, grow=True)
         i += k
     elapsed = time.perf_counter() - t0
     store.checkpoint()

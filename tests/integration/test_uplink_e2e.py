@@ -9,7 +9,8 @@ import pytest
 
 from appliance.core.model import AlarmEvent, Observation, TechnicalEvent
 from appliance.queue.queue import QueueSettings, RecordQueue
-from appliance.queue.records import decode_batch
+from appliance.queue.records import decode_batch, encode_batch
+from appliance.queue.store import RecordClass
 from appliance.uplink.client import Uplink, UplinkSettings
 from appliance.uplink.client import _close as close_client
 from appliance.uplink.envelope import batches_of
@@ -185,10 +186,13 @@ async def test_many_rows_in_flight_stay_within_the_brokers_receive_maximum(tmp_p
                         reports.append)  # fmt: skip
     uplink = Uplink(UplinkSettings("127.0.0.1", broker.port, "localhost", "gw-1", pki.client("gw-1"), window=500),
                     queue, reports.append)  # fmt: skip
+    # 200 rows: far more than Mosquitto's Receive Maximum of 20. Written as separate rows
+    # (grow=False, as while the uplink delivers): offline, the queue grows one row instead.
+    for i in range(0, 400, 2):
+        batch = encode_batch([observation(i), observation(i + 1)])
+        queue.store.put(RecordClass.TELEMETRY, [(batch, 2)], durable=False, grow=False)
     tasks = [asyncio.create_task(queue.run()), asyncio.create_task(uplink.run())]
     try:
-        for i in range(400):  # 200 rows: far more than Mosquitto's Receive Maximum of 20
-            queue.offer(observation(i))
         await wait_for(lambda: uplink.sent_rows >= 200, 30)
         assert not [r for r in reports if r.kind == "uplink_down" and r.active and "Overflow" in r.detail]
     finally:

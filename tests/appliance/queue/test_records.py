@@ -40,3 +40,44 @@ def test_compact_under_40_bytes_per_observation():
 def test_garbage_is_a_record_format_error(data):
     with pytest.raises(RecordFormatError):
         decode_batch(data)
+
+
+def varied(i: int, value: float, shift_s: int, device: str, flags: frozenset[str]) -> Observation:
+    o = observation(i, value)
+    t = T0 + timedelta(seconds=shift_s)
+    return Observation(
+        o.obs_id, o.metric, o.code, value, o.unit, t, t + timedelta(milliseconds=i % 50), o.quality, device,
+        "ICU-1", None if i % 3 else "P-7", flags, i % 5 == 0,
+    )  # fmt: skip
+
+
+BATCHES = st.lists(
+    st.tuples(
+        st.floats(allow_nan=False, allow_infinity=False, width=32),
+        st.integers(-3600, 3600),  # device times go backwards too (clock changes, replays)
+        st.sampled_from(["masimo-1", "nonin-2", "hl7-3"]),
+        st.sampled_from([frozenset(), frozenset({"masimo_set"}), frozenset({"a", "b"})]),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(first=BATCHES, second=BATCHES, other=st.booleans())
+def test_merging_encoded_batches_decodes_to_both_in_order(first, second, other):
+    from appliance.queue.records import merge_encoded
+
+    a: list[Record] = [varied(i, *args) for i, args in enumerate(first)]
+    b: list[Record] = [varied(100 + i, *args) for i, args in enumerate(second)]
+    if other:  # technical events travel in telemetry batches after the observations
+        b.append(TechnicalEvent("m1", "stale", active=True, detail="x", time=T0, bed_id="ICU-1"))
+    merged = decode_batch(merge_encoded(encode_batch(a), encode_batch(b)))
+    observations = [r for r in [*a, *b] if isinstance(r, Observation)]
+    assert merged == observations + [r for r in b if not isinstance(r, Observation)]
+
+
+def test_merging_garbage_is_a_record_format_error():
+    from appliance.queue.records import merge_encoded
+
+    with pytest.raises(RecordFormatError):
+        merge_encoded(encode_batch([observation(0)]), b"\xa1\x61v\x09")
