@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from appliance.core.errors import BedsideRulesError
 from appliance.core.vocab import Priority
 
 __all__ = ["PatternConfig", "PatternError", "burst", "buzzer_on", "led_on", "next_change"]
@@ -26,7 +27,7 @@ __all__ = ["PatternConfig", "PatternError", "burst", "buzzer_on", "led_on", "nex
 LED_LINE: Final[dict[str, str]] = {Priority.HIGH: "led_red", Priority.MEDIUM: "led_yellow", Priority.LOW: "led_cyan"}
 
 
-class PatternError(ValueError):
+class PatternError(BedsideRulesError, ValueError):
     """A pattern timing outside the ranges IEC 60601-1-8 allows."""
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
+from appliance.core.errors import BedsideRulesError
 from appliance.core.vocab import Priority, TechnicalKind
 
 __all__ = [
@@ -37,7 +38,7 @@ AGGREGATES: Final = ("mean", "min", "max")
 MAX_WINDOW_S: Final = 3600.0
 
 
-class RuleError(ValueError):
+class RuleError(BedsideRulesError, ValueError):
     """A rule file is unreadable or invalid; the message is one line."""
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+from appliance.core.errors import BedsideInputError
 from appliance.core.vocab import AlarmEventState, Priority, Quality, TechnicalKind
 
 __all__ = [
@@ -42,7 +43,7 @@ QUALITIES: Final = tuple(Quality)
 TECHNICAL_KINDS: Final = frozenset(TechnicalKind)
 
 
-class RecordFormatError(ValueError):
+class RecordFormatError(BedsideInputError, ValueError):
     """A JSON line does not describe a canonical record."""
 
 

@@ -14,6 +14,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Final
 
+from appliance.core.errors import BedsideStoreError
+
 __all__ = [
     "CANARY",
     "MIGRATIONS",
@@ -42,7 +44,7 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 
 
-class StoreError(Exception):
+class StoreError(BedsideStoreError):
     """The store cannot be used (I/O, corruption that could not be set aside)."""
 
 

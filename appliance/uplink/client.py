@@ -30,6 +30,7 @@ from typing import Any, Final
 import gmqtt
 
 from appliance.core.backoff import Backoff
+from appliance.core.errors import BedsideUplinkError
 from appliance.core.model import TechnicalEvent
 from appliance.core.vocab import TechnicalKind
 from appliance.queue.queue import RecordQueue
@@ -66,7 +67,7 @@ class UplinkSettings:
         return f"bedside/v1/{self.gateway_id}/{leaf}"
 
 
-class _Refused(Exception):
+class _Refused(BedsideUplinkError):
     """The broker refused a publish (e.g. ACL): the row stays in the store."""
 
 
