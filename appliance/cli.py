@@ -4,7 +4,7 @@ Exit codes: 0 ok, 2 usage or bad input (one line naming the file, key or
 offset), 1 anything else; `appliance.core.errors.exit_code` decides them for every
 error of the gateway's own exception tree. No traceback for bad input. `demo` and `hil` live in
 the bench package and are imported only when asked for, so the box image can
-ship without them. Every subcommand imports its own modules (issue #15): `bedside
+ship without them. Every subcommand imports its own modules: `bedside
 run` loads the store, the uplink, BLE and OTA only when the config uses them, and
 the operator commands (`alarm`, `stats`) load none of the gateway.
 """
