@@ -1,9 +1,10 @@
 """The `bedside` command line.
 
 Exit codes: 0 ok, 2 usage or bad input (one line naming the file, key or
-offset), 1 anything else. No traceback for bad input. `demo` and `hil` live in
+offset), 1 anything else; `appliance.core.errors.exit_code` decides them for every
+error of the gateway's own exception tree. No traceback for bad input. `demo` and `hil` live in
 the bench package and are imported only when asked for, so the box image can
-ship without them. Every subcommand imports its own modules (issue #15): `bedside
+ship without them. Every subcommand imports its own modules: `bedside
 run` loads the store, the uplink, BLE and OTA only when the config uses them, and
 the operator commands (`alarm`, `stats`) load none of the gateway.
 """
@@ -21,12 +22,9 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, NoReturn
+from typing import TYPE_CHECKING
 
 from appliance.cli_tools import (
-    EXIT_ERROR,
-    EXIT_OK,
-    EXIT_USAGE,
     UsageError,
     cmd_alarm,
     cmd_devices,
@@ -34,18 +32,14 @@ from appliance.cli_tools import (
     cmd_stats,
     cmd_uplink,
 )
-from appliance.config import ConfigError, load_config
+from appliance.config import load_config
+from appliance.core.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, BedsideError, exit_code
 from drivers.protocols import BLE_PROFILE_NAMES, PROTOCOLS
 
 if TYPE_CHECKING:
     from appliance.gateway import Gateway
 
 __all__ = ["main"]
-
-
-def _die(message: str) -> NoReturn:
-    print(f"bedside: {message}", file=sys.stderr)
-    raise SystemExit(EXIT_USAGE)
 
 
 def _setup_logging(level: str) -> None:
@@ -166,7 +160,7 @@ def cmd_hil(args: argparse.Namespace) -> int:
 
         if args.scenario not in SCENARIOS:
             print(f"bedside: --scenario: unknown {args.scenario!r}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
         cfg = BleBenchConfig(args.device, args.scenario, args.period, args.leave_every, args.away, args.duration)
         with contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(run_ble_bench(cfg))
@@ -290,26 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Bad-input errors of modules a subcommand may load (printed as one line, exit 2).
-_USAGE_ERRORS: Final = (
-    ("rules.spec", "RuleError"), ("appliance.replay", "ReplayError"), ("appliance.queue", "KeyError_"),
-    ("appliance.queue", "StoreError"),
-)  # fmt: skip
-
-
-def _usage_errors() -> tuple[type[BaseException], ...]:
-    """Evaluated only while an exception propagates. A module never imported cannot
-    have raised its error, so only loaded modules are asked (nothing is imported)."""
-    loaded = [getattr(sys.modules[m], name) for m, name in _USAGE_ERRORS if m in sys.modules]
-    return (ConfigError, UsageError, *loaded)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except _usage_errors() as exc:
-        _die(str(exc))
+    except BedsideError as exc:
+        print(f"bedside: {exc}", file=sys.stderr)
+        return exit_code(exc)
     except KeyboardInterrupt:
         return 130
     return code

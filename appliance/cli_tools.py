@@ -1,6 +1,8 @@
 """`bedside` operator commands against a config or a running gateway: devices,
-queue, uplink tail, alarm, stats. Each imports what it uses when it runs (issue
-#15: `bedside` starts without loading the store, the uplink or the gateway).
+queue, uplink tail, alarm, stats. Each imports what it uses when it runs, so
+`bedside` starts without loading the store, the uplink or the gateway. Errors of
+the gateway's exception tree propagate to `appliance.cli.main`, which prints them
+as one line with their exit code.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from appliance.config import load_config
+from appliance.core.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, BedsideInputError
 
 if TYPE_CHECKING:
     from appliance.queue import Store
@@ -21,12 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "UsageError", "cmd_alarm", "cmd_devices", "cmd_queue", "cmd_stats",
            "cmd_uplink"]  # fmt: skip
 
-EXIT_OK: Final = 0
-EXIT_ERROR: Final = 1
-EXIT_USAGE: Final = 2
 
-
-class UsageError(Exception):
+class UsageError(BedsideInputError):
     """Bad input from the user: printed as one line, exit 2."""
 
 
@@ -41,22 +40,17 @@ def _registry(args: argparse.Namespace) -> Registry:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from appliance.registry import RegistryError
-
     registry = _registry(args)
-    try:
-        if args.action == "list":
-            for p in registry.list():
-                print(f"{p.device_id}\tbed={p.bed_id}\tpatient={p.patient_id or '-'}")
-        elif args.action == "pair":
-            p = registry.pair(args.device_id, args.bed, args.patient)
-            print(f"paired {p.device_id} to bed {p.bed_id}, patient {p.patient_id or '-'}")
-        elif not registry.unpair(args.device_id):
-            raise UsageError(f"devices unpair: {args.device_id!r} is not in {registry.path}")
-        else:
-            print(f"unpaired {args.device_id}")
-    except RegistryError as exc:
-        raise UsageError(str(exc)) from None
+    if args.action == "list":
+        for p in registry.list():
+            print(f"{p.device_id}\tbed={p.bed_id}\tpatient={p.patient_id or '-'}")
+    elif args.action == "pair":
+        p = registry.pair(args.device_id, args.bed, args.patient)
+        print(f"paired {p.device_id} to bed {p.bed_id}, patient {p.patient_id or '-'}")
+    elif not registry.unpair(args.device_id):
+        raise UsageError(f"devices unpair: {args.device_id!r} is not in {registry.path}")
+    else:
+        print(f"unpaired {args.device_id}")
     return EXIT_OK
 
 
@@ -102,7 +96,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
 def cmd_uplink(args: argparse.Namespace) -> int:
     from appliance.uplink.tail import tail
-    from appliance.uplink.tls import TlsFiles, UplinkTlsError
+    from appliance.uplink.tls import TlsFiles
 
     up = load_config(args.config).uplink
     if not up.host:
@@ -121,8 +115,6 @@ def cmd_uplink(args: argparse.Namespace) -> int:
                 duration_s=args.duration,
             )
         )
-    except UplinkTlsError as exc:
-        raise UsageError(str(exc)) from None
     except (OSError, TimeoutError) as exc:
         print(f"bedside: cannot subscribe at {up.host}:{up.port}: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -143,28 +135,19 @@ def _control_path(args: argparse.Namespace) -> str:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     """The running gateway's counters as JSON (from its memory: never scans the store)."""
-    from appliance.control import ControlError, request
+    from appliance.control import request
 
-    path = _control_path(args)
-    try:
-        reply = request(path, {"cmd": "stats"})
-    except ControlError as exc:
-        print(f"bedside: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    reply = request(_control_path(args), {"cmd": "stats"})
     print(json.dumps(reply.get("stats"), indent=1, sort_keys=True))
     return EXIT_OK
 
 
 def cmd_alarm(args: argparse.Namespace) -> int:
-    from appliance.control import ControlError, request
+    from appliance.control import request
 
     path = _control_path(args)
     payload: dict[str, str | None] = {"cmd": args.action, "bed": args.bed, "rule": getattr(args, "rule", None)}
-    try:
-        reply = request(path, payload)
-    except ControlError as exc:
-        print(f"bedside: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    reply = request(path, payload)
     alarms = reply.get("alarms", [])
     for a in alarms:
         print(f"{a['bed_id']}\t{a['priority']}\t{a['state']}\t{a['rule_id']}\t{a['message']}")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from appliance.core.errors import BedsideConfigError
 from drivers.hl7.address import parse_listen
 from drivers.protocols import MEDIBUS_PROFILES, PROTOCOLS
 
@@ -40,7 +41,7 @@ __all__ = [
 BAUD_RATES: Final = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400)
 
 
-class ConfigError(ValueError):
+class ConfigError(BedsideConfigError, ValueError):
     """A configuration file is unreadable or invalid; the message is one line."""
 
 

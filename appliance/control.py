@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from appliance.core.errors import BedsideError
+
 if TYPE_CHECKING:  # the CLI's client side (`request`) must not load the rule engine
     from appliance.alarms import AlarmCircuit
 
@@ -46,7 +48,7 @@ _OPEN: Final = frozenset(b"[{")
 _CLOSE: Final = frozenset(b"]}")
 
 
-class ControlError(Exception):
+class ControlError(BedsideError):
     """The control socket cannot be reached or answered with an error."""
 
 

@@ -26,6 +26,7 @@ from appliance.config import AlarmsConfig, Config, ConfigError, DeviceConfig
 from appliance.control import ControlServer
 from appliance.core.clock import Clock, MonotonicUTC
 from appliance.core.model import DeviceEvent, Reading, Record, TechnicalEvent
+from appliance.core.vocab import TechnicalKind
 from appliance.looplag import LagMonitor
 from appliance.normalize import DeviceContext, Normalizer
 from appliance.registry import Registry
@@ -277,7 +278,7 @@ class Gateway:
         for sink in self.sinks:
             sink.offer(record)
 
-        if isinstance(record, TechnicalEvent) and record.kind != "bad_frame":
+        if isinstance(record, TechnicalEvent) and record.kind != TechnicalKind.BAD_FRAME:
             log.info(
                 "%s %s%s %s",
                 record.device_id,

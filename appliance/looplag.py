@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from appliance.core.model import TechnicalEvent
+from appliance.core.vocab import TechnicalKind
 
 __all__ = ["LagMonitor", "LagSettings"]
 
@@ -54,12 +55,17 @@ class LagMonitor:
             self._last_late_s = now_s
             if not self.active:
                 self.active = True
-                return TechnicalEvent(DEVICE_ID, "loop_lag", detail=f"event loop {lag_s * 1000:.0f} ms late")
+                return TechnicalEvent(
+                    DEVICE_ID, TechnicalKind.LOOP_LAG, detail=f"event loop {lag_s * 1000:.0f} ms late"
+                )
             return None
         if self.active and now_s - self._last_late_s >= self.settings.clear_after_s:
             self.active = False
             return TechnicalEvent(
-                DEVICE_ID, "loop_lag", active=False, detail=f"worst {self.worst_s * 1000:.0f} ms late so far"
+                DEVICE_ID,
+                TechnicalKind.LOOP_LAG,
+                active=False,
+                detail=f"worst {self.worst_s * 1000:.0f} ms late so far",
             )
         return None
 

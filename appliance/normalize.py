@@ -34,7 +34,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from typing import Final
 
-from appliance.core.model import Observation, Quality, Reading, TechnicalEvent
+from appliance.core.model import Observation, Reading, TechnicalEvent
+from appliance.core.vocab import Quality, TechnicalKind
 from appliance.terms import lookup
 from appliance.terms_plausible import plausible_range
 
@@ -163,12 +164,12 @@ STORED_FLAG: Final = "stored"
 
 def quality_of(value: float | None, flags: frozenset[str]) -> Quality:
     if value is None and flags & RANGE_FLAGS and not flags & INVALID_FLAGS:
-        return "questionable"
+        return Quality.QUESTIONABLE
     if value is None or flags & INVALID_FLAGS:
-        return "invalid"
+        return Quality.INVALID
     if flags & QUESTIONABLE_FLAGS:
-        return "questionable"
-    return "valid"
+        return Quality.QUESTIONABLE
+    return Quality.VALID
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,13 +289,17 @@ class Normalizer:
             metrics.add(metric)
             if not was_clear:
                 return []
-            return [TechnicalEvent(ctx.device_id, "invalid_value", detail=judged, time=received, bed_id=ctx.bed_id)]
-        if metrics is None or metric not in metrics or quality == "invalid":
+            return [
+                TechnicalEvent(
+                    ctx.device_id, TechnicalKind.INVALID_VALUE, detail=judged, time=received, bed_id=ctx.bed_id
+                )
+            ]
+        if metrics is None or metric not in metrics or quality is Quality.INVALID:
             return []
         metrics.discard(metric)
         if metrics:
             return []
-        ended = TechnicalEvent(ctx.device_id, "invalid_value", active=False, detail=f"{metric} valid again")
+        ended = TechnicalEvent(ctx.device_id, TechnicalKind.INVALID_VALUE, active=False, detail=f"{metric} valid again")
         return [replace(ended, time=received, bed_id=ctx.bed_id)]
 
     @staticmethod
@@ -318,7 +323,7 @@ class Normalizer:
         state.skewed = skewed
         event = TechnicalEvent(
             ctx.device_id,
-            "clock_skew",
+            TechnicalKind.CLOCK_SKEW,
             active=skewed,
             detail=f"device clock {state.last_s:+.0f} s from gateway (bound {self.max_clock_skew_s:g} s)",
             time=received,

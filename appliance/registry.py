@@ -15,10 +15,12 @@ from pathlib import Path
 
 from tinydb import Query, TinyDB
 
+from appliance.core.errors import BedsideConfigError
+
 __all__ = ["Pairing", "Registry", "RegistryError"]
 
 
-class RegistryError(Exception):
+class RegistryError(BedsideConfigError):
     """The registry file cannot be read or written."""
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TextIO
 
+from appliance.core.errors import BedsideInputError
 from appliance.core.model import (
     AlarmEvent,
     Observation,
@@ -23,7 +24,7 @@ from rules.spec import RuleSet
 __all__ = ["ReplayError", "replay"]
 
 
-class ReplayError(ValueError):
+class ReplayError(BedsideInputError, ValueError):
     """A line of the input is not a canonical record; names the line."""
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from appliance.config import SupervisorConfig
 from appliance.core.backoff import Backoff
 from appliance.core.model import TechnicalEvent
+from appliance.core.vocab import TechnicalKind
 
 __all__ = ["Supervisor"]
 
@@ -58,7 +59,7 @@ class Supervisor:
             self._report(
                 TechnicalEvent(
                     device_id,
-                    "driver_crashed",
+                    TechnicalKind.DRIVER_CRASHED,
                     count=self.restarts[name],
                     detail=f"{name}: {detail}; restart in {delay:.2f} s",
                 )

@@ -1,6 +1,6 @@
 """Device drivers: one folder per transport, one sans-IO codec per device family.
 
-Drivers import `appliance.core.model` only; never the rule engine, queue or uplink.
+Drivers import nothing of appliance but `appliance.core`; never the rule engine, queue or uplink.
 """
 
 __all__: list[str] = []

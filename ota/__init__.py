@@ -1,6 +1,7 @@
-"""Over-the-air update agent (TUF + RAUC) and the fleet-side publisher.
+"""Over-the-air update agent (TUF + RAUC), the tryboot helper and the fleet-side publisher.
 
-Empty until the OTA issue lands.
+Imports nothing of appliance but `appliance.core`; the gateway hands the agent its
+settings and hooks (ota.service).
 """
 
 __all__: list[str] = []

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from appliance.core.vocab import TechnicalKind
 from ota.client import Release, choose_release
 from ota.errors import InstallError, RefusedUpdate
 from ota.lifecycle import OtaInput, OtaState, StateFile, step
@@ -65,7 +66,7 @@ class AgentHooks:
     alarm_blocks_reboot: Callable[[], bool]
     health: dict[str, HealthCheck]
     reboot: Callable[[], Awaitable[None]]
-    report: Callable[[str, bool, str], None]  # technical event: kind, active, detail
+    report: Callable[[TechnicalKind, bool, str], None]  # technical event: kind, active, detail
     status: Callable[[dict[str, Any]], None]  # retained status payload
     now: Callable[[], float] = time.time
 
@@ -92,7 +93,7 @@ class OtaAgent:
         await self._save()  # persisted before anything acts on the new state
         detail = f"{rec.state.value} {rec.release_version}".strip() + (f": {error}" if error else "")
         log.info("OTA %s", detail)
-        self.hooks.report("update", rec.state not in _FINAL, detail)
+        self.hooks.report(TechnicalKind.UPDATE, rec.state not in _FINAL, detail)
         self._status()
 
     async def _save(self) -> None:
@@ -178,19 +179,21 @@ class OtaAgent:
             if not self._clock_bad:
                 self._clock_bad = True
                 self.hooks.report(
-                    "clock_unsynced", True, f"clock is {rec.time_floor - now:.0f} s behind the last trusted time"
+                    TechnicalKind.CLOCK_UNSYNCED,
+                    True,
+                    f"clock is {rec.time_floor - now:.0f} s behind the last trusted time",
                 )
             return False  # no metadata or certificate is judged against a clock that went back
         if self._clock_bad:
             self._clock_bad = False
-            self.hooks.report("clock_unsynced", False, "")
+            self.hooks.report(TechnicalKind.CLOCK_UNSYNCED, False, "")
         if now > rec.time_floor:
             rec.time_floor = now
             await self._save()
         return True
 
     async def _refused(self, exc: RefusedUpdate) -> None:
-        self.hooks.report("update_refused", True, f"{exc.reason}: {exc.detail}")
+        self.hooks.report(TechnicalKind.UPDATE_REFUSED, True, f"{exc.reason}: {exc.detail}")
         await self._go(OtaInput.REFUSED, exc.reason)
 
     async def _download(self) -> bool:
@@ -204,7 +207,7 @@ class OtaAgent:
         except RefusedUpdate as exc:
             if exc.reason in ("interrupted", "unreachable", "slow_retrieval"):
                 log.warning("OTA download of %s paused: %s (resumes next poll)", rec.release_version, exc)
-                self.hooks.report("update_refused", True, f"{exc.reason}: {exc.detail}")
+                self.hooks.report(TechnicalKind.UPDATE_REFUSED, True, f"{exc.reason}: {exc.detail}")
                 return False  # stays DOWNLOADING: the partial file is resumed next time
             await self._refused(exc)
             return False
@@ -220,7 +223,7 @@ class OtaAgent:
             # RAUC refusing a bundle (signature, compatible, format) is a property of the
             # release: fetching it again every poll would only cost the fleet's bandwidth.
             self._give_up(self.record.release_version)
-            self.hooks.report("update_refused", True, f"install: {exc}")
+            self.hooks.report(TechnicalKind.UPDATE_REFUSED, True, f"install: {exc}")
             await self._go(OtaInput.REFUSED, f"install: {exc}")
             Path(self.record.bundle).unlink(missing_ok=True)
             return False
@@ -239,18 +242,20 @@ class OtaAgent:
             if not rec.deferred_since:
                 rec.deferred_since = now
                 await self._save()
-                self.hooks.report("update_deferred", True, f"{rec.release_version}: reboot waits for the bed's alarms")
+                self.hooks.report(
+                    TechnicalKind.UPDATE_DEFERRED, True, f"{rec.release_version}: reboot waits for the bed's alarms"
+                )
             elif now - rec.deferred_since > self.cfg.max_deferral_s and not rec.deferral_reported:
                 rec.deferral_reported = True
                 await self._save()
                 self.hooks.report(
-                    "update_deferred", True,
+                    TechnicalKind.UPDATE_DEFERRED, True,
                     f"{rec.release_version}: reboot deferred over {self.cfg.max_deferral_s:g} s; not forcing",
                 )  # fmt: skip
                 self._status(deferred_s=round(now - rec.deferred_since))
             await asyncio.sleep(self.cfg.defer_poll_s)
         if rec.deferred_since:
-            self.hooks.report("update_deferred", False, "")
+            self.hooks.report(TechnicalKind.UPDATE_DEFERRED, False, "")
         await self._go(OtaInput.REBOOT)
         await self.hooks.reboot()
 
@@ -261,7 +266,7 @@ class OtaAgent:
             # The bootloader gave up on the new slot (or the box never left the old one).
             self._give_up(rec.release_version)
             await self._go(OtaInput.BOOTED_OLD, f"booted {version}, not {rec.release_version}: bootloader fell back")
-            self.hooks.report("update_refused", True, f"rolled back: {rec.release_version} did not boot")
+            self.hooks.report(TechnicalKind.UPDATE_REFUSED, True, f"rolled back: {rec.release_version} did not boot")
             await self._confirm_boot()
             return
         attempts = rec.boot_attempts.get(version, 0) + 1
@@ -284,7 +289,7 @@ class OtaAgent:
         or empty)."""
         problems = await self._health_gate()
         if problems:
-            self.hooks.report("update_refused", True, "running slot not confirmed: " + "; ".join(problems))
+            self.hooks.report(TechnicalKind.UPDATE_REFUSED, True, "running slot not confirmed: " + "; ".join(problems))
             return
         await self.installer.mark(good=True)
 
@@ -305,7 +310,7 @@ class OtaAgent:
     async def _roll_back(self, why: str) -> None:
         self._give_up(self.record.release_version)
         await self.installer.mark(good=False)
-        self.hooks.report("update_refused", True, f"rolled back {self.record.release_version}: {why}")
+        self.hooks.report(TechnicalKind.UPDATE_REFUSED, True, f"rolled back {self.record.release_version}: {why}")
         await self._go(OtaInput.UNHEALTHY, why)
         await self.hooks.reboot()  # into the previous slot
 

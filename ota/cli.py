@@ -1,6 +1,7 @@
 """`bedside ota …`: fleet side (keys, publish, refresh-timestamp) and the box's status.
 
 Errors are one line naming what is wrong, exit 2; no tracebacks for operator mistakes.
+A FleetError propagates to `bedside`'s main, which prints it with its exit code.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-
-from ota.errors import FleetError
 
 __all__ = ["add_parser", "run_ota"]
 
@@ -64,9 +63,6 @@ def run_ota(args: argparse.Namespace) -> int:
         else:
             record = StateFile(Path(args.data_dir) / "ota.json").load()
             print(json.dumps(record.to_json(), sort_keys=True))
-    except FleetError as exc:
-        print(f"bedside: {exc}", file=sys.stderr)
-        return 2
     except OSError as exc:  # unwritable fleet directory, missing bundle path component, …
         print(f"bedside: {exc.filename or args.ota_command}: {exc.strerror or exc}", file=sys.stderr)
         return 2

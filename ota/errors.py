@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from appliance.core.errors import BedsideInputError, BedsideOtaError
+
 __all__ = ["FleetError", "InstallError", "OtaError", "RefusedUpdate"]
 
 
-class OtaError(Exception):
+class OtaError(BedsideOtaError):
     """Base of every OTA error."""
 
 
-class FleetError(OtaError):
+class FleetError(OtaError, BedsideInputError):
     """Fleet-side (keys, publishing) problem: a one-line message for the operator."""
 
 

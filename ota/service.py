@@ -1,10 +1,10 @@
 """The OTA agent as a task of the running gateway: configuration, TLS files, hooks.
 
-The gateway is seen through a small protocol (no import of appliance.gateway, so
-the layering holds): its alarms decide whether a reboot may happen now, its
-readiness, alarm self-test, store and uplink make the health gate, its `publish`
-carries the technical events, and the uplink's retained `status/ota` topic the
-lifecycle state. Reboots go through systemd.
+The gateway and its settings are seen through small protocols (ota imports nothing
+of appliance but appliance.core; appliance.config.Config satisfies `Settings`): its
+alarms decide whether a reboot may happen now, its readiness, alarm self-test, store
+and uplink make the health gate, its `publish` carries the technical events, and the
+uplink's retained `status/ota` topic the lifecycle state. Reboots go through systemd.
 """
 
 from __future__ import annotations
@@ -13,17 +13,96 @@ import asyncio
 import shutil
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
-from appliance.config import Config, OtaConfig
 from appliance.core.model import Record, TechnicalEvent
+from appliance.core.vocab import AlarmState, Priority, TechnicalKind
 from ota.agent import AgentConfig, AgentHooks, HealthCheck, OtaAgent
 from ota.client import UpdateClient
 from ota.fetch import MtlsFetcher, client_context
 from ota.lifecycle import StateFile
 from ota.rauc import Installer, RaucCli, RaucDbus
 
-__all__ = ["agent_for", "attach", "blocking_alarm"]
+__all__ = ["GatewayLike", "OtaSettings", "Settings", "agent_for", "attach", "blocking_alarm"]
+
+# Alarms at these priorities hold a reboot back; a low one does not.
+_BLOCKING_PRIORITIES: Final = frozenset({Priority.HIGH, Priority.MEDIUM})
+
+
+class OtaSettings(Protocol):
+    """The `[ota]` settings the agent reads."""
+
+    @property
+    def server_url(self) -> str: ...
+
+    @property
+    def compatible(self) -> str: ...
+
+    @property
+    def base_version(self) -> str: ...
+
+    @property
+    def data_dir(self) -> str: ...
+
+    @property
+    def root_path(self) -> str: ...
+
+    @property
+    def poll_interval_s(self) -> float: ...
+
+    @property
+    def poll_jitter_s(self) -> float: ...
+
+    @property
+    def max_deferral_s(self) -> float: ...
+
+    @property
+    def health_timeout_s(self) -> float: ...
+
+    @property
+    def max_boot_attempts(self) -> int: ...
+
+    @property
+    def rauc(self) -> str: ...
+
+    @property
+    def rauc_bus_address(self) -> str: ...
+
+    @property
+    def require_uplink(self) -> bool: ...
+
+    @property
+    def reboot_request_path(self) -> str: ...
+
+    @property
+    def ca_path(self) -> str: ...
+
+    @property
+    def cert_path(self) -> str: ...
+
+    @property
+    def key_path(self) -> str: ...
+
+
+class TlsSettings(Protocol):
+    """The uplink's mutual-TLS files: the fleet connection's default."""
+
+    @property
+    def ca_path(self) -> str: ...
+
+    @property
+    def cert_path(self) -> str: ...
+
+    @property
+    def key_path(self) -> str: ...
+
+
+class Settings(Protocol):
+    @property
+    def ota(self) -> OtaSettings: ...
+
+    @property
+    def uplink(self) -> TlsSettings: ...
 
 
 class _Alarms(Protocol):
@@ -46,7 +125,7 @@ class GatewayLike(Protocol):
     tasks: dict[str, Callable[[], Coroutine[Any, Any, None]]]
 
     @property
-    def config(self) -> Config: ...
+    def config(self) -> Settings: ...
 
     @property
     def ready(self) -> bool: ...
@@ -67,11 +146,13 @@ class GatewayLike(Protocol):
 
 
 def blocking_alarm(alarms: list[dict[str, Any]]) -> bool:
-    """A high or medium alarm present at the bed (acknowledged or paused still counts)."""
-    return any(a["priority"] in ("high", "medium") and a["state"] != "cleared" for a in alarms)
+    """A high or medium alarm that is not idle: pending (its delay running), active,
+    audio-paused, acknowledged or latched. Only INACTIVE lets a reboot through; a state
+    this version does not know blocks, which errs towards the bed."""
+    return any(a["priority"] in _BLOCKING_PRIORITIES and a["state"] != AlarmState.INACTIVE for a in alarms)
 
 
-def _health(gw: GatewayLike, ota: OtaConfig) -> dict[str, HealthCheck]:
+def _health(gw: GatewayLike, ota: OtaSettings) -> dict[str, HealthCheck]:
     def ready() -> tuple[bool, str]:
         return gw.ready, "gateway READY" if gw.ready else "gateway not READY"
 
@@ -121,7 +202,7 @@ def agent_for(gw: GatewayLike, reboot: Callable[[], Coroutine[Any, Any, None]] |
     source = UpdateClient(tuf, cfg.server_url, MtlsFetcher(ctx), data / "downloads")
     installer: Installer = RaucCli() if cfg.rauc == "cli" else RaucDbus(cfg.rauc_bus_address or None)
 
-    def report(kind: str, active: bool, detail: str) -> None:
+    def report(kind: TechnicalKind, active: bool, detail: str) -> None:
         gw.publish(TechnicalEvent("ota", kind, active=active, detail=detail))
 
     def status(payload: dict[str, Any]) -> None:

@@ -34,10 +34,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
+from appliance.core.errors import BedsideOtaError
+
 __all__ = ["SLOTS", "Autoboot", "Boot", "Decision", "TrybootError", "TrybootState", "cmdline", "decide", "main"]
 
 
-class TrybootError(Exception):
+class TrybootError(BedsideOtaError):
     """autoboot.txt, the state record or a request that cannot be acted on safely."""
 
 

@@ -1,6 +1,6 @@
 """Alarm rule language, evaluator and alarm outputs (IEC 60601-1-8 semantics).
 
-Empty until the alarm-engine issue lands; imports `appliance.core.model` only.
+Imports nothing of appliance but `appliance.core` (pyproject.toml's import contracts).
 """
 
 __all__: list[str] = []

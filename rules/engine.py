@@ -19,26 +19,27 @@ from datetime import UTC, datetime
 from typing import Final
 
 from appliance.core.model import AlarmEvent, Observation, TechnicalEvent
+from appliance.core.vocab import AlarmEventState, Priority, TechnicalKind
 from rules.conditions import Windows, limit_condition, window_condition
-from rules.spec import Priority, Rule, RuleSet
+from rules.spec import Rule, RuleSet
 from rules.states import AlarmState, Input, next_state
 
 __all__ = ["Ack", "Action", "Alarm", "Annunciation", "Engine", "EngineState", "Pause", "Tick", "evaluate"]
 
 MAX_OBS_IDS: Final = 8
-_RANK: Final[dict[str, int]] = {"high": 3, "medium": 2, "low": 1}
+_RANK: Final[dict[str, int]] = {Priority.HIGH: 3, Priority.MEDIUM: 2, Priority.LOW: 1}
 # Device state bits that are not alarm conditions themselves.
 _NOT_CONDITIONS: Final = frozenset({"alarm_active", "alarm_silenced"})
 # Technical events that report a moment, not a condition with an end.
 _ONE_SHOT: Final = frozenset(
     {
-        "records_dropped",
-        "driver_crashed",
-        "bad_frame",
-        "output_failure",
-        "store_corrupt",
-        "connection_refused",
-        "wrong_mode",
+        TechnicalKind.RECORDS_DROPPED,
+        TechnicalKind.DRIVER_CRASHED,
+        TechnicalKind.BAD_FRAME,
+        TechnicalKind.OUTPUT_FAILURE,
+        TechnicalKind.STORE_CORRUPT,
+        TechnicalKind.CONNECTION_REFUSED,
+        TechnicalKind.WRONG_MODE,
     }
 )
 _AUDIBLE: Final = frozenset({AlarmState.ACTIVE, AlarmState.LATCHED})
@@ -104,7 +105,7 @@ class EngineState:
     annunciation: Annunciation = Annunciation()
 
 
-_GRADES: Final[tuple[Priority, ...]] = ("high", "medium", "low")
+_GRADES: Final[tuple[Priority, ...]] = tuple(Priority)
 
 
 def _reported_priority(flag: str) -> Priority | None:
@@ -123,7 +124,7 @@ def _needs_timer(alarm: Alarm) -> bool:
         return True  # its time span may run out
     return (
         alarm.state is AlarmState.ACTIVE
-        and alarm.priority == "medium"
+        and alarm.priority is Priority.MEDIUM
         and not alarm.escalated
         and alarm.rule.escalate_after_s > 0
     )
@@ -181,7 +182,7 @@ class Engine:
         # From counters kept up to date on every change: O(1), not O(alarms).
         audible = max((_RANK[p] for p, n in state.audible.items() if n), default=0)
         visual = max((_RANK[p] for p, n in state.visible.items() if n), default=0)
-        names: dict[int, Priority | None] = {0: None, 1: "low", 2: "medium", 3: "high"}
+        names: dict[int, Priority | None] = {0: None, 1: Priority.LOW, 2: Priority.MEDIUM, 3: Priority.HIGH}
         return Annunciation(names[audible], names[visual], sum(state.visible.values()))
 
     @staticmethod
@@ -225,8 +226,8 @@ class Engine:
 
     def _technical(self, state: EngineState, ev: TechnicalEvent, now: float, actions: list[Action]) -> None:
         kind, active = ev.kind, ev.active
-        if kind == "connected":
-            kind, active = "disconnected", False
+        if kind == TechnicalKind.CONNECTED:
+            kind, active = TechnicalKind.DISCONNECTED, False
         rules = self.by_technical.get(kind)
         if not rules:
             return
@@ -317,12 +318,12 @@ class Engine:
         if after is AlarmState.INACTIVE:
             alarm.obs_ids.clear()
             if before is not AlarmState.PENDING:
-                self._emit(alarm, "cleared", now, actions)
+                self._emit(alarm, AlarmEventState.CLEARED, now, actions)
             return
         if after is not AlarmState.PENDING:
-            self._emit(alarm, after.value, now, actions)
+            self._emit(alarm, AlarmEventState(after), now, actions)
 
-    def _emit(self, alarm: Alarm, state_name: str, now: float, actions: list[Action]) -> None:
+    def _emit(self, alarm: Alarm, state_name: AlarmEventState, now: float, actions: list[Action]) -> None:
         # Content hash: the same alarm in the same state and priority is said once.
         digest = f"{alarm.alarm_id}|{state_name}|{alarm.priority}"
         if digest == alarm.last_emitted:
@@ -335,7 +336,7 @@ class Engine:
                 bed_id=alarm.bed_id,
                 priority=alarm.priority,
                 kind="technical" if alarm.rule.kind == "technical" else "physiological",
-                state=state_name,  # type: ignore[arg-type]
+                state=state_name,
                 time=_utc(now),
                 observation_ids=tuple(alarm.obs_ids),
                 message=alarm.rule.message or alarm.key,
@@ -354,16 +355,16 @@ class Engine:
                 self._step(state, alarm, Input.PAUSE_ELAPSED, now, actions)
             if (
                 alarm.state in (AlarmState.ACTIVE, AlarmState.AUDIO_PAUSED)
-                and alarm.priority == "medium"
+                and alarm.priority is Priority.MEDIUM
                 and not alarm.escalated
                 and rule.escalate_after_s > 0
                 and now - alarm.activated_at >= rule.escalate_after_s
             ):
                 alarm.escalated = True
                 self._account(state, alarm, -1)
-                alarm.priority = "high"
+                alarm.priority = Priority.HIGH
                 self._account(state, alarm, +1)
-                self._emit(alarm, "escalated", now, actions)
+                self._emit(alarm, AlarmEventState.ESCALATED, now, actions)
             if not _needs_timer(alarm):
                 state.timed.discard(key)
 

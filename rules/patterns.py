@@ -19,14 +19,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from rules.spec import Priority
+from appliance.core.errors import BedsideRulesError
+from appliance.core.vocab import Priority
 
 __all__ = ["PatternConfig", "PatternError", "burst", "buzzer_on", "led_on", "next_change"]
 
-LED_LINE: Final[dict[str, str]] = {"high": "led_red", "medium": "led_yellow", "low": "led_cyan"}
+LED_LINE: Final[dict[str, str]] = {Priority.HIGH: "led_red", Priority.MEDIUM: "led_yellow", Priority.LOW: "led_cyan"}
 
 
-class PatternError(ValueError):
+class PatternError(BedsideRulesError, ValueError):
     """A pattern timing outside the ranges IEC 60601-1-8 allows."""
 
 
@@ -71,7 +72,7 @@ def burst(priority: Priority, cfg: PatternConfig) -> tuple[list[tuple[float, flo
     of one burst to the start of the next, so the period is burst + interval.
     """
     p = cfg.pulse_s
-    if priority == "high":
+    if priority == Priority.HIGH:
         step, starts, t = p + cfg.high_spacing_s, [], 0.0
         for group, gap in ((3, cfg.high_group_gap_s), (2, cfg.high_half_gap_s), (3, cfg.high_group_gap_s), (2, 0.0)):
             for _ in range(group):
@@ -79,7 +80,7 @@ def burst(priority: Priority, cfg: PatternConfig) -> tuple[list[tuple[float, flo
                 t += step
             t += gap - cfg.high_spacing_s
         return [(s, p) for s in starts], starts[-1] + p + cfg.high_interval_s
-    if priority == "medium":
+    if priority == Priority.MEDIUM:
         step = p + cfg.medium_spacing_s
         return [(i * step, p) for i in range(3)], 2 * step + p + cfg.medium_interval_s
     step = p + cfg.low_spacing_s
@@ -100,10 +101,10 @@ def led_on(priority: Priority | None, since_s: float, cfg: PatternConfig) -> dic
     lines = dict.fromkeys(LED_LINE.values(), False)
     if priority is None:
         return lines
-    if priority == "low":
+    if priority == Priority.LOW:
         lines["led_cyan"] = True  # steady
         return lines
-    hz = cfg.high_flash_hz if priority == "high" else cfg.medium_flash_hz
+    hz = cfg.high_flash_hz if priority == Priority.HIGH else cfg.medium_flash_hz
     lines[LED_LINE[priority]] = (since_s * hz) % 1.0 < cfg.flash_duty
     return lines
 

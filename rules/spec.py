@@ -12,13 +12,15 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, NoReturn
+from typing import Any, Final, NoReturn
 
-from appliance.core.model import TECHNICAL_KINDS
+from appliance.core.errors import BedsideRulesError
+from appliance.core.vocab import Priority, TechnicalKind
 
 __all__ = [
     "DEFAULT_RULES_PATH",
     "PRIORITIES",
+    "Priority",
     "Rule",
     "RuleError",
     "RuleSet",
@@ -26,16 +28,17 @@ __all__ = [
     "parse_rules",
 ]
 
-Priority = Literal["high", "medium", "low"]
-PRIORITIES: Final = ("high", "medium", "low")
+PRIORITIES: Final = tuple(Priority)
 DEFAULT_RULES_PATH: Final = Path(__file__).with_name("default_adult.toml")
+# A technical rule targets one kind of the vocabulary.
+_TECHNICAL_KINDS: Final = frozenset(k.value for k in TechnicalKind)
 KINDS: Final = ("limit", "rate", "aggregate", "composite", "technical", "device")
 AGGREGATES: Final = ("mean", "min", "max")
 # Bounds a rule window so one rule cannot make the engine hold hours of samples.
 MAX_WINDOW_S: Final = 3600.0
 
 
-class RuleError(ValueError):
+class RuleError(BedsideRulesError, ValueError):
     """A rule file is unreadable or invalid; the message is one line."""
 
 
@@ -43,7 +46,7 @@ class RuleError(ValueError):
 class Rule:
     id: str
     kind: str
-    priority: Priority = "medium"
+    priority: Priority = Priority.MEDIUM
     message: str = ""
     metric: str = ""
     above: float | None = None
@@ -82,9 +85,6 @@ class Rule:
 class RuleSet:
     rules: tuple[Rule, ...] = field(default_factory=tuple)
     audio_pause_s: float = 120.0
-
-    def by_id(self) -> dict[str, Rule]:
-        return {r.id: r for r in self.rules}
 
 
 _COMMON: Final = {"id", "kind", "priority", "message", "latching", "for_s", "escalate_after_s"}
@@ -157,7 +157,7 @@ def _rule(raw: Any, index: int, source: str) -> Rule:
     for key in ("priority", "unknown_priority"):
         value = b.text(raw, key, PRIORITIES)
         if value is not None:
-            kwargs[key] = value
+            kwargs[key] = Priority(value)
     for key in ("message", "metric", "event"):
         value = b.text(raw, key)
         if value is not None:
@@ -177,9 +177,11 @@ def _rule(raw: Any, index: int, source: str) -> Rule:
         flags = raw["flags"]
         if not isinstance(flags, dict) or not all(p in PRIORITIES for p in flags.values()):
             b.fail("flags", "must map device flag names to high, medium or low")
-        kwargs["flags"] = tuple(sorted(flags.items()))
+        kwargs["flags"] = tuple(sorted((flag, Priority(p)) for flag, p in flags.items()))
     if "beds" in raw:
         kwargs["beds"] = _beds(b, raw["beds"])
+    if kwargs.get("event") in _TECHNICAL_KINDS:
+        kwargs["event"] = TechnicalKind(kwargs["event"])
     rule = Rule(**kwargs)
     _check_kind(b, rule)
     return rule
@@ -216,8 +218,8 @@ def _check_kind(b: _Builder, r: Rule) -> None:
         b.fail("rise_per_min", "give rise_per_min and/or fall_per_min")
     if r.kind == "composite" and bool(r.all_of) == bool(r.any_of):
         b.fail("all_of", "give exactly one of all_of or any_of")
-    if r.kind == "technical" and r.event not in TECHNICAL_KINDS:
-        b.fail("event", "must be one of " + ", ".join(sorted(TECHNICAL_KINDS)))
+    if r.kind == "technical" and r.event not in _TECHNICAL_KINDS:
+        b.fail("event", "must be one of " + ", ".join(sorted(_TECHNICAL_KINDS)))
     if r.kind == "device" and not r.flags and r.unknown_priority is None:
         b.fail("flags", "missing required key")
 

@@ -1,4 +1,4 @@
-"""The alarm state machine (IEC 60601-1-8 semantics): one enum, one table.
+"""The alarm state machine (IEC 60601-1-8 semantics): the states (appliance.core.vocab), one table.
 
     INACTIVE --cond on--> PENDING --delay elapsed--> ACTIVE
     ACTIVE --ack--> ACKNOWLEDGED        ACTIVE --pause--> AUDIO_PAUSED --timer--> ACTIVE
@@ -15,16 +15,9 @@ from __future__ import annotations
 import enum
 from typing import Final
 
+from appliance.core.vocab import AlarmState
+
 __all__ = ["TRANSITIONS", "AlarmState", "Input", "next_state"]
-
-
-class AlarmState(enum.Enum):
-    INACTIVE = "inactive"
-    PENDING = "pending"
-    ACTIVE = "active"
-    AUDIO_PAUSED = "audio_paused"
-    ACKNOWLEDGED = "acknowledged"
-    LATCHED = "latched"
 
 
 class Input(enum.Enum):

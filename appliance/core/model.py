@@ -17,12 +17,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+from appliance.core.errors import BedsideInputError
+from appliance.core.vocab import AlarmEventState, Priority, Quality, TechnicalKind
+
 __all__ = [
     "QUALITIES",
     "TECHNICAL_KINDS",
     "AlarmEvent",
     "DeviceEvent",
     "Observation",
+    "Quality",
     "Reading",
     "Record",
     "RecordFormatError",
@@ -34,48 +38,12 @@ __all__ = [
     "to_json_line",
 ]
 
-Quality = Literal["valid", "questionable", "invalid"]
-QUALITIES: Final = ("valid", "questionable", "invalid")
-
-TECHNICAL_KINDS: Final = frozenset(
-    {
-        "connected",
-        "disconnected",
-        "stale",
-        "sensor_off",
-        "low_battery",
-        "bad_frame",
-        "clock_skew",
-        "wrong_mode",
-        "driver_crashed",
-        # A device session (IntelliVue association) was lost; ends on re-association.
-        "session_lost",
-        # Raised by the store, the uplink and the alarm outputs.
-        "store_fill",
-        "records_dropped",
-        "uplink_down",
-        "output_failure",
-        # Raised by the OTA agent: every lifecycle step, refusals, a deferred reboot,
-        # a clock behind the persisted time floor.
-        "update",
-        "update_refused",
-        "update_deferred",
-        "clock_unsynced",
-        # Safety hardening: the store's own failures (an unreadable file set aside, a
-        # write that failed: disk full, I/O error), the event loop that carries the
-        # alarm path falling behind, an HL7 listener refusing connections, and a
-        # value the gateway judged invalid (non-finite or outside the term's
-        # plausible range) persisting: IEC 60601-1-8's invalid-measurement condition.
-        "store_corrupt",
-        "store_failure",
-        "loop_lag",
-        "connection_refused",
-        "invalid_value",
-    }
-)
+QUALITIES: Final = tuple(Quality)
+# Every kind a technical event may carry (TechnicalKind is the source).
+TECHNICAL_KINDS: Final = frozenset(TechnicalKind)
 
 
-class RecordFormatError(ValueError):
+class RecordFormatError(BedsideInputError, ValueError):
     """A JSON line does not describe a canonical record."""
 
 
@@ -99,6 +67,8 @@ class TechnicalEvent:
     """A link or device condition. `active` False means the condition ended."""
 
     device_id: str
+    # A TechnicalKind member when emitted here; a plain string when parsed from JSON
+    # lines or a store (equal to the member either way).
     kind: str
     active: bool = True
     count: int = 0
@@ -133,9 +103,9 @@ class AlarmEvent:
     alarm_id: str
     rule_id: str
     bed_id: str
-    priority: Literal["high", "medium", "low"]
+    priority: Priority
     kind: Literal["physiological", "technical"]
-    state: Literal["active", "acknowledged", "audio_paused", "latched", "cleared", "escalated"]
+    state: AlarmEventState
     time: datetime
     observation_ids: tuple[str, ...] = field(default_factory=tuple)
     message: str = ""

@@ -22,6 +22,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from appliance.core.vocab import TechnicalKind
+
 __all__ = ["IntegrityCheck"]
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ class IntegrityCheck:
             if self.problems:
                 detail = "; ".join(self.problems[:2])
                 self._report(
-                    "store_corrupt",
+                    TechnicalKind.STORE_CORRUPT,
                     f"store integrity check failed ({detail}); running on, rows that do not open are"
                     " quarantined; `bedside queue export` saves what opens",
                 )

@@ -36,6 +36,7 @@ from typing import Final
 
 from appliance.arbiter import AuditRecord
 from appliance.core.model import AlarmEvent, Observation, Record, RecordFormatError, TechnicalEvent
+from appliance.core.vocab import TechnicalKind
 from appliance.queue.checkpoint import Checkpointer
 from appliance.queue.hold import Held, HoldBuffer
 from appliance.queue.integrity import IntegrityCheck
@@ -73,7 +74,7 @@ class QueueSettings:
 
 
 # Kinds about the store itself are said, not stored: storing them would feed the loop they report.
-_NOT_STORED: Final = frozenset({"store_fill", "records_dropped"})
+_NOT_STORED: Final = frozenset({TechnicalKind.STORE_FILL, TechnicalKind.RECORDS_DROPPED})
 
 
 class RecordQueue:
@@ -194,7 +195,9 @@ class RecordQueue:
         if self._failing_since is None:
             self._failing_since = time.monotonic()
             log.error("store write failed, holding %s records in memory: %s", self.hold.describe(), exc)
-            self._report(TechnicalEvent("gateway", "store_failure", detail=f"{exc}; records held in memory"))
+            self._report(
+                TechnicalEvent("gateway", TechnicalKind.STORE_FAILURE, detail=f"{exc}; records held in memory")
+            )
 
     def _recovered(self) -> None:
         self.last_commit_ok = True
@@ -203,7 +206,9 @@ class RecordQueue:
             self._failing_since = None
             log.warning("store writes again after %.1f s", outage)
             self._report(
-                TechnicalEvent("gateway", "store_failure", active=False, detail=f"writes again after {outage:.1f} s")
+                TechnicalEvent(
+                    "gateway", TechnicalKind.STORE_FAILURE, active=False, detail=f"writes again after {outage:.1f} s"
+                )
             )
 
     def _report_drops(self) -> None:
@@ -219,7 +224,7 @@ class RecordQueue:
                 f" {d.telemetry} telemetry, {d.technical} technical, {d.alarm} alarm"
             )
             log.warning("%s", detail)
-            self._report(TechnicalEvent("gateway", "records_dropped", detail=detail))
+            self._report(TechnicalEvent("gateway", TechnicalKind.RECORDS_DROPPED, detail=detail))
 
     def _check_fill(self) -> None:
         fill = self.store.fill
@@ -230,7 +235,7 @@ class RecordQueue:
             self._report(
                 TechnicalEvent(
                     "gateway",
-                    "store_fill",
+                    TechnicalKind.STORE_FILL,
                     active=level > 0,
                     detail=f"store {fill:.0%} full" + ("" if rising else " (falling)"),
                 )

@@ -26,11 +26,13 @@ from appliance.core.model import (
     parse_time,
     to_json_dict,
 )
+from appliance.core.vocab import Quality
 
 __all__ = ["SCHEMA_VERSION", "decode_batch", "encode_batch", "merge_encoded"]
 
 SCHEMA_VERSION: Final = 1
-_QUALITY: Final = ("valid", "questionable", "invalid")
+# The index is the wire code of a quality: the order is fixed.
+_QUALITY: Final = (Quality.VALID, Quality.QUESTIONABLE, Quality.INVALID)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -19,6 +19,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Final
 
+from appliance.core.errors import BedsideStoreError
+
 __all__ = [
     "CANARY",
     "MIGRATIONS",
@@ -66,7 +68,7 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 
 
-class StoreError(Exception):
+class StoreError(BedsideStoreError):
     """The store cannot be used (I/O, corruption that could not be set aside)."""
 
 

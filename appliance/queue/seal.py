@@ -16,13 +16,15 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from appliance.core.errors import BedsideStoreError
+
 __all__ = ["KEY_BYTES", "KeyError_", "Sealer", "load_or_create_key"]
 
 KEY_BYTES: Final = 32
 NONCE_BYTES: Final = 12
 
 
-class KeyError_(Exception):
+class KeyError_(BedsideStoreError):
     """The store key is missing, malformed, too open, or does not fit the store."""
 
 

@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from appliance.core.vocab import TechnicalKind
 from appliance.queue.grow import grown
 from appliance.queue.schema import (
     CANARY,
@@ -141,7 +142,7 @@ class Store(Upkeep):
             aside = set_aside(self.path)
         except OSError as err:
             raise StoreError(f"{self.path}: unreadable store ({exc}) could not be moved aside: {err}") from err
-        self._on_event("store_corrupt", f"unreadable store moved to {aside} ({exc}); started a fresh one")
+        self._on_event(TechnicalKind.STORE_CORRUPT, f"unreadable store moved to {aside} ({exc}); started a fresh one")
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
@@ -273,7 +274,9 @@ class Store(Upkeep):
         # Counted and said only once committed: a rolled-back deletion dropped nothing.
         self.dropped += dropped + for_space[0]
         if for_space[0]:
-            self._on_event("records_dropped", f"{for_space[0]} records dropped for space ({self.dropped} in all)")
+            self._on_event(
+                TechnicalKind.RECORDS_DROPPED, f"{for_space[0]} records dropped for space ({self.dropped} in all)"
+            )
         return ids
 
     # -- reading -----------------------------------------------------------------
@@ -311,7 +314,7 @@ class Store(Upkeep):
             self._write(body)
         except StoreWriteError:
             return  # cannot move it now (disk full): skipped this time, moved on a later read
-        self._on_event("store_corrupt", f"{bad}; moved to quarantine, delivery continues")
+        self._on_event(TechnicalKind.STORE_CORRUPT, f"{bad}; moved to quarantine, delivery continues")
 
     def quarantined(self) -> list[Unreadable]:
         rows = self._db.execute("SELECT id, cls, count, reason FROM quarantine ORDER BY id").fetchall()

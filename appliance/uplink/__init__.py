@@ -1,4 +1,4 @@
-"""MQTT 5 uplink over mutual TLS (in progress: PKI, TLS policy, connect probe)."""
+"""MQTT 5 uplink over mutual TLS: PKI, TLS policy, connect probe, client, tail."""
 
 from appliance.uplink.tls import TlsFiles, UplinkTlsError, client_context, preflight
 

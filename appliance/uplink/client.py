@@ -30,7 +30,9 @@ from typing import Any, Final
 import gmqtt
 
 from appliance.core.backoff import Backoff
+from appliance.core.errors import BedsideUplinkError
 from appliance.core.model import TechnicalEvent
+from appliance.core.vocab import TechnicalKind
 from appliance.queue.queue import RecordQueue
 from appliance.queue.store import RecordClass, StoreError
 from appliance.queue.upkeep import Cursor
@@ -65,7 +67,7 @@ class UplinkSettings:
         return f"bedside/v1/{self.gateway_id}/{leaf}"
 
 
-class _Refused(Exception):
+class _Refused(BedsideUplinkError):
     """The broker refused a publish (e.g. ACL): the row stays in the store."""
 
 
@@ -146,13 +148,15 @@ class Uplink:
             self.down_since = time.monotonic()
         if reason != self._reason:
             self._reason = reason
-            self._report(TechnicalEvent("gateway", "uplink_down", detail=reason))
+            self._report(TechnicalEvent("gateway", TechnicalKind.UPLINK_DOWN, detail=reason))
             log.warning("uplink down: %s", reason)
 
     def _up(self) -> None:
         if self.down_since is not None:
             outage = time.monotonic() - self.down_since
-            self._report(TechnicalEvent("gateway", "uplink_down", active=False, detail=f"down for {outage:.1f} s"))
+            self._report(
+                TechnicalEvent("gateway", TechnicalKind.UPLINK_DOWN, active=False, detail=f"down for {outage:.1f} s")
+            )
         self.down_since = None
         self._reason = ""
         self._backoff.reset()

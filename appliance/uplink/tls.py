@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-__all__ = ["TlsFiles", "UplinkTlsError", "check_key_file", "client_context", "preflight"]
+from appliance.core.errors import BedsideConfigError, BedsideUplinkError
+from appliance.core.keyfiles import KeyFileError, check_key_file
+
+__all__ = ["TlsFiles", "UplinkTlsError", "client_context", "preflight"]
 
 
-class UplinkTlsError(Exception):
-    """The uplink's TLS material is unusable; the uplink stays off (one-line message)."""
+class UplinkTlsError(BedsideUplinkError, BedsideConfigError):
+    """The uplink's TLS material is unusable; the uplink stays off (one-line message
+    naming the file: the operator fixes it, so it is bad input as well)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,25 +42,15 @@ def _load_cert(path: str, what: str) -> x509.Certificate:
         raise UplinkTlsError(f"{path}: {what} unreadable: {exc}") from None
 
 
-def check_key_file(path: str, what: str = "client key") -> None:
-    """A private key must exist and be readable by its owner only (mode 0600 or
-    stricter); the HL7 listener applies the same rule to its key."""
-    try:
-        mode = stat.S_IMODE(Path(path).stat().st_mode)
-    except FileNotFoundError:
-        raise UplinkTlsError(f"{path}: {what} missing") from None
-    except OSError as exc:
-        raise UplinkTlsError(f"{path}: {what} unreadable: {exc.strerror}") from None
-    if mode & 0o077:
-        raise UplinkTlsError(f"{path}: {what} mode {mode:04o} is readable by others; chmod 600")
-
-
 def preflight(files: TlsFiles, now: dt.datetime | None = None) -> x509.Certificate:
     """Check the material; returns the client certificate (its CN is our identity)."""
     now = now or dt.datetime.now(dt.UTC)
     ca = _load_cert(files.ca, "CA certificate")
     cert = _load_cert(files.cert, "client certificate")
-    check_key_file(files.key)
+    try:
+        check_key_file(files.key, "client key")
+    except KeyFileError as exc:
+        raise UplinkTlsError(str(exc)) from None
     if now < cert.not_valid_before_utc:
         raise UplinkTlsError(f"{files.cert}: client certificate not valid before {cert.not_valid_before_utc:%Y-%m-%d}")
     if now > cert.not_valid_after_utc:

@@ -33,6 +33,7 @@ from bleak.exc import BleakError
 
 from appliance.core.backoff import Backoff
 from appliance.core.model import DeviceEvent, TechnicalEvent
+from appliance.core.vocab import TechnicalKind
 from drivers.ble.codec import MeasurementStream
 from drivers.ble.glucose import NO_RECORDS, SUCCESS, RacpOp, decode_racp, racp_abort, racp_report_after, racp_report_all
 from drivers.ble.numbers import BleDecodeError, encode_current_time
@@ -354,7 +355,7 @@ class BleLink:
                     self.duplicates += 1
                     return
                 events = self._stream.value(name, bytes(data), stored=self._catching_up)
-                if not any(isinstance(e, TechnicalEvent) and e.kind == "bad_frame" for e in events):
+                if not any(isinstance(e, TechnicalEvent) and e.kind == TechnicalKind.BAD_FRAME for e in events):
                     self._seen.add(seq)
                     if not self._catching_up:
                         if seq > (self._last_seq or 0) + 1:

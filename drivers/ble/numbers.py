@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
+from appliance.core.errors import BedsideInputError
+
 __all__ = [
     "BleDecodeError",
     "CurrentTime",
@@ -24,7 +26,7 @@ __all__ = [
 ]
 
 
-class BleDecodeError(ValueError):
+class BleDecodeError(BedsideInputError, ValueError):
     """A characteristic value that cannot be decoded (too short, inconsistent flags)."""
 
 

@@ -33,8 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from appliance.core.keyfiles import KeyFileError, check_key_file
 from appliance.core.model import DeviceEvent, TechnicalEvent
-from appliance.uplink.tls import UplinkTlsError, check_key_file
 from drivers.hl7.address import ListenAddress, parse_listen
 from drivers.hl7.admission import ConnView, RefusalReporter, Timeouts, admit, deadline
 from drivers.hl7.codec import Hl7Codec, Seen
@@ -58,10 +58,10 @@ class ListenerTlsError(Hl7Error):
 
 def server_context(ca_path: str, cert_path: str, key_path: str) -> ssl.SSLContext:
     """Raises ListenerTlsError for a missing key or one readable by others (the
-    uplink's own check), OSError / ssl.SSLError for unloadable material."""
+    rule of every key on the box), OSError / ssl.SSLError for unloadable material."""
     try:
         check_key_file(key_path, "listener key")
-    except UplinkTlsError as exc:
+    except KeyFileError as exc:
         raise ListenerTlsError(str(exc)) from None
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3

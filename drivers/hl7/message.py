@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Final
 
+from appliance.core.errors import BedsideInputError
+
 __all__ = [
     "MAX_SEGMENTS",
     "Delimiters",
@@ -48,7 +50,7 @@ TS_MAX_YEAR: Final = 2999
 _TS: Final = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{1,4})?([+-]\d{4})?$")
 
 
-class Hl7Error(ValueError):
+class Hl7Error(BedsideInputError, ValueError):
     """The root of the HL7 subsystem's errors; raised itself for a message that cannot
     be read as HL7 v2 (no MSH, broken delimiters, over a bound)."""
 

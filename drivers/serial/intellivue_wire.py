@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
+from appliance.core.errors import BedsideInputError
+
 __all__ = [
     "Abort",
     "AssocAccept",
@@ -59,7 +61,7 @@ NOM_MOC_VMS_MDS: Final = 0x0021
 RORLS_LAST: Final = 3
 
 
-class MessageError(ValueError):
+class MessageError(BedsideInputError, ValueError):
     """User data that does not parse within its own bounds."""
 
 

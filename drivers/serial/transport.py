@@ -19,6 +19,8 @@ from typing import Final, Protocol
 
 import serial
 
+from appliance.core.errors import BedsideDeviceError
+
 __all__ = [
     "MAX_READ_BYTES",
     "MAX_WRITE_BUFFER_BYTES",
@@ -37,7 +39,7 @@ MAX_READ_BYTES: Final = 4096
 MAX_WRITE_BUFFER_BYTES: Final = 65_536
 
 
-class TransportError(Exception):
+class TransportError(BedsideDeviceError):
     """Base of the serial transport's errors (link trouble, not bad data)."""
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from appliance.core.errors import BedsideRulesError
 from appliance.core.model import AlarmEvent
 from rules.engine import Annunciation
 
 __all__ = ["AlarmOutput", "OutputError"]
 
 
-class OutputError(Exception):
+class OutputError(BedsideRulesError):
     """An alarm output cannot signal (hardware missing, line busy, write failed)."""
 
 

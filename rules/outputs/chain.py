@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from appliance.core.model import AlarmEvent, TechnicalEvent
+from appliance.core.vocab import TechnicalKind
 from rules.engine import Annunciation
 from rules.outputs.base import AlarmOutput
 
@@ -36,7 +37,7 @@ class OutputChain:
     def _fail(self, output: AlarmOutput, exc: Exception) -> None:
         self.failed[output.name] = str(exc)
         log.error("alarm output %s failed: %s; the others carry on", output.name, exc)
-        self._report(TechnicalEvent("gateway", "output_failure", detail=f"{output.name}: {exc}"))
+        self._report(TechnicalEvent("gateway", TechnicalKind.OUTPUT_FAILURE, detail=f"{output.name}: {exc}"))
 
     def fail(self, output: AlarmOutput, exc: Exception) -> None:
         """Report an output that failed outside a call (its background task died)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Final
 
 from appliance.core.model import AlarmEvent, to_json_dict
+from appliance.core.vocab import AlarmEventState, Priority
 from rules.engine import Annunciation
 from rules.outputs.base import OutputError
 
@@ -33,7 +34,11 @@ class ConsoleOutput:
         )
 
     def event(self, event: AlarmEvent) -> None:
-        level = logging.ERROR if event.priority == "high" and event.state == "active" else logging.WARNING
+        level = (
+            logging.ERROR
+            if event.priority == Priority.HIGH and event.state == AlarmEventState.ACTIVE
+            else logging.WARNING
+        )
         alarm_log.log(
             level, "%s %s %s [%s] %s", event.bed_id, event.priority, event.state, event.rule_id, event.message
         )

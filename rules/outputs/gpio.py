@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from appliance.core.model import AlarmEvent
+from appliance.core.vocab import Priority
 from rules.engine import Annunciation
 from rules.outputs.base import OutputError
 from rules.patterns import PatternConfig, buzzer_on, led_on, next_change
@@ -116,7 +117,7 @@ class GpioOutput:
         a = self._current
         states = led_on(a.visual, now - self._visual_since, self._cfg)
         states["buzzer"] = buzzer_on(a.audible, now - self._audible_since, self._cfg)
-        states["nurse_call"] = a.audible == "high"
+        states["nurse_call"] = a.audible == Priority.HIGH
         return states
 
     def apply(self, now: float) -> None:

@@ -13,6 +13,7 @@ from appliance.core.model import (
     to_json_dict,
     to_json_line,
 )
+from appliance.core.vocab import AlarmEventState, Priority
 
 T = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 
@@ -57,7 +58,17 @@ def test_observation_json_form_uses_rfc3339_z_and_integer_code():
         obs(flags=frozenset({"low_perfusion"}), quarantine=True),
         Reading("d1", "SPO2", None, "%", device_time=datetime(2016, 2, 22, 22, 47, 45), seq=3),
         TechnicalEvent("d1", "stale", active=False, detail="x", time=T, bed_id="ICU-1"),
-        AlarmEvent("a1", "spo2-low", "ICU-1", "high", "physiological", "active", T, ("o1", "o2"), "SpO2 low"),
+        AlarmEvent(
+            "a1",
+            "spo2-low",
+            "ICU-1",
+            Priority.HIGH,
+            "physiological",
+            AlarmEventState.ACTIVE,
+            T,
+            ("o1", "o2"),
+            "SpO2 low",
+        ),
     ],
 )
 def test_json_line_round_trip(record):

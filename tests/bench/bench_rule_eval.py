@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime
 
 from appliance.core.model import Observation
+from appliance.core.vocab import Quality
 from rules.engine import Engine, EngineState
 from rules.spec import parse_rules
 
@@ -32,7 +33,17 @@ def observations(n: int, metrics: int) -> list[Observation]:
     when = datetime(2026, 1, 1, tzinfo=UTC)
     return [
         Observation(
-            f"o{i}", f"M{i % metrics}", 0, float(40 + (i * 7) % 30), "%", when, when, "valid", "d", f"B{i % 8}", None
+            f"o{i}",
+            f"M{i % metrics}",
+            0,
+            float(40 + (i * 7) % 30),
+            "%",
+            when,
+            when,
+            Quality.VALID,
+            "d",
+            f"B{i % 8}",
+            None,
         )
         for i in range(n)
     ]

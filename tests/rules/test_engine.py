@@ -4,6 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.core.model import AlarmEvent, Observation, TechnicalEvent
+from appliance.core.vocab import Priority
 from rules.engine import Ack, Annunciation, Engine, EngineState, Pause, Tick
 from rules.spec import parse_rules
 
@@ -64,7 +65,7 @@ def test_condition_delay_then_active_then_cleared():
     ev = run.events[-1]
     assert (ev.rule_id, ev.bed_id, ev.priority, ev.kind) == ("spo2-low", "B1", "medium", "physiological")
     assert f"{SPO2}@{T0}" in ev.observation_ids
-    assert run.annunciations[-1] == Annunciation("medium", "medium", 1)
+    assert run.annunciations[-1] == Annunciation(Priority.MEDIUM, Priority.MEDIUM, 1)
     assert run(obs(91, T0 + 11), T0 + 11) == []  # hysteresis: 91 is not past the clear limit 92
     assert run(obs(92, T0 + 12), T0 + 12) == ["cleared"]
     assert run.annunciations[-1] == Annunciation(None, None, 0)
@@ -90,7 +91,7 @@ def test_acknowledge_silences_but_keeps_visual_until_condition_ends():
     run = Run(*low())
     run(obs(85, T0), T0)
     assert run(Ack("B1", "spo2-low"), T0 + 1) == ["acknowledged"]
-    assert run.annunciations[-1] == Annunciation(None, "medium", 1)
+    assert run.annunciations[-1] == Annunciation(None, Priority.MEDIUM, 1)
     assert run(obs(80, T0 + 2), T0 + 2) == []  # no duplicate raise
     assert run(obs(95, T0 + 3), T0 + 3) == ["cleared"]
 

@@ -2,6 +2,7 @@ import itertools
 
 import pytest
 
+from appliance.core.vocab import Priority
 from rules.patterns import PatternConfig, PatternError, burst, buzzer_on, led_on, next_change
 
 CFG = PatternConfig()
@@ -20,7 +21,7 @@ def edges(priority, seconds, step=0.001):
 
 
 def test_high_priority_is_ten_pulses_in_3_2_3_2_groups():
-    pulses, period = burst("high", CFG)
+    pulses, period = burst(Priority.HIGH, CFG)
     assert len(pulses) == 10
     starts = [s for s, _ in pulses]
     gaps = [round(b - a, 3) for a, b in itertools.pairwise(starts)]
@@ -34,12 +35,12 @@ def test_high_priority_is_ten_pulses_in_3_2_3_2_groups():
 
 
 def test_buzzer_timeline_on_a_fake_clock():
-    period = burst("high", CFG)[1]
+    period = burst(Priority.HIGH, CFG)[1]
     high = edges("high", period * 2)
     assert len(high) == 20  # two bursts of ten
     assert high[10] == pytest.approx(period, abs=0.002)
-    assert len(edges("medium", burst("medium", CFG)[1])) == 3
-    assert len(edges("low", burst("low", CFG)[1])) == 2
+    assert len(edges(Priority.MEDIUM, burst(Priority.MEDIUM, CFG)[1])) == 3
+    assert len(edges(Priority.LOW, burst(Priority.LOW, CFG)[1])) == 2
     assert edges(None, 5) == []
 
 
@@ -55,12 +56,13 @@ def test_leds_flash_at_the_configured_rate_with_duty(priority, line, hz):
 
 def test_low_priority_led_is_steady_cyan():
     assert all(
-        led_on("low", t / 10, CFG) == {"led_red": False, "led_yellow": False, "led_cyan": True} for t in range(50)
+        led_on(Priority.LOW, t / 10, CFG) == {"led_red": False, "led_yellow": False, "led_cyan": True}
+        for t in range(50)
     )
 
 
 def test_next_change_finds_the_next_edge():
-    assert next_change("high", 0.0, CFG) == pytest.approx(CFG.pulse_s, abs=0.006)
+    assert next_change(Priority.HIGH, 0.0, CFG) == pytest.approx(CFG.pulse_s, abs=0.006)
     assert next_change(None, 0.0, CFG) == 1.0
 
 

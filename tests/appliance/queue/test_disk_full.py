@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from appliance.core.model import AlarmEvent, Observation, TechnicalEvent
+from appliance.core.vocab import AlarmEventState, Priority
 from appliance.queue.queue import QueueSettings, RecordQueue, export
 from appliance.queue.seal import Sealer, load_or_create_key
 from appliance.queue.store import Store
@@ -24,7 +25,9 @@ def fs(tmp_path):
 
 
 def alarm(i: int) -> AlarmEvent:
-    return AlarmEvent(f"a{i}", "spo2-low", "ICU-1", "high", "physiological", "active", datetime.now(UTC))
+    return AlarmEvent(
+        f"a{i}", "spo2-low", "ICU-1", Priority.HIGH, "physiological", AlarmEventState.ACTIVE, datetime.now(UTC)
+    )
 
 
 async def test_disk_full_holds_alarms_counts_every_drop_and_recovers(fs, caplog):

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.core.model import AlarmEvent, TechnicalEvent
+from appliance.core.vocab import AlarmEventState, Priority
 from appliance.queue.hold import Held, HoldBuffer
 from appliance.queue.queue import QueueSettings, RecordQueue
 from tests.appliance.queue.test_records import observation
@@ -19,7 +20,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def alarm(i: int) -> AlarmEvent:
-    return AlarmEvent(f"a{i}", "spo2-low", "ICU-1", "high", "physiological", "active", T0)
+    return AlarmEvent(f"a{i}", "spo2-low", "ICU-1", Priority.HIGH, "physiological", AlarmEventState.ACTIVE, T0)
 
 
 def technical(i: int) -> TechnicalEvent:

@@ -5,12 +5,15 @@ import textwrap
 from datetime import UTC, datetime
 
 from appliance.core.model import AlarmEvent, TechnicalEvent
+from appliance.core.vocab import AlarmEventState, Priority
 from appliance.queue.queue import QueueSettings, RecordQueue, export
 from appliance.queue.seal import Sealer, load_or_create_key
 from appliance.queue.store import Store
 from tests.appliance.queue.test_records import observation
 
-ALARM = AlarmEvent("a1", "spo2-low", "ICU-1", "high", "physiological", "active", datetime(2026, 1, 1, tzinfo=UTC))
+ALARM = AlarmEvent(
+    "a1", "spo2-low", "ICU-1", Priority.HIGH, "physiological", AlarmEventState.ACTIVE, datetime(2026, 1, 1, tzinfo=UTC)
+)
 
 
 def settings(tmp_path, **kw):

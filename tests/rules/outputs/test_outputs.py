@@ -6,12 +6,15 @@ from typing import Any
 import pytest
 
 from appliance.core.model import AlarmEvent
+from appliance.core.vocab import AlarmEventState, Priority
 from rules.engine import Annunciation
 from rules.outputs import ConsoleOutput, JsonlAlarmOutput, MemoryOutput, OutputChain, OutputError
 from rules.outputs.gpio import GpiodLines, GpioLineMap, GpioOutput, MemoryLines
 from rules.patterns import PatternConfig, burst
 
-EVENT = AlarmEvent("a1", "spo2-low", "B1", "high", "physiological", "active", datetime(2026, 1, 1, tzinfo=UTC))
+EVENT = AlarmEvent(
+    "a1", "spo2-low", "B1", Priority.HIGH, "physiological", AlarmEventState.ACTIVE, datetime(2026, 1, 1, tzinfo=UTC)
+)
 
 
 class FakeClock:
@@ -26,18 +29,18 @@ def test_gpio_output_plays_only_the_highest_priority_on_a_fake_clock():
     clock = FakeClock()
     lines = MemoryLines(clock)
     out = GpioOutput(lines, clock=clock)
-    out.annunciate(Annunciation("high", "high", 2))
+    out.annunciate(Annunciation(Priority.HIGH, Priority.HIGH, 2))
     states = out.line_states(clock.t)
     assert states["buzzer"] and states["led_red"] and states["nurse_call"]
     assert not states["led_yellow"] and not states["led_cyan"]
     # Walk one high burst period in 1 ms steps: ten buzzer pulses.
-    period = burst("high", PatternConfig())[1]
+    period = burst(Priority.HIGH, PatternConfig())[1]
     for _ in range(int(period * 1000) - 5):
         clock.t += 0.001
         out.apply(clock.t)
     rises = [c for c in lines.changes if c[1] == "buzzer" and c[2]]
     assert len(rises) == 10
-    out.annunciate(Annunciation("medium", "medium", 1))  # the high alarm ended
+    out.annunciate(Annunciation(Priority.MEDIUM, Priority.MEDIUM, 1))  # the high alarm ended
     assert not lines.state["nurse_call"] and lines.state["led_yellow"] and not lines.state["led_red"]
     out.annunciate(Annunciation(None, None, 0))
     assert not any(lines.state.values())
@@ -47,7 +50,7 @@ async def test_gpio_player_task_drives_lines_in_real_time():
     lines = MemoryLines()
     out = GpioOutput(lines)
     task = asyncio.create_task(out.run())
-    out.annunciate(Annunciation("high", "high", 1))
+    out.annunciate(Annunciation(Priority.HIGH, Priority.HIGH, 1))
     await asyncio.sleep(0.8)
     task.cancel()
     rises = [c for c in lines.changes if c[1] == "buzzer" and c[2]]
@@ -76,7 +79,7 @@ def test_chain_fails_over_and_reports_once():
     reports: list[Any] = []
     bad, good = MemoryOutput("gpio"), MemoryOutput("console")
     chain = OutputChain([bad, good], reports.append)
-    chain.annunciate(Annunciation("high", "high", 1))
+    chain.annunciate(Annunciation(Priority.HIGH, Priority.HIGH, 1))
     bad.fail = True
     chain.event(EVENT)
     chain.event(EVENT)
@@ -97,7 +100,7 @@ async def test_jsonl_output_writes_off_the_alarm_path(tmp_path):
     out = JsonlAlarmOutput(tmp_path / "alarms.jsonl")
     out.self_test()
     out.event(EVENT)
-    out.annunciate(Annunciation("high", "high", 1))
+    out.annunciate(Annunciation(Priority.HIGH, Priority.HIGH, 1))
     assert (tmp_path / "alarms.jsonl").read_text() == ""  # nothing written in the caller's turn
     await out.flush()
     lines = [json.loads(x) for x in (tmp_path / "alarms.jsonl").read_text().splitlines()]
