@@ -33,6 +33,7 @@ from bleak.exc import BleakError
 
 from appliance.core.backoff import Backoff
 from appliance.core.model import DeviceEvent, TechnicalEvent
+from appliance.core.transitions import TransitionTable
 from drivers.ble.codec import MeasurementStream
 from drivers.ble.glucose import NO_RECORDS, SUCCESS, RacpOp, decode_racp, racp_abort, racp_report_after, racp_report_all
 from drivers.ble.numbers import BleDecodeError, encode_current_time
@@ -74,7 +75,7 @@ class LinkInput(enum.Enum):
 
 
 _S, _E = LinkState, LinkInput
-TRANSITIONS: Final[dict[tuple[LinkState, LinkInput], LinkState]] = {
+_MOVES: Final[dict[tuple[LinkState, LinkInput], LinkState]] = {
     (_S.SEARCHING, _E.FOUND): _S.CONNECTING,
     (_S.SEARCHING, _E.NOT_FOUND): _S.WAITING,
     (_S.CONNECTING, _E.CONNECTED): _S.SETTING_UP,
@@ -90,14 +91,13 @@ TRANSITIONS: Final[dict[tuple[LinkState, LinkInput], LinkState]] = {
     (_S.STREAMING, _E.FAILED): _S.WAITING,
     (_S.WAITING, _E.RETRY): _S.SEARCHING,
 }
+TRANSITIONS: Final = TransitionTable("BLE link", _MOVES)
 del _S, _E
 
 
 def step(state: LinkState, event: LinkInput) -> LinkState:
-    try:
-        return TRANSITIONS[(state, event)]
-    except KeyError:
-        raise RuntimeError(f"BLE link: no transition from {state.value} on {event.value}") from None
+    """The link drives itself: an unlisted move is a bug (`UnknownTransition`, a RuntimeError)."""
+    return TRANSITIONS.next(state, event)
 
 
 class RecordCursor(Protocol):
