@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from appliance.core.transitions import TransitionTable
+
 __all__ = ["TRANSITIONS", "OtaInput", "OtaRecord", "OtaState", "StateFile", "step"]
 
 
@@ -53,7 +55,7 @@ class OtaInput(enum.Enum):
 
 _S, _I = OtaState, OtaInput
 _DONE: Final = (_S.IDLE, _S.COMMITTED, _S.ROLLED_BACK, _S.FAILED)
-TRANSITIONS: Final[dict[tuple[OtaState, OtaInput], OtaState]] = {
+_MOVES: Final[dict[tuple[OtaState, OtaInput], OtaState]] = {
     **{(s, _I.CHECK): _S.CHECKING for s in _DONE},
     (_S.CHECKING, _I.NOTHING_NEW): _S.IDLE,
     (_S.CHECKING, _I.FOUND): _S.DOWNLOADING,
@@ -75,14 +77,13 @@ TRANSITIONS: Final[dict[tuple[OtaState, OtaInput], OtaState]] = {
     (_S.HEALTH_CHECK, _I.BOOTED_NEW): _S.HEALTH_CHECK,  # power cut during the gate: check again
     (_S.HEALTH_CHECK, _I.BOOTED_OLD): _S.ROLLED_BACK,
 }
+TRANSITIONS: Final = TransitionTable("OTA lifecycle", _MOVES)
 del _S, _I
 
 
 def step(state: OtaState, event: OtaInput) -> OtaState:
-    try:
-        return TRANSITIONS[(state, event)]
-    except KeyError:
-        raise ValueError(f"OTA lifecycle: no transition from {state.value} on {event.value}") from None
+    """The agent drives itself: an unlisted move is a bug (`UnknownTransition`, a ValueError)."""
+    return TRANSITIONS.next(state, event)
 
 
 @dataclass(slots=True)

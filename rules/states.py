@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 from typing import Final
 
+from appliance.core.transitions import TransitionTable
 from appliance.core.vocab import AlarmState
 
 __all__ = ["TRANSITIONS", "AlarmState", "Input", "next_state"]
@@ -31,7 +32,7 @@ class Input(enum.Enum):
 
 
 S, In = AlarmState, Input
-TRANSITIONS: Final[dict[tuple[AlarmState, Input], AlarmState]] = {
+_MOVES: Final[dict[tuple[AlarmState, Input], AlarmState]] = {
     (S.INACTIVE, In.COND_ON): S.PENDING,
     (S.PENDING, In.COND_OFF): S.INACTIVE,
     (S.PENDING, In.COND_OFF_LATCHING): S.INACTIVE,  # never alarmed: nothing to latch
@@ -50,8 +51,16 @@ TRANSITIONS: Final[dict[tuple[AlarmState, Input], AlarmState]] = {
     (S.LATCHED, In.COND_ON): S.ACTIVE,
     (S.LATCHED, In.PAUSE): S.LATCHED,
 }
+TRANSITIONS: Final = TransitionTable("alarm", _MOVES)
 
 
 def next_state(state: AlarmState, event: Input) -> AlarmState:
-    """The table's answer; an input with no entry leaves the state unchanged."""
-    return TRANSITIONS.get((state, event), state)
+    """The table's answer; an input with no entry leaves the state unchanged.
+
+    Conditions are re-evaluated on every observation, so most inputs repeat what the
+    state already says (cond_on while active, ack with nothing to acknowledge): they
+    are dropped here, on purpose, rather than listed as self-loops.
+    """
+    if not TRANSITIONS.accepts(state, event):
+        return state
+    return TRANSITIONS.next(state, event)

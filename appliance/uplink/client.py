@@ -11,7 +11,8 @@ off (fail closed) while the gateway runs on.
 
 gmqtt is used with its own reconnect and QoS replay switched off: the store is
 the only source of truth, and a fresh client per connection avoids replaying
-stale packets.
+stale packets. What it does below gmqtt's public API lives in
+`appliance.uplink.gmqtt_adapter`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import contextlib
 import json
 import logging
 import math
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +37,7 @@ from appliance.queue.queue import RecordQueue
 from appliance.queue.store import RecordClass, StoreError
 from appliance.queue.upkeep import Cursor
 from appliance.uplink.envelope import MAX_ROWS_PER_PUBLISH, PAYLOAD_VERSION, Row, encode, pack
+from appliance.uplink.gmqtt_adapter import AckClient, ConnectError, close_client, receive_maximum
 from appliance.uplink.probe import probe
 from appliance.uplink.tls import TlsFiles, UplinkTlsError, client_context, preflight
 
@@ -71,55 +72,6 @@ class _Refused(BedsideUplinkError):
     """The broker refused a publish (e.g. ACL): the row stays in the store."""
 
 
-class _AckClient(gmqtt.Client):  # type: ignore[misc]
-    """gmqtt client that reports each PUBACK with its MQTT 5 reason code."""
-
-    def __init__(self, client_id: str, **kwargs: Any) -> None:
-        super().__init__(client_id, **kwargs)
-        self.acks: dict[int, asyncio.Future[int]] = {}
-        handler = self._package_handler
-        original = handler._handle_puback_packet
-
-        def on_puback(cmd: int, packet: bytes) -> None:
-            (mid,) = struct.unpack("!H", packet[:2])
-            code = packet[2] if len(packet) > 2 else 0
-            original(cmd, packet)
-            fut = self.acks.pop(mid, None)
-            if fut is not None and not fut.done():
-                fut.set_result(code)
-
-        # gmqtt looks handlers up by attribute name: an instance attribute wins.
-        handler._handle_puback_packet = on_puback
-
-    def publish_tracked(self, topic: str, payload: bytes, retain: bool = False) -> asyncio.Future[int]:
-        message = gmqtt.Message(topic, payload, qos=1, retain=retain)
-        mid, package = self._connection.publish(message)
-        self._persistent_storage.push_message(mid, package)
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self.acks[mid] = fut
-        return fut
-
-    def fail_all(self, exc: BaseException) -> None:
-        for fut in self.acks.values():
-            if not fut.done():
-                fut.set_exception(exc)
-                fut.exception()  # mark retrieved: nobody may be waiting on it any more
-        self.acks.clear()
-
-
-async def _close(client: Any) -> None:
-    """Disconnect politely if the link is up, and always release the socket: a
-    gateway reconnecting for days must not leak a file descriptor per attempt."""
-    with contextlib.suppress(Exception):
-        client.stop_reconnect()
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(client.disconnect(), 2)
-    connection = getattr(client, "_connection", None)
-    if connection is not None:
-        with contextlib.suppress(Exception):
-            await connection.close()
-
-
 class Uplink:
     def __init__(self, settings: UplinkSettings, queue: RecordQueue, report: Callable[[TechnicalEvent], None]) -> None:
         self.settings = settings
@@ -131,7 +83,7 @@ class Uplink:
         self.sent_rows = 0
         self._seq = 0
         self._reason = ""
-        self._client: _AckClient | None = None
+        self._client: AckClient | None = None
         self._commands: set[asyncio.Task[None]] = set()
         self._statuses: dict[str, bytes] = {}  # retained status/<name> payloads (e.g. ota)
         # Rows the broker acknowledged whose delete failed (disk full, I/O error):
@@ -180,7 +132,7 @@ class Uplink:
                 continue
             try:
                 await self._session(ctx)
-            except (OSError, TimeoutError, ConnectionError, _Refused, gmqtt.mqtt.handler.MQTTConnectError) as exc:
+            except (OSError, TimeoutError, ConnectionError, _Refused, ConnectError) as exc:
                 self._down(f"{type(exc).__name__}: {exc}")
             self.connected = False
             await asyncio.sleep(self._backoff.next())
@@ -188,7 +140,7 @@ class Uplink:
     async def _session(self, ctx: Any) -> None:
         s = self.settings
         will = gmqtt.Message(s.topic("status"), b"offline", qos=1, retain=True)
-        client = _AckClient(s.gateway_id, will_message=will, clean_session=True)
+        client = AckClient(s.gateway_id, will_message=will, clean_session=True)
         client.set_config({"reconnect_retries": 0})
         lost = asyncio.Event()
         client.on_disconnect = lambda *args, **kw: lost.set()
@@ -209,7 +161,7 @@ class Uplink:
         finally:
             self._client = None
             client.fail_all(ConnectionError("connection closed"))
-            await _close(client)
+            await close_client(client)
 
     def set_status(self, name: str, payload: dict[str, Any]) -> None:
         """Retained JSON on `status/<name>`: sent now if connected, and on every reconnect."""
@@ -280,10 +232,9 @@ class Uplink:
             stream = "alarm" if cls is RecordClass.ALARM else "live" if created_ms >= connected_ms else "backlog"
             self._after[stream][cls] = (created_ms, row_id)
 
-    async def _drain(self, client: _AckClient, lost: asyncio.Event, connected_ms: int) -> None:
+    async def _drain(self, client: AckClient, lost: asyncio.Event, connected_ms: int) -> None:
         s = self.settings
-        receive_max = client._package_handler._connack_properties.get("receive_maximum", [65535])
-        rm = receive_max[0] if isinstance(receive_max, list) else receive_max
+        rm = receive_maximum(client)
         # gmqtt hands out at most Receive Maximum - 1 packet ids and raises OverflowError past that.
         window = max(1, min(s.window, rm - 1))
         in_flight: dict[asyncio.Future[int], list[int]] = {}

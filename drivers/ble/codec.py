@@ -35,9 +35,12 @@ __all__ = [
     "BLE_CODECS",
     "CHARACTERISTICS",
     "MAX_LINE_BYTES",
+    "VALUES_PER_MEASUREMENT",
     "Characteristic",
     "HexLineCodec",
     "MeasurementStream",
+    "measurement_seq",
+    "reading_seq",
     "uuid16",
 ]
 
@@ -77,6 +80,27 @@ CHARACTERISTICS: Final = {
 }
 _BY_SHORT: Final = {c.short: c for c in CHARACTERISTICS.values()}
 CONDITIONS: Final = ("sensor_off", "low_battery")
+
+
+VALUES_PER_MEASUREMENT: Final = 64
+
+
+def reading_seq(measurement: int, index: int) -> int:
+    """The `Reading.seq` of the `index`-th value of measurement number `measurement`.
+
+    One notification carries several values (a heart-rate measurement and its RR
+    intervals, systolic/diastolic/mean), and every value needs its own id for the
+    uplink's de-duplication, while the measurement's own number (a glucose record's
+    sequence number) must stay recoverable: `measurement_seq` undoes this. 64 slots
+    cover the 10 values a 20-byte notification at the default ATT MTU can hold;
+    a value past slot 63 would share an id with the next measurement.
+    """
+    return measurement * VALUES_PER_MEASUREMENT + index
+
+
+def measurement_seq(reading: int) -> int:
+    """The measurement (glucose record) number a `reading_seq` id came from."""
+    return reading // VALUES_PER_MEASUREMENT
 
 
 class MeasurementStream:
@@ -136,7 +160,7 @@ class MeasurementStream:
         self._active[m.characteristic] = frozenset(conditions)
         # One id per value: a heart-rate notification carries several RR intervals.
         events: list[DeviceEvent] = [
-            Reading(self.device_id, v.label, v.value, v.unit, m.device_time, v.flags | m.flags, seq * 64 + i)
+            Reading(self.device_id, v.label, v.value, v.unit, m.device_time, v.flags | m.flags, reading_seq(seq, i))
             for i, v in enumerate(m.values)
             if v.label != "BATTERY"  # battery level is a technical condition, not a vital sign
         ]

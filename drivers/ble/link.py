@@ -10,32 +10,34 @@ and handed to `emit` synchronously in the notification callback, so the alarm
 path waits on nothing; the cursor is written from the link's own task through a
 thread. Reconnects back off exponentially with jitter.
 
-The lifecycle is `LinkState` plus one transition table (`TRANSITIONS`).
+The lifecycle is `LinkState` plus one transition table (`TRANSITIONS`); the
+state changes only in `BleLink._move`. What to fetch and what the cursor may
+become is decided by `drivers.ble.catchup.CatchUp` (pure, tested with vectors).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Final, Protocol
+from typing import Final
 
 from bleak import BleakClient, BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
-from bleak.backends.client import BaseBleakClient
 from bleak.backends.device import BLEDevice
-from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
+from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 
 from appliance.core.backoff import Backoff
 from appliance.core.model import DeviceEvent, TechnicalEvent
 from appliance.core.vocab import TechnicalKind
+from drivers.ble.catchup import CatchUp, Offer, Settled, racp_outcome
 from drivers.ble.codec import MeasurementStream
-from drivers.ble.glucose import NO_RECORDS, SUCCESS, RacpOp, decode_racp, racp_abort, racp_report_after, racp_report_all
+from drivers.ble.glucose import racp_abort
+from drivers.ble.link_config import BleBackend, BleTiming, MemoryCursor, RecordCursor
+from drivers.ble.link_machine import TRANSITIONS, LinkInput, LinkState, step
 from drivers.ble.numbers import BleDecodeError, encode_current_time
 from drivers.ble.profiles import BATTERY_LEVEL, CURRENT_TIME, RACP, Profile
 
@@ -48,95 +50,12 @@ __all__ = [
     "LinkState",
     "MemoryCursor",
     "RecordCursor",
+    "step",
 ]
 
 log = logging.getLogger(__name__)
-
-
-class LinkState(enum.Enum):
-    SEARCHING = "searching"
-    CONNECTING = "connecting"
-    SETTING_UP = "setting_up"
-    CATCHING_UP = "catching_up"
-    STREAMING = "streaming"
-    WAITING = "waiting"  # backing off before the next search
-
-
-class LinkInput(enum.Enum):
-    FOUND = "found"
-    NOT_FOUND = "not_found"
-    CONNECTED = "connected"
-    FAILED = "failed"
-    READY = "ready"
-    CATCH_UP = "catch_up"
-    CAUGHT_UP = "caught_up"
-    LOST = "lost"
-    RETRY = "retry"
-
-
-_S, _E = LinkState, LinkInput
-TRANSITIONS: Final[dict[tuple[LinkState, LinkInput], LinkState]] = {
-    (_S.SEARCHING, _E.FOUND): _S.CONNECTING,
-    (_S.SEARCHING, _E.NOT_FOUND): _S.WAITING,
-    (_S.CONNECTING, _E.CONNECTED): _S.SETTING_UP,
-    (_S.CONNECTING, _E.FAILED): _S.WAITING,
-    (_S.SETTING_UP, _E.READY): _S.STREAMING,
-    (_S.SETTING_UP, _E.CATCH_UP): _S.CATCHING_UP,
-    (_S.SETTING_UP, _E.FAILED): _S.WAITING,
-    (_S.SETTING_UP, _E.LOST): _S.WAITING,
-    (_S.CATCHING_UP, _E.CAUGHT_UP): _S.STREAMING,
-    (_S.CATCHING_UP, _E.FAILED): _S.WAITING,
-    (_S.CATCHING_UP, _E.LOST): _S.WAITING,
-    (_S.STREAMING, _E.LOST): _S.WAITING,
-    (_S.STREAMING, _E.FAILED): _S.WAITING,
-    (_S.WAITING, _E.RETRY): _S.SEARCHING,
-}
-del _S, _E
-
-
-def step(state: LinkState, event: LinkInput) -> LinkState:
-    try:
-        return TRANSITIONS[(state, event)]
-    except KeyError:
-        raise RuntimeError(f"BLE link: no transition from {state.value} on {event.value}") from None
-
-
-class RecordCursor(Protocol):
-    """Where the last stored-record sequence number per device is kept (blocking I/O)."""
-
-    def last_record(self, device_id: str) -> int | None: ...
-
-    def set_last_record(self, device_id: str, seq: int) -> None: ...
-
-
-class MemoryCursor:
-    def __init__(self) -> None:
-        self.seqs: dict[str, int] = {}
-
-    def last_record(self, device_id: str) -> int | None:
-        return self.seqs.get(device_id)
-
-    def set_last_record(self, device_id: str, seq: int) -> None:
-        self.seqs[device_id] = seq
-
-
-@dataclass(frozen=True, slots=True)
-class BleBackend:
-    """bleak backend classes; None = the platform's (BlueZ on the box)."""
-
-    scanner: type[BaseBleakScanner] | None = None
-    client: type[BaseBleakClient] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class BleTiming:
-    scan_timeout_s: float = 10.0
-    connect_timeout_s: float = 15.0
-    records_timeout_s: float = 30.0  # a stored-records procedure must finish within this
-    stale_after_s: float = 5.0  # continuous profiles only
-    reconnect_min_s: float = 0.5
-    reconnect_max_s: float = 30.0
-    low_battery_pct: int = 20
+_DEFAULT_TIMING: Final = BleTiming()
+_PLATFORM_BACKEND: Final = BleBackend()
 
 
 class _Lost(Exception):
@@ -151,8 +70,8 @@ class BleLink:
         address: str | None,
         emit: Callable[[DeviceEvent], None],
         *,
-        timing: BleTiming = BleTiming(),
-        backend: BleBackend = BleBackend(),
+        timing: BleTiming = _DEFAULT_TIMING,
+        backend: BleBackend = _PLATFORM_BACKEND,
         cursor: RecordCursor | None = None,
         device_tz: tzinfo = UTC,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -169,31 +88,36 @@ class BleLink:
         self._stream = MeasurementStream(device_id, timing.low_battery_pct)
         self.stats = self._stream.stats
         self._backoff = Backoff(timing.reconnect_min_s, timing.reconnect_max_s)
-        self.state = LinkState.SEARCHING
+        self.state = LinkState.SEARCHING  # the initial state; every later change is a `_move`
         self.connected = False
-        self.duplicates = 0  # stored records offered again and skipped
-        self._last_seq: int | None = None
-        self._floor: int | None = None  # cursor when this connection began
-        self._seen: set[int] = set()  # sequence numbers received on this connection
-        self._gap = asyncio.Event()  # a live record skipped over some: fetch them
+        self._records = CatchUp()
         self._racp_answered = asyncio.Event()
-        self._racp_responses: list[str] = []
+        self._racp_outcomes: list[str] = []
         self._cursor_loaded = False
-        self._catching_up = False
         self._last_value = 0.0
         self._lost = asyncio.Event()
         self._session_connected = False
+        self._persist_task: asyncio.Task[None] | None = None
 
-    def _to(self, event: LinkInput) -> None:
+    @property
+    def duplicates(self) -> int:
+        """Stored records offered again and skipped."""
+        return self._records.duplicates
+
+    def _move(self, event: LinkInput) -> None:
         self.state = step(self.state, event)
 
     def _technical(self, kind: str, active: bool = True, detail: str = "") -> None:
         self._emit(TechnicalEvent(self.device_id, kind, active=active, detail=detail))
 
+    def _deliver(self, events: list[DeviceEvent]) -> None:
+        for event in events:
+            self._emit(event)
+
     async def run(self) -> None:
         """Runs until cancelled; never returns on radio trouble."""
         if not self._cursor_loaded and self.profile.stored_records:
-            self._last_seq = await asyncio.to_thread(self._cursor.last_record, self.device_id)
+            self._records.cursor = await asyncio.to_thread(self._cursor.last_record, self.device_id)
             self._cursor_loaded = True
         try:
             await self._cycle()
@@ -208,17 +132,15 @@ class BleLink:
         if self._persist_task is not None and not self._persist_task.done():
             with contextlib.suppress(asyncio.CancelledError):
                 await self._persist_task
-        if self._last_seq is not None:
-            await asyncio.to_thread(self._cursor.set_last_record, self.device_id, self._last_seq)
+        if self._records.cursor is not None:
+            await asyncio.to_thread(self._cursor.set_last_record, self.device_id, self._records.cursor)
 
     async def _cycle(self) -> None:
         outage_reported = False
         while True:
-            self.state = LinkState.SEARCHING
             self._session_connected = False
-            problem = await self._session()
-            for event in self._stream.flush():
-                self._emit(event)
+            problem = await self._session()  # always ends WAITING (or raises)
+            self._deliver(self._stream.flush())
             if self._session_connected:
                 outage_reported = False  # a new outage starts now
             if self.profile.continuous and not outage_reported:
@@ -227,15 +149,15 @@ class BleLink:
             else:
                 log.info("%s: %s", self.device_id, problem)
             await asyncio.sleep(self._backoff.next())
-            self._to(LinkInput.RETRY)
+            self._move(LinkInput.RETRY)
 
     async def _session(self) -> str:
         """One find-connect-stream cycle; returns why it ended."""
         device = await self._find()
         if device is None:
-            self._to(LinkInput.NOT_FOUND)
+            self._move(LinkInput.NOT_FOUND)
             return "not found" + (f" ({self.address})" if self.address else f" (service {self.profile.service:04X})")
-        self._to(LinkInput.FOUND)
+        self._move(LinkInput.FOUND)
         self._lost = asyncio.Event()
         client = BleakClient(
             device,
@@ -247,57 +169,49 @@ class BleLink:
             async with asyncio.timeout(self._timing.connect_timeout_s):
                 await client.connect()
         except (BleakError, TimeoutError, OSError) as exc:
-            self._to(LinkInput.FAILED)
+            self._move(LinkInput.FAILED)
             return f"connect failed: {exc or type(exc).__name__}"
-        self._to(LinkInput.CONNECTED)
-        self.connected = self._session_connected = True
-        self._backoff.reset()
-        if self.profile.continuous:
-            self._technical("connected", detail=device.address)
-        if self.profile.stored_records:
-            # Records that arrive live before the catch-up ends must not move the
-            # request's starting point (or the persisted cursor) past a gap.
-            self._floor = self._last_seq
-            self._seen = set()
-            self._gap = asyncio.Event()
-            self._catching_up = True
         try:
-            await self._setup(client)
-            if self.profile.stored_records:
-                self._to(LinkInput.CATCH_UP)
-                await self._subscribe_racp(client)
-                await self._catch_up(client)
-                self._to(LinkInput.CAUGHT_UP)
-            else:
-                self._to(LinkInput.READY)
-            await self._watch(client)
-            self._to(LinkInput.LOST)
-            return "out of range or switched off"
-        except _Lost:
-            self._to(LinkInput.LOST)
-            return "lost during set-up"
-        except (BleakError, BleDecodeError, TimeoutError, OSError) as exc:
-            self._to(LinkInput.LOST if self._lost.is_set() else LinkInput.FAILED)
-            return f"session failed: {exc or type(exc).__name__}"
+            return await self._connected(client, device.address)
         except asyncio.CancelledError:
-            if self._catching_up:
+            if self._records.catching_up:
                 # Stopped mid catch-up: what arrived without a hole is delivered (the
                 # flush sends a measurement still waiting for its context) and counts.
                 self._deliver(self._stream.flush())
-                safe = self._contiguous()
-                if safe is not None and safe > (self._last_seq or 0):
-                    self._last_seq = safe
-            with contextlib.suppress(BleakError, TimeoutError, OSError):
-                async with asyncio.timeout(2.0):
-                    await client.disconnect()
+            self._records.stop()
+            await _disconnect(client)
             raise
         finally:
             self.connected = False
-            self._catching_up = False
+            self._records.disconnected()
             if client.is_connected:
-                with contextlib.suppress(BleakError, TimeoutError, OSError):
-                    async with asyncio.timeout(2.0):
-                        await client.disconnect()
+                await _disconnect(client)
+
+    async def _connected(self, client: BleakClient, address: str) -> str:
+        """Set up, catch up and watch a connected device; returns why it ended."""
+        self._move(LinkInput.CONNECTED)
+        self.connected = self._session_connected = True
+        self._backoff.reset()
+        if self.profile.continuous:
+            self._technical("connected", detail=address)
+        if self.profile.stored_records:
+            self._records.connected()
+        try:
+            await self._setup(client)
+            if self.profile.stored_records:
+                await self._subscribe_racp(client)
+                await self._catch_up(client)
+            else:
+                self._move(LinkInput.READY)
+            await self._watch(client)
+            self._move(LinkInput.LOST)
+            return "out of range or switched off"
+        except _Lost:
+            self._move(LinkInput.LOST)
+            return "lost during set-up"
+        except (BleakError, BleDecodeError, TimeoutError, OSError) as exc:
+            self._move(LinkInput.LOST if self._lost.is_set() else LinkInput.FAILED)
+            return f"session failed: {exc or type(exc).__name__}"
 
     async def _find(self) -> BLEDevice | None:
         timeout = self._timing.scan_timeout_s
@@ -347,33 +261,26 @@ class BleLink:
             raise _Lost
 
     def _callback(self, name: str) -> Callable[[BleakGATTCharacteristic, bytearray], None]:
+        # Decoded and delivered here, synchronously: the alarm path waits on nothing.
         def on_value(_char: BleakGATTCharacteristic, data: bytearray) -> None:
             self._last_value = asyncio.get_running_loop().time()
             if name == "glucose" and len(data) >= 3:
-                seq = int.from_bytes(data[1:3], "little")
-                if (self._floor is not None and seq <= self._floor) or seq in self._seen:
-                    self.duplicates += 1
-                    return
-                events = self._stream.value(name, bytes(data), stored=self._catching_up)
-                if not any(isinstance(e, TechnicalEvent) and e.kind == TechnicalKind.BAD_FRAME for e in events):
-                    self._seen.add(seq)
-                    if not self._catching_up:
-                        if seq > (self._last_seq or 0) + 1:
-                            self._gap.set()  # records in between were never sent: ask for them
-                        else:
-                            self._last_seq = seq
-                            self._persist_soon()
+                self._deliver(self._stored_record(bytes(data)))
             else:
-                events = self._stream.value(name, bytes(data), stored=self._catching_up)
-            self._deliver(events)
+                self._deliver(self._stream.value(name, bytes(data), stored=self._records.catching_up))
 
         return on_value
 
-    def _deliver(self, events: list[DeviceEvent]) -> None:
-        for event in events:
-            self._emit(event)
-
-    _persist_task: asyncio.Task[None] | None = None
+    def _stored_record(self, data: bytes) -> list[DeviceEvent]:
+        seq = int.from_bytes(data[1:3], "little")
+        if self._records.offer(seq) is Offer.SKIP:
+            return []
+        events = self._stream.value("glucose", data, stored=self._records.catching_up)
+        # A bad frame is not delivered: its number stays missing, so it is asked for again.
+        bad = any(isinstance(e, TechnicalEvent) and e.kind == TechnicalKind.BAD_FRAME for e in events)
+        if not bad and self._records.delivered(seq) is Settled.PERSIST:
+            self._persist_soon()
+        return events
 
     def _persist_soon(self) -> None:
         # The cursor write is disk I/O: off the loop, one at a time, latest value wins.
@@ -382,72 +289,59 @@ class BleLink:
 
     async def _persist(self) -> None:
         written: int | None = None
-        while self._last_seq is not None and self._last_seq != written:
-            written = self._last_seq
+        while self._records.cursor is not None and self._records.cursor != written:
+            written = self._records.cursor
             await asyncio.to_thread(self._cursor.set_last_record, self.device_id, written)
 
     async def _subscribe_racp(self, client: BleakClient) -> None:
         def on_racp(_char: BleakGATTCharacteristic, data: bytearray) -> None:
-            try:
-                response = decode_racp(bytes(data))
-            except BleDecodeError as exc:
-                self._racp_responses.append(str(exc))
-                self._racp_answered.set()
-                return
-            if response.op == RacpOp.RESPONSE:
-                self._racp_responses.append("" if response.code in (SUCCESS, NO_RECORDS) else response.text)
+            outcome = racp_outcome(bytes(data))
+            if outcome is not None:
+                self._racp_outcomes.append(outcome)
                 self._racp_answered.set()
 
         await client.start_notify(RACP, on_racp)
 
-    def _contiguous(self) -> int | None:
-        """The last sequence number below which nothing is missing on this connection."""
-        last = self._floor or 0
-        while last + 1 in self._seen:
-            last += 1
-        return last if (self._floor is not None or last) else None
-
     async def _catch_up(self, client: BleakClient) -> None:
         """Ask for every record after the cursor and wait for the procedure to end."""
+        self._move(LinkInput.CATCH_UP)
         self._racp_answered = answered = asyncio.Event()
-        responses: list[str] = []
-        self._racp_responses = responses
-        request = racp_report_all() if self._floor is None else racp_report_after(self._floor)
-        self._catching_up = True
+        outcomes: list[str] = []
+        self._racp_outcomes = outcomes
         try:
-            await client.write_gatt_char(RACP, request, response=True)
-            lost = asyncio.ensure_future(self._lost.wait())
-            done = asyncio.ensure_future(answered.wait())
-            try:
-                finished, _ = await asyncio.wait(
-                    {lost, done}, timeout=self._timing.records_timeout_s, return_when=asyncio.FIRST_COMPLETED
-                )
-            finally:
-                lost.cancel()
-                done.cancel()
-            if self._lost.is_set():
-                raise _Lost
-            complete = bool(finished) and not (responses and responses[0])
-            # Complete: the device sent every record it has after the cursor (gaps are
-            # deleted records). Otherwise stay below the first record not received, so
-            # the next request starts there (a live record may be far ahead).
-            self._last_seq = max(self._seen | {self._floor or 0}) or None if complete else self._contiguous()
-            if not finished:
+            await client.write_gatt_char(RACP, self._records.request(), response=True)
+            in_time = await self._answer_or_loss(answered)
+            if not in_time:
                 with contextlib.suppress(BleakError, OSError):
                     await client.write_gatt_char(RACP, racp_abort(), response=True)
+            end = self._records.finish(answered=in_time, refusal=outcomes[0] if outcomes else "")
+            if end.abort:
                 log.warning(
                     "%s: stored records not finished in %g s: aborted", self.device_id, self._timing.records_timeout_s
                 )
-            elif responses and responses[0]:
-                log.warning("%s: stored records refused: %s", self.device_id, responses[0])
+            elif end.refusal:
+                log.warning("%s: stored records refused: %s", self.device_id, end.refusal)
         finally:
-            for event in self._stream.flush():
-                self._emit(event)
-        self._catching_up = False
-        self._floor = self._last_seq
+            self._deliver(self._stream.flush())
         self._persist_soon()
         if self._persist_task is not None:
             await self._persist_task
+        self._move(LinkInput.CAUGHT_UP)
+
+    async def _answer_or_loss(self, answered: asyncio.Event) -> bool:
+        """Wait for the RACP answer; True = answered in time, `_Lost` if the link went."""
+        lost = asyncio.ensure_future(self._lost.wait())
+        done = asyncio.ensure_future(answered.wait())
+        try:
+            finished, _ = await asyncio.wait(
+                {lost, done}, timeout=self._timing.records_timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            lost.cancel()
+            done.cancel()
+        if self._lost.is_set():
+            raise _Lost
+        return bool(finished)
 
     async def _watch(self, client: BleakClient) -> None:
         """Wait for the link to go; continuous profiles report silence as `stale`; a gap in
@@ -460,9 +354,7 @@ class BleLink:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(stale_after, 1.0) if not self.profile.stored_records else 0.1):
                     await self._lost.wait()
-            if self._gap.is_set() and not self._lost.is_set():
-                self._gap.clear()
-                self._catching_up = True
+            if self._records.gap and not self._lost.is_set():
                 await self._catch_up(client)
             if not self.profile.continuous:
                 continue
@@ -475,3 +367,9 @@ class BleLink:
                 self._technical("stale", active=False)
         if stale:
             self._technical("stale", active=False)
+
+
+async def _disconnect(client: BleakClient) -> None:
+    with contextlib.suppress(BleakError, TimeoutError, OSError):
+        async with asyncio.timeout(2.0):
+            await client.disconnect()

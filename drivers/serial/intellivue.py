@@ -25,6 +25,7 @@ from typing import Final
 
 from appliance.core.clock import Clock, MonotonicUTC
 from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
+from appliance.core.transitions import TransitionTable
 from drivers.codec import CodecStats, drain
 from drivers.serial import intellivue_wire as wire
 from drivers.serial.intellivue_data import Alert, Numeric, NumericDecoder, alerts_of, state_flags, ucum_unit
@@ -57,7 +58,7 @@ class Trigger(enum.Enum):
 
 S, T = SessionState, Trigger
 _ANY_OPEN: Final = (S.ASSOCIATING, S.AWAIT_MDS, S.POLLING)
-TRANSITIONS: Final[dict[tuple[SessionState, Trigger], SessionState]] = {
+_MOVES: Final[dict[tuple[SessionState, Trigger], SessionState]] = {
     (S.CLOSED, T.OPENED): S.ASSOCIATING,
     (S.ASSOCIATING, T.ACCEPTED): S.AWAIT_MDS,
     (S.ASSOCIATING, T.MDS_CREATE): S.POLLING,  # the accept was lost on the line
@@ -71,6 +72,7 @@ TRANSITIONS: Final[dict[tuple[SessionState, Trigger], SessionState]] = {
     **{(s, T.SHUTDOWN): S.RELEASING for s in _ANY_OPEN},
     **{(s, T.LOST): S.CLOSED for s in _ANY_OPEN},
 }
+TRANSITIONS: Final = TransitionTable("IntelliVue session", _MOVES)
 _SESSION_LOSS: Final = frozenset({T.TIMEOUT, T.SILENCE, T.ABORTED, T.REFUSED, T.RELEASE_REQUESTED})
 
 
@@ -175,9 +177,9 @@ class IntelliVueCodec:
 
     # -- state machine -------------------------------------------------------------
     def _fire(self, trigger: Trigger, detail: str = "") -> list[DeviceEvent]:
-        target = TRANSITIONS.get((self.state, trigger))
-        if target is None:
+        if not TRANSITIONS.accepts(self.state, trigger):
             return []  # not meaningful in this state (a stray frame, a late reply)
+        target = TRANSITIONS.next(self.state, trigger)
         source, now = self.state, self._clock.monotonic()
         self.transitions.append((source, trigger, target))
         self.state, self._entered_s = target, now

@@ -24,6 +24,7 @@ from typing import Final
 
 from appliance.core.clock import Clock, MonotonicUTC
 from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
+from appliance.core.transitions import TransitionTable
 from drivers.codec import CodecStats, drain
 from drivers.protocols import MEDIBUS_PROFILES as PROFILES
 from drivers.serial.medibus_data import (
@@ -63,7 +64,7 @@ class Trigger(enum.Enum):
 
 
 M, T = MedibusState, Trigger
-TRANSITIONS: Final[dict[tuple[MedibusState, Trigger], MedibusState]] = {
+_MOVES: Final[dict[tuple[MedibusState, Trigger], MedibusState]] = {
     (M.CLOSED, T.OPENED): M.INITIALIZING,
     (M.INITIALIZING, T.ICC_RESPONSE): M.ACTIVE,
     (M.INITIALIZING, T.ICC_RECEIVED): M.ACTIVE,
@@ -75,6 +76,7 @@ TRANSITIONS: Final[dict[tuple[MedibusState, Trigger], MedibusState]] = {
     (M.INITIALIZING, T.SHUTDOWN): M.STOPPED,
     (M.ACTIVE, T.SHUTDOWN): M.STOPPED,
 }
+TRANSITIONS: Final = TransitionTable("Medibus session", _MOVES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +187,9 @@ class MedibusCodec:
 
     # -- state machine -------------------------------------------------------------
     def _fire(self, trigger: Trigger, detail: str = "") -> list[DeviceEvent]:
-        target = TRANSITIONS.get((self.state, trigger))
-        if target is None:
-            return []
+        if not TRANSITIONS.accepts(self.state, trigger):
+            return []  # not meaningful in this state (a late reply, a repeated timeout)
+        target = TRANSITIONS.next(self.state, trigger)
         source, now = self.state, self._clock.monotonic()
         self.transitions.append((source, trigger, target))
         self.state = target

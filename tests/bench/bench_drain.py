@@ -36,8 +36,9 @@ from typing import Any
 from appliance.queue.queue import QueueSettings, RecordQueue, merge_payloads
 from appliance.queue.records import encode_batch
 from appliance.queue.store import RecordClass
-from appliance.uplink.client import Uplink, UplinkSettings, _AckClient, _close
+from appliance.uplink.client import Uplink, UplinkSettings
 from appliance.uplink.envelope import MAX_PUBLISH_BYTES, encode
+from appliance.uplink.gmqtt_adapter import AckClient, close_client
 from appliance.uplink.tls import client_context
 from hil.broker import Broker, make_pki
 from tests.appliance.queue.test_queue import ALARM
@@ -99,7 +100,7 @@ def sample_messages(queue: RecordQueue, max_obs: int) -> tuple[list[bytes], int]
 
 
 async def raw_gmqtt(broker: Broker, pki_client: Any, messages: list[bytes]) -> float:
-    client = _AckClient("gw-1")
+    client = AckClient("gw-1")
     client.set_config({"reconnect_retries": 0})
     await client.connect("127.0.0.1", broker.port, ssl=client_context(pki_client))
     window = 19  # mosquitto's Receive Maximum (20) less one: gmqtt's id pool
@@ -111,7 +112,7 @@ async def raw_gmqtt(broker: Broker, pki_client: Any, messages: list[bytes]) -> f
         pending.add(client.publish_tracked("bedside/v1/gw-1/telemetry", message))
     await asyncio.gather(*pending)
     elapsed = time.perf_counter() - t0
-    await _close(client)
+    await close_client(client)
     return elapsed
 
 

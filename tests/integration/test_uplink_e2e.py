@@ -12,8 +12,8 @@ from appliance.queue.queue import QueueSettings, RecordQueue
 from appliance.queue.records import decode_batch, encode_batch
 from appliance.queue.store import RecordClass
 from appliance.uplink.client import Uplink, UplinkSettings
-from appliance.uplink.client import _close as close_client
 from appliance.uplink.envelope import batches_of
+from appliance.uplink.gmqtt_adapter import close_client
 from appliance.uplink.tls import client_context
 from hil.broker import Broker
 from tests.appliance.queue.test_queue import ALARM

@@ -13,6 +13,7 @@ from ota.client import Release
 from ota.errors import RefusedUpdate
 from ota.lifecycle import TRANSITIONS, OtaInput, OtaRecord, OtaState, StateFile, step
 from ota.rauc import MemoryRauc
+from tests.integration.helpers import until
 
 COMPAT = "bedside-test"
 CFG = AgentConfig(COMPAT, "1.0.0", poll_interval_s=0, poll_jitter_s=0, defer_poll_s=0.01, health_timeout_s=0.2,
@@ -157,14 +158,16 @@ async def test_reboot_waits_while_an_alarm_is_active_and_reports_long_deferral(t
     box.alarm = True
     agent = await boot(box)
     task = asyncio.create_task(agent.cycle())
-    await asyncio.sleep(0.05)
+    # Wait for what the test means (the agent is deferring), not a fixed time: the
+    # download and install run in threads and take longer on a loaded machine.
+    await until(lambda: box.kinds("update_deferred"), timeout_s=30)
     assert box.record().state is OtaState.INSTALLED and box.reboots == 0
     box.now += 10  # past max_deferral_s: told to the fleet, not forced
-    await asyncio.sleep(0.05)
+    await until(lambda: any("not forcing" in d for _, _, d in box.kinds("update_deferred")), timeout_s=30)
     assert box.reboots == 0
     assert any("not forcing" in d for _, _, d in box.kinds("update_deferred"))
     box.alarm = False
-    assert await task is OtaState.REBOOTING
+    assert await asyncio.wait_for(task, timeout=30) is OtaState.REBOOTING
     assert box.reboots == 1
     assert box.kinds("update_deferred")[-1][1] is False
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.core.model import DeviceEvent, TechnicalEvent
-from drivers.ble.codec import MAX_LINE_BYTES, HexLineCodec
+from drivers.ble.codec import MAX_LINE_BYTES, VALUES_PER_MEASUREMENT, HexLineCodec, measurement_seq, reading_seq
 from tests.timing import best_of
 
 GOOD = b"2A37: 06 48\n"  # heart rate 72 /min
@@ -42,3 +42,20 @@ def test_an_overlong_line_is_one_bad_frame_and_the_next_line_decodes():
 def test_chunking_does_not_change_the_result(parts, chunk):
     data = b"".join(parts)
     assert feed(data, chunk)[1] == feed(data, len(data) + 1)[1]
+
+
+def test_reading_ids_pack_the_measurement_and_the_value_index():
+    # The vectors the uplink has always seen: record 1's first value is 64, record 7's third 450.
+    assert [reading_seq(1, 0), reading_seq(1, 1), reading_seq(7, 2), reading_seq(0, 9)] == [64, 65, 450, 9]
+    assert measurement_seq(450) == 7
+    assert VALUES_PER_MEASUREMENT == 64
+
+
+SLOT = st.integers(0, VALUES_PER_MEASUREMENT - 1)
+
+
+@given(st.integers(0, 2**16 - 1), SLOT, SLOT)
+def test_reading_ids_are_unique_and_give_back_their_measurement(measurement, i, j):
+    assert measurement_seq(reading_seq(measurement, i)) == measurement
+    assert reading_seq(measurement, i) < reading_seq(measurement + 1, j)  # ordered, never shared across records
+    assert (reading_seq(measurement, i) == reading_seq(measurement, j)) == (i == j)

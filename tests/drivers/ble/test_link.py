@@ -270,3 +270,8 @@ async def test_records_skipped_live_are_fetched_when_a_later_one_shows_the_gap()
         await meter.tick(0)  # record 6 arrives live: 4 and 5 were never sent
         await until(lambda: cursor.seqs.get("dev-glucose") == 6)
     assert sorted(r.seq // 64 for r in readings(events, "GLU")) == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_gap_catch_up_while_streaming_goes_through_the_table():
+    assert TRANSITIONS[(LinkState.STREAMING, LinkInput.CATCH_UP)] is LinkState.CATCHING_UP
+    assert step(LinkState.CATCHING_UP, LinkInput.CAUGHT_UP) is LinkState.STREAMING
