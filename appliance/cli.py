@@ -4,7 +4,7 @@ Exit codes: 0 ok, 2 usage or bad input (one line naming the file, key or
 offset), 1 anything else. No traceback for bad input. `demo` and `hil` live in
 the bench package and are imported only when asked for, so the box image can
 ship without them. Every subcommand imports its own modules (issue #15): `bedside
-run` loads the store, the uplink, BLE and OTA only when the config uses them, and
+run` loads the store, the uplink, a family's codec and OTA only when the config uses them, and
 the operator commands (`alarm`, `stats`) load none of the gateway.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
-import contextlib
 import logging
 import logging.handlers
 import queue
@@ -35,7 +34,7 @@ from appliance.cli_tools import (
     cmd_uplink,
 )
 from appliance.config import ConfigError, load_config
-from drivers.protocols import BLE_PROFILE_NAMES, PROTOCOLS
+from drivers import registry
 
 if TYPE_CHECKING:
     from appliance.gateway import Gateway
@@ -160,17 +159,6 @@ def cmd_hil(args: argparse.Namespace) -> int:
 
     _setup_logging("info")
     _install_loop()
-    if args.hil_command == "ble":
-        from hil.ble_bench import BleBenchConfig, run_ble_bench
-        from hil.scenarios import SCENARIOS
-
-        if args.scenario not in SCENARIOS:
-            print(f"bedside: --scenario: unknown {args.scenario!r}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
-            return 2
-        cfg = BleBenchConfig(args.device, args.scenario, args.period, args.leave_every, args.away, args.duration)
-        with contextlib.suppress(KeyboardInterrupt):
-            return asyncio.run(run_ble_bench(cfg))
-        return 0
     return run_hil(args)
 
 
@@ -183,7 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     dec = sub.add_parser("decode", help="raw device bytes in, canonical JSON lines out")
-    dec.add_argument("--protocol", required=True, choices=sorted(PROTOCOLS))
+    dec.add_argument(
+        "--protocol", required=True, choices=registry.protocols(),
+        help="; ".join(f"{f.name}: {f.summary}" for f in registry.FAMILIES if f.summary),
+    )  # fmt: skip
     dec.add_argument("--device-tz", default="UTC", help="zone of the device clock (default UTC)")
     dec.add_argument("--device-id", default="decode")
     dec.add_argument("file", nargs="?", default="-", help="capture file, or - for stdin")
@@ -251,43 +242,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", default=None, help="where to put config and output (default: temp dir)")
     demo.set_defaults(func=cmd_demo)
 
-    hil = sub.add_parser("hil", help="hardware-in-the-loop bench")
-    hil_sub = hil.add_subparsers(dest="hil_command", required=True)
-    sim = hil_sub.add_parser("simulate", help="simulate a device on a pty or serial port")
-    sim.add_argument("device", choices=("masimo", "nonin", "intellivue", "datex", "medibus", "hl7"))
-    sim.add_argument(
-        "--port", required=True, help="symlink path to create (pty), a real serial port, or tcp://HOST:PORT (hl7)"
-    )
-    sim.add_argument("--scenario", default="steady")
-    sim.add_argument(
-        "--variant",
-        default="radical7",
-        help="Masimo model (rad8, radical5, radical7, rad7) or MEDIBUS model (evita4, evitaxl, v500, apollo)",
-    )
-    sim.add_argument("--format", dest="data_format", type=int, default=8, choices=(2, 7, 8))
-    sim.add_argument("--device-tz", default="UTC")
-    sim.add_argument("--clock-offset", type=float, default=0.0, help="device clock error in seconds")
-    sim.add_argument("--garbage-every", type=float, default=0.0, help="inject garbage every S seconds")
-    sim.add_argument("--cable-pull-every", type=float, default=0.0, help="pull the cable every S seconds")
-    sim.add_argument("--cable-down", type=float, default=3.0, help="seconds the cable stays out")
-    sim.add_argument("--speed", type=float, default=1.0, help="run the scenario this much faster")
-    sim.add_argument("--rate", type=float, default=0.0, help="frames per second (default: the device's own)")
-    sim.add_argument("--replay", default="", help="intellivue: answer polls from a monitor->host capture")
-    sim.add_argument("--reboot-every", type=float, default=0.0, help="intellivue: reboot mid-poll every S seconds")
-    sim.add_argument("--reboot-down", type=float, default=15.0, help="intellivue: seconds a reboot takes")
-    sim.add_argument("--duration", type=float, default=None)
-    ble = hil_sub.add_parser("ble", help="a simulated BLE peripheral read by the gateway's BLE link (JSON lines)")
-    ble.add_argument("device", choices=sorted(BLE_PROFILE_NAMES))
-    ble.add_argument("--scenario", default="steady")
-    ble.add_argument("--period", type=float, default=1.0, help="seconds between measurements")
-    ble.add_argument("--leave-every", type=float, default=0.0, help="leave radio range every S seconds")
-    ble.add_argument("--away", type=float, default=5.0, help="seconds out of range")
-    ble.add_argument("--duration", type=float, default=None)
-    hil.set_defaults(func=cmd_hil)
+    _add_bench_parser(sub)
     from ota.cli import add_parser as add_ota_parser
 
     add_ota_parser(sub)
     return parser
+
+
+def _add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`bedside hil …`: the bench builds its own commands (one simulator per family
+    that has one, from the registry); an image without the bench has no `hil`."""
+    try:
+        from hil.cli import add_parser
+    except ImportError:
+        return
+    hil = add_parser(sub)
+    hil.set_defaults(func=cmd_hil)
 
 
 # Bad-input errors of modules a subcommand may load (printed as one line, exit 2).

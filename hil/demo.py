@@ -295,7 +295,7 @@ async def _run_demo(workdir: Path, duration_s: float | None, speed: float, broke
     ports = device_ports(workdir)
     config = parse_config(demo_config(workdir, broker, ports), "demo config")
     radio, ble_sims = ble_radio()
-    gateway = Gateway(config, ble_backend=radio.backend())
+    gateway = Gateway(config, radio=radio.backend())
     view = LiveView()
     gateway.subscribers.append(view)
     stop = asyncio.Event()
