@@ -137,7 +137,7 @@ def _baud(args: argparse.Namespace) -> int:
 def run_hil(args: argparse.Namespace) -> int:
     from hil.simulate import simulate
 
-    if args.hil_command != "simulate":
+    if getattr(args, "hil_command", "simulate") != "simulate":
         return _run_radio(args)
     try:
         cfg = sim_config(args)

@@ -48,7 +48,7 @@ TECHNICAL_KINDS: Final = frozenset(
         "clock_skew",
         "wrong_mode",
         "driver_crashed",
-        # A device session (IntelliVue association) was lost; ends on re-association.
+        # A device session (an association with a monitor) was lost; ends on re-association.
         "session_lost",
         # Raised by the store, the uplink and the alarm outputs.
         "store_fill",
@@ -63,7 +63,7 @@ TECHNICAL_KINDS: Final = frozenset(
         "clock_unsynced",
         # Safety hardening: the store's own failures (an unreadable file set aside, a
         # write that failed: disk full, I/O error), the event loop that carries the
-        # alarm path falling behind, an HL7 listener refusing connections, and a
+        # alarm path falling behind, a device listener refusing connections, and a
         # value the gateway judged invalid (non-finite or outside the term's
         # plausible range) persisting: IEC 60601-1-8's invalid-measurement condition.
         "store_corrupt",

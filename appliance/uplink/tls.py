@@ -41,7 +41,7 @@ def _load_cert(path: str, what: str) -> x509.Certificate:
 
 def check_key_file(path: str, what: str = "client key") -> None:
     """A private key must exist and be readable by its owner only (mode 0600 or
-    stricter); the HL7 listener applies the same rule to its key."""
+    stricter); a device listener applies the same rule to its key."""
     try:
         mode = stat.S_IMODE(Path(path).stat().st_mode)
     except FileNotFoundError:
