@@ -80,7 +80,7 @@ class DeviceConfig:
     a key that does not is refused, naming it (drivers/family.py `Transport.keys`)."""
 
     id: str = _f(min_len=1, max_len=64)
-    protocol: str = _f(choices=registry.protocols())
+    protocol: str = _f(choices=registry.protocols)  # called: the registry may grow (tests)
     port: str = _f(min_len=1)
     baud: int = _f(9600, choices=BAUD_RATES)
     bytesize: int = _f(8, choices=(5, 6, 7, 8))
@@ -221,8 +221,11 @@ def _type_name(hint: Any) -> str:
 
 
 def _check(key: str, value: Any, meta: typing.Mapping[str, Any]) -> str | None:
-    if "choices" in meta and value not in meta["choices"]:
-        return "must be one of " + ", ".join(str(c) for c in meta["choices"])
+    choices = meta.get("choices")
+    if callable(choices):
+        choices = choices()
+    if choices is not None and value not in choices:
+        return "must be one of " + ", ".join(str(c) for c in choices)
     if "min" in meta and value < meta["min"]:
         return f"must be at least {meta['min']}"
     if "max" in meta and value > meta["max"]:

@@ -94,7 +94,7 @@ class Transport(Protocol):
 
     @property
     def kind(self) -> str:
-        """"serial", "radio", "listener": names the device type in messages."""
+        """ "serial", "radio", "listener": names the device type in messages."""
 
     @property
     def keys(self) -> frozenset[str]:

@@ -25,8 +25,8 @@ from appliance.core.model import (
     from_json_line,
     to_json_line,
 )
-from appliance.normalize import DeviceContext, Normalizer
 from appliance.core.plausible import plausible_range
+from appliance.normalize import DeviceContext, Normalizer
 from drivers.registry import term_tables
 from rules.engine import Tick
 from rules.outputs import MemoryOutput

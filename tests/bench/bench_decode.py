@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from appliance.core.clock import MonotonicUTC
 from appliance.core.model import Reading
 from appliance.normalize import DeviceContext, Normalizer
-from appliance.core.clock import MonotonicUTC
 from drivers.registry import make_codec
 from hil.masimo_sim import masimo_line
 from hil.nonin_sim import nonin_packet

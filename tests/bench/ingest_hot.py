@@ -23,11 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from appliance.config import DeviceConfig, parse_config
+from appliance.core.clock import MonotonicUTC
 from appliance.core.model import Reading
 from appliance.gateway import Gateway
 from appliance.normalize import DeviceContext, Normalizer
 from appliance.sdnotify import Notifier
-from appliance.core.clock import MonotonicUTC
 from drivers.registry import make_codec
 from hil.masimo_sim import masimo_line
 from hil.nonin_sim import nonin_packet

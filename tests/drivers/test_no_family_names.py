@@ -3,6 +3,7 @@
 comments may cite a device as an example."""
 
 import io
+import itertools
 import re
 import tokenize
 from pathlib import Path
@@ -17,7 +18,7 @@ def _words(text: str) -> list[str]:
     out = []
     for word in re.findall(r"[A-Za-z0-9]+", text):
         parts = re.findall(r"[A-Z]?[a-z0-9]+|[A-Z0-9]+(?![a-z])", word)
-        out += parts + [a + b for a, b in zip(parts, parts[1:], strict=False)]
+        out += parts + [a + b for a, b in itertools.pairwise(parts)]
     return out
 
 
