@@ -180,6 +180,27 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("file", nargs="?", default="-", help="capture file, or - for stdin")
     dec.set_defaults(func=cmd_decode)
 
+    _add_operator_parsers(sub)
+    stats = sub.add_parser("stats", help="the running gateway's counters (frames, drops, loop lag, store, latency)")
+    stats.add_argument("--config", help="gateway config (for the control socket path)")
+    stats.add_argument("--socket", help="control socket path (instead of --config)")
+    stats.set_defaults(func=cmd_stats)
+
+    demo = sub.add_parser("demo", help="simulated bedside with the real gateway and a live view")
+    demo.add_argument("--duration", type=float, default=None, help="seconds, then exit (default: until Ctrl-C)")
+    demo.add_argument("--speed", type=float, default=1.0, help="run the vital-sign scenarios this much faster")
+    demo.add_argument("--workdir", default=None, help="where to put config and output (default: temp dir)")
+    demo.set_defaults(func=cmd_demo)
+
+    _add_bench_parser(sub)
+    from ota.cli import add_parser as add_ota_parser
+
+    add_ota_parser(sub)
+    return parser
+
+
+def _add_operator_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """devices, rules, queue, uplink, alarm: the operator's commands."""
     dev = sub.add_parser("devices", help="device registry: which bed and patient")
     dev.add_argument("--config", help="gateway config (for the registry path)")
     dev.add_argument("--registry", help="registry file (instead of --config)")
@@ -230,23 +251,6 @@ def build_parser() -> argparse.ArgumentParser:
     ack.add_argument("--rule", default=None)
     alarm_sub.add_parser("pause", help="audio pause").add_argument("--bed", default=None)
     alarm.set_defaults(func=cmd_alarm)
-
-    stats = sub.add_parser("stats", help="the running gateway's counters (frames, drops, loop lag, store, latency)")
-    stats.add_argument("--config", help="gateway config (for the control socket path)")
-    stats.add_argument("--socket", help="control socket path (instead of --config)")
-    stats.set_defaults(func=cmd_stats)
-
-    demo = sub.add_parser("demo", help="simulated bedside with the real gateway and a live view")
-    demo.add_argument("--duration", type=float, default=None, help="seconds, then exit (default: until Ctrl-C)")
-    demo.add_argument("--speed", type=float, default=1.0, help="run the vital-sign scenarios this much faster")
-    demo.add_argument("--workdir", default=None, help="where to put config and output (default: temp dir)")
-    demo.set_defaults(func=cmd_demo)
-
-    _add_bench_parser(sub)
-    from ota.cli import add_parser as add_ota_parser
-
-    add_ota_parser(sub)
-    return parser
 
 
 def _add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

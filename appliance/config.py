@@ -8,17 +8,14 @@ file and the key (`gateway.toml: devices[1].baud: must be one of …`).
 from __future__ import annotations
 
 import dataclasses
-import functools
-import math
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from appliance.core.settings import setting
+from appliance.core.settings import Fail, build_settings, setting
 from drivers import registry
 
 __all__ = [
@@ -206,87 +203,6 @@ class Config:
     devices: tuple[DeviceConfig, ...] = ()
 
 
-def _type_ok(value: Any, hint: Any) -> bool:
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    return isinstance(value, hint)
-
-
-def _type_name(hint: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
-
-
-def _check(key: str, value: Any, meta: typing.Mapping[str, Any]) -> str | None:
-    choices = meta.get("choices")
-    if callable(choices):
-        choices = choices()
-    if choices is not None and value not in choices:
-        return "must be one of " + ", ".join(str(c) for c in choices)
-    if "min" in meta and value < meta["min"]:
-        return f"must be at least {meta['min']}"
-    if "max" in meta and value > meta["max"]:
-        return f"must be at most {meta['max']}"
-    if "min_len" in meta and len(value) < meta["min_len"]:
-        return "must not be empty"
-    if "max_len" in meta and len(value) > meta["max_len"]:
-        return f"must be at most {meta['max_len']} characters"
-    return None
-
-
-def _build(cls: Any, raw: Any, where: str, fail: typing.Callable[[str, str], typing.NoReturn]) -> Any:
-    if not isinstance(raw, dict):
-        fail(where, "must be a table")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in raw:
-        if key not in fields:
-            fail(f"{where}.{key}".lstrip("."), "unknown key")
-    kwargs: dict[str, Any] = {}
-    for name, fld in fields.items():
-        key = f"{where}.{name}".lstrip(".")
-        hint = hints[name]
-        if name not in raw:
-            if fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING:
-                fail(key, "missing required key")
-            continue
-        value = raw[name]
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value, key, fail)
-            continue
-        if typing.get_origin(hint) is dict:
-            ok = isinstance(value, dict) and all(
-                isinstance(v, list) and all(isinstance(x, str) for x in v) for v in value.values()
-            )
-            if not ok:
-                fail(key, "must be a table of string arrays")
-            kwargs[name] = {k: tuple(v) for k, v in value.items()}
-            continue
-        if typing.get_origin(hint) is tuple:
-            item_cls = typing.get_args(hint)[0]
-            if not isinstance(value, list):
-                fail(key, "must be an array of tables")
-            build = _build_device if item_cls is DeviceConfig else functools.partial(_build, item_cls)
-            kwargs[name] = tuple(build(v, f"{key}[{i}]", fail) for i, v in enumerate(value))
-            continue
-        if isinstance(hint, types.UnionType) or not _type_ok(value, hint):
-            fail(key, f"must be {_type_name(hint)}, not {type(value).__name__}")
-        # nan passes every min/max comparison; a non-finite timer crash-loops its task.
-        if hint is float and not math.isfinite(value):
-            fail(key, f"must be a finite number, not {value}")
-        problem = _check(key, value, fld.metadata)
-        if problem:
-            fail(key, problem)
-        kwargs[name] = float(value) if hint is float else value
-    return cls(**kwargs)
-
-
-Fail = typing.Callable[[str, str], typing.NoReturn]
-
-
 def parse_config(text: str, source: str = "<config>") -> Config:
     def fail(key: str, problem: str) -> typing.NoReturn:
         raise ConfigError(f"{source}: {key}: {problem}")
@@ -295,7 +211,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
-    config: Config = _build(Config, raw, "", fail)
+    config: Config = build_settings(Config, raw, "", fail, {DeviceConfig: _build_device})
     _cross_checks(config, fail)
     return config
 
@@ -318,7 +234,7 @@ def _build_device(raw: Any, where: str, fail: Fail) -> DeviceConfig:
     for key in raw:
         if key not in names and key not in extra:
             fail(f"{where}.{key}", "unknown key")
-    dev: DeviceConfig = _build(DeviceConfig, {k: v for k, v in raw.items() if k in names}, where, fail)
+    dev: DeviceConfig = build_settings(DeviceConfig, {k: v for k, v in raw.items() if k in names}, where, fail)
     family = registry.family_for(dev.protocol)
     transport = registry.transport_for(family, dev.port)
     if transport not in family.transports:
@@ -332,7 +248,7 @@ def _build_device(raw: Any, where: str, fail: Fail) -> DeviceConfig:
             fail(f"{where}.{key}", f"does not apply to a {transport.kind} device")
     if options_cls is None:
         return dev
-    options = _build(options_cls, {k: v for k, v in raw.items() if k in allowed}, where, fail)
+    options = build_settings(options_cls, {k: v for k, v in raw.items() if k in allowed}, where, fail)
     return dataclasses.replace(dev, options=dataclasses.asdict(options))
 
 
