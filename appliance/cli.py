@@ -5,7 +5,7 @@ offset), 1 anything else; `appliance.core.errors.exit_code` decides them for eve
 error of the gateway's own exception tree. No traceback for bad input. `demo` and `hil` live in
 the bench package and are imported only when asked for, so the box image can
 ship without them. Every subcommand imports its own modules: `bedside
-run` loads the store, the uplink, BLE and OTA only when the config uses them, and
+run` loads the store, the uplink, a family's codec and OTA only when the config uses them, and
 the operator commands (`alarm`, `stats`) load none of the gateway.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
-import contextlib
 import logging
 import logging.handlers
 import queue
@@ -33,8 +32,8 @@ from appliance.cli_tools import (
     cmd_uplink,
 )
 from appliance.config import load_config
-from appliance.core.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, BedsideError, exit_code
-from drivers.protocols import BLE_PROFILE_NAMES, PROTOCOLS
+from appliance.core.errors import EXIT_ERROR, EXIT_OK, BedsideError, exit_code
+from drivers import registry
 
 if TYPE_CHECKING:
     from appliance.gateway import Gateway
@@ -154,17 +153,6 @@ def cmd_hil(args: argparse.Namespace) -> int:
 
     _setup_logging("info")
     _install_loop()
-    if args.hil_command == "ble":
-        from hil.ble_bench import BleBenchConfig, run_ble_bench
-        from hil.scenarios import SCENARIOS
-
-        if args.scenario not in SCENARIOS:
-            print(f"bedside: --scenario: unknown {args.scenario!r}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
-            return EXIT_USAGE
-        cfg = BleBenchConfig(args.device, args.scenario, args.period, args.leave_every, args.away, args.duration)
-        with contextlib.suppress(KeyboardInterrupt):
-            return asyncio.run(run_ble_bench(cfg))
-        return 0
     return run_hil(args)
 
 
@@ -177,12 +165,36 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     dec = sub.add_parser("decode", help="raw device bytes in, canonical JSON lines out")
-    dec.add_argument("--protocol", required=True, choices=sorted(PROTOCOLS))
+    dec.add_argument(
+        "--protocol", required=True, choices=registry.protocols(),
+        help="; ".join(f"{f.name}: {f.summary}" for f in registry.FAMILIES if f.summary),
+    )  # fmt: skip
     dec.add_argument("--device-tz", default="UTC", help="zone of the device clock (default UTC)")
     dec.add_argument("--device-id", default="decode")
     dec.add_argument("file", nargs="?", default="-", help="capture file, or - for stdin")
     dec.set_defaults(func=cmd_decode)
 
+    _add_operator_parsers(sub)
+    stats = sub.add_parser("stats", help="the running gateway's counters (frames, drops, loop lag, store, latency)")
+    stats.add_argument("--config", help="gateway config (for the control socket path)")
+    stats.add_argument("--socket", help="control socket path (instead of --config)")
+    stats.set_defaults(func=cmd_stats)
+
+    demo = sub.add_parser("demo", help="simulated bedside with the real gateway and a live view")
+    demo.add_argument("--duration", type=float, default=None, help="seconds, then exit (default: until Ctrl-C)")
+    demo.add_argument("--speed", type=float, default=1.0, help="run the vital-sign scenarios this much faster")
+    demo.add_argument("--workdir", default=None, help="where to put config and output (default: temp dir)")
+    demo.set_defaults(func=cmd_demo)
+
+    _add_bench_parser(sub)
+    from ota.cli import add_parser as add_ota_parser
+
+    add_ota_parser(sub)
+    return parser
+
+
+def _add_operator_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """devices, rules, queue, uplink, alarm: the operator's commands."""
     dev = sub.add_parser("devices", help="device registry: which bed and patient")
     dev.add_argument("--config", help="gateway config (for the registry path)")
     dev.add_argument("--registry", help="registry file (instead of --config)")
@@ -234,54 +246,16 @@ def build_parser() -> argparse.ArgumentParser:
     alarm_sub.add_parser("pause", help="audio pause").add_argument("--bed", default=None)
     alarm.set_defaults(func=cmd_alarm)
 
-    stats = sub.add_parser("stats", help="the running gateway's counters (frames, drops, loop lag, store, latency)")
-    stats.add_argument("--config", help="gateway config (for the control socket path)")
-    stats.add_argument("--socket", help="control socket path (instead of --config)")
-    stats.set_defaults(func=cmd_stats)
 
-    demo = sub.add_parser("demo", help="simulated bedside with the real gateway and a live view")
-    demo.add_argument("--duration", type=float, default=None, help="seconds, then exit (default: until Ctrl-C)")
-    demo.add_argument("--speed", type=float, default=1.0, help="run the vital-sign scenarios this much faster")
-    demo.add_argument("--workdir", default=None, help="where to put config and output (default: temp dir)")
-    demo.set_defaults(func=cmd_demo)
-
-    hil = sub.add_parser("hil", help="hardware-in-the-loop bench")
-    hil_sub = hil.add_subparsers(dest="hil_command", required=True)
-    sim = hil_sub.add_parser("simulate", help="simulate a device on a pty or serial port")
-    sim.add_argument("device", choices=("masimo", "nonin", "intellivue", "datex", "medibus", "hl7"))
-    sim.add_argument(
-        "--port", required=True, help="symlink path to create (pty), a real serial port, or tcp://HOST:PORT (hl7)"
-    )
-    sim.add_argument("--scenario", default="steady")
-    sim.add_argument(
-        "--variant",
-        default="radical7",
-        help="Masimo model (rad8, radical5, radical7, rad7) or MEDIBUS model (evita4, evitaxl, v500, apollo)",
-    )
-    sim.add_argument("--format", dest="data_format", type=int, default=8, choices=(2, 7, 8))
-    sim.add_argument("--device-tz", default="UTC")
-    sim.add_argument("--clock-offset", type=float, default=0.0, help="device clock error in seconds")
-    sim.add_argument("--garbage-every", type=float, default=0.0, help="inject garbage every S seconds")
-    sim.add_argument("--cable-pull-every", type=float, default=0.0, help="pull the cable every S seconds")
-    sim.add_argument("--cable-down", type=float, default=3.0, help="seconds the cable stays out")
-    sim.add_argument("--speed", type=float, default=1.0, help="run the scenario this much faster")
-    sim.add_argument("--rate", type=float, default=0.0, help="frames per second (default: the device's own)")
-    sim.add_argument("--replay", default="", help="intellivue: answer polls from a monitor->host capture")
-    sim.add_argument("--reboot-every", type=float, default=0.0, help="intellivue: reboot mid-poll every S seconds")
-    sim.add_argument("--reboot-down", type=float, default=15.0, help="intellivue: seconds a reboot takes")
-    sim.add_argument("--duration", type=float, default=None)
-    ble = hil_sub.add_parser("ble", help="a simulated BLE peripheral read by the gateway's BLE link (JSON lines)")
-    ble.add_argument("device", choices=sorted(BLE_PROFILE_NAMES))
-    ble.add_argument("--scenario", default="steady")
-    ble.add_argument("--period", type=float, default=1.0, help="seconds between measurements")
-    ble.add_argument("--leave-every", type=float, default=0.0, help="leave radio range every S seconds")
-    ble.add_argument("--away", type=float, default=5.0, help="seconds out of range")
-    ble.add_argument("--duration", type=float, default=None)
+def _add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`bedside hil …`: the bench builds its own commands (one simulator per family
+    that has one, from the registry); an image without the bench has no `hil`."""
+    try:
+        from hil.cli import add_parser
+    except ImportError:
+        return
+    hil = add_parser(sub)
     hil.set_defaults(func=cmd_hil)
-    from ota.cli import add_parser as add_ota_parser
-
-    add_ota_parser(sub)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

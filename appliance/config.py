@@ -8,11 +8,7 @@ file and the key (`gateway.toml: devices[1].baud: must be one of …`).
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
-import re
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +16,8 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from appliance.core.errors import BedsideConfigError
-from drivers.hl7.address import parse_listen
-from drivers.protocols import MEDIBUS_PROFILES, PROTOCOLS
+from appliance.core.settings import Fail, build_settings, setting
+from drivers import registry
 
 __all__ = [
     "AlarmsConfig",
@@ -45,8 +41,7 @@ class ConfigError(BedsideConfigError, ValueError):
     """A configuration file is unreadable or invalid; the message is one line."""
 
 
-def _f(default: Any = dataclasses.MISSING, **limits: Any) -> Any:
-    return field(default=default, metadata=limits)
+_f = setting
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +74,11 @@ class SinkConfig:
 
 @dataclass(frozen=True, slots=True)
 class DeviceConfig:
+    """One device. Which keys apply depends on its transport (the port's spelling):
+    a key that does not is refused, naming it (drivers/family.py `Transport.keys`)."""
+
     id: str = _f(min_len=1, max_len=64)
-    protocol: str = _f(choices=tuple(sorted(PROTOCOLS)))
+    protocol: str = _f(choices=registry.protocols)  # called: the registry may grow (tests)
     port: str = _f(min_len=1)
     baud: int = _f(9600, choices=BAUD_RATES)
     bytesize: int = _f(8, choices=(5, 6, 7, 8))
@@ -95,16 +93,17 @@ class DeviceConfig:
     timezone: str = _f("UTC", min_len=1)
     # Overrides gateway.bed_id for this device until the registry pairs it.
     bed_id: str = _f("")
-    # HL7 over TCP (port = "tls://HOST:PORT"): the listener's certificate and key,
-    # and the CA its senders' certificates must come from (default: uplink.ca_path).
+    # A tls:// listener's certificate and key, and the CA its senders' certificates
+    # must come from (empty: the uplink's, see listener_ca()).
     tls_cert_path: str = _f("")
     tls_key_path: str = _f("")
     tls_ca_path: str = _f("")
-    # HL7 on a serial port whose sender does not use MLLP framing (no ACKs then).
-    hl7_unframed: bool = _f(False)
-    # BLE (protocol ble-<profile>, port "ble:<address>" or "ble:any" = first device
-    # advertising the profile's service): battery level that raises low_battery.
-    low_battery_pct: int = _f(20, min=0, max=100)
+    # The family's own keys on this transport (DeviceFamily.options), checked like the rest.
+    options: typing.Mapping[str, Any] = field(default_factory=dict)
+
+
+# Keys every device takes, whatever its transport.
+_DEVICE_KEYS: Final = frozenset({"id", "protocol", "port", "timezone", "bed_id"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,108 +204,6 @@ class Config:
     devices: tuple[DeviceConfig, ...] = ()
 
 
-def _type_ok(value: Any, hint: Any) -> bool:
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    return isinstance(value, hint)
-
-
-def _type_name(hint: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
-
-
-# Line settings a device cannot change: a wrong one gives garbage or silence, so
-# it is refused at start-up instead (field, allowed values, reason).
-_PORT_PROFILES: Final[dict[str, tuple[tuple[str, tuple[object, ...], str], ...]]] = {
-    "datex": (
-        ("baud", (19200, 115200), "GE S/5 runs at 19200 (or 115200 on CARESCAPE)"),
-        ("bytesize", (8,), "GE S/5 is 8E1"),
-        ("parity", ("E",), "GE S/5 is 8E1 (even parity cannot be changed on the monitor)"),
-        ("stopbits", (1.0,), "GE S/5 is 8E1"),
-        ("rtscts", (True,), "GE S/5 needs RTS/CTS hardware handshake"),
-        ("xonxoff", (False,), "GE S/5 sends binary records: XON/XOFF must be off"),
-    ),
-    "medibus": (("xonxoff", (False,), "MEDIBUS uses DC1/DC3 itself (reversed): XON/XOFF must be off"),),
-    **{
-        f"medibus-{model}": (
-            ("baud", (baud,), f"Dräger {model} MEDIBUS profile is {baud} 8{parity}1"),
-            ("parity", (parity,), f"Dräger {model} MEDIBUS profile is {baud} 8{parity}1"),
-            ("xonxoff", (False,), "MEDIBUS uses DC1/DC3 itself (reversed): XON/XOFF must be off"),
-        )
-        for model, (baud, parity) in MEDIBUS_PROFILES.items()
-    },
-    "intellivue": (
-        ("baud", (115200,), "IntelliVue MIB/RS-232 runs at 115200 8N1"),
-        ("parity", ("N",), "IntelliVue MIB/RS-232 runs at 115200 8N1"),
-        ("xonxoff", (False,), "IntelliVue frames are binary: XON/XOFF must be off"),
-    ),
-}
-
-
-def _check(key: str, value: Any, meta: typing.Mapping[str, Any]) -> str | None:
-    if "choices" in meta and value not in meta["choices"]:
-        return "must be one of " + ", ".join(str(c) for c in meta["choices"])
-    if "min" in meta and value < meta["min"]:
-        return f"must be at least {meta['min']}"
-    if "max" in meta and value > meta["max"]:
-        return f"must be at most {meta['max']}"
-    if "min_len" in meta and len(value) < meta["min_len"]:
-        return "must not be empty"
-    if "max_len" in meta and len(value) > meta["max_len"]:
-        return f"must be at most {meta['max_len']} characters"
-    return None
-
-
-def _build(cls: Any, raw: Any, where: str, fail: typing.Callable[[str, str], typing.NoReturn]) -> Any:
-    if not isinstance(raw, dict):
-        fail(where, "must be a table")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in raw:
-        if key not in fields:
-            fail(f"{where}.{key}".lstrip("."), "unknown key")
-    kwargs: dict[str, Any] = {}
-    for name, fld in fields.items():
-        key = f"{where}.{name}".lstrip(".")
-        hint = hints[name]
-        if name not in raw:
-            if fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING:
-                fail(key, "missing required key")
-            continue
-        value = raw[name]
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value, key, fail)
-            continue
-        if typing.get_origin(hint) is dict:
-            ok = isinstance(value, dict) and all(
-                isinstance(v, list) and all(isinstance(x, str) for x in v) for v in value.values()
-            )
-            if not ok:
-                fail(key, "must be a table of string arrays")
-            kwargs[name] = {k: tuple(v) for k, v in value.items()}
-            continue
-        if typing.get_origin(hint) is tuple:
-            item_cls = typing.get_args(hint)[0]
-            if not isinstance(value, list):
-                fail(key, "must be an array of tables")
-            kwargs[name] = tuple(_build(item_cls, v, f"{key}[{i}]", fail) for i, v in enumerate(value))
-            continue
-        if isinstance(hint, types.UnionType) or not _type_ok(value, hint):
-            fail(key, f"must be {_type_name(hint)}, not {type(value).__name__}")
-        # nan passes every min/max comparison; a non-finite timer crash-loops its task.
-        if hint is float and not math.isfinite(value):
-            fail(key, f"must be a finite number, not {value}")
-        problem = _check(key, value, fld.metadata)
-        if problem:
-            fail(key, problem)
-        kwargs[name] = float(value) if hint is float else value
-    return cls(**kwargs)
-
-
 def parse_config(text: str, source: str = "<config>") -> Config:
     def fail(key: str, problem: str) -> typing.NoReturn:
         raise ConfigError(f"{source}: {key}: {problem}")
@@ -315,12 +212,56 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
-    config: Config = _build(Config, raw, "", fail)
+    config: Config = build_settings(Config, raw, "", fail, {DeviceConfig: _build_device})
     _cross_checks(config, fail)
     return config
 
 
-def _cross_checks(config: Config, fail: typing.Callable[[str, str], typing.NoReturn]) -> None:
+def _option_keys() -> dict[str, str]:
+    """Family-specific device keys of every family -> why they are refused elsewhere."""
+    return {
+        fld.name: fld.metadata.get("only", "unknown key")
+        for family in registry.FAMILIES
+        for cls in family.options.values()
+        for fld in dataclasses.fields(cls)
+    }
+
+
+def _build_device(raw: Any, where: str, fail: Fail) -> DeviceConfig:
+    if not isinstance(raw, dict):
+        fail(where, "must be a table")
+    names = {f.name for f in dataclasses.fields(DeviceConfig)} - {"options"}
+    extra = _option_keys()
+    for key in raw:
+        if key not in names and key not in extra:
+            fail(f"{where}.{key}", "unknown key")
+    dev: DeviceConfig = build_settings(DeviceConfig, {k: v for k, v in raw.items() if k in names}, where, fail)
+    family = registry.family_for(dev.protocol)
+    transport = registry.transport_for(family, dev.port)
+    if transport not in family.transports:
+        return dev  # the port is refused in _check_port, naming the transport the family needs
+    options_cls = family.options.get(transport.kind)
+    allowed = {f.name for f in dataclasses.fields(options_cls)} if options_cls else set()
+    for key in raw:
+        if key in extra and key not in allowed:
+            fail(f"{where}.{key}", extra[key])
+        if key in names and key not in _DEVICE_KEYS and key not in transport.keys:
+            fail(f"{where}.{key}", f"does not apply to a {transport.kind} device")
+    if options_cls is None:
+        return dev
+    options = build_settings(options_cls, {k: v for k, v in raw.items() if k in allowed}, where, fail)
+    return dataclasses.replace(dev, options=dataclasses.asdict(options))
+
+
+def listener_ca(config: Config, dev: DeviceConfig) -> tuple[str, str]:
+    """(config key, path) of the CA a listener's senders must come from: the device's
+    own, else the uplink's. Resolved here only; checks and the gateway ask this."""
+    if dev.tls_ca_path:
+        return "tls_ca_path", dev.tls_ca_path
+    return "uplink.ca_path", config.uplink.ca_path
+
+
+def _cross_checks(config: Config, fail: Fail) -> None:
     sup = config.supervisor
     if sup.restart_max_s < sup.restart_min_s:
         fail("supervisor.restart_max_s", "must not be below restart_min_s")
@@ -333,68 +274,53 @@ def _cross_checks(config: Config, fail: typing.Callable[[str, str], typing.NoRet
         for key in ("gateway_id", "ca_path", "cert_path", "key_path"):
             if not getattr(up, key):
                 fail(f"uplink.{key}", "required when uplink.host is set")
-    ota = config.ota
-    if ota.server_url:
-        if not ota.server_url.startswith("https://"):
-            fail("ota.server_url", "must be an https:// URL (no plaintext updates)")
-        if not ota.compatible:
-            fail("ota.compatible", "required when ota.server_url is set")
-        for key in ("ca_path", "cert_path", "key_path"):
-            if not (getattr(ota, key) or getattr(up, key)):
-                fail(f"ota.{key}", "required (or set the uplink's) when ota.server_url is set")
+    _check_ota(config, fail)
     seen_ids: set[str] = set()
     seen_ports: dict[str, str] = {}
     for i, dev in enumerate(config.devices):
         key = f"devices[{i}]"
         if dev.id in seen_ids:
             fail(f"{key}.id", f"duplicate device id {dev.id!r}")
-        # A port opened twice under two names (`./m1`, `m1`, symlinks, `..`) crash-loops.
-        port = dev.port if "://" in dev.port or dev.port.startswith("ble:") else os.path.realpath(dev.port)
+        family = registry.family_for(dev.protocol)
+        port = registry.transport_for(family, dev.port).port_identity(dev.port)
         if port in seen_ports:
             fail(f"{key}.port", f"port {dev.port!r} is already used by device {seen_ports[port]!r}")
         seen_ids.add(dev.id)
         seen_ports[port] = dev.id
         if dev.reopen_max_s < dev.reopen_min_s:
             fail(f"{key}.reopen_max_s", "must not be below reopen_min_s")
-        if dev.hl7_unframed and (dev.protocol != "hl7" or "://" in port):
-            fail(f"{key}.hl7_unframed", "only for an hl7 device on a serial port (MLLP framing is required on TCP)")
         try:
             ZoneInfo(dev.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             fail(f"{key}.timezone", f"unknown time zone {dev.timezone!r}")
-        try:
-            listen = parse_listen(dev.port)
-        except ValueError as exc:
-            fail(f"{key}.port", str(exc))
-        ble_port = dev.port.startswith("ble:")
-        if dev.protocol.startswith("ble-") != ble_port:
-            fail(
-                f"{key}.port",
-                "BLE devices (protocol ble-<profile>) take port 'ble:<address>' or 'ble:any', and only they",
-            )
-        if ble_port and (err := ble_address_problem(dev.port)):
-            fail(f"{key}.port", err)
-        if listen is not None and dev.protocol != "hl7":
-            fail(f"{key}.port", "tcp:// and tls:// listeners are for protocol hl7 only")
-        if listen is not None and listen.tls:
-            if not dev.tls_cert_path or not dev.tls_key_path:
-                fail(f"{key}.tls_cert_path", "a tls:// listener needs tls_cert_path and tls_key_path")
-            if not (dev.tls_ca_path or config.uplink.ca_path):
-                fail(f"{key}.tls_ca_path", "a tls:// listener needs tls_ca_path (or uplink.ca_path)")
-        for setting, allowed, why in _PORT_PROFILES.get(dev.protocol, ()):
-            if getattr(dev, setting) not in allowed:
-                fail(f"{key}.{setting}", why)
+        _check_port(config, dev, key, fail)
 
 
-_BLE_ADDRESS: Final = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+def _check_ota(config: Config, fail: Fail) -> None:
+    ota, up = config.ota, config.uplink
+    if not ota.server_url:
+        return
+    if not ota.server_url.startswith("https://"):
+        fail("ota.server_url", "must be an https:// URL (no plaintext updates)")
+    if not ota.compatible:
+        fail("ota.compatible", "required when ota.server_url is set")
+    for key in ("ca_path", "cert_path", "key_path"):
+        if not (getattr(ota, key) or getattr(up, key)):
+            fail(f"ota.{key}", "required (or set the uplink's) when ota.server_url is set")
 
 
-def ble_address_problem(port: str) -> str:
-    """'' when `port` names a BLE device by address or 'any'; else why not."""
-    target = port.removeprefix("ble:")
-    if target == "any" or _BLE_ADDRESS.match(target):
-        return ""
-    return f"{target!r} is not a Bluetooth address (AA:BB:CC:DD:EE:FF) or 'any'"
+def _check_port(config: Config, dev: DeviceConfig, key: str, fail: Fail) -> None:
+    """The port's transport must be one of the family's, spelled right, with the
+    settings the family requires there (fixed line profiles, listener files)."""
+    family = registry.family_for(dev.protocol)
+    transport = registry.transport_for(family, dev.port)
+    if transport not in family.transports:
+        fail(f"{key}.port", transport.refusal or family.transports[0].refusal)
+    if problem := transport.port_problem(dev.port):
+        fail(f"{key}.port", problem)
+    resolved = dataclasses.replace(dev, tls_ca_path=listener_ca(config, dev)[1])
+    if found := transport.device_problem(dev.protocol, resolved):
+        fail(f"{key}.{found[0]}", found[1])
 
 
 def load_config(path: str | Path) -> Config:

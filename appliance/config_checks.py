@@ -20,9 +20,10 @@ import typing
 from pathlib import Path
 from typing import Final
 
-from appliance.config import Config, ConfigError
+from appliance.config import Config, ConfigError, listener_ca
 from appliance.control import path_kind, socket_path_problem
-from drivers.hl7.address import parse_listen
+from drivers import registry
+from drivers.address import parse_listen
 
 __all__ = ["UNIX_PATH_MAX", "startup_checks"]
 
@@ -45,7 +46,7 @@ def startup_checks(config: Config, source: str) -> None:
     if config.ota.data_dir:
         _check_dir("ota.data_dir", config.ota.data_dir, fail)
     for i, dev in enumerate(config.devices):
-        if parse_listen(dev.port) is None and not dev.port.startswith("ble:"):
+        if registry.transport_for(registry.family_for(dev.protocol), dev.port).kind == "serial":
             _check_not_dir(f"devices[{i}].port", dev.port, fail)
     if config.alarms.control_socket:
         _check_socket_path("alarms.control_socket", config.alarms.control_socket, fail)
@@ -150,24 +151,22 @@ def _check_tls_listeners(config: Config, fail: Fail) -> None:
         listen = parse_listen(dev.port)
         if listen is None or not listen.tls:
             continue
+        ca_key, ca_path = listener_ca(config, dev)
         files = {
-            "tls_cert_path": dev.tls_cert_path,
-            "tls_key_path": dev.tls_key_path,
-            "tls_ca_path": dev.tls_ca_path or config.uplink.ca_path,
+            f"devices[{i}].tls_cert_path": dev.tls_cert_path,
+            f"devices[{i}].tls_key_path": dev.tls_key_path,
+            ca_key if ca_key.startswith("uplink.") else f"devices[{i}].{ca_key}": ca_path,
         }
-        for name, path in files.items():
+        for key, path in files.items():
             if not os.path.exists(path):
-                key = f"devices[{i}].{name}" if name != "tls_ca_path" or dev.tls_ca_path else "uplink.ca_path"
                 fail(key, f"{path}: no such file (a tls:// listener needs it)")
-        from drivers.hl7.listener import server_context  # only for a tls:// listener (start-up cost)
-
         try:
-            server_context(files["tls_ca_path"], files["tls_cert_path"], files["tls_key_path"])
+            registry.tls_server_context(ca_path, dev.tls_cert_path, dev.tls_key_path)
         except (OSError, ssl.SSLError, ValueError) as exc:  # ValueError: the key-file checks
             fail(
                 f"devices[{i}].tls_key_path",
-                f"cannot load the listener's TLS material (cert {files['tls_cert_path']}, "
-                f"key {files['tls_key_path']}, CA {files['tls_ca_path']}): {' '.join(str(exc).split())}",
+                f"cannot load the listener's TLS material (cert {dev.tls_cert_path}, "
+                f"key {dev.tls_key_path}, CA {ca_path}): {' '.join(str(exc).split())}",
             )
 
 

@@ -17,7 +17,8 @@ from typing import BinaryIO, Final, TextIO
 from appliance.core.clock import Clock, MonotonicUTC
 from appliance.core.model import DeviceEvent, Reading, TechnicalEvent, to_json_line
 from appliance.normalize import DeviceContext, Normalizer
-from drivers.serial import make_codec
+from drivers.family import CodecSettings
+from drivers.registry import make_codec
 
 __all__ = ["DecodeSummary", "decode_stream"]
 
@@ -60,7 +61,7 @@ def decode_stream(
     clock: Clock | None = None,
 ) -> DecodeSummary:
     clock = clock or MonotonicUTC()
-    codec = make_codec(protocol, device_id, hl7_unframed=True)  # a file: bare or MLLP-framed messages
+    codec = make_codec(protocol, device_id, clock, CodecSettings(capture=True))  # a file, not a live port
     normalizer = Normalizer(max_clock_skew_s=None)
     ctx = DeviceContext(device_id=device_id, protocol=protocol, bed_id=bed_id, tz=tz)
     summary = DecodeSummary()

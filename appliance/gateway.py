@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
@@ -22,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from appliance.alarms import AlarmCircuit
 from appliance.arbiter import Arbiter, AuditRecord
-from appliance.config import AlarmsConfig, Config, ConfigError, DeviceConfig
+from appliance.config import AlarmsConfig, Config, ConfigError, DeviceConfig, listener_ca
 from appliance.control import ControlServer
 from appliance.core.clock import Clock, MonotonicUTC
 from appliance.core.model import DeviceEvent, Reading, Record, TechnicalEvent
@@ -34,22 +33,19 @@ from appliance.sdnotify import Notifier
 from appliance.sinks import JsonlSink, Sink
 from appliance.stats import LatencyHistogram, RateWindow, StatsSettings, snapshot
 from appliance.supervisor import Supervisor
-from drivers.hl7.address import parse_listen
-from drivers.serial import make_codec
-from drivers.serial.link import LinkTiming, Opener, SerialLink, open_serial
-from drivers.serial.transport import PortSettings
+from drivers import registry
+from drivers.family import Link, LinkEnv, LinkSetupError
+from drivers.serial.link import Opener, open_serial
 from rules.outputs import AlarmOutput, ConsoleOutput, JsonlAlarmOutput, MemoryOutput, OutputError
 from rules.spec import DEFAULT_RULES_PATH, RuleSet, load_rules
 
 # What only some configs use is imported where it is used (issue #15: start-up time
 # and resident memory): the store and the uplink (cryptography, gmqtt) with [queue]
-# and [uplink], bleak with a BLE device, the HL7 listener and TLS with a tcp:// or
-# tls:// port, GPIO with [alarms] gpio_chip.
+# and [uplink], a family's codec and transport stack (radio, listener, TLS) with a
+# device of that family (drivers/registry.py), GPIO with [alarms] gpio_chip.
 if TYPE_CHECKING:
     from appliance.queue.queue import RecordQueue
     from appliance.uplink.client import Uplink
-    from drivers.ble.link import BleBackend, BleLink
-    from drivers.hl7.listener import Hl7Listener
 
 __all__ = ["Gateway"]
 
@@ -85,19 +81,6 @@ def build_outputs(cfg: AlarmsConfig) -> list[AlarmOutput]:
     return outputs
 
 
-def port_settings(dev: DeviceConfig) -> PortSettings:
-    return PortSettings(
-        port=dev.port,
-        baud=dev.baud,
-        bytesize=dev.bytesize,
-        parity=dev.parity,
-        stopbits=dev.stopbits,
-        rtscts=dev.rtscts,
-        xonxoff=dev.xonxoff,
-        exclusive=dev.exclusive,
-    )
-
-
 class Gateway:
     def __init__(
         self,
@@ -108,10 +91,10 @@ class Gateway:
         *,
         ruleset: RuleSet | None = None,
         outputs: list[AlarmOutput] | None = None,
-        ble_backend: BleBackend | None = None,
+        radio: Any = None,
     ) -> None:
         self.config = config
-        self._ble_backend = ble_backend  # BlueZ unless a simulated radio is given (made on first use)
+        self._radio = radio  # the system's radio backend unless a simulated one is given (made on first use)
         self.clock: Clock = clock or MonotonicUTC()
         self.normalizer = Normalizer(max_clock_skew_s=config.gateway.max_clock_skew_s)
         self.registry = Registry(config.gateway.registry_path)
@@ -121,50 +104,15 @@ class Gateway:
         self.sinks: list[Sink] = []
         if config.sink.jsonl_path:
             self.sinks.append(JsonlSink(config.sink.jsonl_path, config.sink.max_pending))
-        self.queue: RecordQueue | None = None
-        if config.queue.path:
-            from appliance.queue.queue import QueueSettings, RecordQueue
-
-            q = config.queue
-            self.queue = RecordQueue(
-                QueueSettings(
-                    q.path, q.key_path, q.max_bytes, q.commit_interval_ms, q.commit_max_records, q.telemetry_ttl_s
-                ),
-                self.publish,
-            )
-            self.sinks.append(self.queue)
-        self.uplink: Uplink | None = None
-        up = config.uplink
-        if up.host and self.queue is not None:
-            from appliance.uplink.client import Uplink, UplinkSettings
-            from appliance.uplink.tls import TlsFiles
-
-            self.uplink = Uplink(
-                UplinkSettings(
-                    up.host, up.port, up.server_hostname or up.host, up.gateway_id,
-                    TlsFiles(up.ca_path, up.cert_path, up.key_path), up.connect_timeout_s, window=up.window,
-                ),
-                self.queue,
-                self.publish,
-            )  # fmt: skip
+        self.queue: RecordQueue | None = self._make_queue()
+        self.uplink: Uplink | None = self._make_uplink()
         self.counts: Counter[str] = Counter()
         self.ready = False  # set once every task runs and READY was told to systemd
         self.loop_lag = LagMonitor()
         self.self_test_ok: bool | None = None
         # Further supervised tasks (the OTA agent), added by the entry point before run().
         self.tasks: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
-        alarms = config.alarms
-        self.alarms = AlarmCircuit(
-            ruleset or load_rules(alarms.rules_path or DEFAULT_RULES_PATH),
-            build_outputs(alarms) if outputs is None else outputs,
-            self.publish,
-            arbiter=Arbiter(dict(config.arbiter.precedence), config.arbiter.fresh_s, on_audit=self._audit),
-            now=lambda: self.clock.now().timestamp(),
-            tick_s=alarms.tick_s,
-        )
-        # The alarm circuit is the first subscriber: it sees every record before
-        # anything else is done with it.
-        self.subscribers.append(self.alarms.on_record)
+        self.alarms = self._make_alarms(ruleset, outputs)
         # Alarm path timing: a reading's arrival in handle() -> an annunciation it caused.
         self.stats_settings = StatsSettings()
         self.alarm_latency = LatencyHistogram()
@@ -175,58 +123,74 @@ class Gateway:
         self._stream_id = self.clock.now().isoformat()
         self._devices = {dev.id: dev for dev in config.devices}
         self._contexts: dict[str, DeviceContext] = {}
-        self.links: dict[str, SerialLink | Hl7Listener | BleLink] = {
-            dev.id: self._link(dev, config, opener) for dev in config.devices
-        }
+        self.links: dict[str, Link] = {dev.id: self._link(dev, opener) for dev in config.devices}
 
-    def _link(self, dev: DeviceConfig, config: Config, opener: Opener) -> SerialLink | Hl7Listener | BleLink:
+    def _make_queue(self) -> RecordQueue | None:
+        q = self.config.queue
+        if not q.path:
+            return None
+        from appliance.queue.queue import QueueSettings, RecordQueue
+
+        queue = RecordQueue(
+            QueueSettings(
+                q.path, q.key_path, q.max_bytes, q.commit_interval_ms, q.commit_max_records, q.telemetry_ttl_s
+            ),
+            self.publish,
+        )
+        self.sinks.append(queue)
+        return queue
+
+    def _make_uplink(self) -> Uplink | None:
+        up = self.config.uplink
+        if not up.host or self.queue is None:
+            return None
+        from appliance.uplink.client import Uplink, UplinkSettings
+        from appliance.uplink.tls import TlsFiles
+
+        return Uplink(
+            UplinkSettings(
+                up.host, up.port, up.server_hostname or up.host, up.gateway_id,
+                TlsFiles(up.ca_path, up.cert_path, up.key_path), up.connect_timeout_s, window=up.window,
+            ),
+            self.queue,
+            self.publish,
+        )  # fmt: skip
+
+    def _make_alarms(self, ruleset: RuleSet | None, outputs: list[AlarmOutput] | None) -> AlarmCircuit:
+        alarms, arbiter = self.config.alarms, self.config.arbiter
+        circuit = AlarmCircuit(
+            ruleset or load_rules(alarms.rules_path or DEFAULT_RULES_PATH),
+            build_outputs(alarms) if outputs is None else outputs,
+            self.publish,
+            arbiter=Arbiter(dict(arbiter.precedence), arbiter.fresh_s, on_audit=self._audit),
+            now=lambda: self.clock.now().timestamp(),
+            tick_s=alarms.tick_s,
+        )
+        # The alarm circuit is the first subscriber: it sees every record before
+        # anything else is done with it.
+        self.subscribers.append(circuit.on_record)
+        return circuit
+
+    def _link(self, dev: DeviceConfig, opener: Opener) -> Link:
         def emit(event: DeviceEvent) -> None:
             self.handle(dev, event)
 
-        if dev.protocol.startswith("ble-"):
-            from drivers.ble.link import BleLink, BleTiming
-            from drivers.ble.profiles import PROFILES as BLE_PROFILES
+        family = registry.family_for(dev.protocol)
+        transport = registry.transport_for(family, dev.port)
+        env = LinkEnv(emit=emit, clock=self.clock, opener=opener, radio=self.radio, cursor=self.registry)
+        resolved = replace(dev, tls_ca_path=listener_ca(self.config, dev)[1])
+        try:
+            return transport.make_link(family, resolved, env)
+        except LinkSetupError as exc:  # one line naming the files; `bedside run` exits 2 with it
+            raise ConfigError(f"devices {dev.id}: {exc}") from None
 
-            address = dev.port.removeprefix("ble:")
-            ble_timing = BleTiming(
-                stale_after_s=dev.stale_after_s, reconnect_min_s=dev.reopen_min_s,
-                reconnect_max_s=max(dev.reopen_max_s, dev.reopen_min_s), low_battery_pct=dev.low_battery_pct,
-            )  # fmt: skip
-            return BleLink(
-                dev.id, BLE_PROFILES[dev.protocol.removeprefix("ble-")], None if address == "any" else address, emit,
-                timing=ble_timing, backend=self.ble_backend, cursor=self.registry, device_tz=ZoneInfo(dev.timezone),
-                now=self.clock.now,
-            )  # fmt: skip
+    def radio(self) -> Any:
+        """The radio backend, made on first use (only a config with radio devices needs one)."""
+        if self._radio is None:
+            from drivers.registry import default_radio
 
-        listen = parse_listen(dev.port)
-        if listen is not None:  # HL7 over TCP: a listener instead of a port
-            from drivers.hl7.listener import Hl7Listener, ListenerTlsError, server_context
-
-            ctx = None
-            if listen.tls:
-                ca = dev.tls_ca_path or config.uplink.ca_path
-                try:
-                    ctx = server_context(ca, dev.tls_cert_path, dev.tls_key_path)
-                except ListenerTlsError as exc:  # the key's own line names the file
-                    raise ConfigError(f"devices {dev.id}: {exc}") from None
-                # ValueError: the key/certificate checks (a ConfigError is one) - all fail
-                # closed as one line naming the files, which `bedside run` exits 2 with.
-                except (OSError, ssl.SSLError, ValueError) as exc:
-                    raise ConfigError(
-                        f"devices {dev.id}: cannot load listener TLS material ({dev.tls_cert_path}, {ca}): {exc}"
-                    ) from None
-            return Hl7Listener(dev.id, listen, emit, ctx)
-        timing = LinkTiming(dev.stale_after_s, dev.reopen_min_s, dev.reopen_max_s)
-        codec = make_codec(dev.protocol, dev.id, hl7_unframed=dev.hl7_unframed)
-        return SerialLink(port_settings(dev), codec, emit, timing, opener)
-
-    @property
-    def ble_backend(self) -> BleBackend:
-        if self._ble_backend is None:
-            from drivers.ble.link import BleBackend
-
-            self._ble_backend = BleBackend()
-        return self._ble_backend
+            self._radio = default_radio()
+        return self._radio
 
     def context(self, dev: DeviceConfig) -> DeviceContext:
         ctx = self._contexts.get(dev.id)

@@ -12,7 +12,7 @@ one `clock_skew` technical event (active), coming back emits one (inactive).
 Invalid is never valid: a value in a unit that cannot be converted to its
 term's unit loses its number (`unit_not_convertible`); a value that is not a finite number (NaN, inf, 1e400)
 loses its number and carries `non_finite`; a value outside its term's plausible
-range (terms_plausible.py) keeps its number for the record but carries
+range (appliance/core/plausible.py) keeps its number for the record but carries
 `implausible`. All three make the observation invalid, so it can neither raise nor
 clear a physiological alarm. While any metric of a device is invalid this way,
 the device has one `invalid_value` technical event active (it ends when every
@@ -27,6 +27,7 @@ Pure: no I/O, no clock of its own (received time is passed in).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections import Counter
@@ -35,97 +36,20 @@ from datetime import UTC, datetime, tzinfo
 from typing import Final
 
 from appliance.core.model import Observation, Reading, TechnicalEvent
+from appliance.core.plausible import plausible_range
 from appliance.core.vocab import Quality, TechnicalKind
-from appliance.terms import lookup
-from appliance.terms_plausible import plausible_range
+from drivers.registry import flag_classes, lookup
 
-__all__ = ["INVALID_FLAGS", "QUESTIONABLE_FLAGS", "DeviceContext", "Normalizer", "convert_unit", "quality_of"]
+__all__ = ["DeviceContext", "Normalizer", "convert_unit", "flag_grades", "quality_of"]
 
-INVALID_FLAGS: Final = frozenset(
-    {
-        "missing",
-        "sensor_off",
-        "no_sensor",
-        "defective_sensor",
-        "unrecognized_sensor",
-        "incompatible_sensor",
-        "no_cable",
-        "cable_expired",
-        "incompatible_cable",
-        "unrecognized_cable",
-        "defective_cable",
-        "sensor_calibrating",
-        "sensor_expired",
-        # IntelliVue MeasurementState (intellivue-mib.md §7).
-        "invalid_measurement",
-        "unavailable",
-        "not_updated",
-        "not_calibrated",
-        "measurement_off",
-        # HL7 OBX-11 "X": results cannot be obtained (hl7-mllp.md §6 checklist).
-        "result_status_x",
-        # Judged by the gateway itself: not a finite number, or outside the term's
-        # plausible range (terms_plausible.py).
-        "non_finite",
-        "implausible",
-        "unit_not_convertible",
-        # BLE health profiles (ble-health.md §4, §6-§8). Demonstration and test data are
-        # never a patient's values.
-        "demo_data",
-        "test_data",
-        "equipment_malfunction",
-        "sensor_unconnected",
-        "sensor_disconnected",
-        "sensor_malfunctioning",
-        "measurement_unsuccessful",
-        "sensor_malfunction",
-        "sample_size_insufficient",
-        "strip_insertion_error",
-        "strip_type_incorrect",
-        "read_interrupted",
-        "general_device_fault",
-    }
+# Flags the gateway itself sets; each device family declares how its own flags grade a
+# value (drivers/<family>/family.py), and a flag means one thing whichever family sent it.
+OWN_INVALID_FLAGS: Final = frozenset(
+    # Judged here: not a finite number, outside the term's plausible range
+    # (appliance/core/plausible.py), or in a unit that cannot be converted.
+    {"non_finite", "implausible", "unit_not_convertible"}
 )
-QUESTIONABLE_FLAGS: Final = frozenset(
-    {
-        "low_perfusion",
-        "marginal_perfusion",
-        "artifact",
-        "out_of_track",
-        "low_signal_iq",
-        "pulse_search",
-        "interference",
-        "ambient_light",
-        "spco_low_confidence",
-        "spmet_low_confidence",
-        "emitter_temperature",
-        "sensor_current_limit",
-        "clock_skew",
-        "questionable_measurement",
-        # GE S/5 special values and group status (datex-s5.md §6-§7).
-        "discontinuity",
-        # BLE health profiles (ble-health.md §4, §6, §7).
-        "early_estimate",
-        "calibration_ongoing",
-        "signal_processing_irregularity",
-        "inadequate_signal",
-        "poor_signal",
-        "erratic_signal",
-        "non_pulsatile_signal",
-        "questionable_pulse",
-        "sensor_displaced",
-        "unknown_sensor",
-        "body_movement",
-        "cuff_too_loose",
-        "improper_position",
-        "temperature_too_high",
-        "temperature_too_low",
-        "time_fault",
-        # A value the device flags beyond its scale but still reports (glucose HI/LO).
-        "over_range",
-        "under_range",
-    }
-)
+OWN_QUESTIONABLE_FLAGS: Final = frozenset({"clock_skew"})
 
 
 # Spellings devices use for the same UCUM unit.
@@ -144,7 +68,7 @@ def convert_unit(value: float | None, unit: str, to_unit: str) -> tuple[float | 
     """Value in the term's unit; False when the device's unit cannot be converted.
 
     A reading without a unit is taken to be in the term's unit (devices whose
-    format fixes the unit, such as Masimo's SpO2 field).
+    format fixes the unit, such as an oximeter's SpO2 field).
     """
     unit = _UNIT_ALIASES.get(unit, unit)
     if not unit or unit == to_unit:
@@ -155,19 +79,30 @@ def convert_unit(value: float | None, unit: str, to_unit: str) -> tuple[float | 
     return (None if value is None else round(convert(value), 2)), True
 
 
-# A value beyond the device's scale (GE S/5 under/over range): the measurement
+# A value beyond the device's scale (a monitor's under/over range): the measurement
 # exists but has no number; clinically that is questionable, not absent.
 RANGE_FLAGS: Final = frozenset({"under_range", "over_range"})
-# Readings fetched from a device's record store (BLE glucose / blood pressure catch-up).
+# Readings fetched from a device's record store (a meter's catch-up on reconnect).
 STORED_FLAG: Final = "stored"
 
 
+def flag_grades() -> tuple[frozenset[str], frozenset[str]]:
+    """(invalid, questionable) flags: the gateway's own and every device family's."""
+    return _with_own(flag_classes())
+
+
+@functools.lru_cache(maxsize=4)  # hot path: one union per set of registered families
+def _with_own(classes: tuple[frozenset[str], frozenset[str]]) -> tuple[frozenset[str], frozenset[str]]:
+    return classes[0] | OWN_INVALID_FLAGS, classes[1] | OWN_QUESTIONABLE_FLAGS
+
+
 def quality_of(value: float | None, flags: frozenset[str]) -> Quality:
-    if value is None and flags & RANGE_FLAGS and not flags & INVALID_FLAGS:
+    invalid, questionable = flag_grades()
+    if value is None and flags & RANGE_FLAGS and not flags & invalid:
         return Quality.QUESTIONABLE
-    if value is None or flags & INVALID_FLAGS:
+    if value is None or flags & invalid:
         return Quality.INVALID
-    if flags & QUESTIONABLE_FLAGS:
+    if flags & questionable:
         return Quality.QUESTIONABLE
     return Quality.VALID
 
@@ -213,9 +148,9 @@ class Normalizer:
             # Same line's mapped readings track the clock; nothing is lost here.
             self.unmapped[f"{ctx.protocol}:{reading.label}"] += 1
             return None, []
-        unit = term.unit or reading.unit  # terms carried by the message (HL7) take the message's unit
+        unit = term.unit or reading.unit  # terms carried by the message take the message's unit
         raw = reading.value
-        # A codec that met a non-number (HL7 OBX-5 'NaN') passes no value and says so.
+        # A codec that met a non-number (a text 'NaN') passes no value and says so.
         finite = (raw is None or math.isfinite(raw)) and "non_finite" not in reading.flags
         value, unit_ok = convert_unit(raw if finite else None, reading.unit, unit)
         events: list[TechnicalEvent] = []
@@ -237,24 +172,8 @@ class Normalizer:
             if bounds is not None and not bounds[0] <= value <= bounds[1]:
                 flags = flags | {"implausible"}
                 judged = f"{term.metric} {value:g} {unit} outside {bounds[0]:g}..{bounds[1]:g}"
-        time = received
-        if reading.device_time is not None and STORED_FLAG in flags:
-            # A record the device stored while out of range is old by nature: its own
-            # time stands and says nothing about the clock's skew; only a time in the
-            # future beyond the bound is distrusted.
-            device_utc = self._to_utc(reading.device_time, ctx.tz)
-            bound = self.max_clock_skew_s
-            if bound is not None and (device_utc - received).total_seconds() > bound:
-                flags = flags | {"clock_skew"}
-            else:
-                time = device_utc
-        elif reading.device_time is not None:
-            device_utc = self._to_utc(reading.device_time, ctx.tz)
-            skewed, events = self._track_skew(ctx, device_utc, received)
-            if skewed:
-                flags = flags | {"clock_skew"}
-            else:
-                time = device_utc
+        time, flags, skew_events = self._time_of(reading, ctx, received, flags)
+        events += skew_events
         quality = quality_of(value, flags)
         events += self._track_invalid(ctx, term.metric, judged, quality, received)
         obs = Observation(
@@ -273,6 +192,26 @@ class Normalizer:
             quarantine=ctx.patient_id is None,
         )
         return obs, events
+
+    def _time_of(
+        self, reading: Reading, ctx: DeviceContext, received: datetime, flags: frozenset[str]
+    ) -> tuple[datetime, frozenset[str], list[TechnicalEvent]]:
+        """The observation's time, its flags with `clock_skew` where due, and skew events."""
+        if reading.device_time is None:
+            return received, flags, []
+        device_utc = self._to_utc(reading.device_time, ctx.tz)
+        if STORED_FLAG in flags:
+            # A record the device stored while out of range is old by nature: its own
+            # time stands and says nothing about the clock's skew; only a time in the
+            # future beyond the bound is distrusted.
+            bound = self.max_clock_skew_s
+            if bound is not None and (device_utc - received).total_seconds() > bound:
+                return received, flags | {"clock_skew"}, []
+            return device_utc, flags, []
+        skewed, events = self._track_skew(ctx, device_utc, received)
+        if skewed:
+            return received, flags | {"clock_skew"}, events
+        return device_utc, flags, events
 
     def _track_invalid(
         self, ctx: DeviceContext, metric: str, judged: str, quality: Quality, received: datetime

@@ -93,9 +93,9 @@ class Registry:
     def get(self, device_id: str) -> Pairing | None:
         return self._snapshot.get(device_id)
 
-    # Stored-record cursors (BLE glucose and the like): the last sequence number
+    # Stored-record cursors (meters that store readings): the last sequence number
     # received per device, so a reconnect fetches only newer records. Blocking
-    # file I/O: the BLE link calls these from a worker thread.
+    # file I/O: the radio link calls these from a worker thread.
     def last_record(self, device_id: str) -> int | None:
         if not self.path.exists():
             return None

@@ -105,7 +105,7 @@ def _links(gw: Gateway) -> dict[str, dict[str, Any]]:
         stats = getattr(link, "stats", None) or getattr(codec, "stats", None)
         if stats is not None:
             entry.update(frames_ok=stats.frames_ok, frames_bad=stats.frames_bad, bytes_in=stats.bytes_in)
-        else:  # the HL7 listener: one codec per connection, counted by the listener
+        else:  # a listener: one codec per connection, counted by the listener
             entry.update(frames_ok=getattr(link, "messages", 0), refused=getattr(link, "refused", 0))
         out[dev_id] = entry
     return out

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final
 
-from drivers.serial.datex_frame import DatexFrameDecoder, build_record, encode_frame, parse_record
+from drivers.datex.frame import DatexFrameDecoder, build_record, encode_frame, parse_record
 from hil.scenarios import Vitals
 
 __all__ = ["S5Sim", "phdb_subrecord"]

@@ -27,6 +27,7 @@ from typing import Final, TextIO
 from appliance.config import parse_config
 from appliance.core.model import AlarmEvent, Observation, Record, TechnicalEvent
 from appliance.gateway import Gateway
+from drivers import registry
 from hil.ble_radio import SimRadio
 from hil.ble_sim import ProfileSim, make_sim
 from hil.broker import Broker, free_port, make_pki
@@ -121,17 +122,9 @@ def demo_config(workdir: Path, broker: Broker | None = None, ports: dict[str, st
             "connect_timeout_s = 3.0",
         ]
     for dev_id, protocol, bed, sim in DEVICES:
-        lines += [
-            "[[devices]]",
-            f'id = "{dev_id}"',
-            f'protocol = "{protocol}"',
-            f'port = "{ports[dev_id]}"',
-            f"baud = {sim.baud}",
-            *(['parity = "E"', "rtscts = true"] if protocol == "datex" else []),
-            *(['parity = "E"'] if protocol == "medibus-evita4" else []),
-            f'bed_id = "{bed}"',
-            f"stale_after_s = {10.0 if protocol == 'datex' else 3.0}",
-        ]
+        lines += ["[[devices]]", f'id = "{dev_id}"', f'protocol = "{protocol}"', f'port = "{ports[dev_id]}"']
+        lines += _line_settings(protocol, ports[dev_id], sim.baud)
+        lines.append(f'bed_id = "{bed}"')
     for dev_id, profile, bed, address, _, _ in BLE_DEVICES:
         lines += [
             "[[devices]]",
@@ -143,6 +136,25 @@ def demo_config(workdir: Path, broker: Broker | None = None, ports: dict[str, st
             "reopen_max_s = 2.0",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _line_settings(protocol: str, port: str, baud: int) -> list[str]:
+    """The keys the device's transport takes: its simulator's baud and the line
+    settings its family requires (the registry's line rules), a stale bound."""
+    family = registry.family_for(protocol)
+    transport = registry.transport_for(family, port)
+    if "baud" not in transport.keys:
+        return []  # a listener: no line, no stale bound
+    fixed = {
+        rule.setting: rule.allowed[0]
+        for rule in getattr(transport, "rules", {}).get(protocol, ())
+        if rule.setting not in ("baud", "xonxoff")
+    }
+    values = [f"baud = {baud}"] + [
+        f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}" for k, v in fixed.items()
+    ]
+    slow = fixed.get("rtscts") is True  # a monitor sending records every 5 s
+    return [v.replace("'", '"') for v in values] + [f"stale_after_s = {10.0 if slow else 3.0}"]
 
 
 def ble_radio() -> tuple[SimRadio, list[ProfileSim]]:
@@ -295,7 +307,7 @@ async def _run_demo(workdir: Path, duration_s: float | None, speed: float, broke
     ports = device_ports(workdir)
     config = parse_config(demo_config(workdir, broker, ports), "demo config")
     radio, ble_sims = ble_radio()
-    gateway = Gateway(config, ble_backend=radio.backend())
+    gateway = Gateway(config, radio=radio.backend())
     view = LiveView()
     gateway.subscribers.append(view)
     stop = asyncio.Event()

@@ -20,8 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from drivers.serial import intellivue_wire as wire
-from drivers.serial.intellivue_frame import FrameDecoder, encode_frame
+from drivers.intellivue import wire
+from drivers.intellivue.frame import FrameDecoder, encode_frame
 from hil.scenarios import Vitals
 
 __all__ = ["MonitorSim", "MonitorState", "load_capture"]

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Final
 
-from drivers.serial.medibus_data import GERMAN_MONTHS
-from drivers.serial.medibus_frame import DC1, DC3, NAK, MedibusParser, Message, command, response
+from drivers.medibus.data import GERMAN_MONTHS
+from drivers.medibus.frame import DC1, DC3, NAK, MedibusParser, Message, command, response
 from hil.scenarios import Vitals
 
 __all__ = ["MODELS", "DraegerSim", "measured_response"]

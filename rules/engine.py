@@ -109,7 +109,7 @@ _GRADES: Final[tuple[Priority, ...]] = tuple(Priority)
 
 
 def _reported_priority(flag: str) -> Priority | None:
-    """Devices that grade their own alarms (IntelliVue) name the grade in the flag:
+    """Devices that grade their own alarms (patient monitors) name the grade in the flag:
     `alarm_high_...`. A site's explicit mapping still wins over it."""
     for priority in _GRADES:
         if flag.startswith(f"alarm_{priority}_"):

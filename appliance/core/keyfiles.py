@@ -1,5 +1,5 @@
 """The rule every private key on the box follows: it exists and only its owner can
-read it (mode 0600 or stricter). The uplink's client key and the HL7 listener's key
+read it (mode 0600 or stricter). The uplink's client key and a device listener's key
 are checked by this one function."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One policy for every state machine's transition table: an unlisted move is an error.
 
-Each machine in the project (the BLE link, the IntelliVue and Medibus sessions, the
-alarm states, the OTA lifecycle) is an enum plus a table of (state, event) -> state.
+Each machine in the project (device links and sessions under drivers/, the alarm
+states, the OTA lifecycle) is an enum plus a table of (state, event) -> state.
 Before this module they disagreed about a pair the table does not list: two raised
 (different errors), three ignored it. The shared policy is:
 
@@ -14,10 +14,10 @@ Before this module they disagreed about a pair the table does not list: two rais
 Raising is the policy because it is the one the others can be built on without
 changing behaviour: "ignore" is `accepts` + `next`, with no exception on the hot
 path, while a table that silently ignores could never tell a caller that it fired
-an event its own code should not produce (the BLE link and the OTA agent drive
+an event its own code should not produce (a wireless link and the OTA agent drive
 themselves, so an unlisted move there is a bug that must surface).
 
-This module imports nothing from the project (appliance/core/ is the ground floor).
+Part of appliance/core/, the ground floor: it imports only within it.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class UnknownTransition(BedsideError, RuntimeError, ValueError):
     (machines fed by the outside world ask `accepts()` first), so it exits 1.
 
     RuntimeError and ValueError keep the callers that caught the machines' earlier
-    errors working (the BLE link raised RuntimeError, the OTA lifecycle ValueError).
+    errors working (a device link raised RuntimeError, the OTA lifecycle ValueError).
     """
 
     def __init__(self, machine: str, state: enum.Enum, event: enum.Enum) -> None:

@@ -24,7 +24,7 @@ class TechnicalKind(enum.StrEnum):
     CLOCK_SKEW = "clock_skew"
     WRONG_MODE = "wrong_mode"
     DRIVER_CRASHED = "driver_crashed"
-    # A device session (IntelliVue association) was lost; ends on re-association.
+    # A device session (an association with a monitor) was lost; ends on re-association.
     SESSION_LOST = "session_lost"
     # Raised by the store, the uplink and the alarm outputs.
     STORE_FILL = "store_fill"
@@ -39,7 +39,7 @@ class TechnicalKind(enum.StrEnum):
     CLOCK_UNSYNCED = "clock_unsynced"
     # The store's own failures (an unreadable file set aside, a write that failed:
     # disk full, I/O error), the event loop that carries the alarm path falling
-    # behind, an HL7 listener refusing connections, and a value judged invalid
+    # behind, a device listener refusing connections, and a value judged invalid
     # (non-finite or outside the term's plausible range) persisting: IEC 60601-1-8's
     # invalid-measurement condition.
     STORE_CORRUPT = "store_corrupt"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
+from drivers.ble.family import BLE_PROFILE_NAMES
 from drivers.ble.glucose import decode_glucose, decode_glucose_context
 from drivers.ble.measurement import Measurement
 from drivers.ble.numbers import BleDecodeError
@@ -29,7 +30,6 @@ from drivers.ble.vitals import (
     decode_weight,
 )
 from drivers.codec import CodecStats, ConditionTracker
-from drivers.protocols import BLE_PROFILE_NAMES
 
 __all__ = [
     "BLE_CODECS",

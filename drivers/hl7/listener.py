@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from appliance.core.clock import Clock
 from appliance.core.keyfiles import KeyFileError, check_key_file
 from appliance.core.model import DeviceEvent, TechnicalEvent
 from drivers.hl7.address import ListenAddress, parse_listen
@@ -113,6 +114,7 @@ class Hl7Listener:
         message_timeout_s: float = 30.0,
         report_interval_s: float = 60.0,
         messages_per_turn: int = MESSAGES_PER_TURN,
+        clock: Clock | None = None,
     ) -> None:
         if address.tls and ssl_context is None:
             raise ValueError("a tls:// listener needs its TLS context (fail closed)")
@@ -124,6 +126,7 @@ class Hl7Listener:
         self._max_per_peer = max_per_peer
         self._timeouts = Timeouts(first_byte_timeout_s, message_timeout_s, idle_timeout_s)
         self._per_turn = messages_per_turn
+        self._clock = clock  # the gateway's: ACK timestamps (MSH-7); None = the codec's default
         # One identity space per listener, not per connection: a resend on a new
         # connection is used once, and readings of two connections never share a
         # sequence number (which the observation id is derived from).
@@ -207,7 +210,9 @@ class Hl7Listener:
             return
         self._clients.add(task)
         writer.transport.set_write_buffer_limits(high=WRITE_LIMIT_BYTES)
-        codec = Hl7Codec(self.device_id, max_messages_per_feed=self._per_turn, seen=self._seen, sequence=self._sequence)
+        codec = Hl7Codec(
+            self.device_id, self._clock, max_messages_per_feed=self._per_turn, seen=self._seen, sequence=self._sequence
+        )
         try:
             while True:
                 due = deadline(self._timeouts, conn.opened, conn.last_activity, conn.got_bytes, conn.message_since)

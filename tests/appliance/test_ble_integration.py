@@ -112,7 +112,7 @@ async def test_gateway_reads_ble_sensors_through_bleak(tmp_path):
     text = BASE.format(reg=tmp_path / "r.json")
     text += ble_device("hr-1", "ble-heart-rate", "ble:C0:FF:EE:00:00:01", "reopen_min_s = 0.05\nreopen_max_s = 0.2\n")
     text += ble_device("glu-1", "ble-glucose", "ble:any", "reopen_min_s = 0.05\nreopen_max_s = 0.2\n")
-    gateway = Gateway(parse_config(text, "g.toml"), outputs=[MemoryOutput("m")], ble_backend=radio.backend())
+    gateway = Gateway(parse_config(text, "g.toml"), outputs=[MemoryOutput("m")], radio=radio.backend())
     seen: list[Record] = []
     gateway.subscribers.append(seen.append)
     stop = asyncio.Event()
@@ -140,6 +140,8 @@ async def test_gateway_reads_ble_sensors_through_bleak(tmp_path):
 
 
 def test_every_term_family_has_a_place_in_the_hl7_code_precedence():
-    from appliance.terms import _HL7_PRECEDENCE, TERMS
+    # The precedence is the registry's order: every family with a label table is in it.
+    from drivers.registry import FAMILIES, term_tables
 
-    assert sorted(_HL7_PRECEDENCE) == sorted(TERMS)
+    assert sorted(term_tables()) == sorted(f.name for f in FAMILIES if f.table())
+    assert {"masimo", "nonin", "ble", "medibus", "datex", "intellivue"} <= set(term_tables())

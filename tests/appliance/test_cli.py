@@ -91,7 +91,7 @@ def test_decode_intellivue_capture():
 def test_decode_datex_records_with_noise(tmp_path):
     from datetime import datetime
 
-    from drivers.serial.datex_frame import build_record, encode_frame
+    from drivers.datex.frame import build_record, encode_frame
     from hil.datex_sim import phdb_subrecord
 
     frame = encode_frame(build_record(0, [(1, phdb_subrecord(Vitals(95, 88, 2.0), datetime(2026, 5, 4, 10, 30)))]))
@@ -106,7 +106,7 @@ def test_decode_datex_records_with_noise(tmp_path):
 
 
 def test_decode_medibus_capture_with_realtime_bytes_and_a_corrupt_response():
-    from drivers.serial.medibus_frame import command, response
+    from drivers.medibus.frame import command, response
     from hil.medibus_sim import measured_response
 
     good = response(0x24, measured_response(Vitals(94, 101, 2.0)))

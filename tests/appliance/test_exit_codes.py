@@ -28,7 +28,7 @@ from appliance.uplink.tls import UplinkTlsError
 from drivers.ble.numbers import BleDecodeError
 from drivers.hl7.listener import ListenerTlsError
 from drivers.hl7.message import Hl7Error, Hl7TimeError
-from drivers.serial.intellivue_wire import MessageError
+from drivers.intellivue.wire import MessageError
 from drivers.serial.transport import PortUnavailable, PortVanished, TransportError
 from ota.errors import FleetError, InstallError, OtaError, RefusedUpdate
 from ota.tryboot import TrybootError

@@ -66,7 +66,8 @@ def test_the_table_reads_like_the_dict_it_replaces_and_cannot_change():
 
 def test_every_state_machine_in_the_project_uses_the_shared_table():
     from drivers.ble import link
-    from drivers.serial import intellivue, medibus
+    from drivers.intellivue import codec as intellivue
+    from drivers.medibus import codec as medibus
     from ota import lifecycle
     from rules import states
 

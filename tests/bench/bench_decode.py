@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from appliance.core.clock import MonotonicUTC
 from appliance.core.model import Reading
 from appliance.normalize import DeviceContext, Normalizer
-from drivers.serial import make_codec
+from drivers.registry import make_codec
 from hil.masimo_sim import masimo_line
 from hil.nonin_sim import nonin_packet
 from hil.scenarios import vitals_at
@@ -36,7 +37,7 @@ def nonin_capture(packets: int) -> bytes:
 
 
 def decode(protocol: str, data: bytes, chunk: int = 256) -> int:
-    codec = make_codec(protocol, "bench")
+    codec = make_codec(protocol, "bench", MonotonicUTC())
     norm = Normalizer(max_clock_skew_s=None)
     ctx = DeviceContext("bench", protocol, "ICU-1")
     n = 0

@@ -79,7 +79,7 @@ def run_child(config_path: str, profile_path: str = "") -> int:
     cli._install_loop()
     radio = SimRadio()
     sims = [radio.add(getattr(ble_sim, cls)(ble_address(i))) for i, (_, _, cls) in enumerate(BLE)]
-    gateway = Gateway(config, ble_backend=radio.backend())
+    gateway = Gateway(config, radio=radio.backend())
 
     async def main() -> bool:
         stop = asyncio.Event()

@@ -23,11 +23,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from appliance.config import DeviceConfig, parse_config
+from appliance.core.clock import MonotonicUTC
 from appliance.core.model import Reading
 from appliance.gateway import Gateway
 from appliance.normalize import DeviceContext, Normalizer
 from appliance.sdnotify import Notifier
-from drivers.serial import make_codec
+from drivers.registry import make_codec
 from hil.masimo_sim import masimo_line
 from hil.nonin_sim import nonin_packet
 from hil.scenarios import vitals_at
@@ -70,7 +71,7 @@ def decode_only(devs: list[DeviceConfig], data: list[tuple[str, bytes]]) -> int:
     received = datetime.now(UTC)
     n = 0
     for dev, (protocol, raw) in zip(devs, data, strict=True):
-        codec = make_codec(protocol, dev.id)
+        codec = make_codec(protocol, dev.id, MonotonicUTC())
         ctx = DeviceContext(dev.id, protocol, "ICU-1", stream_id="bench")
         for i in range(0, len(raw), CHUNK):
             for ev in codec.feed(raw[i : i + CHUNK]):
@@ -88,7 +89,7 @@ def through_gateway(gw: Gateway, data: list[tuple[str, bytes]]) -> int:
 
     async def feed() -> None:
         for dev, (protocol, raw) in zip(devs, data, strict=True):
-            codec = make_codec(protocol, dev.id)
+            codec = make_codec(protocol, dev.id, MonotonicUTC())
             for i in range(0, len(raw), CHUNK):
                 for ev in codec.feed(raw[i : i + CHUNK]):
                     gw.handle(dev, ev)

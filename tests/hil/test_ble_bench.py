@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from appliance.terms import lookup
+from drivers.registry import lookup
 from hil.ble_bench import BleBenchConfig, run_ble_bench
 from hil.ble_sim import SIMULATORS
 

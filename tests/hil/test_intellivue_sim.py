@@ -9,11 +9,11 @@ import pytest
 
 from appliance.core.clock import FixedClock
 from appliance.core.model import DeviceEvent, Reading
+from drivers.datex.codec import DatexCodec
 from drivers.hl7.codec import Hl7Codec
-from drivers.serial.datex import DatexCodec
-from drivers.serial.intellivue import IntelliVueCodec, IntelliVueTiming
+from drivers.intellivue.codec import IntelliVueCodec, IntelliVueTiming
+from drivers.medibus.codec import MedibusCodec
 from drivers.serial.link import LinkTiming, SerialLink
-from drivers.serial.medibus import MedibusCodec
 from drivers.serial.transport import PortSettings
 from hil.intellivue_sim import MonitorSim, MonitorState, load_capture
 from hil.scenarios import vitals_at

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from drivers.serial.masimo import MasimoCodec
-from drivers.serial.nonin import NoninCodec
+from drivers.masimo.codec import MasimoCodec
+from drivers.nonin.codec import NoninCodec
 from hil.scenarios import SCENARIOS, vitals_at
 from hil.simulate import PtyPort, SimConfig, simulate
 

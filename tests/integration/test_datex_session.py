@@ -7,7 +7,7 @@ import termios
 from datetime import datetime
 
 from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
-from drivers.serial.datex import DatexCodec, DatexTiming
+from drivers.datex.codec import DatexCodec, DatexTiming
 from drivers.serial.link import LinkTiming, SerialLink
 from drivers.serial.transport import PortSettings, SerialStream
 from hil.datex_sim import S5Sim

@@ -8,7 +8,7 @@ import termios
 from datetime import datetime
 
 from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
-from drivers.serial.intellivue import IntelliVueCodec, IntelliVueTiming, SessionState
+from drivers.intellivue.codec import IntelliVueCodec, IntelliVueTiming, SessionState
 from drivers.serial.link import LinkTiming, SerialLink
 from drivers.serial.transport import PortSettings
 from hil.intellivue_bench import MonitorBench

@@ -8,8 +8,8 @@ import termios
 from datetime import datetime
 
 from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
+from drivers.medibus.codec import MedibusCodec, MedibusState
 from drivers.serial.link import LinkTiming, SerialLink
-from drivers.serial.medibus import MedibusCodec, MedibusState
 from drivers.serial.transport import PortSettings
 from hil.intellivue_bench import MonitorBench
 from hil.medibus_sim import DraegerSim

@@ -261,7 +261,7 @@ def test_hl7_unframed_reaches_the_serial_codec(tmp_path, unframed):
         f'[[devices]]\nid = "h"\nprotocol = "hl7"\nport = "/dev/ttyUSB9"\n{extra}'
     )
     link = Gateway(config, outputs=[]).links["h"]
-    assert isinstance(link.codec, Hl7Codec) and link.codec.unframed is unframed  # type: ignore[union-attr]
+    assert isinstance(link.codec, Hl7Codec) and link.codec.unframed is unframed  # type: ignore[attr-defined]
 
 
 pieces = st.lists(

@@ -4,8 +4,8 @@ import asyncio
 from typing import Any
 
 from appliance.core.model import Reading, TechnicalEvent
+from drivers.masimo.codec import MasimoCodec
 from drivers.serial.link import LinkTiming, SerialLink
-from drivers.serial.masimo import MasimoCodec
 from drivers.serial.transport import MemoryStream, PortSettings, PortUnavailable
 
 LINE = b"09/15/10 15:10:29 SPO2=097% BPM=064 PI=11.82% ALARM=20 EXC=800\r\n"

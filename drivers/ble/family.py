@@ -1,0 +1,164 @@
+"""The BLE health-profile family's descriptor and its transport, the radio (drivers/family.py)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+from zoneinfo import ZoneInfo
+
+from appliance.core.settings import setting
+from appliance.core.terms import Term
+from drivers.family import CodecSettings, DeviceFamily, LinkEnv, cached_table
+from drivers.terms import PERF, PULSE, SPO2
+
+if TYPE_CHECKING:
+    from appliance.core.clock import Clock
+    from drivers.ble.link import BleLink
+    from drivers.codec import Codec
+
+__all__ = ["BLE_PROFILE_NAMES", "FAMILY", "BleOptions", "BleRadio", "ble_address_problem"]
+
+# BLE health profiles (drivers/ble/profiles.py PROFILES keys; a test keeps them equal).
+BLE_PROFILE_NAMES: Final = (
+    "heart-rate",
+    "plx-continuous",
+    "plx-spot",
+    "temperature",
+    "blood-pressure",
+    "glucose",
+    "weight",
+)
+_ADDRESS: Final = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+
+
+def ble_address_problem(port: str) -> str:
+    """'' when `port` names a BLE device by address or 'any'; else why not."""
+    target = port.removeprefix("ble:")
+    if target == "any" or _ADDRESS.match(target):
+        return ""
+    return f"{target!r} is not a Bluetooth address (AA:BB:CC:DD:EE:FF) or 'any'"
+
+
+@dataclass(frozen=True, slots=True)
+class BleOptions:
+    # Battery level at or below which low_battery is raised.
+    low_battery_pct: int = setting(20, min=0, max=100, only="only for BLE devices (protocol ble-<profile>)")
+
+
+@dataclass(frozen=True, slots=True)
+class BleRadio:
+    """Port "ble:<address>", or "ble:any" = the first device advertising the profile's service."""
+
+    kind: str = "radio"
+    keys: frozenset[str] = frozenset({"stale_after_s", "reopen_min_s", "reopen_max_s"})
+    refusal: str = "BLE devices (protocol ble-<profile>) take port 'ble:<address>' or 'ble:any', and only they"
+
+    def claims(self, port: str) -> bool:
+        return port.startswith("ble:")
+
+    def port_problem(self, port: str) -> str:
+        return ble_address_problem(port)
+
+    def port_identity(self, port: str) -> str:
+        return port
+
+    def device_problem(self, protocol: str, dev: Any) -> tuple[str, str] | None:
+        return None
+
+    def make_link(self, family: DeviceFamily, dev: Any, env: LinkEnv) -> BleLink:
+        from drivers.ble.link import BleLink, BleTiming
+        from drivers.ble.profiles import PROFILES
+
+        address = dev.port.removeprefix("ble:")
+        timing = BleTiming(
+            stale_after_s=dev.stale_after_s,
+            reconnect_min_s=dev.reopen_min_s,
+            reconnect_max_s=max(dev.reopen_max_s, dev.reopen_min_s),
+            low_battery_pct=dev.options.get("low_battery_pct", BleOptions().low_battery_pct),
+        )
+        return BleLink(
+            dev.id,
+            PROFILES[dev.protocol.removeprefix("ble-")],
+            None if address == "any" else address,
+            env.emit,
+            timing=timing,
+            backend=env.radio(),
+            cursor=env.cursor,
+            device_tz=ZoneInfo(dev.timezone),
+            now=env.clock.now,
+        )
+
+
+def _codec(protocol: str, device_id: str, clock: Clock, settings: CodecSettings) -> Codec:
+    # Hex notification lines (`bedside decode`); in the gateway the radio link decodes.
+    from drivers.ble.codec import HexLineCodec
+
+    return HexLineCodec(device_id, protocol.removeprefix("ble-"))
+
+
+def _table() -> dict[str, Term]:
+    from drivers.ble.terms import ble_terms
+
+    return ble_terms(Term, SPO2, PULSE, PERF)
+
+
+_terms, _cached = cached_table(_table)
+
+FAMILY: Final = DeviceFamily(
+    name="ble",
+    protocols=tuple(f"ble-{name}" for name in BLE_PROFILE_NAMES),
+    codec=_codec,
+    transports=(BleRadio(),),
+    terms=_terms,
+    table=_cached,
+    # ble-health.md §4, §6-§8. Demonstration and test data are never a patient's values.
+    invalid_flags=frozenset(
+        {
+            "sensor_off",
+            "invalid_measurement",
+            "unavailable",
+            "demo_data",
+            "test_data",
+            "equipment_malfunction",
+            "sensor_unconnected",
+            "sensor_disconnected",
+            "sensor_malfunctioning",
+            "measurement_unsuccessful",
+            "sensor_malfunction",
+            "sample_size_insufficient",
+            "strip_insertion_error",
+            "strip_type_incorrect",
+            "read_interrupted",
+            "general_device_fault",
+        }
+    ),
+    questionable_flags=frozenset(
+        {
+            "low_perfusion",
+            "interference",
+            "questionable_measurement",
+            "early_estimate",
+            "calibration_ongoing",
+            "signal_processing_irregularity",
+            "inadequate_signal",
+            "poor_signal",
+            "erratic_signal",
+            "non_pulsatile_signal",
+            "questionable_pulse",
+            "sensor_displaced",
+            "unknown_sensor",
+            "body_movement",
+            "cuff_too_loose",
+            "improper_position",
+            "temperature_too_high",
+            "temperature_too_low",
+            "time_fault",
+            "over_range",
+            "under_range",
+        }
+    ),
+    options={"radio": BleOptions},
+    simulator="hil.ble_bench:run_ble_bench",
+    summary="BLE health profiles: one hex notification per line, optional '2A34:' prefix",
+)

@@ -1,0 +1,142 @@
+"""What a device family tells the gateway about itself: `DeviceFamily`.
+
+One descriptor per family (drivers/<family>/family.py) holds everything the
+gateway, the config, `bedside decode` and the bench need to know: the protocol
+names it answers to, how to make its codec (with the gateway's clock), the
+transports it runs on (with the line settings a serial profile enforces), its
+label -> MDC/UCUM table, how its flags grade a value, and its simulator. The
+registry (drivers/registry.py) selects among them; nothing else names a family.
+
+Descriptors import no codec: factories and tables are loaded when first used, so
+a box pays start-up time and memory only for the families its devices speak.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from appliance.core.clock import Clock
+from appliance.core.model import DeviceEvent
+from appliance.core.terms import Term
+
+if TYPE_CHECKING:
+    from drivers.codec import Codec
+
+__all__ = [
+    "CodecFactory",
+    "CodecSettings",
+    "DeviceFamily",
+    "DeviceSpec",
+    "Link",
+    "LinkEnv",
+    "LinkSetupError",
+    "Transport",
+    "cached_table",
+]
+
+
+class LinkSetupError(ValueError):
+    """A device's link cannot be built from its settings (one line naming the files)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CodecSettings:
+    # The bytes come from a capture file (`bedside decode`), not from a live device.
+    capture: bool = False
+    # The device's family-specific keys (DeviceFamily.options), already validated.
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+# (protocol name, device id, the gateway's clock, settings) -> a sans-IO codec.
+CodecFactory = Callable[[str, str, Clock, CodecSettings], "Codec"]
+
+
+class DeviceSpec(Protocol):
+    """The configured device a transport builds a link for (appliance.config.DeviceConfig)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def protocol(self) -> str: ...
+    @property
+    def port(self) -> str: ...
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def options(self) -> Mapping[str, Any]: ...
+
+
+class Link(Protocol):
+    """A running device link (serial port, radio, listener)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    def run(self) -> Coroutine[Any, Any, None]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LinkEnv:
+    """What the gateway lends a transport to build a device's link."""
+
+    emit: Callable[[DeviceEvent], None]
+    clock: Clock
+    opener: Any  # serial ports: how to open one (tests put a pty or memory stream here)
+    radio: Callable[[], Any]  # the radio backend, made on first use
+    cursor: Any  # stored-record cursors (the registry), for devices that keep records
+
+
+class Transport(Protocol):
+    """How devices of a family are reached; the port's spelling says which one."""
+
+    @property
+    def kind(self) -> str:
+        """ "serial", "radio", "listener": names the device type in messages."""
+
+    @property
+    def keys(self) -> frozenset[str]:
+        """DeviceConfig keys that apply (beyond id, protocol, port, timezone, bed_id)."""
+
+    @property
+    def refusal(self) -> str:
+        """Why a device of another family cannot use this transport."""
+
+    def claims(self, port: str) -> bool: ...
+
+    def port_problem(self, port: str) -> str: ...
+
+    def port_identity(self, port: str) -> str: ...
+
+    def device_problem(self, protocol: str, dev: Any) -> tuple[str, str] | None: ...
+
+    def make_link(self, family: DeviceFamily, dev: Any, env: LinkEnv) -> Link: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFamily:
+    name: str  # the family's key (label tables, unmapped counters)
+    protocols: tuple[str, ...]  # names `protocol =` and `--protocol` accept
+    codec: CodecFactory
+    transports: tuple[Transport, ...]  # the first is the family's own (its refusal is used)
+    # label -> term; None: the label has no agreed MDC term (counted, never guessed)
+    terms: Callable[[str], Term | None]
+    # The label table itself, for families whose labels other families' terms resolve against.
+    table: Callable[[], Mapping[str, Term]] = dict
+    invalid_flags: frozenset[str] = frozenset()  # a value with one of these is invalid
+    questionable_flags: frozenset[str] = frozenset()  # ... questionable
+    # transport kind -> settings dataclass of further device keys for this family there
+    options: Mapping[str, type] = field(default_factory=dict)
+    # "module:function" of the bench's simulator (hil/), resolved by the bench only
+    simulator: str = ""
+    summary: str = ""  # one phrase for help texts
+
+
+def cached_table(
+    load: Callable[[], Mapping[str, Term]],
+) -> tuple[Callable[[str], Term | None], Callable[[], Mapping[str, Term]]]:
+    """(label lookup, table) over a table built once, on first use."""
+    table = functools.cache(load)
+    return (lambda label: table().get(label)), table

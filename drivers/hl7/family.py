@@ -1,0 +1,119 @@
+"""The HL7 v2 family's descriptor and its transport, the MLLP listener (drivers/family.py).
+
+HL7 runs on a listener (port tcp:// or tls://) or on a serial port (MLLP over
+RS-232, or unframed messages when the port is configured so).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from appliance.core.settings import setting
+from appliance.core.terms import Term
+from drivers.address import parse_listen
+from drivers.family import CodecSettings, DeviceFamily, LinkEnv, LinkSetupError
+from drivers.serial.line import SerialLine
+
+if TYPE_CHECKING:
+    from appliance.core.clock import Clock
+    from drivers.codec import Codec
+    from drivers.hl7.listener import Hl7Listener
+
+__all__ = ["FAMILY", "Hl7SerialOptions", "MllpListener"]
+
+
+@dataclass(frozen=True, slots=True)
+class Hl7SerialOptions:
+    # A sender on a serial port that does not use MLLP framing (no ACKs then).
+    hl7_unframed: bool = setting(
+        False, only="only for an hl7 device on a serial port (MLLP framing is required on TCP)"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MllpListener:
+    """Port tcp://HOST:PORT, or tls://HOST:PORT = TLS 1.3 with client certificates."""
+
+    kind: str = "listener"
+    keys: frozenset[str] = frozenset({"tls_cert_path", "tls_key_path", "tls_ca_path"})
+    refusal: str = "tcp:// and tls:// listeners are for protocol hl7 only"
+
+    def claims(self, port: str) -> bool:
+        return "://" in port
+
+    def port_problem(self, port: str) -> str:
+        try:
+            parse_listen(port)
+        except ValueError as exc:
+            return str(exc)
+        return ""
+
+    def port_identity(self, port: str) -> str:
+        return port
+
+    def device_problem(self, protocol: str, dev: Any) -> tuple[str, str] | None:
+        listen = parse_listen(dev.port)
+        if listen is None or not listen.tls:
+            return None
+        if not dev.tls_cert_path or not dev.tls_key_path:
+            return "tls_cert_path", "a tls:// listener needs tls_cert_path and tls_key_path"
+        if not dev.tls_ca_path:  # the config has put the uplink's CA here when the device names none
+            return "tls_ca_path", "a tls:// listener needs tls_ca_path (or uplink.ca_path)"
+        return None
+
+    def make_link(self, family: DeviceFamily, dev: Any, env: LinkEnv) -> Hl7Listener:
+        from drivers.hl7.listener import Hl7Listener, ListenerTlsError, server_context
+
+        listen = parse_listen(dev.port)
+        assert listen is not None  # claims() said so
+        ctx = None
+        if listen.tls:
+            try:
+                ctx = server_context(dev.tls_ca_path, dev.tls_cert_path, dev.tls_key_path)
+            except ListenerTlsError as exc:  # the key's own line names the file
+                raise LinkSetupError(str(exc)) from None
+            # ValueError: the key/certificate checks - all fail closed as one line naming the files.
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                raise LinkSetupError(
+                    f"cannot load listener TLS material ({dev.tls_cert_path}, {dev.tls_ca_path}): {exc}"
+                ) from None
+        return Hl7Listener(dev.id, listen, env.emit, ctx, clock=env.clock)
+
+
+def _codec(protocol: str, device_id: str, clock: Clock, settings: CodecSettings) -> Codec:
+    from drivers.hl7.codec import Hl7Codec
+
+    # A capture file holds bare or MLLP-framed messages; a port is framed unless configured not to be.
+    unframed = settings.capture or bool(settings.options.get("hl7_unframed", False))
+    return Hl7Codec(device_id, clock, unframed=unframed)  # ACK timestamps (MSH-7) come from this clock
+
+
+def _terms(label: str) -> Term | None:
+    from drivers.registry import carried_terms
+
+    return carried_terms()(label)
+
+
+def _table() -> Mapping[str, Term]:
+    return {}
+
+
+FAMILY: Final = DeviceFamily(
+    name="hl7",
+    protocols=("hl7",),
+    codec=_codec,
+    transports=(MllpListener(), SerialLine()),
+    terms=_terms,
+    table=_table,
+    # OBX-11 "X": results cannot be obtained (hl7-mllp.md §6 checklist).
+    invalid_flags=frozenset(
+        {"result_status_x", "sensor_calibrating", "invalid_measurement", "unavailable", "demo_data"}
+    ),
+    questionable_flags=frozenset({"questionable_measurement"}),
+    options={"serial": Hl7SerialOptions},
+    simulator="hil.simulate:simulate",
+    summary="HL7 v2 ORU^R01 / ORU^R40 over MLLP",
+)

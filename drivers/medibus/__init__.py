@@ -1,0 +1,1 @@
+"""Dräger MEDIBUS ventilators and anaesthesia machines (frames, data, session codec, descriptor)."""

@@ -1,0 +1,39 @@
+"""The Nonin family's descriptor (drivers/family.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from drivers.family import CodecSettings, DeviceFamily, cached_table
+from drivers.nonin.terms import nonin_terms
+from drivers.serial.line import SerialLine
+
+if TYPE_CHECKING:
+    from appliance.core.clock import Clock
+    from drivers.codec import Codec
+
+__all__ = ["FAMILY"]
+
+
+def _codec(protocol: str, device_id: str, clock: Clock, settings: CodecSettings) -> Codec:
+    from drivers.nonin.codec import NoninCodec
+
+    # `nonin` is format #8, the display-value stream most bedside integrations use.
+    fmt = 8 if protocol == "nonin" else int(protocol.removeprefix("nonin-"))
+    return NoninCodec(device_id, fmt)  # type: ignore[arg-type]  # fmt is one of the protocols' 2, 7, 8
+
+
+_terms, _table = cached_table(nonin_terms)
+
+FAMILY: Final = DeviceFamily(
+    name="nonin",
+    protocols=("nonin", "nonin-2", "nonin-7", "nonin-8"),
+    codec=_codec,
+    transports=(SerialLine(),),
+    terms=_terms,
+    table=_table,
+    invalid_flags=frozenset({"missing", "sensor_off"}),
+    questionable_flags=frozenset({"low_perfusion", "marginal_perfusion", "artifact", "out_of_track"}),
+    simulator="hil.simulate:simulate",
+    summary="Nonin formats #2, #7, #8 (nonin = #8)",
+)
