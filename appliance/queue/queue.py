@@ -284,7 +284,7 @@ class RecordQueue:
     async def compact(self) -> int:
         """One compaction pass while the uplink is not delivering; returns rows removed.
         Runs at the lowest priority; the merge (CBOR) runs off the store thread."""
-        if self.delivering:
+        if self.delivering or self._checkpointer.behind():  # behind: skipped, not awaited (commits wait)
             return 0
         cutoff = int((time.time() - self.settings.compact_after_s) * 1000)
         plan = await self._in_thread(
@@ -334,6 +334,7 @@ class RecordQueue:
         return result
 
     async def delete(self, ids: list[int]) -> None:
+        await self._checkpointer.settle()  # see checkpoint.py: pauses that let the WAL restart
         await self._in_thread(self.store.delete, ids)
 
     async def checkpoint(self) -> None:
