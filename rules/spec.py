@@ -149,7 +149,15 @@ def _rule(raw: Any, index: int, source: str) -> Rule:
     for key in raw:
         if key not in _ALLOWED[kind]:
             b.fail(key, f"unknown key for a {kind} rule")
-    kwargs: dict[str, Any] = {"id": rule_id, "kind": kind}
+    kwargs: dict[str, Any] = {"id": rule_id, "kind": kind, **_scalars(b, raw), **_structured(b, raw)}
+    rule = Rule(**kwargs)
+    _check_kind(b, rule)
+    return rule
+
+
+def _scalars(b: _Builder, raw: dict[str, Any]) -> dict[str, Any]:
+    """Numbers, priorities, texts and flags a rule may carry, checked."""
+    kwargs: dict[str, Any] = {}
     for key in _NUMBERS:
         value = b.number(raw, key, 0.0 if key.endswith("_s") else float("-inf"))
         if value is not None:
@@ -162,11 +170,19 @@ def _rule(raw: Any, index: int, source: str) -> Rule:
         value = b.text(raw, key)
         if value is not None:
             kwargs[key] = value
+    if kwargs.get("event") in _TECHNICAL_KINDS:
+        kwargs["event"] = TechnicalKind(kwargs["event"])
     kwargs["function"] = b.text(raw, "function", AGGREGATES) or "mean"
     if "latching" in raw:
         if not isinstance(raw["latching"], bool):
             b.fail("latching", "must be a boolean")
         kwargs["latching"] = raw["latching"]
+    return kwargs
+
+
+def _structured(b: _Builder, raw: dict[str, Any]) -> dict[str, Any]:
+    """Rule-id lists, flag tables and per-bed overrides, checked."""
+    kwargs: dict[str, Any] = {}
     for key in ("all_of", "any_of"):
         if key in raw:
             ids = raw[key]
@@ -180,11 +196,7 @@ def _rule(raw: Any, index: int, source: str) -> Rule:
         kwargs["flags"] = tuple(sorted((flag, Priority(p)) for flag, p in flags.items()))
     if "beds" in raw:
         kwargs["beds"] = _beds(b, raw["beds"])
-    if kwargs.get("event") in _TECHNICAL_KINDS:
-        kwargs["event"] = TechnicalKind(kwargs["event"])
-    rule = Rule(**kwargs)
-    _check_kind(b, rule)
-    return rule
+    return kwargs
 
 
 def _beds(b: _Builder, raw: Any) -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...]:

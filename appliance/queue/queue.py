@@ -40,13 +40,14 @@ from appliance.core.vocab import TechnicalKind
 from appliance.queue.checkpoint import Checkpointer
 from appliance.queue.hold import Held, HoldBuffer
 from appliance.queue.integrity import IntegrityCheck
+from appliance.queue.merge import merge_groups, merge_payloads
 from appliance.queue.records import decode_batch, encode_batch
 from appliance.queue.seal import Sealer, load_or_create_key
 from appliance.queue.store import RecordClass, Store, StoreStats, StoreWriteError
 from appliance.queue.upkeep import Cursor, Group
 from appliance.queue.worker import Priority, PriorityWorker
 
-__all__ = ["FILL_THRESHOLDS", "QueueSettings", "RecordQueue", "export"]
+__all__ = ["FILL_THRESHOLDS", "QueueSettings", "RecordQueue", "export", "merge_payloads"]
 
 log = logging.getLogger(__name__)
 FILL_THRESHOLDS: Final = (0.80, 0.95)
@@ -293,7 +294,7 @@ class RecordQueue:
         assert isinstance(plan, list)
         if not plan:
             return 0
-        merged, bad = await asyncio.to_thread(_merge_groups, plan)
+        merged, bad = await asyncio.to_thread(merge_groups, plan)
         for row_id, count, reason in bad:  # opens but does not decode: set aside, or it blocks every pass
             await self._in_thread(self.store.quarantine, row_id, RecordClass.TELEMETRY, count, reason)
         try:
@@ -368,28 +369,6 @@ class RecordQueue:
         except Exception as exc:  # a failing disk: committed rows are safe, say it and go on
             log.error("store %s close failed: %s", self.settings.path, exc)
         self._executor.shutdown()
-
-
-def _merge_groups(plan: list[Group]) -> tuple[list[tuple[Group, bytes]], list[tuple[int, int, str]]]:
-    """Each group's merged payload; a group with a row that does not decode is left
-    out, and that row named (id, record count, reason)."""
-    merged: list[tuple[Group, bytes]] = []
-    bad: list[tuple[int, int, str]] = []
-    for g in plan:
-        records = []
-        for row_id, count, payload in zip(g.ids, g.counts, g.payloads, strict=True):
-            try:
-                records += decode_batch(payload)
-            except RecordFormatError as exc:
-                bad.append((row_id, count, str(exc)))
-        if not bad or bad[-1][0] not in g.ids:
-            merged.append((g, encode_batch(records)))
-    return merged, bad
-
-
-def merge_payloads(payloads: list[bytes]) -> bytes:
-    """One batch holding every record of `payloads` (in order)."""
-    return encode_batch([r for p in payloads for r in decode_batch(p)])
 
 
 def export(store: Store) -> Iterator[Record]:

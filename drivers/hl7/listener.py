@@ -37,7 +37,7 @@ from appliance.core.clock import Clock
 from appliance.core.keyfiles import KeyFileError, check_key_file
 from appliance.core.model import DeviceEvent, TechnicalEvent
 from drivers.hl7.address import ListenAddress, parse_listen
-from drivers.hl7.admission import ConnView, RefusalReporter, Timeouts, admit, deadline
+from drivers.hl7.admission import ConnView, Deadline, RefusalReporter, Timeouts, admit, deadline
 from drivers.hl7.codec import Hl7Codec, Seen
 from drivers.hl7.message import Hl7Error
 
@@ -214,36 +214,7 @@ class Hl7Listener:
             self.device_id, self._clock, max_messages_per_feed=self._per_turn, seen=self._seen, sequence=self._sequence
         )
         try:
-            while True:
-                due = deadline(self._timeouts, conn.opened, conn.last_activity, conn.got_bytes, conn.message_since)
-                try:
-                    async with asyncio.timeout_at(due.at):
-                        data = await reader.read(READ_BYTES)
-                except TimeoutError:
-                    if due.is_refusal:
-                        what = "no first byte" if due.kind == "first_byte" else "message not complete"
-                        limit = self._timeouts.first_byte_s if due.kind == "first_byte" else self._timeouts.message_s
-                        self._refusal(f"closed {peer}: {what} within {limit:g} s")
-                    else:
-                        log.info("%s: HL7 connection from %s idle, closed", self.device_id, peer)
-                    break
-                if not data:
-                    break
-                now = loop.time()
-                conn.last_activity, conn.got_bytes = now, True
-                ended_before = _ended(codec)
-                if not await self._handle(codec, data, writer, peer):
-                    break
-                # Resends count with refusals: a connection that only repeats one
-                # message holds a slot without ever giving us anything new.
-                conn.misbehaving = codec.stats.frames_bad + codec.duplicates > codec.stats.frames_ok
-                if not codec.in_message:
-                    conn.message_since = None
-                elif conn.message_since is None or _ended(codec) != ended_before:
-                    # A message under way that began in this read (the one before it
-                    # ended here too): its deadline runs from now, so a sender that
-                    # streams messages back to back is never taken for a trickler.
-                    conn.message_since = now
+            await self._serve(conn, codec, reader, writer, peer)
         except (ConnectionError, ssl.SSLError, OSError) as exc:
             log.info("%s: HL7 connection from %s ended: %s", self.device_id, peer, exc or type(exc).__name__)
         except asyncio.CancelledError:
@@ -258,6 +229,45 @@ class Hl7Listener:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _serve(
+        self, conn: _Conn, codec: Hl7Codec, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+    ) -> None:
+        """Read and handle until the sender ends, misbehaves or misses a deadline."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due = deadline(self._timeouts, conn.opened, conn.last_activity, conn.got_bytes, conn.message_since)
+            try:
+                async with asyncio.timeout_at(due.at):
+                    data = await reader.read(READ_BYTES)
+            except TimeoutError:
+                self._timed_out(due, peer)
+                return
+            if not data:
+                return
+            now = loop.time()
+            conn.last_activity, conn.got_bytes = now, True
+            ended_before = _ended(codec)
+            if not await self._handle(codec, data, writer, peer):
+                return
+            # Resends count with refusals: a connection that only repeats one
+            # message holds a slot without ever giving us anything new.
+            conn.misbehaving = codec.stats.frames_bad + codec.duplicates > codec.stats.frames_ok
+            if not codec.in_message:
+                conn.message_since = None
+            elif conn.message_since is None or _ended(codec) != ended_before:
+                # A message under way that began in this read (the one before it
+                # ended here too): its deadline runs from now, so a sender that
+                # streams messages back to back is never taken for a trickler.
+                conn.message_since = now
+
+    def _timed_out(self, due: Deadline, peer: str) -> None:
+        if due.is_refusal:
+            what = "no first byte" if due.kind == "first_byte" else "message not complete"
+            limit = self._timeouts.first_byte_s if due.kind == "first_byte" else self._timeouts.message_s
+            self._refusal(f"closed {peer}: {what} within {limit:g} s")
+        else:
+            log.info("%s: HL7 connection from %s idle, closed", self.device_id, peer)
 
     async def _handle(self, codec: Hl7Codec, data: bytes, writer: asyncio.StreamWriter, peer: str) -> bool:
         """Feed one read, a slice and a bounded number of messages per loop turn; False: drop the sender."""

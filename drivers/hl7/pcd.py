@@ -201,23 +201,9 @@ def _rows(msg: Hl7Message) -> list[Row]:
         if own_equipment:
             equipment[where] = own_equipment
         status = msg.get(seg, 11)
-        raw = msg.get(seg, 5)
         value: PcdValue | None = None
         if msg.get(seg, 2) == "NM" and status not in ("D", "W"):  # deleted / posted in error: not a value
-            whole = seg.raw(5)  # an NM is one plain value: no components, repetitions or escapes
-            if any(ch in whole for ch in msg.delimiters.encoding):
-                raise ValueError(f"OBX {set_id}: NM value {whole[:40]!r} is not a single number")
-            try:
-                number, usable = nm_value(raw)
-            except ValueError:
-                raise ValueError(f"OBX {set_id}: NM value {raw!r} is not a number") from None
-            flags = {_FLAG_OF_ABNORMAL[f] for f in msg.repetitions(seg, 8) if f in _FLAG_OF_ABNORMAL}
-            if not usable:
-                flags.add("non_finite")
-            if status == "X":
-                flags.add("result_status_x")  # "cannot be obtained": the checklist maps it to invalid
-            if number is None and usable:
-                flags.add("missing")
+            number, flags = _numeric(msg, seg, set_id, status)
             source = own_equipment or _inherited(equipment, where)
             if source:
                 flags.add(f"equipment:{source}")  # OBX-18, inherited from the device rows above
@@ -225,6 +211,26 @@ def _rows(msg: Hl7Message) -> list[Row]:
             value = PcdValue(int(code_text), refid, number, ucum_of(msg, seg), when, frozenset(flags))
         rows.append((seg, where, value))
     return rows
+
+
+def _numeric(msg: Hl7Message, seg: Segment, set_id: str, status: str) -> tuple[float | None, set[str]]:
+    """An NM row's value and the flags its own fields give (OBX-5, OBX-8, OBX-11)."""
+    raw = msg.get(seg, 5)
+    whole = seg.raw(5)  # an NM is one plain value: no components, repetitions or escapes
+    if any(ch in whole for ch in msg.delimiters.encoding):
+        raise ValueError(f"OBX {set_id}: NM value {whole[:40]!r} is not a single number")
+    try:
+        number, usable = nm_value(raw)
+    except ValueError:
+        raise ValueError(f"OBX {set_id}: NM value {raw!r} is not a number") from None
+    flags = {_FLAG_OF_ABNORMAL[f] for f in msg.repetitions(seg, 8) if f in _FLAG_OF_ABNORMAL}
+    if not usable:
+        flags.add("non_finite")
+    if status == "X":
+        flags.add("result_status_x")  # "cannot be obtained": the checklist maps it to invalid
+    if number is None and usable:
+        flags.add("missing")
+    return number, flags
 
 
 _T = TypeVar("_T")

@@ -105,29 +105,34 @@ class FrameDecoder:
                 if b == BOF:
                     self._start()
                 continue  # noise between frames
-            if b == BOF:  # a new frame began before this one ended
-                if self._buf or self._escaped:
-                    self._bad("BOF inside a frame")
-                self._start()
-            elif b == EOF:
-                self._in_frame = False
-                if self._escaped:
-                    self._bad("abort sequence 7D C1")
-                else:
-                    frame = self._finish()
-                    if frame is not None:
-                        frames.append(frame)
-            elif self._escaped:
-                self._escaped = False
-                self._buf.append(b ^ 0x20)
-            elif b == ESC:
-                self._escaped = True
-            else:
-                self._buf.append(b)
+            frame = self._in_frame_byte(b)
+            if frame is not None:
+                frames.append(frame)
             if self._in_frame and len(self._buf) > MAX_FRAME_BYTES:
                 self._bad(f"frame longer than {MAX_FRAME_BYTES} bytes")
                 self._in_frame = False
         return frames
+
+    def _in_frame_byte(self, b: int) -> bytes | None:
+        """One byte inside a frame; the frame when this byte ended a good one."""
+        if b == BOF:  # a new frame began before this one ended
+            if self._buf or self._escaped:
+                self._bad("BOF inside a frame")
+            self._start()
+        elif b == EOF:
+            self._in_frame = False
+            if self._escaped:
+                self._bad("abort sequence 7D C1")
+                return None
+            return self._finish()
+        elif self._escaped:
+            self._escaped = False
+            self._buf.append(b ^ 0x20)
+        elif b == ESC:
+            self._escaped = True
+        else:
+            self._buf.append(b)
+        return None
 
     def _start(self) -> None:
         self._buf.clear()

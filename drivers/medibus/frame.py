@@ -107,24 +107,32 @@ class MedibusParser:
                     self._bad("response started before the previous message ended")
                 self._outer, self._inner = _Open(SOH), None
             elif b == CR:
-                current = self._inner or self._outer
-                if current is not None:
-                    if current is self._inner:
-                        self._inner = None
-                    else:
-                        self._outer = None
-                    message = self._finish(current)
-                    if message is not None:
-                        out.append(message)
+                message = self._end_current()
+                if message is not None:
+                    out.append(message)
             else:
-                current = self._inner or self._outer
-                if current is None:
-                    continue  # noise between messages
-                current.body.append(b)
-                if len(current.body) > MAX_MESSAGE_BYTES:
-                    self._bad(f"message longer than {MAX_MESSAGE_BYTES} bytes")
-                    self._inner = self._outer = None
+                self._body_byte(b)
         return out
+
+    def _end_current(self) -> Message | None:
+        """CR: the innermost open message ends (a command inside a response first)."""
+        current = self._inner or self._outer
+        if current is None:
+            return None
+        if current is self._inner:
+            self._inner = None
+        else:
+            self._outer = None
+        return self._finish(current)
+
+    def _body_byte(self, b: int) -> None:
+        current = self._inner or self._outer
+        if current is None:
+            return  # noise between messages
+        current.body.append(b)
+        if len(current.body) > MAX_MESSAGE_BYTES:
+            self._bad(f"message longer than {MAX_MESSAGE_BYTES} bytes")
+            self._inner = self._outer = None
 
     def _bad(self, why: str) -> None:
         self.stats.messages_bad += 1
