@@ -30,6 +30,8 @@ from drivers.family import CodecSettings, DeviceFamily, cached_table
 from drivers.serial.line import LineRule, SerialLine
 from rules.outputs import MemoryOutput
 
+# ARCHITECTURE.md shows the lines between these markers verbatim (tests/test_architecture_doc.py).
+# --- architecture example: begin ---
 _LINE = re.compile(rb"^TOY (?P<label>[A-Z]+)=(?P<value>\d+)$")
 
 
@@ -81,6 +83,7 @@ TOY = DeviceFamily(
     invalid_flags=frozenset({"toy_broken"}),
     summary="a toy family (tests only)",
 )
+# --- architecture example: end ---
 
 
 @pytest.fixture
