@@ -7,23 +7,23 @@ import asyncio
 import contextlib
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from drivers import registry
 from drivers.family import DeviceFamily
+from hil.bench import SimUsageError as HilUsageError
 
 if TYPE_CHECKING:
     from hil.simulate import SimConfig
 
 __all__ = ["add_parser", "run_hil"]
 
-_LINE_SIMULATOR = "hil.simulate:simulate"
-_RADIO_SIMULATOR = "hil.ble_bench:run_ble_bench"
-
-
-class HilUsageError(ValueError):
-    pass
+# Which command a family's simulator gets is read off its transports, not its simulator:
+# resolving hooks imports every simulator (and the radio stack), and the command line is
+# built for `bedside run` too. Radio devices get their own command; the others share
+# `hil simulate` (a pty, a real serial port or a listener's tcp:// address).
+_RADIO = "radio"
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
     hil = sub.add_parser("hil", help="hardware-in-the-loop bench")
     hil_sub = hil.add_subparsers(dest="hil_command", required=True)
     sim = hil_sub.add_parser("simulate", help="simulate a device on a pty or serial port")
-    sim.add_argument("device", choices=[f.name for f in _simulated(_LINE_SIMULATOR)])
+    sim.add_argument("device", choices=[f.name for f in _simulated(line=True)])
     sim.add_argument(
         "--port", required=True, help="symlink path to create (pty), a real serial port, or tcp://HOST:PORT (hl7)"
     )
@@ -53,9 +53,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
     sim.add_argument("--reboot-every", type=float, default=0.0, help="intellivue: reboot mid-poll every S seconds")
     sim.add_argument("--reboot-down", type=float, default=15.0, help="intellivue: seconds a reboot takes")
     sim.add_argument("--duration", type=float, default=None)
-    for family in _simulated(_RADIO_SIMULATOR):
+    for family in _simulated(line=False):
+        kind = family.name.upper()
         radio = hil_sub.add_parser(
-            family.name, help="a simulated BLE peripheral read by the gateway's BLE link (JSON lines)"
+            family.name, help=f"a simulated {kind} peripheral read by the gateway's {kind} link (JSON lines)"
         )
         radio.add_argument("device", choices=sorted(p.removeprefix(f"{family.name}-") for p in family.protocols))
         radio.add_argument("--scenario", default="steady")
@@ -70,75 +71,72 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
 _ORDER = ("masimo", "nonin", "intellivue", "datex", "medibus", "hl7")
 
 
-def _simulated(hook: str) -> list[DeviceFamily]:
-    found = [f for f in registry.FAMILIES if f.simulator == hook]
+def _simulated(line: bool) -> list[DeviceFamily]:
+    found = [f for f in registry.FAMILIES if f.simulator and (f.transports[0].kind != _RADIO) == line]
     return sorted(found, key=lambda f: _ORDER.index(f.name) if f.name in _ORDER else len(_ORDER))
 
 
-def _run_radio(args: argparse.Namespace) -> int:
-    from hil.ble_bench import BleBenchConfig, run_ble_bench
-    from hil.scenarios import SCENARIOS
+class _RadioCommand(Protocol):
+    """A radio family's simulator runs its own `bedside hil NAME` command."""
 
-    if args.scenario not in SCENARIOS:
-        print(f"bedside: --scenario: unknown {args.scenario!r}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
-        return 2
-    cfg = BleBenchConfig(args.device, args.scenario, args.period, args.leave_every, args.away, args.duration)
-    with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(run_ble_bench(cfg))
-    return 0
+    def run_command(self, args: argparse.Namespace) -> int: ...
+
+
+def _radio_sim(family: DeviceFamily) -> _RadioCommand:
+    from hil.bench import simulator_for
+
+    sim = simulator_for(family)
+    if not hasattr(sim, "run_command"):
+        raise TypeError(f"{family.simulator}: a radio family's simulator needs run_command")
+    return cast("_RadioCommand", sim)
 
 
 def sim_config(args: argparse.Namespace) -> SimConfig:
+    """The settings for `hil simulate`, with the device family's defaults and refusals."""
     from hil.scenarios import SCENARIOS
-    from hil.simulate import SimConfig
+    from hil.simulate import SimConfig, line_simulator
 
-    if args.device == "medibus" and args.variant == "radical7":  # the Masimo default: pick a Dräger one
-        args.variant = "evita4"
+    sim = line_simulator(args.device)
     if args.scenario not in SCENARIOS:
         raise HilUsageError(f"--scenario: unknown {args.scenario!r}; known: {', '.join(SCENARIOS)}")
     try:
         tz = ZoneInfo(args.device_tz)
     except (ZoneInfoNotFoundError, ValueError):
         raise HilUsageError(f"--device-tz: unknown time zone {args.device_tz!r}") from None
-    if args.device == "medibus" and args.variant not in ("evita4", "evitaxl", "v500", "apollo"):
-        raise HilUsageError(f"--variant: MEDIBUS model must be evita4, evitaxl, v500 or apollo, not {args.variant!r}")
+    cfg = sim.prepare(
+        SimConfig(
+            device=args.device,
+            port=args.port,
+            scenario=args.scenario,
+            variant=args.variant,
+            data_format=args.data_format,
+            device_tz=tz,
+            clock_offset_s=args.clock_offset,
+            garbage_every_s=args.garbage_every,
+            cable_pull_every_s=args.cable_pull_every,
+            cable_down_s=args.cable_down,
+            rate_hz=args.rate,
+            time_scale=args.speed,
+            replay=args.replay,
+            reboot_every_s=args.reboot_every,
+            reboot_down_s=args.reboot_down,
+        )
+    )
     if args.replay and not os.path.isfile(args.replay):
         raise HilUsageError(f"--replay: no such file {args.replay!r}")
-    if args.replay and args.device != "intellivue":
-        raise HilUsageError("--replay: only the intellivue simulator replays captures")
-    return SimConfig(
-        device=args.device,
-        port=args.port,
-        scenario=args.scenario,
-        variant=args.variant,
-        data_format=args.data_format,
-        device_tz=tz,
-        clock_offset_s=args.clock_offset,
-        garbage_every_s=args.garbage_every,
-        cable_pull_every_s=args.cable_pull_every,
-        cable_down_s=args.cable_down,
-        rate_hz=args.rate,
-        time_scale=args.speed,
-        replay=args.replay,
-        reboot_every_s=args.reboot_every,
-        reboot_down_s=args.reboot_down,
-        baud=_baud(args),
-    )
-
-
-def _baud(args: argparse.Namespace) -> int:
-    if args.device == "medibus":
-        from drivers.medibus.codec import PROFILES
-
-        return PROFILES.get(args.variant, (19200, "E"))[0]
-    return {"intellivue": 115200, "datex": 19200}.get(args.device, 9600)
+    if args.replay and not sim.replays:
+        raise HilUsageError(f"--replay: the {args.device} simulator replays no captures")
+    return cfg
 
 
 def run_hil(args: argparse.Namespace) -> int:
     from hil.simulate import simulate
 
-    if getattr(args, "hil_command", "simulate") != "simulate":
-        return _run_radio(args)
+    command = getattr(args, "hil_command", "simulate")
+    if command != "simulate":
+        from hil.bench import family_named
+
+        return _radio_sim(family_named(command)).run_command(args)
     try:
         cfg = sim_config(args)
     except HilUsageError as exc:

@@ -1,15 +1,21 @@
 """`bedside demo`: a whole bedside on one laptop.
 
-Simulated oximeters on pseudo-terminals (with a garbage burst and a cable pull
-now and then), the real gateway reading them through pyserial exactly as it
-would real ports, and a live terminal view of the latest vitals per bed and the
-recent technical events. No broker needed: records also go to a JSON-lines file.
+Simulated devices on pseudo-terminals (with a garbage burst and a cable pull
+now and then), on a loopback listener and on a simulated radio, the real gateway
+reading them exactly as it would real ones, and a live terminal view of the
+latest vitals per bed and the recent technical events. No broker needed: records
+also go to a JSON-lines file.
+
+The devices are the registry's families' demo devices (hil.bench.demo_devices:
+each family's simulator hook says which, where and with which keys), so a new
+family shows up here without an edit to this module.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -18,8 +24,7 @@ import tempfile
 import termios
 import tty
 from collections import deque
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, TextIO
@@ -27,11 +32,8 @@ from typing import Final, TextIO
 from appliance.config import parse_config
 from appliance.core.model import AlarmEvent, Observation, Record, TechnicalEvent
 from appliance.gateway import Gateway
-from drivers import registry
-from hil.ble_radio import SimRadio
-from hil.ble_sim import ProfileSim, make_sim
-from hil.broker import Broker, free_port, make_pki
-from hil.simulate import SimConfig, simulate
+from hil.bench import DemoDevice, DemoEnv, FamilySim, demo_devices
+from hil.broker import Broker, make_pki
 from rules.engine import Ack, Pause
 
 __all__ = ["LiveView", "run_demo"]
@@ -51,48 +53,32 @@ SHORT_NAMES: Final = {
     "MDC_AWAY_CO2_ET": "etCO2",
     "MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD": "Glucose",
 }
-DEVICES: Final = (
-    # (device id, protocol, bed, simulator)
-    ("masimo-1", "masimo", "ICU-1", SimConfig("masimo", "", "desaturation", "radical7", time_scale=3)),
-    ("nonin-1", "nonin-2", "ICU-2", SimConfig("nonin", "", "tachycardia", data_format=2, time_scale=3)),
-    (
-        "masimo-2",
-        "masimo",
-        "ICU-3",
-        SimConfig("masimo", "", "sensor-off", "rad8", garbage_every_s=7, cable_pull_every_s=25, cable_down_s=3),
-    ),
-    # A Philips monitor: association, MDS create, polls at 115200 8N1.
-    ("intellivue-1", "intellivue", "ICU-4", SimConfig("intellivue", "", "desaturation", baud=115200, time_scale=3)),
-    # A GE S/5: displayed values every 5 s at 19200 8E1 with RTS/CTS.
-    ("s5-1", "datex", "ICU-5", SimConfig("datex", "", "tachycardia", baud=19200, time_scale=3)),
-    # A Dräger Evita 4 on MEDIBUS (19200 8E1), with realtime bytes mixed into the slow protocol.
-    ("evita-1", "medibus-evita4", "ICU-6", SimConfig("medibus", "", "desaturation", "evita4", baud=19200)),
-    # An HL7 sender (PCD-01 vitals, PCD-04 alerts) connecting to the gateway's MLLP listener.
-    ("hl7-1", "hl7", "ICU-7", SimConfig("hl7", "", "desaturation", time_scale=3)),
-)
 
 
-# BLE sensors on a simulated radio, read through bleak exactly as BlueZ devices would be:
-# (device id, profile, bed, address, scenario, period s). The glucose meter wanders out of
-# range now and then and keeps measuring; its readings arrive on return, once each.
-BLE_DEVICES: Final = (
-    ("hr-strap-1", "heart-rate", "ICU-8", "C0:FF:EE:00:08:01", "steady", 1.0),
-    ("glucose-1", "glucose", "ICU-9", "C0:FF:EE:00:09:01", "steady", 3.0),
-)
-BLE_AWAY_EVERY_S: Final = 20.0
-BLE_AWAY_FOR_S: Final = 8.0
+def _value(value: object) -> str:
+    """A TOML value: strings quoted, booleans lower-case, numbers as written."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return json.dumps(value) if isinstance(value, str) else repr(value)
 
 
-def device_ports(workdir: Path) -> dict[str, str]:
-    """A pty symlink per serial device; a free loopback port for the HL7 listener."""
-    return {
-        dev_id: f"tcp://127.0.0.1:{free_port()}" if protocol == "hl7" else str(workdir / dev_id)
-        for dev_id, protocol, _, _ in DEVICES
-    }
+def device_ports(
+    workdir: Path, devices: Sequence[tuple[FamilySim, DemoDevice]] | None = None, env: DemoEnv | None = None
+) -> dict[str, str]:
+    """Device id -> `port =`, as each family's simulator places its device (a pty in
+    `workdir`, a free loopback port for a listener, a radio address)."""
+    env = env or DemoEnv(workdir)
+    return {device.device_id: sim.port(device, env) for sim, device in devices or demo_devices()}
 
 
-def demo_config(workdir: Path, broker: Broker | None = None, ports: dict[str, str] | None = None) -> str:
-    ports = ports or device_ports(workdir)
+def demo_config(
+    workdir: Path,
+    broker: Broker | None = None,
+    ports: dict[str, str] | None = None,
+    devices: Sequence[tuple[FamilySim, DemoDevice]] | None = None,
+) -> str:
+    devices = devices or demo_devices()
+    ports = ports or device_ports(workdir, devices)
     lines = [
         "[gateway]",
         'bed_id = "ICU-1"',
@@ -121,58 +107,12 @@ def demo_config(workdir: Path, broker: Broker | None = None, ports: dict[str, st
             f'key_path = "{gw.key}"',
             "connect_timeout_s = 3.0",
         ]
-    for dev_id, protocol, bed, sim in DEVICES:
-        lines += ["[[devices]]", f'id = "{dev_id}"', f'protocol = "{protocol}"', f'port = "{ports[dev_id]}"']
-        lines += _line_settings(protocol, ports[dev_id], sim.baud)
-        lines.append(f'bed_id = "{bed}"')
-    for dev_id, profile, bed, address, _, _ in BLE_DEVICES:
-        lines += [
-            "[[devices]]",
-            f'id = "{dev_id}"',
-            f'protocol = "ble-{profile}"',
-            f'port = "ble:{address}"',
-            f'bed_id = "{bed}"',
-            "stale_after_s = 5.0",
-            "reopen_max_s = 2.0",
-        ]
+    for sim, device in devices:
+        port = ports[device.device_id]
+        lines += ["[[devices]]", f'id = "{device.device_id}"', f'protocol = "{device.protocol}"', f'port = "{port}"']
+        lines += [f"{key} = {_value(value)}" for key, value in sim.config(device, port).items()]
+        lines.append(f'bed_id = "{device.bed}"')
     return "\n".join(lines) + "\n"
-
-
-def _line_settings(protocol: str, port: str, baud: int) -> list[str]:
-    """The keys the device's transport takes: its simulator's baud and the line
-    settings its family requires (the registry's line rules), a stale bound."""
-    family = registry.family_for(protocol)
-    transport = registry.transport_for(family, port)
-    if "baud" not in transport.keys:
-        return []  # a listener: no line, no stale bound
-    fixed = {
-        rule.setting: rule.allowed[0]
-        for rule in getattr(transport, "rules", {}).get(protocol, ())
-        if rule.setting not in ("baud", "xonxoff")
-    }
-    values = [f"baud = {baud}"] + [
-        f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}" for k, v in fixed.items()
-    ]
-    slow = fixed.get("rtscts") is True  # a monitor sending records every 5 s
-    return [v.replace("'", '"') for v in values] + [f"stale_after_s = {10.0 if slow else 3.0}"]
-
-
-def ble_radio() -> tuple[SimRadio, list[ProfileSim]]:
-    radio = SimRadio()
-    sims = [
-        radio.add(make_sim(profile, address, scenario, period))
-        for _, profile, _, address, scenario, period in BLE_DEVICES
-    ]
-    return radio, sims
-
-
-async def _wander(sim: ProfileSim, speed: float) -> None:
-    """Take a sensor out of range and back, periodically."""
-    while True:
-        await asyncio.sleep(BLE_AWAY_EVERY_S / speed)
-        sim.leave()
-        await asyncio.sleep(BLE_AWAY_FOR_S / speed)
-        sim.come_back()
 
 
 class LiveView:
@@ -304,22 +244,18 @@ async def _demo(workdir: Path, duration_s: float | None, speed: float) -> int:
 
 
 async def _run_demo(workdir: Path, duration_s: float | None, speed: float, broker: Broker | None) -> int:
-    ports = device_ports(workdir)
-    config = parse_config(demo_config(workdir, broker, ports), "demo config")
-    radio, ble_sims = ble_radio()
-    gateway = Gateway(config, radio=radio.backend())
+    devices = demo_devices()
+    env = DemoEnv(workdir, speed)
+    ports = device_ports(workdir, devices, env)
+    config = parse_config(demo_config(workdir, broker, ports, devices), "demo config")
+    gateway = Gateway(config, radio=env.radio.backend())
     view = LiveView()
     gateway.subscribers.append(view)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    sims = [
-        asyncio.create_task(simulate(replace(sim, port=ports[dev_id], time_scale=sim.time_scale * speed)))
-        for dev_id, _, _, sim in DEVICES
-    ]
-    sims += [asyncio.create_task(sim.run(speed)) for sim in ble_sims]
-    sims += [asyncio.create_task(_wander(sim, speed)) for sim in ble_sims if sim.profile == "glucose"]
+    sims = [asyncio.create_task(sim.run(device, ports[device.device_id], env)) for sim, device in devices]
     interactive = sys.stdout.isatty()
     view.color = interactive
     viewer = asyncio.create_task(_view(view, gateway, sys.stdout, interactive))

@@ -17,18 +17,21 @@ import os
 import stat
 import termios
 import tty
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import serial
 
-from hil.masimo_sim import masimo_line
-from hil.nonin_sim import nonin_packet
+from hil.bench import DemoDevice, DemoEnv, SimUsageError, family_named, line_keys, simulator_for
 from hil.scenarios import SCENARIOS, Vitals, vitals_at
 
-__all__ = ["PtyPort", "SimConfig", "simulate"]
+if TYPE_CHECKING:
+    from hil.intellivue_bench import DeviceSim
+
+__all__ = ["LineSim", "PtyPort", "SimConfig", "line_simulator", "run_monitor", "run_periodic", "simulate"]
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +115,11 @@ class SerialPortWriter:
 
 @dataclass(frozen=True, slots=True)
 class SimConfig:
-    device: str  # "masimo", "nonin", "intellivue", "datex", "medibus" or "hl7"
+    device: str  # the family's name (DeviceFamily.name) whose simulator runs
     port: str
     scenario: str = "steady"
-    variant: str = "radical7"  # Masimo model, or MEDIBUS model (evita4, evitaxl, v500, apollo)
-    data_format: int = 8  # Nonin format
+    variant: str = "radical7"  # the device model, where a family simulates several
+    data_format: int = 8  # the data format, where a family's devices speak several
     device_tz: tzinfo = UTC
     clock_offset_s: float = 0.0  # device clock error, for skew tests
     time_scale: float = 1.0  # scenario seconds per real second
@@ -125,31 +128,61 @@ class SimConfig:
     cable_down_s: float = 3.0
     baud: int = 9600
     rate_hz: float = 0.0  # frames per second; 0 = the device's own rate
-    replay: str = ""  # IntelliVue: answer polls from this monitor -> host capture
-    reboot_every_s: float = 0.0  # IntelliVue: reboot mid-poll every S seconds; 0 = never
+    replay: str = ""  # answer polls from this monitor -> host capture (simulators that replay)
+    reboot_every_s: float = 0.0  # reboot mid-poll every S seconds; 0 = never
     reboot_down_s: float = 15.0
 
     def period_s(self) -> float:
-        if self.rate_hz > 0:
-            return 1 / self.rate_hz
-        if self.device == "nonin" and self.data_format in (2, 7):
-            return 1 / 3  # 25 frames at 75 frames/s
-        return 1.0
+        return 1 / self.rate_hz if self.rate_hz > 0 else 1.0
+
+    def wall_clock(self) -> datetime:
+        """The device's clock: its time zone, its error, no zone on the wire."""
+        now = datetime.now(self.device_tz) + timedelta(seconds=self.clock_offset_s)
+        return now.replace(tzinfo=None)
+
+    def vitals(self, t: float) -> Vitals:
+        """The scenario at `t` real seconds into the run."""
+        return vitals_at(self.scenario, t * self.time_scale)
 
 
-def _encoder(cfg: SimConfig) -> Callable[[float, int], bytes]:
-    if cfg.scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario {cfg.scenario!r}; known: {', '.join(SCENARIOS)}")
-    if cfg.device == "masimo":
+class LineSim:
+    """A family's simulator for devices on a line: a pty (the demo, the bench), a real
+    serial port, or a listener's tcp:// address. `bedside hil simulate` offers every
+    family whose simulator is one; a family overrides `stream` and, where it has its own
+    defaults or refusals, `prepare`."""
 
-        def masimo(t: float, n: int) -> bytes:
-            now = datetime.now(cfg.device_tz) + timedelta(seconds=cfg.clock_offset_s)
-            return masimo_line(cfg.variant, now.replace(tzinfo=None), vitals_at(cfg.scenario, t))
+    demo: Sequence[DemoDevice] = ()
+    replays = False  # answers polls from a capture (`--replay`)
 
-        return masimo
-    if cfg.device == "nonin":
-        return lambda t, n: nonin_packet(cfg.data_format, vitals_at(cfg.scenario, t), pleth_phase=n)
-    raise ValueError(f"unknown device {cfg.device!r}")
+    def prepare(self, cfg: SimConfig) -> SimConfig:
+        """The settings with the family's defaults (its baud, its model); SimUsageError
+        for settings it refuses."""
+        return cfg
+
+    def stream(self, cfg: SimConfig, duration_s: float | None) -> Coroutine[Any, Any, None]:
+        raise NotImplementedError
+
+    def port(self, device: DemoDevice, env: DemoEnv) -> str:
+        return str(env.workdir / device.device_id)  # a pty symlink
+
+    def config(self, device: DemoDevice, port: str) -> dict[str, object]:
+        cfg: SimConfig = device.settings
+        return line_keys(device.protocol, port, cfg.baud)
+
+    def run(self, device: DemoDevice, port: str, env: DemoEnv) -> Coroutine[Any, Any, None]:
+        cfg: SimConfig = device.settings
+        return self.stream(replace(cfg, port=port, time_scale=cfg.time_scale * env.speed), None)
+
+
+def line_simulator(name: str) -> LineSim:
+    """The line simulator of the family called `name` (SimUsageError: none)."""
+    try:
+        sim = simulator_for(family_named(name))
+    except KeyError:
+        sim = None
+    if not isinstance(sim, LineSim):
+        raise SimUsageError(f"no line simulator for device {name!r}")
+    return sim
 
 
 def _is_real_port(path: str) -> bool:
@@ -159,15 +192,21 @@ def _is_real_port(path: str) -> bool:
         return False
 
 
+def _check_scenario(cfg: SimConfig) -> None:
+    if cfg.scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {cfg.scenario!r}; known: {', '.join(SCENARIOS)}")
+
+
 async def simulate(cfg: SimConfig, duration_s: float | None = None) -> None:
     """Write the device stream until `duration_s` elapses or the task is cancelled."""
-    if cfg.device == "hl7" and cfg.port.startswith("tcp://"):
-        await _hl7_tcp(cfg, duration_s)
-        return
-    if cfg.device in ("intellivue", "datex", "medibus", "hl7"):
-        await _monitor(cfg, duration_s)
-        return
-    encode = _encoder(cfg)
+    _check_scenario(cfg)
+    await line_simulator(cfg.device).stream(cfg, duration_s)
+
+
+async def run_periodic(
+    cfg: SimConfig, encode: Callable[[float, int], bytes], duration_s: float | None, period_s: float | None = None
+) -> None:
+    """A device that sends on its own: `encode(scenario seconds, frame number)` every period."""
     loop = asyncio.get_running_loop()
     start = last_garbage = last_pull = loop.time()
     port: PtyPort | SerialPortWriter
@@ -193,45 +232,17 @@ async def simulate(cfg: SimConfig, duration_s: float | None = None) -> None:
                 last_garbage = now
             port.write(encode((now - start) * cfg.time_scale, n))
             n += 1
-            await asyncio.sleep(cfg.period_s())
+            await asyncio.sleep(period_s or cfg.period_s())
     finally:
         port.close()
 
 
-async def _monitor(cfg: SimConfig, duration_s: float | None) -> None:
-    """A request/response device: answer the gateway's association and polls."""
-    from hil.datex_sim import S5Sim
-    from hil.hl7_sim import Hl7SenderSim
-    from hil.intellivue_bench import DeviceSim, MonitorBench
-    from hil.intellivue_sim import MonitorSim
-    from hil.medibus_sim import MODELS, DraegerSim
+async def run_monitor(cfg: SimConfig, sim: DeviceSim, duration_s: float | None) -> None:
+    """A request/response device on a pty: answer the gateway's association and polls."""
+    from hil.intellivue_bench import MonitorBench
 
-    if cfg.scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario {cfg.scenario!r}; known: {', '.join(SCENARIOS)}")
-
-    def wall_clock() -> datetime:
-        now = datetime.now(cfg.device_tz) + timedelta(seconds=cfg.clock_offset_s)
-        return now.replace(tzinfo=None)
-
-    def vitals(t: float) -> Vitals:
-        return vitals_at(cfg.scenario, t * cfg.time_scale)
-
-    sim: DeviceSim
-    if cfg.device == "hl7":
-        sim = Hl7SenderSim(vitals, wall_clock, period_s=cfg.period_s() * 5)
-    elif cfg.device == "datex":
-        sim = S5Sim(vitals, wall_clock)
-    elif cfg.device == "medibus":
-        if cfg.variant not in MODELS:
-            raise ValueError(f"unknown MEDIBUS model {cfg.variant!r}; known: {', '.join(MODELS)}")
-        sim = DraegerSim(cfg.variant, vitals, wall_clock, realtime=True)
-    else:
-        monitor = MonitorSim(vitals, wall_clock)
-        if cfg.replay:
-            monitor.replay(cfg.replay)
-        sim = monitor
     port = PtyPort(cfg.port, cfg.baud)
-    log.info("intellivue simulator on %s -> %s", cfg.port, port.open())
+    log.info("%s simulator on %s -> %s", cfg.device, cfg.port, port.open())
     try:
         await MonitorBench(sim, port).run(
             duration_s,
@@ -242,17 +253,3 @@ async def _monitor(cfg: SimConfig, duration_s: float | None) -> None:
         )
     finally:
         port.close()
-
-
-async def _hl7_tcp(cfg: SimConfig, duration_s: float | None) -> None:
-    """An HL7 sender that connects to a gateway's tcp:// listener."""
-    from urllib.parse import urlsplit
-
-    from hil.hl7_sim import Hl7SenderSim, run_tcp
-
-    where = urlsplit(cfg.port)
-    if where.hostname is None or where.port is None:
-        raise ValueError(f"{cfg.port!r}: expected tcp://HOST:PORT")
-    sim = Hl7SenderSim(lambda t: vitals_at(cfg.scenario, t * cfg.time_scale), datetime.now, period_s=cfg.period_s() * 5)
-    log.info("hl7 sender to %s", cfg.port)
-    await run_tcp(sim, where.hostname, where.port, duration_s=duration_s)

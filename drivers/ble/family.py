@@ -159,6 +159,6 @@ FAMILY: Final = DeviceFamily(
         }
     ),
     options={"radio": BleOptions},
-    simulator="hil.ble_bench:run_ble_bench",
+    simulator="hil.ble_bench:simulator",
     summary="BLE health profiles: one hex notification per line, optional '2A34:' prefix",
 )

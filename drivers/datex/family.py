@@ -41,6 +41,6 @@ FAMILY: Final = DeviceFamily(
     table=_table,
     invalid_flags=frozenset({"missing", "sensor_calibrating", "not_updated", "not_calibrated", "measurement_off"}),
     questionable_flags=frozenset({"artifact", "discontinuity", "over_range", "under_range"}),
-    simulator="hil.simulate:simulate",
+    simulator="hil.line_sims:datex",
     summary="GE S/5 / CARESCAPE computer interface",
 )

@@ -114,6 +114,6 @@ FAMILY: Final = DeviceFamily(
     ),
     questionable_flags=frozenset({"questionable_measurement"}),
     options={"serial": Hl7SerialOptions},
-    simulator="hil.simulate:simulate",
+    simulator="hil.line_sims:hl7",
     summary="HL7 v2 ORU^R01 / ORU^R40 over MLLP",
 )

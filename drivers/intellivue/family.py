@@ -38,6 +38,6 @@ FAMILY: Final = DeviceFamily(
     table=_table,
     invalid_flags=frozenset({"missing", "sensor_calibrating", "invalid_measurement", "unavailable", "demo_data"}),
     questionable_flags=frozenset({"questionable_measurement"}),
-    simulator="hil.simulate:simulate",
+    simulator="hil.line_sims:intellivue",
     summary="Philips IntelliVue MIB/RS-232",
 )

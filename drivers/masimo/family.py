@@ -59,6 +59,6 @@ FAMILY: Final = DeviceFamily(
             "sensor_current_limit",
         }
     ),
-    simulator="hil.simulate:simulate",
+    simulator="hil.line_sims:masimo",
     summary="Masimo SET ASCII 1",
 )

@@ -51,6 +51,6 @@ FAMILY: Final = DeviceFamily(
     ),
     terms=_terms,
     table=_table,
-    simulator="hil.simulate:simulate",
+    simulator="hil.line_sims:medibus",
     summary="Dräger MEDIBUS (medibus-MODEL fixes the line profile)",
 )

@@ -34,6 +34,6 @@ FAMILY: Final = DeviceFamily(
     table=_table,
     invalid_flags=frozenset({"missing", "sensor_off"}),
     questionable_flags=frozenset({"low_perfusion", "marginal_perfusion", "artifact", "out_of_track"}),
-    simulator="hil.simulate:simulate",
+    simulator="hil.line_sims:nonin",
     summary="Nonin formats #2, #7, #8 (nonin = #8)",
 )
