@@ -24,6 +24,7 @@ from appliance.core.errors import BedsideConfigError
 from appliance.core.settings import Fail, build_settings, setting, table_fields
 from appliance.core.tls import resolve_tls
 from appliance.sections import QueueSettings, UplinkSettings
+from appliance.sinks import MAX_PENDING
 from drivers import registry
 from drivers.devices import DeviceSettings
 
@@ -77,7 +78,7 @@ class SinkConfig:
     # JSON-lines debugging sink; empty string disables it.
     jsonl_path: str = _f("")
     # Records waiting for the writer; when full the oldest is dropped and counted.
-    max_pending: int = _f(10_000, min=10, max=1_000_000)
+    max_pending: int = _f(MAX_PENDING, min=10, max=1_000_000)
 
 
 # Every device, whatever its transport; each transport's own type adds only the keys that
