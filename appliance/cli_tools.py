@@ -107,7 +107,7 @@ def cmd_uplink(args: argparse.Namespace) -> int:
             tail(
                 up.host,
                 up.port,
-                up.server_hostname or up.host,
+                up.tls_server_name,
                 tls,
                 sys.stdout,
                 gateway=args.gateway,

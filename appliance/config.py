@@ -3,6 +3,11 @@
 Every field carries its limits in `metadata`; one generic loader checks unknown
 keys, types and ranges and raises `ConfigError` with a single line naming the
 file and the key (`gateway.toml: devices[1].baud: must be one of …`).
+
+Sections a component reads whole are that component's own settings, defaults and
+limits written there once: [queue] is `QueueSettings` and [uplink] `UplinkSettings`
+(appliance/sections.py); each [[devices]] table becomes its transport's device type
+(drivers/devices.py), built here from the keys that transport takes.
 """
 
 from __future__ import annotations
@@ -12,12 +17,16 @@ import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from appliance.core.errors import BedsideConfigError
-from appliance.core.settings import Fail, build_settings, setting
+from appliance.core.settings import Fail, build_settings, setting, table_fields
+from appliance.core.tls import resolve_tls
+from appliance.sections import QueueSettings, UplinkSettings
+from appliance.sinks import MAX_PENDING
 from drivers import registry
+from drivers.devices import DeviceSettings
 
 __all__ = [
     "AlarmsConfig",
@@ -26,15 +35,15 @@ __all__ = [
     "ConfigError",
     "DeviceConfig",
     "GatewayConfig",
-    "QueueConfig",
+    "OtaConfig",
+    "QueueSettings",
     "SinkConfig",
     "SupervisorConfig",
-    "UplinkConfig",
+    "UplinkSettings",
+    "device_types",
     "load_config",
     "parse_config",
 ]
-
-BAUD_RATES: Final = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400)
 
 
 class ConfigError(BedsideConfigError, ValueError):
@@ -58,7 +67,7 @@ class GatewayConfig:
 @dataclass(frozen=True, slots=True)
 class SupervisorConfig:
     restart_min_s: float = _f(0.5, min=0.01, max=60.0)
-    restart_max_s: float = _f(30.0, min=0.1, max=3600.0)
+    restart_max_s: float = _f(30.0, min=0.1, max=3600.0, not_below="restart_min_s")
     # A link that ran this long without crashing has its backoff reset.
     stable_after_s: float = _f(60.0, min=1.0, max=86_400.0)
     shutdown_timeout_s: float = _f(5.0, min=0.5, max=60.0)
@@ -69,67 +78,12 @@ class SinkConfig:
     # JSON-lines debugging sink; empty string disables it.
     jsonl_path: str = _f("")
     # Records waiting for the writer; when full the oldest is dropped and counted.
-    max_pending: int = _f(10_000, min=10, max=1_000_000)
+    max_pending: int = _f(MAX_PENDING, min=10, max=1_000_000)
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceConfig:
-    """One device. Which keys apply depends on its transport (the port's spelling):
-    a key that does not is refused, naming it (drivers/family.py `Transport.keys`)."""
-
-    id: str = _f(min_len=1, max_len=64)
-    protocol: str = _f(choices=registry.protocols)  # called: the registry may grow (tests)
-    port: str = _f(min_len=1)
-    baud: int = _f(9600, choices=BAUD_RATES)
-    bytesize: int = _f(8, choices=(5, 6, 7, 8))
-    parity: str = _f("N", choices=("N", "E", "O", "M", "S"))
-    stopbits: float = _f(1.0, choices=(1.0, 1.5, 2.0))
-    rtscts: bool = _f(False)
-    xonxoff: bool = _f(False)
-    exclusive: bool = _f(True)
-    stale_after_s: float = _f(5.0, min=0.1, max=3600.0)
-    reopen_min_s: float = _f(0.2, min=0.01, max=60.0)
-    reopen_max_s: float = _f(10.0, min=0.1, max=600.0)
-    timezone: str = _f("UTC", min_len=1)
-    # Overrides gateway.bed_id for this device until the registry pairs it.
-    bed_id: str = _f("")
-    # A tls:// listener's certificate and key, and the CA its senders' certificates
-    # must come from (empty: the uplink's, see listener_ca()).
-    tls_cert_path: str = _f("")
-    tls_key_path: str = _f("")
-    tls_ca_path: str = _f("")
-    # The family's own keys on this transport (DeviceFamily.options), checked like the rest.
-    options: typing.Mapping[str, Any] = field(default_factory=dict)
-
-
-# Keys every device takes, whatever its transport.
-_DEVICE_KEYS: Final = frozenset({"id", "protocol", "port", "timezone", "bed_id"})
-
-
-@dataclass(frozen=True, slots=True)
-class QueueConfig:
-    # SQLite store-and-forward queue; empty path = off.
-    path: str = _f("")
-    # AES-GCM key for payloads at rest; created 0600 if absent (new store only).
-    key_path: str = _f("")
-    max_bytes: int = _f(512 * 1024 * 1024, min=1024 * 1024, max=1 << 40)
-    commit_interval_ms: int = _f(100, min=5, max=10_000)
-    commit_max_records: int = _f(2000, min=1, max=100_000)
-    telemetry_ttl_s: float = _f(0.0, min=0.0, max=365 * 86_400.0)
-
-
-@dataclass(frozen=True, slots=True)
-class UplinkConfig:
-    # MQTT 5 broker over mutual TLS 1.3; empty host = offline (no uplink).
-    host: str = _f("")
-    port: int = _f(8883, min=1, max=65535)
-    server_hostname: str = _f("")  # name in the broker's certificate; default: host
-    gateway_id: str = _f("")  # must equal the CN of the client certificate (the broker's ACL user)
-    ca_path: str = _f("")
-    cert_path: str = _f("")
-    key_path: str = _f("")
-    connect_timeout_s: float = _f(10.0, min=1.0, max=120.0)
-    window: int = _f(64, min=1, max=65535)
+# Every device, whatever its transport; each transport's own type adds only the keys that
+# apply to it (drivers/devices.py), so a key that does not is refused, naming it.
+DeviceConfig = DeviceSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,12 +150,12 @@ class Config:
     gateway: GatewayConfig
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     sink: SinkConfig = field(default_factory=SinkConfig)
-    queue: QueueConfig = field(default_factory=QueueConfig)
-    uplink: UplinkConfig = field(default_factory=UplinkConfig)
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    uplink: UplinkSettings = field(default_factory=UplinkSettings)
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     arbiter: ArbiterConfig = field(default_factory=ArbiterConfig)
     ota: OtaConfig = field(default_factory=OtaConfig)
-    devices: tuple[DeviceConfig, ...] = ()
+    devices: tuple[DeviceSettings, ...] = ()
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:
@@ -212,59 +166,54 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
-    config: Config = build_settings(Config, raw, "", fail, {DeviceConfig: _build_device})
+    config: Config = build_settings(Config, raw, "", fail, {DeviceSettings: _build_device})
     _cross_checks(config, fail)
     return config
 
 
-def _option_keys() -> dict[str, str]:
-    """Family-specific device keys of every family -> why they are refused elsewhere."""
-    return {
-        fld.name: fld.metadata.get("only", "unknown key")
-        for family in registry.FAMILIES
-        for cls in family.options.values()
-        for fld in dataclasses.fields(cls)
-    }
+def device_types() -> tuple[type[DeviceSettings], ...]:
+    """The device type of every transport (serial, radio, listener, ...)."""
+    return tuple(t.device for t in registry.transports())
 
 
-def _build_device(raw: Any, where: str, fail: Fail) -> DeviceConfig:
+def _refusals() -> dict[str, str]:
+    """Every transport's and family's device key -> why it is refused where it does not apply
+    ("" = the default: does not apply to a <kind> device; options: unknown key)."""
+    out = {key: fld.metadata.get("only", "") for cls in device_types() for key, (fld, _) in table_fields(cls).items()}
+    for family in registry.FAMILIES:
+        for cls in family.options.values():
+            out.update({key: fld.metadata.get("only", "unknown key") for key, (fld, _) in table_fields(cls).items()})
+    return out
+
+
+def _build_device(raw: Any, where: str, fail: Fail) -> DeviceSettings:
+    """The device type of its transport (the port's spelling), from its table."""
     if not isinstance(raw, dict):
         fail(where, "must be a table")
-    names = {f.name for f in dataclasses.fields(DeviceConfig)} - {"options"}
-    extra = _option_keys()
+    refusals = _refusals()
     for key in raw:
-        if key not in names and key not in extra:
+        if key not in refusals:
             fail(f"{where}.{key}", "unknown key")
-    dev: DeviceConfig = build_settings(DeviceConfig, {k: v for k, v in raw.items() if k in names}, where, fail)
-    family = registry.family_for(dev.protocol)
-    transport = registry.transport_for(family, dev.port)
-    if transport not in family.transports:
-        return dev  # the port is refused in _check_port, naming the transport the family needs
-    options_cls = family.options.get(transport.kind)
-    allowed = {f.name for f in dataclasses.fields(options_cls)} if options_cls else set()
-    for key in raw:
-        if key in extra and key not in allowed:
-            fail(f"{where}.{key}", extra[key])
-        if key in names and key not in _DEVICE_KEYS and key not in transport.keys:
-            fail(f"{where}.{key}", f"does not apply to a {transport.kind} device")
+    common = table_fields(DeviceSettings)
+    base = build_settings(DeviceSettings, {k: v for k, v in raw.items() if k in common}, where, fail)
+    family = registry.family_for(base.protocol)
+    transport = registry.transport_for(family, base.port)
+    own = table_fields(transport.device)
+    options_cls = family.options.get(transport.kind) if transport in family.transports else None
+    allowed = set(table_fields(options_cls)) if options_cls else set()
+    # A transport not the family's: the port is refused in _check_port, naming the one it needs.
+    if transport in family.transports:
+        for key in raw:
+            if key not in own and key not in allowed:
+                fail(f"{where}.{key}", refusals[key] or f"does not apply to a {transport.kind} device")
+    dev: DeviceSettings = build_settings(transport.device, {k: v for k, v in raw.items() if k in own}, where, fail)
     if options_cls is None:
         return dev
     options = build_settings(options_cls, {k: v for k, v in raw.items() if k in allowed}, where, fail)
     return dataclasses.replace(dev, options=dataclasses.asdict(options))
 
 
-def listener_ca(config: Config, dev: DeviceConfig) -> tuple[str, str]:
-    """(config key, path) of the CA a listener's senders must come from: the device's
-    own, else the uplink's. Resolved here only; checks and the gateway ask this."""
-    if dev.tls_ca_path:
-        return "tls_ca_path", dev.tls_ca_path
-    return "uplink.ca_path", config.uplink.ca_path
-
-
 def _cross_checks(config: Config, fail: Fail) -> None:
-    sup = config.supervisor
-    if sup.restart_max_s < sup.restart_min_s:
-        fail("supervisor.restart_max_s", "must not be below restart_min_s")
     if config.queue.path and not config.queue.key_path:
         fail("queue.key_path", "required when queue.path is set (payloads are always encrypted)")
     up = config.uplink
@@ -287,8 +236,6 @@ def _cross_checks(config: Config, fail: Fail) -> None:
             fail(f"{key}.port", f"port {dev.port!r} is already used by device {seen_ports[port]!r}")
         seen_ids.add(dev.id)
         seen_ports[port] = dev.id
-        if dev.reopen_max_s < dev.reopen_min_s:
-            fail(f"{key}.reopen_max_s", "must not be below reopen_min_s")
         try:
             ZoneInfo(dev.timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -304,12 +251,12 @@ def _check_ota(config: Config, fail: Fail) -> None:
         fail("ota.server_url", "must be an https:// URL (no plaintext updates)")
     if not ota.compatible:
         fail("ota.compatible", "required when ota.server_url is set")
-    for key in ("ca_path", "cert_path", "key_path"):
-        if not (getattr(ota, key) or getattr(up, key)):
-            fail(f"ota.{key}", "required (or set the uplink's) when ota.server_url is set")
+    for file in resolve_tls("ota", (ota.ca_path, ota.cert_path, ota.key_path), up).files:
+        if not file.path:
+            fail(file.key, "required (or set the uplink's) when ota.server_url is set")
 
 
-def _check_port(config: Config, dev: DeviceConfig, key: str, fail: Fail) -> None:
+def _check_port(config: Config, dev: DeviceSettings, key: str, fail: Fail) -> None:
     """The port's transport must be one of the family's, spelled right, with the
     settings the family requires there (fixed line profiles, listener files)."""
     family = registry.family_for(dev.protocol)
@@ -318,8 +265,7 @@ def _check_port(config: Config, dev: DeviceConfig, key: str, fail: Fail) -> None
         fail(f"{key}.port", transport.refusal or family.transports[0].refusal)
     if problem := transport.port_problem(dev.port):
         fail(f"{key}.port", problem)
-    resolved = dataclasses.replace(dev, tls_ca_path=listener_ca(config, dev)[1])
-    if found := transport.device_problem(dev.protocol, resolved):
+    if found := transport.device_problem(dev.protocol, dev, config.uplink):
         fail(f"{key}.{found[0]}", found[1])
 
 

@@ -20,8 +20,9 @@ import typing
 from pathlib import Path
 from typing import Final
 
-from appliance.config import Config, ConfigError, listener_ca
+from appliance.config import Config, ConfigError
 from appliance.control import path_kind, socket_path_problem
+from appliance.core.settings import table_values
 from drivers import registry
 from drivers.address import parse_listen
 
@@ -74,7 +75,7 @@ def _read_files(config: Config) -> list[tuple[str, str]]:
         out += [(f"{section}.{k}", getattr(obj, k)) for k in ("ca_path", "cert_path", "key_path")]
     out.append(("ota.root_path", config.ota.root_path))
     for i, dev in enumerate(config.devices):
-        out += [(f"devices[{i}].{k}", getattr(dev, k)) for k in ("tls_cert_path", "tls_key_path", "tls_ca_path")]
+        out += [(f"devices[{i}].{k}", v) for k, v in table_values(dev).items() if k.endswith("_path")]
     return [(k, p) for k, p in out if p]
 
 
@@ -148,25 +149,19 @@ def _check_socket_path(key: str, raw: str, fail: Fail) -> None:
 def _check_tls_listeners(config: Config, fail: Fail) -> None:
     # A tls:// listener fails closed without its files: say which key, not just "TLS failed".
     for i, dev in enumerate(config.devices):
-        listen = parse_listen(dev.port)
-        if listen is None or not listen.tls:
+        tls = dev.tls(f"devices[{i}]", config.uplink)
+        if tls is None:
             continue
-        ca_key, ca_path = listener_ca(config, dev)
-        files = {
-            f"devices[{i}].tls_cert_path": dev.tls_cert_path,
-            f"devices[{i}].tls_key_path": dev.tls_key_path,
-            ca_key if ca_key.startswith("uplink.") else f"devices[{i}].{ca_key}": ca_path,
-        }
-        for key, path in files.items():
-            if not os.path.exists(path):
-                fail(key, f"{path}: no such file (a tls:// listener needs it)")
+        for file in (tls.cert, tls.key, tls.ca):
+            if not os.path.exists(file.path):
+                fail(file.key, f"{file.path}: no such file (a tls:// listener needs it)")
         try:
-            registry.tls_server_context(ca_path, dev.tls_cert_path, dev.tls_key_path)
+            registry.tls_server_context(tls.ca.path, tls.cert.path, tls.key.path)
         except (OSError, ssl.SSLError, ValueError) as exc:  # ValueError: the key-file checks
             fail(
-                f"devices[{i}].tls_key_path",
-                f"cannot load the listener's TLS material (cert {dev.tls_cert_path}, "
-                f"key {dev.tls_key_path}, CA {ca_path}): {' '.join(str(exc).split())}",
+                tls.key.key,
+                f"cannot load the listener's TLS material (cert {tls.cert.path}, "
+                f"key {tls.key.path}, CA {tls.ca.path}): {' '.join(str(exc).split())}",
             )
 
 

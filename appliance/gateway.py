@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from appliance.alarms import AlarmCircuit
 from appliance.arbiter import Arbiter, AuditRecord
-from appliance.config import AlarmsConfig, Config, ConfigError, DeviceConfig, listener_ca
+from appliance.config import AlarmsConfig, Config, ConfigError, DeviceConfig
 from appliance.control import ControlServer
 from appliance.core.clock import Clock, MonotonicUTC
 from appliance.core.model import DeviceEvent, Reading, Record, TechnicalEvent
@@ -129,14 +129,9 @@ class Gateway:
         q = self.config.queue
         if not q.path:
             return None
-        from appliance.queue.queue import QueueSettings, RecordQueue
+        from appliance.queue.queue import RecordQueue
 
-        queue = RecordQueue(
-            QueueSettings(
-                q.path, q.key_path, q.max_bytes, q.commit_interval_ms, q.commit_max_records, q.telemetry_ttl_s
-            ),
-            self.publish,
-        )
+        queue = RecordQueue(q, self.publish)
         self.sinks.append(queue)
         return queue
 
@@ -144,17 +139,9 @@ class Gateway:
         up = self.config.uplink
         if not up.host or self.queue is None:
             return None
-        from appliance.uplink.client import Uplink, UplinkSettings
-        from appliance.uplink.tls import TlsFiles
+        from appliance.uplink.client import Uplink
 
-        return Uplink(
-            UplinkSettings(
-                up.host, up.port, up.server_hostname or up.host, up.gateway_id,
-                TlsFiles(up.ca_path, up.cert_path, up.key_path), up.connect_timeout_s, window=up.window,
-            ),
-            self.queue,
-            self.publish,
-        )  # fmt: skip
+        return Uplink(up, self.queue, self.publish)
 
     def _make_alarms(self, ruleset: RuleSet | None, outputs: list[AlarmOutput] | None) -> AlarmCircuit:
         alarms, arbiter = self.config.alarms, self.config.arbiter
@@ -177,10 +164,12 @@ class Gateway:
 
         family = registry.family_for(dev.protocol)
         transport = registry.transport_for(family, dev.port)
-        env = LinkEnv(emit=emit, clock=self.clock, opener=opener, radio=self.radio, cursor=self.registry)
-        resolved = replace(dev, tls_ca_path=listener_ca(self.config, dev)[1])
+        env = LinkEnv(
+            emit=emit, clock=self.clock, opener=opener, radio=self.radio, cursor=self.registry,
+            uplink_tls=self.config.uplink,
+        )  # fmt: skip
         try:
-            return transport.make_link(family, resolved, env)
+            return transport.make_link(family, dev, env)
         except LinkSetupError as exc:  # one line naming the files; `bedside run` exits 2 with it
             raise ConfigError(f"devices {dev.id}: {exc}") from None
 

@@ -25,13 +25,14 @@ from typing import Final, Protocol
 from appliance.arbiter import AuditRecord
 from appliance.core.model import Record, to_json_line
 
-__all__ = ["JsonlSink", "MemorySink", "Sink"]
+__all__ = ["MAX_PENDING", "JsonlSink", "MemorySink", "Sink"]
 
 log = logging.getLogger(__name__)
 
 # Upper bound on one write batch, so a big backlog is written in bounded pieces.
 MAX_BATCH: Final = 1000
 BATCH_DELAY_S: Final = 0.25
+MAX_PENDING: Final = 10_000  # records waiting for the writer ([sink] max_pending)
 
 
 class Sink(Protocol):
@@ -64,7 +65,7 @@ class MemorySink:
 
 
 class JsonlSink:
-    def __init__(self, path: str | Path, max_pending: int = 10_000, batch_delay_s: float = BATCH_DELAY_S) -> None:
+    def __init__(self, path: str | Path, max_pending: int = MAX_PENDING, batch_delay_s: float = BATCH_DELAY_S) -> None:
         self.path = Path(path)
         self._batch_delay_s = batch_delay_s
         # Records, not lines: encoding happens in the writer thread, so the loop

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from appliance.core.clock import Clock
 from appliance.core.model import DeviceEvent
 from appliance.core.terms import Term
+from appliance.core.tls import TlsPaths
+from drivers.devices import DeviceSettings
 
 if TYPE_CHECKING:
     from drivers.codec import Codec
@@ -29,7 +31,6 @@ __all__ = [
     "CodecFactory",
     "CodecSettings",
     "DeviceFamily",
-    "DeviceSpec",
     "Link",
     "LinkEnv",
     "LinkSetupError",
@@ -54,21 +55,6 @@ class CodecSettings:
 CodecFactory = Callable[[str, str, Clock, CodecSettings], "Codec"]
 
 
-class DeviceSpec(Protocol):
-    """The configured device a transport builds a link for (appliance.config.DeviceConfig)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def protocol(self) -> str: ...
-    @property
-    def port(self) -> str: ...
-    @property
-    def timezone(self) -> str: ...
-    @property
-    def options(self) -> Mapping[str, Any]: ...
-
-
 class Link(Protocol):
     """A running device link (serial port, radio, listener)."""
 
@@ -87,6 +73,7 @@ class LinkEnv:
     opener: Any  # serial ports: how to open one (tests put a pty or memory stream here)
     radio: Callable[[], Any]  # the radio backend, made on first use
     cursor: Any  # stored-record cursors (the registry), for devices that keep records
+    uplink_tls: TlsPaths  # the uplink's TLS files: what a listener's own fall back to (resolve_tls)
 
 
 class Transport(Protocol):
@@ -97,8 +84,12 @@ class Transport(Protocol):
         """ "serial", "radio", "listener": names the device type in messages."""
 
     @property
+    def device(self) -> type[DeviceSettings]:
+        """The settings of a device on this transport: only the keys that apply to it."""
+
+    @property
     def keys(self) -> frozenset[str]:
-        """DeviceConfig keys that apply (beyond id, protocol, port, timezone, bed_id)."""
+        """The device keys that apply beyond those every device takes (`device`'s)."""
 
     @property
     def refusal(self) -> str:
@@ -110,7 +101,8 @@ class Transport(Protocol):
 
     def port_identity(self, port: str) -> str: ...
 
-    def device_problem(self, protocol: str, dev: Any) -> tuple[str, str] | None: ...
+    def device_problem(self, protocol: str, dev: Any, uplink: TlsPaths) -> tuple[str, str] | None:
+        """(key, problem) when the device's settings do not fit the family here."""
 
     def make_link(self, family: DeviceFamily, dev: Any, env: LinkEnv) -> Link: ...
 
@@ -128,6 +120,7 @@ class DeviceFamily:
     invalid_flags: frozenset[str] = frozenset()  # a value with one of these is invalid
     questionable_flags: frozenset[str] = frozenset()  # ... questionable
     # transport kind -> settings dataclass of further device keys for this family there
+    # (keys only one family takes on a transport; the transport's own are its `device`)
     options: Mapping[str, type] = field(default_factory=dict)
     # "module:function" of the bench's simulator (hil/), resolved by the bench only
     simulator: str = ""

@@ -24,6 +24,7 @@ from typing import Any, Final, TextIO
 from appliance.core.model import DeviceEvent, Reading, to_json_line
 from drivers.ble.link import BleLink, BleTiming
 from drivers.ble.profiles import PROFILES
+from drivers.devices import LinkTiming
 from hil.bench import DemoDevice, DemoEnv
 from hil.ble_radio import SimRadio
 from hil.ble_sim import ProfileSim, make_sim
@@ -53,7 +54,7 @@ async def run_ble_bench(cfg: BleBenchConfig, out: TextIO = sys.stdout) -> int:
         out.write(to_json_line(event) + "\n")
         out.flush()
 
-    timing = BleTiming(reconnect_min_s=0.2, reconnect_max_s=2.0, stale_after_s=max(3.0, 3 * cfg.period_s))
+    timing = BleTiming(link=LinkTiming(stale_after_s=max(3.0, 3 * cfg.period_s), reopen_min_s=0.2, reopen_max_s=2.0))
     link = BleLink(f"sim-{cfg.profile}", PROFILES[cfg.profile], ADDRESS, emit, timing=timing, backend=radio.backend())
 
     async def wander() -> None:

@@ -30,6 +30,11 @@ class Pki:
     def client(self, name: str) -> TlsFiles:
         return TlsFiles(self.ca, str(self.dir / f"{name}.pem"), str(self.dir / f"{name}.key"))
 
+    def client_paths(self, name: str) -> tuple[str, str, str]:
+        """(CA, certificate, key) of a client: UplinkSettings' ca_path, cert_path, key_path."""
+        files = self.client(name)
+        return files.ca, files.cert, files.key
+
 
 def make_pki(directory: Path) -> Pki:
     directory.mkdir(parents=True, exist_ok=True)

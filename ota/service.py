@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from appliance.core.model import Record, TechnicalEvent
+from appliance.core.tls import TlsPaths, resolve_tls
 from appliance.core.vocab import AlarmState, Priority, TechnicalKind
 from ota.agent import AgentConfig, AgentHooks, HealthCheck, OtaAgent
 from ota.client import UpdateClient
@@ -84,25 +85,12 @@ class OtaSettings(Protocol):
     def key_path(self) -> str: ...
 
 
-class TlsSettings(Protocol):
-    """The uplink's mutual-TLS files: the fleet connection's default."""
-
-    @property
-    def ca_path(self) -> str: ...
-
-    @property
-    def cert_path(self) -> str: ...
-
-    @property
-    def key_path(self) -> str: ...
-
-
 class Settings(Protocol):
     @property
     def ota(self) -> OtaSettings: ...
 
     @property
-    def uplink(self) -> TlsSettings: ...
+    def uplink(self) -> TlsPaths: ...  # the fleet connection's default TLS files
 
 
 class _Alarms(Protocol):
@@ -198,7 +186,8 @@ def agent_for(gw: GatewayLike, reboot: Callable[[], Coroutine[Any, Any, None]] |
     tuf.mkdir(parents=True, exist_ok=True)
     if cfg.root_path and not (tuf / "root.json").exists():
         shutil.copyfile(cfg.root_path, tuf / "root.json")  # the image's trusted root seeds the box once
-    ctx = client_context(cfg.ca_path or up.ca_path, cfg.cert_path or up.cert_path, cfg.key_path or up.key_path)
+    tls = resolve_tls("ota", (cfg.ca_path, cfg.cert_path, cfg.key_path), up)  # own, else the uplink's
+    ctx = client_context(tls.ca.path, tls.cert.path, tls.key.path)
     source = UpdateClient(tuf, cfg.server_url, MtlsFetcher(ctx), data / "downloads")
     installer: Installer = RaucCli() if cfg.rauc == "cli" else RaucDbus(cfg.rauc_bus_address or None)
 

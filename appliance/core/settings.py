@@ -1,9 +1,12 @@
 """Settings fields that carry their own limits, read by the config loader.
 
 A component's settings dataclass declares each default once, with its limits in
-the field's metadata (`choices`, `min`, `max`, `min_len`, `max_len`, and `only`:
-why the key is refused on a device it does not apply to). The loader
-(appliance/config.py) checks a file against them, so a limit is written once too.
+the field's metadata (`choices`, `min`, `max`, `min_len`, `max_len`, `not_below`:
+another field this one may not be below, and `only`: why the key is refused on a
+device it does not apply to). A `part()` field is a settings dataclass of its own
+whose keys sit in the enclosing table (a device's line settings and timing); an
+`internal()` field is no key at all. The loader (appliance/config.py) checks a
+file against them, so a limit is written once too.
 """
 
 from __future__ import annotations
@@ -15,14 +18,57 @@ import types
 import typing
 from typing import Any
 
-__all__ = ["Fail", "ItemBuilder", "build_settings", "setting"]
+__all__ = ["Fail", "ItemBuilder", "build_settings", "internal", "part", "setting", "table_fields", "table_values"]
 
 Fail = typing.Callable[[str, str], typing.NoReturn]
 ItemBuilder = typing.Callable[[Any, str, Fail], Any]
+_Builders = typing.Mapping[type, ItemBuilder]
 
 
 def setting(default: Any = dataclasses.MISSING, **limits: Any) -> Any:
     return dataclasses.field(default=default, metadata=limits)
+
+
+def part(cls: Any = None) -> Any:
+    """A settings dataclass whose keys are read from the enclosing table (no default: required)."""
+    if cls is None:
+        return dataclasses.field(metadata={"part": True})
+    return dataclasses.field(default_factory=cls, metadata={"part": True})
+
+
+def internal(default_factory: Any) -> Any:
+    """A field the program fills in; a table naming it is refused (unknown key)."""
+    return dataclasses.field(default_factory=default_factory, metadata={"internal": True})
+
+
+def table_fields(cls: Any) -> dict[str, tuple[dataclasses.Field[Any], Any]]:
+    """key -> (field, type hint) of every key a table of `cls` takes, its parts' keys included."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, tuple[dataclasses.Field[Any], Any]] = {}
+    for fld in dataclasses.fields(cls):
+        if fld.metadata.get("internal"):
+            continue
+        if fld.metadata.get("part"):
+            for key, found in table_fields(hints[fld.name]).items():
+                out.setdefault(key, found)
+        else:
+            out[fld.name] = (fld, hints[fld.name])
+    return out
+
+
+def table_values(obj: Any) -> dict[str, Any]:
+    """key -> value of a settings object, as its table spells it (parts flattened)."""
+    out: dict[str, Any] = {}
+    for fld in dataclasses.fields(obj):
+        if fld.metadata.get("internal"):
+            continue
+        value = getattr(obj, fld.name)
+        if fld.metadata.get("part"):
+            for key, inner in table_values(value).items():
+                out.setdefault(key, inner)
+        else:
+            out[fld.name] = value
+    return out
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
@@ -61,48 +107,61 @@ def build_settings(
 ) -> Any:
     """`cls` from a TOML table: unknown keys, types, finiteness and limits, one line each.
     `item_builders`: how items of an array of tables are built, by item type."""
-    item_builders = item_builders or {}
     if not isinstance(raw, dict):
         fail(where, "must be a table")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    known = table_fields(cls)
     for key in raw:
-        if key not in fields:
+        if key not in known:
             fail(f"{where}.{key}".lstrip("."), "unknown key")
+    return _build(cls, raw, where, fail, item_builders or {})
+
+
+def _build(cls: Any, raw: dict[str, Any], where: str, fail: Fail, item_builders: _Builders) -> Any:
+    hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
-    for name, fld in fields.items():
+    for fld in dataclasses.fields(cls):
+        name, hint = fld.name, hints[fld.name]
+        if fld.metadata.get("internal"):
+            continue
+        if fld.metadata.get("part"):
+            kwargs[name] = _build(hint, raw, where, fail, item_builders)
+            continue
         key = f"{where}.{name}".lstrip(".")
-        hint = hints[name]
-        if name not in raw:
-            if fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING:
-                fail(key, "missing required key")
-            continue
-        value = raw[name]
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = build_settings(hint, value, key, fail, item_builders)
-            continue
-        if typing.get_origin(hint) is dict:
-            ok = isinstance(value, dict) and all(
-                isinstance(v, list) and all(isinstance(x, str) for x in v) for v in value.values()
-            )
-            if not ok:
-                fail(key, "must be a table of string arrays")
-            kwargs[name] = {k: tuple(v) for k, v in value.items()}
-            continue
-        if typing.get_origin(hint) is tuple:
-            item_cls = typing.get_args(hint)[0]
-            if not isinstance(value, list):
-                fail(key, "must be an array of tables")
-            build = item_builders.get(item_cls) or functools.partial(build_settings, item_cls, item_builders={})
-            kwargs[name] = tuple(build(v, f"{key}[{i}]", fail) for i, v in enumerate(value))
-            continue
-        if isinstance(hint, types.UnionType) or not _type_ok(value, hint):
-            fail(key, f"must be {_type_name(hint)}, not {type(value).__name__}")
-        # nan passes every min/max comparison; a non-finite timer crash-loops its task.
-        if hint is float and not math.isfinite(value):
-            fail(key, f"must be a finite number, not {value}")
-        problem = _check(key, value, fld.metadata)
-        if problem:
-            fail(key, problem)
-        kwargs[name] = float(value) if hint is float else value
-    return cls(**kwargs)
+        if name in raw:
+            kwargs[name] = _value(fld, hint, raw[name], key, (fail, item_builders))
+        elif fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING:
+            fail(key, "missing required key")
+    obj = cls(**kwargs)
+    for fld in dataclasses.fields(cls):
+        other = fld.metadata.get("not_below")
+        if other and getattr(obj, fld.name) < getattr(obj, other):
+            fail(f"{where}.{fld.name}".lstrip("."), f"must not be below {other}")
+    return obj
+
+
+def _value(fld: dataclasses.Field[Any], hint: Any, value: Any, key: str, ctx: tuple[Fail, _Builders]) -> Any:
+    fail, item_builders = ctx
+    if dataclasses.is_dataclass(hint):
+        return build_settings(hint, value, key, fail, item_builders)
+    if typing.get_origin(hint) is dict:
+        ok = isinstance(value, dict) and all(
+            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in value.values()
+        )
+        if not ok:
+            fail(key, "must be a table of string arrays")
+        return {k: tuple(v) for k, v in value.items()}
+    if typing.get_origin(hint) is tuple:
+        item_cls = typing.get_args(hint)[0]
+        if not isinstance(value, list):
+            fail(key, "must be an array of tables")
+        build = item_builders.get(item_cls) or functools.partial(build_settings, item_cls, item_builders={})
+        return tuple(build(v, f"{key}[{i}]", fail) for i, v in enumerate(value))
+    if isinstance(hint, types.UnionType) or not _type_ok(value, hint):
+        fail(key, f"must be {_type_name(hint)}, not {type(value).__name__}")
+    # nan passes every min/max comparison; a non-finite timer crash-loops its task.
+    if hint is float and not math.isfinite(value):
+        fail(key, f"must be a finite number, not {value}")
+    problem = _check(key, value, fld.metadata)
+    if problem:
+        fail(key, problem)
+    return float(value) if hint is float else value

@@ -30,7 +30,6 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -46,6 +45,7 @@ from appliance.queue.seal import Sealer, load_or_create_key
 from appliance.queue.store import RecordClass, Store, StoreStats, StoreWriteError
 from appliance.queue.upkeep import Cursor, Group
 from appliance.queue.worker import Priority, PriorityWorker
+from appliance.sections import QueueSettings
 
 __all__ = ["FILL_THRESHOLDS", "QueueSettings", "RecordQueue", "export", "merge_payloads"]
 
@@ -55,23 +55,6 @@ CHECKPOINT_AT_BYTES: Final = 4 * 1024 * 1024  # WAL size that starts a checkpoin
 # records_dropped is said at once, then at most this often while drops go on (a
 # full disk drops telemetry every pass; one event per pass would flood the log).
 DROPS_SAID_EVERY_S: Final = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class QueueSettings:
-    path: str
-    key_path: str
-    max_bytes: int = 512 * 1024 * 1024
-    commit_interval_ms: int = 100
-    commit_max_records: int = 2000
-    telemetry_ttl_s: float = 0.0  # 0 = keep until delivered or dropped for space
-    max_pending: int = 100_000  # telemetry held in memory
-    max_held_events: int = 100_000  # alarm + technical records held in memory
-    retry_max_ms: int = 5_000  # longest wait between tries while the store fails
-    # Small telemetry rows older than this are merged into large ones while the
-    # uplink is not delivering (0 = never): 96 B/observation at 3-obs rows, ~30 merged.
-    compact_after_s: float = 10.0
-    compact_rows_per_pass: int = 600  # bounds one pass's store-thread time (~ms)
 
 
 # Kinds about the store itself are said, not stored: storing them would feed the loop they report.

@@ -24,7 +24,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 import gmqtt
@@ -36,6 +35,7 @@ from appliance.core.vocab import TechnicalKind
 from appliance.queue.queue import RecordQueue
 from appliance.queue.store import RecordClass, StoreError
 from appliance.queue.upkeep import Cursor
+from appliance.sections import UplinkSettings
 from appliance.uplink.envelope import MAX_ROWS_PER_PUBLISH, PAYLOAD_VERSION, Row, encode, pack
 from appliance.uplink.gmqtt_adapter import AckClient, ConnectError, close_client, receive_maximum
 from appliance.uplink.probe import probe
@@ -49,23 +49,6 @@ log = logging.getLogger(__name__)
 FETCH_ROWS: Final = 512  # ~4 ms of reading and opening at 3-obs rows
 BACKLOG_SHARE: Final = 0.25  # of the publish window, for rows older than the connection
 PUBACK_OK: Final = frozenset({0x00, 0x10})  # success, no matching subscribers
-
-
-@dataclass(frozen=True, slots=True)
-class UplinkSettings:
-    host: str
-    port: int
-    server_hostname: str
-    gateway_id: str
-    tls: TlsFiles
-    connect_timeout_s: float = 10.0
-    keepalive_s: int = 30
-    window: int = 64
-    backoff_min_s: float = 0.5
-    backoff_max_s: float = 60.0
-
-    def topic(self, leaf: str) -> str:
-        return f"bedside/v1/{self.gateway_id}/{leaf}"
 
 
 class _Refused(BedsideUplinkError):
@@ -115,17 +98,18 @@ class Uplink:
 
     async def run(self) -> None:
         s = self.settings
+        tls = TlsFiles(s.ca_path, s.cert_path, s.key_path)
         self.down_since = time.monotonic()  # down until the first connect succeeds
         while True:
             try:
-                preflight(s.tls)
-                ctx = client_context(s.tls)
+                preflight(tls)
+                ctx = client_context(tls)
             except UplinkTlsError as exc:
                 # Fail closed: no connection without valid material; re-check later (it may be renewed).
                 self._down(f"uplink disabled: {exc}")
                 await asyncio.sleep(s.backoff_max_s)
                 continue
-            result = await probe(s.host, s.port, ctx, s.server_hostname, s.gateway_id, timeout_s=s.connect_timeout_s)
+            result = await probe(s.host, s.port, ctx, s.tls_server_name, s.gateway_id, timeout_s=s.connect_timeout_s)
             if not result.ok:
                 self._down(result.reason)
                 await asyncio.sleep(self._backoff.next())

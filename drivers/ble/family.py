@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 from zoneinfo import ZoneInfo
 
-from appliance.core.settings import setting
+from appliance.core.settings import part, setting
 from appliance.core.terms import Term
+from appliance.core.tls import TlsPaths
+from drivers.devices import DeviceSettings, LinkTiming, device_keys
 from drivers.family import CodecSettings, DeviceFamily, LinkEnv, cached_table
 from drivers.terms import PERF, PULSE, SPO2
 
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
     from drivers.ble.link import BleLink
     from drivers.codec import Codec
 
-__all__ = ["BLE_PROFILE_NAMES", "FAMILY", "BleOptions", "BleRadio", "ble_address_problem"]
+__all__ = ["BLE_PROFILE_NAMES", "FAMILY", "BleDevice", "BleRadio", "BleTiming", "ble_address_problem"]
 
 # BLE health profiles (drivers/ble/profiles.py PROFILES keys; a test keeps them equal).
 BLE_PROFILE_NAMES: Final = (
@@ -41,9 +43,20 @@ def ble_address_problem(port: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class BleOptions:
+class BleTiming:
+    scan_timeout_s: float = setting(10.0, min=0.5, max=600.0)
+    connect_timeout_s: float = setting(15.0, min=0.5, max=600.0)
+    # A stored-records procedure must finish within this.
+    records_timeout_s: float = setting(30.0, min=1.0, max=3600.0)
     # Battery level at or below which low_battery is raised.
     low_battery_pct: int = setting(20, min=0, max=100, only="only for BLE devices (protocol ble-<profile>)")
+    # stale_after_s (continuous profiles only) and the reconnect backoff, reopen_min_s/reopen_max_s.
+    link: LinkTiming = part(LinkTiming)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BleDevice(DeviceSettings):
+    timing: BleTiming = part(BleTiming)  # its keys sit in the device's table
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +64,12 @@ class BleRadio:
     """Port "ble:<address>", or "ble:any" = the first device advertising the profile's service."""
 
     kind: str = "radio"
-    keys: frozenset[str] = frozenset({"stale_after_s", "reopen_min_s", "reopen_max_s"})
+    device: type[BleDevice] = BleDevice
     refusal: str = "BLE devices (protocol ble-<profile>) take port 'ble:<address>' or 'ble:any', and only they"
+
+    @property
+    def keys(self) -> frozenset[str]:
+        return device_keys(self.device)
 
     def claims(self, port: str) -> bool:
         return port.startswith("ble:")
@@ -63,26 +80,20 @@ class BleRadio:
     def port_identity(self, port: str) -> str:
         return port
 
-    def device_problem(self, protocol: str, dev: Any) -> tuple[str, str] | None:
+    def device_problem(self, protocol: str, dev: BleDevice, uplink: TlsPaths) -> tuple[str, str] | None:
         return None
 
-    def make_link(self, family: DeviceFamily, dev: Any, env: LinkEnv) -> BleLink:
-        from drivers.ble.link import BleLink, BleTiming
+    def make_link(self, family: DeviceFamily, dev: BleDevice, env: LinkEnv) -> BleLink:
+        from drivers.ble.link import BleLink
         from drivers.ble.profiles import PROFILES
 
         address = dev.port.removeprefix("ble:")
-        timing = BleTiming(
-            stale_after_s=dev.stale_after_s,
-            reconnect_min_s=dev.reopen_min_s,
-            reconnect_max_s=max(dev.reopen_max_s, dev.reopen_min_s),
-            low_battery_pct=dev.options.get("low_battery_pct", BleOptions().low_battery_pct),
-        )
         return BleLink(
             dev.id,
             PROFILES[dev.protocol.removeprefix("ble-")],
             None if address == "any" else address,
             env.emit,
-            timing=timing,
+            timing=dev.timing,
             backend=env.radio(),
             cursor=env.cursor,
             device_tz=ZoneInfo(dev.timezone),
@@ -158,7 +169,6 @@ FAMILY: Final = DeviceFamily(
             "under_range",
         }
     ),
-    options={"radio": BleOptions},
     simulator="hil.ble_bench:simulator",
     summary="BLE health profiles: one hex notification per line, optional '2A34:' prefix",
 )

@@ -87,7 +87,7 @@ class BleLink:
         self._now = now
         self._stream = MeasurementStream(device_id, timing.low_battery_pct)
         self.stats = self._stream.stats
-        self._backoff = Backoff(timing.reconnect_min_s, timing.reconnect_max_s)
+        self._backoff = Backoff(timing.link.reopen_min_s, timing.link.reopen_max_s)
         self.state = LinkState.SEARCHING  # the initial state; every later change is a `_move`
         self.connected = False
         self._records = CatchUp()
@@ -348,7 +348,7 @@ class BleLink:
         live stored-record sequence numbers starts another catch-up."""
         loop = asyncio.get_running_loop()
         self._last_value = loop.time()
-        stale_after = self._timing.stale_after_s
+        stale_after = self._timing.link.stale_after_s
         stale = False
         while not self._lost.is_set():
             with contextlib.suppress(TimeoutError):

@@ -8,6 +8,8 @@ from typing import Protocol
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.scanner import BaseBleakScanner
 
+from drivers.ble.family import BleTiming
+
 __all__ = ["BleBackend", "BleTiming", "MemoryCursor", "RecordCursor"]
 
 
@@ -36,14 +38,3 @@ class BleBackend:
 
     scanner: type[BaseBleakScanner] | None = None
     client: type[BaseBleakClient] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class BleTiming:
-    scan_timeout_s: float = 10.0
-    connect_timeout_s: float = 15.0
-    records_timeout_s: float = 30.0  # a stored-records procedure must finish within this
-    stale_after_s: float = 5.0  # continuous profiles only
-    reconnect_min_s: float = 0.5
-    reconnect_max_s: float = 30.0
-    low_battery_pct: int = 20

@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from appliance.core.clock import Clock, MonotonicUTC
+from appliance.core.clock import Clock
 from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.codec import CodecStats, drain
 from drivers.datex.frame import DatexFrameDecoder, build_record, encode_frame, parse_record
@@ -44,13 +44,13 @@ class DatexTiming:
 
 
 class DatexCodec:
-    def __init__(self, device_id: str, clock: Clock | None = None, timing: DatexTiming | None = None) -> None:
+    def __init__(self, device_id: str, clock: Clock, timing: DatexTiming | None = None) -> None:
         self.device_id = device_id
         self.timing = timing or DatexTiming()
         self.tick_s = self.timing.tick_s
         self.stats = CodecStats()
         self.requests_sent = 0
-        self._clock = clock or MonotonicUTC()
+        self._clock = clock
         self._frames = DatexFrameDecoder()
         self._out = bytearray()
         self._open = False

@@ -40,7 +40,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterator
 from typing import Final
 
-from appliance.core.clock import Clock, MonotonicUTC
+from appliance.core.clock import Clock
 from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.codec import CodecStats, drain
 from drivers.hl7.message import Hl7Error, Hl7Message, parse
@@ -117,7 +117,7 @@ class Hl7Codec:
     def __init__(
         self,
         device_id: str,
-        clock: Clock | None = None,
+        clock: Clock,
         app: str = "BEDSIDE_GW",
         *,
         unframed: bool = False,
@@ -131,7 +131,7 @@ class Hl7Codec:
         self.stats = CodecStats()
         self.acks: list[str] = []  # MSA-1 codes sent, for the bench and tests (last MAX_REMEMBERED..2x)
         self.responses: list[str] = []  # ACKs received (a sender's own ACK to our ACK is a protocol error)
-        self._clock = clock or MonotonicUTC()
+        self._clock = clock
         self._app = app
         self._max_bytes = max_message_bytes
         self._per_feed = max_messages_per_feed

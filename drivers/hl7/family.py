@@ -9,11 +9,13 @@ from __future__ import annotations
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from appliance.core.settings import setting
 from appliance.core.terms import Term
+from appliance.core.tls import ResolvedTls, TlsPaths, resolve_tls
 from drivers.address import parse_listen
+from drivers.devices import DeviceSettings, device_keys
 from drivers.family import CodecSettings, DeviceFamily, LinkEnv, LinkSetupError
 from drivers.serial.line import SerialLine
 
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
     from drivers.codec import Codec
     from drivers.hl7.listener import Hl7Listener
 
-__all__ = ["FAMILY", "Hl7SerialOptions", "MllpListener"]
+__all__ = ["FAMILY", "Hl7SerialOptions", "ListenerDevice", "MllpListener"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +35,34 @@ class Hl7SerialOptions:
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenerDevice(DeviceSettings):
+    # A tls:// listener's certificate and key, and the CA its senders' certificates
+    # must come from (empty: the uplink's, see tls()).
+    tls_cert_path: str = setting("")
+    tls_key_path: str = setting("")
+    tls_ca_path: str = setting("")
+
+    def tls(self, where: str, uplink: TlsPaths) -> ResolvedTls | None:
+        """A tls:// listener's files: its own; the CA may be left to the uplink's."""
+        listen = parse_listen(self.port)
+        if listen is None or not listen.tls:
+            return None
+        own = (self.tls_ca_path, self.tls_cert_path, self.tls_key_path)
+        return resolve_tls(where, own, uplink, prefix="tls_", fallback=("ca",))
+
+
 @dataclass(frozen=True, slots=True)
 class MllpListener:
     """Port tcp://HOST:PORT, or tls://HOST:PORT = TLS 1.3 with client certificates."""
 
     kind: str = "listener"
-    keys: frozenset[str] = frozenset({"tls_cert_path", "tls_key_path", "tls_ca_path"})
+    device: type[ListenerDevice] = ListenerDevice
     refusal: str = "tcp:// and tls:// listeners are for protocol hl7 only"
+
+    @property
+    def keys(self) -> frozenset[str]:
+        return device_keys(self.device)
 
     def claims(self, port: str) -> bool:
         return "://" in port
@@ -54,31 +77,32 @@ class MllpListener:
     def port_identity(self, port: str) -> str:
         return port
 
-    def device_problem(self, protocol: str, dev: Any) -> tuple[str, str] | None:
-        listen = parse_listen(dev.port)
-        if listen is None or not listen.tls:
+    def device_problem(self, protocol: str, dev: ListenerDevice, uplink: TlsPaths) -> tuple[str, str] | None:
+        tls = dev.tls("", uplink)
+        if tls is None:
             return None
-        if not dev.tls_cert_path or not dev.tls_key_path:
+        if not tls.cert.path or not tls.key.path:
             return "tls_cert_path", "a tls:// listener needs tls_cert_path and tls_key_path"
-        if not dev.tls_ca_path:  # the config has put the uplink's CA here when the device names none
+        if not tls.ca.path:
             return "tls_ca_path", "a tls:// listener needs tls_ca_path (or uplink.ca_path)"
         return None
 
-    def make_link(self, family: DeviceFamily, dev: Any, env: LinkEnv) -> Hl7Listener:
+    def make_link(self, family: DeviceFamily, dev: ListenerDevice, env: LinkEnv) -> Hl7Listener:
         from drivers.hl7.listener import Hl7Listener, ListenerTlsError, server_context
 
         listen = parse_listen(dev.port)
         assert listen is not None  # claims() said so
         ctx = None
-        if listen.tls:
+        tls = dev.tls("", env.uplink_tls)
+        if tls is not None:
             try:
-                ctx = server_context(dev.tls_ca_path, dev.tls_cert_path, dev.tls_key_path)
+                ctx = server_context(tls.ca.path, tls.cert.path, tls.key.path)
             except ListenerTlsError as exc:  # the key's own line names the file
                 raise LinkSetupError(str(exc)) from None
             # ValueError: the key/certificate checks - all fail closed as one line naming the files.
             except (OSError, ssl.SSLError, ValueError) as exc:
                 raise LinkSetupError(
-                    f"cannot load listener TLS material ({dev.tls_cert_path}, {dev.tls_ca_path}): {exc}"
+                    f"cannot load listener TLS material ({tls.cert.path}, {tls.ca.path}): {exc}"
                 ) from None
         return Hl7Listener(dev.id, listen, env.emit, ctx, clock=env.clock)
 

@@ -114,7 +114,7 @@ class Hl7Listener:
         message_timeout_s: float = 30.0,
         report_interval_s: float = 60.0,
         messages_per_turn: int = MESSAGES_PER_TURN,
-        clock: Clock | None = None,
+        clock: Clock,
     ) -> None:
         if address.tls and ssl_context is None:
             raise ValueError("a tls:// listener needs its TLS context (fail closed)")
@@ -126,7 +126,7 @@ class Hl7Listener:
         self._max_per_peer = max_per_peer
         self._timeouts = Timeouts(first_byte_timeout_s, message_timeout_s, idle_timeout_s)
         self._per_turn = messages_per_turn
-        self._clock = clock  # the gateway's: ACK timestamps (MSH-7); None = the codec's default
+        self._clock = clock  # the gateway's: ACK timestamps (MSH-7)
         # One identity space per listener, not per connection: a resend on a new
         # connection is used once, and readings of two connections never share a
         # sequence number (which the observation id is derived from).

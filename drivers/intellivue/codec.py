@@ -23,7 +23,7 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
-from appliance.core.clock import Clock, MonotonicUTC
+from appliance.core.clock import Clock
 from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from appliance.core.transitions import TransitionTable
 from drivers.codec import CodecStats, drain
@@ -92,7 +92,7 @@ MAX_PENDING_OUT: Final = 16 * 1024  # bytes queued for the port; older polls are
 
 
 class IntelliVueCodec:
-    def __init__(self, device_id: str, clock: Clock | None = None, timing: IntelliVueTiming | None = None) -> None:
+    def __init__(self, device_id: str, clock: Clock, timing: IntelliVueTiming | None = None) -> None:
         self.device_id = device_id
         self.timing = timing or IntelliVueTiming()
         self.tick_s = self.timing.tick_s
@@ -101,7 +101,7 @@ class IntelliVueCodec:
         self.transitions: list[tuple[SessionState, Trigger, SessionState]] = []
         self.polls_sent = 0
         self.associations = 0
-        self._clock = clock or MonotonicUTC()
+        self._clock = clock
         self._frames = FrameDecoder()
         self._numerics = NumericDecoder()
         self._out = bytearray()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from appliance.core.clock import Clock, MonotonicUTC
+from appliance.core.clock import Clock
 from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from appliance.core.transitions import TransitionTable
 from drivers.codec import CodecStats, drain
@@ -92,7 +92,7 @@ class MedibusTiming:
 
 
 class MedibusCodec:
-    def __init__(self, device_id: str, clock: Clock | None = None, timing: MedibusTiming | None = None) -> None:
+    def __init__(self, device_id: str, clock: Clock, timing: MedibusTiming | None = None) -> None:
         self.device_id = device_id
         self.timing = timing or MedibusTiming()
         self.tick_s = self.timing.tick_s
@@ -102,7 +102,7 @@ class MedibusCodec:
         self.identity: DeviceIdentity | None = None
         self.answered = 0  # device commands answered
         self.timeouts = 0
-        self._clock = clock or MonotonicUTC()
+        self._clock = clock
         self._parser = MedibusParser()
         self._out = bytearray()
         self._held = bytearray()  # written while suspended by DC1

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from typing import Final
 
 from appliance.core.backoff import Backoff
 from appliance.core.model import DeviceEvent, TechnicalEvent
 from drivers.codec import Codec, SessionCodec
+from drivers.devices import LinkTiming
 from drivers.serial.transport import (
     ByteStream,
     PortSettings,
@@ -31,17 +32,11 @@ from drivers.serial.transport import (
 __all__ = ["LinkTiming", "Opener", "SerialLink", "open_serial"]
 
 Opener = Callable[[PortSettings], Awaitable[ByteStream]]
+_DEFAULT_TIMING: Final = LinkTiming()
 
 
 async def open_serial(settings: PortSettings) -> ByteStream:
     return SerialStream.open(settings)
-
-
-@dataclass(frozen=True, slots=True)
-class LinkTiming:
-    stale_after_s: float = 5.0
-    reopen_min_s: float = 0.2
-    reopen_max_s: float = 10.0
 
 
 class SerialLink:
@@ -50,7 +45,7 @@ class SerialLink:
         settings: PortSettings,
         codec: Codec,
         emit: Callable[[DeviceEvent], None],
-        timing: LinkTiming = LinkTiming(),
+        timing: LinkTiming = _DEFAULT_TIMING,
         opener: Opener = open_serial,
     ) -> None:
         self.settings = settings

@@ -14,12 +14,12 @@ import asyncio
 import contextlib
 import os
 from collections import deque
-from dataclasses import dataclass
 from typing import Final, Protocol
 
 import serial
 
 from appliance.core.errors import BedsideDeviceError
+from drivers.serial.line import PortSettings
 
 __all__ = [
     "MAX_READ_BYTES",
@@ -49,18 +49,6 @@ class PortUnavailable(TransportError):
 
 class PortVanished(TransportError):
     """The open port went away."""
-
-
-@dataclass(frozen=True, slots=True)
-class PortSettings:
-    port: str
-    baud: int = 9600
-    bytesize: int = 8
-    parity: str = "N"
-    stopbits: float = 1.0
-    rtscts: bool = False
-    xonxoff: bool = False
-    exclusive: bool = True
 
 
 class ByteStream(Protocol):

@@ -7,7 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.config import Config, ConfigError, DeviceConfig, load_config, parse_config
+from appliance.config import Config, ConfigError, DeviceConfig, device_types, load_config, parse_config
+from appliance.core.settings import table_fields
+from drivers import registry
+from drivers.serial.line import SerialDevice
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = """
@@ -22,7 +25,9 @@ port = "/dev/ttyUSB0"
 
 def test_minimal_config_gets_documented_defaults():
     cfg = parse_config(GOOD)
-    dev = cfg.devices[0]
+    serial = cfg.devices[0]
+    assert isinstance(serial, SerialDevice)
+    dev = serial.line
     assert (dev.baud, dev.bytesize, dev.parity, dev.stopbits) == (9600, 8, "N", 1.0)
     assert not dev.rtscts and not dev.xonxoff and dev.exclusive
     assert cfg.supervisor.shutdown_timeout_s == 5.0
@@ -131,16 +136,29 @@ def _float_fields() -> list[tuple[str, str]]:
         cls = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else hint
         if not dataclasses.is_dataclass(cls):
             continue
-        table = "devices" if cls is DeviceConfig else top.name
-        out += [(table, f.name) for f in dataclasses.fields(cls) if typing.get_type_hints(cls)[f.name] is float]
+        if cls is DeviceConfig:  # every transport's device type, its parts' keys included
+            keys = {k for c in device_types() for k, (_, h) in table_fields(c).items() if h is float}
+            out += [("devices", k) for k in sorted(keys)]
+            continue
+        out += [(top.name, f.name) for f in dataclasses.fields(cls) if typing.get_type_hints(cls)[f.name] is float]
     return out
 
 
 FLOAT_FIELDS = _float_fields()
 
 
+# A device of each transport kind, for keys only that transport's devices take.
+DEVICES = {
+    "serial": '[[devices]]\nid = "m1"\nprotocol = "masimo"\nport = "/dev/ttyUSB0"\n',
+    "radio": '[[devices]]\nid = "m1"\nprotocol = "ble-heart-rate"\nport = "ble:any"\n',
+    "listener": '[[devices]]\nid = "m1"\nprotocol = "hl7"\nport = "tcp://127.0.0.1:2575"\n',
+}
+
+
 def _config_with(table: str, key: str, literal: str) -> str:
-    device = '[[devices]]\nid = "m1"\nprotocol = "masimo"\nport = "/dev/ttyUSB0"\n'
+    device = DEVICES["serial"]
+    if table == "devices":
+        device = DEVICES[next(t.kind for t in registry.transports() if key in table_fields(t.device))]
     if table == "devices":
         return f'[gateway]\nbed_id = "b"\n{device}{key} = {literal}\n'
     if table == "gateway":

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.config import Config, ConfigError, DeviceConfig, parse_config
+from appliance.config import Config, ConfigError, DeviceConfig, device_types, parse_config
 from appliance.config_checks import UNIX_PATH_MAX, startup_checks
+from appliance.core.settings import table_fields
 
 # Keys naming a file the gateway writes or reads, and where each lives in the TOML.
 FILE_KEYS = {
@@ -64,9 +65,10 @@ def test_every_path_field_is_checked_at_start_up():
     for top in dataclasses.fields(Config):
         hint = typing.get_type_hints(Config)[top.name]
         cls = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else hint
-        if dataclasses.is_dataclass(cls):
-            table = "devices[0]" if cls is DeviceConfig else top.name
-            paths |= {f"{table}.{f.name}" for f in dataclasses.fields(cls) if f.name.endswith("_path")}
+        if cls is DeviceConfig:  # every transport's device type, its parts' keys included
+            paths |= {f"devices[0].{k}" for c in device_types() for k in table_fields(c) if k.endswith("_path")}
+        elif dataclasses.is_dataclass(cls):
+            paths |= {f"{top.name}.{f.name}" for f in dataclasses.fields(cls) if f.name.endswith("_path")}
     assert paths | {"queue.path"} == set(FILE_KEYS)
 
 

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from appliance.config import parse_config
+from appliance.core.clock import MonotonicUTC
 from appliance.core.model import Observation, Reading, Record
 from appliance.gateway import Gateway
 from appliance.looplag import LagSettings
@@ -100,7 +101,7 @@ def test_hostile_hl7_through_the_whole_gateway_keeps_the_invariants(tmp_path_fac
     sink = MemorySink(max_records=10**7)
     gw.sinks = [sink]
     dev = gw.config.devices[0]
-    codec = Hl7Codec(dev.id)
+    codec = Hl7Codec(dev.id, MonotonicUTC())
     readings = 0
     before: dict[tuple[str, str], AlarmState] = {}
 

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.alarms import AlarmCircuit
+from appliance.core.clock import MonotonicUTC
 from appliance.core.model import (
     Observation,
     Reading,
@@ -211,7 +212,7 @@ def test_hl7_non_numbers_are_accepted_as_invalid_rows_that_hold_the_alarm(spelli
     from drivers.hl7.codec import Hl7Codec
 
     bed = Bed()
-    codec = Hl7Codec("mon1")
+    codec = Hl7Codec("mon1", MonotonicUTC())
     for _ in range(15):
         bed.feed(85.0)
         bed.advance(1)
@@ -232,7 +233,7 @@ def test_hl7_non_numbers_are_accepted_as_invalid_rows_that_hold_the_alarm(spelli
 def test_hl7_values_that_are_not_hl7_numbers_put_the_message_in_error(spelling: str) -> None:
     from drivers.hl7.codec import Hl7Codec
 
-    codec = Hl7Codec("mon1")
+    codec = Hl7Codec("mon1", MonotonicUTC())
     events = codec.feed(_hl7(spelling))
     assert not [e for e in events if isinstance(e, Reading)]
     assert codec.acks == ["CE"]

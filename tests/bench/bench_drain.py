@@ -40,7 +40,7 @@ from appliance.uplink.client import Uplink, UplinkSettings
 from appliance.uplink.envelope import MAX_PUBLISH_BYTES, encode
 from appliance.uplink.gmqtt_adapter import AckClient, close_client
 from appliance.uplink.tls import client_context
-from hil.broker import Broker, make_pki
+from hil.broker import Broker, Pki, make_pki
 from tests.appliance.queue.test_queue import ALARM
 from tests.appliance.queue.test_records import observation
 
@@ -189,7 +189,7 @@ async def drain(tmp: Path, n: int, compact: bool) -> dict[str, float]:
         alarms.cancel()
         await asyncio.gather(alarms, return_exceptions=True)
 
-        link = UplinkSettings("127.0.0.1", broker.port, "localhost", "gw-1", pki.client("gw-1"), window=64)
+        link = UplinkSettings("127.0.0.1", broker.port, "localhost", "gw-1", *Pki.client_paths(pki, "gw-1"), window=64)
         uplink = Uplink(link, queue, lambda e: None)
         during: list[float] = []
         t0 = time.perf_counter()

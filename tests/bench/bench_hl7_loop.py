@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import time
 
+from appliance.core.clock import MonotonicUTC
 from drivers.hl7.listener import Hl7Listener, ListenAddress
 from drivers.hl7.mllp import frame
 from tests.bench.bench_hl7_stall import deep_obx4, largest_admitted, many_rows, tiny_blocks
@@ -38,7 +39,7 @@ async def send(port: int, payload: bytes) -> None:
 
 
 async def main() -> None:
-    listener = Hl7Listener("bench", ListenAddress(False, "127.0.0.1", 0), lambda e: None)
+    listener = Hl7Listener("bench", ListenAddress(False, "127.0.0.1", 0), lambda e: None, clock=MonotonicUTC())
     server = asyncio.create_task(listener.run())
     await listener.ready.wait()
     cases = {

@@ -3,6 +3,7 @@ costliest message the bounds admit (a ratio from the same run, never an absolute
 
 import statistics
 
+from appliance.core.clock import MonotonicUTC
 from drivers.hl7.codec import Hl7Codec
 from drivers.hl7.listener import MESSAGES_PER_TURN, SLICE_BYTES
 from tests.bench.bench_hl7_stall import (
@@ -21,7 +22,7 @@ def _worst(data: bytes, *, unframed: bool = False, read: int = SLICE_BYTES) -> f
     """The longest loop turn, fed as the listener feeds (4 KiB slices, its per-turn message cap)."""
 
     def make() -> Hl7Codec:
-        return Hl7Codec("b", unframed=unframed, max_messages_per_feed=MESSAGES_PER_TURN)
+        return Hl7Codec("b", MonotonicUTC(), unframed=unframed, max_messages_per_feed=MESSAGES_PER_TURN)
 
     # Median of three runs: one preempted turn on a shared machine is not the parser's cost.
     return statistics.median(worst_feed(data, make, read)[0] for _ in range(3))

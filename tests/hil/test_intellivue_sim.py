@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.core.clock import FixedClock
+from appliance.core.clock import FixedClock, MonotonicUTC
 from appliance.core.model import DeviceEvent, Reading
 from drivers.datex.codec import DatexCodec
 from drivers.hl7.codec import Hl7Codec
@@ -71,7 +71,7 @@ async def test_hil_simulate_intellivue_on_a_pty(tmp_path):
     while not path.exists():
         await asyncio.sleep(0.01)
     events: list[DeviceEvent] = []
-    codec = IntelliVueCodec("mp", timing=IntelliVueTiming(poll_period_s=0.5))
+    codec = IntelliVueCodec("mp", MonotonicUTC(), timing=IntelliVueTiming(poll_period_s=0.5))
     link = SerialLink(PortSettings(str(path), baud=115200), codec, events.append, LinkTiming(stale_after_s=2.0))
     link_task = asyncio.create_task(link.run())
     try:
@@ -88,9 +88,17 @@ async def test_hil_simulate_intellivue_on_a_pty(tmp_path):
 @pytest.mark.parametrize(
     ("cfg", "make_codec", "settings"),
     [
-        (SimConfig("datex", "", "steady", baud=19200), lambda: DatexCodec("s5"), {"parity": "E", "rtscts": True}),
-        (SimConfig("medibus", "", "steady", "apollo", baud=9600), lambda: MedibusCodec("ap"), {"parity": "E"}),
-        (SimConfig("hl7", "", "steady", rate_hz=2.0, baud=9600), lambda: Hl7Codec("h"), {}),
+        (
+            SimConfig("datex", "", "steady", baud=19200),
+            lambda: DatexCodec("s5", MonotonicUTC()),
+            {"parity": "E", "rtscts": True},
+        ),
+        (
+            SimConfig("medibus", "", "steady", "apollo", baud=9600),
+            lambda: MedibusCodec("ap", MonotonicUTC()),
+            {"parity": "E"},
+        ),
+        (SimConfig("hl7", "", "steady", rate_hz=2.0, baud=9600), lambda: Hl7Codec("h", MonotonicUTC()), {}),
     ],
 )
 async def test_hil_simulate_request_response_devices_on_a_pty(tmp_path, cfg, make_codec, settings):

@@ -6,6 +6,7 @@ import os
 import termios
 from datetime import datetime
 
+from appliance.core.clock import MonotonicUTC
 from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.datex.codec import DatexCodec, DatexTiming
 from drivers.serial.link import LinkTiming, SerialLink
@@ -33,7 +34,7 @@ async def test_s5_session_over_a_pty(tmp_path):
     bench = MonitorBench(sim, port)
     bench_task = asyncio.create_task(bench.run())
     events: list[DeviceEvent] = []
-    codec = DatexCodec("s5", timing=DatexTiming(interval_s=5, silence_timeout_s=6.0, tick_s=0.2))
+    codec = DatexCodec("s5", MonotonicUTC(), timing=DatexTiming(interval_s=5, silence_timeout_s=6.0, tick_s=0.2))
     settings = PortSettings(str(path), baud=19200, parity="E", rtscts=True)
     opened: list[SerialStream] = []
 

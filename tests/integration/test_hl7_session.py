@@ -8,6 +8,7 @@ from datetime import datetime
 
 import pytest
 
+from appliance.core.clock import MonotonicUTC
 from appliance.core.model import DeviceEvent, Reading
 from drivers.hl7.codec import Hl7Codec
 from drivers.hl7.listener import Hl7Listener, ListenAddress, server_context
@@ -40,7 +41,7 @@ async def test_hl7_over_a_serial_line_with_a_cable_pull(tmp_path):
     bench = MonitorBench(sim, port)
     bench_task = asyncio.create_task(bench.run())
     events: list[DeviceEvent] = []
-    codec = Hl7Codec("hl7-serial")
+    codec = Hl7Codec("hl7-serial", MonotonicUTC())
     link = SerialLink(PortSettings(str(path), baud=115200), codec, events.append, LinkTiming(5.0, 0.1, 0.3))
     link_task = asyncio.create_task(link.run())
     try:
@@ -63,7 +64,7 @@ async def test_hl7_over_a_serial_line_with_a_cable_pull(tmp_path):
 
 async def test_hl7_over_tcp_with_a_dropped_connection():
     events: list[DeviceEvent] = []
-    listener = Hl7Listener("hl7-tcp", ListenAddress(False, "127.0.0.1", 0), events.append)
+    listener = Hl7Listener("hl7-tcp", ListenAddress(False, "127.0.0.1", 0), events.append, clock=MonotonicUTC())
     server = asyncio.create_task(listener.run())
     await listener.ready.wait()
     sim = sender()
@@ -75,7 +76,9 @@ async def test_hl7_over_tcp_with_a_dropped_connection():
         server.cancel()
         await asyncio.gather(server, return_exceptions=True)
         before = len(sim.acks)
-        listener2 = Hl7Listener("hl7-tcp", ListenAddress(False, "127.0.0.1", listener.bound_port), events.append)
+        listener2 = Hl7Listener(
+            "hl7-tcp", ListenAddress(False, "127.0.0.1", listener.bound_port), events.append, clock=MonotonicUTC()
+        )
         server = asyncio.create_task(listener2.run())
         await until(lambda: len(sim.acks) >= before + 3)
         assert len(values(events, SPO2)) >= len({mid for _, mid in sim.acks})
@@ -96,7 +99,7 @@ async def test_hl7_over_tls_needs_a_client_certificate_from_our_ca(pki: Pki):
     events: list[DeviceEvent] = []
     ctx = server_context(pki.ca, str(pki.dir / "broker.pem"), str(pki.dir / "broker.key"))
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_3
-    listener = Hl7Listener("hl7-tls", ListenAddress(True, "127.0.0.1", 0), events.append, ctx)
+    listener = Hl7Listener("hl7-tls", ListenAddress(True, "127.0.0.1", 0), events.append, ctx, clock=MonotonicUTC())
     server = asyncio.create_task(listener.run())
     await listener.ready.wait()
     port = listener.bound_port
@@ -122,4 +125,4 @@ async def test_hl7_over_tls_needs_a_client_certificate_from_our_ca(pki: Pki):
 
 def test_a_tls_listener_without_its_context_fails_closed():
     with pytest.raises(ValueError, match="fail closed"):
-        Hl7Listener("x", ListenAddress(True, "127.0.0.1", 0), lambda e: None)
+        Hl7Listener("x", ListenAddress(True, "127.0.0.1", 0), lambda e: None, clock=MonotonicUTC())

@@ -7,6 +7,7 @@ import os
 import termios
 from datetime import datetime
 
+from appliance.core.clock import MonotonicUTC
 from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.intellivue.codec import IntelliVueCodec, IntelliVueTiming, SessionState
 from drivers.serial.link import LinkTiming, SerialLink
@@ -38,7 +39,7 @@ async def test_session_survives_silence_reboot_and_cable_pull_then_releases(tmp_
     bench = MonitorBench(sim, port)
     bench_task = asyncio.create_task(bench.run())
     events: list[DeviceEvent] = []
-    codec = IntelliVueCodec("mp70", timing=TIMING)
+    codec = IntelliVueCodec("mp70", MonotonicUTC(), timing=TIMING)
     link = SerialLink(
         PortSettings(str(path), baud=115200),
         codec,

@@ -7,6 +7,7 @@ import os
 import termios
 from datetime import datetime
 
+from appliance.core.clock import MonotonicUTC
 from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.medibus.codec import MedibusCodec, MedibusState
 from drivers.serial.link import LinkTiming, SerialLink
@@ -34,7 +35,7 @@ async def test_evita4_session_over_a_pty(tmp_path):
     bench = MonitorBench(sim, port)
     bench_task = asyncio.create_task(bench.run())
     events: list[DeviceEvent] = []
-    codec = MedibusCodec("evita")
+    codec = MedibusCodec("evita", MonotonicUTC())
     settings = PortSettings(str(path), baud=19200, parity="E")
     link = SerialLink(settings, codec, events.append, LinkTiming(stale_after_s=5.0, reopen_min_s=0.1, reopen_max_s=0.3))
     link_task = asyncio.create_task(link.run())

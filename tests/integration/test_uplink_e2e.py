@@ -15,7 +15,7 @@ from appliance.uplink.client import Uplink, UplinkSettings
 from appliance.uplink.envelope import batches_of
 from appliance.uplink.gmqtt_adapter import close_client
 from appliance.uplink.tls import client_context
-from hil.broker import Broker
+from hil.broker import Broker, Pki
 from tests.appliance.queue.test_queue import ALARM
 from tests.appliance.queue.test_records import observation
 
@@ -67,7 +67,7 @@ async def system(tmp_path, broker, pki):
     queue = RecordQueue(
         QueueSettings(str(tmp_path / "q.db"), str(tmp_path / "q.key"), commit_interval_ms=20), reports.append
     )
-    settings = UplinkSettings("127.0.0.1", broker.port, "localhost", "gw-1", pki.client("gw-1"),
+    settings = UplinkSettings("127.0.0.1", broker.port, "localhost", "gw-1", *Pki.client_paths(pki, "gw-1"),
                               connect_timeout_s=3, backoff_min_s=0.1, backoff_max_s=1.0)  # fmt: skip
     uplink = Uplink(settings, queue, reports.append)
     tasks = [asyncio.create_task(queue.run()), asyncio.create_task(uplink.run())]
@@ -109,7 +109,7 @@ async def test_broker_down_30s_loses_nothing_keeps_order_and_alarms_go_first(tmp
     reports: list[TechnicalEvent] = []
     queue = RecordQueue(QueueSettings(str(tmp_path / "q.db"), str(tmp_path / "q.key"), commit_interval_ms=20),
                         reports.append)  # fmt: skip
-    uplink = Uplink(UplinkSettings("127.0.0.1", broker.port, "localhost", "gw-1", pki.client("gw-1"),
+    uplink = Uplink(UplinkSettings("127.0.0.1", broker.port, "localhost", "gw-1", *Pki.client_paths(pki, "gw-1"),
                                    connect_timeout_s=3, backoff_min_s=0.2, backoff_max_s=2.0),
                     queue, reports.append)  # fmt: skip
     tasks = [asyncio.create_task(queue.run()), asyncio.create_task(uplink.run())]
@@ -162,7 +162,7 @@ async def test_publishing_under_another_id_is_refused_and_nothing_is_deleted(tmp
     queue = RecordQueue(QueueSettings(str(tmp_path / "q.db"), str(tmp_path / "q.key")), reports.append)
     # gw-2's certificate, but claiming to be gw-1: the ACL only lets gw-2 write under gw-2.
     settings = UplinkSettings(
-        "127.0.0.1", broker.port, "localhost", "gw-1", pki.client("gw-2"), connect_timeout_s=3,
+        "127.0.0.1", broker.port, "localhost", "gw-1", *Pki.client_paths(pki, "gw-2"), connect_timeout_s=3,
         backoff_min_s=0.2, backoff_max_s=0.5,
     )  # fmt: skip
     uplink = Uplink(settings, queue, reports.append)
@@ -184,8 +184,8 @@ async def test_many_rows_in_flight_stay_within_the_brokers_receive_maximum(tmp_p
     reports: list[TechnicalEvent] = []
     queue = RecordQueue(QueueSettings(str(tmp_path / "q.db"), str(tmp_path / "q.key"), commit_max_records=2),
                         reports.append)  # fmt: skip
-    uplink = Uplink(UplinkSettings("127.0.0.1", broker.port, "localhost", "gw-1", pki.client("gw-1"), window=500),
-                    queue, reports.append)  # fmt: skip
+    settings = UplinkSettings("127.0.0.1", broker.port, "localhost", "gw-1", *Pki.client_paths(pki, "gw-1"), window=500)
+    uplink = Uplink(settings, queue, reports.append)
     # 200 rows: far more than Mosquitto's Receive Maximum of 20. Written as separate rows
     # (grow=False, as while the uplink delivers): offline, the queue grows one row instead.
     for i in range(0, 400, 2):

@@ -13,7 +13,6 @@ from appliance.queue.records import encode_batch
 from appliance.queue.store import RecordClass
 from appliance.uplink.client import Uplink, UplinkSettings
 from appliance.uplink.envelope import batches_of
-from appliance.uplink.tls import TlsFiles
 from tests.appliance.queue.test_queue import ALARM
 from tests.appliance.queue.test_records import observation
 from tests.integration.helpers import cli, gateway_toml, until
@@ -68,7 +67,7 @@ async def test_a_flipped_bit_is_quarantined_and_delivery_and_export_go_on(tmp_pa
     reports: list[TechnicalEvent] = []
     q = RecordQueue(QueueSettings(str(db), str(tmp_path / "store.key")), reports.append)
     q._loop = asyncio.get_running_loop()
-    uplink = Uplink(UplinkSettings("h", 1, "h", "gw", TlsFiles("a", "b", "c")), q, lambda e: None)
+    uplink = Uplink(UplinkSettings("h", 1, "h", "gw", "a", "b", "c"), q, lambda e: None)
     client = AckingClient()
     lost = asyncio.Event()
     drain = asyncio.create_task(uplink._drain(client, lost, 0))  # type: ignore[arg-type]

@@ -4,7 +4,6 @@ from appliance.queue.queue import QueueSettings, RecordQueue
 from appliance.queue.records import encode_batch
 from appliance.queue.store import RecordClass
 from appliance.uplink.client import Uplink, UplinkSettings
-from appliance.uplink.tls import TlsFiles
 from tests.appliance.queue.test_queue import ALARM
 from tests.appliance.queue.test_records import observation
 
@@ -20,7 +19,7 @@ def setup(tmp_path, live_rows: int):
     for i in range(live_rows):
         put(RecordClass.TELEMETRY, [(encode_batch([observation(100 + i)]), 1)], durable=False)
     put(RecordClass.ALARM, [(encode_batch([ALARM]), 1)], durable=True)
-    uplink = Uplink(UplinkSettings("h", 1, "h", "gw", TlsFiles("a", "b", "c")), q, lambda e: None)
+    uplink = Uplink(UplinkSettings("h", 1, "h", "gw", "a", "b", "c"), q, lambda e: None)
     return q, uplink, connected_ms
 
 

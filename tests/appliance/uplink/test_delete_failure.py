@@ -9,7 +9,6 @@ from appliance.queue.queue import QueueSettings, RecordQueue
 from appliance.queue.records import encode_batch
 from appliance.queue.store import RecordClass, StoreWriteError
 from appliance.uplink.client import Uplink, UplinkSettings
-from appliance.uplink.tls import TlsFiles
 from tests.appliance.queue.test_quarantine import AckingClient
 from tests.appliance.queue.test_records import observation
 from tests.integration.helpers import until
@@ -30,7 +29,7 @@ async def test_delivered_rows_whose_delete_fails_are_not_sent_again(tmp_path, mo
         real_delete(ids)
 
     monkeypatch.setattr(q.store, "delete", delete)
-    uplink = Uplink(UplinkSettings("h", 1, "h", "gw", TlsFiles("a", "b", "c")), q, lambda e: None)
+    uplink = Uplink(UplinkSettings("h", 1, "h", "gw", "a", "b", "c"), q, lambda e: None)
     client = AckingClient()
     lost = asyncio.Event()
     drain = asyncio.create_task(uplink._drain(client, lost, 0))  # type: ignore[arg-type]

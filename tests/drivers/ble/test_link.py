@@ -9,11 +9,14 @@ import pytest
 from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.ble.link import TRANSITIONS, BleLink, BleTiming, LinkInput, LinkState, MemoryCursor, step
 from drivers.ble.profiles import PROFILES
+from drivers.devices import LinkTiming
 from hil.ble_radio import SimRadio
 from hil.ble_sim import BloodPressureSim, GlucoseSim, HeartRateSim
 from tests.integration.helpers import until
 
-FAST = BleTiming(scan_timeout_s=0.5, reconnect_min_s=0.05, reconnect_max_s=0.2, stale_after_s=0.6, records_timeout_s=5)
+FAST = BleTiming(
+    scan_timeout_s=0.5, records_timeout_s=5, link=LinkTiming(stale_after_s=0.6, reopen_min_s=0.05, reopen_max_s=0.2)
+)
 HR_ADDR = "C0:FF:EE:00:00:01"
 GLU_ADDR = "C0:FF:EE:00:00:02"
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.core.clock import FixedClock
+from appliance.core.clock import FixedClock, MonotonicUTC
 from appliance.core.model import Reading, TechnicalEvent
 from appliance.normalize import DeviceContext, Normalizer
 from drivers.codec import SessionCodec
@@ -160,7 +160,7 @@ def test_silence_re_requests_once_reported_and_recovers():
 
 def test_byte_at_a_time_equals_one_read():
     stream = encode_frame(record()) * 2
-    one, two = DatexCodec("a"), DatexCodec("a")
+    one, two = DatexCodec("a", MonotonicUTC()), DatexCodec("a", MonotonicUTC())
     whole = one.feed(stream)
     split = [e for byte in stream for e in two.feed(bytes([byte]))]
     assert whole == split and len([e for e in whole if isinstance(e, Reading)]) == 2 * 31
@@ -173,7 +173,7 @@ def test_fuzz_garbage_and_corruption_then_a_good_record(garbage, positions):
     noisy = bytearray(good)
     for p in positions:
         noisy[p % len(noisy)] ^= 0x55
-    codec = DatexCodec("f")
+    codec = DatexCodec("f", MonotonicUTC())
     codec.feed(garbage + bytes(noisy))
     after = [e for e in codec.feed(good) if isinstance(e, Reading)]
     assert len(after) == 31

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+from appliance.core.clock import MonotonicUTC
 from appliance.core.model import DeviceEvent, Reading
 from appliance.normalize import DeviceContext, Normalizer
 from drivers.hl7.codec import Hl7Codec, Seen
@@ -27,7 +28,7 @@ def spo2(events: list[DeviceEvent]) -> list[float | None]:
 
 
 def test_a_control_id_reused_for_other_content_is_a_new_message_not_a_resend() -> None:
-    codec = Hl7Codec("hl7")
+    codec = Hl7Codec("hl7", MonotonicUTC())
     events: list[DeviceEvent] = []
     for value in (97, 97, 75, 75, 75):  # a sender with a fixed control id, one message a second
         events += codec.feed(msg("SAME", value, ts=f"2026120207000{value % 7}"))
@@ -70,7 +71,7 @@ def test_two_rows_of_one_message_never_share_an_id() -> None:
         "OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.3.1.1|97|262688^MDC_DIM_PERCENT^MDC|||||R\r"
         "OBX|2|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.4.1.1|80|262688^MDC_DIM_PERCENT^MDC|||||R\r"
     )
-    readings = [e for e in Hl7Codec("hl7").feed(frame(rows.encode())) if isinstance(e, Reading)]
+    readings = [e for e in Hl7Codec("hl7", MonotonicUTC()).feed(frame(rows.encode())) if isinstance(e, Reading)]
     assert [r.value for r in readings] == [97.0, 80.0]
     ctx = DeviceContext("hl7", "hl7", "ICU-1", tz=UTC, stream_id="s")
     received = datetime(2026, 12, 2, 7, 0, tzinfo=UTC)
@@ -83,7 +84,7 @@ def test_two_rows_of_one_message_never_share_an_id() -> None:
 
 
 def test_resends_are_known_by_content_whatever_the_order_or_segment_breaks() -> None:
-    codec = Hl7Codec("hl7")
+    codec = Hl7Codec("hl7", MonotonicUTC())
     a, b = msg("ID", 97), msg("ID", 75)
     events: list[DeviceEvent] = []
     lf = a[:-2].replace(b"\r", b"\n") + a[-2:]  # the same message with LF segment breaks
@@ -93,7 +94,7 @@ def test_resends_are_known_by_content_whatever_the_order_or_segment_breaks() -> 
 
 
 def test_two_senders_with_one_application_name_are_told_apart_by_facility() -> None:
-    codec = Hl7Codec("hl7")
+    codec = Hl7Codec("hl7", MonotonicUTC())
     first = msg("ID", 97)
     second = first.replace(b"|S|F|", b"|S|G|")
     assert spo2(codec.feed(first) + codec.feed(second)) == [97.0, 97.0]

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from appliance.config import ConfigError, parse_config
+from appliance.core.clock import MonotonicUTC
 from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from appliance.gateway import Gateway
 from drivers.hl7.admission import STALLED_MESSAGE_S, ConnView, RefusalReporter, admit, stalled
@@ -37,6 +38,7 @@ def refusals(events: list[DeviceEvent]) -> list[TechnicalEvent]:
 
 @contextlib.asynccontextmanager
 async def listening(events: list[DeviceEvent], **kw):
+    kw.setdefault("clock", MonotonicUTC())
     listener = Hl7Listener("hl7", ListenAddress(False, "127.0.0.1", 0), events.append, **kw)
     task = asyncio.create_task(listener.run())
     await listener.ready.wait()

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.core.clock import FixedClock
+from appliance.core.clock import FixedClock, MonotonicUTC
 from appliance.core.model import Reading, TechnicalEvent
 from drivers.codec import SessionCodec
 from drivers.medibus.codec import TRANSITIONS, MedibusCodec, MedibusState, MedibusTiming, Trigger
@@ -116,7 +116,7 @@ def state(c: Cable) -> MedibusState:
 
 
 def test_table_and_protocol():
-    assert isinstance(MedibusCodec("x"), SessionCodec)
+    assert isinstance(MedibusCodec("x", MonotonicUTC()), SessionCodec)
     assert TRANSITIONS[(MedibusState.ACTIVE, Trigger.LINK_TIMEOUT)] is MedibusState.INITIALIZING
     assert TRANSITIONS[(MedibusState.ACTIVE, Trigger.SHUTDOWN)] is MedibusState.STOPPED
 
@@ -203,7 +203,7 @@ def test_corrupt_device_command_gets_a_nak_and_shutdown_sends_stop():
 
 def test_byte_at_a_time_equals_one_read():
     stream = response(0x24, b"EB 97 E1 71 ") * 2 + command(0x30)
-    one, two = MedibusCodec("a"), MedibusCodec("a")
+    one, two = MedibusCodec("a", MonotonicUTC()), MedibusCodec("a", MonotonicUTC())
     whole = one.feed(stream)
     split = [e for b in stream for e in two.feed(bytes([b]))]
     assert whole == split and len(whole) == 4
@@ -213,7 +213,7 @@ def test_byte_at_a_time_equals_one_read():
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=300))
 def test_fuzz_garbage_then_a_good_response(garbage):
-    codec = MedibusCodec("f")
+    codec = MedibusCodec("f", MonotonicUTC())
     codec.feed(garbage)
     codec.feed(b"\r")  # end whatever the garbage left open
     after = [e for e in codec.feed(response(0x24, b"EB 96 ")) if isinstance(e, Reading)]

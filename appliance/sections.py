@@ -1,0 +1,61 @@
+"""The store's and the uplink's own settings: the config's [queue] and [uplink] sections.
+
+`RecordQueue` is built from `QueueSettings` and `Uplink` from `UplinkSettings`, the
+very objects the config loader makes from the file: every default and limit is
+written once, here. They live outside appliance.queue and appliance.uplink so that
+reading a config loads neither (start-up time and memory, issue #15).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appliance.core.settings import setting
+
+__all__ = ["QueueSettings", "UplinkSettings"]
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    # SQLite store-and-forward queue; empty path = off.
+    path: str = setting("")
+    # AES-GCM key for payloads at rest; created 0600 if absent (new store only).
+    key_path: str = setting("")
+    max_bytes: int = setting(512 * MiB, min=MiB, max=1 << 40)
+    commit_interval_ms: int = setting(100, min=5, max=10_000)
+    commit_max_records: int = setting(2000, min=1, max=100_000)
+    telemetry_ttl_s: float = setting(0.0, min=0.0, max=365 * 86_400.0)  # 0 = until delivered or dropped for space
+    max_pending: int = setting(100_000, min=10, max=10_000_000)  # telemetry held in memory
+    max_held_events: int = setting(100_000, min=10, max=10_000_000)  # alarm + technical records held in memory
+    retry_max_ms: int = setting(5_000, min=10, max=600_000)  # longest wait between tries while the store fails
+    # Small telemetry rows older than this are merged into large ones while the
+    # uplink is not delivering (0 = never): 96 B/observation at 3-obs rows, ~30 merged.
+    compact_after_s: float = setting(10.0, min=0.0, max=86_400.0)
+    compact_rows_per_pass: int = setting(600, min=1, max=100_000)  # bounds one pass's store-thread time (~ms)
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkSettings:
+    # MQTT 5 broker over mutual TLS 1.3; empty host = offline (no uplink).
+    host: str = setting("")
+    port: int = setting(8883, min=1, max=65535)
+    server_hostname: str = setting("")  # name in the broker's certificate; empty: host
+    gateway_id: str = setting("")  # must equal the CN of the client certificate (the broker's ACL user)
+    ca_path: str = setting("")
+    cert_path: str = setting("")
+    key_path: str = setting("")
+    connect_timeout_s: float = setting(10.0, min=1.0, max=120.0)
+    keepalive_s: int = setting(30, min=5, max=3600)
+    window: int = setting(64, min=1, max=65535)
+    backoff_min_s: float = setting(0.5, min=0.01, max=60.0)
+    backoff_max_s: float = setting(60.0, min=0.1, max=3600.0, not_below="backoff_min_s")
+
+    @property
+    def tls_server_name(self) -> str:
+        """The name the broker's certificate must carry."""
+        return self.server_hostname or self.host
+
+    def topic(self, leaf: str) -> str:
+        return f"bedside/v1/{self.gateway_id}/{leaf}"
