@@ -14,8 +14,9 @@ import asyncio
 import functools
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 from appliance.arbiter import Arbiter
@@ -30,6 +31,8 @@ __all__ = ["AlarmCircuit"]
 log = logging.getLogger(__name__)
 # Re-entrant events waiting for the current evaluation; more means a feedback loop.
 MAX_REENTRANT: Final = 1000
+# Observation ids whose device is remembered for alarm events (a few minutes of a bed).
+MAX_REMEMBERED_OBS: Final = 4096
 
 
 class AlarmCircuit:
@@ -55,10 +58,18 @@ class AlarmCircuit:
         self.reentrant_dropped = 0  # re-entrant events beyond MAX_REENTRANT (`bedside stats`)
         # Told after each annunciation reached the outputs (the gateway times its alarm path).
         self.on_annunciate: Callable[[Annunciation], None] | None = None
+        # Who an alarm is about (AlarmEvent.device_id / patient_id): the bed's patient
+        # as its latest observation says, and the devices of recent observation ids.
+        self._patients: dict[str, str | None] = {}
+        self._obs_devices: OrderedDict[str, str] = OrderedDict()
 
     # -- inputs ------------------------------------------------------------------
     def on_record(self, record: Record) -> None:
         if isinstance(record, Observation):
+            self._patients[record.bed_id] = record.patient_id
+            self._obs_devices[record.obs_id] = record.device_id
+            if len(self._obs_devices) > MAX_REMEMBERED_OBS:
+                self._obs_devices.popitem(last=False)
             if self.arbiter.select(record, self._now()):
                 self.evaluate(record)
         elif isinstance(record, TechnicalEvent):
@@ -79,10 +90,18 @@ class AlarmCircuit:
             current: Event | None = event
             while current is not None:
                 self.state, actions = self.engine.evaluate(self.state, current, self._now())
-                self._dispatch(actions)
+                self._dispatch([self._attributed(a, current) for a in actions])
                 current = self._pending.popleft() if self._pending else None
         finally:
             self._busy = False
+
+    def _attributed(self, action: AlarmEvent | Annunciation, cause: Event) -> AlarmEvent | Annunciation:
+        if not isinstance(action, AlarmEvent):
+            return action
+        device = next((self._obs_devices[i] for i in reversed(action.observation_ids) if i in self._obs_devices), None)
+        if device is None and isinstance(cause, TechnicalEvent) and action.kind == "technical":
+            device = cause.device_id
+        return replace(action, device_id=device, patient_id=self._patients.get(action.bed_id))
 
     def _dispatch(self, actions: Sequence[AlarmEvent | Annunciation]) -> None:
         # Outputs first: the box signals before anything is logged or queued.

@@ -119,6 +119,8 @@ class Gateway:
         self.drain_rate = RateWindow(self.stats_settings.rate_window_s)
         self._reading_t0: float | None = None
         self.alarms.on_annunciate = self._annunciated
+        if self.uplink is not None:  # after the alarm circuit: it keeps the per-bed alarm status
+            self.subscribers.append(self.uplink.on_record)
         # Per process: ids of clock-less devices stay unique across restarts.
         self._stream_id = self.clock.now().isoformat()
         self._devices = {dev.id: dev for dev in config.devices}

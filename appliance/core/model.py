@@ -109,6 +109,11 @@ class AlarmEvent:
     time: datetime
     observation_ids: tuple[str, ...] = field(default_factory=tuple)
     message: str = ""
+    # Who the alarm is about, for consumers that file it: the device whose
+    # observation (or condition) raised it, None for alarms over several devices;
+    # the bed's patient, None while unpaired.
+    device_id: str | None = None
+    patient_id: str | None = None
 
 
 DeviceEvent = Reading | TechnicalEvent

@@ -1,10 +1,15 @@
 """Compact CBOR form of record batches for the store and the uplink.
 
 Observations are dictionary-encoded per batch: metric, unit, device, bed,
-patient and flag sets become small integers, times become millisecond offsets
-from the batch's base, the 128-bit obs_id is kept as 16 raw bytes. That is what
-gets a stored observation under 40 bytes (sealed, on disk). Alarm and technical events are rare
-and are stored as their JSON-lines dict in CBOR. Times are kept to the
+patient and flag sets become small integers; a row's `time` is the millisecond
+delta from the *previous row's* time (the first row's from the batch base `b`,
+which is epoch milliseconds UTC), its `received` the delta from its own `time`;
+the 128-bit obs_id is kept as 16 raw bytes. That is what gets a stored
+observation under 40 bytes (sealed, on disk). Alarm and technical events are
+rare and are stored as their JSON-lines dict in CBOR, except that their times
+are epoch milliseconds UTC too (schema 2): one time representation in a batch
+and on the wire (docs/wire.md). Schema 1 (times in those dicts as RFC 3339
+strings) is still decoded, and `to_current` rewrites it. Times are kept to the
 millisecond (device clocks are coarser than that; the gateway's receive stamp
 is rounded).
 """
@@ -28,16 +33,35 @@ from appliance.core.model import (
 )
 from appliance.core.vocab import Quality
 
-__all__ = ["SCHEMA_VERSION", "decode_batch", "encode_batch", "merge_encoded"]
+__all__ = ["SCHEMA_VERSION", "decode_batch", "encode_batch", "epoch_ms", "merge_encoded", "to_current"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+_READABLE: Final = frozenset({1, SCHEMA_VERSION})
+# A schema-1 batch without events differs from schema 2 only in `v`; canonical CBOR
+# puts "v" then "x" last, so such a batch ends in exactly these bytes.
+_V1_NO_EVENTS: Final = b"\x61v\x01\x61x\x80"
+_V2_NO_EVENTS: Final = b"\x61v\x02\x61x\x80"
 # The index is the wire code of a quality: the order is fixed.
 _QUALITY: Final = (Quality.VALID, Quality.QUESTIONABLE, Quality.INVALID)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_TIME_KEYS: Final = ("time", "received", "device_time")
 
 
-def _ms(t: datetime) -> int:
+def epoch_ms(t: datetime) -> int:
+    """Epoch milliseconds UTC, the one time representation of the wire."""
+    # Naive times are taken as UTC: the gateway stamps aware UTC times everywhere.
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
     return round((t - _EPOCH).total_seconds() * 1000)
+
+
+def _event_dict(record: Record) -> dict[str, Any]:
+    raw = to_json_dict(record)
+    for key in _TIME_KEYS:
+        value = getattr(record, key, None)
+        if isinstance(value, datetime):
+            raw[key] = epoch_ms(value)
+    return raw
 
 
 class _Dict:
@@ -61,19 +85,19 @@ def encode_batch(records: Sequence[Record]) -> bytes:
     term = (metric, code, unit) and source = (device, bed, patient).
     """
     obs = [r for r in records if isinstance(r, Observation)]
-    other = [to_json_dict(r) for r in records if not isinstance(r, Observation)]
-    base = _ms(obs[0].time) if obs else 0
+    other = [_event_dict(r) for r in records if not isinstance(r, Observation)]
+    base = epoch_ms(obs[0].time) if obs else 0
     terms, sources, flags = _Dict(), _Dict(), _Dict()
     rows = []
     prev = base
     for o in obs:
-        t = _ms(o.time)
+        t = epoch_ms(o.time)
         rows.append(
             [
                 bytes.fromhex(o.obs_id) if len(o.obs_id) == 32 else o.obs_id,
                 o.value,
                 t - prev,
-                _ms(o.received) - t,
+                epoch_ms(o.received) - t,
                 _QUALITY.index(o.quality) | (4 if o.quarantine else 0),
                 terms((o.metric, o.code, o.unit)),
                 sources((o.device_id, o.bed_id, o.patient_id)),
@@ -99,8 +123,11 @@ def merge_encoded(first: bytes, second: bytes) -> bytes:
     with observations before other records, as `encode_batch` orders them."""
     try:
         a, b = cbor2.loads(first), cbor2.loads(second)
-        if a.get("v") != SCHEMA_VERSION or b.get("v") != SCHEMA_VERSION:
+        if a.get("v") not in _READABLE or b.get("v") not in _READABLE:
             raise RecordFormatError("unknown batch schema version")
+        if a["v"] != SCHEMA_VERSION or b["v"] != SCHEMA_VERSION:
+            # A row stored by an older gateway: rare (once per upgrade), so rebuild.
+            return encode_batch(decode_batch(first) + decode_batch(second))
         remap: list[list[int]] = []
         for mine, theirs in zip(a["d"], b["d"], strict=True):
             index = {tuple(item): i for i, item in enumerate(mine)}
@@ -136,7 +163,7 @@ def _time(ms: int) -> datetime:
 def decode_batch(data: bytes) -> list[Record]:
     try:
         batch = cbor2.loads(data)
-        if batch.get("v") != SCHEMA_VERSION:
+        if batch.get("v") not in _READABLE:
             raise RecordFormatError(f"unknown batch schema version {batch.get('v')!r}")
         terms, sources, flag_sets = batch["d"]
         out: list[Record] = []
@@ -169,11 +196,27 @@ def decode_batch(data: bytes) -> list[Record]:
         raise RecordFormatError(f"corrupt batch: {exc}") from exc
 
 
+def to_current(data: bytes) -> bytes:
+    """`data` in the current schema: unchanged if it is, rewritten if it is schema 1.
+    Cheap for the common case (no events) so the uplink can call it on every row."""
+    if data.endswith(_V2_NO_EVENTS):
+        return data
+    if data.endswith(_V1_NO_EVENTS):
+        return data[: -len(_V1_NO_EVENTS)] + _V2_NO_EVENTS
+    try:
+        version = cbor2.loads(data).get("v")
+    except (cbor2.CBORDecodeError, AttributeError) as exc:
+        raise RecordFormatError(f"corrupt batch: {exc}") from exc
+    return data if version == SCHEMA_VERSION else encode_batch(decode_batch(data))
+
+
 def _from_dict(raw: dict[str, Any]) -> Record:
     kind = raw.pop("type")
-    for key in ("time", "received", "device_time"):
-        if isinstance(raw.get(key), str):
+    for key in _TIME_KEYS:
+        if isinstance(raw.get(key), str):  # schema 1
             raw[key] = parse_time(raw[key])
+        elif isinstance(raw.get(key), int) and not isinstance(raw.get(key), bool):
+            raw[key] = _time(raw[key])
     if kind == "alarm":
         raw["observation_ids"] = tuple(raw.get("observation_ids", ()))
         return AlarmEvent(**raw)

@@ -24,19 +24,22 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import gmqtt
 
 from appliance.core.backoff import Backoff
 from appliance.core.errors import BedsideUplinkError
-from appliance.core.model import TechnicalEvent
+from appliance.core.model import AlarmEvent, Record, RecordFormatError, TechnicalEvent
 from appliance.core.vocab import TechnicalKind
 from appliance.queue.queue import RecordQueue
+from appliance.queue.records import epoch_ms, to_current
 from appliance.queue.store import RecordClass, StoreError
 from appliance.queue.upkeep import Cursor
 from appliance.sections import UplinkSettings
-from appliance.uplink.envelope import MAX_ROWS_PER_PUBLISH, PAYLOAD_VERSION, Row, encode, pack
+from appliance.uplink.active import ActiveAlarms, bed_leaf
+from appliance.uplink.envelope import CBOR, JSON, MAX_ROWS_PER_PUBLISH, PAYLOAD_VERSION, Row, encode, pack
 from appliance.uplink.gmqtt_adapter import AckClient, ConnectError, close_client, receive_maximum
 from appliance.uplink.probe import probe
 from appliance.uplink.tls import TlsFiles, UplinkTlsError, client_context, preflight
@@ -49,6 +52,10 @@ log = logging.getLogger(__name__)
 FETCH_ROWS: Final = 512  # ~4 ms of reading and opening at 3-obs rows
 BACKLOG_SHARE: Final = 0.25  # of the publish window, for rows older than the connection
 PUBACK_OK: Final = frozenset({0x00, 0x10})  # success, no matching subscribers
+# On a clean stop, how long the retained "offline" status may take to be acknowledged;
+# past it the DISCONNECT asks the broker to publish the Will (the same state) instead.
+STOP_TIMEOUT_S: Final = 2.0
+DISCONNECT_WITH_WILL: Final = 0x04
 
 
 class _Refused(BedsideUplinkError):
@@ -68,7 +75,8 @@ class Uplink:
         self._reason = ""
         self._client: AckClient | None = None
         self._commands: set[asyncio.Task[None]] = set()
-        self._statuses: dict[str, bytes] = {}  # retained status/<name> payloads (e.g. ota)
+        self._statuses: dict[str, bytes] = {}  # retained status/<name> payloads (e.g. ota, alarms/<bed>)
+        self._active = ActiveAlarms()
         # Rows the broker acknowledged whose delete failed (disk full, I/O error):
         # never sent again, deleted on a later pass. Bounded by what is stored.
         self._undeleted: set[int] = set()
@@ -123,12 +131,13 @@ class Uplink:
 
     async def _session(self, ctx: Any) -> None:
         s = self.settings
-        will = gmqtt.Message(s.topic("status"), b"offline", qos=1, retain=True)
+        will = gmqtt.Message(s.topic("status"), _state("offline", "connection lost"), qos=1, retain=True, **JSON)
         client = AckClient(s.gateway_id, will_message=will, clean_session=True)
         client.set_config({"reconnect_retries": 0})
         lost = asyncio.Event()
         client.on_disconnect = lambda *args, **kw: lost.set()
         client.on_message = self._on_command
+        reason = 0
         try:
             async with asyncio.timeout(s.connect_timeout_s):
                 await client.connect(s.host, s.port, ssl=ctx, keepalive=s.keepalive_s)
@@ -136,16 +145,27 @@ class Uplink:
             connected_ms = int(time.time() * 1000)
             self._up()
             async with asyncio.timeout(s.connect_timeout_s):
-                await client.publish_tracked(s.topic("status"), b"online", retain=True)
+                await client.publish_tracked(s.topic("status"), _state("online"), retain=True, properties=JSON)
             client.subscribe(s.topic("cmd"), qos=1)
             self._client = client
             for name, payload in self._statuses.items():
-                client.publish_tracked(s.topic(f"status/{name}"), payload, retain=True)
+                client.publish_tracked(s.topic(f"status/{name}"), payload, retain=True, properties=JSON)
             await self._drain(client, lost, connected_ms)
+        except asyncio.CancelledError:
+            # A clean stop (SIGTERM): leave "offline" with its reason retained.
+            if self._client is not None and not await _say_offline(client, s.topic("status")):
+                reason = DISCONNECT_WITH_WILL
+            raise
         finally:
             self._client = None
             client.fail_all(ConnectionError("connection closed"))
-            await close_client(client)
+            await close_client(client, reason)
+
+    def on_record(self, record: Record) -> None:
+        """Gateway subscriber: keep each bed's retained active-alarm status current.
+        Never awaits: set_status only writes to the connection's buffer."""
+        if isinstance(record, AlarmEvent):
+            self.set_status(bed_leaf(record.bed_id), self._active.update(record))
 
     def set_status(self, name: str, payload: dict[str, Any]) -> None:
         """Retained JSON on `status/<name>`: sent now if connected, and on every reconnect."""
@@ -153,7 +173,8 @@ class Uplink:
         self._statuses[name] = data
         client = self._client
         if client is not None:
-            client.publish_tracked(self.settings.topic(f"status/{name}"), data, retain=True)
+            with contextlib.suppress(Exception):  # a closing connection: sent on the next connect
+                client.publish_tracked(self.settings.topic(f"status/{name}"), data, retain=True, properties=JSON)
 
     def _on_command(self, client: Any, topic: str, payload: bytes, qos: int, properties: Any) -> int:
         task = asyncio.get_running_loop().create_task(self._command(payload))
@@ -171,7 +192,7 @@ class Uplink:
             req_id = None
         else:
             if cmd == "ping":
-                reply = {"ok": True, "pong": time.time()}
+                reply = {"ok": True, "pong": int(time.time() * 1000)}  # epoch ms, as everywhere on the wire
             elif cmd == "stats":
                 st = await self.queue.stats()
                 reply = {"ok": True, "records": st.records, "fill": round(st.fill, 4),
@@ -185,7 +206,7 @@ class Uplink:
         client = self._client
         if client is not None:
             with contextlib.suppress(Exception):
-                client.publish_tracked(self.settings.topic("cmd/response"), json.dumps(reply).encode())
+                client.publish_tracked(self.settings.topic("cmd/response"), json.dumps(reply).encode(), properties=JSON)
 
     async def _next_rows(self, room: int, connected_ms: int) -> list[Row]:
         """Alarms first; then live data, with the backlog (rows older than this
@@ -233,9 +254,11 @@ class Uplink:
                         self._handed_out(group, connected_ms)
                         self._seq += 1
                         cls, replay = group[0][1], group[0][2] < connected_ms
-                        payload = encode(s.gateway_id, self._seq, cls, replay, [r[3] for r in group])
+                        payload = encode(s.gateway_id, self._seq, cls, replay, _current(group))
                         leaf = "alarms" if cls is RecordClass.ALARM else "telemetry"
-                        in_flight[client.publish_tracked(s.topic(leaf), payload)] = [r[0] for r in group]
+                        in_flight[client.publish_tracked(s.topic(leaf), payload, properties=CBOR)] = [
+                            r[0] for r in group
+                        ]
                 if not in_flight:
                     if self._undeleted and time.monotonic() - self._forget_tried >= 1.0:
                         await self._forget(list(self._undeleted))
@@ -268,3 +291,34 @@ class Uplink:
             self._undeleted.update(row_ids)
             return
         self._undeleted.difference_update(row_ids)
+
+
+def _state(state: str, reason: str = "") -> bytes:
+    """The retained `status` payload (docs/wire.md)."""
+    body: dict[str, Any] = {"state": state, "time": epoch_ms(datetime.now(UTC)), "payload_version": PAYLOAD_VERSION}
+    if reason:
+        body["reason"] = reason
+    return json.dumps(body, sort_keys=True).encode()
+
+
+def _current(group: list[Row]) -> list[bytes]:
+    """Rows as the wire carries them: a row stored by an older gateway in store
+    schema 1 is rewritten (one time representation on the wire). An unreadable one
+    goes as it is: the consumer reports it, and the store never loses a row silently."""
+    out = []
+    for row in group:
+        try:
+            out.append(to_current(row[3]))
+        except RecordFormatError:
+            out.append(row[3])
+    return out
+
+
+async def _say_offline(client: AckClient, topic: str) -> bool:
+    """Publish the retained offline status and wait (bounded) for its PUBACK."""
+    try:
+        fut = client.publish_tracked(topic, _state("offline", "stopped"), retain=True, properties=JSON)
+        async with asyncio.timeout(STOP_TIMEOUT_S):
+            return await fut in PUBACK_OK
+    except Exception:
+        return False

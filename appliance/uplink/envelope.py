@@ -1,9 +1,15 @@
 """The MQTT payload around stored batches, and how rows are packed into publishes.
 
-Version 2 carries a list of store rows' batches (`batches`) in one publish: one
-publish per 3-observation row drained a 72 h backlog at ~11 rows/s (issue #15).
-Version 1 (`batch`: one row) is still decoded, for consumers reading a broker
-that holds messages from older gateways. Pure functions: no I/O.
+The published contract is docs/wire.md (schema: docs/wire.schema.json).
+
+Version 3 is version 2 with one time representation: every batch it carries is
+store schema 2, whose event times are epoch milliseconds UTC like the
+observation rows' (schema 1 had RFC 3339 strings in event dicts; the uplink
+rewrites such rows with `records.to_current`). Version 2 carries a list of
+store rows' batches (`batches`) in one publish: one publish per
+3-observation row drained a 72 h backlog at ~11 rows/s (issue #15). Versions 1
+(`batch`: one row) and 2 are still decoded, for consumers reading a broker that
+holds messages from older gateways. Pure functions: no I/O.
 """
 
 from __future__ import annotations
@@ -15,9 +21,21 @@ import cbor2
 
 from appliance.queue.schema import RecordClass
 
-__all__ = ["MAX_PUBLISH_BYTES", "MAX_ROWS_PER_PUBLISH", "PAYLOAD_VERSION", "batches_of", "encode", "pack"]
+__all__ = [
+    "CBOR",
+    "JSON",
+    "MAX_PUBLISH_BYTES",
+    "MAX_ROWS_PER_PUBLISH",
+    "PAYLOAD_VERSION",
+    "batches_of",
+    "encode",
+    "pack",
+]
 
-PAYLOAD_VERSION: Final = 2
+PAYLOAD_VERSION: Final = 3
+# MQTT 5 Content Type and Payload Format Indicator (0: bytes, 1: UTF-8) per topic kind.
+CBOR: Final = {"content_type": "application/cbor", "payload_format_id": 0}
+JSON: Final = {"content_type": "application/json", "payload_format_id": 1}
 # Size bound of one publish: far under MQTT's 256 MB and Mosquitto's defaults,
 # small enough that one lost connection resends little and a receiver's
 # buffer stays modest; large enough that per-publish costs vanish.
@@ -41,7 +59,7 @@ def encode(gateway_id: str, seq: int, cls: RecordClass, replay: bool, batches: S
 
 
 def batches_of(envelope: dict[str, Any]) -> list[bytes]:
-    """The stored batches an envelope (v1 or v2) carries; KeyError/TypeError if malformed."""
+    """The stored batches an envelope (v1, v2 or v3) carries; KeyError/TypeError if malformed."""
     if envelope.get("v", 1) == 1:
         return [envelope["batch"]]
     batches = envelope["batches"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+from collections.abc import Mapping
 from typing import Any, Final
 
 import gmqtt
@@ -60,9 +61,12 @@ class AckClient(gmqtt.Client):  # type: ignore[misc]
         # has not happened yet on a fresh client): an instance attribute wins.
         handler._handle_puback_packet = on_puback
 
-    def publish_tracked(self, topic: str, payload: bytes, retain: bool = False) -> asyncio.Future[int]:
-        """QoS 1 publish; the future resolves with the PUBACK's reason code."""
-        message = gmqtt.Message(topic, payload, qos=1, retain=retain)
+    def publish_tracked(
+        self, topic: str, payload: bytes, retain: bool = False, properties: Mapping[str, Any] | None = None
+    ) -> asyncio.Future[int]:
+        """QoS 1 publish with MQTT 5 `properties` (gmqtt names, e.g. content_type);
+        the future resolves with the PUBACK's reason code."""
+        message = gmqtt.Message(topic, payload, qos=1, retain=retain, **(properties or {}))
         mid, package = self._connection.publish(message)
         self._persistent_storage.push_message(mid, package)
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -84,13 +88,14 @@ def receive_maximum(client: Any) -> int:
     return int(value[0] if isinstance(value, list) else value)
 
 
-async def close_client(client: Any) -> None:
-    """Disconnect politely if the link is up, and always release the socket: a
-    gateway reconnecting for days must not leak a file descriptor per attempt."""
+async def close_client(client: Any, reason_code: int = 0) -> None:
+    """Disconnect politely if the link is up (MQTT 5 reason 0x04 asks the broker to
+    publish the Will anyway), and always release the socket: a gateway
+    reconnecting for days must not leak a file descriptor per attempt."""
     with contextlib.suppress(Exception):
         client.stop_reconnect()
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(client.disconnect(), 2)
+        await asyncio.wait_for(client.disconnect(reason_code=reason_code), 2)
     connection = getattr(client, "_connection", None)
     if connection is not None:
         with contextlib.suppress(Exception):

@@ -3,7 +3,9 @@
 import asyncio
 import json
 import sqlite3
+from collections.abc import Mapping
 from types import SimpleNamespace
+from typing import Any
 
 import cbor2
 
@@ -25,7 +27,9 @@ class AckingClient:
         self._package_handler = SimpleNamespace(_connack_properties={"receive_maximum": [20]})
         self.batches: list[bytes] = []
 
-    def publish_tracked(self, topic: str, payload: bytes, retain: bool = False) -> asyncio.Future[int]:
+    def publish_tracked(
+        self, topic: str, payload: bytes, retain: bool = False, properties: Mapping[str, Any] | None = None
+    ) -> asyncio.Future[int]:
         self.batches.extend(batches_of(cbor2.loads(payload)))
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         fut.set_result(0)

@@ -1,13 +1,14 @@
 import hashlib
 from datetime import UTC, datetime, timedelta
 
+import cbor2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance.core.model import AlarmEvent, Observation, Record, RecordFormatError, TechnicalEvent
+from appliance.core.model import AlarmEvent, Observation, Record, RecordFormatError, TechnicalEvent, to_json_dict
 from appliance.core.vocab import AlarmEventState, Priority, Quality
-from appliance.queue.records import decode_batch, encode_batch
+from appliance.queue.records import decode_batch, encode_batch, to_current
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TERMS = [("MDC_PULS_OXIM_SAT_O2", 150456, "%"), ("MDC_PULS_OXIM_PULS_RATE", 149530, "/min")]
@@ -85,3 +86,14 @@ def test_merging_garbage_is_a_record_format_error():
 
     with pytest.raises(RecordFormatError):
         merge_encoded(encode_batch([observation(0)]), b"\xa1\x61v\x09")
+
+
+def test_schema_1_batches_are_read_and_rewritten_with_epoch_ms_times() -> None:
+    alarm = AlarmEvent("a", "r", "ICU-1", Priority.HIGH, "physiological", AlarmEventState.ACTIVE, T0)
+    v1_obs = cbor2.dumps({**cbor2.loads(encode_batch([observation(1)])), "v": 1}, canonical=True)
+    v1_alarm = cbor2.dumps({"v": 1, "b": 0, "d": [[], [], []], "o": [], "x": [to_json_dict(alarm)]}, canonical=True)
+    for old in (v1_obs, v1_alarm):
+        new = to_current(old)
+        assert cbor2.loads(new)["v"] == 2 and decode_batch(new) == decode_batch(old)
+        assert to_current(new) == new
+    assert cbor2.loads(to_current(v1_alarm))["x"][0]["time"] == int(T0.timestamp() * 1000)
