@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 from appliance.core.settings import setting
 from appliance.core.terms import Term
 from drivers.address import parse_listen
-from drivers.family import CodecSettings, DeviceFamily, LinkEnv, LinkSetupError
+from drivers.family import CodecSettings, DeviceFamily, DeviceTime, LinkEnv, LinkSetupError
 from drivers.serial.line import SerialLine
 
 if TYPE_CHECKING:
@@ -116,4 +116,6 @@ FAMILY: Final = DeviceFamily(
     options={"serial": Hl7SerialOptions},
     simulator="hil.simulate:simulate",
     summary="HL7 v2 ORU^R01 / ORU^R40 over MLLP",
+    # OBX-14 with an explicit offset says when: a resent or batched result keeps it.
+    device_time={"hl7": DeviceTime.STATED},
 )
