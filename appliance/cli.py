@@ -72,6 +72,7 @@ async def _run_until_signal(gateway: Gateway) -> bool:
 def cmd_run(args: argparse.Namespace) -> int:
     from appliance.config_checks import startup_checks
     from appliance.gateway import Gateway
+    from appliance.timesync import kernel_clock
 
     config = load_config(args.config)
     # Paths, ports and sockets against this machine, before anything starts: a wrong
@@ -79,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     startup_checks(config, args.config)
     _setup_logging(config.gateway.log_level)
     _install_loop()
-    gateway = Gateway(config)
+    gateway = Gateway(config, kernel_clock())
     # The entry point composes the process: the OTA agent joins the gateway's supervisor
     # (only with [ota] configured: tuf and the D-Bus client are not loaded otherwise).
     if config.ota.server_url:

@@ -23,7 +23,7 @@ from appliance.alarms import AlarmCircuit
 from appliance.arbiter import Arbiter, AuditRecord
 from appliance.config import AlarmsConfig, Config, ConfigError, DeviceConfig
 from appliance.control import ControlServer
-from appliance.core.clock import Clock, MonotonicUTC
+from appliance.core.clock import Clock, GatewayClock, MonotonicUTC
 from appliance.core.model import DeviceEvent, Reading, Record, TechnicalEvent
 from appliance.core.vocab import TechnicalKind
 from appliance.looplag import LagMonitor
@@ -33,6 +33,7 @@ from appliance.sdnotify import Notifier
 from appliance.sinks import JsonlSink, Sink
 from appliance.stats import LatencyHistogram, RateWindow, StatsSettings, snapshot
 from appliance.supervisor import Supervisor
+from appliance.timesync import run_clock
 from drivers import registry
 from drivers.family import Link, LinkEnv, LinkSetupError
 from drivers.serial.link import Opener, open_serial
@@ -95,7 +96,11 @@ class Gateway:
     ) -> None:
         self.config = config
         self._radio = radio  # the system's radio backend unless a simulated one is given (made on first use)
+        # `bedside run` passes the clock that follows the kernel's synchronised clock
+        # (appliance.timesync.kernel_clock); a GatewayClock is polled by the "clock" task
+        # and its stamps are flagged clock_unsynced until synchronised.
         self.clock: Clock = clock or MonotonicUTC()
+        self._synced_clock = clock if isinstance(clock, GatewayClock) else None
         self.normalizer = Normalizer(max_clock_skew_s=config.gateway.max_clock_skew_s)
         self.registry = Registry(config.gateway.registry_path)
         self.registry.refresh()
@@ -206,7 +211,8 @@ class Gateway:
         if isinstance(event, Reading):
             self._reading_t0 = t0
             try:
-                obs, technical = self.normalizer.normalize(event, ctx, received)
+                unsynced = self._synced_clock is not None and not self._synced_clock.synced
+                obs, technical = self.normalizer.normalize(event, ctx, received, clock_unsynced=unsynced)
                 for tech in technical:
                     self.publish(tech)
                 if obs is not None:
@@ -300,6 +306,8 @@ class Gateway:
         for dev_id, link in self.links.items():
             supervisor.start(f"link:{dev_id}", link.run, dev_id)
         supervisor.start("registry", self._watch_registry)
+        if (synced_clock := self._synced_clock) is not None:
+            supervisor.start("clock", lambda: run_clock(synced_clock, self.publish))
         if self.uplink is not None:
             supervisor.start("uplink", self.uplink.run)
         self.self_test_ok = all(r.ok for r in self.alarms.self_test())

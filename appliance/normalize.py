@@ -3,11 +3,18 @@
 Which time an observation carries:
 - `received` is the gateway's own time of arrival (monotonic-anchored UTC).
 - `time` is the device's timestamp converted from the device's configured zone to
-  UTC, when the device sends one and its clock is within `max_clock_skew_s` of
-  the gateway; otherwise (no device clock, or a clock off by more than the bound)
-  it is `received`, and a skewed reading carries the `clock_skew` flag.
-Skew is tracked per device as device UTC minus received; crossing the bound emits
-one `clock_skew` technical event (active), coming back emits one (inactive).
+  UTC, when the device sends one; with no device clock it is `received`.
+- Only live streams are judged by skew (drivers.family.DeviceTime, per protocol):
+  a live device's clock more than `max_clock_skew_s` off the gateway is wrong, so
+  `time` is `received` and the reading carries `clock_skew`. Skew is tracked per
+  device as device UTC minus received; crossing the bound emits one `clock_skew`
+  technical event (active), coming back emits one (inactive).
+- A source that can legitimately send old data (a record the device stored,
+  an episodic device, a time stated with its UTC offset) keeps its time; older
+  than the bound it is flagged `late`, not replaced. Only a time in the future
+  beyond the bound is distrusted (`clock_skew`, `received` instead).
+- Stamped while the gateway's clock is not synchronised, a reading carries
+  `clock_unsynced` (its `received`, and any time taken from it, may be off).
 
 Invalid is never valid: a value in a unit that cannot be converted to its
 term's unit loses its number (`unit_not_convertible`); a value that is not a finite number (NaN, inf, 1e400)
@@ -38,7 +45,8 @@ from typing import Final
 from appliance.core.model import Observation, Reading, TechnicalEvent
 from appliance.core.plausible import plausible_range
 from appliance.core.vocab import Quality, TechnicalKind
-from drivers.registry import flag_classes, lookup
+from drivers.family import DeviceTime
+from drivers.registry import device_time, flag_classes, lookup
 
 __all__ = ["DeviceContext", "Normalizer", "convert_unit", "flag_grades", "quality_of"]
 
@@ -84,6 +92,10 @@ def convert_unit(value: float | None, unit: str, to_unit: str) -> tuple[float | 
 RANGE_FLAGS: Final = frozenset({"under_range", "over_range"})
 # Readings fetched from a device's record store (a meter's catch-up on reconnect).
 STORED_FLAG: Final = "stored"
+# A kept device time older than the skew bound (the value is as good; it is old news).
+LATE_FLAG: Final = "late"
+# Stamped while the gateway's clock was not synchronised (appliance/core/clocksync.py).
+UNSYNCED_FLAG: Final = "clock_unsynced"
 
 
 def flag_grades() -> tuple[frozenset[str], frozenset[str]]:
@@ -141,7 +153,7 @@ class Normalizer:
         return None if state is None else state.last_s
 
     def normalize(
-        self, reading: Reading, ctx: DeviceContext, received: datetime
+        self, reading: Reading, ctx: DeviceContext, received: datetime, *, clock_unsynced: bool = False
     ) -> tuple[Observation | None, list[TechnicalEvent]]:
         term = lookup(ctx.protocol, reading.label)
         if term is None:
@@ -154,7 +166,7 @@ class Normalizer:
         finite = (raw is None or math.isfinite(raw)) and "non_finite" not in reading.flags
         value, unit_ok = convert_unit(raw if finite else None, reading.unit, unit)
         events: list[TechnicalEvent] = []
-        flags = reading.flags
+        flags = reading.flags | {UNSYNCED_FLAG} if clock_unsynced else reading.flags
         judged = ""
         if not unit_ok:
             # Never file a value under a term in a unit the rules do not expect, and
@@ -200,18 +212,30 @@ class Normalizer:
         if reading.device_time is None:
             return received, flags, []
         device_utc = self._to_utc(reading.device_time, ctx.tz)
-        if STORED_FLAG in flags:
-            # A record the device stored while out of range is old by nature: its own
-            # time stands and says nothing about the clock's skew; only a time in the
-            # future beyond the bound is distrusted.
+        if self._keeps_time(reading, ctx.protocol, flags):
             bound = self.max_clock_skew_s
-            if bound is not None and (device_utc - received).total_seconds() > bound:
+            ahead_s = (device_utc - received).total_seconds()
+            if bound is not None and ahead_s > bound:
                 return received, flags | {"clock_skew"}, []
+            if bound is not None and -ahead_s > bound:
+                return device_utc, flags | {LATE_FLAG}, []
             return device_utc, flags, []
         skewed, events = self._track_skew(ctx, device_utc, received)
         if skewed:
             return received, flags | {"clock_skew"}, events
         return device_utc, flags, events
+
+    @staticmethod
+    def _keeps_time(reading: Reading, protocol: str, flags: frozenset[str]) -> bool:
+        """Whether this reading may legitimately be old: its time stands and says
+        nothing about the device clock's skew."""
+        if STORED_FLAG in flags:  # fetched from the device's record store
+            return True
+        kind = device_time(protocol)
+        if kind is DeviceTime.EPISODIC:
+            return True
+        # A stated offset makes the time unambiguous; a bare one is only as good as the zone configured.
+        return kind is DeviceTime.STATED and reading.device_time is not None and reading.device_time.tzinfo is not None
 
     def _track_invalid(
         self, ctx: DeviceContext, metric: str, judged: str, quality: Quality, received: datetime

@@ -13,6 +13,7 @@ a box pays start-up time and memory only for the families its devices speak.
 
 from __future__ import annotations
 
+import enum
 import functools
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ __all__ = [
     "CodecFactory",
     "CodecSettings",
     "DeviceFamily",
+    "DeviceTime",
     "Link",
     "LinkEnv",
     "LinkSetupError",
@@ -107,6 +109,19 @@ class Transport(Protocol):
     def make_link(self, family: DeviceFamily, dev: Any, env: LinkEnv) -> Link: ...
 
 
+class DeviceTime(enum.StrEnum):
+    """What a device's own timestamp says about when it measured (issue 17, the record contract).
+
+    Only a live stream is judged by skew: its time far from the gateway's is a wrong
+    clock. A source that can legitimately send old data keeps its time, and one
+    older than the skew bound is flagged `late`, not replaced.
+    """
+
+    LIVE = "live"  # streams as it measures
+    EPISODIC = "episodic"  # measures now and then and may deliver later (a cuff, a meter, a spot check)
+    STATED = "stated"  # a time with an explicit UTC offset is the sender's statement; one without is LIVE
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceFamily:
     name: str  # the family's key (label tables, unmapped counters)
@@ -125,6 +140,8 @@ class DeviceFamily:
     # "module:function" of the bench's simulator (hil/), resolved by the bench only
     simulator: str = ""
     summary: str = ""  # one phrase for help texts
+    # protocol -> how its device times are judged (normalizer); unlisted protocols are LIVE
+    device_time: Mapping[str, DeviceTime] = field(default_factory=dict)
 
 
 def cached_table(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final
 
 from drivers.ble.family import FAMILY as _BLE
 from drivers.datex.family import FAMILY as _DATEX
-from drivers.family import CodecSettings, DeviceFamily, Transport
+from drivers.family import CodecSettings, DeviceFamily, DeviceTime, Transport
 from drivers.hl7.family import FAMILY as _HL7
 from drivers.intellivue.family import FAMILY as _INTELLIVUE
 from drivers.masimo.family import FAMILY as _MASIMO
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FAMILIES",
     "carried_terms",
+    "device_time",
     "family_for",
     "flag_classes",
     "lookup",
@@ -53,6 +54,7 @@ def _clear() -> None:
     lookup.cache_clear()
     carried_terms.cache_clear()
     flag_classes.cache_clear()
+    device_time.cache_clear()
 
 
 @contextlib.contextmanager
@@ -129,6 +131,13 @@ def carried_terms() -> CarriedTerms:
     from drivers.hl7.terms import CarriedTerms
 
     return CarriedTerms(family.table() for family in FAMILIES)
+
+
+@functools.lru_cache(maxsize=256)  # hot path: every reading with a device time asks
+def device_time(protocol: str) -> DeviceTime:
+    """How a protocol's device times are judged; LIVE for an unknown protocol."""
+    family = _by_protocol().get(protocol)
+    return DeviceTime.LIVE if family is None else family.device_time.get(protocol, DeviceTime.LIVE)
 
 
 @functools.cache

@@ -36,7 +36,10 @@ class TechnicalKind(enum.StrEnum):
     UPDATE = "update"
     UPDATE_REFUSED = "update_refused"
     UPDATE_DEFERRED = "update_deferred"
+    # The gateway's own clock (appliance/core/clocksync.py) also raises CLOCK_UNSYNCED
+    # until the kernel says the system clock is synchronised, and reports each step.
     CLOCK_UNSYNCED = "clock_unsynced"
+    CLOCK_STEP = "clock_step"
     # The store's own failures (an unreadable file set aside, a write that failed:
     # disk full, I/O error), the event loop that carries the alarm path falling
     # behind, a device listener refusing connections, and a value judged invalid

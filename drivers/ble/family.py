@@ -11,7 +11,7 @@ from appliance.core.settings import part, setting
 from appliance.core.terms import Term
 from appliance.core.tls import TlsPaths
 from drivers.devices import DeviceSettings, LinkTiming, device_keys
-from drivers.family import CodecSettings, DeviceFamily, LinkEnv, cached_table
+from drivers.family import CodecSettings, DeviceFamily, DeviceTime, LinkEnv, cached_table
 from drivers.terms import PERF, PULSE, SPO2
 
 if TYPE_CHECKING:
@@ -19,8 +19,19 @@ if TYPE_CHECKING:
     from drivers.ble.link import BleLink
     from drivers.codec import Codec
 
-__all__ = ["BLE_PROFILE_NAMES", "FAMILY", "BleDevice", "BleRadio", "BleTiming", "ble_address_problem"]
+__all__ = [
+    "BLE_PROFILE_NAMES",
+    "EPISODIC_PROFILES",
+    "FAMILY",
+    "BleDevice",
+    "BleRadio",
+    "BleTiming",
+    "ble_address_problem",
+]
 
+# Profiles that connect to deliver a measurement taken earlier (drivers/ble/profiles.py
+# `continuous=False`; a test keeps them equal): their device time is kept, flagged late.
+EPISODIC_PROFILES: Final = frozenset({"plx-spot", "temperature", "blood-pressure", "glucose", "weight"})
 # BLE health profiles (drivers/ble/profiles.py PROFILES keys; a test keeps them equal).
 BLE_PROFILE_NAMES: Final = (
     "heart-rate",
@@ -171,4 +182,5 @@ FAMILY: Final = DeviceFamily(
     ),
     simulator="hil.ble_bench:simulator",
     summary="BLE health profiles: one hex notification per line, optional '2A34:' prefix",
+    device_time={f"ble-{name}": DeviceTime.EPISODIC for name in EPISODIC_PROFILES},
 )

@@ -16,7 +16,7 @@ from appliance.core.terms import Term
 from appliance.core.tls import ResolvedTls, TlsPaths, resolve_tls
 from drivers.address import parse_listen
 from drivers.devices import DeviceSettings, device_keys
-from drivers.family import CodecSettings, DeviceFamily, LinkEnv, LinkSetupError
+from drivers.family import CodecSettings, DeviceFamily, DeviceTime, LinkEnv, LinkSetupError
 from drivers.serial.line import SerialLine
 
 if TYPE_CHECKING:
@@ -140,4 +140,6 @@ FAMILY: Final = DeviceFamily(
     options={"serial": Hl7SerialOptions},
     simulator="hil.line_sims:hl7",
     summary="HL7 v2 ORU^R01 / ORU^R40 over MLLP",
+    # OBX-14 with an explicit offset says when: a resent or batched result keeps it.
+    device_time={"hl7": DeviceTime.STATED},
 )

@@ -75,8 +75,13 @@ def test_stored_records_keep_their_old_time_and_do_not_count_as_skew():
     future = RECEIVED.replace(tzinfo=None) + timedelta(hours=1)
     obs, _ = norm.normalize(Reading("g", "GLU_CAP_WB", 95.0, "mg/dL", future, frozenset({"stored"})), ctx, RECEIVED)
     assert obs is not None and obs.time == RECEIVED and "clock_skew" in obs.flags
-    live, events = norm.normalize(Reading("g", "GLU_CAP_WB", 95.0, "mg/dL", old), ctx, RECEIVED)
-    assert live is not None and "clock_skew" in live.flags and events  # a live value that old is skew
+    # A meter is episodic: a value it sends hours after measuring keeps its time, flagged late.
+    late, events = norm.normalize(Reading("g", "GLU_CAP_WB", 95.0, "mg/dL", old, seq=3), ctx, RECEIVED)
+    assert late is not None and late.time == old.replace(tzinfo=UTC) and "late" in late.flags and events == []
+    # Only a live stream is judged by skew: a heart-rate strap that far off has a wrong clock.
+    hr = DeviceContext("h", "ble-heart-rate", "ICU-9")
+    live, events = norm.normalize(Reading("h", "HR", 72.0, "/min", old), hr, RECEIVED)
+    assert live is not None and live.time == RECEIVED and "clock_skew" in live.flags and events
 
 
 def test_ble_units_reach_the_rules_in_canonical_units():

@@ -187,7 +187,8 @@ def run(deleted, connections, start):
         unit.connected()
         on_connection: set[int] = set()
         for seq in conn["early"]:
-            arrive(seq, on_connection)
+            if seq not in deleted:  # a record deleted on the device is never sent
+                arrive(seq, on_connection)
         floor = unit.floor or 0
         unit.request()
         for seq in range(floor + 1, STORE + 1):
@@ -201,7 +202,8 @@ def run(deleted, connections, start):
         unit.finish(answered=answered, refusal="refused" if answered and conn["refused"] else "")
         check()
         for seq in conn["live"]:
-            arrive(seq, on_connection)
+            if seq not in deleted:
+                arrive(seq, on_connection)
         if conn["stop_during"] == "live":
             unit.stop()
             check()
