@@ -192,6 +192,7 @@ def interpret(msg: Hl7Message) -> PcdResult:
 
 # PID-3 repetitions read for the patient check; more are ignored (a bound, not a refusal).
 MAX_PATIENT_IDS: Final = 8
+MAX_ID_CHARS: Final = 64  # each id / location part: a hostile 60 KB PID-3 must not ride on every reading
 
 
 def _who(msg: Hl7Message, result: PcdResult) -> None:
@@ -202,11 +203,11 @@ def _who(msg: Hl7Message, result: PcdResult) -> None:
     if pid is not None:
         reps = pid.raw(3).split(msg.delimiters.repetition, MAX_PATIENT_IDS)[:MAX_PATIENT_IDS]
         ids = (msg.get(pid, 3, 1, n + 1) for n in range(len(reps)))
-        result.patient_ids = tuple(i for i in ids if i and i != '""')
+        result.patient_ids = tuple(i[:MAX_ID_CHARS] for i in ids if i and i != '""')
     pv1 = msg.first("PV1")
     if pv1 is not None:
         unit, room, bed = msg.components(pv1, 3, 3)
-        result.location = (unit, room, bed)
+        result.location = (unit[:MAX_ID_CHARS], room[:MAX_ID_CHARS], bed[:MAX_ID_CHARS])
 
 
 Row = tuple[Segment, tuple[int, ...], PcdValue | None]
