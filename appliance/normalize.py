@@ -45,6 +45,7 @@ from typing import Final
 from appliance.core.model import Observation, Reading, TechnicalEvent
 from appliance.core.plausible import plausible_range
 from appliance.core.vocab import Quality, TechnicalKind
+from appliance.identity import IdentityCheck
 from drivers.family import DeviceTime
 from drivers.registry import device_time, flag_classes, lookup
 
@@ -55,7 +56,8 @@ __all__ = ["DeviceContext", "Normalizer", "convert_unit", "flag_grades", "qualit
 OWN_INVALID_FLAGS: Final = frozenset(
     # Judged here: not a finite number, outside the term's plausible range
     # (appliance/core/plausible.py), or in a unit that cannot be converted.
-    {"non_finite", "implausible", "unit_not_convertible"}
+    # `patient_mismatch`: the device names another patient or bed (appliance/identity.py).
+    {"non_finite", "implausible", "unit_not_convertible", "patient_mismatch"}
 )
 OWN_QUESTIONABLE_FLAGS: Final = frozenset({"clock_skew"})
 
@@ -147,6 +149,7 @@ class Normalizer:
     # device -> metrics whose latest value the gateway judged invalid (bounded by
     # the term tables: only mapped metrics get here).
     _invalid: dict[str, set[str]] = field(default_factory=dict)
+    identity: IdentityCheck = field(default_factory=IdentityCheck)
 
     def skew_s(self, device_id: str) -> float | None:
         state = self._skew.get(device_id)
@@ -165,8 +168,11 @@ class Normalizer:
         # A codec that met a non-number (a text 'NaN') passes no value and says so.
         finite = (raw is None or math.isfinite(raw)) and "non_finite" not in reading.flags
         value, unit_ok = convert_unit(raw if finite else None, reading.unit, unit)
-        events: list[TechnicalEvent] = []
-        flags = reading.flags | {UNSYNCED_FLAG} if clock_unsynced else reading.flags
+        # Patient / bed claims checked against the pairing (a mismatch quarantines).
+        claims = (ctx.device_id, ctx.bed_id, ctx.patient_id)
+        flags, mismatched, events = self.identity.judge(reading, claims, received, lambda r: self._obs_id(r, ctx))
+        if clock_unsynced:
+            flags = flags | {UNSYNCED_FLAG}
         judged = ""
         if not unit_ok:
             # Never file a value under a term in a unit the rules do not expect, and
@@ -201,7 +207,7 @@ class Normalizer:
             bed_id=ctx.bed_id,
             patient_id=ctx.patient_id,
             flags=flags,
-            quarantine=ctx.patient_id is None,
+            quarantine=ctx.patient_id is None or mismatched,
         )
         return obs, events
 

@@ -1,4 +1,4 @@
-"""Nonin format #2, #7 and #8 encoders (the device side).
+"""Nonin format #2, #7, #8 and #13 encoders (the device side).
 
 Byte layouts per shared/protocols/nonin.md. Used by the simulator, the demo and
 as the encoder in codec round-trip tests.
@@ -6,13 +6,31 @@ as the encoder in codec round-trip tests.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Final
 
 from hil.scenarios import Vitals
 
-__all__ = ["FORMATS", "nonin_packet"]
+__all__ = ["FORMATS", "SPOT_FORMAT", "nonin_packet", "nonin_spot_record"]
 
-FORMATS: Final = (2, 7, 8)
+FORMATS: Final = (2, 7, 8)  # the streaming formats
+SPOT_FORMAT: Final = 13  # event driven: one record per spot check (`nonin_spot_record`)
+
+
+def _bcd(n: int) -> int:
+    return (n // 10) << 4 | n % 10
+
+
+def nonin_spot_record(
+    vitals: Vitals, when: datetime, *, smartpoint: bool = True, from_memory: bool = False, low_battery: bool = False
+) -> bytes:
+    """One format #13 record (nonin.md §6) measured at `when` (the device's clock)."""
+    hr, spo2 = _values(vitals)
+    status = (0x0200 if smartpoint else 0) | (0x0100 if vitals.sensor_off else 0)
+    status |= (0x0010 if from_memory else 0) | (0x0001 if low_battery else 0)
+    stamp = [when.year // 100, when.year % 100, when.month, when.day, when.hour, when.minute, when.second, 0]
+    data = bytes([*map(_bcd, stamp), status >> 8, status & 0xFF, (hr >> 8) & 0x01, hr & 0xFF, 0, spo2 & 0x7F])
+    return b"\x00\x02\x00\x0d" + len(data).to_bytes(2, "big") + data + bytes([sum(data) & 0xFF, 0x03])
 
 
 def _hr_bytes(hr: int) -> tuple[int, int]:

@@ -50,6 +50,9 @@ class TechnicalKind(enum.StrEnum):
     LOOP_LAG = "loop_lag"
     CONNECTION_REFUSED = "connection_refused"
     INVALID_VALUE = "invalid_value"
+    # A device's message names another patient or bed than the registry's pairing
+    # (HL7 PID-3 / PV1-3): its values are quarantined and kept out of the alarms.
+    PATIENT_MISMATCH = "patient_mismatch"
 
 
 class Priority(enum.StrEnum):

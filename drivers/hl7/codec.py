@@ -1,7 +1,7 @@
 """HL7 v2 receiver codec: MLLP blocks (or bare messages) in, readings out, ACKs to send.
 
 One codec per connection (TCP) or per serial port. Every message is answered in
-the mode its MSH-15/16 ask for (see `pcd.build_ack`); an accepted ORU^R01 yields
+the mode its MSH-15/16 ask for (see `pcd.ack_codes`); an accepted ORU^R01 yields
 one reading per numeric OBX, labelled `code^REFID` from OBX-3 (the normalizer
 takes the MDC term from the label itself). ORU^R40 alerts become device-alarm
 flags (`alarm_<priority>_<phys|tech|advisory>_<event>_<source>`) carried by the
@@ -11,6 +11,25 @@ until the alert ends, so the rule engine sees one consistent set. Messages that
 are refused or in error are counted as bad frames with the reason; one `feed`
 reports them in one bad_frame event (a flood of bad messages must not become a
 flood of events on the alarm path).
+
+What a row means (issue 17):
+- MSH-11 T (training) or D (debugging): ACKed, counted in `training`, logged once
+  per connection, and no reading is emitted: such values are never a patient's,
+  so they reach neither the alarm engine nor the telemetry stream.
+- OBX-11 C: the reading carries `correction` and, when this listener used the
+  row it corrects, `corrects_seq:<seq>` (the gateway rewrites it as
+  `corrects:<obs_id>`, the corrected observation's id, which a consumer matches).
+  The corrected row is the latest one with the same sender (MSH-3, MSH-4), OBX-3
+  code, OBX-4 containment and observation time (drivers/hl7/meaning.py).
+- OBX-3 not in any table, or code and name disagreeing: `unknown_code` /
+  `code_name_mismatch`, graded invalid by the family (no alarm from them).
+- PID-3 / PV1-3: `patient:<id>` and `location:<unit^room^bed>`, compared by the
+  gateway with the device's pairing (appliance/identity.py).
+
+ACKs: enhanced mode with MSH-15 and MSH-16 both AL gets the commit ACK (CA) and
+then the application ACK (AA); our control ids are `GW<boot prefix>.<n>`, unique
+across restarts. Missing MSH-9 / MSH-10 and HL7 versions other than
+`pcd.SUPPORTED_VERSIONS` are rejected (AR) with an ERR segment naming why.
 
 A message resent with the same sender and MSH-10 (the sender's retry after a lost
 ACK) is acknowledged again but not used twice.
@@ -36,6 +55,7 @@ import hashlib
 import itertools
 import logging
 import re
+import secrets
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from typing import Final
@@ -43,9 +63,10 @@ from typing import Final
 from appliance.core.clock import Clock
 from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.codec import CodecStats, drain
+from drivers.hl7.meaning import CORRECTS_SEQ, Originals, row_identity, term_flag
 from drivers.hl7.message import Hl7Error, Hl7Message, parse
 from drivers.hl7.mllp import HEAD_BYTES, MAX_BLOCK_BYTES, MllpDecoder, Oversized, frame
-from drivers.hl7.pcd import PcdResult, PcdValue, Verdict, build_ack, interpret
+from drivers.hl7.pcd import PcdResult, PcdValue, Verdict, ack_codes, ack_message, interpret
 
 __all__ = ["ALERT_CARRIER", "MAX_REMEMBERED", "Hl7Codec", "Seen"]
 
@@ -58,6 +79,10 @@ MAX_ACTIVE_ALERTS: Final = 256  # per sender; a flood of never-ended alerts cann
 ROWS_PER_MESSAGE: Final = 1024
 MAX_REMEMBERED: Final = 256  # ACK codes sent / responses read kept for the bench and tests (oldest go)
 _ids: Final = itertools.count(1)
+# Our ACKs' control ids (MSH-10): a random prefix per process start, then a counter,
+# so an id is never reused after a restart (a sender matching ACKs by id, or an
+# audit trail, could otherwise confuse two).
+BOOT_PREFIX: Final = secrets.token_hex(6)
 # A message boundary in unframed input: a segment break before MSH, or an MLLP frame byte.
 _BARE_BOUNDARY: Final = re.compile(rb"[\r\n](?=MSH)|[\x0b\x1c]")
 _NOT_SPACE: Final = re.compile(rb"[^ \t\r\n]")
@@ -87,6 +112,7 @@ class Seen:
         self._max = max_entries
         self.resends = 0
         self.reused_ids = 0
+        self.originals = Originals()  # shared with the messages: a correction may come on a new connection
 
     def first_time(self, sender: str, control_id: str, body: bytes) -> bool:
         ident = hashlib.blake2b(f"{sender}\x00{control_id}".encode(), digest_size=16)
@@ -150,6 +176,7 @@ class Hl7Codec:
         self._garbage_runs = 0
         self._mllp_bad_seen = 0
         self.duplicates = 0
+        self.training = 0  # MSH-11 T / D messages: ACKed, never used as patient data
         self._seq = 0
 
     @property
@@ -280,16 +307,31 @@ class Hl7Codec:
             self._refused(f"{result.verdict.outcome} ({result.verdict.err_code}): {result.verdict.text}")
             return []
         self.stats.frames_ok += 1
+        if result.processing_id != "P":
+            return self._training(result.processing_id)
         self._seq = next(self._sequence)
         return self._readings(result)
+
+    def _training(self, processing_id: str) -> list[DeviceEvent]:
+        """A training (T) or debugging (D) message: acknowledged like any other, so the
+        sender does not resend it, but its values are not a patient's and never reach
+        the alarm engine or the telemetry stream. Counted; logged once per connection
+        (a sender left in training mode would otherwise fill the log)."""
+        self.training += 1
+        if self.training == 1:
+            log.warning(
+                "%s: HL7 processing id %r (training/debugging): acknowledged, values not used", self.device_id,
+                processing_id,
+            )  # fmt: skip
+        return []
 
     def _answer(self, msg: Hl7Message | None, verdict: Verdict) -> None:
         if self.unframed:  # nobody to answer: a file, or a port configured without MLLP
             return
-        ack = build_ack(msg, verdict, self._clock.now(), f"GW{next(_ids)}", self._app)
-        if ack is not None:
+        for code in ack_codes(msg, verdict):  # enhanced mode AL/AL: the commit ACK, then the application ACK
+            ack = ack_message(msg, code, verdict, self._clock.now(), f"GW{BOOT_PREFIX}.{next(_ids)}", app=self._app)
             self._out += frame(ack)
-            _remember(self.acks, ack.split(b"\rMSA|", 1)[1][:2].decode())
+            _remember(self.acks, code)
 
     def _refused(self, reason: str, count: int = 1) -> None:
         self.stats.frames_bad += count
@@ -315,13 +357,31 @@ class Hl7Codec:
         flags = frozenset(self._active.values())
         sources = [s for s in carriers if s is not None]
         for row, value in enumerate([*result.values, *sources]):
-            events.append(self._reading(value, flags, row))
+            events.append(self._reading(value, flags | self._who(result), row, result.sender))
         if result.alerts and not sources:
             seq = row_seq(self._seq, 0)
-            events.append(Reading(self.device_id, ALERT_CARRIER, None, "", flags=flags | {"alert_report"}, seq=seq))
+            carried = flags | self._who(result) | {"alert_report"}
+            events.append(Reading(self.device_id, ALERT_CARRIER, None, "", flags=carried, seq=seq))
         return events
 
-    def _reading(self, v: PcdValue, alarm_flags: frozenset[str], row: int) -> Reading:
+    @staticmethod
+    def _who(result: PcdResult) -> frozenset[str]:
+        """PID-3 / PV1-3 as flags (`patient:<id>`, `location:<unit^room^bed>`): the
+        gateway compares them with its pairing and removes them (appliance/identity.py)."""
+        claims = {f"patient:{pid}" for pid in result.patient_ids}
+        if any(result.location):
+            claims.add(f"location:{'^'.join(result.location)}")
+        return frozenset(claims)
+
+    def _reading(self, v: PcdValue, extra: frozenset[str], row: int, sender: str) -> Reading:
         label = f"{v.code}^{v.refid}"
         seq = row_seq(self._seq, row)
-        return Reading(self.device_id, label, v.value, v.unit, v.time, v.flags | alarm_flags, seq)
+        flags = v.flags | extra
+        judged = term_flag(label)
+        if judged is not None:
+            flags |= {judged}
+        identity = row_identity(sender, v.code, v.place, v.time)
+        corrected = self._seen.originals.link(identity, seq, "correction" in v.flags)
+        if corrected is not None:
+            flags |= {f"{CORRECTS_SEQ}{corrected}"}
+        return Reading(self.device_id, label, v.value, v.unit, v.time, flags, seq)

@@ -132,9 +132,19 @@ FAMILY: Final = DeviceFamily(
     transports=(MllpListener(), SerialLine()),
     terms=_terms,
     table=_table,
-    # OBX-11 "X": results cannot be obtained (hl7-mllp.md §6 checklist).
+    # OBX-11 "X": results cannot be obtained (hl7-mllp.md §6 checklist). An OBX-3 we
+    # cannot tie to one term (unknown code, code and name disagree) is kept for the
+    # record but invalid: only invalid values are kept out of the alarm engine.
     invalid_flags=frozenset(
-        {"result_status_x", "sensor_calibrating", "invalid_measurement", "unavailable", "demo_data"}
+        {
+            "result_status_x",
+            "sensor_calibrating",
+            "invalid_measurement",
+            "unavailable",
+            "demo_data",
+            "unknown_code",
+            "code_name_mismatch",
+        }
     ),
     questionable_flags=frozenset({"questionable_measurement"}),
     options={"serial": Hl7SerialOptions},

@@ -19,8 +19,23 @@ from typing import Final, Literal, TypeVar
 
 from drivers.hl7.message import Delimiters, Hl7Message, Segment, escape, parse_ts, reencode
 
-__all__ = ["PcdAlert", "PcdResult", "PcdValue", "Verdict", "build_ack", "interpret", "ucum_of"]
+__all__ = [
+    "SUPPORTED_VERSIONS",
+    "PcdAlert",
+    "PcdResult",
+    "PcdValue",
+    "Verdict",
+    "ack_codes",
+    "ack_message",
+    "build_ack",
+    "interpret",
+    "ucum_of",
+]
 
+# HL7 v2 versions we read: IHE PCD-01/-04 are written for 2.6, and deployed PCD
+# senders still use 2.5 / 2.5.1 (same segments and fields for what we read). Any
+# other version is refused by name rather than read with the wrong field meanings.
+SUPPORTED_VERSIONS: Final = ("2.5", "2.5.1", "2.6")
 PCD01_OID: Final = "1.3.6.1.4.1.19376.1.6.1.1.1"
 PCD04_OIDS: Final = ("1.3.6.1.4.1.19376.1.6.1.4.1", "1.3.6.1.4.1.19376.1.6.4.4.1")  # table value, TF examples
 # MDC dimension codes seen in PCD messages -> UCUM (fact sheet §8 units; the Philips example for ms).
@@ -93,6 +108,7 @@ class PcdValue:
     unit: str
     time: datetime | None
     flags: frozenset[str]
+    place: tuple[int, ...] = ()  # OBX-4 containment: with the sender, code and time, the row's identity
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +125,10 @@ class PcdResult:
     verdict: Verdict
     trigger: str = ""
     is_response: bool = False  # an ACK or other response: never acknowledged back
+    processing_id: str = "P"  # MSH-11: P production, T training, D debugging
+    sender: str = ""  # MSH-3 | MSH-4
+    patient_ids: tuple[str, ...] = ()  # PID-3 CX.1 of each repetition
+    location: tuple[str, str, str] = ("", "", "")  # PV1-3 point of care, room, bed
     values: list[PcdValue] = field(default_factory=list)
     alerts: list[PcdAlert] = field(default_factory=list)
 
@@ -136,14 +156,19 @@ def interpret(msg: Hl7Message) -> PcdResult:
         msa = msg.first("MSA")
         code, acked = msg.get(msa, 1), msg.get(msa, 2)
         return PcdResult(Verdict("accept", 0, f"{kind}^{trigger} {code} for {acked}"), trigger, is_response=True)
+    # Required MSH fields first: without them the message cannot be routed or answered
+    # (table 0357 code 101, required field missing), so it is rejected, not in error.
+    if not kind:
+        return _reject(101, "MSH-9 message type missing")
+    if not msg.get(msh, 10):
+        return _reject(101, "MSH-10 message control id missing")
     if (kind, trigger) not in (("ORU", "R01"), ("ORU", "R40")):
         return _reject(200, f"unsupported message type {kind}^{trigger}")
-    if not msg.get(msh, 12).startswith("2."):
-        return _reject(203, f"unsupported version {msg.get(msh, 12)!r}")
-    if msg.get(msh, 11) not in ("P", "D", "T"):
-        return _reject(202, f"unsupported processing id {msg.get(msh, 11)!r}")
-    if not msg.get(msh, 10):
-        return _error(101, "MSH-10 message control id missing")
+    version = msg.get(msh, 12, 1)
+    if version not in SUPPORTED_VERSIONS:
+        return _reject(203, f"unsupported version {version[:20]!r} (supported: {', '.join(SUPPORTED_VERSIONS)})")
+    if msg.get(msh, 11, 1) not in ("P", "D", "T"):
+        return _reject(202, f"unsupported processing id {msg.get(msh, 11, 1)[:20]!r}")
     if msg.get(msh, 21, 2) == "IHE PCD":  # it claims an IHE PCD profile: the OID must be that profile's
         oid = msg.get(msh, 21, 3)
         if oid not in ((PCD01_OID,) if trigger == "R01" else PCD04_OIDS):
@@ -152,7 +177,8 @@ def interpret(msg: Hl7Message) -> PcdResult:
         return _error(100, "OBR segment missing")
     if msg.first("OBX") is None:
         return _error(101, "no OBX segment")
-    result = PcdResult(Verdict(), trigger)
+    result = PcdResult(Verdict(), trigger, processing_id=msg.get(msh, 11, 1))
+    _who(msg, result)
     try:
         rows = _rows(msg)
     except ValueError as exc:
@@ -162,6 +188,26 @@ def interpret(msg: Hl7Message) -> PcdResult:
     else:
         result.alerts = _alerts(msg, rows)
     return result
+
+
+# PID-3 repetitions read for the patient check; more are ignored (a bound, not a refusal).
+MAX_PATIENT_IDS: Final = 8
+MAX_ID_CHARS: Final = 64  # each id / location part: a hostile 60 KB PID-3 must not ride on every reading
+
+
+def _who(msg: Hl7Message, result: PcdResult) -> None:
+    """Sender, patient ids (PID-3) and location (PV1-3): what the gateway checks
+    against its own pairing of the device (appliance/identity.py)."""
+    result.sender = f"{msg.msh.raw(3)}|{msg.msh.raw(4)}"
+    pid = msg.first("PID")
+    if pid is not None:
+        reps = pid.raw(3).split(msg.delimiters.repetition, MAX_PATIENT_IDS)[:MAX_PATIENT_IDS]
+        ids = (msg.get(pid, 3, 1, n + 1) for n in range(len(reps)))
+        result.patient_ids = tuple(i[:MAX_ID_CHARS] for i in ids if i and i != '""')
+    pv1 = msg.first("PV1")
+    if pv1 is not None:
+        unit, room, bed = msg.components(pv1, 3, 3)
+        result.location = (unit[:MAX_ID_CHARS], room[:MAX_ID_CHARS], bed[:MAX_ID_CHARS])
 
 
 Row = tuple[Segment, tuple[int, ...], PcdValue | None]
@@ -208,7 +254,9 @@ def _rows(msg: Hl7Message) -> list[Row]:
             if source:
                 flags.add(f"equipment:{source}")  # OBX-18, inherited from the device rows above
             when = own_time or _inherited(times, where) or default_time
-            value = PcdValue(int(code_text), refid, number, ucum_of(msg, seg), when, frozenset(flags))
+            if status == "C":
+                flags.add("correction")  # replaces the row with the same identity (codec: `corrects_seq:`)
+            value = PcdValue(int(code_text), refid, number, ucum_of(msg, seg), when, frozenset(flags), where)
         rows.append((seg, where, value))
     return rows
 
@@ -285,10 +333,12 @@ def _ack_mode(value: str) -> str:
     return value if value in ("", "AL", "NE", "ER", "SU") else "AL"
 
 
-def build_ack(
-    msg: Hl7Message | None, verdict: Verdict, now: datetime, control_id: str, app: str = "BEDSIDE_GW"
-) -> bytes | None:
-    """The ACK the sender asked for, or None when MSH-15/16 say never (NE)."""
+def ack_codes(msg: Hl7Message | None, verdict: Verdict) -> list[str]:
+    """The MSA-1 codes to send, in order: none (NE), one, or in enhanced mode with
+    both MSH-15 and MSH-16 asking, the commit ACK and then the application ACK.
+
+    A message not committed (CE / CR) gets no application ACK after it: the commit
+    answer already tells the sender to fix or resend it."""
     ok = verdict.outcome == "accept"
     suffix = {"accept": "A", "error": "E", "reject": "R"}[verdict.outcome]
     # A value outside HL7 table 0155 counts as AL: telling a confused sender beats silence.
@@ -299,13 +349,25 @@ def build_ack(
         return mode == "AL" or (mode == "ER" and not ok) or (mode == "SU" and ok)
 
     if not accept_mode and not app_mode:
-        code = "A" + suffix  # original mode
-    elif wanted(app_mode):
-        code = "A" + suffix
-    elif wanted(accept_mode):
-        code = "C" + suffix
-    else:
-        return None
+        return ["A" + suffix]  # original mode
+    codes = ["C" + suffix] if wanted(accept_mode) else []
+    if wanted(app_mode) and (ok or not codes):
+        codes.append("A" + suffix)
+    return codes
+
+
+def build_ack(
+    msg: Hl7Message | None, verdict: Verdict, now: datetime, control_id: str, app: str = "BEDSIDE_GW"
+) -> bytes | None:
+    """The first ACK the sender asked for, or None when MSH-15/16 say never (NE)."""
+    codes = ack_codes(msg, verdict)
+    return ack_message(msg, codes[0], verdict, now, control_id, app=app) if codes else None
+
+
+def ack_message(
+    msg: Hl7Message | None, code: str, verdict: Verdict, now: datetime, control_id: str, *, app: str = "BEDSIDE_GW"
+) -> bytes:
+    """One ACK (MSA-1 `code`) to `msg`; an ERR segment says why when it is not an accept."""
     stamp = now.astimezone(UTC).strftime("%Y%m%d%H%M%S+0000")
 
     def echo(n: int) -> str:
@@ -318,7 +380,7 @@ def build_ack(
         f"MSH|^~\\&|{escape(app, _OURS)}||{echo(3)}|{echo(4)}|{stamp}||ACK^{trigger}^ACK|{control_id}|P|2.6",
         f"MSA|{code}|{echo(10)}",
     ]
-    if not ok:
+    if verdict.outcome != "accept":
         text = escape(verdict.text[:MAX_ERR_TEXT_CHARS], _OURS)
         segments.append(f"ERR|||{verdict.err_code}^{text}^HL70357|E")
     return ("\r".join(segments) + "\r").encode("utf-8")

@@ -10,10 +10,17 @@ dimensions, e.g. PERF_REL dimensionless as the Philips monitors send it).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Final
 
 from appliance.core.terms import Term
 
-__all__ = ["CarriedTerms"]
+__all__ = ["CODE_NAME_MISMATCH", "REFID_ALIASES", "UNKNOWN_CODE", "CarriedTerms"]
+
+UNKNOWN_CODE: Final = "unknown_code"
+CODE_NAME_MISMATCH: Final = "code_name_mismatch"
+# Reference ids that name the same code under an older or alternative 11073-10101
+# name: not a mismatch (the Philips PCD-01 example sends 147842 this way).
+REFID_ALIASES: Final = {"MDC_ECG_CARD_BEAT_RATE": "MDC_ECG_HEART_RATE"}
 
 
 class CarriedTerms:
@@ -38,3 +45,19 @@ class CarriedTerms:
         if named is not None:
             return named
         return Term(refid, int(code), "", "carried by the HL7 message (OBX-3); unit from OBX-6")
+
+    def judge(self, label: str) -> str | None:
+        """What is wrong with a `code^REFID` label, if anything: `unknown_code` (neither
+        the code nor the name is in any table: the value is filed under a term made
+        from the message alone), `code_name_mismatch` (a known code under another
+        name, or an unknown code under a known name). Either way the sender and we
+        disagree on what was measured, so the HL7 family grades both invalid: such a
+        value is kept for the record but never raises or clears an alarm."""
+        code, _, refid = label.partition("^")
+        if not code.isdigit():
+            return None
+        known = self._by_code.get(int(code))
+        if known is not None:
+            same = refid in (known.metric, "") or REFID_ALIASES.get(refid) == known.metric
+            return None if same else CODE_NAME_MISMATCH
+        return CODE_NAME_MISMATCH if refid in self._by_name else UNKNOWN_CODE

@@ -9,7 +9,8 @@
 Emits the display values (what the device shows) as `HR` and `SPO2`, the other
 packet values under their own labels, status bits as flags, and edge-triggered
 `sensor_off` / `low_battery` events. Missing data (HR 511, SpO2 127) becomes None.
-Pleth samples are not emitted (waveforms are out of scope). Format #13 is not here.
+Pleth samples are not emitted (waveforms are out of scope). Format #13 (spot-check
+records) has its own codec: drivers/nonin/spot.py.
 
 Structure is checked, never assumed (issue #14): bytes that fail the format's
 sync bits, reserved bits, checksum or value ranges (`nonin_sniff`) are counted as

@@ -23,7 +23,8 @@ def test_every_protocol_makes_a_codec_of_its_family():
         family = family_for(protocol).name
         assert family == protocol.split("-", 1)[0]
         expected = {"ble": "HexLineCodec", "hl7": "Hl7Codec", "intellivue": "IntelliVueCodec", "nonin": "NoninCodec"}
-        assert type(codec).__name__ == expected.get(family, f"{family.capitalize()}Codec"), protocol
+        name = "NoninSpotCodec" if protocol == "nonin-13" else expected.get(family, f"{family.capitalize()}Codec")
+        assert type(codec).__name__ == name, protocol
 
 
 def test_nonin_variants_keep_their_formats():
@@ -36,7 +37,8 @@ def test_config_and_cli_import_no_codec_transport_or_optional_stack():
     code = (
         "import sys, appliance.cli, appliance.gateway, appliance.config_checks;"
         "bad = [m for m in sys.modules if m.startswith(('gmqtt', 'bleak', 'tuf', 'dbus', 'cryptography',"
-        " 'drivers.masimo.codec', 'drivers.nonin.codec', 'drivers.datex.codec', 'drivers.intellivue.codec',"
+        " 'drivers.masimo.codec', 'drivers.nonin.codec', 'drivers.nonin.spot', 'drivers.datex.codec',"
+        " 'drivers.intellivue.codec',"
         " 'drivers.medibus.codec', 'drivers.ble.codec', 'drivers.ble.link', 'drivers.ble.vitals',"
         " 'drivers.hl7.listener', 'drivers.hl7.codec',"
         " 'appliance.queue', 'appliance.uplink', 'ota.service', 'ota.agent'))];"

@@ -47,7 +47,7 @@ def test_bad_line_names_its_number():
 
 def test_rules_check_cli(tmp_path):
     ok = cli("rules", "check", str(GOLDEN.parents[2] / "rules" / "default_adult.toml"))
-    assert ok.returncode == 0 and b"24 rules ok" in ok.stdout
+    assert ok.returncode == 0 and b"25 rules ok" in ok.stdout
     bad = tmp_path / "bad.toml"
     bad.write_text('[[rule]]\nid = "x"\nkind = "limit"\nmetric = "M"\nbelow = 90\nfor_s = "soon"\n')
     res = cli("rules", "check", str(bad))
