@@ -149,13 +149,9 @@ def _error(code: int, text: str) -> PcdResult:
     return PcdResult(Verdict("error", code, text))
 
 
-def interpret(msg: Hl7Message) -> PcdResult:
+def _header_refusal(msg: Hl7Message, kind: str, trigger: str) -> PcdResult | None:
+    """What MSH alone makes us refuse, in the order a sender should fix it."""
     msh = msg.msh
-    kind, trigger = msg.get(msh, 9, 1), msg.get(msh, 9, 2)
-    if msg.first("MSA") is not None:
-        msa = msg.first("MSA")
-        code, acked = msg.get(msa, 1), msg.get(msa, 2)
-        return PcdResult(Verdict("accept", 0, f"{kind}^{trigger} {code} for {acked}"), trigger, is_response=True)
     # Required MSH fields first: without them the message cannot be routed or answered
     # (table 0357 code 101, required field missing), so it is rejected, not in error.
     if not kind:
@@ -173,6 +169,19 @@ def interpret(msg: Hl7Message) -> PcdResult:
         oid = msg.get(msh, 21, 3)
         if oid not in ((PCD01_OID,) if trigger == "R01" else PCD04_OIDS):
             return _error(207, f"MSH-21 profile OID {oid!r} does not match ORU^{trigger}")
+    return None
+
+
+def interpret(msg: Hl7Message) -> PcdResult:
+    msh = msg.msh
+    kind, trigger = msg.get(msh, 9, 1), msg.get(msh, 9, 2)
+    if msg.first("MSA") is not None:
+        msa = msg.first("MSA")
+        code, acked = msg.get(msa, 1), msg.get(msa, 2)
+        return PcdResult(Verdict("accept", 0, f"{kind}^{trigger} {code} for {acked}"), trigger, is_response=True)
+    refused = _header_refusal(msg, kind, trigger)
+    if refused is not None:
+        return refused
     if msg.first("OBR") is None:
         return _error(100, "OBR segment missing")
     if msg.first("OBX") is None:
