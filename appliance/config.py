@@ -17,16 +17,18 @@ import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from appliance.core.errors import BedsideConfigError
-from appliance.core.settings import Fail, build_settings, setting, table_fields
+from appliance.core.settings import Fail, build_settings, part, setting, table_fields
 from appliance.core.tls import resolve_tls
 from appliance.sections import QueueSettings, UplinkSettings
 from appliance.sinks import MAX_PENDING
 from drivers import registry
 from drivers.devices import DeviceSettings
+from ota.policy import UpdatePolicy
+from rules.patterns import PatternConfig
 
 __all__ = [
     "AlarmsConfig",
@@ -51,6 +53,7 @@ class ConfigError(BedsideConfigError, ValueError):
 
 
 _f = setting
+_PATTERN: Final = PatternConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +97,7 @@ class OtaConfig:
     base_version: str = _f("0.0.0")  # version of a factory-written slot
     data_dir: str = _f("/var/lib/bedside/ota")  # TUF metadata, downloads, lifecycle record
     root_path: str = _f("")  # trusted root.json shipped in the image; seeds data_dir/tuf
-    poll_interval_s: float = _f(3600.0, min=10.0, max=7 * 86400.0)
-    poll_jitter_s: float = _f(600.0, min=0.0, max=86400.0)
-    max_deferral_s: float = _f(4 * 3600.0, min=0.0, max=7 * 86400.0)
-    health_timeout_s: float = _f(120.0, min=1.0, max=3600.0)
-    max_boot_attempts: int = _f(3, min=1, max=10)
+    policy: UpdatePolicy = part(UpdatePolicy)  # poll_interval_s, max_deferral_s, ...: keys of this table
     rauc: str = _f("dbus", choices=("dbus", "cli"))
     rauc_bus_address: str = _f("")  # empty = the system bus
     # Health gate: must the uplink be connected before committing? (else offline is fine)
@@ -131,11 +130,12 @@ class AlarmsConfig:
     gpio_led_cyan: int = _f(23, min=0, max=1023)
     gpio_nurse_call: int = _f(24, min=0, max=1023)
     # IEC 60601-1-8 inter-burst intervals and flash rates; the limits are the standard's.
-    high_burst_interval_s: float = _f(5.0, min=2.5, max=15.0)
-    medium_burst_interval_s: float = _f(8.0, min=2.5, max=30.0)
-    low_burst_interval_s: float = _f(20.0, min=15.0, max=3600.0)
-    high_flash_hz: float = _f(2.0, min=1.4, max=2.8)
-    medium_flash_hz: float = _f(0.6, min=0.4, max=0.8)
+    # Defaults are the sound patterns' own (rules/patterns.py), written there once.
+    high_burst_interval_s: float = _f(_PATTERN.high_interval_s, min=2.5, max=15.0)
+    medium_burst_interval_s: float = _f(_PATTERN.medium_interval_s, min=2.5, max=30.0)
+    low_burst_interval_s: float = _f(_PATTERN.low_interval_s, min=15.0, max=3600.0)
+    high_flash_hz: float = _f(_PATTERN.high_flash_hz, min=1.4, max=2.8)
+    medium_flash_hz: float = _f(_PATTERN.medium_flash_hz, min=0.4, max=0.8)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from appliance.core.vocab import TechnicalKind
 from ota.client import Release, choose_release
 from ota.errors import InstallError, RefusedUpdate
 from ota.lifecycle import OtaInput, OtaState, StateFile, step
+from ota.policy import DEFAULT_POLICY
 from ota.rauc import Installer
 
 __all__ = ["AgentConfig", "AgentHooks", "OtaAgent", "UpdateSource"]
@@ -48,13 +49,14 @@ class UpdateSource(Protocol):
 class AgentConfig:
     compatible: str
     base_version: str  # version of a factory-installed slot (RAUC has no bundle record for it)
-    poll_interval_s: float = 3600.0
-    poll_jitter_s: float = 600.0
-    max_deferral_s: float = 4 * 3600.0
+    # The operator's policy (ota/policy.py, the [ota] keys); defaults written there once.
+    poll_interval_s: float = DEFAULT_POLICY.poll_interval_s
+    poll_jitter_s: float = DEFAULT_POLICY.poll_jitter_s
+    max_deferral_s: float = DEFAULT_POLICY.max_deferral_s
     defer_poll_s: float = 5.0
-    health_timeout_s: float = 120.0
+    health_timeout_s: float = DEFAULT_POLICY.health_timeout_s
     health_poll_s: float = 1.0
-    max_boot_attempts: int = 3
+    max_boot_attempts: int = DEFAULT_POLICY.max_boot_attempts
     clock_tolerance_s: float = 300.0
 
 

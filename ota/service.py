@@ -22,6 +22,7 @@ from ota.agent import AgentConfig, AgentHooks, HealthCheck, OtaAgent
 from ota.client import UpdateClient
 from ota.fetch import MtlsFetcher, client_context
 from ota.lifecycle import StateFile
+from ota.policy import UpdatePolicy
 from ota.rauc import Installer, RaucCli, RaucDbus
 
 __all__ = ["GatewayLike", "OtaSettings", "Settings", "agent_for", "attach", "blocking_alarm"]
@@ -49,19 +50,7 @@ class OtaSettings(Protocol):
     def root_path(self) -> str: ...
 
     @property
-    def poll_interval_s(self) -> float: ...
-
-    @property
-    def poll_jitter_s(self) -> float: ...
-
-    @property
-    def max_deferral_s(self) -> float: ...
-
-    @property
-    def health_timeout_s(self) -> float: ...
-
-    @property
-    def max_boot_attempts(self) -> int: ...
+    def policy(self) -> UpdatePolicy: ...
 
     @property
     def rauc(self) -> str: ...
@@ -206,9 +195,9 @@ def agent_for(gw: GatewayLike, reboot: Callable[[], Coroutine[Any, Any, None]] |
         status=status,
     )
     agent_cfg = AgentConfig(
-        cfg.compatible, cfg.base_version, poll_interval_s=cfg.poll_interval_s, poll_jitter_s=cfg.poll_jitter_s,
-        max_deferral_s=cfg.max_deferral_s, health_timeout_s=cfg.health_timeout_s,
-        max_boot_attempts=cfg.max_boot_attempts,
+        cfg.compatible, cfg.base_version, poll_interval_s=cfg.policy.poll_interval_s,
+        poll_jitter_s=cfg.policy.poll_jitter_s, max_deferral_s=cfg.policy.max_deferral_s,
+        health_timeout_s=cfg.policy.health_timeout_s, max_boot_attempts=cfg.policy.max_boot_attempts,
     )  # fmt: skip
     return OtaAgent(agent_cfg, source, installer, StateFile(data / "ota.json"), hooks)
 
