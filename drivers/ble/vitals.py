@@ -115,14 +115,6 @@ class PlxFeatures:
     measurement_status_support: int = 0
     device_sensor_status_support: int = 0
 
-    @property
-    def has_spot_storage(self) -> bool:
-        return bool(self.supported & 0x04)
-
-    @property
-    def has_spot_timestamp(self) -> bool:
-        return bool(self.supported & 0x08)
-
 
 def decode_plx_features(data: bytes) -> PlxFeatures:
     reader = Reader(data, "PLX features")

@@ -88,11 +88,6 @@ class FrameDecoder:
         self._in_frame = False
         self._escaped = False
 
-    @property
-    def in_frame(self) -> bool:
-        """True while a frame has started and not ended (a partial frame is held)."""
-        return self._in_frame
-
     def _bad(self, why: str) -> None:
         self.stats.frames_bad += 1
         self.last_error = why

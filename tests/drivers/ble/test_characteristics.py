@@ -103,7 +103,7 @@ def test_plx_continuous_fast_slow_status_and_sensor_off():
 def test_plx_features_example():
     f = decode_plx_features(h("03 00 A0 00 20 00 00"))
     assert (f.supported, f.measurement_status_support, f.device_sensor_status_support) == (3, 0xA0, 0x20)
-    assert not f.has_spot_storage
+    assert not f.supported & 0x04  # no spot-check measurement storage
 
 
 # -- temperature -----------------------------------------------------------------
