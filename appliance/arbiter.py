@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from appliance.core.model import Observation
+from appliance.core.vocab import Quality
 
 __all__ = ["Arbiter", "AuditRecord"]
 
@@ -78,7 +79,7 @@ class Arbiter:
         if len(fresh) == 1:
             self._current[key] = obs.device_id
             return True  # the common case: one device per metric, no audit noise
-        valid = [d for d, o in fresh.items() if o.quality != "invalid" and o.value is not None]
+        valid = [d for d, o in fresh.items() if o.quality != Quality.INVALID and o.value is not None]
         order = self.precedence.get(obs.metric, ())
         ranked = [d for d in order if d in valid]
         current = self._current.get(key)
