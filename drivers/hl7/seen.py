@@ -4,12 +4,15 @@ Only digests are kept (a hostile 60 KB MSH-10 costs 16 bytes), bounded, oldest
 first. The message digest is also the readings' `origin` (drivers/hl7/codec.py),
 so a resend that gets past this memory (older than its bound, or after a restart)
 still yields the same observation ids, which consumers deduplicate on.
-Pure; no I/O.
+
+`to_bytes` / `from_bytes` are the memory's persisted form (drivers/hl7/seen_file.py
+writes it off the alarm path), so the window survives a restart. Pure; no I/O.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import OrderedDict
 from typing import Final
 
@@ -18,6 +21,8 @@ from drivers.hl7.meaning import Originals
 __all__ = ["MAX_SEEN_IDS", "Seen", "message_keys"]
 
 MAX_SEEN_IDS: Final = 1024  # control ids remembered to spot a sender's resend of a message we took
+_FORMAT: Final = 1  # version of the persisted form
+_DIGEST_HEX: Final = 32
 
 
 def message_keys(sender: str, control_id: str, body: bytes) -> tuple[bytes, bytes]:
@@ -47,6 +52,7 @@ class Seen:
         self.resends = 0
         self.reused_ids = 0
         self.originals = Originals()  # shared with the messages: a correction may come on a new connection
+        self.changes = 0  # messages taken since start: the persisting task saves when this moves
 
     def first_time(self, sender: str, control_id: str, body: bytes) -> bool:
         return self.first_time_keys(*message_keys(sender, control_id, body))
@@ -63,4 +69,25 @@ class Seen:
             table.move_to_end(key)
             if len(table) > self._max:
                 table.popitem(last=False)
+        self.changes += 1
         return True
+
+    def to_bytes(self) -> bytes:
+        """The digests, oldest first (a few tens of KB at the bound)."""
+        tables = {"messages": [k.hex() for k in self._messages], "ids": [k.hex() for k in self._ids]}
+        return json.dumps({"v": _FORMAT, **tables}, separators=(",", ":")).encode()
+
+    def load(self, data: bytes) -> None:
+        """Take a persisted memory (ValueError if it is not one); the newest entries
+        up to this memory's bound are kept, after what it holds already."""
+        raw = json.loads(data)
+        if not isinstance(raw, dict) or raw.get("v") != _FORMAT:
+            raise ValueError("not a persisted HL7 message memory")
+        for name, table in (("messages", self._messages), ("ids", self._ids)):
+            keys = raw.get(name)
+            if not isinstance(keys, list) or not all(isinstance(k, str) and len(k) == _DIGEST_HEX for k in keys):
+                raise ValueError(f"{name}: not a list of digests")
+            loaded = OrderedDict((bytes.fromhex(k), None) for k in keys[-self._max :])
+            loaded.update(table)  # what this run took already is newer
+            table.clear()
+            table.update(list(loaded.items())[-self._max :])
