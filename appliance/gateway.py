@@ -23,6 +23,7 @@ from appliance.alarms import AlarmCircuit
 from appliance.arbiter import Arbiter, AuditRecord
 from appliance.config import AlarmsConfig, Config, ConfigError, DeviceConfig
 from appliance.control import ControlServer
+from appliance.core.boot import new_boot_id
 from appliance.core.clock import Clock, GatewayClock, MonotonicUTC
 from appliance.core.model import DeviceEvent, Reading, Record, TechnicalEvent
 from appliance.core.vocab import TechnicalKind
@@ -109,6 +110,7 @@ class Gateway:
         self.sinks: list[Sink] = []
         if config.sink.jsonl_path:
             self.sinks.append(JsonlSink(config.sink.jsonl_path, config.sink.max_pending))
+        self.boot_id = new_boot_id()  # this start's (appliance/core/boot.py): ids and envelopes
         self.queue: RecordQueue | None = self._make_queue()
         self.uplink: Uplink | None = self._make_uplink()
         self.counts: Counter[str] = Counter()
@@ -126,8 +128,9 @@ class Gateway:
         self.alarms.on_annunciate = self._annunciated
         if self.uplink is not None:  # after the alarm circuit: it keeps the per-bed alarm status
             self.subscribers.append(self.uplink.on_record)
-        # Per process: ids of clock-less devices stay unique across restarts.
-        self._stream_id = self.clock.now().isoformat()
+        # Observation ids (appliance/normalize.py): the gateway's id keeps two gateways'
+        # apart, the boot id two starts of this one (for readings without an origin).
+        self._gateway_id = config.uplink.gateway_id or config.gateway.bed_id
         self._devices = {dev.id: dev for dev in config.devices}
         self._contexts: dict[str, DeviceContext] = {}
         self.links: dict[str, Link] = {dev.id: self._link(dev, opener) for dev in config.devices}
@@ -148,7 +151,7 @@ class Gateway:
             return None
         from appliance.uplink.client import Uplink
 
-        return Uplink(up, self.queue, self.publish)
+        return Uplink(up, self.queue, self.publish, boot_id=self.boot_id)
 
     def _make_alarms(self, ruleset: RuleSet | None, outputs: list[AlarmOutput] | None) -> AlarmCircuit:
         alarms, arbiter = self.config.alarms, self.config.arbiter
@@ -199,7 +202,8 @@ class Gateway:
                 bed_id=bed,
                 tz=ZoneInfo(dev.timezone),
                 patient_id=pairing.patient_id if pairing else None,
-                stream_id=self._stream_id,
+                gateway_id=self._gateway_id,
+                boot_id=self.boot_id,
             )
             self._contexts[dev.id] = ctx
         return ctx

@@ -19,8 +19,8 @@ this bed's patient by the alarm engine. The device gets one `patient_mismatch`
 technical event while it lasts (edge-triggered), so a clinician learns that its
 values are not being used.
 
-Also resolved here: `corrects_seq:<n>` (a correction naming the reading it
-replaces by sequence) becomes `corrects:<obs_id>` of that reading.
+Also resolved here: `corrects_origin:<origin>` (a correction naming the reading
+it replaces by that reading's `origin`) becomes `corrects:<obs_id>` of that reading.
 
 Pure: no I/O, no clock.
 """
@@ -40,8 +40,8 @@ __all__ = ["MISMATCH_FLAG", "IdentityCheck"]
 MISMATCH_FLAG: Final = "patient_mismatch"
 _PATIENT: Final = "patient:"
 _LOCATION: Final = "location:"
-_CORRECTS_SEQ: Final = "corrects_seq:"
-_CLAIMS: Final = (_PATIENT, _LOCATION, _CORRECTS_SEQ)
+_CORRECTS: Final = "corrects_origin:"
+_CLAIMS: Final = (_PATIENT, _LOCATION, _CORRECTS)
 
 
 def _bed_names(location: str) -> set[str]:
@@ -88,8 +88,9 @@ class IdentityCheck:
         why = mismatch(flags, ctx_ids[2], ctx_ids[1])
         kept = {f for f in flags if not f.startswith(_CLAIMS)}
         for flag in flags:
-            if flag.startswith(_CORRECTS_SEQ) and flag.removeprefix(_CORRECTS_SEQ).isdigit():
-                original = replace(reading, seq=int(flag.removeprefix(_CORRECTS_SEQ)))
+            if flag.startswith(_CORRECTS) and flag.removeprefix(_CORRECTS):
+                # Same label and time: a correction repeats the corrected row's code and time.
+                original = replace(reading, origin=flag.removeprefix(_CORRECTS))
                 kept.add(f"corrects:{obs_id_of(original)}")
         if why:
             kept.add(MISMATCH_FLAG)

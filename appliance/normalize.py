@@ -26,8 +26,13 @@ the device has one `invalid_value` technical event active (it ends when every
 such metric has had a valid value again); the rules turn a persisting one into
 the technical alarm for an invalid measurement.
 
-`obs_id` is a hash of device, label, frame sequence, device time and a stream
-key, so decoding the same bytes again yields the same ids.
+`obs_id` (docs/wire.md, "Identity") is BLAKE2b-128 over the gateway id, the
+device, the device time and the label, plus either the reading's `origin` (the
+source's own identity, set by its codec: a message digest and row, a record number), so a
+re-sent reading keeps its id across connections and restarts, or, for a stream
+without identity, the gateway's boot id and the frame sequence, so a reading after
+a restart never takes an earlier one's id. `bedside decode` uses a fixed boot id:
+decoding the same bytes again yields the same ids.
 
 Pure: no I/O, no clock of its own (received time is passed in).
 """
@@ -49,7 +54,7 @@ from appliance.identity import IdentityCheck
 from drivers.family import DeviceTime
 from drivers.registry import device_time, flag_classes, lookup
 
-__all__ = ["DeviceContext", "Normalizer", "convert_unit", "flag_grades", "quality_of"]
+__all__ = ["DeviceContext", "Normalizer", "convert_unit", "flag_grades", "obs_id", "quality_of"]
 
 # Flags the gateway itself sets; each device family declares how its own flags grade a
 # value (drivers/<family>/family.py), and a flag means one thing whichever family sent it.
@@ -130,8 +135,12 @@ class DeviceContext:
     bed_id: str
     tz: tzinfo = UTC
     patient_id: str | None = None
-    # Distinguishes link sessions for devices without a clock (see module doc).
-    stream_id: str = "replay"
+    # Who made the id (the uplink's gateway id, else the bed): two gateways with the
+    # same device ids never share an observation id.
+    gateway_id: str = ""
+    # Per gateway start (random); separates the sequences of two starts for readings
+    # without an origin (see module doc). Fixed for `bedside decode`.
+    boot_id: str = "replay"
 
 
 @dataclass(slots=True)
@@ -302,6 +311,16 @@ class Normalizer:
 
     @staticmethod
     def _obs_id(reading: Reading, ctx: DeviceContext) -> str:
-        stamp = reading.device_time.isoformat() if reading.device_time else ""
-        key = f"{ctx.device_id}|{ctx.stream_id}|{reading.seq}|{stamp}|{reading.label}"
-        return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+        return obs_id(reading, ctx.gateway_id, ctx.device_id, ctx.boot_id)
+
+
+def obs_id(reading: Reading, gateway_id: str, device_id: str, boot_id: str) -> str:
+    """The observation id of `reading` (module doc). The kind tag keeps the two key
+    shapes apart; parts are joined by NUL, which configured ids, times and origins
+    never contain, and the label, which might, comes last: no two keys run together."""
+    stamp = reading.device_time.isoformat() if reading.device_time else ""
+    if reading.origin:
+        parts: tuple[str, ...] = ("origin", gateway_id, device_id, reading.origin, stamp, reading.label)
+    else:
+        parts = ("stream", gateway_id, device_id, boot_id, str(reading.seq), stamp, reading.label)
+    return hashlib.blake2b("\x00".join(parts).encode(), digest_size=16).hexdigest()

@@ -40,7 +40,7 @@ def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> 
     if getattr(msg.properties, "ContentType", "") != "application/cbor":
         return  # status and cmd/response are JSON: not records
     envelope = cbor2.loads(msg.payload)
-    if envelope.get("v") != 3:
+    if envelope.get("v") not in (3, 4):  # 4 = 3 + the boot id
         raise SystemExit(f"unknown envelope version {envelope.get('v')!r}")
     for record in records(envelope):
         rid = record.get("obs_id") or (record.get("alarm_id"), record.get("state"), record.get("priority"))

@@ -60,6 +60,10 @@ class Reading:
     # Position of the frame in the decoded stream; lets the normalizer derive a
     # deterministic id for devices that send no clock.
     seq: int = 0
+    # The source's own identity of this reading (a message's digest and row, a
+    # device's record number), "" if it has none. With one, the observation id
+    # does not depend on the gateway's start: a re-sent reading keeps its id.
+    origin: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from typing import Any, Final
 import gmqtt
 
 from appliance.core.backoff import Backoff
+from appliance.core.boot import new_boot_id
 from appliance.core.errors import BedsideUplinkError
 from appliance.core.model import AlarmEvent, Record, RecordFormatError, TechnicalEvent
 from appliance.core.vocab import TechnicalKind
@@ -63,8 +64,17 @@ class _Refused(BedsideUplinkError):
 
 
 class Uplink:
-    def __init__(self, settings: UplinkSettings, queue: RecordQueue, report: Callable[[TechnicalEvent], None]) -> None:
+    def __init__(
+        self,
+        settings: UplinkSettings,
+        queue: RecordQueue,
+        report: Callable[[TechnicalEvent], None],
+        *,
+        boot_id: str | None = None,
+    ) -> None:
         self.settings = settings
+        # On every envelope with `seq`: a consumer tells a restart from a gap.
+        self.boot_id = boot_id or new_boot_id()
         self.queue = queue
         self._report = report
         self._backoff = Backoff(settings.backoff_min_s, settings.backoff_max_s)
@@ -254,7 +264,7 @@ class Uplink:
                         self._handed_out(group, connected_ms)
                         self._seq += 1
                         cls, replay = group[0][1], group[0][2] < connected_ms
-                        payload = encode(s.gateway_id, self._seq, cls, replay, _current(group))
+                        payload = encode(s.gateway_id, self._seq, cls, replay, _current(group), boot=self.boot_id)
                         leaf = "alarms" if cls is RecordClass.ALARM else "telemetry"
                         in_flight[client.publish_tracked(s.topic(leaf), payload, properties=CBOR)] = [
                             r[0] for r in group

@@ -2,6 +2,9 @@
 
 The published contract is docs/wire.md (schema: docs/wire.schema.json).
 
+Version 4 is version 3 plus `boot`, the id of the gateway process start
+(appliance/core/boot.py): `seq` restarts at 1 with every start, so (`gw`, `boot`,
+`seq`) is what lets a consumer tell a restart from lost publishes.
 Version 3 is version 2 with one time representation: every batch it carries is
 store schema 2, whose event times are epoch milliseconds UTC like the
 observation rows' (schema 1 had RFC 3339 strings in event dicts; the uplink
@@ -32,7 +35,7 @@ __all__ = [
     "pack",
 ]
 
-PAYLOAD_VERSION: Final = 3
+PAYLOAD_VERSION: Final = 4
 # MQTT 5 Content Type and Payload Format Indicator (0: bytes, 1: UTF-8) per topic kind.
 CBOR: Final = {"content_type": "application/cbor", "payload_format_id": 0}
 JSON: Final = {"content_type": "application/json", "payload_format_id": 1}
@@ -45,11 +48,12 @@ MAX_ROWS_PER_PUBLISH: Final = 512
 Row = tuple[int, RecordClass, int, bytes]  # id, class, created_ms, batch payload
 
 
-def encode(gateway_id: str, seq: int, cls: RecordClass, replay: bool, batches: Sequence[bytes]) -> bytes:
+def encode(gateway_id: str, seq: int, cls: RecordClass, replay: bool, batches: Sequence[bytes], *, boot: str) -> bytes:
     return cbor2.dumps(
         {
             "v": PAYLOAD_VERSION,
             "gw": gateway_id,
+            "boot": boot,
             "seq": seq,
             "cls": int(cls),
             "replay": replay,
@@ -59,7 +63,7 @@ def encode(gateway_id: str, seq: int, cls: RecordClass, replay: bool, batches: S
 
 
 def batches_of(envelope: dict[str, Any]) -> list[bytes]:
-    """The stored batches an envelope (v1, v2 or v3) carries; KeyError/TypeError if malformed."""
+    """The stored batches an envelope (v1 to v4) carries; KeyError/TypeError if malformed."""
     if envelope.get("v", 1) == 1:
         return [envelope["batch"]]
     batches = envelope["batches"]

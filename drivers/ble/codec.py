@@ -159,8 +159,20 @@ class MeasurementStream:
             conditions.add("low_battery")
         self._active[m.characteristic] = frozenset(conditions)
         # One id per value: a heart-rate notification carries several RR intervals.
+        # A record the device numbered (a glucose record) has its own identity: the
+        # same record fetched again, on a new connection or after a restart, keeps
+        # its observation id (with the device and the record's time and label).
         events: list[DeviceEvent] = [
-            Reading(self.device_id, v.label, v.value, v.unit, m.device_time, v.flags | m.flags, reading_seq(seq, i))
+            Reading(
+                self.device_id,
+                v.label,
+                v.value,
+                v.unit,
+                m.device_time,
+                v.flags | m.flags,
+                reading_seq(seq, i),
+                origin="" if m.seq is None else f"record.{m.seq}.{i}",
+            )
             for i, v in enumerate(m.values)
             if v.label != "BATTERY"  # battery level is a technical condition, not a vital sign
         ]

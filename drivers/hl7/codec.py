@@ -17,7 +17,7 @@ What a row means (issue 17):
   per connection, and no reading is emitted: such values are never a patient's,
   so they reach neither the alarm engine nor the telemetry stream.
 - OBX-11 C: the reading carries `correction` and, when this listener used the
-  row it corrects, `corrects_seq:<seq>` (the gateway rewrites it as
+  row it corrects, `corrects_origin:<origin>` (the gateway rewrites it as
   `corrects:<obs_id>`, the corrected observation's id, which a consumer matches).
   The corrected row is the latest one with the same sender (MSH-3, MSH-4), OBX-3
   code, OBX-4 containment and observation time (drivers/hl7/meaning.py).
@@ -33,6 +33,12 @@ across restarts. Missing MSH-9 / MSH-10 and HL7 versions other than
 
 A message resent with the same sender and MSH-10 (the sender's retry after a lost
 ACK) is acknowledged again but not used twice.
+
+Identity (docs/wire.md, "Identity"): every reading's `origin` is the message's
+digest (`message_keys`: sender MSH-3/MSH-4, MSH-10 and everything after MSH, so a
+re-stamped MSH-7 does not count) and its row, so the same message yields the same
+observation ids on any connection, after a restart and on a serial port alike,
+while a control id reused for other content yields new ones.
 
 Framing is configured, never guessed (issue #14): by default the input is MLLP,
 and bytes outside a block are skipped and counted. With `unframed=True` (a `.hl7`
@@ -51,29 +57,28 @@ in the next loop turn), so one 64 KiB read of tiny blocks cannot hold the loop.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import re
 import secrets
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Iterator
 from typing import Final
 
 from appliance.core.clock import Clock
 from appliance.core.model import DeviceEvent, Reading, TechnicalEvent
 from drivers.codec import CodecStats, drain
-from drivers.hl7.meaning import CORRECTS_SEQ, Originals, row_identity, term_flag
+from drivers.hl7.meaning import CORRECTS_ORIGIN, row_identity, term_flag
 from drivers.hl7.message import Hl7Error, Hl7Message, parse
 from drivers.hl7.mllp import HEAD_BYTES, MAX_BLOCK_BYTES, MllpDecoder, Oversized, frame
 from drivers.hl7.pcd import PcdResult, PcdValue, Verdict, ack_codes, ack_message, interpret
+from drivers.hl7.seen import Seen, message_keys
 
-__all__ = ["ALERT_CARRIER", "MAX_REMEMBERED", "Hl7Codec", "Seen"]
+__all__ = ["ALERT_CARRIER", "MAX_REMEMBERED", "Hl7Codec", "Seen", "message_keys"]
 
 log = logging.getLogger(__name__)
 
 ALERT_CARRIER: Final = "196616^MDC_EVT_ALARM"
-MAX_SEEN_IDS: Final = 1024  # control ids remembered to spot a sender's resend of a message we took
 MAX_ACTIVE_ALERTS: Final = 256  # per sender; a flood of never-ended alerts cannot grow without bound
 # Above the segment bound (message.MAX_SEGMENTS): every row of a message has its own slot.
 ROWS_PER_MESSAGE: Final = 1024
@@ -93,44 +98,6 @@ def row_seq(message_seq: int, row: int) -> int:
     """A reading's sequence: its message's, then its row within the message, so two
     rows of one message (SpO2 from two channels at one time) never share an id."""
     return message_seq * ROWS_PER_MESSAGE + row
-
-
-class Seen:
-    """Messages already used, by sender (MSH-3, MSH-4), control id (MSH-10) and content.
-
-    Shared by every connection of one listener: a sender whose ACK was lost may
-    resend on a new connection, and its resend must be used once. A control id
-    reused for different content (a sender with a fixed or wrapping counter) is a
-    new message, never silently dropped; content seen before under that id (A, B,
-    A) is a resend. Only digests are kept (a hostile 60 KB MSH-10 costs 16 bytes),
-    bounded: the oldest go first. Segment breaks are normalised (CR, LF, CR LF).
-    """
-
-    def __init__(self, max_entries: int = MAX_SEEN_IDS) -> None:
-        self._messages: OrderedDict[bytes, None] = OrderedDict()
-        self._ids: OrderedDict[bytes, None] = OrderedDict()
-        self._max = max_entries
-        self.resends = 0
-        self.reused_ids = 0
-        self.originals = Originals()  # shared with the messages: a correction may come on a new connection
-
-    def first_time(self, sender: str, control_id: str, body: bytes) -> bool:
-        ident = hashlib.blake2b(f"{sender}\x00{control_id}".encode(), digest_size=16)
-        id_key = ident.digest()
-        ident.update(b"\x00" + body.replace(b"\r\n", b"\r").replace(b"\n", b"\r").rstrip())
-        message_key = ident.digest()
-        if message_key in self._messages:
-            self._messages.move_to_end(message_key)
-            self.resends += 1
-            return False
-        if id_key in self._ids:
-            self.reused_ids += 1
-        for table, key in ((self._messages, message_key), (self._ids, id_key)):
-            table[key] = None
-            table.move_to_end(key)
-            if len(table) > self._max:
-                table.popitem(last=False)
-        return True
 
 
 def _remember(items: list[str], item: str) -> None:
@@ -178,6 +145,7 @@ class Hl7Codec:
         self.duplicates = 0
         self.training = 0  # MSH-11 T / D messages: ACKed, never used as patient data
         self._seq = 0
+        self._origin = ""  # the current message's digest (see module doc)
 
     @property
     def backlog(self) -> int:
@@ -300,7 +268,9 @@ class Hl7Codec:
             # The content after MSH decides: a resend (our ACK was lost) is ACKed
             # again and used once, even when the sender re-stamps MSH-7.
             body = block[min((i for i in (block.find(b"\r"), block.find(b"\n")) if i >= 0), default=0) :]
-            if not self._seen.first_time(f"{msg.msh.raw(3)}|{msg.msh.raw(4)}", msg.msh.raw(10), body):
+            keys = message_keys(f"{msg.msh.raw(3)}|{msg.msh.raw(4)}", msg.msh.raw(10), body)
+            self._origin = keys[1].hex()  # the readings' origin: same message, same ids
+            if not self._seen.first_time_keys(*keys):
                 self.duplicates += 1
                 return []
         if result.verdict.outcome != "accept":
@@ -361,7 +331,8 @@ class Hl7Codec:
         if result.alerts and not sources:
             seq = row_seq(self._seq, 0)
             carried = flags | self._who(result) | {"alert_report"}
-            events.append(Reading(self.device_id, ALERT_CARRIER, None, "", flags=carried, seq=seq))
+            origin = f"{self._origin}.alert"
+            events.append(Reading(self.device_id, ALERT_CARRIER, None, "", flags=carried, seq=seq, origin=origin))
         return events
 
     @staticmethod
@@ -380,8 +351,9 @@ class Hl7Codec:
         judged = term_flag(label)
         if judged is not None:
             flags |= {judged}
+        origin = f"{self._origin}.{row}"
         identity = row_identity(sender, v.code, v.place, v.time)
-        corrected = self._seen.originals.link(identity, seq, "correction" in v.flags)
+        corrected = self._seen.originals.link(identity, origin, "correction" in v.flags)
         if corrected is not None:
-            flags |= {f"{CORRECTS_SEQ}{corrected}"}
-        return Reading(self.device_id, label, v.value, v.unit, v.time, flags, seq)
+            flags |= {f"{CORRECTS_ORIGIN}{corrected}"}
+        return Reading(self.device_id, label, v.value, v.unit, v.time, flags, seq, origin)

@@ -42,6 +42,9 @@ class ListenerDevice(DeviceSettings):
     tls_cert_path: str = setting("")
     tls_key_path: str = setting("")
     tls_ca_path: str = setting("")
+    # File keeping the digests of the last messages taken, so a sender's resend after
+    # a gateway restart is used once (drivers/hl7/seen_file.py); empty = memory only.
+    seen_path: str = setting("")
 
     def tls(self, where: str, uplink: TlsPaths) -> ResolvedTls | None:
         """A tls:// listener's files: its own; the CA may be left to the uplink's."""
@@ -104,7 +107,7 @@ class MllpListener:
                 raise LinkSetupError(
                     f"cannot load listener TLS material ({tls.cert.path}, {tls.ca.path}): {exc}"
                 ) from None
-        return Hl7Listener(dev.id, listen, env.emit, ctx, clock=env.clock)
+        return Hl7Listener(dev.id, listen, env.emit, ctx, seen_path=dev.seen_path, clock=env.clock)
 
 
 def _codec(protocol: str, device_id: str, clock: Clock, settings: CodecSettings) -> Codec:

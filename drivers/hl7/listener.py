@@ -40,6 +40,7 @@ from drivers.hl7.address import ListenAddress, parse_listen
 from drivers.hl7.admission import ConnView, Deadline, RefusalReporter, Timeouts, admit, deadline
 from drivers.hl7.codec import Hl7Codec, Seen
 from drivers.hl7.message import Hl7Error
+from drivers.hl7.seen_file import keep_saved, load_seen
 
 __all__ = ["Hl7Listener", "ListenAddress", "ListenerTlsError", "parse_listen", "server_context"]
 
@@ -114,6 +115,7 @@ class Hl7Listener:
         message_timeout_s: float = 30.0,
         report_interval_s: float = 60.0,
         messages_per_turn: int = MESSAGES_PER_TURN,
+        seen_path: str = "",
         clock: Clock,
     ) -> None:
         if address.tls and ssl_context is None:
@@ -131,6 +133,7 @@ class Hl7Listener:
         # connection is used once, and readings of two connections never share a
         # sequence number (which the observation id is derived from).
         self._seen = Seen()
+        self._seen_path = seen_path  # "" = the resend window lives in memory only (drivers/hl7/seen_file.py)
         self._sequence = itertools.count(1)
         self._reporter = RefusalReporter(report_interval_s)
         self._report_handle: asyncio.TimerHandle | None = None
@@ -148,6 +151,18 @@ class Hl7Listener:
         return len(self._conns)
 
     async def run(self) -> None:
+        saver: asyncio.Task[None] | None = None
+        if self._seen_path:  # before the first connection: a resend must meet the saved window
+            await asyncio.to_thread(load_seen, self._seen, self._seen_path)
+            saver = asyncio.create_task(keep_saved(self._seen, self._seen_path))
+        try:
+            await self._listen()
+        finally:
+            if saver is not None:
+                saver.cancel()
+                await asyncio.gather(saver, return_exceptions=True)
+
+    async def _listen(self) -> None:
         server = await asyncio.start_server(
             self._client, self.address.host, self.address.port, ssl=self._ssl, limit=READ_BYTES,
             ssl_handshake_timeout=self._timeouts.first_byte_s if self._ssl else None,

@@ -9,7 +9,7 @@
 
 Only digests are kept and the table is bounded (oldest first): a correction of a
 row older than that, or of a row another gateway (or an earlier run) took,
-carries `correction` without `corrects_seq:`. Pure; no I/O.
+carries `correction` without `corrects_origin:`. Pure; no I/O.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Final
 
-__all__ = ["CORRECTS_SEQ", "MAX_ORIGINALS", "Originals", "row_identity", "term_flag"]
+__all__ = ["CORRECTS_ORIGIN", "MAX_ORIGINALS", "Originals", "row_identity", "term_flag"]
 
 MAX_ORIGINALS: Final = 4096  # rows remembered per listener (a few minutes of a busy monitor)
-# `corrects_seq:<n>`: the corrected reading's `seq`; the normalizer turns it into
-# `corrects:<obs_id>` of that reading (appliance/identity.py).
-CORRECTS_SEQ: Final = "corrects_seq:"
+# `corrects_origin:<origin>`: the corrected reading's `origin`; the normalizer turns
+# it into `corrects:<obs_id>` of that reading (appliance/identity.py).
+CORRECTS_ORIGIN: Final = "corrects_origin:"
 
 
 def row_identity(sender: str, code: int, place: tuple[int, ...], time: datetime | None) -> bytes:
@@ -34,16 +34,16 @@ def row_identity(sender: str, code: int, place: tuple[int, ...], time: datetime 
 
 
 class Originals:
-    """Row identity -> the `seq` of the latest reading with that identity (bounded)."""
+    """Row identity -> the `origin` of the latest reading with that identity (bounded)."""
 
     def __init__(self, max_entries: int = MAX_ORIGINALS) -> None:
-        self._rows: OrderedDict[bytes, int] = OrderedDict()
+        self._rows: OrderedDict[bytes, str] = OrderedDict()
         self._max = max_entries
         self.matched = 0  # corrections whose original was found
         self.unmatched = 0
 
-    def link(self, identity: bytes, seq: int, correction: bool) -> int | None:
-        """Remember this row; for a correction, return the seq of the row it corrects.
+    def link(self, identity: bytes, origin: str, correction: bool) -> str | None:
+        """Remember this row; for a correction, return the origin of the row it corrects.
 
         The correction then stands for that identity: a second correction names the
         first (each corrects the value standing when it was sent)."""
@@ -53,7 +53,7 @@ class Originals:
                 self.unmatched += 1
             else:
                 self.matched += 1
-        self._rows[identity] = seq
+        self._rows[identity] = origin
         self._rows.move_to_end(identity)
         if len(self._rows) > self._max:
             self._rows.popitem(last=False)

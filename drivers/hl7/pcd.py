@@ -264,7 +264,7 @@ def _rows(msg: Hl7Message) -> list[Row]:
                 flags.add(f"equipment:{source}")  # OBX-18, inherited from the device rows above
             when = own_time or _inherited(times, where) or default_time
             if status == "C":
-                flags.add("correction")  # replaces the row with the same identity (codec: `corrects_seq:`)
+                flags.add("correction")  # replaces the row with the same identity (codec: `corrects_origin:`)
             value = PcdValue(int(code_text), refid, number, ucum_of(msg, seg), when, frozenset(flags), where)
         rows.append((seg, where, value))
     return rows

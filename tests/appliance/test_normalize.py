@@ -98,7 +98,7 @@ def test_obs_id_is_deterministic_and_distinguishes_readings():
     a, _ = Normalizer().normalize(reading(), ctx(), RECEIVED)
     b, _ = Normalizer().normalize(reading(), ctx(), RECEIVED + timedelta(hours=1))
     c, _ = Normalizer().normalize(reading(seq=2), ctx(), RECEIVED)
-    d, _ = Normalizer().normalize(reading(), ctx(stream_id="other"), RECEIVED)
+    d, _ = Normalizer().normalize(reading(), ctx(boot_id="other"), RECEIVED)
     assert a and b and c and d
     assert a.obs_id == b.obs_id
     assert len({a.obs_id, c.obs_id, d.obs_id}) == 3

@@ -87,7 +87,7 @@ def sample_messages(queue: RecordQueue, max_obs: int) -> tuple[list[bytes], int]
     size = count = 0
     for _, _, n, payload in queue.store.iter_all():
         if group and size + len(payload) > MAX_PUBLISH_BYTES:
-            messages.append(encode("gw-1", len(messages), RecordClass.TELEMETRY, True, group))
+            messages.append(encode("gw-1", len(messages), RecordClass.TELEMETRY, True, group, boot="0123456789abcdef"))
             group, size = [], 0
         group.append(payload)
         size += len(payload)
@@ -95,7 +95,7 @@ def sample_messages(queue: RecordQueue, max_obs: int) -> tuple[list[bytes], int]
         if count >= max_obs:
             break
     if group:
-        messages.append(encode("gw-1", len(messages), RecordClass.TELEMETRY, True, group))
+        messages.append(encode("gw-1", len(messages), RecordClass.TELEMETRY, True, group, boot="0123456789abcdef"))
     return messages, count
 
 

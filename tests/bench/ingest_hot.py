@@ -72,7 +72,7 @@ def decode_only(devs: list[DeviceConfig], data: list[tuple[str, bytes]]) -> int:
     n = 0
     for dev, (protocol, raw) in zip(devs, data, strict=True):
         codec = make_codec(protocol, dev.id, MonotonicUTC())
-        ctx = DeviceContext(dev.id, protocol, "ICU-1", stream_id="bench")
+        ctx = DeviceContext(dev.id, protocol, "ICU-1", boot_id="bench")
         for i in range(0, len(raw), CHUNK):
             for ev in codec.feed(raw[i : i + CHUNK]):
                 if isinstance(ev, Reading):

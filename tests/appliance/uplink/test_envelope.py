@@ -28,7 +28,14 @@ def test_publishes_stay_under_the_size_and_row_bounds_and_leave_a_suffix():
 
 
 def test_both_envelope_versions_decode():
-    v2 = cbor2.loads(encode("gw", 1, T, True, [b"a", b"b"]))
+    v2 = cbor2.loads(encode("gw", 1, T, True, [b"a", b"b"], boot="0123456789abcdef"))
     assert batches_of(v2) == [b"a", b"b"] and v2["replay"] is True
     v1 = {"v": 1, "gw": "gw", "seq": 1, "cls": 2, "replay": False, "batch": b"a"}
     assert batches_of(v1) == [b"a"]
+
+
+def test_every_envelope_carries_the_boot_id_with_its_seq_and_v3_still_decodes():
+    v4 = cbor2.loads(encode("gw", 7, T, False, [b"a"], boot="0123456789abcdef"))
+    assert (v4["v"], v4["boot"], v4["seq"]) == (4, "0123456789abcdef", 7)
+    v3 = {"v": 3, "gw": "gw", "seq": 1, "cls": 2, "replay": False, "batches": [b"a"]}  # older gateways: no boot
+    assert batches_of(v3) == [b"a"]

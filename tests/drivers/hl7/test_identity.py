@@ -54,7 +54,7 @@ async def test_readings_of_different_connections_get_different_ids_and_a_resend_
     readings = [e for e in events if isinstance(e, Reading)]
     assert [r.value for r in readings] == [97.0, 75.0]  # B's resend on its own connection: used once
     normalizer = Normalizer(max_clock_skew_s=None)
-    ctx = DeviceContext("hl7", "hl7", "ICU-1", tz=UTC, stream_id="s")
+    ctx = DeviceContext("hl7", "hl7", "ICU-1", tz=UTC, boot_id="s")
     received = datetime(2026, 12, 2, 7, 0, tzinfo=UTC)
     ids = set()
     for r in readings:
@@ -73,7 +73,7 @@ def test_two_rows_of_one_message_never_share_an_id() -> None:
     )
     readings = [e for e in Hl7Codec("hl7", MonotonicUTC()).feed(frame(rows.encode())) if isinstance(e, Reading)]
     assert [r.value for r in readings] == [97.0, 80.0]
-    ctx = DeviceContext("hl7", "hl7", "ICU-1", tz=UTC, stream_id="s")
+    ctx = DeviceContext("hl7", "hl7", "ICU-1", tz=UTC, boot_id="s")
     received = datetime(2026, 12, 2, 7, 0, tzinfo=UTC)
     ids = {
         obs.obs_id
