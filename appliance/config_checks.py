@@ -22,7 +22,7 @@ from typing import Final
 
 from appliance.config import Config, ConfigError
 from appliance.control import path_kind, socket_path_problem
-from appliance.core.settings import table_values
+from appliance.core.settings import table_fields, table_values
 from drivers import registry
 from drivers.address import parse_listen
 
@@ -64,6 +64,7 @@ def _written_files(config: Config) -> list[tuple[str, str]]:
         ("queue.key_path", config.queue.key_path),
         ("alarms.events_path", config.alarms.events_path),
         ("ota.reboot_request_path", config.ota.reboot_request_path),
+        *_device_files(config, written=True),
     ]
     return [(k, p) for k, p in candidates if p]
 
@@ -74,9 +75,19 @@ def _read_files(config: Config) -> list[tuple[str, str]]:
     for section, obj in (("uplink", config.uplink), ("ota", config.ota)):
         out += [(f"{section}.{k}", getattr(obj, k)) for k in ("ca_path", "cert_path", "key_path")]
     out.append(("ota.root_path", config.ota.root_path))
-    for i, dev in enumerate(config.devices):
-        out += [(f"devices[{i}].{k}", v) for k, v in table_values(dev).items() if k.endswith("_path")]
+    out += _device_files(config, written=False)
     return [(k, p) for k, p in out if p]
+
+
+def _device_files(config: Config, *, written: bool) -> list[tuple[str, str]]:
+    """A device's `*_path` keys; a setting marked `written=True` is one the gateway writes."""
+    out = []
+    for i, dev in enumerate(config.devices):
+        fields = table_fields(type(dev))
+        for key, value in table_values(dev).items():
+            if key.endswith("_path") and bool(fields[key][0].metadata.get("written")) == written:
+                out.append((f"devices[{i}].{key}", value))
+    return out
 
 
 def _check_parents(key: str, path: Path, fail: Fail, *, writable: bool = False) -> None:

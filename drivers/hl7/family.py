@@ -44,7 +44,7 @@ class ListenerDevice(DeviceSettings):
     tls_ca_path: str = setting("")
     # File keeping the digests of the last messages taken, so a sender's resend after
     # a gateway restart is used once (drivers/hl7/seen_file.py); empty = memory only.
-    seen_path: str = setting("")
+    seen_path: str = setting("", written=True)  # checked at start-up as a file we write
 
     def tls(self, where: str, uplink: TlsPaths) -> ResolvedTls | None:
         """A tls:// listener's files: its own; the CA may be left to the uplink's."""

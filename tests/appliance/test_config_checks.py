@@ -32,6 +32,7 @@ FILE_KEYS = {
     "devices[0].tls_cert_path": "[[devices]]",
     "devices[0].tls_key_path": "[[devices]]",
     "devices[0].tls_ca_path": "[[devices]]",
+    "devices[0].seen_path": "[[devices]]",
 }
 
 
