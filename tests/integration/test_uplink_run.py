@@ -122,3 +122,42 @@ def test_uplink_tail_prints_deduplicated_json_lines(bench, broker, pki):
         mine = local[o["obs_id"]]
         for key in ("metric", "code", "value", "unit", "quality", "time", "device_id", "flags", "quarantine"):
             assert o[key] == mine[key], key
+
+
+async def retained_status(broker, pki, topic: str) -> dict[str, object]:
+    """What a consumer arriving now reads on `topic` (retained)."""
+    import gmqtt
+
+    from appliance.uplink.gmqtt_adapter import close_client
+    from appliance.uplink.tls import client_context
+
+    got: asyncio.Queue[bytes] = asyncio.Queue()
+    client = gmqtt.Client("status-reader")
+    client.on_message = lambda c, t, payload, qos, props: got.put_nowait(payload) or 0
+    await client.connect("127.0.0.1", broker.port, ssl=client_context(pki.client("tail")))
+    try:
+        client.subscribe(topic, qos=1)
+        try:
+            async with asyncio.timeout(5):
+                return dict(json.loads(await got.get()))
+        except TimeoutError:
+            return {}  # nothing retained yet
+    finally:
+        await close_client(client)
+
+
+async def test_sigterm_leaves_the_retained_status_offline_with_a_reason(bench, broker, pki):
+    """systemd stops, reboots and OTA all end in SIGTERM: a late consumer must not read
+    "online" from a gateway that stopped cleanly."""
+    tmp, procs = bench
+    files = pki.client("gw-1")
+    (tmp / "gw.toml").write_text(config(tmp, broker, pki, files.cert, files.key))
+    procs.append(spawn("run", "--config", str(tmp / "gw.toml")))
+    deadline = asyncio.get_running_loop().time() + 30
+    while (await retained_status(broker, pki, "bedside/v1/gw-1/status")).get("state") != "online":
+        assert asyncio.get_running_loop().time() < deadline, "never online"
+        await asyncio.sleep(0.3)
+    procs[0].send_signal(signal.SIGTERM)
+    assert procs[0].wait(15) == 0
+    status = await retained_status(broker, pki, "bedside/v1/gw-1/status")
+    assert status["state"] == "offline" and status["reason"] == "stopped", status
