@@ -133,7 +133,12 @@ async def retained_status(broker, pki, topic: str) -> dict[str, object]:
 
     got: asyncio.Queue[bytes] = asyncio.Queue()
     client = gmqtt.Client("status-reader")
-    client.on_message = lambda c, t, payload, qos, props: got.put_nowait(payload) or 0
+
+    def on_message(client: object, topic: str, payload: bytes, qos: int, props: object) -> int:
+        got.put_nowait(payload)
+        return 0
+
+    client.on_message = on_message
     await client.connect("127.0.0.1", broker.port, ssl=client_context(pki.client("tail")))
     try:
         client.subscribe(topic, qos=1)
