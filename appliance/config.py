@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from appliance.clinical.settings import ClinicalSettings
 from appliance.core.errors import BedsideConfigError
 from appliance.core.settings import Fail, build_settings, part, setting, table_fields
 from appliance.core.tls import resolve_tls
@@ -155,6 +156,7 @@ class Config:
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     arbiter: ArbiterConfig = field(default_factory=ArbiterConfig)
     ota: OtaConfig = field(default_factory=OtaConfig)
+    clinical: ClinicalSettings = field(default_factory=ClinicalSettings)
     devices: tuple[DeviceSettings, ...] = ()
 
 
@@ -224,6 +226,8 @@ def _cross_checks(config: Config, fail: Fail) -> None:
             if not getattr(up, key):
                 fail(f"uplink.{key}", "required when uplink.host is set")
     _check_ota(config, fail)
+    if config.clinical.adt_listen and not config.clinical.census_path:
+        fail("clinical.adt_listen", "the ADT feed keeps the census: set clinical.census_path too")
     seen_ids: set[str] = set()
     seen_ports: dict[str, str] = {}
     for i, dev in enumerate(config.devices):

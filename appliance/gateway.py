@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from appliance.alarms import AlarmCircuit
 from appliance.arbiter import Arbiter, AuditRecord
+from appliance.clinical.plane import ClinicalPlane
 from appliance.config import AlarmsConfig, Config, ConfigError, DeviceConfig
 from appliance.control import ControlServer
 from appliance.core.boot import new_boot_id
@@ -105,6 +106,8 @@ class Gateway:
         self.normalizer = Normalizer(max_clock_skew_s=config.gateway.max_clock_skew_s)
         self.registry = Registry(config.gateway.registry_path)
         self.registry.refresh()
+        # Census, consent, release of quarantine (appliance/clinical/); an audit hook plugs in there.
+        self.clinical = ClinicalPlane.load(config.clinical, self.registry, self.publish, self.clock)
         self.notifier = notifier or Notifier()
         self.subscribers: list[Callable[[Record], None]] = []
         self.sinks: list[Sink] = []
@@ -134,6 +137,13 @@ class Gateway:
         self._devices = {dev.id: dev for dev in config.devices}
         self._contexts: dict[str, DeviceContext] = {}
         self.links: dict[str, Link] = {dev.id: self._link(dev, opener) for dev in config.devices}
+        self.clinical.on_change = self._contexts.clear
+        if config.clinical.adt_listen:
+            from appliance.clinical.feed import adt_listener
+
+            feed = adt_listener(config.clinical, self.clinical, self.publish, self.clock, config.uplink)
+            self.tasks["adt"] = feed.run
+            self.adt_feed = feed
 
     def _make_queue(self) -> RecordQueue | None:
         q = self.config.queue
@@ -141,6 +151,8 @@ class Gateway:
             return None
         from appliance.queue.queue import RecordQueue
 
+        if self.config.clinical.census_path:  # a census: unpaired data has its own plane (issue 21)
+            q = replace(q, quarantine_plane=True)
         queue = RecordQueue(q, self.publish)
         self.sinks.append(queue)
         return queue
@@ -201,7 +213,7 @@ class Gateway:
                 protocol=dev.protocol,
                 bed_id=bed,
                 tz=ZoneInfo(dev.timezone),
-                patient_id=pairing.patient_id if pairing else None,
+                patient_id=self.clinical.patient_for(bed, pairing.patient_id) if pairing else None,
                 gateway_id=self._gateway_id,
                 boot_id=self.boot_id,
             )
@@ -220,7 +232,7 @@ class Gateway:
                 for tech in technical:
                     self.publish(tech)
                 if obs is not None:
-                    self.publish(obs)
+                    self.publish(self.clinical.gate(obs))
             finally:
                 self._reading_t0 = None
         else:
@@ -310,6 +322,7 @@ class Gateway:
         for dev_id, link in self.links.items():
             supervisor.start(f"link:{dev_id}", link.run, dev_id)
         supervisor.start("registry", self._watch_registry)
+        supervisor.start("clinical", self.clinical.run)
         if (synced_clock := self._synced_clock) is not None:
             supervisor.start("clock", lambda: run_clock(synced_clock, self.publish))
         if self.uplink is not None:

@@ -35,7 +35,7 @@ from typing import Final
 from appliance.core.model import Reading, TechnicalEvent
 from appliance.core.vocab import TechnicalKind
 
-__all__ = ["MISMATCH_FLAG", "IdentityCheck"]
+__all__ = ["MISMATCH_FLAG", "IdentityCheck", "bed_names"]
 
 MISMATCH_FLAG: Final = "patient_mismatch"
 _PATIENT: Final = "patient:"
@@ -44,7 +44,10 @@ _CORRECTS: Final = "corrects_origin:"
 _CLAIMS: Final = (_PATIENT, _LOCATION, _CORRECTS)
 
 
-def _bed_names(location: str) -> set[str]:
+def bed_names(location: str) -> set[str]:
+    """The names a bed id may take for an HL7 location `unit^room^bed` (casefolded):
+    the bed alone, the whole location, or its non-empty parts joined by `-`, `/`
+    or a space. Empty when the location names no bed."""
     parts = location.split("^")
     bed = parts[-1] if len(parts) == 3 else ""  # PV1-3: point of care ^ room ^ bed
     if not bed:
@@ -62,7 +65,7 @@ def mismatch(flags: frozenset[str], patient_id: str | None, bed_id: str) -> str:
         return f"device reports patient {', '.join(patients)[:80]}, bed is paired with {patient_id}"
     for flag in flags:
         if flag.startswith(_LOCATION):
-            beds = _bed_names(flag.removeprefix(_LOCATION))
+            beds = bed_names(flag.removeprefix(_LOCATION))
             if beds and bed_id.casefold() not in beds:
                 return f"device reports location {flag.removeprefix(_LOCATION)[:80]}, paired bed is {bed_id}"
     return ""

@@ -34,6 +34,16 @@ class QueueSettings:
     # uplink is not delivering (0 = never): 96 B/observation at 3-obs rows, ~30 merged.
     compact_after_s: float = setting(10.0, min=0.0, max=86_400.0)
     compact_rows_per_pass: int = setting(600, min=1, max=100_000)  # bounds one pass's store-thread time (~ms)
+    # Unpaired observations on their own plane: stored as `unpaired` (sent on the quarantine
+    # topic) and `held` (kept for release), never as telemetry. On whenever [clinical]
+    # census_path is set; off = the quarantine bit on telemetry only (the wire before issue 21).
+    quarantine_plane: bool = setting(False)
+    # The clinical plane (issue 21): unpaired observations (sent on quarantine and held on
+    # the box for `bedside devices release`) expire after this; 0 = kept until dropped for space.
+    quarantine_ttl_s: float = setting(86_400.0, min=0.0, max=365 * 86_400.0)
+    # Observations of a patient whose consent is withheld: kept on the box this long, then purged.
+    withheld_ttl_s: float = setting(7 * 86_400.0, min=0.0, max=365 * 86_400.0)
+    purge_every_s: float = setting(60.0, min=0.1, max=86_400.0)  # how often the ttls above are applied
 
 
 @dataclass(frozen=True, slots=True)

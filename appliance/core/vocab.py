@@ -53,6 +53,13 @@ class TechnicalKind(enum.StrEnum):
     # A device's message names another patient or bed than the registry's pairing
     # (HL7 PID-3 / PV1-3): its values are quarantined and kept out of the alarms.
     PATIENT_MISMATCH = "patient_mismatch"
+    # The clinical plane (appliance/clinical/): an ADT message the census refused
+    # (out of order, unknown patient, conflicting identifiers), a device whose
+    # pairing the census ended (its patient was transferred or discharged: values
+    # quarantined until re-paired), and a patient's consent changing.
+    CENSUS_REFUSED = "census_refused"
+    UNPAIRED_BY_CENSUS = "unpaired_by_census"
+    CONSENT_CHANGED = "consent_changed"
 
 
 class Priority(enum.StrEnum):

@@ -29,7 +29,7 @@ import functools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -37,6 +37,7 @@ from appliance.arbiter import AuditRecord
 from appliance.core.model import AlarmEvent, Observation, Record, RecordFormatError, TechnicalEvent
 from appliance.core.vocab import TechnicalKind
 from appliance.queue.checkpoint import Checkpointer
+from appliance.queue.planes import planes
 from appliance.queue.hold import Held, HoldBuffer
 from appliance.queue.integrity import IntegrityCheck
 from appliance.queue.merge import merge_groups, merge_payloads
@@ -93,6 +94,8 @@ class RecordQueue:
         # Started by run(): from then on no commit of ours checkpoints (an alarm's least of all).
         self._checkpointer = Checkpointer(self.store.path, min(CHECKPOINT_AT_BYTES, self.store.wal_limit_bytes // 4))
         self.integrity = IntegrityCheck(self.store.path, self._store_event)  # after READY, see there
+        # Purges of patient data are audited (issue 21); the gateway plugs its audit hook in.
+        self.audit: Callable[[str, Mapping[str, object]], None] = lambda kind, fields: None
 
     @property
     def dropped_in_memory(self) -> int:
@@ -164,7 +167,9 @@ class RecordQueue:
                     await self._write(RecordClass.ALARM, [alarm])
                 await self._write(RecordClass.TECHNICAL, hold.take_technical())
                 while hold.telemetry:
-                    await self._write(RecordClass.TELEMETRY, hold.take_telemetry(self.settings.commit_max_records))
+                    taken = hold.take_telemetry(self.settings.commit_max_records)
+                    for cls, part in planes(taken, self.settings.quarantine_plane):
+                        await self._write(cls, part)
             except StoreWriteError as exc:
                 self._failed(exc)
                 return False
@@ -255,15 +260,30 @@ class RecordQueue:
             if self.settings.compact_after_s and compact_every >= 1.0:
                 compact_every = 0.0
                 await self.compact()
-            if self.settings.telemetry_ttl_s and ttl_every >= 60:
+            if ttl_every >= self.settings.purge_every_s:
                 ttl_every = 0.0
-                try:
-                    await self._in_thread(
-                        self.store.purge_older_than, RecordClass.TELEMETRY, self.settings.telemetry_ttl_s,
-                        priority=Priority.IDLE,
-                    )  # fmt: skip
-                except StoreWriteError as exc:
-                    log.warning("telemetry purge failed (tried again in a minute): %s", exc)
+                await self._purge()
+
+    async def _purge(self) -> None:
+        """Telemetry past telemetry_ttl_s; quarantine (sent and held) past quarantine_ttl_s;
+        withheld past withheld_ttl_s. Each purge of patient data is audited."""
+        s = self.settings
+        for cls, ttl_s, kind in (
+            (RecordClass.TELEMETRY, s.telemetry_ttl_s, ""),
+            (RecordClass.UNPAIRED, s.quarantine_ttl_s, "quarantine_expired"),
+            (RecordClass.HELD, s.quarantine_ttl_s, "quarantine_expired"),
+            (RecordClass.WITHHELD, s.withheld_ttl_s, "withheld_purged"),
+        ):
+            if not ttl_s:
+                continue
+            try:
+                purged = await self._in_thread(self.store.purge_older_than, cls, ttl_s, priority=Priority.IDLE)
+            except StoreWriteError as exc:
+                log.warning("%s purge failed (tried again later): %s", cls.name.lower(), exc)
+                continue
+            if kind and purged:
+                log.info("purged %s %s records older than %g s", purged, cls.name.lower(), ttl_s)
+                self.audit(kind, {"class": cls.name.lower(), "records": purged, "older_than_s": ttl_s})
 
     async def compact(self) -> int:
         """One compaction pass while the uplink is not delivering; returns rows removed.

@@ -11,6 +11,10 @@ by triggers in the same transaction as every insert, delete and update of
 `records` (whoever writes them: the queue, compaction, quarantine, a bulk load).
 Start-up and `stats` read three rows instead of summing the table (0.5 s for a
 72-hour store, on the way to READY); a crash cannot leave the totals out of step.
+Schema 5 (one transaction with the rest on a new store) adds the clinical plane's classes (issue 21) to `totals`: `unpaired`
+(observations without a census-verified patient, sent on the quarantine topic),
+`held` (the same kept on the box until released to a patient or expired) and
+`withheld` (a patient's observations while their consent is withheld: never sent).
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         "INSERT INTO totals SELECT cls, COUNT(*), SUM(count), SUM(nbytes) FROM records GROUP BY cls",
         # Every class has its row, so the triggers only ever update (a row with a
         # damaged class number is in no total; it is quarantined when read).
-        "INSERT OR IGNORE INTO totals VALUES (0, 0, 0, 0), (1, 0, 0, 0), (2, 0, 0, 0)",
+        "INSERT OR IGNORE INTO totals VALUES (0, 0, 0, 0), (1, 0, 0, 0), (2, 0, 0, 0), (3, 0, 0, 0), (4, 0, 0, 0),"
+        " (5, 0, 0, 0)",
         "CREATE TRIGGER totals_insert AFTER INSERT ON records BEGIN"
         " UPDATE totals SET rows = rows + 1, records = records + NEW.count, bytes = bytes + NEW.nbytes"
         " WHERE cls = NEW.cls; END",
@@ -64,6 +69,8 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         " UPDATE totals SET rows = rows + 1, records = records + NEW.count, bytes = bytes + NEW.nbytes"
         " WHERE cls = NEW.cls; END",
     ),
+    # Stores made at schema 4 before issue 21 (made since, migration 4 has these rows already).
+    5: ("INSERT OR IGNORE INTO totals VALUES (3, 0, 0, 0), (4, 0, 0, 0), (5, 0, 0, 0)",),
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 
@@ -80,6 +87,9 @@ class RecordClass(enum.IntEnum):
     ALARM = 0
     TECHNICAL = 1
     TELEMETRY = 2
+    UNPAIRED = 3  # quarantine plane: sent on `quarantine`, never on `telemetry`
+    HELD = 4  # quarantine plane, kept on the box: released to a patient or expired, never sent
+    WITHHELD = 5  # consent withheld: kept on the box, never sent, purged after withheld_ttl_s
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,16 @@ __all__ = ["COMPACT_TARGET_RECORDS", "Cursor", "Group", "Upkeep", "id_runs"]
 Cursor = tuple[int, int]  # (created_ms, id) of the last row handed out in a stream
 COMPACT_TARGET_RECORDS: Final = 2000  # records per merged row: ~60 kB, a few pages
 ORDER: Final = "created_ms, id"
+# Making room drops the oldest rows of these classes in this order: data no one may
+# receive first (withheld, held quarantine), then quarantine, telemetry, technical.
+# Alarms are never dropped for space.
+DROP_ORDER: Final = (
+    RecordClass.WITHHELD,
+    RecordClass.HELD,
+    RecordClass.UNPAIRED,
+    RecordClass.TELEMETRY,
+    RecordClass.TECHNICAL,
+)
 # Payload bytes one outbox read hands out: bounds the store thread's time per read
 # (reading and opening ~1 MiB: a few ms), which an alarm commit may wait for. By
 # rows alone, 512 compacted rows were 30 MB and an alarm waited ~95 ms.
@@ -165,7 +175,7 @@ class Upkeep:
         # measured after the last write) is never below the pages: far from the budget,
         # three PRAGMAs per commit are not needed to know the batch fits.
         far = self.used_bytes + incoming <= room
-        for cls in (RecordClass.TELEMETRY, RecordClass.TECHNICAL):
+        for cls in DROP_ORDER:
             while not far and page_bytes(self._db)[0] + incoming > room:
                 row = self._db.execute(
                     f"SELECT id, nbytes, count FROM records WHERE cls = ? ORDER BY {ORDER} LIMIT 1", (int(cls),)

@@ -57,6 +57,8 @@ PUBACK_OK: Final = frozenset({0x00, 0x10})  # success, no matching subscribers
 # past it the DISCONNECT asks the broker to publish the Will (the same state) instead.
 STOP_TIMEOUT_S: Final = 2.0
 DISCONNECT_WITH_WILL: Final = 0x04
+# The topic leaf of each class sent (docs/wire.md); quarantine is its own plane (issue 21).
+LEAF_OF_CLASS: Final = {RecordClass.ALARM: "alarms", RecordClass.UNPAIRED: "quarantine"}
 
 
 class _Refused(BedsideUplinkError):
@@ -228,7 +230,7 @@ class Uplink:
         q, after = self.queue, self._after
         rows = await q.outbox(room, busy, (RecordClass.ALARM,), after=after["alarm"])
         room -= len(rows)
-        other = (RecordClass.TECHNICAL, RecordClass.TELEMETRY)
+        other = (RecordClass.TECHNICAL, RecordClass.TELEMETRY, RecordClass.UNPAIRED)  # never held / withheld
         reserve = math.ceil(room * BACKLOG_SHARE)
         live = await q.outbox(room - reserve, busy, other, created_from_ms=connected_ms, after=after["live"])
         backlog = await q.outbox(room - len(live), busy, other, created_before_ms=connected_ms, after=after["backlog"])
@@ -265,7 +267,7 @@ class Uplink:
                         self._seq += 1
                         cls, replay = group[0][1], group[0][2] < connected_ms
                         payload = encode(s.gateway_id, self._seq, cls, replay, _current(group), boot=self.boot_id)
-                        leaf = "alarms" if cls is RecordClass.ALARM else "telemetry"
+                        leaf = LEAF_OF_CLASS.get(cls, "telemetry")
                         in_flight[client.publish_tracked(s.topic(leaf), payload, properties=CBOR)] = [
                             r[0] for r in group
                         ]

@@ -117,6 +117,7 @@ class Hl7Listener:
         messages_per_turn: int = MESSAGES_PER_TURN,
         seen_path: str = "",
         clock: Clock,
+        codec: Callable[..., Hl7Codec] = Hl7Codec,
     ) -> None:
         if address.tls and ssl_context is None:
             raise ValueError("a tls:// listener needs its TLS context (fail closed)")
@@ -129,6 +130,7 @@ class Hl7Listener:
         self._timeouts = Timeouts(first_byte_timeout_s, message_timeout_s, idle_timeout_s)
         self._per_turn = messages_per_turn
         self._clock = clock  # the gateway's: ACK timestamps (MSH-7)
+        self._codec = codec  # what a connection speaks: device results (ORU), or the census feed (ADT)
         # One identity space per listener, not per connection: a resend on a new
         # connection is used once, and readings of two connections never share a
         # sequence number (which the observation id is derived from).
@@ -225,7 +227,7 @@ class Hl7Listener:
             return
         self._clients.add(task)
         writer.transport.set_write_buffer_limits(high=WRITE_LIMIT_BYTES)
-        codec = Hl7Codec(
+        codec = self._codec(
             self.device_id, self._clock, max_messages_per_feed=self._per_turn, seen=self._seen, sequence=self._sequence
         )
         try:

@@ -1,0 +1,217 @@
+"""The gateway's clinical plane: census from the ADT feed, consent, release of quarantine.
+
+In the loop, synchronously and without I/O (the alarm path may call it):
+- `patient_for(bed, paired)`: a device's readings carry its paired patient only
+  while the census has that patient in that bed; otherwise they are quarantined
+  (patient None). Without a census (`[clinical] census_path` empty) the pairing
+  is taken as it is.
+- `gate(obs)`: an observation of a patient whose consent is withheld gets the
+  `consent_withheld` flag; the queue keeps it in the store's `withheld` class,
+  never sent. The alarm circuit sees it like any other: local alarms always run.
+- `on_adt(event)`: the ADT listener's callback. The census decides; a refusal is
+  a `census_refused` technical event and an AE to the sender. A bed whose patient
+  left (transfer, discharge, cancel, displacement) has its devices' pairings
+  ended: a `unpaired_by_census` technical event per device, their readings
+  quarantined from the next one on.
+
+Off the loop (the `clinical` task, in a thread): the census and consent files,
+the registry writes that end pairings, and re-reading the consent file after
+`bedside consent set`.
+
+Audit: every decision item 4 of issue 21 audits goes to the injected `audit`
+hook (kind, fields): `pairing_ended`, `consent_changed`, `census_refused`,
+`quarantine_released` (appliance/clinical/release.py). The default hook does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from appliance.clinical.census import Census, Outcome
+from appliance.clinical.consent import WITHHELD_FLAG, Consent, ConsentBook
+from appliance.clinical.files import ClinicalFileError, load_json, save_json, update_json
+from appliance.clinical.settings import ClinicalSettings
+from appliance.core.clock import Clock
+from appliance.core.model import Observation, Record, TechnicalEvent
+from appliance.core.vocab import TechnicalKind
+from appliance.identity import bed_names
+from appliance.registry import Pairing, Registry
+
+if TYPE_CHECKING:
+    from drivers.hl7.adt import AdtEvent
+    from drivers.hl7.pcd import Verdict
+
+__all__ = ["ADT_DEVICE", "AuditHook", "ClinicalPlane", "no_audit"]
+
+log = logging.getLogger(__name__)
+
+AuditHook = Callable[[str, Mapping[str, object]], None]
+ADT_DEVICE: Final = "adt"  # the device id of the census feed's technical events
+
+
+def no_audit(kind: str, fields: Mapping[str, object]) -> None:
+    """The default audit hook: nothing (the audit trail plugs in here)."""
+
+
+@dataclass(slots=True)
+class ClinicalPlane:
+    settings: ClinicalSettings
+    registry: Registry
+    publish: Callable[[Record], None]
+    clock: Clock
+    audit: AuditHook = no_audit
+    on_change: Callable[[], None] = lambda: None  # the gateway forgets its device contexts
+    census: Census | None = None
+    consent: ConsentBook = field(default_factory=ConsentBook)
+    _unpair: list[Pairing] = field(default_factory=list)  # pairings to end in the registry file
+    _consent_changes: dict[str, tuple[Consent, str, int]] = field(default_factory=dict)
+    _dirty: asyncio.Event = field(default_factory=asyncio.Event)
+    _consent_mtime: int | None = None
+
+    @classmethod
+    def load(
+        cls, settings: ClinicalSettings, registry: Registry, publish: Callable[[Record], None], clock: Clock
+    ) -> ClinicalPlane:
+        """Read the census and consent files (start-up; blocking)."""
+        census = None
+        if settings.census_path:
+            data = load_json(settings.census_path)
+            census = Census() if data is None else Census.from_json(data, settings.census_path)
+        plane = cls(settings, registry, publish, clock, census=census)
+        plane.consent = plane._read_consent()
+        return plane
+
+    # -- in the loop ---------------------------------------------------------------------
+    def patient_for(self, bed_id: str, paired: str | None) -> str | None:
+        return paired if self.census is None else self.census.patient_at(bed_id, paired)
+
+    def gate(self, obs: Observation) -> Observation:
+        if obs.patient_id is None or obs.quarantine or self.consent.state(obs.patient_id) is Consent.GRANTED:
+            return obs
+        return replace(obs, flags=obs.flags | {WITHHELD_FLAG})
+
+    def _now_ms(self) -> int:
+        return int(self.clock.now().timestamp() * 1000)
+
+    def on_adt(self, event: AdtEvent) -> Verdict:
+        from drivers.hl7.pcd import Verdict
+
+        if self.census is None:
+            return Verdict("reject", 207, "no census on this gateway ([clinical] census_path)")
+        outcome = self.census.apply(event, self._now_ms())
+        if not outcome.ok:
+            detail = f"ADT^{event.trigger} {event.control_id}: {outcome.reason}"
+            self.publish(TechnicalEvent(ADT_DEVICE, TechnicalKind.CENSUS_REFUSED, detail=detail))
+            self.audit(
+                "census_refused", {"trigger": event.trigger, "control_id": event.control_id, "reason": outcome.reason}
+            )
+            return Verdict("error", 204, outcome.reason)
+        self._bed_changes(outcome)
+        if event.consent:
+            self.set_consent(outcome.patient_id, Consent(event.consent), "adt")
+        log.info("census: ADT^%s %s for patient %s taken", event.trigger, event.control_id, outcome.patient_id)
+        self._dirty.set()
+        return Verdict()
+
+    def _bed_changes(self, outcome: Outcome) -> None:
+        for change in outcome.changes:
+            if change.before is None:
+                continue
+            names = bed_names(change.location)
+            for pairing in self.registry.pairings():
+                if pairing.patient_id != change.before or pairing.bed_id.casefold() not in names:
+                    continue
+                self._unpair.append(pairing)
+                detail = f"patient {change.before} left bed {pairing.bed_id} ({change.why}): values quarantined until re-paired"
+                event = TechnicalEvent(
+                    pairing.device_id, TechnicalKind.UNPAIRED_BY_CENSUS, detail=detail, bed_id=pairing.bed_id
+                )
+                self.publish(replace(event, time=self.clock.now()))
+                self.audit("pairing_ended", {"device": pairing.device_id, "bed": pairing.bed_id,
+                                             "patient": change.before, "reason": change.why})  # fmt: skip
+        if outcome.changes:
+            self.on_change()
+
+    def set_consent(self, patient_id: str, state: Consent, source: str) -> None:
+        now = self._now_ms()
+        if self.consent.set(patient_id, state, source, now):
+            self.audit("consent_changed", {"patient": patient_id, "state": state.value, "source": source})
+            self.publish(TechnicalEvent(ADT_DEVICE, TechnicalKind.CONSENT_CHANGED,
+                                        detail=f"consent of {patient_id} {state.value} ({source})"))  # fmt: skip
+        self._consent_changes[patient_id] = (state, source, now)
+        self._dirty.set()
+
+    # -- off the loop ------------------------------------------------------------------
+    def _read_consent(self) -> ConsentBook:
+        default = Consent(self.settings.default_consent)
+        path = self.settings.consent_path
+        if not path:
+            return ConsentBook(default)
+        try:
+            self._consent_mtime = os.stat(path).st_mtime_ns
+        except FileNotFoundError:
+            self._consent_mtime = None
+        return ConsentBook.from_json(load_json(path), default, path)
+
+    def _save(self) -> None:
+        """Blocking: census file, consent changes, pairings to end."""
+        s = self.settings
+        if self.census is not None and s.census_path:
+            save_json(s.census_path, self.census.to_json())
+        changes, self._consent_changes = self._consent_changes, {}
+        if changes and s.consent_path:
+
+            def merge(data: object) -> object:
+                book = ConsentBook.from_json(data, Consent(s.default_consent), s.consent_path)
+                for patient, (state, source, when) in changes.items():
+                    book.set(patient, state, source, when)
+                return book.to_json()
+
+            update_json(s.consent_path, merge)
+        unpair, self._unpair = self._unpair, []
+        for p in unpair:
+            current = self.registry.get(p.device_id)
+            if current is not None and current.patient_id == p.patient_id:  # not re-paired meanwhile
+                self.registry.pair(p.device_id, p.bed_id, None)
+
+    def _reload_consent(self) -> bool:
+        path = self.settings.consent_path
+        try:
+            mtime: int | None = os.stat(path).st_mtime_ns
+        except FileNotFoundError:
+            mtime = None
+        if not path or mtime == self._consent_mtime:
+            return False
+        before = self.consent
+        self.consent = self._read_consent()
+        for patient, entry in self.consent.entries().items():
+            if before.state(patient) is not entry.state:
+                self.audit("consent_changed", {"patient": patient, "state": entry.state.value, "source": entry.source})
+        return True
+
+    async def run(self) -> None:
+        """Persist what changed, pick up operator consent changes; the ADT listener
+        runs as its own task (`adt_listener`)."""
+        while True:
+            try:
+                async with asyncio.timeout(self.settings.consent_poll_s):
+                    await self._dirty.wait()
+            except TimeoutError:
+                pass
+            self._dirty.clear()
+            try:
+                await asyncio.to_thread(self._save)
+                await asyncio.to_thread(self._reload_consent)
+            except ClinicalFileError as exc:  # said, and tried again next time: the memory state stands
+                log.error("clinical files: %s", exc)
+                self._dirty.set()
+                await asyncio.sleep(self.settings.consent_poll_s)
+
+    def census_file(self) -> Path | None:
+        return Path(self.settings.census_path) if self.settings.census_path else None
