@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", default=None, help="where to put config and output (default: temp dir)")
     demo.set_defaults(func=cmd_demo)
 
+    from appliance.clinical.cli import add_consent_parser
+
+    add_consent_parser(sub)
     _add_bench_parser(sub)
     from ota.cli import add_parser as add_ota_parser
 
@@ -201,10 +204,9 @@ def _add_operator_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParse
     dev.add_argument("--registry", help="registry file (instead of --config)")
     dev_sub = dev.add_subparsers(dest="action", required=True)
     dev_sub.add_parser("list")
-    pair = dev_sub.add_parser("pair")
-    pair.add_argument("device_id")
-    pair.add_argument("--bed", required=True)
-    pair.add_argument("--patient", default=None)
+    from appliance.clinical.cli import add_device_parsers
+
+    add_device_parsers(dev_sub)
     unpair = dev_sub.add_parser("unpair")
     unpair.add_argument("device_id")
     dev.set_defaults(func=cmd_devices)

@@ -45,8 +45,13 @@ def cmd_devices(args: argparse.Namespace) -> int:
         for p in registry.list():
             print(f"{p.device_id}\tbed={p.bed_id}\tpatient={p.patient_id or '-'}")
     elif args.action == "pair":
-        p = registry.pair(args.device_id, args.bed, args.patient)
-        print(f"paired {p.device_id} to bed {p.bed_id}, patient {p.patient_id or '-'}")
+        from appliance.clinical.cli import pair
+
+        print(pair(args, registry))
+    elif args.action == "release":
+        from appliance.clinical.cli import release_cmd
+
+        print(release_cmd(args))
     elif not registry.unpair(args.device_id):
         raise UsageError(f"devices unpair: {args.device_id!r} is not in {registry.path}")
     else:

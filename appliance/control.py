@@ -20,7 +20,7 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -127,6 +127,7 @@ class ControlServer:
         timeout_s: float = REQUEST_TIMEOUT_S,
         max_clients: int = MAX_CLIENTS,
         stats: Callable[[], dict[str, Any]] | None = None,
+        handlers: Mapping[str, Handler] | None = None,
     ) -> None:
         self.circuit = circuit
         self.path = Path(path)
@@ -136,8 +137,10 @@ class ControlServer:
         # Clients still waiting for their request line, oldest first (dicts keep order).
         self._waiting: dict[asyncio.StreamWriter, None] = {}
         self.stats = stats
+        # Further commands (request, operator user name) -> reply, e.g. `release` (appliance/clinical/).
+        self.handlers = dict(handlers or {})
 
-    def reply_for(self, line: bytes) -> dict[str, Any]:
+    def reply_for(self, line: bytes, peer: str = "") -> dict[str, Any] | Awaitable[dict[str, Any]]:
         """The reply to one request line; never raises."""
         line = line.removesuffix(b"\n")  # as readline() under the stream's limit counts it
         if len(line) > MAX_REQUEST_BYTES:
@@ -153,6 +156,8 @@ class ControlServer:
         except (ValueError, RecursionError):
             return {"ok": False, "error": "request is not JSON"}
         try:
+            if isinstance(req, dict) and req.get("cmd") in self.handlers:
+                return self.handlers[req["cmd"]](req, peer)
             return self.handle(req)
         except Exception:  # a reply is owed even for our own bug; the log has the details
             log.exception("control request %.200r failed", text)
@@ -196,7 +201,7 @@ class ControlServer:
                 async with asyncio.timeout(self.timeout_s):
                     line = await reader.readline()
                 self._waiting.pop(writer, None)
-                reply = self.reply_for(line)
+                reply = await _settled(self.reply_for(line, _peer_user(writer)))
             except TimeoutError:
                 reply = {"ok": False, "error": f"no complete request line within {self.timeout_s:g} s"}
             except ValueError:  # the stream's limit: the line is longer than MAX_REQUEST_BYTES
@@ -232,6 +237,38 @@ class ControlServer:
                 now = os.lstat(self.path)
                 if (now.st_dev, now.st_ino) == (ours.st_dev, ours.st_ino):
                     self.path.unlink()
+
+
+Handler = Callable[[dict[str, Any], str], Awaitable[dict[str, Any]]]
+
+
+def _peer_user(writer: asyncio.StreamWriter) -> str:
+    """The connecting process's user (SO_PEERCRED uid -> name; the uid when unnamed)."""
+    import pwd
+    import struct
+
+    sock = writer.get_extra_info("socket")
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        uid = struct.unpack("3i", creds)[1]
+    except (OSError, AttributeError):
+        return ""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+async def _settled(reply: dict[str, Any] | Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    if isinstance(reply, dict):
+        return reply
+    try:
+        return await reply
+    except BedsideError as exc:  # a refusal: one line for the operator
+        return {"ok": False, "error": str(exc)}
+    except Exception:
+        log.exception("control request failed")
+        return {"ok": False, "error": "internal error (see the gateway log)"}
 
 
 def _connect(path: str | Path, timeout_s: float) -> socket.socket:

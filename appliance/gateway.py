@@ -332,7 +332,12 @@ class Gateway:
         for name, task in self.tasks.items():
             supervisor.start(name, task)
         if self.config.alarms.control_socket:
-            control = ControlServer(self.alarms, self.config.alarms.control_socket, stats=self.stats)
+            from appliance.clinical.release import release
+
+            control = ControlServer(
+                self.alarms, self.config.alarms.control_socket, stats=self.stats,
+                handlers={"release": lambda req, peer: release(self.clinical, self.queue, req, peer)},
+            )  # fmt: skip
             supervisor.start("control", control.run)
         supervisor.start("status", self._status)
         if self.uplink is not None:

@@ -90,9 +90,9 @@ class Registry:
         self._snapshot = new
         return changed
 
-    def pairings(self) -> list[Pairing]:
+    def pairings(self) -> tuple[Pairing, ...]:
         """The snapshot's pairings (memory; see refresh)."""
-        return list(self._snapshot.values())
+        return tuple(self._snapshot.values())
 
     def get(self, device_id: str) -> Pairing | None:
         return self._snapshot.get(device_id)

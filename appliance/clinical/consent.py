@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from appliance.core.errors import BedsideInputError
 
-__all__ = ["Consent", "ConsentBook", "ConsentEntry", "WITHHELD_FLAG"]
+__all__ = ["WITHHELD_FLAG", "Consent", "ConsentBook", "ConsentEntry"]
 
 MAX_PATIENTS: Final = 10_000
 FORMAT: Final = 1

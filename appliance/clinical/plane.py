@@ -128,7 +128,8 @@ class ClinicalPlane:
                 if pairing.patient_id != change.before or pairing.bed_id.casefold() not in names:
                     continue
                 self._unpair.append(pairing)
-                detail = f"patient {change.before} left bed {pairing.bed_id} ({change.why}): values quarantined until re-paired"
+                what = f"patient {change.before} left bed {pairing.bed_id} ({change.why})"
+                detail = f"{what}: values quarantined until re-paired"
                 event = TechnicalEvent(
                     pairing.device_id, TechnicalKind.UNPAIRED_BY_CENSUS, detail=detail, bed_id=pairing.bed_id
                 )

@@ -37,10 +37,10 @@ from appliance.arbiter import AuditRecord
 from appliance.core.model import AlarmEvent, Observation, Record, RecordFormatError, TechnicalEvent
 from appliance.core.vocab import TechnicalKind
 from appliance.queue.checkpoint import Checkpointer
-from appliance.queue.planes import planes
 from appliance.queue.hold import Held, HoldBuffer
 from appliance.queue.integrity import IntegrityCheck
 from appliance.queue.merge import merge_groups, merge_payloads
+from appliance.queue.planes import planes
 from appliance.queue.records import decode_batch, encode_batch
 from appliance.queue.seal import Sealer, load_or_create_key
 from appliance.queue.store import RecordClass, Store, StoreStats, StoreWriteError
@@ -336,6 +336,14 @@ class RecordQueue:
         )
         assert isinstance(result, list)
         return result
+
+    async def take_held(self, device_id: str, bed_id: str, since_ms: int) -> list[Observation]:
+        """A device's held quarantine since `since_ms`, out of the store (appliance/queue/held.py)."""
+        from appliance.queue.held import take_held
+
+        taken = await self._in_thread(take_held, self.store, device_id, bed_id, since_ms, priority=Priority.WRITE)
+        assert isinstance(taken, list)
+        return taken
 
     async def delete(self, ids: list[int]) -> None:
         await self._checkpointer.settle()  # see checkpoint.py: pauses that let the WAL restart

@@ -11,10 +11,11 @@ by triggers in the same transaction as every insert, delete and update of
 `records` (whoever writes them: the queue, compaction, quarantine, a bulk load).
 Start-up and `stats` read three rows instead of summing the table (0.5 s for a
 72-hour store, on the way to READY); a crash cannot leave the totals out of step.
-Schema 5 (one transaction with the rest on a new store) adds the clinical plane's classes (issue 21) to `totals`: `unpaired`
+Schema 5 adds the clinical plane's classes (issue 21) to `totals`: `unpaired`
 (observations without a census-verified patient, sent on the quarantine topic),
 `held` (the same kept on the box until released to a patient or expired) and
 `withheld` (a patient's observations while their consent is withheld: never sent).
+A new store takes every migration in one transaction.
 """
 
 from __future__ import annotations
