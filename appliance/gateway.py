@@ -214,6 +214,7 @@ class Gateway:
                 bed_id=bed,
                 tz=ZoneInfo(dev.timezone),
                 patient_id=self.clinical.patient_for(bed, pairing.patient_id) if pairing else None,
+                patient_aliases=self.clinical.aliases(bed),
                 gateway_id=self._gateway_id,
                 boot_id=self.boot_id,
             )

@@ -56,12 +56,12 @@ def bed_names(location: str) -> set[str]:
     return {n.casefold() for n in (bed, location, "-".join(named), "/".join(named), " ".join(named))}
 
 
-def mismatch(flags: frozenset[str], patient_id: str | None, bed_id: str) -> str:
+def mismatch(flags: frozenset[str], patient_id: str | None, bed_id: str, aliases: tuple[str, ...] = ()) -> str:
     """Why the claims in `flags` do not fit the pairing; "" when they fit (or there are none)."""
     if patient_id is None:
         return ""
     patients = sorted(f.removeprefix(_PATIENT) for f in flags if f.startswith(_PATIENT))
-    if patients and patient_id not in patients:
+    if patients and patient_id not in patients and not set(aliases) & set(patients):
         return f"device reports patient {', '.join(patients)[:80]}, bed is paired with {patient_id}"
     for flag in flags:
         if flag.startswith(_LOCATION):
@@ -82,13 +82,15 @@ class IdentityCheck:
         ctx_ids: tuple[str, str, str | None],
         received: datetime,
         obs_id_of: Callable[[Reading], str],
+        aliases: tuple[str, ...] = (),
     ) -> tuple[frozenset[str], bool, list[TechnicalEvent]]:
         """(flags without the claims, mismatch, events) for `reading` from the device
-        `ctx_ids` = (device id, bed id, patient id)."""
+        `ctx_ids` = (device id, bed id, patient id); `aliases`: the patient's other
+        identifiers (the census's: a wristband id, a second MRN), which match too."""
         flags = reading.flags
         if not any(f.startswith(_CLAIMS) for f in flags):
             return flags, False, []  # a reading that claims nothing neither raises nor ends a mismatch
-        why = mismatch(flags, ctx_ids[2], ctx_ids[1])
+        why = mismatch(flags, ctx_ids[2], ctx_ids[1], aliases)
         kept = {f for f in flags if not f.startswith(_CLAIMS)}
         for flag in flags:
             if flag.startswith(_CORRECTS) and flag.removeprefix(_CORRECTS):

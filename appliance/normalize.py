@@ -141,6 +141,8 @@ class DeviceContext:
     # Per gateway start (random); separates the sequences of two starts for readings
     # without an origin (see module doc). Fixed for `bedside decode`.
     boot_id: str = "replay"
+    # The patient's other identifiers (the bed census's), accepted in a device's patient claim.
+    patient_aliases: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -179,7 +181,9 @@ class Normalizer:
         value, unit_ok = convert_unit(raw if finite else None, reading.unit, unit)
         # Patient / bed claims checked against the pairing (a mismatch quarantines).
         claims = (ctx.device_id, ctx.bed_id, ctx.patient_id)
-        flags, mismatched, events = self.identity.judge(reading, claims, received, lambda r: self._obs_id(r, ctx))
+        flags, mismatched, events = self.identity.judge(
+            reading, claims, received, lambda r: self._obs_id(r, ctx), ctx.patient_aliases
+        )
         if clock_unsynced:
             flags = flags | {UNSYNCED_FLAG}
         judged = ""

@@ -91,6 +91,11 @@ class ClinicalPlane:
     def patient_for(self, bed_id: str, paired: str | None) -> str | None:
         return paired if self.census is None else self.census.patient_at(bed_id, paired)
 
+    def aliases(self, bed_id: str) -> tuple[str, ...]:
+        """Every identifier of the census patient in the bed (a device may name any of them)."""
+        stay = self.census.at_bed(bed_id) if self.census is not None else None
+        return stay.identifiers if stay is not None else ()
+
     def gate(self, obs: Observation) -> Observation:
         if obs.patient_id is None or obs.quarantine or self.consent.state(obs.patient_id) is Consent.GRANTED:
             return obs
@@ -181,20 +186,25 @@ class ClinicalPlane:
             if current is not None and current.patient_id == p.patient_id:  # not re-paired meanwhile
                 self.registry.pair(p.device_id, p.bed_id, None)
 
-    def _reload_consent(self) -> bool:
+    def _changed_consent(self) -> ConsentBook | None:
+        """Blocking: the consent file when it changed since last read (an operator's `bedside consent set`)."""
         path = self.settings.consent_path
         try:
             mtime: int | None = os.stat(path).st_mtime_ns
         except FileNotFoundError:
             mtime = None
         if not path or mtime == self._consent_mtime:
-            return False
-        before = self.consent
-        self.consent = self._read_consent()
-        for patient, entry in self.consent.entries().items():
+            return None
+        return self._read_consent()
+
+    def _take_consent(self, book: ConsentBook) -> None:
+        """In the loop: the new book, each change said and audited."""
+        before, self.consent = self.consent, book
+        for patient, entry in book.entries().items():
             if before.state(patient) is not entry.state:
                 self.audit("consent_changed", {"patient": patient, "state": entry.state.value, "source": entry.source})
-        return True
+                detail = f"consent of {patient} {entry.state.value} ({entry.source})"
+                self.publish(TechnicalEvent(ADT_DEVICE, TechnicalKind.CONSENT_CHANGED, detail=detail))
 
     async def run(self) -> None:
         """Persist what changed, pick up operator consent changes; the ADT listener
@@ -208,7 +218,9 @@ class ClinicalPlane:
             self._dirty.clear()
             try:
                 await asyncio.to_thread(self._save)
-                await asyncio.to_thread(self._reload_consent)
+                book = await asyncio.to_thread(self._changed_consent)
+                if book is not None:
+                    self._take_consent(book)
             except ClinicalFileError as exc:  # said, and tried again next time: the memory state stands
                 log.error("clinical files: %s", exc)
                 self._dirty.set()
