@@ -37,7 +37,7 @@ class QueueSettings:
     # Unpaired observations on their own plane: stored as `unpaired` (sent on the quarantine
     # topic) and `held` (kept for release), never as telemetry. On whenever [clinical]
     # census_path is set; off = the quarantine bit on telemetry only (the wire before issue 21).
-    quarantine_plane: bool = setting(False)
+    quarantine_plane: bool = setting(True)
     # The clinical plane (issue 21): unpaired observations (sent on quarantine and held on
     # the box for `bedside devices release`) expire after this; 0 = kept until dropped for space.
     quarantine_ttl_s: float = setting(86_400.0, min=0.0, max=365 * 86_400.0)

@@ -14,7 +14,7 @@ import paho.mqtt.client as mqtt
 QUALITY = ("valid", "questionable", "invalid")
 seen: set[object] = set()  # a real consumer keeps this in its database, bounded
 host, port, ca, cert, key = sys.argv[1:6]
-topic = sys.argv[6] if len(sys.argv) > 6 else "bedside/v1/+/+"  # telemetry and alarms
+topic = sys.argv[6] if len(sys.argv) > 6 else "bedside/v1/+/+"  # telemetry, quarantine and alarms
 count = int(sys.argv[7]) if len(sys.argv) > 7 else 0
 
 

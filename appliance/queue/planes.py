@@ -1,9 +1,10 @@
 """Which store class an observation belongs to: the telemetry, quarantine and consent planes.
 
-- An observation without a census-verified patient (`quarantine`) is written twice:
-  to `unpaired`, which the uplink sends on the `quarantine` topic (never on
-  `telemetry`), and to `held`, which stays on the box until an operator releases
-  it to the patient (`bedside devices release`) or it expires.
+- An observation without a census-verified patient (`quarantine`) goes to
+  `unpaired`, which the uplink sends on the `quarantine` topic (never on
+  `telemetry`); once delivered the row becomes `held` and stays on the box until
+  an operator releases it to the patient (`bedside devices release`) or it expires
+  (appliance/queue/held.py).
 - One flagged `consent_withheld` (appliance/clinical/consent.py) goes to `withheld`:
   never sent, purged after `withheld_ttl_s`.
 - Everything else is telemetry, as before.
@@ -37,6 +38,5 @@ def planes(batch: Sequence[Observation], quarantine: bool = True) -> list[tuple[
             withheld.append(obs)
         else:
             telemetry.append(obs)
-    out = [(RecordClass.TELEMETRY, telemetry), (RecordClass.UNPAIRED, unpaired), (RecordClass.HELD, unpaired)]
-    out.append((RecordClass.WITHHELD, withheld))
+    out = [(RecordClass.TELEMETRY, telemetry), (RecordClass.UNPAIRED, unpaired), (RecordClass.WITHHELD, withheld)]
     return [(cls, part) for cls, part in out if part]

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from appliance.queue.held import HELD, keep_delivered_quarantine
 from appliance.queue.schema import RecordClass
 from appliance.queue.seal import Sealer
 from appliance.queue.space import SHM_BYTES, page_bytes
@@ -158,7 +159,9 @@ class Upkeep:
 
         def body() -> None:
             for first, last in runs:
-                self._db.execute("DELETE FROM records WHERE id BETWEEN ? AND ?", (first, last))
+                # Delivered quarantine stays on the box for release (appliance/queue/held.py).
+                keep_delivered_quarantine(self._db, self._sealer, first, last)
+                self._db.execute("DELETE FROM records WHERE id BETWEEN ? AND ? AND cls != ?", (first, last, HELD))
 
         self._set_sync(False)
         self._write(body)

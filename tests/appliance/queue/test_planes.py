@@ -28,7 +28,7 @@ def paired(i: int, patient: str = "MRN-1", **kw: Any) -> Observation:
 
 
 def unpaired(i: int, device: str = "masimo-1", bed: str = "ICU-1", received: datetime = NOW) -> Observation:
-    return replace(observation(i), device_id=device, bed_id=bed, received=received)
+    return replace(observation(i), device_id=device, bed_id=bed, received=received, patient_id=None, quarantine=True)
 
 
 class TopicClient:
@@ -61,7 +61,7 @@ async def test_unpaired_data_goes_to_quarantine_never_telemetry_and_withheld_nev
     q.offer(paired(2, patient="MRN-2", flags=frozenset({"consent_withheld"})))
     await q.flush()
     st = await q.stats()
-    assert st.records == {"telemetry": 1, "unpaired": 1, "held": 1, "withheld": 1}
+    assert st.records == {"telemetry": 1, "unpaired": 1, "withheld": 1}
     uplink = Uplink(UplinkSettings("h", 1, "h", "gw", "a", "b", "c"), q, lambda e: None)
     client, lost = TopicClient(), asyncio.Event()
     drain = asyncio.create_task(uplink._drain(client, lost, 0))  # type: ignore[arg-type]
@@ -71,7 +71,8 @@ async def test_unpaired_data_goes_to_quarantine_never_telemetry_and_withheld_nev
     await asyncio.gather(drain, return_exceptions=True)
     assert {leaf: [o.patient_id for o in recs] for leaf, recs in client.by_leaf.items()} == {
         "telemetry": ["MRN-1"], "quarantine": [None]}  # fmt: skip
-    assert (await q.stats()).records == {"held": 1, "withheld": 1}  # kept on the box
+    # Delivered quarantine is kept on the box (held) for release; withheld data never left.
+    assert (await q.stats()).records == {"held": 1, "withheld": 1}
     q.close()
 
 
@@ -84,8 +85,11 @@ async def test_release_takes_only_the_device_at_its_bed_since_the_patient_arrive
     await q.flush()
     taken = await q.take_held("m", "ICU-1", int((NOW - timedelta(minutes=5)).timestamp() * 1000))
     assert sorted(o.obs_id for o in taken) == sorted([observation(0).obs_id, observation(4).obs_id])
-    assert (await q.stats()).records["held"] == 3  # the rest stays held, nothing lost
-    assert await q.take_held("m", "ICU-1", 0) != [] and (await q.stats()).records["held"] == 2
+    assert (await q.stats()).records["unpaired"] == 3  # the rest stays, nothing lost
+    await q.delete([r[0] for r in await q.outbox(10, frozenset())])  # delivered: kept as held
+    assert (await q.stats()).records == {"held": 3}
+    assert [o.obs_id for o in await q.take_held("m", "ICU-1", 0)] == [observation(1).obs_id]  # the older one
+    assert (await q.stats()).records == {"held": 2}
     q.close()
 
 
@@ -104,5 +108,5 @@ async def test_quarantine_and_withheld_data_expire_and_each_purge_is_audited(tmp
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     classes = sorted(str(f["class"]) for _, f in audited)
-    assert classes == ["held", "unpaired", "withheld"] and all(f["records"] == 1 for _, f in audited)
+    assert classes == ["unpaired", "withheld"] and all(f["records"] == 1 for _, f in audited)
     q.close()

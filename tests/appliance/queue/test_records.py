@@ -20,8 +20,8 @@ def observation(i: int, value: float | None = 97.0) -> Observation:
     return Observation(
         hashlib.blake2b(str(i).encode(), digest_size=16).hexdigest(), metric, code, value, unit, t,
         t + timedelta(milliseconds=7), Quality.VALID if value is not None else Quality.INVALID,
-        "masimo-1", "ICU-1", None,
-        frozenset({"masimo_set"}), True,
+        "masimo-1", "ICU-1", "P-1",
+        frozenset({"masimo_set"}), False,
     )  # fmt: skip
 
 
