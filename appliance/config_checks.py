@@ -64,6 +64,8 @@ def _written_files(config: Config) -> list[tuple[str, str]]:
         ("queue.key_path", config.queue.key_path),
         ("alarms.events_path", config.alarms.events_path),
         ("ota.reboot_request_path", config.ota.reboot_request_path),
+        ("clinical.census_path", config.clinical.census_path),
+        ("clinical.consent_path", config.clinical.consent_path),
         *_device_files(config, written=True),
     ]
     return [(k, p) for k, p in candidates if p]
@@ -75,6 +77,10 @@ def _read_files(config: Config) -> list[tuple[str, str]]:
     for section, obj in (("uplink", config.uplink), ("ota", config.ota)):
         out += [(f"{section}.{k}", getattr(obj, k)) for k in ("ca_path", "cert_path", "key_path")]
     out.append(("ota.root_path", config.ota.root_path))
+    out += [
+        (f"clinical.adt_tls_{k}", getattr(config.clinical, f"adt_tls_{k}"))
+        for k in ("ca_path", "cert_path", "key_path")
+    ]
     out += _device_files(config, written=False)
     return [(k, p) for k, p in out if p]
 
@@ -180,12 +186,17 @@ def _check_listeners(config: Config, fail: Fail) -> None:
     # Bind every listener's address and hold them all until the last one is bound, so
     # a port in use - by another process or by two of our own devices - is found now.
     held: list[socket.socket] = []
+    ports = [(f"devices[{i}].port", dev.port) for i, dev in enumerate(config.devices)]
+    if config.clinical.adt_listen:  # the census feed's listener (appliance/clinical/feed.py)
+        ports.append(("clinical.adt_listen", config.clinical.adt_listen))
     try:
-        for i, dev in enumerate(config.devices):
-            listen = parse_listen(dev.port)
+        for key, port in ports:
+            try:
+                listen = parse_listen(port)
+            except ValueError as exc:
+                fail(key, str(exc))
             if listen is None or listen.port == 0:
                 continue
-            key = f"devices[{i}].port"
             try:
                 infos = socket.getaddrinfo(listen.host, listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
             except socket.gaierror as exc:

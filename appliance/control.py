@@ -156,7 +156,7 @@ class ControlServer:
         except (ValueError, RecursionError):
             return {"ok": False, "error": "request is not JSON"}
         try:
-            if isinstance(req, dict) and req.get("cmd") in self.handlers:
+            if isinstance(req, dict) and isinstance(req.get("cmd"), str) and req["cmd"] in self.handlers:
                 return self.handlers[req["cmd"]](req, peer)
             return self.handle(req)
         except Exception:  # a reply is owed even for our own bug; the log has the details

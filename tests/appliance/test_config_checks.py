@@ -33,6 +33,11 @@ FILE_KEYS = {
     "devices[0].tls_key_path": "[[devices]]",
     "devices[0].tls_ca_path": "[[devices]]",
     "devices[0].seen_path": "[[devices]]",
+    "clinical.census_path": "[clinical]",
+    "clinical.consent_path": "[clinical]",
+    "clinical.adt_tls_ca_path": "[clinical]",
+    "clinical.adt_tls_cert_path": "[clinical]",
+    "clinical.adt_tls_key_path": "[clinical]",
 }
 
 
