@@ -22,9 +22,10 @@ Beds are HL7 locations `unit^room^bed`; a gateway bed id matches one when it is
 one of `appliance.identity.bed_names` of it (an ambiguous short name, such as
 bed "1" of two units, matches none).
 
-Bounds: at most `MAX_STAYS` patients (a hospital-wide feed), `MAX_DISCHARGED`
-recent discharges remembered for A13, `MAX_IDENTIFIERS` identifiers each;
-past a bound the message is refused, never silently dropped.
+Bounds: at most `MAX_STAYS` patients (a hospital-wide feed; past it an admission
+is refused with the reason), `MAX_DISCHARGED` recent discharges remembered for
+A13 (the oldest go: an A13 for one of them is taken as a fresh admission to the
+named bed), `MAX_IDENTIFIERS` identifiers per patient (more are ignored).
 """
 
 from __future__ import annotations
