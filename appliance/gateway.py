@@ -290,7 +290,9 @@ class Gateway:
     async def _watch_registry(self) -> None:
         while True:
             await asyncio.sleep(self.config.gateway.registry_poll_s)
+            before = self.registry.pairings()
             if await asyncio.to_thread(self.registry.refresh):
+                self.clinical.pairings_changed(before, self.registry.pairings())
                 self._contexts.clear()
                 log.info("registry changed: pairings reloaded")
 

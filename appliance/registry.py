@@ -29,6 +29,7 @@ class Pairing:
     device_id: str
     bed_id: str
     patient_id: str | None
+    by: str = ""  # who paired it (`bedside devices pair`: the operator's user name), for the audit trail
 
 
 class Registry:
@@ -44,11 +45,11 @@ class Registry:
         except (OSError, ValueError) as exc:
             raise RegistryError(f"{self.path}: {exc}") from exc
 
-    def pair(self, device_id: str, bed_id: str, patient_id: str | None) -> Pairing:
-        pairing = Pairing(device_id, bed_id, patient_id)
+    def pair(self, device_id: str, bed_id: str, patient_id: str | None, by: str = "") -> Pairing:
+        pairing = Pairing(device_id, bed_id, patient_id, by)
         with self._open() as db:
             db.table("devices").upsert(
-                {"device_id": device_id, "bed_id": bed_id, "patient_id": patient_id},
+                {"device_id": device_id, "bed_id": bed_id, "patient_id": patient_id, "by": by},
                 Query().device_id == device_id,
             )
         return pairing
@@ -67,7 +68,7 @@ class Registry:
         except json.JSONDecodeError as exc:
             raise RegistryError(f"{self.path}: not a registry file ({exc.msg})") from exc
         return sorted(
-            (Pairing(str(r["device_id"]), str(r["bed_id"]), r.get("patient_id")) for r in rows),
+            (Pairing(str(r["device_id"]), str(r["bed_id"]), r.get("patient_id"), str(r.get("by", ""))) for r in rows),
             key=lambda p: p.device_id,
         )
 

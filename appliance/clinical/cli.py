@@ -49,7 +49,7 @@ def pair(args: argparse.Namespace, registry: Registry) -> str:
         patient = check_pairing(census, args.bed, args.patient, args.wristband)
     elif args.wristband is not None:
         raise BedsideInputError("devices pair: --wristband needs a census ([clinical] census_path in --config)")
-    p = registry.pair(args.device_id, args.bed, patient)
+    p = registry.pair(args.device_id, args.bed, patient, by=_operator())
     checked = " (census)" if census_path else ""
     return f"paired {p.device_id} to bed {p.bed_id}, patient {p.patient_id or '-'}{checked}"
 

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 AuditHook = Callable[[str, Mapping[str, object]], None]
 ADT_DEVICE: Final = "adt"  # the device id of the census feed's technical events
+CENSUS: Final = "census"  # who ended a pairing the census ended (Pairing.by)
 
 
 def no_audit(kind: str, fields: Mapping[str, object]) -> None:
@@ -144,6 +145,24 @@ class ClinicalPlane:
         if outcome.changes:
             self.on_change()
 
+    def pairings_changed(self, before: tuple[Pairing, ...], after: tuple[Pairing, ...]) -> None:
+        """Audit what `bedside devices pair|unpair` (or the census) changed in the registry."""
+        old = {p.device_id: p for p in before}
+        new = {p.device_id: p for p in after}
+        for device_id in sorted(old.keys() | new.keys()):
+            was, now = old.get(device_id), new.get(device_id)
+            if was is not None and now is not None and (was.bed_id, was.patient_id) == (now.bed_id, now.patient_id):
+                continue
+            if now is None or now.patient_id is None:
+                if was is None or was.patient_id is None or (now is not None and now.by == CENSUS):
+                    continue  # nothing was paired, or the census ended it (audited as pairing_ended)
+                self.audit("unpaired", {"device": device_id, "bed": was.bed_id, "patient": was.patient_id,
+                                        "by": now.by if now else ""})  # fmt: skip
+            else:
+                verified = self.patient_for(now.bed_id, now.patient_id) is not None
+                self.audit("paired", {"device": device_id, "bed": now.bed_id, "patient": now.patient_id,
+                                      "census_verified": verified, "by": now.by})  # fmt: skip
+
     def set_consent(self, patient_id: str, state: Consent, source: str) -> None:
         now = self._now_ms()
         if self.consent.set(patient_id, state, source, now):
@@ -184,7 +203,7 @@ class ClinicalPlane:
         for p in unpair:
             current = self.registry.get(p.device_id)
             if current is not None and current.patient_id == p.patient_id:  # not re-paired meanwhile
-                self.registry.pair(p.device_id, p.bed_id, None)
+                self.registry.pair(p.device_id, p.bed_id, None, by=CENSUS)
 
     def _changed_consent(self) -> ConsentBook | None:
         """Blocking: the consent file when it changed since last read (an operator's `bedside consent set`)."""

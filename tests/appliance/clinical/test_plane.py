@@ -92,3 +92,23 @@ def test_without_a_census_pairings_stand_as_typed(tmp_path):
     plane = ClinicalPlane.load(ClinicalSettings(), registry, lambda r: None, MonotonicUTC())
     assert plane.patient_for("ICU-3", "typed") == "typed"
     assert plane.on_adt(event("A01", "MRN-1", "ICU^3^ICU-3")).outcome == "reject"
+
+
+def test_pairing_changes_are_audited_with_who_made_them(tmp_path):
+    plane, registry, _, audited = plane_at(tmp_path)
+    plane.on_adt(event("A01", "MRN-1", "ICU^3^ICU-3"))
+    before = registry.pairings()
+    registry.pair("spo2", "ICU-3", "MRN-1", by="nurse")
+    registry.pair("cuff", "ICU-3", "MRN-9", by="nurse")
+    registry.refresh()
+    plane.pairings_changed(before, registry.pairings())
+    assert [(k, f["device"], f["census_verified"], f["by"]) for k, f in audited] == [
+        ("paired", "cuff", False, "nurse"), ("paired", "spo2", True, "nurse")]  # fmt: skip
+    audited.clear()
+    before = registry.pairings()
+    registry.unpair("cuff")
+    plane.on_adt(event("A03", "MRN-1"))  # ends spo2's pairing: audited once, as pairing_ended
+    plane._save()
+    registry.refresh()
+    plane.pairings_changed(before, registry.pairings())
+    assert [(k, f["device"]) for k, f in audited] == [("pairing_ended", "spo2"), ("unpaired", "cuff")]

@@ -1,0 +1,3 @@
+from tests.integration.conftest import pki
+
+__all__ = ["pki"]
