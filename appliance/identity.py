@@ -45,7 +45,7 @@ _CLAIMS: Final = (_PATIENT, _LOCATION, _CORRECTS)
 
 
 def bed_names(location: str) -> set[str]:
-    """The names a bed id may take for an HL7 location `unit^room^bed` (casefolded):
+    """The names a bed id may take for a location `unit^room^bed` (PV1-3; casefolded):
     the bed alone, the whole location, or its non-empty parts joined by `-`, `/`
     or a space. Empty when the location names no bed."""
     parts = location.split("^")

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 from drivers.ble.family import FAMILY as _BLE
 from drivers.datex.family import FAMILY as _DATEX
@@ -26,13 +26,16 @@ from drivers.nonin.family import FAMILY as _NONIN
 
 if TYPE_CHECKING:
     from appliance.core.clock import Clock
+    from appliance.core.model import DeviceEvent
     from appliance.core.terms import Term
     from drivers.codec import Codec
+    from drivers.family import Link
     from drivers.hl7.terms import CarriedTerms
 
 __all__ = [
     "FAMILIES",
     "carried_terms",
+    "census_listener",
     "device_time",
     "family_for",
     "flag_classes",
@@ -153,6 +156,23 @@ def tls_server_context(ca_path: str, cert_path: str, key_path: str) -> object:
     from drivers.hl7.listener import server_context
 
     return server_context(ca_path, cert_path, key_path)
+
+
+def census_listener(
+    device_id: str,
+    port: str,
+    *,
+    tls: tuple[str, str, str] | None,
+    on_event: Callable[[Any], str],
+    emit: Callable[[DeviceEvent], None],
+    clock: Clock,
+) -> Link:
+    """The hospital's census feed (ADT^A01/A02/A03/A08/A11/A13 over MLLP) on `port`:
+    each event goes to `on_event`, which returns why it is refused ("" = taken).
+    The appliance asks here, as for a device family, and never names the protocol."""
+    from drivers.hl7.adt import adt_listener
+
+    return adt_listener(device_id, port, tls=tls, on_adt=on_event, emit=emit, clock=clock)
 
 
 def default_radio() -> object:

@@ -1,7 +1,7 @@
 """The bed census: which patient is in which bed, as the hospital's ADT feed says.
 
 A pure core (no I/O, no clock). `Census.apply(event)` takes one ADT event
-(drivers/hl7/adt.py) and returns an `Outcome`: taken, with the beds whose
+(`CensusEvent`, from the feed's reader) and returns an `Outcome`: taken, with the beds whose
 patient changed, or refused with one line why. The census is the authority on
 who lies in a bed; the gateway checks pairings against it (`check_pairing`) and
 ends the pairings of a bed whose patient left (appliance/clinical/plane.py).
@@ -18,7 +18,7 @@ Rules (each refusal leaves the census unchanged and is ACKed AE to the sender):
   adds) names one patient. A message whose identifiers belong to two different
   patients of the census is refused (conflicting identifiers).
 
-Beds are HL7 locations `unit^room^bed`; a gateway bed id matches one when it is
+Beds are ADT locations `unit^room^bed` (PV1-3); a gateway bed id matches one when it is
 one of `appliance.identity.bed_names` of it (an ambiguous short name, such as
 bed "1" of two units, matches none).
 
@@ -32,20 +32,49 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from appliance.core.errors import BedsideInputError
 from appliance.identity import bed_names
 
-if TYPE_CHECKING:
-    from drivers.hl7.adt import AdtEvent
-
-__all__ = ["MAX_STAYS", "BedChange", "Census", "CensusError", "Outcome", "PairingRefused", "Stay", "check_pairing"]
+__all__ = [
+    "MAX_STAYS",
+    "BedChange",
+    "Census",
+    "CensusError",
+    "CensusEvent",
+    "Outcome",
+    "PairingRefused",
+    "Stay",
+    "check_pairing",
+]
 
 MAX_STAYS: Final = 10_000
 MAX_DISCHARGED: Final = 256
 MAX_IDENTIFIERS: Final = 16
 FORMAT: Final = 1
+
+
+class CensusEvent(Protocol):
+    """One census message as the feed's reader gives it (drivers/registry.py: census_listener)."""
+
+    @property
+    def trigger(self) -> str: ...  # A01, A02, A03, A08, A11, A13
+
+    @property
+    def patient_ids(self) -> tuple[str, ...]: ...  # the primary identifier first
+
+    @property
+    def location(self) -> tuple[str, str, str]: ...  # point of care, room, bed
+
+    @property
+    def visit(self) -> str: ...
+
+    @property
+    def consent(self) -> str: ...  # "granted" | "withheld" | "" (the message says nothing)
+
+    @property
+    def control_id(self) -> str: ...  # the sender's message id, for events and logs
 
 
 class CensusError(BedsideInputError):
@@ -130,7 +159,7 @@ class Census:
         return stay.patient_id if stay is not None and stay.named_by(paired) else None
 
     # -- changes -----------------------------------------------------------------------
-    def apply(self, event: AdtEvent, now_ms: int = 0) -> Outcome:
+    def apply(self, event: CensusEvent, now_ms: int = 0) -> Outcome:
         ids = event.patient_ids[:MAX_IDENTIFIERS]
         known = {self._ids[i] for i in ids if i in self._ids}
         if len(known) > 1:

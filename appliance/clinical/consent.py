@@ -1,7 +1,7 @@
 """Per-patient consent to send their data off the box: a pure book and its file.
 
 A patient's consent is `granted` or `withheld`, set by the ADT feed (CON-11, see
-drivers/hl7/adt.py) or by an operator (`bedside consent set`); a patient nobody
+the feed's reader) or by an operator (`bedside consent set`); a patient nobody
 said anything about has the configured default (`[clinical] default_consent`).
 Consent gates what leaves the box for that patient (telemetry, and the clinical
 topic); it never gates the local alarms, which run on every reading whatever the

@@ -31,9 +31,9 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-from appliance.clinical.census import Census, Outcome
+from appliance.clinical.census import Census, CensusEvent, Outcome
 from appliance.clinical.consent import WITHHELD_FLAG, Consent, ConsentBook
 from appliance.clinical.files import ClinicalFileError, load_json, save_json, update_json
 from appliance.clinical.settings import ClinicalSettings
@@ -42,10 +42,6 @@ from appliance.core.model import Observation, Record, TechnicalEvent
 from appliance.core.vocab import TechnicalKind
 from appliance.identity import bed_names
 from appliance.registry import Pairing, Registry
-
-if TYPE_CHECKING:
-    from drivers.hl7.adt import AdtEvent
-    from drivers.hl7.pcd import Verdict
 
 __all__ = ["ADT_DEVICE", "AuditHook", "ClinicalPlane", "no_audit"]
 
@@ -105,11 +101,10 @@ class ClinicalPlane:
     def _now_ms(self) -> int:
         return int(self.clock.now().timestamp() * 1000)
 
-    def on_adt(self, event: AdtEvent) -> Verdict:
-        from drivers.hl7.pcd import Verdict
-
+    def on_adt(self, event: CensusEvent) -> str:
+        """The census feed's callback: why the event is refused, "" when taken."""
         if self.census is None:
-            return Verdict("reject", 207, "no census on this gateway ([clinical] census_path)")
+            return "no census on this gateway ([clinical] census_path)"
         outcome = self.census.apply(event, self._now_ms())
         if not outcome.ok:
             detail = f"ADT^{event.trigger} {event.control_id}: {outcome.reason}"
@@ -117,13 +112,13 @@ class ClinicalPlane:
             self.audit(
                 "census_refused", {"trigger": event.trigger, "control_id": event.control_id, "reason": outcome.reason}
             )
-            return Verdict("error", 204, outcome.reason)
+            return outcome.reason
         self._bed_changes(outcome)
         if event.consent:
             self.set_consent(outcome.patient_id, Consent(event.consent), "adt")
         log.info("census: ADT^%s %s for patient %s taken", event.trigger, event.control_id, outcome.patient_id)
         self._dirty.set()
-        return Verdict()
+        return ""
 
     def _bed_changes(self, outcome: Outcome) -> None:
         for change in outcome.changes:

@@ -5,9 +5,10 @@ identifiers from PID-3, location PV1-3 and prior location PV1-6, visit PV1-19,
 consent from CON-11) or raises `AdtRefused` with the HL7 error code and one line
 why. `AdtCodec` is the MLLP side: the same framing, bounds, resend memory and
 ACK modes as the device receiver (`drivers.hl7.codec.Hl7Codec`, which it
-extends), but every accepted message is handed to `on_adt`, whose `Verdict`
-(the census decides: an A03 for a patient never admitted is an error) is what
-the sender's ACK says. Nothing here knows beds or patients; it emits no
+extends), but every accepted message is handed to `on_adt`, which returns why
+the census refuses it ("" = taken; an A03 for a patient never admitted is an
+error, AE 204 with that text) and the sender's ACK says so. `adt_listener` builds
+the device listener (drivers/hl7/listener.py) speaking it. Nothing here knows beds or patients; it emits no
 readings.
 
 Deliberately not read: A04/A05/A06/A07 (registration, pre-admit, class
@@ -22,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from appliance.core.clock import Clock
 from appliance.core.model import DeviceEvent
@@ -31,7 +32,10 @@ from drivers.hl7.message import Hl7Error, Hl7Message, parse, parse_ts
 from drivers.hl7.pcd import MAX_ID_CHARS, MAX_PATIENT_IDS, SUPPORTED_VERSIONS, Verdict
 from drivers.hl7.seen import message_keys
 
-__all__ = ["ADT_TRIGGERS", "AdtCodec", "AdtEvent", "AdtRefused", "read_adt"]
+if TYPE_CHECKING:
+    from drivers.hl7.listener import Hl7Listener
+
+__all__ = ["ADT_TRIGGERS", "AdtCodec", "AdtEvent", "AdtRefused", "adt_listener", "read_adt"]
 
 # The triggers the census takes (issue 21): admit, transfer, discharge, update,
 # cancel admit, cancel discharge.
@@ -136,7 +140,7 @@ class AdtCodec(Hl7Codec):
         device_id: str,
         clock: Clock,
         *,
-        on_adt: Callable[[AdtEvent], Verdict],
+        on_adt: Callable[[AdtEvent], str],
         sequence: Iterator[int] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -167,8 +171,9 @@ class AdtCodec(Hl7Codec):
             self._answer(msg, Verdict())
             self.stats.frames_ok += 1
             return self._training(msg.get(msg.msh, 11, 1))
-        verdict = self._on_adt(event)
-        if verdict.outcome != "accept":
+        refusal = self._on_adt(event)
+        verdict = Verdict("error", 204, refusal) if refusal else Verdict()  # 204: unknown key identifier
+        if refusal:
             return self._refuse(msg, verdict)
         self._answer(msg, verdict)
         self.stats.frames_ok += 1
@@ -179,3 +184,41 @@ class AdtCodec(Hl7Codec):
         self._answer(msg, verdict)
         self._refused(f"{verdict.outcome} ({verdict.err_code}): {verdict.text}")
         return []
+
+
+def adt_listener(
+    device_id: str,
+    port: str,
+    *,
+    tls: tuple[str, str, str] | None,
+    on_adt: Callable[[AdtEvent], str],
+    emit: Callable[[DeviceEvent], None],
+    clock: Clock,
+) -> Hl7Listener:
+    """A listener on `port` (tcp:// or tls://HOST:PORT) speaking ADT to `on_adt`; `tls` =
+    (CA, certificate, key) for tls://. LinkSetupError: one line naming the key or file."""
+    import functools
+    import ssl
+
+    from drivers.address import parse_listen
+    from drivers.family import LinkSetupError
+    from drivers.hl7.listener import Hl7Listener, ListenerTlsError, server_context
+
+    try:
+        listen = parse_listen(port)
+    except ValueError as exc:
+        raise LinkSetupError(str(exc)) from None
+    if listen is None:
+        raise LinkSetupError(f"{port!r} is not tcp://HOST:PORT or tls://HOST:PORT")
+    ctx = None
+    if listen.tls:
+        if tls is None:
+            raise LinkSetupError("a tls:// listener needs its CA, certificate and key")
+        try:
+            ctx = server_context(*tls)
+        except ListenerTlsError as exc:
+            raise LinkSetupError(str(exc)) from None
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise LinkSetupError(f"cannot load listener TLS material ({tls[1]}, {tls[0]}): {exc}") from None
+    codec = functools.partial(AdtCodec, on_adt=on_adt)
+    return Hl7Listener(device_id, listen, emit, ctx, clock=clock, codec=codec)

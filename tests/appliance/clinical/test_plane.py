@@ -35,11 +35,11 @@ def plane_at(tmp_path, **settings):
 
 def test_a_discharge_ends_the_pairing_quarantines_and_is_audited(tmp_path):
     plane, registry, published, audited = plane_at(tmp_path)
-    assert plane.on_adt(event("A01", "MRN-1", "ICU^3^ICU-3")).outcome == "accept"
+    assert plane.on_adt(event("A01", "MRN-1", "ICU^3^ICU-3")) == ""
     registry.pair("spo2", "ICU-3", "MRN-1")
     registry.refresh()
     assert plane.patient_for("ICU-3", "MRN-1") == "MRN-1"
-    assert plane.on_adt(event("A03", "MRN-1")).outcome == "accept"
+    assert plane.on_adt(event("A03", "MRN-1")) == ""
     assert plane.patient_for("ICU-3", "MRN-1") is None  # at once, in memory: the next reading is quarantined
     ended = [r for r in published if isinstance(r, TechnicalEvent) and r.kind == "unpaired_by_census"]
     assert len(ended) == 1 and ended[0].device_id == "spo2" and "discharge" in ended[0].detail
@@ -51,8 +51,7 @@ def test_a_discharge_ends_the_pairing_quarantines_and_is_audited(tmp_path):
 
 def test_an_out_of_order_message_is_refused_said_and_audited(tmp_path):
     plane, _, published, audited = plane_at(tmp_path)
-    verdict = plane.on_adt(event("A03", "MRN-1", control_id="X1"))
-    assert verdict.outcome == "error" and "not in the census" in verdict.text
+    assert "not in the census" in plane.on_adt(event("A03", "MRN-1", control_id="X1"))
     refused = [r for r in published if isinstance(r, TechnicalEvent) and r.kind == "census_refused"]
     assert len(refused) == 1 and "X1" in refused[0].detail
     assert audited[0][0] == "census_refused"
@@ -91,7 +90,7 @@ def test_without_a_census_pairings_stand_as_typed(tmp_path):
     registry = Registry(tmp_path / "r.json")
     plane = ClinicalPlane.load(ClinicalSettings(), registry, lambda r: None, MonotonicUTC())
     assert plane.patient_for("ICU-3", "typed") == "typed"
-    assert plane.on_adt(event("A01", "MRN-1", "ICU^3^ICU-3")).outcome == "reject"
+    assert plane.on_adt(event("A01", "MRN-1", "ICU^3^ICU-3")) == "no census on this gateway ([clinical] census_path)"
 
 
 def test_pairing_changes_are_audited_with_who_made_them(tmp_path):

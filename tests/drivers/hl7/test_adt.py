@@ -11,7 +11,6 @@ from appliance.core.model import TechnicalEvent
 from drivers.hl7.adt import AdtCodec, AdtEvent, AdtRefused, read_adt
 from drivers.hl7.message import parse
 from drivers.hl7.mllp import frame
-from drivers.hl7.pcd import Verdict
 from tests.appliance.clinical.adt_messages import adt
 
 
@@ -51,11 +50,11 @@ class Census:
     def __init__(self) -> None:
         self.taken: list[AdtEvent] = []
 
-    def on_adt(self, ev: AdtEvent) -> Verdict:
+    def on_adt(self, ev: AdtEvent) -> str:
         if ev.trigger == "A03" and not any(t.patient_id == ev.patient_id for t in self.taken):
-            return Verdict("error", 204, f"A03 for patient {ev.patient_id}, who is not in the census")
+            return f"A03 for patient {ev.patient_id}, who is not in the census"
         self.taken.append(ev)
-        return Verdict()
+        return ""
 
 
 def acks(codec: AdtCodec) -> list[tuple[str, str]]:
