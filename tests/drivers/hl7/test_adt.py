@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appliance.core.clock import MonotonicUTC
 from appliance.core.model import TechnicalEvent
@@ -80,3 +82,33 @@ def test_a_training_message_is_acked_and_never_moves_a_patient():
     codec = AdtCodec("adt", MonotonicUTC(), on_adt=census.on_adt)
     codec.feed(frame(adt("A01", "MRN-1", "ICU^3^ICU-3", processing="T")))
     assert acks(codec) == [("AA", "A01-MRN-1-ICU.3.ICU-3")] and census.taken == []
+
+
+messages = st.builds(
+    adt,
+    st.sampled_from(["A01", "A02", "A03", "A08", "A11", "A13", "A04", "", "A0\x001"]),
+    st.sampled_from(["MRN-1", "MRN-2~WB-2", "", '""', "X" * 200, "MRN-3^^^H^MR~MRN-1"]),
+    st.sampled_from(["ICU^1^ICU-1", "ICU^2^ICU-2", "", "^^", "ICU^1"]),
+    con=st.sampled_from(["", "A", "R", "Z"]),
+)
+
+
+# Noise inside a message, never the MLLP frame bytes (framing damage: tests/drivers/hl7/test_hardening.py).
+noise = st.binary(max_size=8).filter(lambda b: b"\x0b" not in b and b"\x1c" not in b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(messages, noise, st.integers(0, 400)), max_size=12))
+def test_any_adt_stream_gets_one_ack_per_message_and_never_breaks_the_census(stream):
+    from appliance.clinical.census import Census
+
+    census = Census()
+    codec = AdtCodec("adt", MonotonicUTC(), on_adt=lambda ev: "" if census.apply(ev).ok else "refused")
+    sent = 0
+    for message, noise, cut in stream:
+        damaged = message[:cut] + noise + message[cut:] if noise else message
+        codec.feed(frame(damaged))
+        sent += 1
+    assert len(acks(codec)) == sent  # every message is answered (AA, AE or AR), none crashes the codec
+    stays = census.stays()
+    assert len({s.location for s in stays}) == len(stays) and len({s.patient_id for s in stays}) == len(stays)
