@@ -226,8 +226,7 @@ def _cross_checks(config: Config, fail: Fail) -> None:
             if not getattr(up, key):
                 fail(f"uplink.{key}", "required when uplink.host is set")
     _check_ota(config, fail)
-    if config.clinical.adt_listen and not config.clinical.census_path:
-        fail("clinical.adt_listen", "the ADT feed keeps the census: set clinical.census_path too")
+    _check_clinical(config, fail)
     seen_ids: set[str] = set()
     seen_ports: dict[str, str] = {}
     for i, dev in enumerate(config.devices):
@@ -245,6 +244,24 @@ def _cross_checks(config: Config, fail: Fail) -> None:
         except (ZoneInfoNotFoundError, ValueError):
             fail(f"{key}.timezone", f"unknown time zone {dev.timezone!r}")
         _check_port(config, dev, key, fail)
+
+
+def _check_clinical(config: Config, fail: Fail) -> None:
+    c = config.clinical
+    if c.adt_listen and not c.census_path:
+        fail("clinical.adt_listen", "the ADT feed keeps the census: set clinical.census_path too")
+    if c.census_fhir_url:
+        if c.adt_listen:
+            fail("clinical.census_fhir_url", "one census source: the ADT feed or the FHIR poll, not both")
+        if not c.census_path:
+            fail("clinical.census_fhir_url", "the FHIR poll keeps the census: set clinical.census_path too")
+        if not c.census_fhir_url.startswith("https://"):
+            fail("clinical.census_fhir_url", "must be an https:// URL (mutual TLS, no plaintext patient data)")
+        if not (config.uplink.ca_path and config.uplink.cert_path and config.uplink.key_path):
+            fail(
+                "clinical.census_fhir_url",
+                "uses the uplink's CA, certificate and key: set uplink.ca_path, cert_path, key_path",
+            )
 
 
 def _check_ota(config: Config, fail: Fail) -> None:

@@ -4,6 +4,9 @@ One JSON object per line in, one per line out:
   {"cmd": "list"} | {"cmd": "ack", "bed": "ICU-1", "rule": "spo2-low"} |
   {"cmd": "pause", "bed": "ICU-1"} | {"cmd": "audit"} | {"cmd": "stats"}
 `stats` answers the gateway's counters (appliance/stats.py), from memory only.
+Further commands come from `handlers` (e.g. {"cmd": "release", "device": "mon-3"},
+appliance/clinical/release.py); they get the peer's user name (SO_PEERCRED) as
+the operator, and a refusal of theirs is one error line.
 Every request gets exactly one reply line: one that is too long, too deeply
 nested, not UTF-8, not JSON, not an object, names an unknown command, or does not
 arrive within the timeout gets {"ok": false, "error": …} and the connection ends.

@@ -143,7 +143,10 @@ class Gateway:
 
             feed = adt_listener(config.clinical, self.clinical, self.publish, self.clock, config.uplink)
             self.tasks["adt"] = feed.run
-            self.adt_feed = feed
+        if config.clinical.census_fhir_url:
+            from appliance.clinical.census_poll import poller
+
+            self.tasks["census-poll"] = poller(config, self.clinical, self.publish).run
 
     def _make_queue(self) -> RecordQueue | None:
         q = self.config.queue

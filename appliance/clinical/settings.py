@@ -24,6 +24,10 @@ class ClinicalSettings:
     adt_tls_cert_path: str = setting("")
     adt_tls_key_path: str = setting("")
     adt_tls_ca_path: str = setting("")  # empty: the uplink's CA
+    # The FHIR alternative to the ADT feed: an Encounter search Bundle polled over mutual
+    # TLS 1.3 with the uplink's CA, certificate and key (appliance/clinical/census_poll.py).
+    census_fhir_url: str = setting("")  # https://ehr/fhir/Encounter?status=in-progress&_include=...; "" = off
+    census_fhir_poll_s: float = setting(30.0, min=1.0, max=86_400.0)
     # Per-patient consent (JSON; the ADT feed's CON-11 and `bedside consent set`).
     consent_path: str = setting("", written=True)
     default_consent: str = setting("granted", choices=("granted", "withheld"))

@@ -60,6 +60,8 @@ class TechnicalKind(enum.StrEnum):
     CENSUS_REFUSED = "census_refused"
     UNPAIRED_BY_CENSUS = "unpaired_by_census"
     CONSENT_CHANGED = "consent_changed"
+    # The census server (FHIR poll) cannot be used: the census stays as it was.
+    CENSUS_UNAVAILABLE = "census_unavailable"
 
 
 class Priority(enum.StrEnum):
