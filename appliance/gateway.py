@@ -138,15 +138,10 @@ class Gateway:
         self._contexts: dict[str, DeviceContext] = {}
         self.links: dict[str, Link] = {dev.id: self._link(dev, opener) for dev in config.devices}
         self.clinical.on_change = self._contexts.clear
-        if config.clinical.adt_listen:
-            from appliance.clinical.feed import adt_listener
+        if config.clinical.adt_listen or config.clinical.census_fhir_url:  # the census source's task
+            from appliance.clinical.feed import census_tasks
 
-            feed = adt_listener(config.clinical, self.clinical, self.publish, self.clock, config.uplink)
-            self.tasks["adt"] = feed.run
-        if config.clinical.census_fhir_url:
-            from appliance.clinical.census_poll import poller
-
-            self.tasks["census-poll"] = poller(config, self.clinical, self.publish).run
+            self.tasks.update(census_tasks(config, self.clinical, self.publish, self.clock))
 
     def _make_queue(self) -> RecordQueue | None:
         q = self.config.queue

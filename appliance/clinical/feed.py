@@ -9,19 +9,20 @@ refuses is said by the plane (`census_refused`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from appliance.clinical.plane import ADT_DEVICE, ClinicalPlane
 from appliance.clinical.settings import ClinicalSettings
 from appliance.core.clock import Clock
 from appliance.core.errors import BedsideConfigError
-from appliance.core.model import DeviceEvent
+from appliance.core.model import DeviceEvent, Record
 from appliance.core.tls import TlsPaths, resolve_tls
 from drivers import registry
 from drivers.address import parse_listen
 from drivers.family import Link, LinkSetupError
 
-__all__ = ["AdtFeedError", "adt_listener"]
+__all__ = ["AdtFeedError", "adt_listener", "census_tasks"]
 
 
 class AdtFeedError(BedsideConfigError):
@@ -55,3 +56,17 @@ def adt_listener(
         )
     except LinkSetupError as exc:  # the TLS material: the line names the file
         raise AdtFeedError(str(exc)) from None
+
+
+def census_tasks(
+    config: Any, plane: ClinicalPlane, publish: Callable[[Record], None], clock: Clock
+) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
+    """The supervised task of the configured census source: the ADT listener or the FHIR poll."""
+    c = config.clinical
+    if c.adt_listen:
+        return {"adt": adt_listener(c, plane, publish, clock, config.uplink).run}
+    if c.census_fhir_url:
+        from appliance.clinical.census_poll import poller
+
+        return {"census-poll": poller(config, plane, publish).run}
+    return {}
