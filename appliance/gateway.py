@@ -214,6 +214,8 @@ class Gateway:
         ctx = self.context(dev)
         if isinstance(event, Reading):
             self._reading_t0 = t0
+            if event.texts:
+                self.alarms.describe(event.device_id, event.texts)
             try:
                 unsynced = self._synced_clock is not None and not self._synced_clock.synced
                 obs, technical = self.normalizer.normalize(event, ctx, received, clock_unsynced=unsynced)
