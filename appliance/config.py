@@ -2,7 +2,8 @@
 
 Every field carries its limits in `metadata`; one generic loader checks unknown
 keys, types and ranges and raises `ConfigError` with a single line naming the
-file and the key (`gateway.toml: devices[1].baud: must be one of …`).
+file and the key (`gateway.toml: devices["spo2-left"].baud: must be one of …`; a device is
+named by its id, by position only when it has no usable id).
 
 Sections a component reads whole are that component's own settings, defaults and
 limits written there once: [queue] is `QueueSettings` and [uplink] `UplinkSettings`
@@ -21,7 +22,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from appliance.core.errors import BedsideConfigError
-from appliance.core.settings import Fail, build_settings, part, setting, table_fields
+from appliance.core.settings import Fail, build_settings, did_you_mean, item_key, part, setting, table_fields
 from appliance.core.tls import resolve_tls
 from appliance.sections import QueueSettings, UplinkSettings
 from appliance.sinks import MAX_PENDING
@@ -193,7 +194,7 @@ def _build_device(raw: Any, where: str, fail: Fail) -> DeviceSettings:
     refusals = _refusals()
     for key in raw:
         if key not in refusals:
-            fail(f"{where}.{key}", "unknown key")
+            fail(f"{where}.{key}", "unknown key" + did_you_mean(key, refusals))
     common = table_fields(DeviceSettings)
     base = build_settings(DeviceSettings, {k: v for k, v in raw.items() if k in common}, where, fail)
     family = registry.family_for(base.protocol)
@@ -227,7 +228,7 @@ def _cross_checks(config: Config, fail: Fail) -> None:
     seen_ids: set[str] = set()
     seen_ports: dict[str, str] = {}
     for i, dev in enumerate(config.devices):
-        key = f"devices[{i}]"
+        key = item_key("devices", i, dev) if dev.id not in seen_ids else f"devices[{i}]"
         if dev.id in seen_ids:
             fail(f"{key}.id", f"duplicate device id {dev.id!r}")
         family = registry.family_for(dev.protocol)
