@@ -14,6 +14,7 @@ limits written there once: [queue] is `QueueSettings` and [uplink] `UplinkSettin
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from appliance.core.errors import BedsideConfigError
 from appliance.core.settings import Fail, build_settings, did_you_mean, item_key, part, setting, table_fields
 from appliance.core.tls import resolve_tls
-from appliance.sections import QueueSettings, UplinkSettings
+from appliance.sections import ConsoleSettings, QueueSettings, UplinkSettings
 from appliance.sinks import MAX_PENDING
 from drivers import registry
 from drivers.devices import DeviceSettings
@@ -156,6 +157,7 @@ class Config:
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     arbiter: ArbiterConfig = field(default_factory=ArbiterConfig)
     ota: OtaConfig = field(default_factory=OtaConfig)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
     devices: tuple[DeviceSettings, ...] = ()
 
 
@@ -225,6 +227,7 @@ def _cross_checks(config: Config, fail: Fail) -> None:
             if not getattr(up, key):
                 fail(f"uplink.{key}", "required when uplink.host is set")
     _check_ota(config, fail)
+    _check_console(config, fail)
     seen_ids: set[str] = set()
     seen_ports: dict[str, str] = {}
     for i, dev in enumerate(config.devices):
@@ -242,6 +245,25 @@ def _cross_checks(config: Config, fail: Fail) -> None:
         except (ZoneInfoNotFoundError, ValueError):
             fail(f"{key}.timezone", f"unknown time zone {dev.timezone!r}")
         _check_port(config, dev, key, fail)
+
+
+def _check_console(config: Config, fail: Fail) -> None:
+    console = config.console
+    if not console.listen_host:
+        return
+    try:
+        address = ipaddress.ip_address(console.listen_host)
+    except ValueError:
+        fail("console.listen_host", f"{console.listen_host!r}: must be the management interface's IP address")
+    if address.is_unspecified:
+        fail("console.listen_host", "must be the management interface's address, not a wildcard (0.0.0.0 or ::)")
+    for key in ("cert_path", "key_path"):
+        if not getattr(console, key):
+            fail(f"console.{key}", "required when console.listen_host is set (HTTPS only)")
+    if not console.users_path and not console.client_ca_path:
+        fail("console.users_path", "set users_path (local logins) or client_ca_path (client certificates), or both")
+    if not config.alarms.control_socket:
+        fail("alarms.control_socket", "the console reads the gateway through its control socket: set it")
 
 
 def _check_ota(config: Config, fail: Fail) -> None:

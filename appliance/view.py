@@ -23,9 +23,10 @@ from appliance import display
 from appliance.core.model import AlarmEvent, Observation, Record, TechnicalEvent, format_time
 from appliance.core.vocab import TechnicalKind
 
-__all__ = ["GATEWAY_SCOPE", "STALE_AFTER_S", "BedsideView", "DeviceInfo", "path_status"]
+__all__ = ["GATEWAY_SCOPE", "KEYS", "STALE_AFTER_S", "BedsideView", "DeviceInfo", "path_status"]
 
 GATEWAY_SCOPE: Final = "gateway"
+KEYS: Final = "keys: a = acknowledge all alarms   p = audio pause (120 s)   q = quit"
 # A value this old is greyed with its age even before the link calls it stale.
 STALE_AFTER_S: Final = 15.0
 MAX_EVENT_GROUPS: Final = 64  # (device, kind) groups kept; the least recently seen goes first

@@ -16,9 +16,10 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from appliance.view import KEYS
+
 __all__ = ["KEYS", "render", "to_text"]
 
-KEYS: Final = "keys: a = acknowledge all alarms   p = audio pause (120 s)   q = quit"
 PRIORITY_STYLE: Final = {"high": "bold white on red", "medium": "black on yellow", "low": "black on cyan"}
 _RANK: Final = {"high": 0, "medium": 1, "low": 2}
 LINK_STYLE: Final = {"ok": "green", "waiting": "dim", "stale": "yellow", "disconnected": "bold red"}
