@@ -120,12 +120,14 @@ class AlarmCircuit:
         finally:
             self._busy = False
 
+    def _device_of(self, obs_ids: Sequence[str]) -> str | None:
+        """The device of the newest observation (of these ids) still remembered."""
+        return next((self._obs_devices[i] for i in reversed(obs_ids) if i in self._obs_devices), None)
+
     def _attributed(self, action: AlarmEvent | Annunciation, cause: Event) -> AlarmEvent | Annunciation:
         if not isinstance(action, AlarmEvent):
             return action
-        device = action.device_id or next(
-            (self._obs_devices[i] for i in reversed(action.observation_ids) if i in self._obs_devices), None
-        )
+        device = action.device_id or self._device_of(action.observation_ids)
         if device is None and isinstance(cause, TechnicalEvent) and action.kind == "technical":
             device = cause.device_id
         message = self.message(action.rule_id, action.message)
@@ -192,7 +194,7 @@ class AlarmCircuit:
                     "message": self.message(alarm.key, alarm.message),
                     "alarm_id": alarm.alarm_id,
                     "onset": format_time(utc(alarm.activated_at)) if alarm.activated_at else None,
-                    "device_id": alarm.device_id,
+                    "device_id": alarm.device_id or self._device_of(alarm.obs_ids),
                     "paused_s": max(0.0, alarm.paused_until - self._now())
                     if alarm.state is AlarmState.AUDIO_PAUSED
                     else None,

@@ -144,7 +144,9 @@ class Gateway:
 
     def view_snapshot(self) -> dict[str, Any]:
         """What the operator sees now (appliance/view.py); memory only."""
-        return self.view.snapshot(self.clock.now(), self.alarms.alarms(), path_status(self.stats()))
+        # A condition still in its delay is not an alarm yet (IEC 60601-1-8): not shown.
+        alarms = [a for a in self.alarms.alarms() if a["state"] != "pending"]
+        return self.view.snapshot(self.clock.now(), alarms, path_status(self.stats()))
 
     def _make_queue(self) -> RecordQueue | None:
         q = self.config.queue

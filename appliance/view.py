@@ -98,6 +98,9 @@ class BedsideView:
                 state = _LINK_KINDS[TechnicalKind(ev.kind)]
                 (device.problems.add if ev.active else device.problems.discard)(state)
         if ev.kind in _QUIET_KINDS:
+            ended = self._groups.get((ev.device_id, str(TechnicalKind.DISCONNECTED)))
+            if ended is not None:  # connected again: the disconnection is over
+                ended.active = False
             return
         scope = device.info.bed_id if device is not None else GATEWAY_SCOPE
         key = (ev.device_id, str(ev.kind))
