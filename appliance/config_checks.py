@@ -64,6 +64,7 @@ def _written_files(config: Config) -> list[tuple[str, str]]:
         ("queue.key_path", config.queue.key_path),
         ("alarms.events_path", config.alarms.events_path),
         ("ota.reboot_request_path", config.ota.reboot_request_path),
+        ("console.users_path", config.console.users_path),  # `bedside console-user` writes it
         *_device_files(config, written=True),
     ]
     return [(k, p) for k, p in candidates if p]
@@ -75,6 +76,8 @@ def _read_files(config: Config) -> list[tuple[str, str]]:
     for section, obj in (("uplink", config.uplink), ("ota", config.ota)):
         out += [(f"{section}.{k}", getattr(obj, k)) for k in ("ca_path", "cert_path", "key_path")]
     out.append(("ota.root_path", config.ota.root_path))
+    # The web console's TLS files (a separate process, same config): wrong ones are found here too.
+    out += [(f"console.{k}", getattr(config.console, k)) for k in ("cert_path", "key_path", "client_ca_path")]
     out += _device_files(config, written=False)
     return [(k, p) for k, p in out if p]
 

@@ -190,7 +190,7 @@ async def _run_demo(workdir: Path, duration_s: float | None, speed: float, broke
         task.cancel()
     await asyncio.gather(*sims, viewer, return_exceptions=True)
     observations = gateway.view.observations
-    print(f"\n{observations} observations; records, alarms and the store are in {workdir}")
+    print(f"\n{observations} observations", end="")
     return 0 if clean and observations else 1
 
 
@@ -210,6 +210,5 @@ def run_demo(
             path.mkdir(parents=True, exist_ok=True)
             path = path.resolve()
         rc = asyncio.run(_demo(path, duration_s, speed))
-        if not keep:
-            print("(the run's records were discarded: --discard)")
+        print("; records discarded (--discard)" if not keep else f"; records, alarms and the store are in {path}")
         return rc

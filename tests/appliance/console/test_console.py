@@ -63,7 +63,8 @@ def ward(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ward]:
     text += f'[[devices]]\nid = "masimo-1"\nprotocol = "masimo"\nport = "{tmp / "masimo0"}"\nbed_id = "ICU-5"\n'
     config = tmp / "gateway.toml"
     config.write_text(text)
-    assert cli("devices", "--config", str(config), "pair", "nonin-1", "--bed", "ICU-5", "--patient", "P-100").returncode == 0
+    paired = cli("devices", "--config", str(config), "pair", "nonin-1", "--bed", "ICU-5", "--patient", "P-100")
+    assert paired.returncode == 0, paired.stderr
     user = subprocess.run(
         [sys.executable, "-m", "appliance.cli", "console-user", "--config", str(config), "nurse", "--password-stdin"],
         input=PASSWORD + "\n", capture_output=True, text=True, timeout=60, check=False,
@@ -77,7 +78,7 @@ def ward(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ward]:
         spawn("console", "--config", str(config)),
     ]
     try:
-        assert wait_until(lambda: (tmp / "control.sock").exists(), 30)
+        assert wait_until((tmp / "control.sock").exists, 30)
         yield Ward(tmp, pki, port, config)
     finally:
         for p in procs:
