@@ -18,10 +18,10 @@ __all__ = ["add_parser", "run_ota"]
 _FLEET_DIR = "fleet directory (keys/, rauc/, repo/, fleet.toml)"
 
 
-def _rollout_options(p: argparse.ArgumentParser, default_percent: float | None) -> None:
-    p.add_argument("--percent", type=float, default=default_percent,
-                   help="offer the release to this percent of the fleet (stable hash of the gateway id)"
-                   + (f"; default {default_percent:g}: nobody until `bedside ota rollout`"
+def _rollout_options(p: argparse.ArgumentParser, default_percent: int | None) -> None:
+    p.add_argument("--percent", type=int, default=default_percent,
+                   help="offer the release to this whole percent of the fleet (stable hash of the gateway id)"
+                   + (f"; default {default_percent}: nobody until `bedside ota rollout`"
                       if default_percent is not None else ""))  # fmt: skip
     p.add_argument("--cohort", action="append", default=None, metavar="GATEWAY_ID",
                    help="offer it to this box whatever its bucket (repeatable)")  # fmt: skip
@@ -45,7 +45,7 @@ def _fleet_parsers(ota_sub: argparse._SubParsersAction[argparse.ArgumentParser])
     pub.add_argument("--version", required=True, help="release version; must equal the bundle manifest's")
     pub.add_argument("--compatible", required=True, help="board it is for; must equal the bundle manifest's")
     pub.add_argument("--min-version", default="", help="the oldest installed version that may take this release")
-    _rollout_options(pub, 0.0)
+    _rollout_options(pub, 0)
     roll = ota_sub.add_parser("rollout", help="change a release's staged rollout: widen, name boxes, halt, resume")
     roll.add_argument("release", help="target path (compatible/version/file) or version")
     roll.add_argument("--dir", required=True, help=_FLEET_DIR)

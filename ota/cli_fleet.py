@@ -43,7 +43,7 @@ def _publish(args: argparse.Namespace) -> int:
         raise FleetError(str(exc)) from None
     repo = FleetRepo(Path(args.dir))
     name = repo.publish(Path(args.bundle), args.version, args.compatible, args.min_version, rollout=policy)
-    print(f"published {name} (rollout {policy.percent:g} %)")
+    print(f"published {name} (rollout {policy.percent} %)")
     return 0
 
 

@@ -138,7 +138,7 @@ class ReleaseProgress:
 
     def line(self, seen: int) -> str:
         halted = " HALTED" if self.policy.halted else ""
-        return (f"{self.path}: rollout {self.policy.percent:g} %{halted}, offered to {self.offered} of {seen} "
+        return (f"{self.path}: rollout {self.policy.percent} %{halted}, offered to {self.offered} of {seen} "
                 f"boxes seen; running {self.running}, updating {self.updating}, failed {self.failed}")  # fmt: skip
 
 

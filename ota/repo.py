@@ -117,6 +117,15 @@ def _expiry(settings: FleetSettings, role: str, now: datetime, days: float | Non
     return (now + timedelta(days=settings.expiry_days(role) if days is None else days)).replace(microsecond=0)
 
 
+def _check_versions(*texts: str) -> None:
+    for text in texts:
+        if text:
+            try:
+                parse_version(text)
+            except ValueError as exc:
+                raise FleetError(str(exc)) from None
+
+
 @dataclass(frozen=True, slots=True)
 class RoleStatus:
     role: str
@@ -223,12 +232,7 @@ class FleetRepo:
         """Sign `bundle` as a target without looking inside it (`publish` checks first);
         returns its target path."""
         now = now or datetime.now(UTC)
-        for text in (version, min_version):
-            if text:
-                try:
-                    parse_version(text)
-                except ValueError as exc:
-                    raise FleetError(str(exc)) from None
+        _check_versions(version, min_version)
         if not bundle.is_file():
             raise FleetError(f"{bundle}: no such bundle")
         name = f"{compatible}/{version}/{bundle.name}"
@@ -256,6 +260,7 @@ class FleetRepo:
     ) -> str:  # fmt: skip
         """Verify the bundle as the box's RAUC would (ota/bundle_check.py), then sign it.
         A refusal leaves the repository as it was."""
+        _check_versions(version, min_version)
         if not bundle.is_file():
             raise FleetError(f"{bundle}: no such bundle")
         check_bundle(bundle, self.fleet / "rauc" / "ca.pem", compatible=compatible, version=version,
@@ -285,7 +290,7 @@ class FleetRepo:
         merged = {**RolloutPolicy().to_json(), **(custom.get("rollout") or {}), **change}
         try:
             policy = RolloutPolicy(
-                percent=float(merged["percent"]), cohorts=tuple(merged["cohorts"]), halted=bool(merged["halted"]),
+                percent=merged["percent"], cohorts=tuple(merged["cohorts"]), halted=bool(merged["halted"]),
                 not_before=datetime.fromisoformat(merged["not_before"].replace("Z", "+00:00"))
                 if merged["not_before"] else None,
             )  # fmt: skip

@@ -2,13 +2,14 @@
 
 A release's target metadata carries `custom.rollout`:
 
-    {"percent": 10.0, "cohorts": ["gw-icu-3"], "not_before": "2026-12-03T06:00:00Z", "halted": false}
+    {"percent": 10, "cohorts": ["gw-icu-3"], "not_before": "2026-12-03T06:00:00Z", "halted": false}
 
 A box takes the release when it is not halted, `not_before` has passed, and the box is
 named in `cohorts` or its bucket is below `percent`. The bucket is a stable hash of the
 gateway id (the MQTT client id, the certificate's CN) mapped onto [0, 100): the same
 box always has the same bucket, so widening 10 % -> 50 % keeps the first 10 % in and
-the fleet tool can compute who is eligible from the ids alone. Buckets do not depend
+the fleet tool can compute who is eligible from the ids alone. Percent is a whole
+number: TUF signs canonical JSON, which has no floats. Buckets do not depend
 on the release: the first percent of the fleet is the same canary set every time
 (deliberate: a known canary set that operators watch; name pilots in `cohorts`).
 
@@ -38,14 +39,14 @@ def bucket(gateway_id: str) -> float:
 
 @dataclass(frozen=True, slots=True)
 class RolloutPolicy:
-    percent: float = 100.0
+    percent: int = 100
     cohorts: tuple[str, ...] = field(default_factory=tuple)
     not_before: datetime | None = None
     halted: bool = False
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.percent <= 100.0:
-            raise ValueError(f"rollout percent {self.percent:g} is not between 0 and 100")
+        if isinstance(self.percent, bool) or not isinstance(self.percent, int) or not 0 <= self.percent <= 100:
+            raise ValueError(f"rollout percent {self.percent!r} is not a whole number between 0 and 100")
         if self.not_before is not None and self.not_before.tzinfo is None:
             raise ValueError("rollout not_before must carry a time zone")
 
@@ -71,13 +72,13 @@ class RolloutPolicy:
             if not isinstance(cohorts, list):
                 raise TypeError("cohorts is not a list")
             return cls(
-                percent=float(data.get("percent", 100.0)),
+                percent=data.get("percent", 100),
                 cohorts=tuple(str(c) for c in cohorts),
                 not_before=datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None,
                 halted=bool(data.get("halted", False)),
             )
         except (TypeError, ValueError):
-            return cls(percent=0.0, halted=True)
+            return cls(percent=0, halted=True)
 
 
 FULL: Final = RolloutPolicy()
@@ -93,5 +94,5 @@ def eligible(policy: RolloutPolicy, gateway_id: str, now: datetime) -> tuple[boo
         return True, "named in the rollout's cohorts"
     place = bucket(gateway_id)
     if place < policy.percent:
-        return True, f"bucket {place:.2f} < {policy.percent:g} %"
-    return False, f"bucket {place:.2f} outside the first {policy.percent:g} %"
+        return True, f"bucket {place:.2f} < {policy.percent} %"
+    return False, f"bucket {place:.2f} outside the first {policy.percent} %"
