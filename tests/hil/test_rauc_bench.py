@@ -1,0 +1,39 @@
+"""The bench's bundles are the image's: verity by default, and a RAUC configured as the
+image is (bundle-formats=-plain) refuses the plain ones the bench used to build."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hil.rauc_bench import RaucSystem, build_bundle
+from ota.pki import make_signing_pki
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_image_refuses_plain_bundles_and_the_bench_builds_verity(tmp_path):
+    for arch in ("amd64", "arm64"):
+        conf = (REPO / "image" / f"files-{arch}" / "etc" / "rauc" / "system.conf").read_text()
+        assert "bundle-formats=-plain" in conf
+    make_signing_pki(tmp_path / "pki", "t")
+    pki = tmp_path / "pki"
+    made = {
+        fmt: build_bundle(tmp_path / f"{fmt}.raucb", compatible="t", version="1.1.0", cert=pki / "signing.pem",
+                          key=pki / "signing.key", keyring=pki / "ca.pem", **kw)  # fmt: skip
+        for fmt, kw in (("verity", {}), ("plain", {"bundle_format": "plain"}))
+    }
+    info = subprocess.run(["rauc", "info", f"--keyring={pki / 'ca.pem'}", str(made["verity"])], capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    assert "Bundle Format: \tverity" in info.stdout
+    rauc = RaucSystem(tmp_path / "rauc", "t", pki / "ca.pem", bundle_format="verity")  # as the image's system.conf
+    rauc.setup()
+    try:
+        res = subprocess.run(["rauc", "install", str(made["plain"])], env=rauc.env(), capture_output=True, text=True,
+                             check=False)  # fmt: skip
+        assert res.returncode != 0
+        assert "plain" in (res.stdout + res.stderr).lower()  # RAUC's own reason: the format is not allowed
+        assert rauc.slot_release("B") == ""
+    finally:
+        rauc.teardown()
