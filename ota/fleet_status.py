@@ -2,11 +2,12 @@
 
 Each box keeps `bedside/v1/<gw>/status/ota` retained (state, release, installed
 version, booted slot, last error) and `bedside/v1/<gw>/status` (online/offline, its
-will). The snapshot comes from an ordinary subscription, because MQTT 5 never hands
-retained messages to a shared subscription (MQTT 5.0 §4.8.2; Mosquitto follows it,
-see tests/ota/test_fleet_status.py). `--follow S` keeps listening for S seconds on a
-shared subscription (`$share/<group>/…`), so several dashboards or exporters of one
-group split the stream of changes instead of each handling all of it.
+will). The snapshot comes from an ordinary subscription: brokers differ on whether a
+shared subscription is handed retained messages (VerneMQ follows the MQTT 5 drafts and
+does not; Mosquitto 2.0 does), and the snapshot must work on any of them. `--follow S`
+then keeps listening for S seconds on a shared subscription (`$share/<group>/…`), so
+several exporters of one group split the stream of changes instead of each handling
+all of it; retained copies re-sent on that subscription are not reported as changes.
 
 With `--dir FLEET` the rollout's progress is computed: who each release is offered
 to (the same pure rule the boxes apply, ota/rollout.py), who runs it, who is on the way
@@ -120,8 +121,8 @@ def collect(
             client.subscribe([(f"$share/{share}/{t}", 1) for t in STATUS_TOPICS])
             time.sleep(follow_s)
     finally:
+        client.disconnect()  # before loop_stop: the loop then ends at once, not at its select timeout
         client.loop_stop()
-        client.disconnect()
     with lock:
         return dict(boxes)
 

@@ -14,16 +14,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_image_refuses_plain_bundles_and_the_bench_builds_verity(tmp_path):
-    for arch in ("amd64", "arm64"):
+    for arch in ("amd64", "arm64"):  # the image's own RAUC configuration
         conf = (REPO / "image" / f"files-{arch}" / "etc" / "rauc" / "system.conf").read_text()
         assert "bundle-formats=-plain" in conf
     make_signing_pki(tmp_path / "pki", "t")
     pki = tmp_path / "pki"
-    made = {
-        fmt: build_bundle(tmp_path / f"{fmt}.raucb", compatible="t", version="1.1.0", cert=pki / "signing.pem",
-                          key=pki / "signing.key", keyring=pki / "ca.pem", **kw)  # fmt: skip
-        for fmt, kw in (("verity", {}), ("plain", {"bundle_format": "plain"}))
-    }
+
+    def bundle(fmt: str) -> Path:
+        return build_bundle(tmp_path / f"{fmt}.raucb", compatible="t", version="1.1.0", cert=pki / "signing.pem",
+                            key=pki / "signing.key", keyring=pki / "ca.pem", bundle_format=fmt)  # fmt: skip
+
+    made = {fmt: bundle(fmt) for fmt in ("verity", "plain")}
     info = subprocess.run(["rauc", "info", f"--keyring={pki / 'ca.pem'}", str(made["verity"])], capture_output=True,
                           text=True, check=True)  # fmt: skip
     assert "Bundle Format: \tverity" in info.stdout

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from tuf.api import exceptions
@@ -34,7 +33,7 @@ class _Moved:
 
         class Clock(dt.datetime):
             @classmethod
-            def now(cls, tz=None):  # type: ignore[override]
+            def now(cls, tz=None):
                 return dt.datetime.now(tz) + shift_
 
         self.datetime = Clock
