@@ -4,6 +4,7 @@ at the same simulated times), the cron job runs, keys are rotated."""
 
 import datetime as dt
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -148,6 +149,9 @@ def test_boxes_follow_every_rotation_and_retired_keys_sign_nothing(tmp_path, box
         rotate(fleet, role)
     assert rotate(fleet, "root", new_keys=2, threshold=2) == 5
     assert len(list((root / "keys" / "retired").glob("root-*.pem"))) == 3
+    for key in [*(root / "keys").glob("*.pem"), *(root / "keys" / "retired").glob("*.pem")]:
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
+    assert stat.S_IMODE((root / "keys" / "retired").stat().st_mode) == 0o700
     client = reference_client(box_dir, server, pki, monkeypatch)
     client.refresh()  # walks 2.root.json … 5.root.json
     assert Metadata.from_file(str(box_dir / "tuf" / "root.json")).signed.version == 5
