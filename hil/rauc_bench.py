@@ -62,28 +62,38 @@ def host_bundle_format() -> str:
     return "verity" if Path("/dev/mapper/control").exists() else "plain"
 
 
-def build_bundle(
-    out: Path, *, compatible: str, version: str, cert: Path, key: Path, keyring: Path, size_mb: int = 4,
-    bundle_format: str = "verity", adaptive: bool = False, payload: bytes = b"",
-) -> Path:  # fmt: skip
-    """A signed RAUC bundle with one ext4 rootfs image whose /etc/bedside-release is
-    `version` (plus `payload` as /usr/share/bedside/payload: content that does not
-    compress away, so a verity bundle's squashfs is above RAUC's 4 KiB minimum).
-    `adaptive`: RAUC's block-hash-index for adaptive updates (verity only)."""
-    work = out.parent / f".{out.name}.d"
-    shutil.rmtree(work, ignore_errors=True)
+def _ext4_rootfs(work: Path, dest: Path, version: str, payload: bytes, size_mb: int) -> None:
     (work / "root" / "etc").mkdir(parents=True)
     (work / "root" / "etc" / "bedside-release").write_text(version + "\n")
     (work / "root" / "usr" / "share" / "bedside").mkdir(parents=True)
     (work / "root" / "usr" / "share" / "bedside" / "payload").write_bytes(payload or os.urandom(64 * 1024))
-    content = work / "content"
-    content.mkdir()
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(work / "root"), str(content / "rootfs.ext4"), f"{size_mb}M"],
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(work / "root"), str(dest), f"{size_mb}M"],
                    check=True, capture_output=True)  # fmt: skip
+
+
+def build_bundle(
+    out: Path, *, compatible: str, version: str, cert: Path, key: Path, keyring: Path, size_mb: int = 4,
+    bundle_format: str = "verity", adaptive: bool = False, payload: bytes = b"", image: Path | None = None,
+) -> Path:  # fmt: skip
+    """A signed RAUC bundle. Its rootfs is `image` when given, shipped as `rootfs.img`
+    (RAUC's raw handler: image/build's squashfs, written to the slot as is), else a
+    small ext4 whose /etc/bedside-release is `version` (plus `payload` as
+    /usr/share/bedside/payload: content that does not compress away, so a verity
+    bundle's squashfs is above RAUC's 4 KiB minimum).
+    `adaptive`: RAUC's block-hash-index for adaptive updates (verity only)."""
+    work = out.parent / f".{out.name}.d"
+    shutil.rmtree(work, ignore_errors=True)
+    content = work / "content"
+    content.mkdir(parents=True)
+    rootfs = content / ("rootfs.img" if image is not None else "rootfs.ext4")
+    if image is not None:
+        shutil.copyfile(image, rootfs)
+    else:
+        _ext4_rootfs(work, rootfs, version, payload, size_mb)
     adaptive_line = "adaptive=block-hash-index\n" if adaptive else ""
     (content / "manifest.raucm").write_text(
         f"[update]\ncompatible={compatible}\nversion={version}\n\n[bundle]\nformat={bundle_format}\n\n"
-        f"[image.rootfs]\nfilename=rootfs.ext4\n{adaptive_line}"
+        f"[image.rootfs]\nfilename={rootfs.name}\n{adaptive_line}"
     )
     out.unlink(missing_ok=True)
     subprocess.run(["rauc", "bundle", f"--cert={cert}", f"--key={key}", f"--keyring={keyring}", str(content), str(out)],

@@ -1,6 +1,9 @@
 """The bench's bundles are the image's: verity by default, and a RAUC configured as the
 image is (bundle-formats=-plain) refuses the plain ones the bench used to build."""
 
+import hashlib
+import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -38,3 +41,18 @@ def test_the_image_refuses_plain_bundles_and_the_bench_builds_verity(tmp_path):
         assert rauc.slot_release("B") == ""
     finally:
         rauc.teardown()
+
+
+def test_a_given_slot_image_ships_as_rootfs_img_like_image_build(tmp_path):
+    make_signing_pki(tmp_path / "pki", "t")
+    pki = tmp_path / "pki"
+    image = tmp_path / "rootfs.sqfs"
+    image.write_bytes(os.urandom(256 * 1024))
+    bundle = build_bundle(tmp_path / "b.raucb", compatible="t", version="1.2.0", cert=pki / "signing.pem",
+                          key=pki / "signing.key", keyring=pki / "ca.pem", image=image)  # fmt: skip
+    info = subprocess.run(["rauc", "info", f"--keyring={pki / 'ca.pem'}", "--output-format=json", str(bundle)],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    (entry,) = json.loads(info.stdout)["images"]
+    assert entry["rootfs"]["filename"] == "rootfs.img"  # .img: RAUC's raw handler, as image/build ships it
+    assert entry["rootfs"]["checksum"] == hashlib.sha256(image.read_bytes()).hexdigest()
+    assert not list(tmp_path.glob(".b.raucb.d"))  # the work directory is gone
