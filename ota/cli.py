@@ -24,7 +24,7 @@ def _rollout_options(p: argparse.ArgumentParser, default_percent: int | None) ->
                    + (f"; default {default_percent}: nobody until `bedside ota rollout`"
                       if default_percent is not None else ""))  # fmt: skip
     p.add_argument("--cohort", action="append", default=None, metavar="GATEWAY_ID",
-                   help="offer it to this box whatever its bucket (repeatable)")  # fmt: skip
+                   help="offer it to this box whatever its bucket (repeatable; rollout replaces the list)")  # fmt: skip
     p.add_argument(
         "--not-before",
         default=None,

@@ -58,10 +58,10 @@ def connect(broker: Broker, name: str) -> mqtt.Client:
     return c
 
 
-def publish_status(broker: Broker, name: str, payload: dict[str, object]) -> None:
+def publish_status(broker: Broker, name: str, payload: dict[str, object], leaf: str = "status/ota") -> None:
     c = connect(broker, name)
     try:
-        c.publish(f"bedside/v1/{name}/status/ota", json.dumps(payload), qos=1, retain=True).wait_for_publish(5)
+        c.publish(f"bedside/v1/{name}/{leaf}", json.dumps(payload), qos=1, retain=True).wait_for_publish(5)
     finally:
         c.disconnect()
         c.loop_stop()
@@ -113,6 +113,7 @@ def status_cmd(broker: Broker, *extra: str) -> list[str]:
 
 async def test_fleet_status_lists_every_box_and_the_rollout_progress(tmp_path, broker, fleet: FleetRepo):
     publish_status(broker, "gw-1", await agent_status(tmp_path, "gw-1"))
+    publish_status(broker, "gw-1", {"state": "online", "time": 1, "payload_version": 4}, leaf="status")
     publish_status(broker, "gw-2", await agent_status(tmp_path, "gw-2", refuse=True))
     publish_status(broker, "gw-3", {"state": "idle", "release": "", "installed": "1.0.0", "slot": "A", "error": "",
                                     "given_up": []})  # fmt: skip
@@ -125,7 +126,7 @@ async def test_fleet_status_lists_every_box_and_the_rollout_progress(tmp_path, b
     lines = res.stdout.splitlines()
     rows = {r["gateway"]: r for r in map(json.loads, lines[:-1])}
     assert set(rows) >= {"gw-1", "gw-2", "gw-3"}
-    want = {"gateway": "gw-1", "online": "", "installed": "1.1.0", "slot": "B", "state": "committed",
+    want = {"gateway": "gw-1", "online": "online", "installed": "1.1.0", "slot": "B", "state": "committed",
             "release": "1.1.0", "error": "", "given_up": []}  # fmt: skip
     assert rows["gw-1"] == want
     assert rows["gw-2"]["state"] == "failed" and rows["gw-2"]["error"] == "tampered" and rows["gw-2"]["slot"] == "A"
