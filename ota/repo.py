@@ -259,7 +259,8 @@ class FleetRepo:
         rollout: RolloutPolicy | None = None,
     ) -> str:  # fmt: skip
         """Verify the bundle as the box's RAUC would (ota/bundle_check.py), then sign it.
-        A refusal leaves the repository as it was."""
+        A refusal leaves the repository as it was. `rollout` defaults to the whole fleet
+        here; `bedside ota publish` defaults to 0 % (nobody until `bedside ota rollout`)."""
         _check_versions(version, min_version)
         if not bundle.is_file():
             raise FleetError(f"{bundle}: no such bundle")
