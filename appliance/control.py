@@ -2,7 +2,7 @@
 
 One JSON object per line in, one per line out:
   {"cmd": "list"} | {"cmd": "ack", "bed": "ICU-1", "rule": "spo2-low"} |
-  {"cmd": "pause", "bed": "ICU-1"} | {"cmd": "audit"} | {"cmd": "stats"}
+  {"cmd": "pause", "bed": "ICU-1"} | {"cmd": "audit"} | {"cmd": "stats"} | {"cmd": "view"}
 `stats` answers the gateway's counters (appliance/stats.py), from memory only.
 Every request gets exactly one reply line: one that is too long, too deeply
 nested, not UTF-8, not JSON, not an object, names an unknown command, or does not
@@ -127,6 +127,7 @@ class ControlServer:
         timeout_s: float = REQUEST_TIMEOUT_S,
         max_clients: int = MAX_CLIENTS,
         stats: Callable[[], dict[str, Any]] | None = None,
+        view: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.circuit = circuit
         self.path = Path(path)
@@ -136,6 +137,7 @@ class ControlServer:
         # Clients still waiting for their request line, oldest first (dicts keep order).
         self._waiting: dict[asyncio.StreamWriter, None] = {}
         self.stats = stats
+        self.view = view
 
     def reply_for(self, line: bytes) -> dict[str, Any]:
         """The reply to one request line; never raises."""
@@ -177,8 +179,12 @@ class ControlServer:
             if self.stats is None:
                 return {"ok": False, "error": "no counters on this control socket"}
             return {"ok": True, "stats": self.stats()}
+        elif cmd == "view":
+            if self.view is None:
+                return {"ok": False, "error": "no view on this control socket"}
+            return {"ok": True, "view": self.view()}
         elif cmd != "list":
-            return {"ok": False, "error": f"unknown cmd {cmd!r}; use list, ack, pause, audit or stats"}
+            return {"ok": False, "error": f"unknown cmd {cmd!r}; use list, ack, pause, audit, stats or view"}
         alarms = self.circuit.alarms()
         if bed is not None:
             alarms = [a for a in alarms if a["bed_id"] == bed]
