@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from appliance.registry import Registry
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "UsageError", "cmd_alarm", "cmd_devices", "cmd_queue", "cmd_stats",
-           "cmd_uplink"]  # fmt: skip
+           "cmd_uplink", "control_path"]  # fmt: skip
 
 
 class UsageError(BedsideInputError):
@@ -127,7 +127,7 @@ def cmd_uplink(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _control_path(args: argparse.Namespace) -> str:
+def control_path(args: argparse.Namespace) -> str:
     if args.socket:
         return str(args.socket)
     if args.config:
@@ -142,7 +142,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     """The running gateway's counters as JSON (from its memory: never scans the store)."""
     from appliance.control import request
 
-    reply = request(_control_path(args), {"cmd": "stats"})
+    reply = request(control_path(args), {"cmd": "stats"})
     print(json.dumps(reply.get("stats"), indent=1, sort_keys=True))
     return EXIT_OK
 
@@ -150,12 +150,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_alarm(args: argparse.Namespace) -> int:
     from appliance.control import request
 
-    path = _control_path(args)
+    path = control_path(args)
     payload: dict[str, str | None] = {"cmd": args.action, "bed": args.bed, "rule": getattr(args, "rule", None)}
     reply = request(path, payload)
     alarms = reply.get("alarms", [])
-    for a in alarms:
-        print(f"{a['bed_id']}\t{a['priority']}\t{a['state']}\t{a['rule_id']}\t{a['message']}")
+    for a in alarms:  # tab-separated; onset and device last, so older scripts' columns hold
+        onset, device = a.get("onset") or "-", a.get("device_id") or "-"
+        print(f"{a['bed_id']}\t{a['priority']}\t{a['state']}\t{a['rule_id']}\t{a['message']}\t{onset}\t{device}")
     if not alarms:
         print("no alarms")
     return EXIT_OK

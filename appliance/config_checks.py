@@ -22,7 +22,7 @@ from typing import Final
 
 from appliance.config import Config, ConfigError
 from appliance.control import path_kind, socket_path_problem
-from appliance.core.settings import table_fields, table_values
+from appliance.core.settings import item_key, table_fields, table_values
 from drivers import registry
 from drivers.address import parse_listen
 
@@ -48,7 +48,7 @@ def startup_checks(config: Config, source: str) -> None:
         _check_dir("ota.data_dir", config.ota.data_dir, fail)
     for i, dev in enumerate(config.devices):
         if registry.transport_for(registry.family_for(dev.protocol), dev.port).kind == "serial":
-            _check_not_dir(f"devices[{i}].port", dev.port, fail)
+            _check_not_dir(f"{item_key('devices', i, dev)}.port", dev.port, fail)
     if config.alarms.control_socket:
         _check_socket_path("alarms.control_socket", config.alarms.control_socket, fail)
     _check_tls_listeners(config, fail)
@@ -66,6 +66,7 @@ def _written_files(config: Config) -> list[tuple[str, str]]:
         ("ota.reboot_request_path", config.ota.reboot_request_path),
         ("clinical.census_path", config.clinical.census_path),
         ("clinical.consent_path", config.clinical.consent_path),
+        ("console.users_path", config.console.users_path),  # `bedside console-user` writes it
         *_device_files(config, written=True),
     ]
     return [(k, p) for k, p in candidates if p]
@@ -81,6 +82,8 @@ def _read_files(config: Config) -> list[tuple[str, str]]:
         (f"clinical.adt_tls_{k}", getattr(config.clinical, f"adt_tls_{k}"))
         for k in ("ca_path", "cert_path", "key_path")
     ]
+    # The web console's TLS files (a separate process, same config): wrong ones are found here too.
+    out += [(f"console.{k}", getattr(config.console, k)) for k in ("cert_path", "key_path", "client_ca_path")]
     out += _device_files(config, written=False)
     return [(k, p) for k, p in out if p]
 
@@ -92,7 +95,7 @@ def _device_files(config: Config, *, written: bool) -> list[tuple[str, str]]:
         fields = table_fields(type(dev))
         for key, value in table_values(dev).items():
             if key.endswith("_path") and bool(fields[key][0].metadata.get("written")) == written:
-                out.append((f"devices[{i}].{key}", value))
+                out.append((f"{item_key('devices', i, dev)}.{key}", value))
     return out
 
 
@@ -166,7 +169,7 @@ def _check_socket_path(key: str, raw: str, fail: Fail) -> None:
 def _check_tls_listeners(config: Config, fail: Fail) -> None:
     # A tls:// listener fails closed without its files: say which key, not just "TLS failed".
     for i, dev in enumerate(config.devices):
-        tls = dev.tls(f"devices[{i}]", config.uplink)
+        tls = dev.tls(item_key("devices", i, dev), config.uplink)
         if tls is None:
             continue
         for file in (tls.cert, tls.key, tls.ca):
@@ -186,7 +189,7 @@ def _check_listeners(config: Config, fail: Fail) -> None:
     # Bind every listener's address and hold them all until the last one is bound, so
     # a port in use - by another process or by two of our own devices - is found now.
     held: list[socket.socket] = []
-    ports = [(f"devices[{i}].port", dev.port) for i, dev in enumerate(config.devices)]
+    ports = [(f"{item_key('devices', i, dev)}.port", dev.port) for i, dev in enumerate(config.devices)]
     if config.clinical.adt_listen:  # the census feed's listener (appliance/clinical/feed.py)
         ports.append(("clinical.adt_listen", config.clinical.adt_listen))
     try:

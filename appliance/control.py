@@ -2,7 +2,7 @@
 
 One JSON object per line in, one per line out:
   {"cmd": "list"} | {"cmd": "ack", "bed": "ICU-1", "rule": "spo2-low"} |
-  {"cmd": "pause", "bed": "ICU-1"} | {"cmd": "audit"} | {"cmd": "stats"}
+  {"cmd": "pause", "bed": "ICU-1"} | {"cmd": "audit"} | {"cmd": "stats"} | {"cmd": "view"}
 `stats` answers the gateway's counters (appliance/stats.py), from memory only.
 Further commands come from `handlers` (e.g. {"cmd": "release", "device": "mon-3"},
 appliance/clinical/release.py); they get the peer's user name (SO_PEERCRED) as
@@ -131,6 +131,7 @@ class ControlServer:
         max_clients: int = MAX_CLIENTS,
         stats: Callable[[], dict[str, Any]] | None = None,
         handlers: Mapping[str, Handler] | None = None,
+        view: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.circuit = circuit
         self.path = Path(path)
@@ -142,6 +143,7 @@ class ControlServer:
         self.stats = stats
         # Further commands (request, operator user name) -> reply, e.g. `release` (appliance/clinical/).
         self.handlers = dict(handlers or {})
+        self.view = view
 
     def reply_for(self, line: bytes, peer: str = "") -> dict[str, Any] | Awaitable[dict[str, Any]]:
         """The reply to one request line; never raises."""
@@ -185,8 +187,12 @@ class ControlServer:
             if self.stats is None:
                 return {"ok": False, "error": "no counters on this control socket"}
             return {"ok": True, "stats": self.stats()}
+        elif cmd == "view":
+            if self.view is None:
+                return {"ok": False, "error": "no view on this control socket"}
+            return {"ok": True, "view": self.view()}
         elif cmd != "list":
-            return {"ok": False, "error": f"unknown cmd {cmd!r}; use list, ack, pause, audit or stats"}
+            return {"ok": False, "error": f"unknown cmd {cmd!r}; use list, ack, pause, audit, stats or view"}
         alarms = self.circuit.alarms()
         if bed is not None:
             alarms = [a for a in alarms if a["bed_id"] == bed]

@@ -36,6 +36,7 @@ from appliance.sinks import JsonlSink, Sink
 from appliance.stats import LatencyHistogram, RateWindow, StatsSettings, snapshot
 from appliance.supervisor import Supervisor
 from appliance.timesync import run_clock
+from appliance.view import BedsideView, DeviceInfo, path_status
 from drivers import registry
 from drivers.family import Link, LinkEnv, LinkSetupError
 from drivers.serial.link import Opener, open_serial
@@ -137,11 +138,28 @@ class Gateway:
         self._devices = {dev.id: dev for dev in config.devices}
         self._contexts: dict[str, DeviceContext] = {}
         self.links: dict[str, Link] = {dev.id: self._link(dev, opener) for dev in config.devices}
+        self._attach_clinical()
+        # The operator's view (`bedside top`, the web console, the demo): last of the
+        # subscribers, memory only, a few dict writes per record.
+        self.view = BedsideView(
+            [DeviceInfo(dev.id, dev.protocol, self.context(dev).bed_id) for dev in config.devices], self._gateway_id
+        )
+        self.subscribers.append(self.view)
+
+    def view_snapshot(self) -> dict[str, Any]:
+        """What the operator sees now (appliance/view.py); memory only."""
+        # A condition still in its delay is not an alarm yet (IEC 60601-1-8): not shown.
+        alarms = [a for a in self.alarms.alarms() if a["state"] != "pending"]
+        return self.view.snapshot(self.clock.now(), alarms, path_status(self.stats()))
+
+    def _attach_clinical(self) -> None:
+        """The census changes the device contexts; its source (ADT feed or FHIR poll) is a task."""
         self.clinical.on_change = self._contexts.clear
-        if config.clinical.adt_listen or config.clinical.census_fhir_url:  # the census source's task
+        c = self.config.clinical
+        if c.adt_listen or c.census_fhir_url:
             from appliance.clinical.feed import census_tasks
 
-            self.tasks.update(census_tasks(config, self.clinical, self.publish, self.clock))
+            self.tasks.update(census_tasks(self.config, self.clinical, self.publish, self.clock))
 
     def _make_queue(self) -> RecordQueue | None:
         q = self.config.queue
@@ -225,6 +243,8 @@ class Gateway:
         ctx = self.context(dev)
         if isinstance(event, Reading):
             self._reading_t0 = t0
+            if event.texts:
+                self.alarms.describe(event.device_id, event.texts)
             try:
                 unsynced = self._synced_clock is not None and not self._synced_clock.synced
                 obs, technical = self.normalizer.normalize(event, ctx, received, clock_unsynced=unsynced)
@@ -336,7 +356,7 @@ class Gateway:
             from appliance.clinical.release import release
 
             control = ControlServer(
-                self.alarms, self.config.alarms.control_socket, stats=self.stats,
+                self.alarms, self.config.alarms.control_socket, stats=self.stats, view=self.view_snapshot,
                 handlers={"release": lambda req, peer: release(self.clinical, self.queue, req, peer)},
             )  # fmt: skip
             supervisor.start("control", control.run)

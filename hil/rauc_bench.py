@@ -6,7 +6,14 @@ per-slot good/bad state and a boot-attempt budget in files. `boot()` does what
 GRUB's boot counting does on the real image: boot the primary while it has
 attempts left (a slot marked good always has), otherwise fall back to the other
 slot; then (re)start `rauc service` as that slot. Also builds real signed
-bundles with `rauc bundle`.
+bundles with `rauc bundle`: verity bundles by default, as image/build makes them and
+as the image's RAUC demands (`bundle-formats=-plain`).
+
+Installing a verity bundle needs the kernel's device mapper (RAUC opens
+/dev/mapper/control to set up dm-verity for the bundle's payload). Where the host has
+none (some CI VMs' kernels: no device-mapper in /proc/misc), `host_bundle_format()`
+says "plain" and the bench's RAUC takes plain bundles only; the image's own RAUC is
+exercised with verity bundles under QEMU (tests/image/).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Final
 
-__all__ = ["RaucSystem", "build_bundle"]
+__all__ = ["RaucSystem", "build_bundle", "host_bundle_format"]
 
 BOOT_ATTEMPTS: Final = 3
 
@@ -50,21 +57,43 @@ _BUS_CONF: Final = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus 
 """
 
 
-def build_bundle(
-    out: Path, *, compatible: str, version: str, cert: Path, key: Path, keyring: Path, size_mb: int = 4
-) -> Path:
-    """A plain-format RAUC bundle with one ext4 rootfs image whose /etc/bedside-release is `version`."""
-    work = out.parent / f".{out.name}.d"
-    shutil.rmtree(work, ignore_errors=True)
+def host_bundle_format() -> str:
+    """The bundle format RaucSystem can install on this host (see the module docstring)."""
+    return "verity" if Path("/dev/mapper/control").exists() else "plain"
+
+
+def _ext4_rootfs(work: Path, dest: Path, version: str, payload: bytes, size_mb: int) -> None:
     (work / "root" / "etc").mkdir(parents=True)
     (work / "root" / "etc" / "bedside-release").write_text(version + "\n")
-    content = work / "content"
-    content.mkdir()
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(work / "root"), str(content / "rootfs.ext4"), f"{size_mb}M"],
+    (work / "root" / "usr" / "share" / "bedside").mkdir(parents=True)
+    (work / "root" / "usr" / "share" / "bedside" / "payload").write_bytes(payload or os.urandom(64 * 1024))
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(work / "root"), str(dest), f"{size_mb}M"],
                    check=True, capture_output=True)  # fmt: skip
+
+
+def build_bundle(
+    out: Path, *, compatible: str, version: str, cert: Path, key: Path, keyring: Path, size_mb: int = 4,
+    bundle_format: str = "verity", adaptive: bool = False, payload: bytes = b"", image: Path | None = None,
+) -> Path:  # fmt: skip
+    """A signed RAUC bundle. Its rootfs is `image` when given, shipped as `rootfs.img`
+    (RAUC's raw handler: image/build's squashfs, written to the slot as is), else a
+    small ext4 whose /etc/bedside-release is `version` (plus `payload` as
+    /usr/share/bedside/payload: content that does not compress away, so a verity
+    bundle's squashfs is above RAUC's 4 KiB minimum).
+    `adaptive`: RAUC's block-hash-index for adaptive updates (verity only)."""
+    work = out.parent / f".{out.name}.d"
+    shutil.rmtree(work, ignore_errors=True)
+    content = work / "content"
+    content.mkdir(parents=True)
+    rootfs = content / ("rootfs.img" if image is not None else "rootfs.ext4")
+    if image is not None:
+        shutil.copyfile(image, rootfs)
+    else:
+        _ext4_rootfs(work, rootfs, version, payload, size_mb)
+    adaptive_line = "adaptive=block-hash-index\n" if adaptive else ""
     (content / "manifest.raucm").write_text(
-        f"[update]\ncompatible={compatible}\nversion={version}\n\n[bundle]\nformat=plain\n\n"
-        "[image.rootfs]\nfilename=rootfs.ext4\n"
+        f"[update]\ncompatible={compatible}\nversion={version}\n\n[bundle]\nformat={bundle_format}\n\n"
+        f"[image.rootfs]\nfilename={rootfs.name}\n{adaptive_line}"
     )
     out.unlink(missing_ok=True)
     subprocess.run(["rauc", "bundle", f"--cert={cert}", f"--key={key}", f"--keyring={keyring}", str(content), str(out)],
@@ -76,10 +105,12 @@ def build_bundle(
 class RaucSystem:
     def __init__(
         self, directory: Path, compatible: str, keyring: Path, slot_mb: int = 8, *,
-        bootloader: Path | None = None, extra_conf: str = "",
+        bootloader: Path | None = None, extra_conf: str = "", bundle_format: str = "",
     ) -> None:  # fmt: skip
         """`bootloader`: another RAUC custom backend than the boot-counting model (then
-        `boot(slot)` names the slot the firmware chose); `extra_conf`: more system.conf."""
+        `boot(slot)` names the slot the firmware chose); `extra_conf`: more system.conf;
+        `bundle_format`: the one format RAUC accepts (default: host_bundle_format())."""
+        self.bundle_format = bundle_format or host_bundle_format()
         self.bootloader = bootloader
         self.extra_conf = extra_conf
         self.dir = directory
@@ -121,7 +152,8 @@ class RaucSystem:
             script.write_text(_BOOT_SCRIPT.format(state=self.state, attempts=BOOT_ATTEMPTS))
             script.chmod(0o755)
         (self.dir / "system.conf").write_text(
-            f"[system]\ncompatible={self.compatible}\nbootloader=custom\ndata-directory={self.dir / 'rauc-data'}\n\n"
+            f"[system]\ncompatible={self.compatible}\nbootloader=custom\ndata-directory={self.dir / 'rauc-data'}\n"
+            f"bundle-formats={self.bundle_format}\n\n"
             f"[keyring]\npath={self.keyring}\n\n"
             f"[handlers]\nbootloader-custom-backend={script}\n\n"
             f"[slot.rootfs.0]\ndevice={self.loops['A']}\ntype=ext4\nbootname=A\n\n"

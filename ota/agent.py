@@ -22,11 +22,12 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from appliance.core.vocab import TechnicalKind
-from ota.client import Release, choose_release
+from ota.client import Box, Release, choose_release
 from ota.errors import InstallError, RefusedUpdate
 from ota.lifecycle import OtaInput, OtaState, StateFile, step
 from ota.policy import DEFAULT_POLICY
@@ -49,6 +50,7 @@ class UpdateSource(Protocol):
 class AgentConfig:
     compatible: str
     base_version: str  # version of a factory-installed slot (RAUC has no bundle record for it)
+    gateway_id: str = ""  # the box's place in staged rollouts (ota/rollout.py)
     # The operator's policy (ota/policy.py, the [ota] keys); defaults written there once.
     poll_interval_s: float = DEFAULT_POLICY.poll_interval_s
     poll_jitter_s: float = DEFAULT_POLICY.poll_jitter_s
@@ -84,6 +86,7 @@ class OtaAgent:
         self.hooks = hooks
         self.record = state.load()
         self.installed_version = cfg.base_version
+        self.slot = ""
         self._clock_bad = False
         self._trusted = False  # TUF metadata refreshed by this process
 
@@ -108,10 +111,11 @@ class OtaAgent:
     def _status_dict(self) -> dict[str, Any]:
         rec = self.record
         return {"state": rec.state.value, "release": rec.release_version, "installed": self.installed_version,
-                "error": rec.error}  # fmt: skip
+                "slot": self.slot, "error": rec.error}  # fmt: skip
 
     async def _installed_version(self) -> str:
         slot = await self.installer.booted()
+        self.slot = slot.bootname
         self.installed_version = slot.bundle_version or self.cfg.base_version
         return self.installed_version
 
@@ -150,8 +154,9 @@ class OtaAgent:
             except RefusedUpdate as exc:
                 await self._refused(exc)
                 return self.record.state
+            box = Box(self.cfg.gateway_id, datetime.fromtimestamp(self.hooks.now(), UTC))
             chosen, skipped = choose_release(
-                releases, self.cfg.compatible, self.installed_version, frozenset(self.record.given_up)
+                releases, self.cfg.compatible, self.installed_version, frozenset(self.record.given_up), box
             )
             for reason in skipped:
                 log.info("OTA skipped %s", reason)
@@ -233,9 +238,7 @@ class OtaAgent:
         return True
 
     def _progress(self, pct: int, text: str) -> None:
-        self.hooks.status(
-            {"state": "installing", "release": self.record.release_version, "progress": pct, "step": text}
-        )
+        self.hooks.status({**self._status_dict(), "state": "installing", "progress": pct, "step": text})
 
     async def _reboot_when_safe(self) -> None:
         rec = self.record

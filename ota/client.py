@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -21,9 +22,10 @@ from tuf.ngclient import Updater, UpdaterConfig
 
 from ota.errors import RefusedUpdate
 from ota.fetch import MtlsFetcher, transport_refusal
+from ota.rollout import FULL, RolloutPolicy, eligible
 from ota.version import parse_version
 
-__all__ = ["Release", "UpdateClient", "choose_release"]
+__all__ = ["Box", "Release", "UpdateClient", "choose_release"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +35,23 @@ class Release:
     compatible: str
     min_version: str
     length: int
+    rollout: RolloutPolicy = FULL
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """Who is choosing, and when: the rollout's inputs."""
+
+    gateway_id: str
+    now: datetime
 
 
 def choose_release(
-    releases: list[Release], compatible: str, installed: str, given_up: frozenset[str] = frozenset()
-) -> tuple[Release | None, list[str]]:
-    """The newest release this box may install, and why the others were passed over. Pure."""
+    releases: list[Release], compatible: str, installed: str, given_up: frozenset[str] = frozenset(),
+    box: Box | None = None,
+) -> tuple[Release | None, list[str]]:  # fmt: skip
+    """The newest release this box may install, and why the others were passed over. Pure.
+    With `box`, a release whose rollout does not include the box is passed over too."""
     skipped: list[str] = []
     current = parse_version(installed)
     candidates = []
@@ -57,6 +70,8 @@ def choose_release(
             skipped.append(f"{rel.path}: needs {rel.min_version} or later installed first")
         elif rel.version in given_up:
             skipped.append(f"{rel.path}: given up on {rel.version} after failed boots")
+        elif box is not None and not (offered := eligible(rel.rollout, box.gateway_id, box.now))[0]:
+            skipped.append(f"{rel.path}: {offered[1]}")
         else:
             candidates.append((version, rel))
     if not candidates:
@@ -135,9 +150,18 @@ class UpdateClient:
                     str(custom.get("compatible", "")),
                     str(custom.get("min_version", "")),
                     target.length,
+                    RolloutPolicy.from_json(custom.get("rollout")),
                 )
             )
         return releases
+
+    def _served_path(self, info: TargetFile) -> str:
+        """With consistent snapshots the file is served as <dir>/<sha256>.<name>."""
+        root: Metadata[Any] = Metadata.from_file(str(self.metadata_dir / "root.json"))
+        if not root.signed.consistent_snapshot:
+            return info.path
+        head, _, name = info.path.rpartition("/")
+        return f"{head}/{info.hashes['sha256']}.{name}".lstrip("/")
 
     def download(self, release: Release) -> Path:
         """The bundle, verified against the signed length and hashes; resumes a partial file."""
@@ -150,7 +174,7 @@ class UpdateClient:
         name = release.path.replace("/", "_")
         part = self.downloads / f"{name}.part"
         final = self.downloads / name
-        self.fetcher.download_resumable(f"{self.base_url}/targets/{release.path}", part, info.length)
+        self.fetcher.download_resumable(f"{self.base_url}/targets/{self._served_path(info)}", part, info.length)
         try:
             with part.open("rb") as f:
                 info.verify_length_and_hashes(f)

@@ -1,25 +1,31 @@
-"""Fleet side: TUF role keys, the RAUC signing PKI, publishing releases, timestamps.
+"""Fleet side: the static TUF repository — making it, publishing releases, keeping it alive.
 
 Layout of a fleet directory (`bedside ota … --dir FLEET`):
 
+    fleet.toml            expiry periods, warning windows, required bundle format
     keys/root-1.pem …     root keys: meant to live offline (copy them off the
-                          build host after `keys`; `publish` does not need them)
+                          build host after `keys`; only `rotate` needs them)
     keys/{targets,snapshot,timestamp}.pem    online role keys (0600)
     rauc/ca.pem, ca.key   RAUC signing CA (its certificate is the box's keyring)
     rauc/signing.pem/.key RAUC bundle signing leaf
-    repo/metadata/        TUF metadata (1.root.json, root.json, targets.json, …)
-    repo/targets/         the bundles
-`repo/` is static: any HTTPS server can serve it.
+    repo/metadata/        TUF metadata: N.root.json, N.targets.json, N.snapshot.json,
+                          timestamp.json (+ unversioned copies for the tools)
+    repo/targets/         the bundles, as <compatible>/<version>/<sha256>.<name>
+`repo/` is static: any HTTPS server, CDN or mirror can serve it. Consistent snapshots
+are on: every file a box fetches after timestamp.json is named by its version or
+hash and never rewritten, so a mirror mid-sync serves an old or a new set, never a mix.
+Old versions are kept (a box may be mid-refresh on them).
 
-Each target carries custom metadata {version, compatible, min_version}: the box
-installs only its own `compatible`, only newer versions, and only from versions
-the release allows (`min_version`).
+Each target carries custom metadata {version, compatible, min_version, rollout}: the
+box installs only its own `compatible`, only newer versions, only from versions the
+release allows (`min_version`) and only when the rollout includes it (ota/rollout.py).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -27,25 +33,20 @@ from typing import Any, Final
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from securesystemslib.signer import CryptoSigner
-from tuf.api.metadata import (
-    Metadata,
-    MetaFile,
-    Root,
-    Snapshot,
-    TargetFile,
-    Targets,
-    Timestamp,
-)
+from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp
 from tuf.api.serialization.json import JSONSerializer
 
+from ota.bundle_check import check_bundle
 from ota.errors import FleetError
+from ota.fleet_config import ROLES, FleetSettings, load_fleet_settings, write_fleet_settings
 from ota.pki import make_signing_pki
+from ota.rollout import RolloutPolicy
 from ota.version import parse_version
 
-__all__ = ["EXPIRY_DAYS", "FleetRepo", "init_fleet"]
+__all__ = ["ONLINE", "FleetRepo", "RoleStatus", "init_fleet", "load_key", "new_key"]
 
-EXPIRY_DAYS: Final = {"root": 365, "targets": 90, "snapshot": 7, "timestamp": 1}
 ONLINE: Final = ("targets", "snapshot", "timestamp")
+_SERIALIZER: Final = JSONSerializer(compact=False)
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -56,14 +57,14 @@ def _write_private(path: Path, data: bytes) -> None:
     os.chmod(path, 0o600)
 
 
-def _new_key(path: Path) -> CryptoSigner:
+def new_key(path: Path) -> CryptoSigner:
     key = ed25519.Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     _write_private(path, pem)
     return CryptoSigner(key)
 
 
-def _load_key(path: Path) -> CryptoSigner:
+def load_key(path: Path) -> CryptoSigner:
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError) as exc:
@@ -71,26 +72,29 @@ def _load_key(path: Path) -> CryptoSigner:
     return CryptoSigner(key)
 
 
-def _expiry(role: str, now: datetime, days: float | None = None) -> datetime:
-    return (now + timedelta(days=EXPIRY_DAYS[role] if days is None else days)).replace(microsecond=0)
-
-
-_SERIALIZER: Final = JSONSerializer(compact=False)
+def write_json(md: Metadata[Any], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    md.to_file(str(tmp), _SERIALIZER)
+    os.replace(tmp, path)
 
 
 def init_fleet(
-    fleet: Path, compatible: str, *, root_keys: int = 1, root_threshold: int = 1, now: datetime | None = None
-) -> None:
-    """Create role keys, the RAUC PKI and version-1 metadata with no targets."""
+    fleet: Path, compatible: str, *, root_keys: int = 1, root_threshold: int = 1, now: datetime | None = None,
+    settings: FleetSettings | None = None,
+) -> None:  # fmt: skip
+    """Create role keys, the RAUC PKI, fleet.toml and version-1 metadata with no targets."""
     if not 1 <= root_threshold <= root_keys:
         raise FleetError(f"--root-threshold must be between 1 and --root-keys ({root_keys})")
     if (fleet / "repo" / "metadata" / "root.json").exists():
         raise FleetError(f"{fleet}: a repository exists already; keys are made once")
     now = now or datetime.now(UTC)
+    fleet.mkdir(parents=True, exist_ok=True)
+    settings = settings or load_fleet_settings(fleet)
+    write_fleet_settings(fleet, settings)
     keys = fleet / "keys"
-    roots = [_new_key(keys / f"root-{i + 1}.pem") for i in range(root_keys)]
-    online = {role: _new_key(keys / f"{role}.pem") for role in ONLINE}
-    root = Root(expires=_expiry("root", now), consistent_snapshot=False)
+    roots = [new_key(keys / f"root-{i + 1}.pem") for i in range(root_keys)]
+    online = {role: new_key(keys / f"{role}.pem") for role in ONLINE}
+    root = Root(expires=_expiry(settings, "root", now), consistent_snapshot=True)
     for signer in roots:
         root.add_key(signer.public_key, "root")
     root.roles["root"].threshold = root_threshold
@@ -103,10 +107,37 @@ def init_fleet(
     md_root = Metadata(root)
     for signer in roots:
         md_root.sign(signer, append=True)
-    md_root.to_file(str(meta_dir / "1.root.json"), _SERIALIZER)
-    md_root.to_file(str(meta_dir / "root.json"), _SERIALIZER)
+    write_json(md_root, meta_dir / "1.root.json")
+    write_json(md_root, meta_dir / "root.json")
     repo = FleetRepo(fleet)
-    repo.write_targets(Targets(expires=_expiry("targets", now)), now)
+    repo.write_targets(Targets(expires=_expiry(settings, "targets", now)), now)
+
+
+def _expiry(settings: FleetSettings, role: str, now: datetime, days: float | None = None) -> datetime:
+    return (now + timedelta(days=settings.expiry_days(role) if days is None else days)).replace(microsecond=0)
+
+
+def _check_versions(*texts: str) -> None:
+    for text in texts:
+        if text:
+            try:
+                parse_version(text)
+            except ValueError as exc:
+                raise FleetError(str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class RoleStatus:
+    role: str
+    version: int
+    expires: datetime
+    days_left: float
+    warn: bool  # inside the role's warning window (or expired)
+
+    def line(self) -> str:
+        state = "EXPIRED" if self.days_left <= 0 else "WARN" if self.warn else "ok"
+        return (f"{self.role:<9} v{self.version:<5} expires {self.expires.strftime('%Y-%m-%dT%H:%M:%SZ')} "
+                f"({self.days_left:.1f} days left) {state}")  # fmt: skip
 
 
 class FleetRepo:
@@ -116,73 +147,157 @@ class FleetRepo:
         self.targets_dir = fleet / "repo" / "targets"
         if not (self.meta_dir / "root.json").exists():
             raise FleetError(f"{fleet}: no repository here (run `bedside ota keys` first)")
+        self.settings = load_fleet_settings(fleet)
 
-    def _signer(self, role: str) -> CryptoSigner:
-        return _load_key(self.fleet / "keys" / f"{role}.pem")
+    def signer(self, role: str) -> CryptoSigner:
+        return load_key(self.fleet / "keys" / f"{role}.pem")
 
-    def _load(self, role: str) -> Metadata[Any]:
+    def load(self, role: str) -> Metadata[Any]:
         return Metadata.from_file(str(self.meta_dir / f"{role}.json"))
 
-    def _save(self, md: Metadata[Any], role: str) -> None:
+    def save(self, md: Metadata[Any], role: str) -> None:
+        """Sign with the role's online key; versioned file first, then the plain name."""
         md.signatures.clear()
-        md.sign(self._signer(role))
-        tmp = self.meta_dir / f".{role}.json.tmp"
-        md.to_file(str(tmp), _SERIALIZER)
-        os.replace(tmp, self.meta_dir / f"{role}.json")
+        md.sign(self.signer(role))
+        if role != "timestamp":  # the one file fetched by its plain name
+            write_json(md, self.meta_dir / f"{md.signed.version}.{role}.json")
+        write_json(md, self.meta_dir / f"{role}.json")
+
+    def _expiry(self, role: str, now: datetime, days: float | None = None) -> datetime:
+        return _expiry(self.settings, role, now, days)
 
     def write_targets(self, targets: Targets, now: datetime) -> None:
         """Sign targets, then a snapshot naming it, then a timestamp naming that."""
         if (self.meta_dir / "targets.json").exists():
-            targets.version = self._load("targets").signed.version + 1
-        self._save(Metadata(targets), "targets")
+            targets.version = self.load("targets").signed.version + 1
+        self.save(Metadata(targets), "targets")
+        self.write_snapshot(now)
+
+    def write_snapshot(self, now: datetime) -> None:
         if (self.meta_dir / "snapshot.json").exists():
-            snapshot: Snapshot = self._load("snapshot").signed
+            snapshot: Snapshot = self.load("snapshot").signed
             snapshot.version += 1
         else:
             snapshot = Snapshot()
-        snapshot.meta["targets.json"] = MetaFile(version=targets.version)
-        snapshot.expires = _expiry("snapshot", now)
-        self._save(Metadata(snapshot), "snapshot")
+        snapshot.meta["targets.json"] = MetaFile(version=self.load("targets").signed.version)
+        snapshot.expires = self._expiry("snapshot", now)
+        self.save(Metadata(snapshot), "snapshot")
         self.refresh_timestamp(now)
 
     def refresh_timestamp(self, now: datetime | None = None, days: float | None = None) -> Timestamp:
         now = now or datetime.now(UTC)
-        snapshot_version = self._load("snapshot").signed.version
+        snapshot_version = self.load("snapshot").signed.version
         if (self.meta_dir / "timestamp.json").exists():
-            timestamp: Timestamp = self._load("timestamp").signed
+            timestamp: Timestamp = self.load("timestamp").signed
             timestamp.version += 1
         else:
             timestamp = Timestamp()
         timestamp.snapshot_meta = MetaFile(version=snapshot_version)
-        timestamp.expires = _expiry("timestamp", now, days)
-        self._save(Metadata(timestamp), "timestamp")
+        timestamp.expires = self._expiry("timestamp", now, days)
+        self.save(Metadata(timestamp), "timestamp")
         return timestamp
 
-    def publish(
-        self, bundle: Path, version: str, compatible: str, min_version: str = "", now: datetime | None = None
-    ) -> str:
-        """Add `bundle` as a target; returns its target path."""
+    def refresh(self, now: datetime | None = None) -> list[str]:
+        """The cron job: snapshot and timestamp every time, targets inside its warning
+        window; all with the online keys. Returns the roles re-signed."""
         now = now or datetime.now(UTC)
-        for text in (version, min_version):
-            if text:
-                try:
-                    parse_version(text)
-                except ValueError as exc:
-                    raise FleetError(str(exc)) from None
+        targets: Targets = self.load("targets").signed
+        if targets.expires - now < timedelta(days=self.settings.warn_days("targets")):
+            targets.expires = self._expiry("targets", now)
+            self.write_targets(targets, now)
+            return ["targets", "snapshot", "timestamp"]
+        self.write_snapshot(now)
+        return ["snapshot", "timestamp"]
+
+    def status(self, now: datetime | None = None) -> list[RoleStatus]:
+        now = now or datetime.now(UTC)
+        out = []
+        for role in ROLES:
+            signed = self.load(role).signed
+            left = (signed.expires - now).total_seconds() / 86400
+            out.append(RoleStatus(role, signed.version, signed.expires, left, left < self.settings.warn_days(role)))
+        return out
+
+    # -- releases ---------------------------------------------------------------------
+    def target_file(self, path: str) -> Path:
+        """Where the bundle of target `path` is served (hash-prefixed: consistent snapshots)."""
+        target: TargetFile = self.load("targets").signed.targets[path]
+        head, _, name = path.rpartition("/")
+        return self.targets_dir / head / f"{target.hashes['sha256']}.{name}"
+
+    def add_release(
+        self, bundle: Path, version: str, compatible: str, min_version: str = "", *, now: datetime | None = None,
+        rollout: RolloutPolicy | None = None,
+    ) -> str:  # fmt: skip
+        """Sign `bundle` as a target without looking inside it (`publish` checks first);
+        returns its target path."""
+        now = now or datetime.now(UTC)
+        _check_versions(version, min_version)
         if not bundle.is_file():
             raise FleetError(f"{bundle}: no such bundle")
         name = f"{compatible}/{version}/{bundle.name}"
-        dest = self.targets_dir / name
+        target = TargetFile.from_file(name, str(bundle), ["sha256"])
+        dest = self.targets_dir / compatible / version / f"{target.hashes['sha256']}.{bundle.name}"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(bundle, dest)
-        target = TargetFile.from_file(name, str(dest), ["sha256"])
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        shutil.copyfile(bundle, tmp)
+        os.replace(tmp, dest)
         target.unrecognized_fields["custom"] = {
             "version": version,
             "compatible": compatible,
             "min_version": min_version,
+            "rollout": (rollout or RolloutPolicy()).to_json(),
         }
-        targets: Targets = self._load("targets").signed
+        targets: Targets = self.load("targets").signed
         targets.targets[name] = target
-        targets.expires = _expiry("targets", now)
+        targets.expires = self._expiry("targets", now)
         self.write_targets(targets, now)
         return name
+
+    def publish(
+        self, bundle: Path, version: str, compatible: str, min_version: str = "", *, now: datetime | None = None,
+        rollout: RolloutPolicy | None = None,
+    ) -> str:  # fmt: skip
+        """Verify the bundle as the box's RAUC would (ota/bundle_check.py), then sign it.
+        A refusal leaves the repository as it was. `rollout` defaults to the whole fleet
+        here; `bedside ota publish` defaults to 0 % (nobody until `bedside ota rollout`)."""
+        _check_versions(version, min_version)
+        if not bundle.is_file():
+            raise FleetError(f"{bundle}: no such bundle")
+        check_bundle(bundle, self.fleet / "rauc" / "ca.pem", compatible=compatible, version=version,
+                     bundle_format=self.settings.bundle_format)  # fmt: skip
+        return self.add_release(bundle, version, compatible, min_version, now=now, rollout=rollout)
+
+    def find_release(self, release: str) -> str:
+        """A target path from a path or a version (unique across compatibles)."""
+        targets: dict[str, TargetFile] = self.load("targets").signed.targets
+        if release in targets:
+            return release
+        found = [p for p, t in targets.items() if (t.custom or {}).get("version") == release]
+        if len(found) != 1:
+            known = ", ".join(sorted(targets)) or "none"
+            what = "several releases" if found else "no release"
+            raise FleetError(f"{release}: {what} by that name (give the target path; published: {known})")
+        return found[0]
+
+    def set_rollout(self, release: str, change: dict[str, Any], now: datetime | None = None) -> RolloutPolicy:
+        """Change a release's rollout (`percent`, `halted`, `cohorts`, `not_before`) and
+        re-sign targets, snapshot, timestamp."""
+        now = now or datetime.now(UTC)
+        path = self.find_release(release)
+        targets: Targets = self.load("targets").signed
+        target = targets.targets[path]
+        custom = dict(target.custom or {})
+        merged = {**RolloutPolicy().to_json(), **(custom.get("rollout") or {}), **change}
+        try:
+            policy = RolloutPolicy(
+                percent=merged["percent"], cohorts=tuple(merged["cohorts"]), halted=bool(merged["halted"]),
+                not_before=datetime.fromisoformat(merged["not_before"].replace("Z", "+00:00"))
+                if merged["not_before"] else None,
+            )  # fmt: skip
+        except ValueError as exc:
+            raise FleetError(f"{path}: {exc}") from None
+        custom["rollout"] = policy.to_json()
+        target.unrecognized_fields["custom"] = custom
+        self.write_targets(targets, now)
+        return policy

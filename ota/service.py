@@ -194,8 +194,11 @@ def agent_for(gw: GatewayLike, reboot: Callable[[], Coroutine[Any, Any, None]] |
         report=report,
         status=status,
     )
+    # The rollout bucket hashes the id the fleet sees (the status topic's): the uplink's
+    # gateway_id, else the bed id (the same fallback as observation ids).
+    gateway_id = str(getattr(up, "gateway_id", "") or getattr(getattr(gw.config, "gateway", None), "bed_id", ""))
     agent_cfg = AgentConfig(
-        cfg.compatible, cfg.base_version, poll_interval_s=cfg.policy.poll_interval_s,
+        cfg.compatible, cfg.base_version, gateway_id, poll_interval_s=cfg.policy.poll_interval_s,
         poll_jitter_s=cfg.policy.poll_jitter_s, max_deferral_s=cfg.policy.max_deferral_s,
         health_timeout_s=cfg.policy.health_timeout_s, max_boot_attempts=cfg.policy.max_boot_attempts,
     )  # fmt: skip

@@ -36,6 +36,7 @@ from typing import Any, Final, Protocol
 
 from appliance.core.errors import BedsideInputError
 from appliance.identity import bed_names
+from appliance.pairing import PairingRefused
 
 __all__ = [
     "MAX_STAYS",
@@ -79,10 +80,6 @@ class CensusEvent(Protocol):
 
 class CensusError(BedsideInputError):
     """A census file that cannot be read."""
-
-
-class PairingRefused(BedsideInputError):
-    """A pairing the census does not support (one line why; exit 2)."""
 
 
 @dataclass(frozen=True, slots=True)

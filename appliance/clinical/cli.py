@@ -18,7 +18,6 @@ import argparse
 import time
 from typing import TYPE_CHECKING, Any
 
-from appliance.clinical.census import Census, check_pairing
 from appliance.clinical.consent import Consent, ConsentBook
 from appliance.clinical.files import load_json, update_json
 from appliance.config import load_config
@@ -40,16 +39,15 @@ def _operator() -> str:
 
 
 def pair(args: argparse.Namespace, registry: Registry) -> str:
-    """Pair as asked, checked against the census when the config has one; the line to print."""
-    patient = args.patient
-    census_path = load_config(args.config).clinical.census_path if args.config else ""
-    if census_path:
-        data = load_json(census_path)
-        census = Census() if data is None else Census.from_json(data, census_path)
-        patient = check_pairing(census, args.bed, args.patient, args.wristband)
-    elif args.wristband is not None:
-        raise BedsideInputError("devices pair: --wristband needs a census ([clinical] census_path in --config)")
-    p = registry.pair(args.device_id, args.bed, patient, by=_operator())
+    """Pair as asked (appliance/pairing.py's checks), against the census when the config
+    has one; the line to print."""
+    from appliance.pairing import pair_device
+
+    config = load_config(args.config) if args.config else None
+    known = [d.id for d in config.devices] if config else None
+    census_path = config.clinical.census_path if config else ""
+    p = pair_device(registry, args.device_id, args.bed, args.patient, known, census_path=census_path,
+                    wristband=args.wristband, by=_operator())  # fmt: skip
     checked = " (census)" if census_path else ""
     return f"paired {p.device_id} to bed {p.bed_id}, patient {p.patient_id or '-'}{checked}"
 
@@ -68,13 +66,21 @@ def release_cmd(args: argparse.Namespace) -> str:
 
 def add_device_parsers(dev_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`devices pair` and `devices release`."""
-    pair = dev_sub.add_parser("pair", help="pair a device to a bed and its patient (checked against the census)")
-    pair.add_argument("device_id")
-    pair.add_argument("--bed", required=True)
-    pair.add_argument("--patient", default=None, help="patient id; with a census it must be the bed's patient")
+    pair = dev_sub.add_parser(
+        "pair", help="pair a device to a bed and its patient (with a census: the bed's census patient, else refused)"
+    )
+    pair.add_argument("device_id", help="the device's id from the config ([[devices]] id)")
+    pair.add_argument("--bed", required=True, help="bed id")
+    pair.add_argument(
+        "--patient", default=None,
+        help="patient id; with a census it must be one of the bed's patient's identifiers "
+        "(omit without a census: the device's data stays quarantined)",
+    )  # fmt: skip
     pair.add_argument("--wristband", default=None, help="wristband scan string, checked against the census")
-    release = dev_sub.add_parser("release", help="give a device's held quarantine to its (census) patient")
-    release.add_argument("device_id")
+    release = dev_sub.add_parser(
+        "release", help="give a device's held quarantine to its census patient (the running gateway does it, audited)"
+    )
+    release.add_argument("device_id", help="the device's id from the config")
     release.add_argument("--badge", default=None, help="operator badge id, recorded in the audit trail")
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from appliance.uplink.pki import issue, make_ca, write_key, write_pem
 from hil.fleet_server import FleetServer
+from hil.rauc_bench import build_bundle
 from hil.vm import Vm
 from ota.pki import make_signing_pki
 from tests.image.conftest import COMPATIBLE, REPO, Built
@@ -27,18 +28,17 @@ FLEET_IP, FLEET_PORT = "10.0.2.100", 8443
 def verity_bundle(
     built: Built, version: str, dest: Path, rootfs: Path | None = None, signing: Path | None = None
 ) -> Path:
-    content = dest.parent / f"bundle-{version}"
-    content.mkdir()
-    shutil.copyfile(rootfs or built.out / "rootfs.sqfs", content / "rootfs.img")  # .img: raw slot copy
-    (content / "manifest.raucm").write_text(
-        f"[update]\ncompatible={COMPATIBLE}\nversion={version}\n\n[bundle]\nformat=verity\n\n"
-        "[image.rootfs]\nfilename=rootfs.img\n"
-    )
+    """The bench's bundle helper, shipping the image's squashfs (or `rootfs`) as rootfs.img."""
     rauc = signing or built.fleet.fleet / "rauc"
-    cmd = ["rauc", "bundle", f"--cert={rauc / 'signing.pem'}", f"--key={rauc / 'signing.key'}",
-           f"--keyring={rauc / 'ca.pem'}", str(content), str(dest)]  # fmt: skip
-    subprocess.run(cmd, check=True, capture_output=True)
-    return dest
+    return build_bundle(
+        dest,
+        compatible=COMPATIBLE,
+        version=version,
+        cert=rauc / "signing.pem",
+        key=rauc / "signing.key",
+        keyring=rauc / "ca.pem",
+        image=rootfs or built.out / "rootfs.sqfs",
+    )
 
 
 def provision(disk: Path, built: Built, pki_dir: Path, workdir: Path) -> None:
@@ -133,7 +133,7 @@ def rogue_release(built: Built, workdir: Path) -> Path:
 
 
 def test_the_box_updates_itself_inside_the_vm_and_commits(built, tmp_path):
-    built.fleet.publish(rogue_release(built, tmp_path), "1.0.9", COMPATIBLE)
+    built.fleet.add_release(rogue_release(built, tmp_path), "1.0.9", COMPATIBLE)  # publish would refuse it
     with box_with_fleet(built, tmp_path) as (vm, fleet):
         vm.wait_for(r"Booting `Bedside Gateway slot A'", 120)
         vm.wait_for(r"Started bedside\.service - Bedside Gateway", 300)

@@ -8,16 +8,24 @@ import pytest
 
 from hil.broker import Pki, make_pki
 from hil.fleet_server import FleetServer
+from hil.rauc_bench import host_bundle_format
 from ota.client import UpdateClient
 from ota.fetch import FetchLimits, MtlsFetcher, client_context
+from ota.fleet_config import FleetSettings
 from ota.repo import FleetRepo, init_fleet
 
 COMPATIBLE = "bedside-test"
 
 
+# What the bench's RAUC installs on this host (verity needs the device mapper; see
+# hil/rauc_bench.py); fleets that install on the host publish that format.
+HOST_FORMAT = host_bundle_format()
+
+
 @pytest.fixture
 def fleet(tmp_path: Path) -> FleetRepo:
-    init_fleet(tmp_path / "fleet", COMPATIBLE)
+    settings = FleetSettings(bundle_format="verity" if HOST_FORMAT == "verity" else "any")
+    init_fleet(tmp_path / "fleet", COMPATIBLE, settings=settings)
     return FleetRepo(tmp_path / "fleet")
 
 

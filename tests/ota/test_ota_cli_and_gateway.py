@@ -16,7 +16,7 @@ from ota.lifecycle import StateFile
 from ota.service import agent_for, blocking_alarm
 from rules.outputs import MemoryOutput
 from tests.integration.helpers import until
-from tests.ota.conftest import COMPATIBLE
+from tests.ota.conftest import COMPATIBLE, HOST_FORMAT
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +68,7 @@ async def test_the_agent_runs_inside_the_gateway_and_reports_every_step(tmp_path
         bundle = build_bundle(
             tmp_path / "b.raucb", compatible=COMPATIBLE, version="1.1.0", cert=fleet.fleet / "rauc" / "signing.pem",
             key=fleet.fleet / "rauc" / "signing.key", keyring=fleet.fleet / "rauc" / "ca.pem",
+            bundle_format=HOST_FORMAT,
         )  # fmt: skip
         fleet.publish(bundle, "1.1.0", COMPATIBLE)
         root = tmp_path / "image-root.json"

@@ -17,7 +17,7 @@ from ota.lifecycle import OtaState, StateFile
 from ota.pki import make_signing_pki
 from ota.rauc import RaucCli, RaucDbus
 from ota.repo import FleetRepo
-from tests.ota.conftest import COMPATIBLE, make_client
+from tests.ota.conftest import COMPATIBLE, HOST_FORMAT, make_client
 
 pytestmark = pytest.mark.integration
 CFG = AgentConfig(COMPATIBLE, "1.0.0", health_timeout_s=1.0, health_poll_s=0.05)
@@ -35,7 +35,7 @@ def signed_bundle(tmp_path: Path, fleet: FleetRepo, version: str, *, pki: Path |
     pki = pki or fleet.fleet / "rauc"
     return build_bundle(
         tmp_path / f"bedside-{version}.raucb", compatible=compatible, version=version,
-        cert=pki / "signing.pem", key=pki / "signing.key", keyring=pki / "ca.pem",
+        cert=pki / "signing.pem", key=pki / "signing.key", keyring=pki / "ca.pem", bundle_format=HOST_FORMAT,
     )  # fmt: skip
 
 
@@ -98,7 +98,7 @@ async def test_bundle_signed_by_another_ca_is_refused_by_rauc_with_nothing_insta
     tmp_path, fleet, server, pki, box_dir, rauc
 ):
     make_signing_pki(tmp_path / "rogue", "rogue")
-    fleet.publish(signed_bundle(tmp_path, fleet, "1.1.0", pki=tmp_path / "rogue"), "1.1.0", COMPATIBLE)
+    fleet.add_release(signed_bundle(tmp_path, fleet, "1.1.0", pki=tmp_path / "rogue"), "1.1.0", COMPATIBLE)
     box = Box(tmp_path, server, pki, rauc)
     agent = box.agent()
     await agent.resume()
@@ -114,7 +114,7 @@ async def test_bundle_signed_by_another_ca_is_refused_by_rauc_with_nothing_insta
 
 async def test_wrong_compatible_in_the_bundle_is_refused_by_rauc(tmp_path, fleet, server, pki, box_dir, rauc):
     # The fleet's metadata says it is for us, the bundle itself says otherwise: RAUC decides.
-    fleet.publish(signed_bundle(tmp_path, fleet, "1.1.0", compatible="other-board"), "1.1.0", COMPATIBLE)
+    fleet.add_release(signed_bundle(tmp_path, fleet, "1.1.0", compatible="other-board"), "1.1.0", COMPATIBLE)
     box = Box(tmp_path, server, pki, rauc)
     agent = box.agent()
     await agent.resume()

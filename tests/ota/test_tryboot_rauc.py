@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.rauc_bench import RaucSystem
+from hil.rauc_bench import RaucSystem, host_bundle_format
 from ota.pki import make_signing_pki
 from ota.tryboot import Autoboot, TrybootState, cmdline
 
@@ -84,7 +84,7 @@ class Pi:
         (content / "config.txt").write_text("arm_64bit=1\n")
         sh("mcopy", "-i", str(content / "boot.vfat"), str(content / "config.txt"), "::config.txt")
         (content / "manifest.raucm").write_text(
-            f"[update]\ncompatible={COMPATIBLE}\nversion={version}\n\n[bundle]\nformat=plain\n\n"
+            f"[update]\ncompatible={COMPATIBLE}\nversion={version}\n\n[bundle]\nformat={host_bundle_format()}\n\n"
             "[image.rootfs]\nfilename=rootfs.ext4\n\n[image.boot]\nfilename=boot.vfat\n"
         )
         for name in ("root", "config.txt"):
