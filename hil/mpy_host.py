@@ -152,6 +152,8 @@ class MpyBoard:
                 self.proc.kill()
                 self.proc.wait()
         self._reader.join(timeout=5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         os.close(self._slave)
         shutil.rmtree(self.work, ignore_errors=True)
 

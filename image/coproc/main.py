@@ -95,7 +95,10 @@ class App:
             n = uart.any()
             data = uart.read(n) if n else None
             if data:
-                for line in self.lines.feed(data):
+                before = self.lines.overlong
+                lines = self.lines.feed(data)
+                self.watch.bad += self.lines.overlong - before  # an over-long line is a corrupt frame too
+                for line in lines:
                     reply = self.answer(line)
                     if reply:
                         uart.write(reply)
