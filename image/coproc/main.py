@@ -127,9 +127,13 @@ class App:
         return buzz, red, yellow, cyan
 
     async def player(self) -> None:
+        shown = ""
         while self.running:
             now = self.clock.ms()
             self.watch.tick(now - self.watch.last_hb_ms)
+            if self.watch.state != shown:
+                shown = self.watch.state
+                print("coproc:", shown)  # the USB console's log of transitions
             buzz, red, yellow, cyan = self.frame(now)
             self.board.show(buzz, red, yellow, cyan)
             await asyncio.sleep_ms(cfg.PLAY_MS)

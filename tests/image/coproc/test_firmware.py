@@ -7,6 +7,7 @@ model reports through a pipe. 250 ms is allowed on top of the configured timeout
 
 from __future__ import annotations
 
+import itertools
 import time
 
 from rules.outputs.coproc_wire import frame
@@ -36,7 +37,7 @@ def test_heartbeat_loss_sounds_the_failure_pattern_within_the_default_bound():
         burst = pulses(board, BUZZER, sounded, sounded + 3.5)
         assert len(burst) == 10, burst
         assert all(0.1 <= length <= 0.2 for _, length in burst), burst
-        gaps = [b[0] - a[0] for a, b in zip(burst, burst[1:], strict=False)]
+        gaps = [b[0] - a[0] for a, b in itertools.pairwise(burst)]
         assert max(gaps) > 0.6 > max(gaps[:2]), gaps  # the pause between the halves
         red = pulses(board, RED, sounded, sounded + 2.0)
         yellow = pulses(board, YELLOW, sounded, sounded + 2.0)
@@ -118,7 +119,7 @@ def test_corrupted_and_replayed_frames_are_ignored_and_counted(fast):
 
 
 def test_boot_grace_then_failure_without_any_heartbeat(fast):
-    board, wire = fast
+    board, _wire = fast
     started = time.monotonic()
     assert wait_for(lambda: board.first_on(BUZZER, 0.0) is not None, 3.0)
     sounded = board.first_on(BUZZER, 0.0)
