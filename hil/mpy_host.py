@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 import tty
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -64,7 +65,7 @@ def find_wasm() -> Path:
     return path
 
 
-def _override(module: Path, values: dict[str, object]) -> None:
+def _override(module: Path, values: Mapping[str, object]) -> None:
     text = module.read_text()
     for name, value in values.items():
         text, n = re.subn(rf"^{name} = .*$", f"{name} = {value!r}", text, count=1, flags=re.MULTILINE)
@@ -82,7 +83,7 @@ class MpyBoard:
         *,
         main: str = "main",
         config: str = "",
-        overrides: dict[str, object] | None = None,
+        overrides: Mapping[str, object] | None = None,
     ) -> None:
         self.work = Path(tempfile.mkdtemp(prefix="bedside-mpy-"))
         for src in firmware if isinstance(firmware, list) else [firmware]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 
@@ -94,7 +94,7 @@ def wait_for(predicate: object, timeout_s: float) -> bool:
     return False
 
 
-def start(overrides: dict[str, object] | None = None) -> tuple[MpyBoard, Wire]:
+def start(overrides: Mapping[str, object] | None = None) -> tuple[MpyBoard, Wire]:
     board = MpyBoard(FIRMWARE, config="bsc_config", overrides=overrides)
     board.wait_event("boot")
     return board, Wire(board)
