@@ -41,6 +41,7 @@ __all__ = ["DEVICE_ID", "CoprocOutput"]
 log = logging.getLogger(__name__)
 DEVICE_ID = "coproc"
 REOPEN_S = 2.0  # a port that cannot be opened is tried again this often
+RESTART_S = 15.0  # an updated co-processor must answer within this after its soft reset
 
 
 class CoprocOutput:
@@ -208,11 +209,15 @@ class CoprocOutput:
                 if self._ask(ser, "REPL") is None:
                     raise FlashError("the co-processor did not hand over its REPL")
                 flash(ser, firmware_files(Path(s.coproc_firmware_dir)))
+                self.flashed += 1
+                # The new firmware answers once it has started: wait for it, bounded.
+                deadline = time.monotonic() + RESTART_S
+                while (version := self._ask(ser, "VER")) is None and time.monotonic() < deadline:
+                    pass
+                log.warning("alarm co-processor updated: now %s", version.args[0] if version else "not answering")
         except (serial.SerialException, OSError, FlashError) as exc:
             log.error("alarm co-processor update failed: %s", exc)
             return False
-        self.flashed += 1
-        time.sleep(1.0)  # let the new firmware start before the first heartbeat
         return True
 
     def _ask(self, ser: serial.Serial, command: str) -> Reply | None:

@@ -2,7 +2,7 @@
 under node) with the board model: its UART on a pty, its pins stamped as they change.
 
 Bounds: the player runs every 10 ms and the UART is polled every 5 ms; the board
-model reports through a pipe. 250 ms is allowed on top of the configured timeout.
+model reports through a pipe. 350 ms is allowed on top of the configured timeout (a loaded CI machine).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from rules.outputs.coproc_wire import frame
 from tests.image.coproc.conftest import BUZZER, CYAN, RED, YELLOW, firmware_module, pulses, start, wait_for
 
-SLACK_S = 0.25
+SLACK_S = 0.35
 
 
 def test_heartbeat_loss_sounds_the_failure_pattern_within_the_default_bound():
