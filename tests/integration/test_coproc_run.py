@@ -3,15 +3,17 @@ hil/mpy_host.py) through a pty: kill -STOP of the gateway makes the co-processor
 sound the alarm-system-failure pattern within its bound; kill -CONT brings the
 heartbeats back and the gateway's acknowledgement silences it."""
 
+import os
 import re
 import signal
 import time
+import tty
 
 import pytest
 
 from hil.mpy_host import MpyBoard
 from tests.image.coproc.conftest import BUZZER, FIRMWARE, YELLOW
-from tests.integration.helpers import gateway_toml, spawn, wait_until
+from tests.integration.helpers import gateway_toml, records, spawn, wait_until
 
 pytestmark = pytest.mark.integration
 TIMEOUT_S = 3.0  # the shipped bsc_config's TIMEOUT_MS
@@ -63,3 +65,29 @@ def test_a_stopped_gateway_makes_the_coprocessor_sound_within_the_bound(bench):
 
         gateway.send_signal(signal.SIGTERM)
         assert gateway.wait(10) == 0
+
+
+def test_a_silent_coprocessor_raises_the_output_failure_alarm(bench):
+    tmp, procs = bench
+    master, slave = os.openpty()  # a port with nothing on the other end of the wire
+    tty.setraw(slave)
+    try:
+        sections = f'[alarms]\ncoproc_port = "{os.ttyname(slave)}"\nevents_path = "{tmp / "alarms.jsonl"}"\n'
+        (tmp / "gateway.toml").write_text(gateway_toml(tmp, "ICU-9", sections=sections))
+        gateway = spawn("run", "--config", str(tmp / "gateway.toml"))
+        procs.append(gateway)
+
+        def raised():
+            return [
+                a for a in records(tmp / "alarms.jsonl")
+                if a.get("rule_id") == "output-failure" and a["state"] == "active"
+            ]  # fmt: skip
+
+        assert wait_until(lambda: bool(raised()), 15)
+        alarm = raised()[0]
+        assert alarm["priority"] == "high" and alarm["device_id"] == "coproc" and alarm["kind"] == "technical"
+        gateway.send_signal(signal.SIGTERM)
+        assert gateway.wait(10) == 0
+    finally:
+        os.close(master)
+        os.close(slave)
