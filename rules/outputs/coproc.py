@@ -60,6 +60,7 @@ class CoprocOutput:
         self.flashed = 0
         self.dropped = 0  # frames a full line could not take
         self.heartbeats = 0
+        self.tested = False  # the co-processor answered TEST,OK (its outputs blipped)
         self._fd: int | None = None
         self._serial: serial.Serial | None = None
         self._buf = b""
@@ -136,6 +137,8 @@ class CoprocOutput:
         self._last_reply = time.monotonic()
         if reply.kind == "VER" and reply.args:
             self.version = reply.args[0]
+        if reply.kind == "TEST" and reply.args == ("OK",):
+            self.tested = True
         status = Status.of(reply)
         if status is not None:
             if status.state == "recovered":
@@ -169,6 +172,8 @@ class CoprocOutput:
         self._send("HELLO")
         self._send("VER")
         self._send("MIRROR", "1" if self.settings.coproc_mirror else "0")
+        if not self.tested:
+            self._send("TEST")  # the first time: a blip the installer sees and hears
 
     async def run(self) -> None:
         if self.settings.coproc_firmware_dir:

@@ -50,8 +50,9 @@ async def test_heartbeats_keep_it_silent_and_annunciations_are_mirrored(board):
     try:
         await until(lambda: out.status is not None and out.status.state == "watching", 5)
         await asyncio.sleep(2.0)  # twice the firmware's timeout
-        assert board.first_on(BUZZER, 0.0) is None
+        assert board.first_on(BUZZER, time.monotonic() - 1.7) is None
         assert out.version == "1.0.0" and not [e for e in events if e.active]
+        assert out.tested and board.first_on(RED, 0.0) is not None  # the first connection's self-test blip
         t0 = time.monotonic()
         out.annunciate(Annunciation(audible=Priority.HIGH, visual=Priority.HIGH, active_count=1))
         await asyncio.sleep(1.7)
