@@ -30,6 +30,7 @@ from appliance.sinks import MAX_PENDING
 from drivers import registry
 from drivers.devices import DeviceSettings
 from ota.policy import UpdatePolicy
+from rules.outputs.coproc_settings import CoprocSettings
 from rules.patterns import PatternConfig
 
 __all__ = [
@@ -138,6 +139,8 @@ class AlarmsConfig:
     low_burst_interval_s: float = _f(_PATTERN.low_interval_s, min=15.0, max=3600.0)
     high_flash_hz: float = _f(_PATTERN.high_flash_hz, min=1.4, max=2.8)
     medium_flash_hz: float = _f(_PATTERN.medium_flash_hz, min=0.4, max=0.8)
+    # The independent alarm co-processor (coproc_port, coproc_mirror, ...: keys of this table).
+    coproc: CoprocSettings = part(CoprocSettings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,8 +51,21 @@ def startup_checks(config: Config, source: str) -> None:
             _check_not_dir(f"{item_key('devices', i, dev)}.port", dev.port, fail)
     if config.alarms.control_socket:
         _check_socket_path("alarms.control_socket", config.alarms.control_socket, fail)
+    _check_coproc(config, fail)
     _check_tls_listeners(config, fail)
     _check_listeners(config, fail)
+
+
+def _check_coproc(config: Config, fail: Fail) -> None:
+    co = config.alarms.coproc
+    if co.coproc_port:
+        _check_not_dir("alarms.coproc_port", co.coproc_port, fail)
+        if any(dev.port == co.coproc_port for dev in config.devices):
+            fail("alarms.coproc_port", f"{co.coproc_port} is a device's port")
+    if co.coproc_firmware_dir:
+        for name in ("main.py", "bsc_proto.py"):  # the version is read from bsc_proto.py
+            if not (Path(co.coproc_firmware_dir) / name).is_file():
+                fail("alarms.coproc_firmware_dir", f"{co.coproc_firmware_dir}: no {name}: not a firmware folder")
 
 
 def _written_files(config: Config) -> list[tuple[str, str]]:

@@ -45,7 +45,8 @@ from rules.spec import DEFAULT_RULES_PATH, RuleSet, load_rules
 # What only some configs use is imported where it is used (issue #15: start-up time
 # and resident memory): the store and the uplink (cryptography, gmqtt) with [queue]
 # and [uplink], a family's codec and transport stack (radio, listener, TLS) with a
-# device of that family (drivers/registry.py), GPIO with [alarms] gpio_chip.
+# device of that family (drivers/registry.py), GPIO with [alarms] gpio_chip, the
+# co-processor output (pyserial) with [alarms] coproc_port.
 if TYPE_CHECKING:
     from appliance.queue.queue import RecordQueue
     from appliance.uplink.client import Uplink
@@ -55,8 +56,12 @@ __all__ = ["Gateway"]
 log = logging.getLogger(__name__)
 
 
-def build_outputs(cfg: AlarmsConfig) -> list[AlarmOutput]:
+def build_outputs(cfg: AlarmsConfig, report: Callable[[TechnicalEvent], None] | None = None) -> list[AlarmOutput]:
     outputs: list[AlarmOutput] = []
+    if cfg.coproc.coproc_port:
+        from rules.outputs.coproc import CoprocOutput
+
+        outputs.append(CoprocOutput(cfg.coproc, report))
     if cfg.gpio_chip:
         from rules.outputs.gpio import GpiodLines, GpioLineMap, GpioOutput
         from rules.patterns import PatternConfig
@@ -170,7 +175,7 @@ class Gateway:
         alarms, arbiter = self.config.alarms, self.config.arbiter
         circuit = AlarmCircuit(
             ruleset or load_rules(alarms.rules_path or DEFAULT_RULES_PATH),
-            build_outputs(alarms) if outputs is None else outputs,
+            build_outputs(alarms, self.publish) if outputs is None else outputs,
             self.publish,
             arbiter=Arbiter(dict(arbiter.precedence), arbiter.fresh_s, on_audit=self._audit),
             now=lambda: self.clock.now().timestamp(),
