@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", default=None, help="where to put config and output (default: temp dir)")
     demo.set_defaults(func=cmd_demo)
 
+    from appliance.clinical.cli import add_parsers as add_clinical_parsers
+
+    add_clinical_parsers(sub)
     _add_bench_parser(sub)
     from ota.cli import add_parser as add_ota_parser
 
@@ -244,7 +247,10 @@ def _add_operator_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParse
     ack = alarm_sub.add_parser("ack", help="acknowledge (all alarms, or one bed / rule)")
     ack.add_argument("--bed", default=None)
     ack.add_argument("--rule", default=None)
-    alarm_sub.add_parser("pause", help="audio pause").add_argument("--bed", default=None)
+    ack.add_argument("--badge", default=None, help="badge id, recorded with your user name in the audit trail")
+    pause = alarm_sub.add_parser("pause", help="audio pause")
+    pause.add_argument("--bed", default=None)
+    pause.add_argument("--badge", default=None, help="badge id, recorded with your user name in the audit trail")
     alarm.set_defaults(func=cmd_alarm)
 
 

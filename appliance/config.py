@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from appliance.clinical.settings import ClinicalSettings
 from appliance.core.errors import BedsideConfigError
 from appliance.core.settings import Fail, build_settings, part, setting, table_fields
 from appliance.core.tls import resolve_tls
@@ -155,6 +156,7 @@ class Config:
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     arbiter: ArbiterConfig = field(default_factory=ArbiterConfig)
     ota: OtaConfig = field(default_factory=OtaConfig)
+    clinical: ClinicalSettings = field(default_factory=ClinicalSettings)
     devices: tuple[DeviceSettings, ...] = ()
 
 
@@ -224,6 +226,7 @@ def _cross_checks(config: Config, fail: Fail) -> None:
             if not getattr(up, key):
                 fail(f"uplink.{key}", "required when uplink.host is set")
     _check_ota(config, fail)
+    _check_clinical(config, fail)
     seen_ids: set[str] = set()
     seen_ports: dict[str, str] = {}
     for i, dev in enumerate(config.devices):
@@ -254,6 +257,15 @@ def _check_ota(config: Config, fail: Fail) -> None:
     for file in resolve_tls("ota", (ota.ca_path, ota.cert_path, ota.key_path), up).files:
         if not file.path:
             fail(file.key, "required (or set the uplink's) when ota.server_url is set")
+
+
+def _check_clinical(config: Config, fail: Fail) -> None:
+    if not config.clinical.path:
+        return
+    if not config.queue.key_path:
+        fail("clinical.path", "the journal is sealed with the store's key: set queue.path and queue.key_path too")
+    if not (config.clinical.audit_key_path or config.uplink.key_path):
+        fail("clinical.audit_key_path", "required (or set uplink.key_path: the box key signs the audit trail)")
 
 
 def _check_port(config: Config, dev: DeviceSettings, key: str, fail: Fail) -> None:

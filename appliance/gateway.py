@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -29,7 +29,7 @@ from appliance.core.model import DeviceEvent, Reading, Record, TechnicalEvent
 from appliance.core.vocab import TechnicalKind
 from appliance.looplag import LagMonitor
 from appliance.normalize import DeviceContext, Normalizer
-from appliance.registry import Registry
+from appliance.registry import Registry, file_writer
 from appliance.sdnotify import Notifier
 from appliance.sinks import JsonlSink, Sink
 from appliance.stats import LatencyHistogram, RateWindow, StatsSettings, snapshot
@@ -46,12 +46,17 @@ from rules.spec import DEFAULT_RULES_PATH, RuleSet, load_rules
 # and [uplink], a family's codec and transport stack (radio, listener, TLS) with a
 # device of that family (drivers/registry.py), GPIO with [alarms] gpio_chip.
 if TYPE_CHECKING:
+    from appliance.clinical.plane import ClinicalPlane
     from appliance.queue.queue import RecordQueue
     from appliance.uplink.client import Uplink
 
 __all__ = ["Gateway"]
 
 log = logging.getLogger(__name__)
+
+
+def _no_audit(kind: str, fields: Mapping[str, object]) -> None:
+    """The audit hook while the clinical plane is off: nothing is recorded."""
 
 
 def build_outputs(cfg: AlarmsConfig) -> list[AlarmOutput]:
@@ -119,7 +124,13 @@ class Gateway:
         self.self_test_ok: bool | None = None
         # Further supervised tasks (the OTA agent), added by the entry point before run().
         self.tasks: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
+        self._gateway_id = config.uplink.gateway_id or config.gateway.bed_id
         self.alarms = self._make_alarms(ruleset, outputs)
+        # The clinical plane (audit trail, FHIR charting): `audit` is the hook components get.
+        self.clinical: ClinicalPlane | None = self._make_clinical()
+        self.audit: Callable[[str, Mapping[str, object]], None] = (
+            self.clinical.trail.record if self.clinical is not None else _no_audit
+        )
         # Alarm path timing: a reading's arrival in handle() -> an annunciation it caused.
         self.stats_settings = StatsSettings()
         self.alarm_latency = LatencyHistogram()
@@ -128,9 +139,8 @@ class Gateway:
         self.alarms.on_annunciate = self._annunciated
         if self.uplink is not None:  # after the alarm circuit: it keeps the per-bed alarm status
             self.subscribers.append(self.uplink.on_record)
-        # Observation ids (appliance/normalize.py): the gateway's id keeps two gateways'
-        # apart, the boot id two starts of this one (for readings without an origin).
-        self._gateway_id = config.uplink.gateway_id or config.gateway.bed_id
+        # Observation ids (appliance/normalize.py): the gateway's id (set above) keeps two
+        # gateways' apart, the boot id two starts of this one (for readings without an origin).
         self._devices = {dev.id: dev for dev in config.devices}
         self._contexts: dict[str, DeviceContext] = {}
         self.links: dict[str, Link] = {dev.id: self._link(dev, opener) for dev in config.devices}
@@ -167,6 +177,22 @@ class Gateway:
         # anything else is done with it.
         self.subscribers.append(circuit.on_record)
         return circuit
+
+    def _make_clinical(self) -> ClinicalPlane | None:
+        cfg = self.config
+        if not cfg.clinical.path:
+            return None
+        from appliance.clinical.plane import ClinicalPlane
+
+        plane = ClinicalPlane(
+            cfg.clinical, audit_key_path=cfg.clinical.audit_key_path or cfg.uplink.key_path,
+            seal_key_path=cfg.queue.key_path, gateway_id=self._gateway_id, ruleset=self.alarms.engine.ruleset,
+            now_ms=lambda: round(self.clock.now().timestamp() * 1000),
+            protocols={d.id: d.protocol for d in cfg.devices},
+            send=self.uplink.publish_side if self.uplink is not None else None,
+        )  # fmt: skip
+        self.subscribers.append(plane.on_record)
+        return plane
 
     def _link(self, dev: DeviceConfig, opener: Opener) -> Link:
         def emit(event: DeviceEvent) -> None:
@@ -273,13 +299,19 @@ class Gateway:
     def _audit(self, record: AuditRecord) -> None:
         for sink in self.sinks:
             sink.offer(record)
+        if self.clinical is not None:
+            self.clinical.on_arbiter(record)
 
     async def _watch_registry(self) -> None:
         while True:
             await asyncio.sleep(self.config.gateway.registry_poll_s)
+            before = self.registry.snapshot()
             if await asyncio.to_thread(self.registry.refresh):
                 self._contexts.clear()
                 log.info("registry changed: pairings reloaded")
+                if self.clinical is not None:
+                    writer = await asyncio.to_thread(file_writer, self.registry.path)
+                    self.clinical.pairings_changed(before, self.registry.snapshot(), writer)
 
     async def _watchdog(self) -> None:
         # Pinging from the event loop proves the loop (and so the alarm path) turns.
@@ -310,6 +342,11 @@ class Gateway:
         for dev_id, link in self.links.items():
             supervisor.start(f"link:{dev_id}", link.run, dev_id)
         supervisor.start("registry", self._watch_registry)
+        if self.clinical is not None:
+            from appliance.clinical.audit import config_digest
+
+            self.clinical.start(config_digest(self.config), len(self.links))
+            supervisor.start("clinical", self.clinical.run)
         if (synced_clock := self._synced_clock) is not None:
             supervisor.start("clock", lambda: run_clock(synced_clock, self.publish))
         if self.uplink is not None:
@@ -319,7 +356,7 @@ class Gateway:
         for name, task in self.tasks.items():
             supervisor.start(name, task)
         if self.config.alarms.control_socket:
-            control = ControlServer(self.alarms, self.config.alarms.control_socket, stats=self.stats)
+            control = ControlServer(self.alarms, self.config.alarms.control_socket, stats=self.stats, audit=self.audit)
             supervisor.start("control", control.run)
         supervisor.start("status", self._status)
         if self.uplink is not None:
@@ -346,5 +383,8 @@ class Gateway:
                 async with asyncio.timeout(self.config.supervisor.shutdown_timeout_s / 2):
                     await sink.flush()
             sink.close()
+        if self.clinical is not None:
+            await self.clinical.flush()
+            self.clinical.close()
         log.info("stopped: %s", self.status_line())
         return clean

@@ -1,0 +1,165 @@
+"""The clinical plane, wired into the gateway: audit trail, charting, FHIR, journal, topics.
+
+The gateway makes one when `[clinical] path` is set. It is a synchronous
+subscriber (after the alarm circuit): a charted observation or an alarm of a
+paired, consented patient becomes a FHIR resource offered to the journal's
+buffer, an OTA step an audit entry; nothing here awaits disk or network. Its task
+commits the journal, flushes the arbiter digest every `arbiter_digest_s` and
+publishes the journal's streams over the uplink's connection. Telemetry is left
+exactly as it was: this is a second plane beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from appliance.arbiter import AuditRecord
+from appliance.clinical.audit import ArbiterDigest, AuditTrail, load_box_key
+from appliance.clinical.charting import ChartGate, ConsentPredicate, every_paired_patient_consented, limits_for
+from appliance.clinical.fhir import (
+    Limits,
+    PatientRef,
+    alarm_resource,
+    device_metric_resource,
+    device_resource,
+    observation_resource,
+)
+from appliance.clinical.journal import Journal
+from appliance.clinical.publisher import AuditPublisher, Send
+from appliance.clinical.settings import ClinicalSettings
+from appliance.core.model import AlarmEvent, Observation, Record, TechnicalEvent
+from appliance.core.vocab import TechnicalKind
+from appliance.queue.seal import Sealer, load_or_create_key
+from rules.spec import RuleSet
+
+__all__ = ["ClinicalPlane"]
+
+log = logging.getLogger(__name__)
+_OTA_KINDS: Final = frozenset({TechnicalKind.UPDATE, TechnicalKind.UPDATE_REFUSED, TechnicalKind.UPDATE_DEFERRED})
+MAX_DEVICE_METRICS: Final = 4096  # (device, metric) pairs whose DeviceMetric was sent; then sent again
+
+
+def _pairing_fields(p: Any) -> dict[str, object]:
+    return {"device_id": p.device_id, "bed_id": p.bed_id, "patient_id": p.patient_id}
+
+
+class ClinicalPlane:
+    def __init__(
+        self,
+        settings: ClinicalSettings,
+        *,
+        audit_key_path: str,
+        seal_key_path: str,
+        gateway_id: str,
+        ruleset: RuleSet,
+        now_ms: Callable[[], int],
+        protocols: Mapping[str, str],
+        send: Send | None = None,
+        consented: ConsentPredicate = every_paired_patient_consented,
+    ) -> None:
+        self.settings = settings
+        key = load_box_key(audit_key_path)  # first: a bad key is exit 2 before any file is made
+        sealer = Sealer(load_or_create_key(seal_key_path, create=True))
+        self.journal = Journal(settings.path, sealer, audit_max_entries=settings.audit_max_entries,
+                               clinical_max_rows=settings.clinical_max_rows)  # fmt: skip
+        head = self.journal.head()
+        self._fresh = head is None
+        self.trail = AuditTrail(key, gateway_id, now_ms, self.journal.offer_audit, head)
+        self.gate = ChartGate(settings.charting_interval_s, consented)
+        self.digest = ArbiterDigest()
+        self.patients = PatientRef(settings.patient_identifier_system)
+        self._ruleset = ruleset
+        self._limits: dict[str, Limits] = {}
+        self._protocols = dict(protocols)
+        self._devices_said: dict[str, tuple[str, str | None]] = {}
+        self._metrics_said: set[tuple[str, int]] = set()
+        self.refused: dict[str, int] = {}  # observations not charted, by reason (`bedside stats`)
+        self.publisher = AuditPublisher(self.journal, send, gateway_id) if send is not None else None
+
+    # -- audit sources -------------------------------------------------------------------
+    def start(self, config_sha256: str, devices: int) -> None:
+        self.trail.start("new journal" if self._fresh else "gateway started")
+        self.trail.record("config_loaded", {"sha256": config_sha256, "devices": devices})
+
+    def on_arbiter(self, record: AuditRecord) -> None:
+        self.digest.add(record)
+
+    def pairings_changed(self, old: Mapping[str, Any], new: Mapping[str, Any], writer: Mapping[str, object]) -> None:
+        """Registry changes the gateway picked up: one entry per device, naming the file's owner."""
+        for device in sorted(old.keys() | new.keys()):
+            before, after = old.get(device), new.get(device)
+            if before == after:
+                continue
+            if after is None:
+                self.trail.record("unpairing", {**_pairing_fields(before), "file_owner": dict(writer)})
+            else:
+                was = _pairing_fields(before) if before is not None else None
+                self.trail.record("pairing", {**_pairing_fields(after), "was": was, "file_owner": dict(writer)})
+
+    # -- the subscriber ------------------------------------------------------------------
+    def on_record(self, record: Record) -> None:
+        if isinstance(record, Observation):
+            self._observation(record)
+        elif isinstance(record, AlarmEvent):
+            if record.patient_id is not None and self.gate.consented(record.patient_id):
+                self._offer(alarm_resource(record, self.patients))
+        elif isinstance(record, TechnicalEvent) and record.device_id == "ota" and record.kind in _OTA_KINDS:
+            self.trail.record("ota_step", {"kind": record.kind, "active": record.active, "detail": record.detail})
+
+    def _observation(self, obs: Observation) -> None:
+        reason = self.gate.refusal(obs)
+        if reason:
+            self.refused[reason] = self.refused.get(reason, 0) + 1
+            return
+        said = (obs.bed_id, obs.patient_id)
+        if self._devices_said.get(obs.device_id) != said:
+            self._devices_said[obs.device_id] = said
+            protocol = self._protocols.get(obs.device_id, "unknown")
+            self._offer(device_resource(obs.device_id, protocol, obs.bed_id, obs.patient_id, self.patients))
+        if (obs.device_id, obs.code) not in self._metrics_said:
+            if len(self._metrics_said) >= MAX_DEVICE_METRICS:
+                self._metrics_said.clear()
+            self._metrics_said.add((obs.device_id, obs.code))
+            self._offer(device_metric_resource(obs.device_id, obs.metric, obs.code, obs.unit))
+        limits = self._limits.get(obs.bed_id)
+        if limits is None:
+            limits = self._limits[obs.bed_id] = limits_for(self._ruleset, obs.bed_id)
+        self._offer(observation_resource(obs, self.patients, limits))
+
+    def _offer(self, resource: dict[str, Any]) -> None:
+        self.journal.offer_clinical(json.dumps(resource, separators=(",", ":"), allow_nan=False).encode())
+
+    # -- the task ------------------------------------------------------------------------
+    async def _digest(self) -> None:
+        period = self.settings.arbiter_digest_s
+        while True:
+            await asyncio.sleep(period)
+            self.digest.flush(self.trail.record, period)
+
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(self.journal.run(), name="journal"),
+                 asyncio.create_task(self._digest(), name="arbiter-digest")]  # fmt: skip
+        if self.publisher is not None:
+            tasks.append(asyncio.create_task(self.publisher.run(), name="clinical-publisher"))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # a crash goes to the supervisor (driver_crashed, restart)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def flush(self) -> None:
+        """At shutdown: the digest of the last period, then everything buffered."""
+        self.digest.flush(self.trail.record, self.settings.arbiter_digest_s)
+        await self.journal.commit()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.journal.close()
