@@ -1,0 +1,207 @@
+"""The clinical plane inside a running gateway (in-memory device stream, real journal,
+real control socket): what is charted, what is audited, consent, restarts."""
+
+import asyncio
+import json
+import os
+import pwd
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from appliance.clinical.chain import verify_chain
+from appliance.clinical.journal import Journal
+from appliance.config import parse_config
+from appliance.core.model import TechnicalEvent
+from appliance.gateway import Gateway
+from appliance.queue.seal import Sealer, load_or_create_key
+from appliance.registry import Registry
+from appliance.sdnotify import Notifier
+from appliance.uplink.pki import write_key
+from rules.outputs import MemoryOutput
+from tests.appliance.test_gateway import Streams, wait_for
+
+LINE = b"09/15/10 15:10:29 SPO2=%03d%% BPM=064 PI=11.82%% ALARM=20 EXC=800\r\n"
+
+
+@pytest.fixture
+def box(tmp_path):
+    key = ec.generate_private_key(ec.SECP256R1())
+    write_key(tmp_path / "box.key", key)
+    text = f"""
+[gateway]
+bed_id = "ICU-9"
+registry_path = "{tmp_path / "registry.json"}"
+registry_poll_s = 0.1
+max_clock_skew_s = 86400
+[queue]
+path = "{tmp_path / "store.db"}"
+key_path = "{tmp_path / "store.key"}"
+[alarms]
+control_socket = "{tmp_path / "ctl.sock"}"
+console = false
+[clinical]
+path = "{tmp_path / "clinical.db"}"
+audit_key_path = "{tmp_path / "box.key"}"
+charting_interval_s = 30
+patient_identifier_system = "urn:oid:1.2.3.4"
+[[devices]]
+id = "m1"
+protocol = "masimo"
+port = "/dev/fake0"
+timezone = "UTC"
+"""
+    return tmp_path, parse_config(text), key
+
+
+async def started(cfg, output=None):
+    streams = Streams()
+    gw = Gateway(cfg, opener=streams, notifier=Notifier({}), outputs=[output or MemoryOutput()])
+    stop = asyncio.Event()
+    runner = asyncio.create_task(gw.run(stop))
+    await wait_for(lambda: "/dev/fake0" in streams.by_port)
+    return gw, streams.by_port["/dev/fake0"], stop, runner
+
+
+def is_alarm(resource: dict[str, Any]) -> bool:
+    """An ACM alarm Observation: coded MDC_EVT_ALARM."""
+    return bool(resource["resourceType"] == "Observation" and resource["code"]["coding"][-1]["code"] == "196616")
+
+
+def journal(tmp):
+    return Journal(tmp / "clinical.db", Sealer(load_or_create_key(tmp / "store.key", create=False)))
+
+
+def resources(tmp) -> list[dict[str, Any]]:
+    j = journal(tmp)
+    try:
+        return [json.loads(p) for p in j.export_clinical()]
+    finally:
+        j.close()
+
+
+def audit(tmp):
+    j = journal(tmp)
+    try:
+        return list(j.export_audit())
+    finally:
+        j.close()
+
+
+async def test_paired_values_are_charted_and_everything_is_audited(box):
+    tmp, cfg, key = box
+    gw, stream, stop, runner = await started(cfg)
+    assert gw.clinical is not None
+    Registry(cfg.gateway.registry_path).pair("m1", "ICU-4", "MRN-77")
+    await wait_for(lambda: gw.context(cfg.devices[0]).patient_id == "MRN-77")
+    await wait_for(lambda: gw.clinical is not None and gw.clinical.trail.seq >= 3)  # the pairing entry
+    for _ in range(3):  # three readings within the charting interval: one charted per metric
+        stream.push(LINE % 97)
+        await asyncio.sleep(0.05)
+    reply = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "appliance.cli", "alarm", "--socket", str(tmp / "ctl.sock"), "ack", "--badge", "B-42"],
+        capture_output=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert reply.returncode == 0, reply.stderr
+    ctl = ["alarm", "--socket", str(tmp / "ctl.sock")]
+    bad = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "appliance.cli", *ctl, "pause", "--badge", "x" * 65],
+        capture_output=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert bad.returncode != 0 and b"badge must be" in bad.stderr
+    gw.publish(TechnicalEvent("ota", "update", detail="downloading 1.2.0"))
+    stop.set()
+    assert await runner
+
+    made = resources(tmp)
+    # The 2010 device clock raised the technical clock-skew alarm: an ACM alarm Observation (MDC_EVT_ALARM).
+    alarms = [r for r in made if is_alarm(r)]
+    assert [a["valueCodeableConcept"]["coding"][0]["code"] for a in alarms] == ["clock-skew"]
+    kinds = [r["resourceType"] for r in made if r not in alarms]
+    assert kinds.count("Device") == 1 and kinds.count("DeviceMetric") == 3 and kinds.count("Observation") == 3
+    obs = [r for r in made if r["resourceType"] == "Observation" and r not in alarms]
+    assert {r["subject"]["identifier"]["value"] for r in obs} == {"MRN-77"}
+    assert {r["subject"]["identifier"]["system"] for r in obs} == {"urn:oid:1.2.3.4"}
+
+    entries = audit(tmp)
+    assert verify_chain(entries, key.public_key(), from_genesis=True).ok
+    by_kind = {e.kind: e.fields for e in entries}
+    assert list(by_kind)[:2] == ["chain_started", "config_loaded"] and len(by_kind["config_loaded"]["sha256"]) == 64
+    assert by_kind["pairing"]["patient_id"] == "MRN-77" and by_kind["pairing"]["bed_id"] == "ICU-4"
+    me = pwd.getpwuid(os.getuid()).pw_name
+    assert by_kind["alarm_ack"] == {"bed": None, "rule": None, "uid": os.getuid(), "user": me, "badge": "B-42"}
+    assert "audio_pause" not in by_kind  # refused: nothing done, nothing recorded
+    assert by_kind["ota_step"]["detail"] == "downloading 1.2.0"
+
+
+async def test_an_unpaired_device_is_not_charted_and_its_unpairing_is_audited(box):
+    tmp, cfg, _key = box
+    Registry(cfg.gateway.registry_path).pair("m1", "ICU-4", "MRN-77")
+    gw, stream, stop, runner = await started(cfg)
+    Registry(cfg.gateway.registry_path).unpair("m1")
+    await wait_for(lambda: gw.context(cfg.devices[0]).patient_id is None)
+    stream.push(LINE % 97)
+    await wait_for(lambda: gw.counts["observation"] >= 3)
+    stop.set()
+    await runner
+    assert resources(tmp) == []
+    assert gw.clinical is not None and gw.clinical.refused == {"unpaired": 3}
+    unpairing = [e for e in audit(tmp) if e.kind == "unpairing"]
+    assert len(unpairing) == 1 and unpairing[0].fields["device_id"] == "m1"
+
+
+async def test_consent_withheld_stops_the_chart_not_the_alarm(box):
+    tmp, cfg, _ = box
+    Registry(cfg.gateway.registry_path).pair("m1", "ICU-4", "MRN-77")
+    output = MemoryOutput()
+    gw, stream, stop, runner = await started(cfg, output)
+    assert gw.clinical is not None
+    gw.clinical.gate.consented = lambda patient: False  # the consent gate's predicate
+    stream.push(LINE % 75)  # SpO2 75: the default rules' desaturation alarm, no delay
+    await wait_for(lambda: any(a.audible == "high" for _, a in output.annunciations))
+    stop.set()
+    await runner
+    assert resources(tmp) == []
+    assert gw.clinical.refused.get("not consented") == 3
+
+
+async def test_with_consent_an_alarm_is_an_acm_observation(box):
+    tmp, cfg, _ = box
+    Registry(cfg.gateway.registry_path).pair("m1", "ICU-4", "MRN-77")
+    gw, stream, stop, runner = await started(cfg)
+    stream.push(LINE % 75)
+    await wait_for(lambda: gw.counts["alarmevent"] >= 1)
+    stop.set()
+    await runner
+    alarms = [r for r in resources(tmp) if is_alarm(r)]
+    desat = [a for a in alarms if a["valueCodeableConcept"]["coding"][0]["code"] == "spo2-desat"]
+    assert desat and desat[0]["subject"]["identifier"]["value"] == "MRN-77"
+    spo2 = next(r for r in resources(tmp) if r.get("meta", {}).get("profile") == [
+        "http://hl7.org/fhir/StructureDefinition/oxygensat"])  # fmt: skip
+    assert spo2["interpretation"][0]["coding"][0]["code"] == "LL"
+
+
+async def test_a_restart_continues_the_chain(box):
+    tmp, cfg, key = box
+    for _ in range(2):
+        _gw, _stream, stop, runner = await started(cfg)
+        stop.set()
+        await runner
+    entries = audit(tmp)
+    assert [e.kind for e in entries] == ["chain_started", "config_loaded"] * 2
+    assert entries[2].fields["reason"] == "gateway started" and entries[2].prev == entries[1].hash
+    assert verify_chain(entries, key.public_key(), from_genesis=True).ok
+
+
+def test_a_key_open_to_others_is_refused_in_one_line(box):
+    tmp, cfg, _ = box
+    os.chmod(tmp / "box.key", 0o644)
+    from appliance.core.errors import BedsideConfigError
+
+    with pytest.raises(BedsideConfigError, match=r"box\.key: audit signing key mode 0644 is readable by others"):
+        Gateway(cfg, opener=Streams(), notifier=Notifier({}), outputs=[MemoryOutput()])
