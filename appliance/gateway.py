@@ -345,7 +345,7 @@ class Gateway:
         if self.clinical is not None:
             from appliance.clinical.audit import config_digest
 
-            self.clinical.start(config_digest(self.config), len(self.links))
+            self.clinical.start(config_digest(self.config), len(self.links), self.registry.snapshot())
             supervisor.start("clinical", self.clinical.run)
         if (synced_clock := self._synced_clock) is not None:
             supervisor.start("clock", lambda: run_clock(synced_clock, self.publish))

@@ -41,6 +41,7 @@ __all__ = ["ClinicalPlane"]
 
 log = logging.getLogger(__name__)
 _OTA_KINDS: Final = frozenset({TechnicalKind.UPDATE, TechnicalKind.UPDATE_REFUSED, TechnicalKind.UPDATE_DEFERRED})
+MAX_PAIRINGS_LISTED: Final = 256  # in the start entry; the count says if there were more
 MAX_DEVICE_METRICS: Final = 4096  # (device, metric) pairs whose DeviceMetric was sent; then sent again
 
 
@@ -82,9 +83,13 @@ class ClinicalPlane:
         self.publisher = AuditPublisher(self.journal, send, gateway_id) if send is not None else None
 
     # -- audit sources -------------------------------------------------------------------
-    def start(self, config_sha256: str, devices: int) -> None:
+    def start(self, config_sha256: str, devices: int, pairings: Mapping[str, Any]) -> None:
+        """The run's first entries: the chain (re)started, the configuration's hash, and
+        the pairings as the gateway found them (changes made while it was down)."""
         self.trail.start("new journal" if self._fresh else "gateway started")
         self.trail.record("config_loaded", {"sha256": config_sha256, "devices": devices})
+        listed = [_pairing_fields(p) for _, p in sorted(pairings.items())[:MAX_PAIRINGS_LISTED]]
+        self.trail.record("pairings_loaded", {"count": len(pairings), "pairings": listed})
 
     def on_arbiter(self, record: AuditRecord) -> None:
         self.digest.add(record)

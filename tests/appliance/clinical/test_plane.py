@@ -97,7 +97,7 @@ async def test_paired_values_are_charted_and_everything_is_audited(box):
     assert gw.clinical is not None
     Registry(cfg.gateway.registry_path).pair("m1", "ICU-4", "MRN-77")
     await wait_for(lambda: gw.context(cfg.devices[0]).patient_id == "MRN-77")
-    await wait_for(lambda: gw.clinical is not None and gw.clinical.trail.seq >= 3)  # the pairing entry
+    await wait_for(lambda: gw.clinical is not None and gw.clinical.trail.seq >= 4)  # the pairing entry
     for _ in range(3):  # three readings within the charting interval: one charted per metric
         stream.push(LINE % 97)
         await asyncio.sleep(0.05)
@@ -131,7 +131,10 @@ async def test_paired_values_are_charted_and_everything_is_audited(box):
     entries = audit(tmp)
     assert verify_chain(entries, key.public_key(), from_genesis=True).ok
     by_kind = {e.kind: e.fields for e in entries}
-    assert list(by_kind)[:2] == ["chain_started", "config_loaded"] and len(by_kind["config_loaded"]["sha256"]) == 64
+    assert (
+        list(by_kind)[:3] == ["chain_started", "config_loaded", "pairings_loaded"]
+        and len(by_kind["config_loaded"]["sha256"]) == 64
+    )
     assert by_kind["pairing"]["patient_id"] == "MRN-77" and by_kind["pairing"]["bed_id"] == "ICU-4"
     me = pwd.getpwuid(os.getuid()).pw_name
     assert by_kind["alarm_ack"] == {"bed": None, "rule": None, "uid": os.getuid(), "user": me, "badge": "B-42"}
@@ -193,8 +196,8 @@ async def test_a_restart_continues_the_chain(box):
         stop.set()
         await runner
     entries = audit(tmp)
-    assert [e.kind for e in entries] == ["chain_started", "config_loaded"] * 2
-    assert entries[2].fields["reason"] == "gateway started" and entries[2].prev == entries[1].hash
+    assert [e.kind for e in entries] == ["chain_started", "config_loaded", "pairings_loaded"] * 2
+    assert entries[3].fields["reason"] == "gateway started" and entries[3].prev == entries[2].hash
     assert verify_chain(entries, key.public_key(), from_genesis=True).ok
 
 
