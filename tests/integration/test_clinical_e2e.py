@@ -161,8 +161,8 @@ async def test_clinical_and_audit_topics_end_to_end(bench, broker, pki):
     assert ok.returncode == 0 and b"ok:" in ok.stdout, ok.stdout + ok.stderr
     for how, words in (("edit", b"edited"), ("delete", b"missing"), ("reorder", b"broken at entry 4")):
         (tmp / f"{how}.jsonl").write_text("\n".join(tamper(collected, how)) + "\n")
-        res = cli("audit", "verify", "--cert", cert, str(tmp / f"{how}.jsonl"))
-        assert res.returncode == 1 and words in res.stdout, (how, res.stdout, res.stderr)
+        verdict = cli("audit", "verify", "--cert", cert, str(tmp / f"{how}.jsonl"))
+        assert verdict.returncode == 1 and words in verdict.stdout, (how, verdict.stdout, verdict.stderr)
     # The box's own copy: everything the broker got, and the shutdown's entries too.
     exported = cli("audit", "export", "--config", str(tmp / "gw.toml"))
     assert exported.returncode == 0, exported.stderr
