@@ -169,16 +169,20 @@ def verify_chain(
     """Check hashes, signatures, sequence and links in input order; stop at the first break.
 
     A chain exported from the box may start after seq 1 (older entries were purged by
-    retention): accepted unless `from_genesis`. An entry identical to the previous
-    one (same seq and hash) is a resend and is skipped, counted."""
+    retention): accepted unless `from_genesis`. An entry identical to one already
+    verified (same seq and hash: a publish repeated after a lost PUBACK) is skipped and
+    counted; it adds nothing. The same seq with other content is a break."""
     before: AuditEntry | None = None
     first: int | None = None
     checked = dups = 0
+    verified: dict[int, str] = {}
     for position, entry in enumerate(entries, start=1):
-        if before is not None and entry.seq == before.seq and entry.hash == before.hash:
+        known = verified.get(entry.seq)
+        if known == entry.hash:
             dups += 1
             continue
-        problem = _problem(entry, before, public_key)
+        problem = f"seq {entry.seq} again with other content" if known is not None else ""
+        problem = problem or _problem(entry, before, public_key)
         if not problem and before is None and from_genesis and entry.seq != 1:
             problem = f"starts at seq {entry.seq}, not at the genesis"
         if problem:
@@ -186,5 +190,6 @@ def verify_chain(
             return Verdict(False, checked, first, last, position, problem, dups)
         first = entry.seq if first is None else first
         before = entry
+        verified[entry.seq] = entry.hash
         checked += 1
     return Verdict(True, checked, first, before.seq if before else None, duplicates=dups)

@@ -178,3 +178,13 @@ def test_bedside_audit_verify_refuses_bad_input_in_one_line(tmp_path, box_cert, 
     assert main(["audit", "verify", "--cert", str(tmp_path / "junk.jsonl"), str(tmp_path / "junk.jsonl")]) == 2
     assert "neither a PEM certificate nor a PEM public key" in capsys.readouterr().err
     assert main(["audit", "verify", "--cert", cert, str(tmp_path / "missing")]) == 2
+
+
+def test_a_repeated_publish_is_skipped_but_a_different_copy_is_not():
+    entries = chain()
+    resent = entries[:3] + entries[:3] + entries[3:]  # a batch published again after a lost PUBACK
+    verdict = verify_chain(resent, KEY.public_key())
+    assert verdict.ok and verdict.duplicates == 3 and verdict.checked == 6
+    other = make_entry(KEY, "gw-1", 2, time_ms=1, kind="alarm_ack", fields={}, prev=entries[0].hash)
+    verdict = verify_chain([*entries[:3], other, *entries[3:]], KEY.public_key())
+    assert not verdict.ok and verdict.broken_at == 4 and "seq 2 again with other content" in verdict.reason
