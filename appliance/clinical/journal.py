@@ -75,7 +75,12 @@ class Journal:
         self.written = {AUDIT: 0, CLINICAL: 0}
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bedside-journal")
         self._db: sqlite3.Connection | None = None
-        self._call(self._open)
+        self._failing = False  # a failing disk is logged once per outage, not every commit
+        try:
+            self._call(self._open)
+        except JournalError:
+            self._thread.shutdown()
+            raise
 
     # -- the thread that owns the connection -------------------------------------------
     def _call(self, fn: Callable[..., T], *args: object) -> T:
@@ -147,6 +152,15 @@ class Journal:
             self._clinical.popleft()
             self.dropped[CLINICAL] += 1
 
+    def _bound(self) -> None:
+        # What failed to write went back in front: the bound still holds, oldest go first.
+        while len(self._audit) > MAX_PENDING:
+            self._audit.popleft()
+            self.dropped[AUDIT] += 1
+        while len(self._clinical) > MAX_PENDING:
+            self._clinical.popleft()
+            self.dropped[CLINICAL] += 1
+
     # -- writer --------------------------------------------------------------------------
     def _write(self, audit: list[AuditEntry], clinical: list[bytes]) -> None:
         db, now = self._conn(), int(time.time() * 1000)
@@ -191,10 +205,16 @@ class Journal:
         try:
             await self._async(self._write, audit, clinical)
         except JournalError as exc:
-            log.error("%s; %d audit entries and %d resources held in memory", exc, len(audit), len(clinical))
+            if not self._failing:
+                log.error("%s; %d audit entries and %d resources held in memory", exc, len(audit), len(clinical))
+            self._failing = True
             self._audit.extendleft(reversed(audit))
             self._clinical.extendleft(reversed(clinical))
+            self._bound()
             return
+        if self._failing:
+            log.warning("%s: writes again", self.path)
+            self._failing = False
         self.written[AUDIT] += len(audit)
         self.written[CLINICAL] += len(clinical)
 

@@ -15,11 +15,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Final
 
 from appliance.arbiter import AuditRecord
 from appliance.clinical.audit import ArbiterDigest, AuditTrail, load_box_key
+from appliance.clinical.chain import AuditFormatError
 from appliance.clinical.charting import ChartGate, ConsentPredicate, every_paired_patient_consented, limits_for
 from appliance.clinical.fhir import (
     Limits,
@@ -29,9 +32,10 @@ from appliance.clinical.fhir import (
     device_resource,
     observation_resource,
 )
-from appliance.clinical.journal import Journal
+from appliance.clinical.journal import Journal, JournalError
 from appliance.clinical.publisher import AuditPublisher, Send
 from appliance.clinical.settings import ClinicalSettings
+from appliance.core.errors import BedsideStoreError
 from appliance.core.model import AlarmEvent, Observation, Record, TechnicalEvent
 from appliance.core.vocab import TechnicalKind
 from appliance.queue.seal import Sealer, load_or_create_key
@@ -66,10 +70,7 @@ class ClinicalPlane:
         self.settings = settings
         key = load_box_key(audit_key_path)  # first: a bad key is exit 2 before any file is made
         sealer = Sealer(load_or_create_key(seal_key_path, create=True))
-        self.journal = Journal(settings.path, sealer, audit_max_entries=settings.audit_max_entries,
-                               clinical_max_rows=settings.clinical_max_rows)  # fmt: skip
-        head = self.journal.head()
-        self._fresh = head is None
+        self.journal, head, self._why = self._open_journal(settings, sealer)
         self.trail = AuditTrail(key, gateway_id, now_ms, self.journal.offer_audit, head)
         self.gate = ChartGate(settings.charting_interval_s, consented)
         self.digest = ArbiterDigest()
@@ -82,11 +83,41 @@ class ClinicalPlane:
         self.refused: dict[str, int] = {}  # observations not charted, by reason (`bedside stats`)
         self.publisher = AuditPublisher(self.journal, send, gateway_id) if send is not None else None
 
+    @staticmethod
+    def _open_journal(settings: ClinicalSettings, sealer: Sealer) -> tuple[Journal, tuple[int, str] | None, str]:
+        """The journal and its chain head. One that does not open or whose newest entry
+        does not read (damaged, another key) is set aside, never fatal: the alarms must
+        run, and the new chain's first entry says why it starts again."""
+
+        def journal() -> Journal:
+            return Journal(settings.path, sealer, audit_max_entries=settings.audit_max_entries,
+                           clinical_max_rows=settings.clinical_max_rows)  # fmt: skip
+
+        try:
+            opened = journal()
+        except JournalError as exc:
+            problem = str(exc)
+        else:
+            try:
+                head = opened.head()
+            except (AuditFormatError, BedsideStoreError) as exc:
+                problem = str(exc)
+                opened.close()
+            else:
+                return opened, head, "new journal" if head is None else "gateway started"
+        aside = Path(f"{settings.path}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(settings.path + suffix).rename(f"{aside}{suffix}")
+        log.error("clinical journal %s unreadable (%s); set aside as %s, a new chain starts", settings.path, problem,
+                  aside)  # fmt: skip
+        return journal(), None, f"journal unreadable ({problem}); set aside as {aside}"
+
     # -- audit sources -------------------------------------------------------------------
     def start(self, config_sha256: str, devices: int, pairings: Mapping[str, Any]) -> None:
         """The run's first entries: the chain (re)started, the configuration's hash, and
         the pairings as the gateway found them (changes made while it was down)."""
-        self.trail.start("new journal" if self._fresh else "gateway started")
+        self.trail.start(self._why)
         self.trail.record("config_loaded", {"sha256": config_sha256, "devices": devices})
         listed = [_pairing_fields(p) for _, p in sorted(pairings.items())[:MAX_PAIRINGS_LISTED]]
         self.trail.record("pairings_loaded", {"count": len(pairings), "pairings": listed})

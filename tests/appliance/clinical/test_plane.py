@@ -208,3 +208,24 @@ def test_a_key_open_to_others_is_refused_in_one_line(box):
 
     with pytest.raises(BedsideConfigError, match=r"box\.key: audit signing key mode 0644 is readable by others"):
         Gateway(cfg, opener=Streams(), notifier=Notifier({}), outputs=[MemoryOutput()])
+
+
+@pytest.mark.parametrize("damage", ["not sqlite", "other key"])
+async def test_an_unreadable_journal_is_set_aside_and_the_gateway_runs(box, damage):
+    tmp, cfg, key = box
+    if damage == "not sqlite":
+        (tmp / "clinical.db").write_bytes(b"\x00garbage" * 512)
+    else:
+        j = Journal(tmp / "clinical.db", Sealer(b"o" * 32))  # the key of another store
+        from appliance.clinical.audit import AuditTrail
+
+        AuditTrail(key, "gw-1", lambda: 1, j.offer_audit).record("x", {})
+        await j.commit()
+        j.close()
+    _gw, _stream, stop, runner = await started(cfg)
+    stop.set()
+    assert await runner
+    entries = audit(tmp)
+    assert entries[0].kind == "chain_started" and "unreadable" in entries[0].fields["reason"]
+    assert verify_chain(entries, key.public_key(), from_genesis=True).ok
+    assert list(tmp.glob("clinical.db.unreadable-*"))  # kept for forensics, never deleted
