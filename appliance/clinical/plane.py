@@ -170,6 +170,15 @@ class ClinicalPlane:
     def _offer(self, resource: dict[str, Any]) -> None:
         self.journal.offer_clinical(json.dumps(resource, separators=(",", ":"), allow_nan=False).encode())
 
+    def stats(self) -> dict[str, object]:
+        """For `bedside stats` and status/health: memory only."""
+        j = self.journal
+        return {
+            "audit_seq": self.trail.seq, "audit_recorded": self.trail.recorded, "not_charted": dict(self.refused),
+            "journal_written": dict(j.written), "journal_dropped": dict(j.dropped),
+            "published": dict(self.publisher.published) if self.publisher is not None else None,
+        }  # fmt: skip
+
     # -- the task ------------------------------------------------------------------------
     async def _digest(self) -> None:
         period = self.settings.arbiter_digest_s

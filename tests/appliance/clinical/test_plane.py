@@ -27,11 +27,8 @@ from tests.appliance.test_gateway import Streams, wait_for
 LINE = b"09/15/10 15:10:29 SPO2=%03d%% BPM=064 PI=11.82%% ALARM=20 EXC=800\r\n"
 
 
-@pytest.fixture
-def box(tmp_path):
-    key = ec.generate_private_key(ec.SECP256R1())
-    write_key(tmp_path / "box.key", key)
-    text = f"""
+def config_text(tmp_path) -> str:
+    return f"""
 [gateway]
 bed_id = "ICU-9"
 registry_path = "{tmp_path / "registry.json"}"
@@ -54,7 +51,13 @@ protocol = "masimo"
 port = "/dev/fake0"
 timezone = "UTC"
 """
-    return tmp_path, parse_config(text), key
+
+
+@pytest.fixture
+def box(tmp_path):
+    key = ec.generate_private_key(ec.SECP256R1())
+    write_key(tmp_path / "box.key", key)
+    return tmp_path, parse_config(config_text(tmp_path)), key
 
 
 async def started(cfg, output=None):
@@ -229,3 +232,25 @@ async def test_an_unreadable_journal_is_set_aside_and_the_gateway_runs(box, dama
     assert entries[0].kind == "chain_started" and "unreadable" in entries[0].fields["reason"]
     assert verify_chain(entries, key.public_key(), from_genesis=True).ok
     assert list(tmp.glob("clinical.db.unreadable-*"))  # kept for forensics, never deleted
+
+
+async def test_arbiter_decisions_are_audited_per_bed_and_metric(box):
+    tmp, _, _ = box  # two oximeters at one bed: the arbiter decides between them
+    text = config_text(tmp) + '[[devices]]\nid = "m2"\nprotocol = "masimo"\nport = "/dev/fake1"\ntimezone = "UTC"\n'
+    cfg2 = parse_config(text)
+    streams = Streams()
+    gw = Gateway(cfg2, opener=streams, notifier=Notifier({}), outputs=[MemoryOutput()])
+    stop = asyncio.Event()
+    runner = asyncio.create_task(gw.run(stop))
+    await wait_for(lambda: {"/dev/fake0", "/dev/fake1"} <= set(streams.by_port))
+    for _ in range(5):
+        streams.by_port["/dev/fake0"].push(LINE % 97)
+        streams.by_port["/dev/fake1"].push(LINE % 93)
+        await asyncio.sleep(0.02)
+    assert gw.clinical is not None and gw.stats()["clinical"]["audit_seq"] >= 3
+    stop.set()
+    await runner
+    decisions = [e.fields for e in audit(tmp) if e.kind == "arbiter_decisions"]
+    spo2 = [d for d in decisions if d["metric"] == "MDC_PULS_OXIM_SAT_O2"]
+    assert len(spo2) == 1 and spo2[0]["bed_id"] == "ICU-9" and spo2[0]["candidates"] == ["m1", "m2"]
+    assert spo2[0]["decisions"] >= 1 and sum(spo2[0]["chosen"].values()) == spo2[0]["decisions"]
