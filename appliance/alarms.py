@@ -20,8 +20,8 @@ from dataclasses import replace
 from typing import Any, Final
 
 from appliance.arbiter import Arbiter
-from appliance.core.model import AlarmEvent, Observation, Record, TechnicalEvent
-from rules.engine import Ack, Annunciation, Engine, EngineState, Event, Pause, Tick
+from appliance.core.model import AlarmEvent, Observation, Record, TechnicalEvent, format_time
+from rules.engine import Ack, Annunciation, Engine, EngineState, Event, Pause, Tick, utc
 from rules.outputs import AlarmOutput, OutputChain, SelfTestResult
 from rules.spec import RuleSet
 from rules.states import AlarmState
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 MAX_REENTRANT: Final = 1000
 # Observation ids whose device is remembered for alarm events (a few minutes of a bed).
 MAX_REMEMBERED_OBS: Final = 4096
+# Device alarm texts remembered (device, flag) -> the device's words; oldest first out.
+MAX_DEVICE_TEXTS: Final = 1024
+MAX_TEXT_CHARS: Final = 120
 
 
 class AlarmCircuit:
@@ -62,6 +65,7 @@ class AlarmCircuit:
         # as its latest observation says, and the devices of recent observation ids.
         self._patients: dict[str, str | None] = {}
         self._obs_devices: OrderedDict[str, str] = OrderedDict()
+        self._texts: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     # -- inputs ------------------------------------------------------------------
     def on_record(self, record: Record) -> None:
@@ -74,6 +78,27 @@ class AlarmCircuit:
                 self.evaluate(record)
         elif isinstance(record, TechnicalEvent):
             self.evaluate(record)
+
+    def describe(self, device_id: str, texts: Sequence[tuple[str, str]]) -> None:
+        """The device's own words for its alarm flags (Reading.texts), remembered so the
+        alarm it raises says what the device said, not a code."""
+        for flag, text in texts:
+            key = (device_id, flag)
+            self._texts[key] = " ".join(text.split())[:MAX_TEXT_CHARS]
+            self._texts.move_to_end(key)
+        while len(self._texts) > MAX_DEVICE_TEXTS:
+            self._texts.popitem(last=False)
+
+    def message(self, key: str, default: str) -> str:
+        """An alarm's text: the device's own for a device-reported alarm
+        (`rule:flag@device`) when it sent one, else the rule's."""
+        rule_flag, at, device = key.rpartition("@")
+        _, colon, flag = rule_flag.partition(":")
+        if at and colon:
+            text = self._texts.get((device, flag))
+            if text:
+                return text
+        return default
 
     def command(self, cmd: Ack | Pause) -> None:
         self.evaluate(cmd)
@@ -95,13 +120,18 @@ class AlarmCircuit:
         finally:
             self._busy = False
 
+    def _device_of(self, obs_ids: Sequence[str]) -> str | None:
+        """The device of the newest observation (of these ids) still remembered."""
+        return next((self._obs_devices[i] for i in reversed(obs_ids) if i in self._obs_devices), None)
+
     def _attributed(self, action: AlarmEvent | Annunciation, cause: Event) -> AlarmEvent | Annunciation:
         if not isinstance(action, AlarmEvent):
             return action
-        device = next((self._obs_devices[i] for i in reversed(action.observation_ids) if i in self._obs_devices), None)
+        device = action.device_id or self._device_of(action.observation_ids)
         if device is None and isinstance(cause, TechnicalEvent) and action.kind == "technical":
             device = cause.device_id
-        return replace(action, device_id=device, patient_id=self._patients.get(action.bed_id))
+        message = self.message(action.rule_id, action.message)
+        return replace(action, device_id=device, patient_id=self._patients.get(action.bed_id), message=message)
 
     def _dispatch(self, actions: Sequence[AlarmEvent | Annunciation]) -> None:
         # Outputs first: the box signals before anything is logged or queued.
@@ -161,8 +191,13 @@ class AlarmCircuit:
                     "rule_id": alarm.key,
                     "state": alarm.state.value,
                     "priority": alarm.priority,
-                    "message": alarm.rule.message or alarm.key,
+                    "message": self.message(alarm.key, alarm.message),
                     "alarm_id": alarm.alarm_id,
+                    "onset": format_time(utc(alarm.activated_at)) if alarm.activated_at else None,
+                    "device_id": alarm.device_id or self._device_of(alarm.obs_ids),
+                    "paused_s": max(0.0, alarm.paused_until - self._now())
+                    if alarm.state is AlarmState.AUDIO_PAUSED
+                    else None,
                 }
             )
         return sorted(out, key=lambda a: (a["bed_id"], a["rule_id"]))

@@ -23,16 +23,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from appliance.cli_parsers import add_operator_parsers
 from appliance.cli_tools import (
     UsageError,
-    cmd_alarm,
-    cmd_devices,
-    cmd_queue,
     cmd_stats,
-    cmd_uplink,
 )
 from appliance.config import load_config
-from appliance.core.errors import EXIT_ERROR, EXIT_OK, BedsideError, exit_code
+from appliance.core.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, BedsideError, exit_code
+from appliance.view import KEYS
 from drivers import registry
 
 if TYPE_CHECKING:
@@ -110,9 +108,9 @@ def cmd_decode(args: argparse.Namespace) -> int:
             summary = decode_stream(args.protocol, source, sys.stdout, tz, device_id=args.device_id)
     except OSError as exc:
         raise UsageError(f"{name}: read failed: {exc.strerror}") from None
-    if summary.nothing_decoded:  # a wrong --protocol or a file of noise is not a success
+    if summary.nothing_decoded:  # a wrong --protocol or a file of noise is bad input: exit 2
         print(f"bedside: {name}: {summary.line()}", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_USAGE
     print(f"{name}: {summary.line()}", file=sys.stderr)
     return EXIT_OK
 
@@ -146,7 +144,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     _setup_logging("warning")
     _install_loop()
-    return run_demo(duration_s=args.duration, workdir=args.workdir, speed=args.speed)
+    return run_demo(duration_s=args.duration, workdir=args.workdir, speed=args.speed, keep=not args.discard)
 
 
 def cmd_hil(args: argparse.Namespace) -> int:
@@ -162,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the gateway (systemd runs this)")
-    run.add_argument("--config", required=True, help="TOML config file")
+    run.add_argument("--config", required=True, help="TOML config file (see examples/gateway.toml)")
     run.set_defaults(func=cmd_run)
 
     dec = sub.add_parser("decode", help="raw device bytes in, canonical JSON lines out")
@@ -171,20 +169,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="; ".join(f"{f.name}: {f.summary}" for f in registry.FAMILIES if f.summary),
     )  # fmt: skip
     dec.add_argument("--device-tz", default="UTC", help="zone of the device clock (default UTC)")
-    dec.add_argument("--device-id", default="decode")
+    dec.add_argument("--device-id", default="decode", help="device id written into the records (default decode)")
     dec.add_argument("file", nargs="?", default="-", help="capture file, or - for stdin")
     dec.set_defaults(func=cmd_decode)
 
-    _add_operator_parsers(sub)
+    add_operator_parsers(sub)
     stats = sub.add_parser("stats", help="the running gateway's counters (frames, drops, loop lag, store, latency)")
     stats.add_argument("--config", help="gateway config (for the control socket path)")
     stats.add_argument("--socket", help="control socket path (instead of --config)")
     stats.set_defaults(func=cmd_stats)
 
-    demo = sub.add_parser("demo", help="simulated bedside with the real gateway and a live view")
-    demo.add_argument("--duration", type=float, default=None, help="seconds, then exit (default: until Ctrl-C)")
+    demo = sub.add_parser(
+        "demo",
+        help="simulated bedside with the real gateway and a live view",
+        description="A whole bedside on this machine: simulated devices of every family, the real gateway, "
+        "a local broker if mosquitto is installed, and the live view. " + KEYS,
+    )
+    demo.add_argument("--duration", type=float, default=None, help="seconds, then exit (default: until q or Ctrl-C)")
     demo.add_argument("--speed", type=float, default=1.0, help="run the vital-sign scenarios this much faster")
-    demo.add_argument("--workdir", default=None, help="where to put config and output (default: temp dir)")
+    demo.add_argument(
+        "--workdir", default=None, help="where to keep config, records, alarms and the store (default: demo-runs/TIME)"
+    )
+    demo.add_argument("--discard", action="store_true", help="use a temporary directory and delete it at the end")
     demo.set_defaults(func=cmd_demo)
 
     from appliance.clinical.cli import add_parsers as add_clinical_parsers
@@ -195,63 +201,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ota_parser(sub)
     return parser
-
-
-def _add_operator_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """devices, rules, queue, uplink, alarm: the operator's commands."""
-    dev = sub.add_parser("devices", help="device registry: which bed and patient")
-    dev.add_argument("--config", help="gateway config (for the registry path)")
-    dev.add_argument("--registry", help="registry file (instead of --config)")
-    dev_sub = dev.add_subparsers(dest="action", required=True)
-    dev_sub.add_parser("list")
-    pair = dev_sub.add_parser("pair")
-    pair.add_argument("device_id")
-    pair.add_argument("--bed", required=True)
-    pair.add_argument("--patient", default=None)
-    unpair = dev_sub.add_parser("unpair")
-    unpair.add_argument("device_id")
-    dev.set_defaults(func=cmd_devices)
-
-    rules = sub.add_parser("rules", help="alarm rule files: check, replay")
-    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
-    check = rules_sub.add_parser("check", help="validate a rule file")
-    check.add_argument("file")
-    rep = rules_sub.add_parser("replay", help="observations (JSON lines) through rules, alarm events out")
-    rep.add_argument("--rules", required=True)
-    rep.add_argument("file", nargs="?", default="-")
-    rules.set_defaults(func=cmd_rules)
-
-    queue_p = sub.add_parser("queue", help="the store-and-forward queue: stats, export")
-    queue_p.add_argument("--config", required=True)
-    queue_sub = queue_p.add_subparsers(dest="queue_command", required=True)
-    queue_sub.add_parser("stats", help="rows, records, bytes and fill per class")
-    queue_sub.add_parser("export", help="every stored record as JSON lines, alarms first")
-    queue_p.set_defaults(func=cmd_queue)
-
-    uplink = sub.add_parser("uplink", help="the MQTT uplink: tail")
-    uplink_sub = uplink.add_subparsers(dest="uplink_command", required=True)
-    tail_p = uplink_sub.add_parser("tail", help="subscribe and print records as JSON lines (deduplicated)")
-    tail_p.add_argument("--config", required=True)
-    tail_p.add_argument("--cert", help="consumer certificate (default: the config's)")
-    tail_p.add_argument("--key", help="consumer key (default: the config's)")
-    tail_p.add_argument("--gateway", default="+", help="one gateway id (default: all)")
-    tail_p.add_argument("--count", type=int, default=None, help="exit after this many records")
-    tail_p.add_argument("--duration", type=float, default=None, help="exit after this many seconds")
-    uplink.set_defaults(func=cmd_uplink)
-
-    alarm = sub.add_parser("alarm", help="operator control of the running gateway's alarms")
-    alarm.add_argument("--config", help="gateway config (for the control socket path)")
-    alarm.add_argument("--socket", help="control socket path (instead of --config)")
-    alarm_sub = alarm.add_subparsers(dest="action", required=True)
-    alarm_sub.add_parser("list").add_argument("--bed", default=None)
-    ack = alarm_sub.add_parser("ack", help="acknowledge (all alarms, or one bed / rule)")
-    ack.add_argument("--bed", default=None)
-    ack.add_argument("--rule", default=None)
-    ack.add_argument("--badge", default=None, help="badge id, recorded with your user name in the audit trail")
-    pause = alarm_sub.add_parser("pause", help="audio pause")
-    pause.add_argument("--bed", default=None)
-    pause.add_argument("--badge", default=None, help="badge id, recorded with your user name in the audit trail")
-    alarm.set_defaults(func=cmd_alarm)
 
 
 def _add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from appliance.registry import Registry
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "UsageError", "cmd_alarm", "cmd_devices", "cmd_queue", "cmd_stats",
-           "cmd_uplink"]  # fmt: skip
+           "cmd_uplink", "control_path"]  # fmt: skip
 
 
 class UsageError(BedsideInputError):
@@ -45,7 +45,10 @@ def cmd_devices(args: argparse.Namespace) -> int:
         for p in registry.list():
             print(f"{p.device_id}\tbed={p.bed_id}\tpatient={p.patient_id or '-'}")
     elif args.action == "pair":
-        p = registry.pair(args.device_id, args.bed, args.patient)
+        from appliance.pairing import pair_device
+
+        known = [d.id for d in load_config(args.config).devices] if args.config else None
+        p = pair_device(registry, args.device_id, args.bed, args.patient, known)
         print(f"paired {p.device_id} to bed {p.bed_id}, patient {p.patient_id or '-'}")
     elif not registry.unpair(args.device_id):
         raise UsageError(f"devices unpair: {args.device_id!r} is not in {registry.path}")
@@ -122,7 +125,7 @@ def cmd_uplink(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _control_path(args: argparse.Namespace) -> str:
+def control_path(args: argparse.Namespace) -> str:
     if args.socket:
         return str(args.socket)
     if args.config:
@@ -137,7 +140,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     """The running gateway's counters as JSON (from its memory: never scans the store)."""
     from appliance.control import request
 
-    reply = request(_control_path(args), {"cmd": "stats"})
+    reply = request(control_path(args), {"cmd": "stats"})
     print(json.dumps(reply.get("stats"), indent=1, sort_keys=True))
     return EXIT_OK
 
@@ -145,14 +148,15 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_alarm(args: argparse.Namespace) -> int:
     from appliance.control import request
 
-    path = _control_path(args)
+    path = control_path(args)
     payload: dict[str, str | None] = {"cmd": args.action, "bed": args.bed, "rule": getattr(args, "rule", None)}
     if getattr(args, "badge", None):
         payload["badge"] = args.badge  # named in the audit trail with the user
     reply = request(path, payload)
     alarms = reply.get("alarms", [])
-    for a in alarms:
-        print(f"{a['bed_id']}\t{a['priority']}\t{a['state']}\t{a['rule_id']}\t{a['message']}")
+    for a in alarms:  # tab-separated; onset and device last, so older scripts' columns hold
+        onset, device = a.get("onset") or "-", a.get("device_id") or "-"
+        print(f"{a['bed_id']}\t{a['priority']}\t{a['state']}\t{a['rule_id']}\t{a['message']}\t{onset}\t{device}")
     if not alarms:
         print("no alarms")
     return EXIT_OK

@@ -2,7 +2,8 @@
 
 Every field carries its limits in `metadata`; one generic loader checks unknown
 keys, types and ranges and raises `ConfigError` with a single line naming the
-file and the key (`gateway.toml: devices[1].baud: must be one of …`).
+file and the key (`gateway.toml: devices["spo2-left"].baud: must be one of …`; a device is
+named by its id, by position only when it has no usable id).
 
 Sections a component reads whole are that component's own settings, defaults and
 limits written there once: [queue] is `QueueSettings` and [uplink] `UplinkSettings`
@@ -13,6 +14,7 @@ limits written there once: [queue] is `QueueSettings` and [uplink] `UplinkSettin
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -22,9 +24,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from appliance.clinical.settings import ClinicalSettings
 from appliance.core.errors import BedsideConfigError
-from appliance.core.settings import Fail, build_settings, part, setting, table_fields
+from appliance.core.settings import Fail, build_settings, did_you_mean, item_key, part, setting, table_fields
 from appliance.core.tls import resolve_tls
-from appliance.sections import QueueSettings, UplinkSettings
+from appliance.sections import ConsoleSettings, QueueSettings, UplinkSettings
 from appliance.sinks import MAX_PENDING
 from drivers import registry
 from drivers.devices import DeviceSettings
@@ -157,6 +159,7 @@ class Config:
     arbiter: ArbiterConfig = field(default_factory=ArbiterConfig)
     ota: OtaConfig = field(default_factory=OtaConfig)
     clinical: ClinicalSettings = field(default_factory=ClinicalSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
     devices: tuple[DeviceSettings, ...] = ()
 
 
@@ -195,7 +198,7 @@ def _build_device(raw: Any, where: str, fail: Fail) -> DeviceSettings:
     refusals = _refusals()
     for key in raw:
         if key not in refusals:
-            fail(f"{where}.{key}", "unknown key")
+            fail(f"{where}.{key}", "unknown key" + did_you_mean(key, refusals))
     common = table_fields(DeviceSettings)
     base = build_settings(DeviceSettings, {k: v for k, v in raw.items() if k in common}, where, fail)
     family = registry.family_for(base.protocol)
@@ -227,10 +230,11 @@ def _cross_checks(config: Config, fail: Fail) -> None:
                 fail(f"uplink.{key}", "required when uplink.host is set")
     _check_ota(config, fail)
     _check_clinical(config, fail)
+    _check_console(config, fail)
     seen_ids: set[str] = set()
     seen_ports: dict[str, str] = {}
     for i, dev in enumerate(config.devices):
-        key = f"devices[{i}]"
+        key = item_key("devices", i, dev) if dev.id not in seen_ids else f"devices[{i}]"
         if dev.id in seen_ids:
             fail(f"{key}.id", f"duplicate device id {dev.id!r}")
         family = registry.family_for(dev.protocol)
@@ -244,6 +248,25 @@ def _cross_checks(config: Config, fail: Fail) -> None:
         except (ZoneInfoNotFoundError, ValueError):
             fail(f"{key}.timezone", f"unknown time zone {dev.timezone!r}")
         _check_port(config, dev, key, fail)
+
+
+def _check_console(config: Config, fail: Fail) -> None:
+    console = config.console
+    if not console.listen_host:
+        return
+    try:
+        address = ipaddress.ip_address(console.listen_host)
+    except ValueError:
+        fail("console.listen_host", f"{console.listen_host!r}: must be the management interface's IP address")
+    if address.is_unspecified:
+        fail("console.listen_host", "must be the management interface's address, not a wildcard (0.0.0.0 or ::)")
+    for key in ("cert_path", "key_path"):
+        if not getattr(console, key):
+            fail(f"console.{key}", "required when console.listen_host is set (HTTPS only)")
+    if not console.users_path and not console.client_ca_path:
+        fail("console.users_path", "set users_path (local logins) or client_ca_path (client certificates), or both")
+    if not config.alarms.control_socket:
+        fail("alarms.control_socket", "the console reads the gateway through its control socket: set it")
 
 
 def _check_ota(config: Config, fail: Fail) -> None:

@@ -22,7 +22,7 @@ from typing import Final
 
 from appliance.config import Config, ConfigError
 from appliance.control import path_kind, socket_path_problem
-from appliance.core.settings import table_fields, table_values
+from appliance.core.settings import item_key, table_fields, table_values
 from drivers import registry
 from drivers.address import parse_listen
 
@@ -48,7 +48,7 @@ def startup_checks(config: Config, source: str) -> None:
         _check_dir("ota.data_dir", config.ota.data_dir, fail)
     for i, dev in enumerate(config.devices):
         if registry.transport_for(registry.family_for(dev.protocol), dev.port).kind == "serial":
-            _check_not_dir(f"devices[{i}].port", dev.port, fail)
+            _check_not_dir(f"{item_key('devices', i, dev)}.port", dev.port, fail)
     if config.alarms.control_socket:
         _check_socket_path("alarms.control_socket", config.alarms.control_socket, fail)
     _check_tls_listeners(config, fail)
@@ -86,7 +86,7 @@ def _device_files(config: Config, *, written: bool) -> list[tuple[str, str]]:
         fields = table_fields(type(dev))
         for key, value in table_values(dev).items():
             if key.endswith("_path") and bool(fields[key][0].metadata.get("written")) == written:
-                out.append((f"devices[{i}].{key}", value))
+                out.append((f"{item_key('devices', i, dev)}.{key}", value))
     return out
 
 
@@ -160,7 +160,7 @@ def _check_socket_path(key: str, raw: str, fail: Fail) -> None:
 def _check_tls_listeners(config: Config, fail: Fail) -> None:
     # A tls:// listener fails closed without its files: say which key, not just "TLS failed".
     for i, dev in enumerate(config.devices):
-        tls = dev.tls(f"devices[{i}]", config.uplink)
+        tls = dev.tls(item_key("devices", i, dev), config.uplink)
         if tls is None:
             continue
         for file in (tls.cert, tls.key, tls.ca):
@@ -185,7 +185,7 @@ def _check_listeners(config: Config, fail: Fail) -> None:
             listen = parse_listen(dev.port)
             if listen is None or listen.port == 0:
                 continue
-            key = f"devices[{i}].port"
+            key = f"{item_key('devices', i, dev)}.port"
             try:
                 infos = socket.getaddrinfo(listen.host, listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
             except socket.gaierror as exc:

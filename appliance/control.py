@@ -2,7 +2,7 @@
 
 One JSON object per line in, one per line out:
   {"cmd": "list"} | {"cmd": "ack", "bed": "ICU-1", "rule": "spo2-low"} |
-  {"cmd": "pause", "bed": "ICU-1"} | {"cmd": "audit"} | {"cmd": "stats"}
+  {"cmd": "pause", "bed": "ICU-1"} | {"cmd": "audit"} | {"cmd": "stats"} | {"cmd": "view"}
 `ack` and `pause` take an optional "badge" (a badge scan string) and are recorded
 in the audit trail with the operator: the peer's uid (SO_PEERCRED), its user name,
 the badge.
@@ -132,6 +132,7 @@ class ControlServer:
         max_clients: int = MAX_CLIENTS,
         stats: Callable[[], dict[str, Any]] | None = None,
         audit: Callable[[str, Mapping[str, object]], None] | None = None,
+        view: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.circuit = circuit
         self.path = Path(path)
@@ -142,6 +143,7 @@ class ControlServer:
         self._waiting: dict[asyncio.StreamWriter, None] = {}
         self.stats = stats
         self.audit = audit
+        self.view = view
 
     def reply_for(self, line: bytes, uid: int | None = None) -> dict[str, Any]:
         """The reply to one request line from the peer `uid`; never raises."""
@@ -168,27 +170,31 @@ class ControlServer:
         if not isinstance(req, dict):
             return {"ok": False, "error": "request must be a JSON object"}
         cmd = req.get("cmd")
-        bed, rule, badge = req.get("bed"), req.get("rule"), req.get("badge")
-        if not all(v is None or isinstance(v, str) for v in (bed, rule)):
-            return {"ok": False, "error": "bed and rule must be strings"}
+        bed, rule, badge, operator = req.get("bed"), req.get("rule"), req.get("badge"), req.get("operator")
+        if not all(v is None or isinstance(v, str) for v in (bed, rule, operator)):
+            return {"ok": False, "error": "bed, rule and operator must be strings"}
         if problem := badge_problem(badge):
             return {"ok": False, "error": problem}
         from rules.engine import Ack, Pause  # loaded by the gateway already; kept off the client's imports
 
         if cmd == "ack":
             self.circuit.command(Ack(bed, rule))
-            self._audit("alarm_ack", {"bed": bed, "rule": rule, **operator_fields(uid, badge)})
+            self._audit("alarm_ack", {"bed": bed, "rule": rule, **operator_fields(uid, badge, operator)})
         elif cmd == "pause":
             self.circuit.command(Pause(bed))
-            self._audit("audio_pause", {"bed": bed, **operator_fields(uid, badge)})
+            self._audit("audio_pause", {"bed": bed, **operator_fields(uid, badge, operator)})
         elif cmd == "audit":
             return {"ok": True, "audit": [a.to_json_dict() for a in list(self.circuit.arbiter.audit)[-100:]]}
         elif cmd == "stats":
             if self.stats is None:
                 return {"ok": False, "error": "no counters on this control socket"}
             return {"ok": True, "stats": self.stats()}
+        elif cmd == "view":
+            if self.view is None:
+                return {"ok": False, "error": "no view on this control socket"}
+            return {"ok": True, "view": self.view()}
         elif cmd != "list":
-            return {"ok": False, "error": f"unknown cmd {cmd!r}; use list, ack, pause, audit or stats"}
+            return {"ok": False, "error": f"unknown cmd {cmd!r}; use list, ack, pause, audit, stats or view"}
         alarms = self.circuit.alarms()
         if bed is not None:
             alarms = [a for a in alarms if a["bed_id"] == bed]

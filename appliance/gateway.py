@@ -35,6 +35,7 @@ from appliance.sinks import JsonlSink, Sink
 from appliance.stats import LatencyHistogram, RateWindow, StatsSettings, snapshot
 from appliance.supervisor import Supervisor
 from appliance.timesync import run_clock
+from appliance.view import BedsideView, DeviceInfo, path_status
 from drivers import registry
 from drivers.family import Link, LinkEnv, LinkSetupError
 from drivers.serial.link import Opener, open_serial
@@ -124,13 +125,11 @@ class Gateway:
         self.self_test_ok: bool | None = None
         # Further supervised tasks (the OTA agent), added by the entry point before run().
         self.tasks: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
+        # Observation ids (appliance/normalize.py): the gateway's id keeps two gateways' apart.
         self._gateway_id = config.uplink.gateway_id or config.gateway.bed_id
         self.alarms = self._make_alarms(ruleset, outputs)
-        # The clinical plane (audit trail, FHIR charting): `audit` is the hook components get.
-        self.clinical: ClinicalPlane | None = self._make_clinical()
-        self.audit: Callable[[str, Mapping[str, object]], None] = (
-            self.clinical.trail.record if self.clinical is not None else _no_audit
-        )
+        self.clinical: ClinicalPlane | None = self._make_clinical()  # audit trail, FHIR charting
+        self.audit = self.clinical.trail.record if self.clinical is not None else _no_audit  # components' hook
         # Alarm path timing: a reading's arrival in handle() -> an annunciation it caused.
         self.stats_settings = StatsSettings()
         self.alarm_latency = LatencyHistogram()
@@ -139,11 +138,22 @@ class Gateway:
         self.alarms.on_annunciate = self._annunciated
         if self.uplink is not None:  # after the alarm circuit: it keeps the per-bed alarm status
             self.subscribers.append(self.uplink.on_record)
-        # Observation ids (appliance/normalize.py): the gateway's id (set above) keeps two
-        # gateways' apart, the boot id two starts of this one (for readings without an origin).
+        # The boot id keeps two starts of this gateway apart (for readings without an origin).
         self._devices = {dev.id: dev for dev in config.devices}
         self._contexts: dict[str, DeviceContext] = {}
         self.links: dict[str, Link] = {dev.id: self._link(dev, opener) for dev in config.devices}
+        # The operator's view (`bedside top`, the web console, the demo): last of the
+        # subscribers, memory only, a few dict writes per record.
+        self.view = BedsideView(
+            [DeviceInfo(dev.id, dev.protocol, self.context(dev).bed_id) for dev in config.devices], self._gateway_id
+        )
+        self.subscribers.append(self.view)
+
+    def view_snapshot(self) -> dict[str, Any]:
+        """What the operator sees now (appliance/view.py); memory only."""
+        # A condition still in its delay is not an alarm yet (IEC 60601-1-8): not shown.
+        alarms = [a for a in self.alarms.alarms() if a["state"] != "pending"]
+        return self.view.snapshot(self.clock.now(), alarms, path_status(self.stats()))
 
     def _make_queue(self) -> RecordQueue | None:
         q = self.config.queue
@@ -179,20 +189,11 @@ class Gateway:
         return circuit
 
     def _make_clinical(self) -> ClinicalPlane | None:
-        cfg = self.config
-        if not cfg.clinical.path:
+        if not self.config.clinical.path:
             return None
-        from appliance.clinical.plane import ClinicalPlane
+        from appliance.clinical.plane import for_gateway
 
-        plane = ClinicalPlane(
-            cfg.clinical, audit_key_path=cfg.clinical.audit_key_path or cfg.uplink.key_path,
-            seal_key_path=cfg.queue.key_path, gateway_id=self._gateway_id, ruleset=self.alarms.engine.ruleset,
-            now_ms=lambda: round(self.clock.now().timestamp() * 1000),
-            protocols={d.id: d.protocol for d in cfg.devices},
-            send=self.uplink.publish_side if self.uplink is not None else None,
-        )  # fmt: skip
-        self.subscribers.append(plane.on_record)
-        return plane
+        return for_gateway(self, self._gateway_id)
 
     def _link(self, dev: DeviceConfig, opener: Opener) -> Link:
         def emit(event: DeviceEvent) -> None:
@@ -240,6 +241,8 @@ class Gateway:
         ctx = self.context(dev)
         if isinstance(event, Reading):
             self._reading_t0 = t0
+            if event.texts:
+                self.alarms.describe(event.device_id, event.texts)
             try:
                 unsynced = self._synced_clock is not None and not self._synced_clock.synced
                 obs, technical = self.normalizer.normalize(event, ctx, received, clock_unsynced=unsynced)
@@ -356,7 +359,13 @@ class Gateway:
         for name, task in self.tasks.items():
             supervisor.start(name, task)
         if self.config.alarms.control_socket:
-            control = ControlServer(self.alarms, self.config.alarms.control_socket, stats=self.stats, audit=self.audit)
+            control = ControlServer(
+                self.alarms,
+                self.config.alarms.control_socket,
+                stats=self.stats,
+                view=self.view_snapshot,
+                audit=self.audit,
+            )
             supervisor.start("control", control.run)
         supervisor.start("status", self._status)
         if self.uplink is not None:

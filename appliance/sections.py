@@ -59,3 +59,24 @@ class UplinkSettings:
 
     def topic(self, leaf: str) -> str:
         return f"bedside/v1/{self.gateway_id}/{leaf}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSettings:
+    """`[console]`: the local web console (`bedside console`, appliance/console/).
+
+    HTTPS (TLS 1.3) on the management interface only: `listen_host` must be one
+    address, never a wildcard; `interface` (optional) also binds the socket to that
+    interface (SO_BINDTODEVICE), so a reply can never leave by the bedside network.
+    Operators log in with a local account (`users_path`, `bedside console-user`) or
+    a client certificate issued by `client_ca_path`; at least one is required."""
+
+    listen_host: str = setting("")  # empty: no console
+    port: int = setting(8443, min=1, max=65535)
+    interface: str = setting("", max_len=15)
+    cert_path: str = setting("")
+    key_path: str = setting("")
+    client_ca_path: str = setting("")
+    users_path: str = setting("", written=True)
+    session_s: float = setting(900.0, min=30.0, max=86_400.0)
+    max_clients: int = setting(16, min=1, max=256)

@@ -31,18 +31,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
     hil = sub.add_parser("hil", help="hardware-in-the-loop bench")
     hil_sub = hil.add_subparsers(dest="hil_command", required=True)
     sim = hil_sub.add_parser("simulate", help="simulate a device on a pty or serial port")
-    sim.add_argument("device", choices=[f.name for f in _simulated(line=True)])
+    sim.add_argument("device", choices=[f.name for f in _simulated(line=True)], help="the device family to simulate")
     sim.add_argument(
         "--port", required=True, help="symlink path to create (pty), a real serial port, or tcp://HOST:PORT (hl7)"
     )
-    sim.add_argument("--scenario", default="steady")
+    sim.add_argument("--scenario", default="steady", choices=_scenarios(), help="vital-sign trajectory")
     sim.add_argument(
         "--variant",
         default="radical7",
         help="Masimo model (rad8, radical5, radical7, rad7) or MEDIBUS model (evita4, evitaxl, v500, apollo)",
     )
-    sim.add_argument("--format", dest="data_format", type=int, default=8, choices=(2, 7, 8))
-    sim.add_argument("--device-tz", default="UTC")
+    sim.add_argument(
+        "--format", dest="data_format", type=int, default=8, choices=(2, 7, 8), help="nonin: data format (default 8)"
+    )
+    sim.add_argument("--device-tz", default="UTC", help="zone of the simulated device clock (default UTC)")
     sim.add_argument("--clock-offset", type=float, default=0.0, help="device clock error in seconds")
     sim.add_argument("--garbage-every", type=float, default=0.0, help="inject garbage every S seconds")
     sim.add_argument("--cable-pull-every", type=float, default=0.0, help="pull the cable every S seconds")
@@ -52,19 +54,29 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
     sim.add_argument("--replay", default="", help="intellivue: answer polls from a monitor->host capture")
     sim.add_argument("--reboot-every", type=float, default=0.0, help="intellivue: reboot mid-poll every S seconds")
     sim.add_argument("--reboot-down", type=float, default=15.0, help="intellivue: seconds a reboot takes")
-    sim.add_argument("--duration", type=float, default=None)
+    sim.add_argument("--duration", type=float, default=None, help="seconds, then exit (default: until Ctrl-C)")
     for family in _simulated(line=False):
         kind = family.name.upper()
         radio = hil_sub.add_parser(
             family.name, help=f"a simulated {kind} peripheral read by the gateway's {kind} link (JSON lines)"
         )
-        radio.add_argument("device", choices=sorted(p.removeprefix(f"{family.name}-") for p in family.protocols))
-        radio.add_argument("--scenario", default="steady")
+        radio.add_argument(
+            "device",
+            choices=sorted(p.removeprefix(f"{family.name}-") for p in family.protocols),
+            help="the health profile to simulate",
+        )
+        radio.add_argument("--scenario", default="steady", choices=_scenarios(), help="vital-sign trajectory")
         radio.add_argument("--period", type=float, default=1.0, help="seconds between measurements")
         radio.add_argument("--leave-every", type=float, default=0.0, help="leave radio range every S seconds")
         radio.add_argument("--away", type=float, default=5.0, help="seconds out of range")
-        radio.add_argument("--duration", type=float, default=None)
+        radio.add_argument("--duration", type=float, default=None, help="seconds, then exit (default: until Ctrl-C)")
     return hil
+
+
+def _scenarios() -> list[str]:
+    from hil.scenarios import SCENARIOS
+
+    return list(SCENARIOS)
 
 
 # The order `bedside hil simulate --help` has always listed; families added later follow.

@@ -27,6 +27,7 @@ from rules.states import AlarmState, Input, next_state
 __all__ = ["Ack", "Action", "Alarm", "Annunciation", "Engine", "EngineState", "Pause", "Tick", "evaluate"]
 
 MAX_OBS_IDS: Final = 8
+MAX_SUBJECTS_SHOWN: Final = 4
 _RANK: Final[dict[str, int]] = {Priority.HIGH: 3, Priority.MEDIUM: 2, Priority.LOW: 1}
 # Device state bits that are not alarm conditions themselves.
 _NOT_CONDITIONS: Final = frozenset({"alarm_active", "alarm_silenced"})
@@ -91,6 +92,26 @@ class Alarm:
     alarm_id: str = ""
     obs_ids: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_OBS_IDS))
     last_emitted: str = ""
+    # The devices a technical alarm stands for (every device at the bed with the
+    # condition), so "Device disconnected" says which ones.
+    subjects: tuple[str, ...] = ()
+
+    @property
+    def message(self) -> str:
+        text = self.rule.message or self.key
+        if not self.subjects:
+            return text
+        shown = ", ".join(self.subjects[:MAX_SUBJECTS_SHOWN])
+        more = len(self.subjects) - MAX_SUBJECTS_SHOWN
+        return f"{text}: {shown}" + (f" (+{more} more)" if more > 0 else "")
+
+    @property
+    def device_id(self) -> str | None:
+        """The one device the alarm is about, if there is one."""
+        if len(self.subjects) == 1:
+            return self.subjects[0]
+        _, at, device = self.key.rpartition("@")
+        return device if at and self.rule.kind == "device" else None
 
 
 @dataclass(slots=True)
@@ -130,7 +151,7 @@ def _needs_timer(alarm: Alarm) -> bool:
     )
 
 
-def _utc(now: float) -> datetime:
+def utc(now: float) -> datetime:
     return datetime.fromtimestamp(now, UTC)
 
 
@@ -237,9 +258,14 @@ class Engine:
             devices.add(ev.device_id)
         else:
             devices.discard(ev.device_id)
+        subjects = tuple(sorted(devices))
         for rule in rules:
             alarm = self._alarm(state, bed, rule.id, rule)
+            renamed = alarm.subjects != subjects and bool(subjects)
+            alarm.subjects = subjects or alarm.subjects  # a cleared alarm still says whose it was
             self._set(state, alarm, bool(devices), now, actions)
+            if renamed and alarm.state not in (AlarmState.INACTIVE, AlarmState.PENDING):
+                self._emit(alarm, AlarmEventState(alarm.state), now, actions)  # another device joined or left
             if kind in _ONE_SHOT:
                 devices.clear()
                 self._set(state, alarm, False, now, actions)
@@ -325,7 +351,7 @@ class Engine:
 
     def _emit(self, alarm: Alarm, state_name: AlarmEventState, now: float, actions: list[Action]) -> None:
         # Content hash: the same alarm in the same state and priority is said once.
-        digest = f"{alarm.alarm_id}|{state_name}|{alarm.priority}"
+        digest = f"{alarm.alarm_id}|{state_name}|{alarm.priority}|{alarm.subjects}"
         if digest == alarm.last_emitted:
             return
         alarm.last_emitted = digest
@@ -337,9 +363,10 @@ class Engine:
                 priority=alarm.priority,
                 kind="technical" if alarm.rule.kind == "technical" else "physiological",
                 state=state_name,
-                time=_utc(now),
+                time=utc(now),
                 observation_ids=tuple(alarm.obs_ids),
-                message=alarm.rule.message or alarm.key,
+                message=alarm.message,
+                device_id=alarm.device_id,
             )
         )
 

@@ -142,11 +142,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     verify.add_argument("--cert", required=True, help="the box's certificate (or public key), PEM")
     verify.add_argument("--from-genesis", action="store_true", help="the chain must start at seq 1")
     export = audit_sub.add_parser("export", help="every audit entry kept on the box, as JSON lines")
-    export.add_argument("--config", required=True)
+    export.add_argument("--config", required=True, help="gateway config (for the journal and the store's key)")
     audit.set_defaults(func=cmd_audit)
 
     fhir = sub.add_parser("export", help="what the box holds as a FHIR R4 transaction Bundle")
-    fhir.add_argument("--config", required=True)
+    fhir.add_argument("--config", required=True, help="gateway config (store, journal, rules, patient id system)")
     fhir.add_argument("--format", choices=("fhir",), default="fhir", help="fhir: a transaction Bundle (JSON)")
     fhir.add_argument("--out", default=None, help="write here instead of stdout")
     fhir.add_argument(

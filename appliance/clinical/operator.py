@@ -28,17 +28,20 @@ def peer_uid(sock: socket.socket | None) -> int | None:
 
 
 def badge_problem(badge: object) -> str:
-    """'' for an acceptable badge id (None, or a short printable string), else why not."""
-    if badge is None:
+    """'' for an acceptable badge id (None or empty: none given; a short printable string), else why not."""
+    if badge is None or badge == "":
         return ""
-    if not isinstance(badge, str) or not badge or len(badge) > MAX_BADGE_CHARS or not badge.isprintable():
+    if not isinstance(badge, str) or len(badge) > MAX_BADGE_CHARS or not badge.isprintable():
         return f"badge must be a printable string of 1 to {MAX_BADGE_CHARS} characters"
     return ""
 
 
-def operator_fields(uid: int | None, badge: str | None = None) -> dict[str, object]:
-    """The operator as the audit trail names them: uid, user name, badge if given."""
+def operator_fields(uid: int | None, badge: str | None = None, operator: str | None = None) -> dict[str, object]:
+    """The operator as the audit trail names them: the peer's uid and user name, the
+    badge if given, and the user a front end (the web console) says it acts for."""
     out: dict[str, object] = {"uid": uid, "user": None}
+    if operator:
+        out["operator"] = operator[:MAX_BADGE_CHARS]
     if uid is not None:
         try:
             out["user"] = pwd.getpwuid(uid).pw_name

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from appliance.arbiter import AuditRecord
 from appliance.clinical.audit import ArbiterDigest, AuditTrail, load_box_key
@@ -41,7 +41,10 @@ from appliance.core.vocab import TechnicalKind
 from appliance.queue.seal import Sealer, load_or_create_key
 from rules.spec import RuleSet
 
-__all__ = ["ClinicalPlane"]
+__all__ = ["ClinicalPlane", "for_gateway"]
+
+if TYPE_CHECKING:
+    from appliance.gateway import Gateway
 
 log = logging.getLogger(__name__)
 _OTA_KINDS: Final = frozenset({TechnicalKind.UPDATE, TechnicalKind.UPDATE_REFUSED, TechnicalKind.UPDATE_DEFERRED})
@@ -208,3 +211,16 @@ class ClinicalPlane:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.journal.close()
+
+
+def for_gateway(gw: Gateway, gateway_id: str) -> ClinicalPlane:
+    """The plane of a gateway with `[clinical] path`, subscribed after the alarm circuit."""
+    cfg = gw.config
+    plane = ClinicalPlane(
+        cfg.clinical, audit_key_path=cfg.clinical.audit_key_path or cfg.uplink.key_path,
+        seal_key_path=cfg.queue.key_path, gateway_id=gateway_id, ruleset=gw.alarms.engine.ruleset,
+        now_ms=lambda: round(gw.clock.now().timestamp() * 1000), protocols={d.id: d.protocol for d in cfg.devices},
+        send=gw.uplink.publish_side if gw.uplink is not None else None,
+    )  # fmt: skip
+    gw.subscribers.append(plane.on_record)
+    return plane

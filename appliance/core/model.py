@@ -64,6 +64,10 @@ class Reading:
     # device's record number), "" if it has none. With one, the observation id
     # does not depend on the gateway's start: a re-sent reading keeps its id.
     origin: str = ""
+    # The device's own words for the alarm flags it raises (flag, text): the IntelliVue
+    # alert string, the HL7 R40 OBX text, the MEDIBUS alarm phrase. People read these;
+    # rules key on the flags.
+    texts: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +201,8 @@ def from_json_line(line: str) -> Record:
             value = frozenset(raw_value)
         elif name == "observation_ids" and isinstance(raw_value, list):
             value = tuple(raw_value)
+        elif name == "texts" and isinstance(raw_value, list):
+            value = tuple(tuple(pair) if isinstance(pair, list) else pair for pair in raw_value)
         kwargs[name] = value
     try:
         return cls(**kwargs)  # type: ignore[no-any-return]

@@ -12,11 +12,13 @@ file against them, so a limit is written once too.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import math
+import re
 import types
 import typing
-from typing import Any
+from typing import Any, Final
 
 __all__ = ["Fail", "ItemBuilder", "build_settings", "internal", "part", "setting", "table_fields", "table_values"]
 
@@ -90,7 +92,8 @@ def _check(key: str, value: Any, meta: typing.Mapping[str, Any]) -> str | None:
     if callable(choices):
         choices = choices()
     if choices is not None and value not in choices:
-        return "must be one of " + ", ".join(str(c) for c in choices)
+        hint = did_you_mean(value, map(str, choices)) if isinstance(value, str) else ""
+        return "must be one of " + ", ".join(str(c) for c in choices) + hint
     if "min" in meta and value < meta["min"]:
         return f"must be at least {meta['min']}"
     if "max" in meta and value > meta["max"]:
@@ -112,7 +115,7 @@ def build_settings(
     known = table_fields(cls)
     for key in raw:
         if key not in known:
-            fail(f"{where}.{key}".lstrip("."), "unknown key")
+            fail(f"{where}.{key}".lstrip("."), "unknown key" + did_you_mean(key, known))
     return _build(cls, raw, where, fail, item_builders or {})
 
 
@@ -155,7 +158,7 @@ def _value(fld: dataclasses.Field[Any], hint: Any, value: Any, key: str, ctx: tu
         if not isinstance(value, list):
             fail(key, "must be an array of tables")
         build = item_builders.get(item_cls) or functools.partial(build_settings, item_cls, item_builders={})
-        return tuple(build(v, f"{key}[{i}]", fail) for i, v in enumerate(value))
+        return tuple(build(v, item_key(key, i, v), fail) for i, v in enumerate(value))
     if isinstance(hint, types.UnionType) or not _type_ok(value, hint):
         fail(key, f"must be {_type_name(hint)}, not {type(value).__name__}")
     # nan passes every min/max comparison; a non-finite timer crash-loops its task.
@@ -165,3 +168,21 @@ def _value(fld: dataclasses.Field[Any], hint: Any, value: Any, key: str, ctx: tu
     if problem:
         fail(key, problem)
     return float(value) if hint is float else value
+
+
+_NAMEABLE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+
+
+def item_key(key: str, index: int, item: Any) -> str:
+    """How an error names an item of an array of tables: by its `id` when it has a
+    plain one (`devices["spo2-left"]`: what the person wrote), else by position."""
+    ident = item.get("id") if isinstance(item, dict) else getattr(item, "id", None)
+    if isinstance(ident, str) and _NAMEABLE_ID.fullmatch(ident):
+        return f'{key}["{ident}"]'
+    return f"{key}[{index}]"
+
+
+def did_you_mean(word: str, known: typing.Iterable[str]) -> str:
+    """`; did you mean 'baud'?` for the closest known spelling, or nothing."""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -94,6 +94,7 @@ class BleLink:
         self._racp_answered = asyncio.Event()
         self._racp_outcomes: list[str] = []
         self._cursor_loaded = False
+        self.radio_problem = ""  # why scanning fails, said once per outage (not every scan)
         self._last_value = 0.0
         self._lost = asyncio.Event()
         self._session_connected = False
@@ -214,26 +215,36 @@ class BleLink:
             return f"session failed: {exc or type(exc).__name__}"
 
     async def _find(self) -> BLEDevice | None:
+        try:
+            found = await self._scan()
+        except (BleakError, OSError) as exc:  # no adapter, BlueZ down: same as not found, said once
+            problem = radio_problem(exc)
+            if problem != self.radio_problem:
+                log.warning("%s: cannot scan for the device: %s", self.device_id, problem)
+                self.radio_problem = problem
+            return None
+        if self.radio_problem:
+            log.warning("%s: Bluetooth scanning works again", self.device_id)
+            self.radio_problem = ""
+        return found
+
+    async def _scan(self) -> BLEDevice | None:
         timeout = self._timing.scan_timeout_s
         scanner = self._backend.scanner
-        try:
-            if self.address:
-                if scanner is None:
-                    return await BleakScanner.find_device_by_address(self.address, timeout=timeout)
-                return await BleakScanner.find_device_by_address(self.address, timeout=timeout, backend=scanner)
-            service = self.profile.service_uuid
-
-            def matches(_device: BLEDevice, adv: AdvertisementData) -> bool:
-                return service in adv.service_uuids
-
+        if self.address:
             if scanner is None:
-                return await BleakScanner.find_device_by_filter(matches, timeout=timeout, service_uuids=[service])
-            return await BleakScanner.find_device_by_filter(
-                matches, timeout=timeout, service_uuids=[service], backend=scanner
-            )
-        except (BleakError, OSError) as exc:  # no adapter, BlueZ down: same as not found, reported
-            log.warning("%s: scanning failed: %s", self.device_id, exc)
-            return None
+                return await BleakScanner.find_device_by_address(self.address, timeout=timeout)
+            return await BleakScanner.find_device_by_address(self.address, timeout=timeout, backend=scanner)
+        service = self.profile.service_uuid
+
+        def matches(_device: BLEDevice, adv: AdvertisementData) -> bool:
+            return service in adv.service_uuids
+
+        if scanner is None:
+            return await BleakScanner.find_device_by_filter(matches, timeout=timeout, service_uuids=[service])
+        return await BleakScanner.find_device_by_filter(
+            matches, timeout=timeout, service_uuids=[service], backend=scanner
+        )
 
     async def _setup(self, client: BleakClient) -> None:
         chars = {c.uuid: c for c in client.services.characteristics.values()}
@@ -373,3 +384,14 @@ async def _disconnect(client: BleakClient) -> None:
     with contextlib.suppress(BleakError, TimeoutError, OSError):
         async with asyncio.timeout(2.0):
             await client.disconnect()
+
+
+def radio_problem(exc: BaseException) -> str:
+    """What an operator should read when scanning fails: BlueZ reached over the D-Bus
+    system bus is the usual culprit on a box, not the errno."""
+    text = str(exc)
+    if isinstance(exc, FileNotFoundError | ConnectionRefusedError) or "org.freedesktop.DBus" in text:
+        return "Bluetooth is not available (no BlueZ on the D-Bus system bus: is bluetoothd running?)"
+    if "adapter" in text.lower():
+        return f"no Bluetooth adapter ({text})"
+    return f"Bluetooth scanning failed ({text or type(exc).__name__})"

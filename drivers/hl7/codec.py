@@ -135,6 +135,7 @@ class Hl7Codec:
         self._bare_dropping = False  # unframed: the current message went over the bound
         self._out = bytearray()
         self._active: dict[str, str] = {}  # alert id -> flag
+        self._texts: dict[str, str] = {}  # flag -> the sender's text for it (OBX-5 of the alert)
         # Shared across a listener's connections (see Seen), as is the message
         # sequence: readings of two connections never share a sequence number.
         self._seen = seen or Seen()
@@ -321,18 +322,24 @@ class Hl7Codec:
             if alert.active:
                 if alert.alert_id in self._active or len(self._active) < MAX_ACTIVE_ALERTS:
                     self._active[alert.alert_id] = alert.flag
+                    if alert.text:
+                        self._texts[alert.flag] = alert.text
             else:
                 self._active.pop(alert.alert_id, None)
             carriers.append(alert.source)
         flags = frozenset(self._active.values())
+        self._texts = {f: t for f, t in self._texts.items() if f in flags}  # bounded by the active alerts
+        texts = tuple(self._texts.items())
         sources = [s for s in carriers if s is not None]
         for row, value in enumerate([*result.values, *sources]):
-            events.append(self._reading(value, flags | self._who(result), row, result.sender))
+            events.append(self._reading(value, flags | self._who(result), row, result.sender, texts))
         if result.alerts and not sources:
             seq = row_seq(self._seq, 0)
             carried = flags | self._who(result) | {"alert_report"}
             origin = f"{self._origin}.alert"
-            events.append(Reading(self.device_id, ALERT_CARRIER, None, "", flags=carried, seq=seq, origin=origin))
+            events.append(
+                Reading(self.device_id, ALERT_CARRIER, None, "", flags=carried, seq=seq, origin=origin, texts=texts)
+            )
         return events
 
     @staticmethod
@@ -344,7 +351,9 @@ class Hl7Codec:
             claims.add(f"location:{'^'.join(result.location)}")
         return frozenset(claims)
 
-    def _reading(self, v: PcdValue, extra: frozenset[str], row: int, sender: str) -> Reading:
+    def _reading(
+        self, v: PcdValue, extra: frozenset[str], row: int, sender: str, texts: tuple[tuple[str, str], ...] = ()
+    ) -> Reading:
         label = f"{v.code}^{v.refid}"
         seq = row_seq(self._seq, row)
         flags = v.flags | extra
@@ -356,4 +365,4 @@ class Hl7Codec:
         corrected = self._seen.originals.link(identity, origin, "correction" in v.flags)
         if corrected is not None:
             flags |= {f"{CORRECTS_ORIGIN}{corrected}"}
-        return Reading(self.device_id, label, v.value, v.unit, v.time, flags, seq, origin)
+        return Reading(self.device_id, label, v.value, v.unit, v.time, flags, seq, origin, texts)

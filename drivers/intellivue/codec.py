@@ -273,9 +273,10 @@ class IntelliVueCodec:
             return []
         self._seq += 1
         alarm_flags = frozenset(a.flag for a in self._alerts)
-        return [self._reading(n, alarm_flags) for n in numerics]
+        texts = tuple((a.flag, a.text) for a in self._alerts if a.text)
+        return [self._reading(n, alarm_flags, texts) for n in numerics]
 
-    def _reading(self, n: Numeric, alarm_flags: frozenset[str]) -> Reading:
+    def _reading(self, n: Numeric, alarm_flags: frozenset[str], texts: tuple[tuple[str, str], ...] = ()) -> Reading:
         flags = state_flags(n.state) | alarm_flags
         if n.special is not None:
             flags |= {f"float_{n.special}", "missing"}
@@ -287,4 +288,5 @@ class IntelliVueCodec:
             device_time=n.device_time,
             flags=flags,
             seq=self._seq,
+            texts=texts,
         )

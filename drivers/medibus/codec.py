@@ -113,6 +113,7 @@ class MedibusCodec:
         self._last_rx_s = self._last_tx_s = self._last_icc_s = 0.0
         self._next_poll_s = self._next_clock_s = 0.0
         self._alarm_flags: dict[int, frozenset[str]] = {1: frozenset(), 2: frozenset()}
+        self._alarm_texts: dict[int, tuple[tuple[str, str], ...]] = {1: (), 2: ()}
         self._device_clock: tuple[datetime, float] | None = None
         self._lost_reported = False
         self._seq = 0
@@ -256,10 +257,12 @@ class MedibusCodec:
             return self._measured(msg)
         if msg.code in (CP1_ALARMS, CP2_ALARMS):
             codepage = 1 if msg.code == CP1_ALARMS else 2
-            self._alarm_flags[codepage] = frozenset(
-                f"alarm_{alarm_priority(a.priority)}_cp{codepage}_{a.code.lower()}"
+            alarms = {
+                f"alarm_{alarm_priority(a.priority)}_cp{codepage}_{a.code.lower()}": a.phrase
                 for a in parse_alarms(msg.data, codepage)
-            )
+            }
+            self._alarm_flags[codepage] = frozenset(alarms)
+            self._alarm_texts[codepage] = tuple((flag, text) for flag, text in alarms.items() if text)
         elif msg.code == DATE_TIME:
             when = parse_datetime(msg.data)
             if when is not None:
@@ -298,6 +301,7 @@ class MedibusCodec:
                 device_time=when,
                 flags=flags,
                 seq=self._seq,
+                texts=self._alarm_texts[1] + self._alarm_texts[2],
             )
             for code, value in parse_measured(msg.data)
         ]

@@ -29,10 +29,10 @@ def ble_device(dev_id, protocol, port, extra=""):
 @pytest.mark.parametrize(
     ("device", "message"),
     [
-        (ble_device("h", "ble-heart-rate", "/dev/ttyUSB0"), "devices[0].port: BLE devices"),
-        (ble_device("h", "masimo", "ble:any"), "devices[0].port: BLE devices"),
-        (ble_device("h", "ble-heart-rate", "ble:AA:BB"), "devices[0].port: 'AA:BB' is not a Bluetooth address"),
-        (ble_device("h", "ble-heart-rate", "ble:any", "low_battery_pct = 101\n"), "devices[0].low_battery_pct"),
+        (ble_device("h", "ble-heart-rate", "/dev/ttyUSB0"), 'devices["h"].port: BLE devices'),
+        (ble_device("h", "masimo", "ble:any"), 'devices["h"].port: BLE devices'),
+        (ble_device("h", "ble-heart-rate", "ble:AA:BB"), "devices[\"h\"].port: 'AA:BB' is not a Bluetooth address"),
+        (ble_device("h", "ble-heart-rate", "ble:any", "low_battery_pct = 101\n"), 'devices["h"].low_battery_pct'),
     ],
 )
 def test_ble_device_config_errors_name_the_key(tmp_path, device, message):

@@ -156,7 +156,7 @@ def test_bad_config_names_the_key(tmp_path):
     cfg.write_text('[gateway]\nbed_id = "b"\n[[devices]]\nid = "x"\nprotocol = "masimo"\nport = "/p"\nbaud = 7\n')
     res = bedside("run", "--config", str(cfg))
     assert res.returncode == 2
-    assert res.stderr.decode().strip() == f"bedside: {cfg}: devices[0].baud: must be one of " + (
+    assert res.stderr.decode().strip() == f'bedside: {cfg}: devices["x"].baud: must be one of ' + (
         "1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400"
     )
 
@@ -193,7 +193,7 @@ RUN_ERRORS = {
     "stale-nan": (
         "",
         'id = "m1"\nprotocol = "masimo"\nport = "{tmp}/m1"\nstale_after_s = nan',
-        "devices[0].stale_after_s",
+        'devices["m1"].stale_after_s',
     ),
     "skew-inf": ("max_clock_skew_s = inf", "", "gateway.max_clock_skew_s: must be a finite number"),
     "socket-file": (
@@ -208,14 +208,14 @@ RUN_ERRORS = {
     "same-port": (
         "",
         'id = "m1"\nprotocol = "masimo"\nport = "./m1"\n[[devices]]\nid = "m2"\nprotocol = "masimo"\nport = "m1"',
-        "devices[1].port: port 'm1' is already used by device 'm1'",
+        "devices[\"m2\"].port: port 'm1' is already used by device 'm1'",
     ),
     "port-in-use": ("", 'id = "h"\nprotocol = "hl7"\nport = "tcp://127.0.0.1:{port}"', "is already in use"),
     "tls-key-missing": (
         "",
         'id = "h"\nprotocol = "hl7"\nport = "tls://127.0.0.1:0"\ntls_cert_path = "{tmp}/c.pem"\n'
         'tls_key_path = "{tmp}/k.pem"\ntls_ca_path = "{tmp}/ca.pem"',
-        "devices[0].tls_cert_path: {tmp}/c.pem: no such file",
+        'devices["h"].tls_cert_path: {tmp}/c.pem: no such file',
     ),
 }
 

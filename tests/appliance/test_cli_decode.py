@@ -30,9 +30,9 @@ def bedside(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes
         ("ble-heart-rate", b"zz\n", 1),
     ],
 )
-def test_nothing_decoded_exits_1_with_one_line(protocol, data, bad):
+def test_nothing_decoded_exits_2_with_one_line(protocol, data, bad):
     res = bedside("decode", "--protocol", protocol, "-", stdin=data)
-    assert res.returncode == 1, res.stderr
+    assert res.returncode == 2, res.stderr  # bad input: the README's exit-code rule
     (line,) = res.stderr.decode().splitlines()
     assert line.startswith(f"bedside: <stdin>: nothing decoded: {len(data)} bytes, ")
     if bad is not None:

@@ -46,10 +46,10 @@ def test_example_config_is_valid_and_is_the_one_in_the_readme():
 @pytest.mark.parametrize(
     ("device", "message"),
     [
-        ('protocol = "datex"\nbaud = 19200\nparity = "N"\nrtscts = true', "devices[0].parity: GE S/5 is 8E1"),
-        ('protocol = "datex"\nbaud = 19200\nparity = "E"', "devices[0].rtscts: GE S/5 needs RTS/CTS"),
-        ('protocol = "datex"\nbaud = 9600\nparity = "E"\nrtscts = true', "devices[0].baud: GE S/5 runs at 19200"),
-        ('protocol = "intellivue"', "devices[0].baud: IntelliVue MIB/RS-232 runs at 115200 8N1"),
+        ('protocol = "datex"\nbaud = 19200\nparity = "N"\nrtscts = true', 'devices["d"].parity: GE S/5 is 8E1'),
+        ('protocol = "datex"\nbaud = 19200\nparity = "E"', 'devices["d"].rtscts: GE S/5 needs RTS/CTS'),
+        ('protocol = "datex"\nbaud = 9600\nparity = "E"\nrtscts = true', 'devices["d"].baud: GE S/5 runs at 19200'),
+        ('protocol = "intellivue"', 'devices["d"].baud: IntelliVue MIB/RS-232 runs at 115200 8N1'),
     ],
 )
 def test_fixed_port_profiles_are_enforced(tmp_path, device, message):
@@ -68,15 +68,15 @@ def test_fixed_port_profiles_are_enforced(tmp_path, device, message):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ("surprise = 1", "g.toml: devices[0].surprise: unknown key"),
-        ("baud = 9601", "g.toml: devices[0].baud: must be one of"),
-        ('stale_after_s = "5"', "g.toml: devices[0].stale_after_s: must be a number, not str"),
-        ("rtscts = 1", "g.toml: devices[0].rtscts: must be a boolean, not int"),
-        ("stale_after_s = 0", "g.toml: devices[0].stale_after_s: must be at least 0.1"),
-        ('timezone = "Mars/Olympus"', "g.toml: devices[0].timezone: unknown time zone"),
-        ('parity = "X"', "g.toml: devices[0].parity: must be one of"),
-        ("reopen_min_s = 5.0\nreopen_max_s = 1.0", "g.toml: devices[0].reopen_max_s: must not be below"),
-        ("hl7_unframed = true", "g.toml: devices[0].hl7_unframed: only for an hl7 device on a serial port"),
+        ("surprise = 1", 'g.toml: devices["m1"].surprise: unknown key'),
+        ("baud = 9601", 'g.toml: devices["m1"].baud: must be one of'),
+        ('stale_after_s = "5"', 'g.toml: devices["m1"].stale_after_s: must be a number, not str'),
+        ("rtscts = 1", 'g.toml: devices["m1"].rtscts: must be a boolean, not int'),
+        ("stale_after_s = 0", 'g.toml: devices["m1"].stale_after_s: must be at least 0.1'),
+        ('timezone = "Mars/Olympus"', 'g.toml: devices["m1"].timezone: unknown time zone'),
+        ('parity = "X"', 'g.toml: devices["m1"].parity: must be one of'),
+        ("reopen_min_s = 5.0\nreopen_max_s = 1.0", 'g.toml: devices["m1"].reopen_max_s: must not be below'),
+        ("hl7_unframed = true", 'g.toml: devices["m1"].hl7_unframed: only for an hl7 device on a serial port'),
     ],
 )
 def test_bad_device_values_name_file_and_key(extra, message):
@@ -113,7 +113,7 @@ def test_duplicate_ids_and_ports_are_rejected():
     with pytest.raises(ConfigError, match=r"devices\[1\]\.id: duplicate device id 'm1'"):
         parse_config(twice, "g.toml")
     other_id = twice.replace('id = "m1"', 'id = "m2"', 1)
-    with pytest.raises(ConfigError, match=r"devices\[1\]\.port: port '/dev/ttyUSB0' is already used"):
+    with pytest.raises(ConfigError, match=r"devices\[\"m1\"\]\.port: port .* is already used by device .m2."):
         parse_config(other_id, "g.toml")
 
 
@@ -175,7 +175,7 @@ def test_float_fields_include_the_alarm_path_timers():
 def test_every_float_field_refuses_non_finite_values_in_one_line(field, literal):
     # nan passes every min/max comparison; a nan timer crash-loops the task using it.
     table, key = field
-    where = "devices[0]" if table == "devices" else table
+    where = 'devices["m1"]' if table == "devices" else table
     with pytest.raises(ConfigError) as err:
         parse_config(_config_with(table, key, literal), "g.toml")
     assert str(err.value).startswith(f"g.toml: {where}.{key}: must be a finite number"), str(err.value)
@@ -194,12 +194,12 @@ def test_one_serial_port_under_two_names_is_rejected(tmp_path, monkeypatch, spel
         f'[gateway]\nbed_id = "b"\n[[devices]]\nid = "a"\nprotocol = "masimo"\nport = "tmp/m1"\n'
         f'[[devices]]\nid = "b"\nprotocol = "masimo"\nport = "{second}"\n'
     )
-    with pytest.raises(ConfigError, match=r"^g.toml: devices\[1\].port: port .* is already used by device 'a'$"):
+    with pytest.raises(ConfigError, match=r"^g.toml: devices\[\"b\"\].port: port .* is already used by device 'a'$"):
         parse_config(text, "g.toml")
 
 
 def test_unframed_hl7_is_refused_on_a_tcp_listener():
     text = '[gateway]\nbed_id = "b"\n[[devices]]\nid = "h"\nprotocol = "hl7"\nport = "tcp://127.0.0.1:2575"\n'
-    with pytest.raises(ConfigError, match=r"devices\[0\]\.hl7_unframed: only for an hl7 device on a serial port"):
+    with pytest.raises(ConfigError, match=r"devices\[\"h\"\]\.hl7_unframed: only for an hl7 device on a serial port"):
         parse_config(text + "hl7_unframed = true\n", "g.toml")
     assert parse_config(text.replace("tcp://127.0.0.1:2575", "/dev/ttyUSB0") + "hl7_unframed = true\n").devices[0]

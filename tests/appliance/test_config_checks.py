@@ -29,10 +29,10 @@ FILE_KEYS = {
     "ota.cert_path": "[ota]",
     "ota.key_path": "[ota]",
     "ota.reboot_request_path": "[ota]",
-    "devices[0].tls_cert_path": "[[devices]]",
-    "devices[0].tls_key_path": "[[devices]]",
-    "devices[0].tls_ca_path": "[[devices]]",
-    "devices[0].seen_path": "[[devices]]",
+    'devices["h"].tls_cert_path': "[[devices]]",
+    'devices["h"].tls_key_path': "[[devices]]",
+    'devices["h"].tls_ca_path': "[[devices]]",
+    'devices["h"].seen_path': "[[devices]]",
 }
 
 
@@ -67,7 +67,7 @@ def test_every_path_field_is_checked_at_start_up():
         hint = typing.get_type_hints(Config)[top.name]
         cls = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else hint
         if cls is DeviceConfig:  # every transport's device type, its parts' keys included
-            paths |= {f"devices[0].{k}" for c in device_types() for k in table_fields(c) if k.endswith("_path")}
+            paths |= {f'devices["h"].{k}' for c in device_types() for k in table_fields(c) if k.endswith("_path")}
         elif dataclasses.is_dataclass(cls):
             paths |= {f"{top.name}.{f.name}" for f in dataclasses.fields(cls) if f.name.endswith("_path")}
     assert paths | {"queue.path"} == set(FILE_KEYS)
@@ -97,8 +97,8 @@ def test_ota_data_dir_must_be_a_directory(tmp_path):
 
 
 def test_a_serial_port_naming_a_directory_is_refused(tmp_path):
-    cfg = config(tmp_path, **{"devices[0].protocol": "masimo", "devices[0].port": str(tmp_path)})
-    assert check(cfg) == f"g.toml: devices[0].port: {tmp_path} is a directory, not a serial port"
+    cfg = config(tmp_path, **{'devices["h"].protocol': "masimo", 'devices["h"].port': str(tmp_path)})
+    assert check(cfg) == f'g.toml: devices["h"].port: {tmp_path} is a directory, not a serial port'
 
 
 def test_control_socket_naming_a_regular_file_is_refused_and_the_file_kept(tmp_path):
@@ -139,8 +139,8 @@ def test_a_listener_port_in_use_is_refused(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        message = check(config(tmp_path, **{"devices[0].port": f"tcp://127.0.0.1:{port}"}))
-    assert message == f"g.toml: devices[0].port: 127.0.0.1:{port}: port {port} is already in use"
+        message = check(config(tmp_path, **{'devices["h"].port': f"tcp://127.0.0.1:{port}"}))
+    assert message == f'g.toml: devices["h"].port: 127.0.0.1:{port}: port {port} is already in use'
 
 
 def test_two_listeners_on_one_port_are_refused(tmp_path):
@@ -152,7 +152,7 @@ def test_two_listeners_on_one_port_are_refused(tmp_path):
         f'[[devices]]\nid = "a"\nprotocol = "hl7"\nport = "tcp://0.0.0.0:{port}"\n'
         f'[[devices]]\nid = "b"\nprotocol = "hl7"\nport = "tcp://127.0.0.1:{port}"\n'
     )
-    assert check(parse_config(text, "g.toml")).startswith(f"g.toml: devices[1].port: 127.0.0.1:{port}: port {port}")
+    assert check(parse_config(text, "g.toml")).startswith(f'g.toml: devices["b"].port: 127.0.0.1:{port}: port {port}')
     # The check holds nothing once done: the gateway can bind the port itself.
     with socket.socket() as again:
         again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -175,11 +175,11 @@ def test_tls_listener_material_is_loaded_at_start_up(tmp_path):
     pki = make_pki(tmp_path / "pki")
     startup_checks(_tls_config(tmp_path, pki.dir), "g.toml")
     assert check(_tls_config(tmp_path, pki.dir, tls_key_path="nope.key")) == (
-        f"g.toml: devices[0].tls_key_path: {pki.dir / 'nope.key'}: no such file (a tls:// listener needs it)"
+        f'g.toml: devices["h"].tls_key_path: {pki.dir / "nope.key"}: no such file (a tls:// listener needs it)'
     )
     (pki.dir / "garbage.pem").write_text("not a certificate\n")
     message = check(_tls_config(tmp_path, pki.dir, tls_cert_path="garbage.pem"))
-    assert message.startswith("g.toml: devices[0].tls_key_path: cannot load the listener's TLS material (cert ")
+    assert message.startswith('g.toml: devices["h"].tls_key_path: cannot load the listener\'s TLS material (cert ')
 
 
 @pytest.mark.parametrize("key", ["sink.jsonl_path", "queue.path", "alarms.events_path", "alarms.control_socket"])
@@ -207,7 +207,7 @@ def test_a_network_port_is_never_taken_for_a_serial_path(port):
 
     text = f'[gateway]\nbed_id = "B"\n[[devices]]\nid = "h"\nprotocol = "hl7"\nport = "{port}"\n'
     if port.startswith("udp"):
-        with pytest.raises(ConfigError, match=r"devices\[0\]\.port: .*not udp://"):
+        with pytest.raises(ConfigError, match=r"devices\[\"h\"\]\.port: .*not udp://"):
             parse_config(text, "g.toml")
     else:
         assert parse_listen(port) is not None

@@ -111,14 +111,14 @@ def test_bedside_decode_offers_and_reads_the_toy_family(toy, tmp_path, capsys):
 def test_config_takes_the_toy_family_and_its_line_rules(toy):
     base = '[gateway]\nbed_id = "b"\n[[devices]]\nid = "t"\nport = "/dev/ttyS9"\n'
     assert parse_config(base + 'protocol = "toy"\n').devices[0].protocol == "toy"
-    with pytest.raises(ConfigError, match=r"devices\[0\]\.baud: a fast toy runs at 115200"):
+    with pytest.raises(ConfigError, match=r"devices\[\"t\"\]\.baud: a fast toy runs at 115200"):
         parse_config(base + 'protocol = "toy-fast"\n', "g.toml")
-    with pytest.raises(ConfigError, match=r"devices\[0\]\.port: BLE devices"):
+    with pytest.raises(ConfigError, match=r"devices\[\"t\"\]\.port: BLE devices"):
         parse_config(base.replace("/dev/ttyS9", "ble:any") + 'protocol = "toy"\n', "g.toml")
 
 
 def test_without_registration_the_toy_is_unknown():
-    with pytest.raises(ConfigError, match=r"devices\[0\]\.protocol: must be one of"):
+    with pytest.raises(ConfigError, match=r"devices\[\"t\"\]\.protocol: must be one of"):
         parse_config('[gateway]\nbed_id = "b"\n[[devices]]\nid = "t"\nport = "/dev/x"\nprotocol = "toy"\n', "g")
 
 

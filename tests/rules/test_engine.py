@@ -198,8 +198,13 @@ def test_technical_alarm_with_delay_and_device_set():
     run(tech(True, "d2"), T0 + 1)
     assert run(Tick(), T0 + 5) == ["active"]
     assert run.events[-1].kind == "technical"
-    assert run(TechnicalEvent("d1", "connected", bed_id="B1"), T0 + 6) == []  # d2 still down
+    assert run.events[-1].message == "disc: d1, d2"  # the alarm names the devices it stands for
+    # d2 still down: the same alarm (same id) is said again, now naming d2 only.
+    assert run(TechnicalEvent("d1", "connected", bed_id="B1"), T0 + 6) == ["active"]
+    assert run.events[-1].message == "disc: d2"
+    assert run.events[-1].alarm_id == run.events[-2].alarm_id
     assert run(tech(False, "d2"), T0 + 7) == ["cleared"]
+    assert run.events[-1].message == "disc: d2"  # the clear says whose alarm ended
 
 
 def test_one_shot_technical_event_latches():

@@ -1,0 +1,1 @@
+"""The local web console: HTTPS on the management interface, the live view, acknowledge and pairing."""

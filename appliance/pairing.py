@@ -1,0 +1,54 @@
+"""The checks every pairing passes, whoever asks: `bedside devices pair` and the
+web console call the same `pair_device`.
+
+Refused, in one line naming the problem (exit 2 on the command line, a 400 with the
+same text in the console): a device the config does not know (with the closest
+id), a bed or patient id that is empty, too long or has spaces or control
+characters, and a patient that is not the bed's: every device at a bed belongs to
+the one patient there, so a second device paired to the bed with another patient
+id is a typo or the wrong bed, and filing its data to a chart would be worse than
+refusing it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from typing import Final
+
+from appliance.core.errors import BedsideInputError
+from appliance.core.settings import did_you_mean
+from appliance.registry import Pairing, Registry
+
+__all__ = ["PairingRefused", "pair_device"]
+
+_ID: Final = re.compile(r"[^\s\x00-\x1f\x7f]{1,64}")
+
+
+class PairingRefused(BedsideInputError):
+    """A pairing that fails a check: one line, nothing written."""
+
+
+def _check_id(what: str, value: str) -> None:
+    if not _ID.fullmatch(value):
+        raise PairingRefused(f"{what} {value!r}: must be 1-64 characters without spaces or control characters")
+
+
+def pair_device(
+    registry: Registry, device_id: str, bed_id: str, patient_id: str | None, known: Collection[str] | None = None
+) -> Pairing:
+    """Pair after the checks above; `known` = the config's device ids (None: not checked)."""
+    if known is not None and device_id not in known:
+        raise PairingRefused(f"device {device_id!r} is not in the config{did_you_mean(device_id, known)}")
+    _check_id("device", device_id)
+    _check_id("bed", bed_id)
+    if patient_id is not None:
+        _check_id("patient", patient_id)
+        for other in registry.list():
+            if other.device_id != device_id and other.bed_id == bed_id and other.patient_id not in (None, patient_id):
+                raise PairingRefused(
+                    f"bed {bed_id} is paired to patient {other.patient_id} (device {other.device_id}); "
+                    f"refusing patient {patient_id} for {device_id} "
+                    "(if the patient changed, unpair the bed's devices first)"
+                )
+    return registry.pair(device_id, bed_id, patient_id)
