@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from appliance.clinical.settings import ClinicalSettings
+from appliance.clinical.audit_settings import AuditSettings, FhirSettings
 from appliance.core.errors import BedsideConfigError
 from appliance.core.settings import Fail, build_settings, did_you_mean, item_key, part, setting, table_fields
 from appliance.core.tls import resolve_tls
@@ -158,7 +158,8 @@ class Config:
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     arbiter: ArbiterConfig = field(default_factory=ArbiterConfig)
     ota: OtaConfig = field(default_factory=OtaConfig)
-    clinical: ClinicalSettings = field(default_factory=ClinicalSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    fhir: FhirSettings = field(default_factory=FhirSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     devices: tuple[DeviceSettings, ...] = ()
 
@@ -229,7 +230,7 @@ def _cross_checks(config: Config, fail: Fail) -> None:
             if not getattr(up, key):
                 fail(f"uplink.{key}", "required when uplink.host is set")
     _check_ota(config, fail)
-    _check_clinical(config, fail)
+    _check_audit(config, fail)
     _check_console(config, fail)
     seen_ids: set[str] = set()
     seen_ports: dict[str, str] = {}
@@ -282,13 +283,13 @@ def _check_ota(config: Config, fail: Fail) -> None:
             fail(file.key, "required (or set the uplink's) when ota.server_url is set")
 
 
-def _check_clinical(config: Config, fail: Fail) -> None:
-    if not config.clinical.path:
+def _check_audit(config: Config, fail: Fail) -> None:
+    if not config.audit.journal_path:
         return
     if not config.queue.key_path:
-        fail("clinical.path", "the journal is sealed with the store's key: set queue.path and queue.key_path too")
-    if not (config.clinical.audit_key_path or config.uplink.key_path):
-        fail("clinical.audit_key_path", "required (or set uplink.key_path: the box key signs the audit trail)")
+        fail("audit.journal_path", "the journal is sealed with the store's key: set queue.path and queue.key_path too")
+    if not (config.audit.key_path or config.uplink.key_path):
+        fail("audit.key_path", "required (or set uplink.key_path: the box key signs the audit trail)")
 
 
 def _check_port(config: Config, dev: DeviceSettings, key: str, fail: Fail) -> None:

@@ -47,7 +47,7 @@ from rules.spec import DEFAULT_RULES_PATH, RuleSet, load_rules
 # and [uplink], a family's codec and transport stack (radio, listener, TLS) with a
 # device of that family (drivers/registry.py), GPIO with [alarms] gpio_chip.
 if TYPE_CHECKING:
-    from appliance.clinical.plane import ClinicalPlane
+    from appliance.clinical.audit_fhir import AuditFhirPlane
     from appliance.queue.queue import RecordQueue
     from appliance.uplink.client import Uplink
 
@@ -128,8 +128,8 @@ class Gateway:
         # Observation ids (appliance/normalize.py): the gateway's id keeps two gateways' apart.
         self._gateway_id = config.uplink.gateway_id or config.gateway.bed_id
         self.alarms = self._make_alarms(ruleset, outputs)
-        self.clinical: ClinicalPlane | None = self._make_clinical()  # audit trail, FHIR charting
-        self.audit = self.clinical.trail.record if self.clinical is not None else _no_audit  # components' hook
+        self.audit_fhir: AuditFhirPlane | None = self._make_audit_fhir()  # audit trail, FHIR charting
+        self.audit = self.audit_fhir.trail.record if self.audit_fhir is not None else _no_audit  # components' hook
         # Alarm path timing: a reading's arrival in handle() -> an annunciation it caused.
         self.stats_settings = StatsSettings()
         self.alarm_latency = LatencyHistogram()
@@ -188,10 +188,10 @@ class Gateway:
         self.subscribers.append(circuit.on_record)
         return circuit
 
-    def _make_clinical(self) -> ClinicalPlane | None:
-        if not self.config.clinical.path:
+    def _make_audit_fhir(self) -> AuditFhirPlane | None:
+        if not self.config.audit.journal_path:
             return None
-        from appliance.clinical.plane import for_gateway
+        from appliance.clinical.audit_fhir import for_gateway
 
         return for_gateway(self, self._gateway_id)
 
@@ -302,8 +302,8 @@ class Gateway:
     def _audit(self, record: AuditRecord) -> None:
         for sink in self.sinks:
             sink.offer(record)
-        if self.clinical is not None:
-            self.clinical.on_arbiter(record)
+        if self.audit_fhir is not None:
+            self.audit_fhir.on_arbiter(record)
 
     async def _watch_registry(self) -> None:
         while True:
@@ -312,9 +312,9 @@ class Gateway:
             if await asyncio.to_thread(self.registry.refresh):
                 self._contexts.clear()
                 log.info("registry changed: pairings reloaded")
-                if self.clinical is not None:
+                if self.audit_fhir is not None:
                     writer = await asyncio.to_thread(file_writer, self.registry.path)
-                    self.clinical.pairings_changed(before, self.registry.snapshot(), writer)
+                    self.audit_fhir.pairings_changed(before, self.registry.snapshot(), writer)
 
     async def _watchdog(self) -> None:
         # Pinging from the event loop proves the loop (and so the alarm path) turns.
@@ -345,11 +345,11 @@ class Gateway:
         for dev_id, link in self.links.items():
             supervisor.start(f"link:{dev_id}", link.run, dev_id)
         supervisor.start("registry", self._watch_registry)
-        if self.clinical is not None:
+        if self.audit_fhir is not None:
             from appliance.clinical.audit import config_digest
 
-            self.clinical.start(config_digest(self.config), len(self.links), self.registry.snapshot())
-            supervisor.start("clinical", self.clinical.run)
+            self.audit_fhir.start(config_digest(self.config), len(self.links), self.registry.snapshot())
+            supervisor.start("audit-fhir", self.audit_fhir.run)
         if (synced_clock := self._synced_clock) is not None:
             supervisor.start("clock", lambda: run_clock(synced_clock, self.publish))
         if self.uplink is not None:
@@ -392,8 +392,8 @@ class Gateway:
                 async with asyncio.timeout(self.config.supervisor.shutdown_timeout_s / 2):
                     await sink.flush()
             sink.close()
-        if self.clinical is not None:
-            await self.clinical.flush()
-            self.clinical.close()
+        if self.audit_fhir is not None:
+            await self.audit_fhir.flush()
+            self.audit_fhir.close()
         log.info("stopped: %s", self.status_line())
         return clean

@@ -1,1 +1,1 @@
-"""The clinical plane: audit trail, FHIR R4 resources, charting to the clinical topic."""
+"""The clinical plane: bed census, patient association, consent, quarantine, audit and FHIR."""

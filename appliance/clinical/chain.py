@@ -4,7 +4,7 @@ Each entry's `hash` is SHA-256 over its canonical JSON (every field but `hash` a
 `sig`, keys sorted, ASCII), which includes `prev`, the previous entry's hash: an
 edit changes the hash, a deletion or reordering breaks the link or the sequence.
 `sig` is ECDSA P-256 / SHA-256 over the hash, made with the box's private key (the
-uplink's client key unless `[clinical] audit_key_path` names another): whoever
+uplink's client key unless `[audit] key_path` names another): whoever
 edits an entry and recomputes the hashes still cannot sign. `verify_chain` names
 the first broken link. What a chain alone cannot show: that entries after the
 last one were deleted (a consumer that collected them on the `audit` topic can).

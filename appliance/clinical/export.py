@@ -68,12 +68,12 @@ def _store_records(cfg: Any) -> list[Record]:
 
 
 def _journal_resources(cfg: Any) -> list[dict[str, Any]]:
-    if not cfg.clinical.path or not Path(cfg.clinical.path).exists():
+    if not cfg.audit.journal_path or not Path(cfg.audit.journal_path).exists():
         return []
     from appliance.clinical.journal import Journal
     from appliance.queue.seal import Sealer, load_or_create_key
 
-    journal = Journal(cfg.clinical.path, Sealer(load_or_create_key(cfg.queue.key_path, create=False)))
+    journal = Journal(cfg.audit.journal_path, Sealer(load_or_create_key(cfg.queue.key_path, create=False)))
     try:
         return [json.loads(p) for p in journal.export_clinical()]
     finally:
@@ -84,8 +84,8 @@ def fhir_bundle(config_path: str, interval_s: float | None) -> tuple[dict[str, A
     from rules.spec import DEFAULT_RULES_PATH, load_rules
 
     cfg = load_config(config_path)
-    gate = ChartGate(interval_s if interval_s is not None else cfg.clinical.charting_interval_s)
-    patients = PatientRef(cfg.clinical.patient_identifier_system)
+    gate = ChartGate(interval_s if interval_s is not None else cfg.fhir.charting_interval_s)
+    patients = PatientRef(cfg.fhir.patient_identifier_system)
     ruleset = load_rules(cfg.alarms.rules_path or DEFAULT_RULES_PATH)
     protocols = {d.id: d.protocol for d in cfg.devices}
     resources = _journal_resources(cfg) + resources_for(_store_records(cfg), gate, patients, ruleset, protocols)

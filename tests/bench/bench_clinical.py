@@ -22,9 +22,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from appliance.clinical.audit import AuditTrail
+from appliance.clinical.audit_fhir import AuditFhirPlane
+from appliance.clinical.audit_settings import AuditSettings, FhirSettings
 from appliance.clinical.chain import AuditEntry, verify_chain
-from appliance.clinical.plane import ClinicalPlane
-from appliance.clinical.settings import ClinicalSettings
 from appliance.core.model import Observation
 from appliance.core.vocab import Quality
 from appliance.uplink.pki import write_key
@@ -55,8 +55,9 @@ def measure(scale: float = 1.0) -> dict[str, float]:
     n = lambda count: max(10, int(count * scale))  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         write_key(Path(tmp) / "box.key", key)
-        plane = ClinicalPlane(
-            ClinicalSettings(path=str(Path(tmp) / "c.db")), audit_key_path=str(Path(tmp) / "box.key"),
+        plane = AuditFhirPlane(
+            AuditSettings(journal_path=str(Path(tmp) / "c.db")), FhirSettings(),
+            audit_key_path=str(Path(tmp) / "box.key"),
             seal_key_path=str(Path(tmp) / "s.key"), gateway_id="gw", ruleset=load_rules(DEFAULT_RULES_PATH),
             now_ms=lambda: 0, protocols={"m1": "masimo"},
         )  # fmt: skip

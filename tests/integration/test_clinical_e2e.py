@@ -67,8 +67,8 @@ def config(tmp, broker, pki) -> str:
         f'[uplink]\nhost = "127.0.0.1"\nport = {broker.port}\nserver_hostname = "localhost"\ngateway_id = "gw-1"\n'
         f'ca_path = "{pki.ca}"\ncert_path = "{files.cert}"\nkey_path = "{files.key}"\nconnect_timeout_s = 3.0\n'
         f'[alarms]\nrules_path = "{tmp / "rules.toml"}"\ncontrol_socket = "{tmp / "ctl.sock"}"\nconsole = false\n'
-        f'[clinical]\npath = "{tmp / "clinical.db"}"\ncharting_interval_s = 1.0\n'
-        'patient_identifier_system = "urn:oid:2.16.840.1.113883.19.5"\n'
+        f'[audit]\njournal_path = "{tmp / "clinical.db"}"\n'
+        '[fhir]\ncharting_interval_s = 1.0\npatient_identifier_system = "urn:oid:2.16.840.1.113883.19.5"\n'
     )
     text = gateway_toml(tmp, "ICU-2", queue=True, sections=sections, device=("masimo-1", "masimo", "masimo0"))
     # An unpaired oximeter at the next bed (a bed's alarms name the patient of its latest observation).
@@ -181,7 +181,7 @@ def test_export_writes_a_transaction_bundle(bench):
 
     tmp, procs = bench
     write_key(tmp / "box.key", issue(make_ca("CA"), "gw-x").key)
-    sections = f'[clinical]\npath = "{tmp / "clinical.db"}"\naudit_key_path = "{tmp / "box.key"}"\n'
+    sections = f'[audit]\njournal_path = "{tmp / "clinical.db"}"\nkey_path = "{tmp / "box.key"}"\n'
     (tmp / "gw.toml").write_text(gateway_toml(tmp, "ICU-5", queue=True, sections=sections,
                                               device=("masimo-1", "masimo", "masimo0")))  # fmt: skip
     assert cli("devices", "--config", str(tmp / "gw.toml"), "pair", "masimo-1", "--bed", "ICU-5",

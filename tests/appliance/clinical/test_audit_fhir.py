@@ -40,9 +40,10 @@ key_path = "{tmp_path / "store.key"}"
 [alarms]
 control_socket = "{tmp_path / "ctl.sock"}"
 console = false
-[clinical]
-path = "{tmp_path / "clinical.db"}"
-audit_key_path = "{tmp_path / "box.key"}"
+[audit]
+journal_path = "{tmp_path / "clinical.db"}"
+key_path = "{tmp_path / "box.key"}"
+[fhir]
 charting_interval_s = 30
 patient_identifier_system = "urn:oid:1.2.3.4"
 [[devices]]
@@ -97,10 +98,10 @@ def audit(tmp):
 async def test_paired_values_are_charted_and_everything_is_audited(box):
     tmp, cfg, key = box
     gw, stream, stop, runner = await started(cfg)
-    assert gw.clinical is not None
+    assert gw.audit_fhir is not None
     Registry(cfg.gateway.registry_path).pair("m1", "ICU-4", "MRN-77")
     await wait_for(lambda: gw.context(cfg.devices[0]).patient_id == "MRN-77")
-    await wait_for(lambda: gw.clinical is not None and gw.clinical.trail.seq >= 4)  # the pairing entry
+    await wait_for(lambda: gw.audit_fhir is not None and gw.audit_fhir.trail.seq >= 4)  # the pairing entry
     for _ in range(3):  # three readings within the charting interval: one charted per metric
         stream.push(LINE % 97)
         await asyncio.sleep(0.05)
@@ -156,7 +157,7 @@ async def test_an_unpaired_device_is_not_charted_and_its_unpairing_is_audited(bo
     stop.set()
     await runner
     assert resources(tmp) == []
-    assert gw.clinical is not None and gw.clinical.refused == {"unpaired": 3}
+    assert gw.audit_fhir is not None and gw.audit_fhir.refused == {"unpaired": 3}
     unpairing = [e for e in audit(tmp) if e.kind == "unpairing"]
     assert len(unpairing) == 1 and unpairing[0].fields["device_id"] == "m1"
 
@@ -166,14 +167,14 @@ async def test_consent_withheld_stops_the_chart_not_the_alarm(box):
     Registry(cfg.gateway.registry_path).pair("m1", "ICU-4", "MRN-77")
     output = MemoryOutput()
     gw, stream, stop, runner = await started(cfg, output)
-    assert gw.clinical is not None
-    gw.clinical.gate.consented = lambda patient: False  # the consent gate's predicate
+    assert gw.audit_fhir is not None
+    gw.audit_fhir.gate.consented = lambda patient: False  # the consent gate's predicate
     stream.push(LINE % 75)  # SpO2 75: the default rules' desaturation alarm, no delay
     await wait_for(lambda: any(a.audible == "high" for _, a in output.annunciations))
     stop.set()
     await runner
     assert resources(tmp) == []
-    assert gw.clinical.refused.get("not consented") == 3
+    assert gw.audit_fhir.refused.get("not consented") == 3
 
 
 async def test_with_consent_an_alarm_is_an_acm_observation(box):
@@ -247,7 +248,7 @@ async def test_arbiter_decisions_are_audited_per_bed_and_metric(box):
         streams.by_port["/dev/fake0"].push(LINE % 97)
         streams.by_port["/dev/fake1"].push(LINE % 93)
         await asyncio.sleep(0.02)
-    assert gw.clinical is not None and gw.stats()["clinical"]["audit_seq"] >= 3
+    assert gw.audit_fhir is not None and gw.stats()["audit_fhir"]["audit_seq"] >= 3
     stop.set()
     await runner
     decisions = [e.fields for e in audit(tmp) if e.kind == "arbiter_decisions"]

@@ -1,6 +1,6 @@
 """The clinical plane, wired into the gateway: audit trail, charting, FHIR, journal, topics.
 
-The gateway makes one when `[clinical] path` is set. It is a synchronous
+The gateway makes one when `[audit] journal_path` is set. It is a synchronous
 subscriber (after the alarm circuit): a charted observation or an alarm of a
 paired, consented patient becomes a FHIR resource offered to the journal's
 buffer, an OTA step an audit entry; nothing here awaits disk or network. Its task
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from appliance.arbiter import AuditRecord
 from appliance.clinical.audit import ArbiterDigest, AuditTrail, load_box_key
+from appliance.clinical.audit_settings import AuditSettings, FhirSettings
 from appliance.clinical.chain import AuditFormatError
 from appliance.clinical.charting import ChartGate, ConsentPredicate, every_paired_patient_consented, limits_for
 from appliance.clinical.fhir import (
@@ -34,14 +35,13 @@ from appliance.clinical.fhir import (
 )
 from appliance.clinical.journal import Journal, JournalError
 from appliance.clinical.publisher import AuditPublisher, Send
-from appliance.clinical.settings import ClinicalSettings
 from appliance.core.errors import BedsideStoreError
 from appliance.core.model import AlarmEvent, Observation, Record, TechnicalEvent
 from appliance.core.vocab import TechnicalKind
 from appliance.queue.seal import Sealer, load_or_create_key
 from rules.spec import RuleSet
 
-__all__ = ["ClinicalPlane", "for_gateway"]
+__all__ = ["AuditFhirPlane", "for_gateway"]
 
 if TYPE_CHECKING:
     from appliance.gateway import Gateway
@@ -56,10 +56,11 @@ def _pairing_fields(p: Any) -> dict[str, object]:
     return {"device_id": p.device_id, "bed_id": p.bed_id, "patient_id": p.patient_id}
 
 
-class ClinicalPlane:
+class AuditFhirPlane:
     def __init__(
         self,
-        settings: ClinicalSettings,
+        settings: AuditSettings,
+        fhir: FhirSettings,
         *,
         audit_key_path: str,
         seal_key_path: str,
@@ -73,11 +74,11 @@ class ClinicalPlane:
         self.settings = settings
         key = load_box_key(audit_key_path)  # first: a bad key is exit 2 before any file is made
         sealer = Sealer(load_or_create_key(seal_key_path, create=True))
-        self.journal, head, self._why = self._open_journal(settings, sealer)
+        self.journal, head, self._why = self._open_journal(settings, fhir, sealer)
         self.trail = AuditTrail(key, gateway_id, now_ms, self.journal.offer_audit, head)
-        self.gate = ChartGate(settings.charting_interval_s, consented)
+        self.gate = ChartGate(fhir.charting_interval_s, consented)
         self.digest = ArbiterDigest()
-        self.patients = PatientRef(settings.patient_identifier_system)
+        self.patients = PatientRef(fhir.patient_identifier_system)
         self._ruleset = ruleset
         self._limits: dict[str, Limits] = {}
         self._protocols = dict(protocols)
@@ -87,14 +88,16 @@ class ClinicalPlane:
         self.publisher = AuditPublisher(self.journal, send, gateway_id) if send is not None else None
 
     @staticmethod
-    def _open_journal(settings: ClinicalSettings, sealer: Sealer) -> tuple[Journal, tuple[int, str] | None, str]:
+    def _open_journal(
+        settings: AuditSettings, fhir: FhirSettings, sealer: Sealer
+    ) -> tuple[Journal, tuple[int, str] | None, str]:
         """The journal and its chain head. One that does not open or whose newest entry
         does not read (damaged, another key) is set aside, never fatal: the alarms must
         run, and the new chain's first entry says why it starts again."""
 
         def journal() -> Journal:
-            return Journal(settings.path, sealer, audit_max_entries=settings.audit_max_entries,
-                           clinical_max_rows=settings.clinical_max_rows)  # fmt: skip
+            return Journal(settings.journal_path, sealer, audit_max_entries=settings.max_entries,
+                           clinical_max_rows=fhir.max_pending)  # fmt: skip
 
         try:
             opened = journal()
@@ -108,11 +111,11 @@ class ClinicalPlane:
                 opened.close()
             else:
                 return opened, head, "new journal" if head is None else "gateway started"
-        aside = Path(f"{settings.path}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
+        aside = Path(f"{settings.journal_path}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
-                Path(settings.path + suffix).rename(f"{aside}{suffix}")
-        log.error("clinical journal %s unreadable (%s); set aside as %s, a new chain starts", settings.path, problem,
+                Path(settings.journal_path + suffix).rename(f"{aside}{suffix}")
+        log.error("journal %s unreadable (%s); set aside as %s, a new chain starts", settings.journal_path, problem,
                   aside)  # fmt: skip
         return journal(), None, f"journal unreadable ({problem}); set aside as {aside}"
 
@@ -213,11 +216,11 @@ class ClinicalPlane:
             self.journal.close()
 
 
-def for_gateway(gw: Gateway, gateway_id: str) -> ClinicalPlane:
-    """The plane of a gateway with `[clinical] path`, subscribed after the alarm circuit."""
+def for_gateway(gw: Gateway, gateway_id: str) -> AuditFhirPlane:
+    """The plane of a gateway with `[audit] journal_path`, subscribed after the alarm circuit."""
     cfg = gw.config
-    plane = ClinicalPlane(
-        cfg.clinical, audit_key_path=cfg.clinical.audit_key_path or cfg.uplink.key_path,
+    plane = AuditFhirPlane(
+        cfg.audit, cfg.fhir, audit_key_path=cfg.audit.key_path or cfg.uplink.key_path,
         seal_key_path=cfg.queue.key_path, gateway_id=gateway_id, ruleset=gw.alarms.engine.ruleset,
         now_ms=lambda: round(gw.clock.now().timestamp() * 1000), protocols={d.id: d.protocol for d in cfg.devices},
         send=gw.uplink.publish_side if gw.uplink is not None else None,

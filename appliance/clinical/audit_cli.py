@@ -93,11 +93,11 @@ def _journal(config_path: str) -> Any:
     from appliance.queue.seal import Sealer, load_or_create_key
 
     cfg = load_config(config_path)
-    if not cfg.clinical.path:
-        raise AuditUsageError(f"{config_path}: clinical.path: not set, so there is no journal")
-    if not Path(cfg.clinical.path).exists():
-        raise AuditUsageError(f"{cfg.clinical.path}: no journal yet (the gateway creates it on first run)")
-    return Journal(cfg.clinical.path, Sealer(load_or_create_key(cfg.queue.key_path, create=False)))
+    if not cfg.audit.journal_path:
+        raise AuditUsageError(f"{config_path}: audit.journal_path: not set, so there is no journal")
+    if not Path(cfg.audit.journal_path).exists():
+        raise AuditUsageError(f"{cfg.audit.journal_path}: no journal yet (the gateway creates it on first run)")
+    return Journal(cfg.audit.journal_path, Sealer(load_or_create_key(cfg.queue.key_path, create=False)))
 
 
 def _export_audit(args: argparse.Namespace) -> int:
