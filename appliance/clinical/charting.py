@@ -7,7 +7,8 @@ observation's own time (so a meter's stored records caught up at once are thinne
 the same way as live ones). Everything else stays on the telemetry plane only.
 
 `consented` is the predicate the consent gate (census/consent component) plugs in;
-until it does, `every_paired_patient_consented` stands in, by name.
+until it does, `every_paired_patient_consented` stands in, by name. An observation
+that gate already marked `consent_withheld` is refused whatever the predicate says.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = ["ChartGate", "ConsentPredicate", "every_paired_patient_consented", "l
 
 ConsentPredicate = Callable[[str], bool]
 MAX_KEYS: Final = 4096  # (patient, device, metric) remembered; the least recent is forgotten
+WITHHELD_FLAG: Final = "consent_withheld"  # set by the consent gate on observations it withholds
 
 
 def every_paired_patient_consented(patient_id: str) -> bool:
@@ -62,7 +64,7 @@ class ChartGate:
             return "unpaired"
         if obs.quality == Quality.INVALID:
             return "invalid"
-        if not self.consented(obs.patient_id):
+        if WITHHELD_FLAG in obs.flags or not self.consented(obs.patient_id):
             return "not consented"
         key = (obs.patient_id, obs.device_id, obs.metric)
         t = obs.time.timestamp()

@@ -169,6 +169,9 @@ def test_the_chart_gate():
     assert gate.refusal(o(0, p=None)) == "unpaired"
     assert gate.refusal(o(0, q=Quality.INVALID)) == "invalid"
     assert gate.refusal(o(0, p="MRN-NO")) == "not consented"
+    withheld = Observation(**{**{f: getattr(o(0), f) for f in Observation.__dataclass_fields__},
+                              "flags": frozenset({"consent_withheld"})})  # fmt: skip
+    assert gate.refusal(withheld) == "not consented"
     assert [gate.refusal(o(t)) for t in (0, 1, 59, 60, 61, 125)] == ["", "interval", "interval", "", "interval", ""]
     assert gate.refusal(o(1, dev="other")) == ""  # per device
 
