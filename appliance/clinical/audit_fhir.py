@@ -24,11 +24,18 @@ from appliance.arbiter import AuditRecord
 from appliance.clinical.audit import ArbiterDigest, AuditTrail, load_box_key
 from appliance.clinical.audit_settings import AuditSettings, FhirSettings
 from appliance.clinical.chain import AuditFormatError
-from appliance.clinical.charting import ChartGate, ConsentPredicate, every_paired_patient_consented, limits_for
+from appliance.clinical.charting import (
+    BloodPressurePairs,
+    ChartGate,
+    ConsentPredicate,
+    every_paired_patient_consented,
+    limits_for,
+)
 from appliance.clinical.fhir import (
     Limits,
     PatientRef,
     alarm_resource,
+    blood_pressure_panel,
     device_metric_resource,
     device_resource,
     observation_resource,
@@ -78,6 +85,7 @@ class AuditFhirPlane:
         self.trail = AuditTrail(key, gateway_id, now_ms, self.journal.offer_audit, head)
         self.gate = ChartGate(fhir.charting_interval_s, consented)
         self.digest = ArbiterDigest()
+        self.bp = BloodPressurePairs()
         self.patients = PatientRef(fhir.patient_identifier_system)
         self._ruleset = ruleset
         self._limits: dict[str, Limits] = {}
@@ -172,6 +180,8 @@ class AuditFhirPlane:
         if limits is None:
             limits = self._limits[obs.bed_id] = limits_for(self._ruleset, obs.bed_id)
         self._offer(observation_resource(obs, self.patients, limits))
+        if (pair := self.bp.add(obs)) is not None:
+            self._offer(blood_pressure_panel(*pair, self.patients))
 
     def _offer(self, resource: dict[str, Any]) -> None:
         self.journal.offer_clinical(json.dumps(resource, separators=(",", ":"), allow_nan=False).encode())

@@ -18,12 +18,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from appliance.clinical.fhir import Limits
+from appliance.clinical.fhir import BP_PARTS, Limits
 from appliance.core.model import Observation
 from appliance.core.vocab import Priority, Quality
 from rules.spec import RuleSet
 
-__all__ = ["ChartGate", "ConsentPredicate", "every_paired_patient_consented", "limits_for"]
+__all__ = ["BloodPressurePairs", "ChartGate", "ConsentPredicate", "every_paired_patient_consented", "limits_for"]
 
 ConsentPredicate = Callable[[str], bool]
 MAX_KEYS: Final = 4096  # (patient, device, metric) remembered; the least recent is forgotten
@@ -76,3 +76,24 @@ class ChartGate:
         if len(self._last) > MAX_KEYS:
             self._last.popitem(last=False)
         return ""
+
+
+@dataclass(slots=True)
+class BloodPressurePairs:
+    """Charted systolic and diastolic parts of one measurement (same device, same time)
+    make one vital-signs blood pressure panel: `add` returns the pair once it is whole."""
+
+    _parts: dict[str, dict[str, Observation]] = field(default_factory=dict)
+
+    def add(self, obs: Observation) -> tuple[Observation, Observation] | None:
+        if obs.metric not in BP_PARTS:
+            return None
+        if len(self._parts) >= MAX_KEYS:
+            self._parts.clear()  # devices, not readings: only a misconfiguration gets here
+        parts = self._parts.setdefault(obs.device_id, {})
+        parts[obs.metric] = obs
+        systolic, diastolic = (parts.get(m) for m in BP_PARTS)
+        if systolic is None or diastolic is None or systolic.time != diastolic.time:
+            return None
+        del self._parts[obs.device_id]
+        return systolic, diastolic

@@ -14,10 +14,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from appliance.clinical.charting import ChartGate, limits_for
+from appliance.clinical.charting import BloodPressurePairs, ChartGate, limits_for
 from appliance.clinical.fhir import (
     PatientRef,
     alarm_resource,
+    blood_pressure_panel,
     device_metric_resource,
     device_resource,
     observation_resource,
@@ -35,6 +36,7 @@ def resources_for(records: list[Record], gate: ChartGate, patients: PatientRef, 
     out: list[dict[str, Any]] = []
     devices: set[str] = set()
     metrics: set[tuple[str, int]] = set()
+    bp = BloodPressurePairs()
     observations = sorted((r for r in records if isinstance(r, Observation)), key=lambda o: o.time)
     for obs in observations:
         if gate.refusal(obs):
@@ -47,6 +49,8 @@ def resources_for(records: list[Record], gate: ChartGate, patients: PatientRef, 
             metrics.add((obs.device_id, obs.code))
             out.append(device_metric_resource(obs.device_id, obs.metric, obs.code, obs.unit))
         out.append(observation_resource(obs, patients, limits_for(ruleset, obs.bed_id)))
+        if (pair := bp.add(obs)) is not None:
+            out.append(blood_pressure_panel(*pair, patients))
     for alarm in sorted((r for r in records if isinstance(r, AlarmEvent)), key=lambda a: a.time):
         if alarm.patient_id is not None and gate.consented(alarm.patient_id):
             out.append(alarm_resource(alarm, patients))

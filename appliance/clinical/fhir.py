@@ -37,6 +37,7 @@ __all__ = [
     "Limits",
     "PatientRef",
     "alarm_resource",
+    "blood_pressure_panel",
     "device_metric_resource",
     "device_resource",
     "fhir_id",
@@ -143,6 +144,47 @@ def observation_resource(
         res["valueQuantity"] = _quantity(obs.value, obs.unit)
     if code := limits.interpret(obs.metric, obs.value):
         res["interpretation"] = [{"coding": [{"system": INTERPRETATION, "code": code}]}]
+    return res
+
+
+# The R4 vital-signs blood pressure profile: a panel with systolic and diastolic components.
+BP_PARTS: Final = {"MDC_PRESS_BLD_NONINV_SYS": ("8480-6", "Systolic blood pressure"),
+                   "MDC_PRESS_BLD_NONINV_DIA": ("8462-4", "Diastolic blood pressure")}  # fmt: skip
+
+
+def blood_pressure_panel(
+    systolic: Observation, diastolic: Observation, patients: PatientRef = PatientRef()
+) -> dict[str, Any]:
+    """The 85354-9 panel (profile `bp`) of one measurement: both parts from one device, one time."""
+    components = []
+    for part in (systolic, diastolic):
+        code, display = BP_PARTS[part.metric]
+        component: dict[str, Any] = {
+            "code": {"coding": [{"system": LOINC, "code": code, "display": display}, _mdc(part.metric, part.code)]}
+        }
+        if part.value is None:
+            component["dataAbsentReason"] = {"text": ", ".join(sorted(part.flags)) or "no value"}
+        else:
+            component["valueQuantity"] = _quantity(part.value, part.unit)
+        components.append(component)
+    res: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": fhir_id(f"bp-{systolic.obs_id}"),
+        "meta": {"profile": ["http://hl7.org/fhir/StructureDefinition/bp"]},
+        "status": _STATUS[max(systolic.quality, diastolic.quality, key=list(Quality).index)],
+        "category": [VITAL_SIGNS_CATEGORY],
+        "code": {
+            "coding": [{"system": LOINC, "code": "85354-9", "display": "Blood pressure panel"}],
+            "text": "Blood pressure",
+        },
+        "effectiveDateTime": format_time(systolic.time),
+        "issued": format_time(max(systolic.received, diastolic.received)),
+        "device": device_ref(systolic.device_id),
+        "derivedFrom": [{"reference": f"Observation/{fhir_id(o.obs_id)}"} for o in (systolic, diastolic)],
+        "component": components,
+    }
+    if systolic.patient_id is not None:
+        res["subject"] = patients.ref(systolic.patient_id)
     return res
 
 

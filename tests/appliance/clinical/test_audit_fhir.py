@@ -206,12 +206,18 @@ async def test_a_restart_continues_the_chain(box):
 
 
 def test_a_key_open_to_others_is_refused_in_one_line(box):
+    """`bedside run` checks the signing key before anything starts (exit 2, one line)."""
     tmp, cfg, _ = box
     os.chmod(tmp / "box.key", 0o644)
+    from appliance.config_checks import startup_checks
     from appliance.core.errors import BedsideConfigError
 
-    with pytest.raises(BedsideConfigError, match=r"box\.key: audit signing key mode 0644 is readable by others"):
-        Gateway(cfg, opener=Streams(), notifier=Notifier({}), outputs=[MemoryOutput()])
+    with pytest.raises(BedsideConfigError, match=r"gw\.toml: audit\.key_path: .*box\.key: audit signing key mode 0644"):
+        startup_checks(cfg, "gw.toml")
+    (tmp / "box.key").write_bytes(b"not a key")
+    os.chmod(tmp / "box.key", 0o600)
+    with pytest.raises(BedsideConfigError, match=r"audit\.key_path: .*audit signing key unreadable"):
+        startup_checks(cfg, "gw.toml")
 
 
 @pytest.mark.parametrize("damage", ["not sqlite", "other key"])
@@ -255,3 +261,36 @@ async def test_arbiter_decisions_are_audited_per_bed_and_metric(box):
     spo2 = [d for d in decisions if d["metric"] == "MDC_PULS_OXIM_SAT_O2"]
     assert len(spo2) == 1 and spo2[0]["bed_id"] == "ICU-9" and spo2[0]["candidates"] == ["m1", "m2"]
     assert spo2[0]["decisions"] >= 1 and sum(spo2[0]["chosen"].values()) == spo2[0]["decisions"]
+
+
+async def test_a_cuff_measurement_is_charted_with_its_panel(box):
+    from datetime import UTC, datetime
+
+    from appliance.clinical.audit_fhir import AuditFhirPlane
+    from appliance.clinical.audit_settings import AuditSettings, FhirSettings
+    from appliance.core.model import Observation
+    from appliance.core.vocab import Quality
+    from rules.spec import DEFAULT_RULES_PATH, load_rules
+
+    tmp, _, _ = box
+    plane = AuditFhirPlane(
+        AuditSettings(journal_path=str(tmp / "clinical.db")), FhirSettings(), audit_key_path=str(tmp / "box.key"),
+        seal_key_path=str(tmp / "store.key"), gateway_id="gw", ruleset=load_rules(DEFAULT_RULES_PATH),
+        now_ms=lambda: 0, protocols={"cuff": "ble-blood-pressure"},
+    )  # fmt: skip
+    t = datetime(2026, 12, 2, 14, 0, tzinfo=UTC)
+    for i, (metric, code, value) in enumerate(
+        [
+            ("MDC_PRESS_BLD_NONINV_SYS", 150021, 128.0),
+            ("MDC_PRESS_BLD_NONINV_DIA", 150022, 84.0),
+            ("MDC_PRESS_BLD_NONINV_MEAN", 150023, 99.0),
+        ]
+    ):
+        plane.on_record(Observation(f"{i:032x}", metric, code, value, "mm[Hg]", t, t, Quality.VALID, "cuff", "ICU-1",
+                                    "MRN-1"))  # fmt: skip
+    await plane.journal.commit()
+    plane.close()
+    made = resources(tmp)
+    panels = [r for r in made if r.get("meta", {}).get("profile") == ["http://hl7.org/fhir/StructureDefinition/bp"]]
+    assert len(panels) == 1 and [r["resourceType"] for r in made].count("Observation") == 4
+    assert made[0]["resourceType"] == "Device" and made[0]["type"]["text"] == "ble-blood-pressure"

@@ -187,3 +187,26 @@ def test_the_validation_bites():
             FhirObservation.parse_obj(broken)
     with pytest.raises(ValidationError):
         DeviceMetric.parse_obj({k: v for k, v in device_metric_resource("d", "M", 1, "%").items() if k != "category"})
+
+
+def test_a_blood_pressure_measurement_is_a_vital_signs_panel():
+    from appliance.clinical.charting import BloodPressurePairs
+    from appliance.clinical.fhir import blood_pressure_panel
+
+    sys_ = obs_for("MDC_PRESS_BLD_NONINV_SYS", 150021, "mm[Hg]", value=128.0)
+    dia = obs_for("MDC_PRESS_BLD_NONINV_DIA", 150022, "mm[Hg]", value=84.0)
+    mean = obs_for("MDC_PRESS_BLD_NONINV_MEAN", 150023, "mm[Hg]", value=99.0)
+    pairs = BloodPressurePairs()
+    assert pairs.add(mean) is None and pairs.add(sys_) is None
+    later = Observation(**{**{f: getattr(dia, f) for f in Observation.__dataclass_fields__},
+                           "time": dia.time + timedelta(minutes=5)})  # fmt: skip
+    assert pairs.add(later) is None  # another measurement's diastolic
+    assert pairs.add(dia) == (sys_, dia) and pairs.add(dia) is None  # once
+    panel = blood_pressure_panel(sys_, dia, PatientRef("urn:oid:1.2.3"))
+    FhirObservation.parse_obj(panel)
+    assert panel["meta"]["profile"] == ["http://hl7.org/fhir/StructureDefinition/bp"]
+    assert panel["code"]["coding"][0]["code"] == "85354-9" and "valueQuantity" not in panel
+    parts = {c["code"]["coding"][0]["code"]: c["valueQuantity"] for c in panel["component"]}
+    assert parts == {"8480-6": {"value": 128.0, "unit": "mm[Hg]", "system": UCUM, "code": "mm[Hg]"},
+                     "8462-4": {"value": 84.0, "unit": "mm[Hg]", "system": UCUM, "code": "mm[Hg]"}}  # fmt: skip
+    assert panel["status"] in OBSERVATION_STATUS and panel["subject"]["identifier"]["value"] == "MRN-1"
