@@ -5,9 +5,9 @@ vocabulary, in the system the HL7 Point-of-Care Device IG uses. A LOINC code is
 added only where the mapping is one we can stand behind; the FHIR R4 vital-signs
 profile is claimed only where its required LOINC code applies to the measurement
 (heart rate, respiratory rate, oxygen saturation, body temperature, weight,
-height, BMI). Blood pressure is charted as its systolic/diastolic/mean parts
-with their LOINC codes but without the profile, which R4 defines only for the
-85354-9 panel. No glucose LOINC: those codes fix the unit and specimen and the
+height, BMI). Blood pressure parts carry their LOINC codes without the profile,
+which R4 defines for the 85354-9 panel: `fhir.blood_pressure_panel` makes that
+from a cuff's systolic and diastolic of one measurement. No glucose LOINC: those codes fix the unit and specimen and the
 meters' units vary.
 """
 
