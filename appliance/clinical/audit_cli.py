@@ -80,7 +80,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise AuditUsageError(f"{name}: cannot read: {exc.strerror}") from None
     try:
         with source:
-            verdict = verify_chain(_entries(source, name), key, from_genesis=args.from_genesis)
+            entries = _entries(source, name)
+            if args.gateway:
+                entries = (e for e in entries if e.gw == args.gateway)
+            verdict = verify_chain(entries, key, from_genesis=args.from_genesis)
     except UnicodeDecodeError:
         raise AuditUsageError(f"{name}: not UTF-8 text") from None
     print(f"{name}: {verdict.line()}")
@@ -141,6 +144,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     verify.add_argument("file", nargs="?", default="-", help="audit entries as JSON lines, or - for stdin")
     verify.add_argument("--cert", required=True, help="the box's certificate (or public key), PEM")
     verify.add_argument("--from-genesis", action="store_true", help="the chain must start at seq 1")
+    verify.add_argument("--gateway", default=None, help="only this gateway's entries (a file collected from many)")
     export = audit_sub.add_parser("export", help="every audit entry kept on the box, as JSON lines")
     export.add_argument("--config", required=True, help="gateway config (for the journal and the store's key)")
     audit.set_defaults(func=cmd_audit)

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 BATCH: Final = 64
 ACK_TIMEOUT_S: Final = 15.0
 PUBACK_OK: Final = frozenset({0x00, 0x10})
+IDLE_POLL_S: Final = 0.2  # connected, nothing new: how soon a new row goes out
+OFFLINE_POLL_S: Final = 2.0  # no connection: rows wait in the journal anyway
 Send = Callable[[str, bytes, str], "asyncio.Future[int] | None"]  # (leaf, payload, content type)
 
 
@@ -42,6 +44,7 @@ class AuditPublisher:
         self._send = send
         self.gateway_id = gateway_id
         self.published = {AUDIT: 0, CLINICAL: 0}
+        self.offline = False  # the last try found no connection: poll the journal less often
 
     def _payload(self, stream: str, rows: list[tuple[int, bytes]]) -> tuple[bytes, str]:
         if stream == AUDIT:
@@ -56,6 +59,7 @@ class AuditPublisher:
             return False
         payload, content_type = self._payload(stream, rows)
         fut = self._send(stream, payload, content_type)
+        self.offline = fut is None
         if fut is None:
             return False
         try:
@@ -75,4 +79,4 @@ class AuditPublisher:
             sent = await self.once(AUDIT)
             sent = await self.once(CLINICAL) or sent
             if not sent:
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(OFFLINE_POLL_S if self.offline else IDLE_POLL_S)

@@ -163,6 +163,14 @@ def test_bedside_audit_verify(tmp_path, box_cert, capsys):
     (tmp_path / "bad.jsonl").write_text("\n".join([to_line(out[0]), json.dumps(edited), *map(to_line, out[2:])]) + "\n")
     assert main(["audit", "verify", "--cert", cert, str(tmp_path / "bad.jsonl")]) == 1
     assert "broken at entry 2: seq 2: content does not match its hash (edited)" in capsys.readouterr().out
+    # Several gateways' entries in one file: one chain at a time.
+    other: list[AuditEntry] = []
+    AuditTrail(OTHER, "gw-2", lambda: 5, other.append).record("pairing", {})
+    _write(tmp_path / "mixed.jsonl", [out[0], other[0], *out[1:]])
+    assert main(["audit", "verify", "--cert", cert, str(tmp_path / "mixed.jsonl")]) == 1
+    assert "chains mixed" in capsys.readouterr().out
+    assert main(["audit", "verify", "--gateway", "gw-1", "--cert", cert, str(tmp_path / "mixed.jsonl")]) == 0
+    capsys.readouterr()
     # A whole `audit` publish payload per line is read too.
     payload = json.dumps({"entries": [json.loads(to_line(e)) for e in out], "gw": "gw-1", "v": 1})
     (tmp_path / "topic.jsonl").write_text(payload + "\n")
