@@ -392,8 +392,7 @@ class Gateway:
                 async with asyncio.timeout(self.config.supervisor.shutdown_timeout_s / 2):
                     await sink.flush()
             sink.close()
-        if self.audit_fhir is not None:
-            await self.audit_fhir.flush()
-            self.audit_fhir.close()
+        if self.audit_fhir is not None:  # bounded like the sinks: a stuck disk does not hold the stop
+            await self.audit_fhir.flush(self.config.supervisor.shutdown_timeout_s / 2)
         log.info("stopped: %s", self.status_line())
         return clean

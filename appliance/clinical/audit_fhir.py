@@ -216,10 +216,16 @@ class AuditFhirPlane:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def flush(self) -> None:
-        """At shutdown: the digest of the last period, then everything buffered."""
+    async def flush(self, timeout_s: float) -> None:
+        """At shutdown: the digest of the last period, everything buffered (within
+        `timeout_s`; what does not make it is named in the log), then close."""
         self.digest.flush(self.trail.record, self.settings.arbiter_digest_s)
-        await self.journal.commit()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.journal.commit()
+        except TimeoutError:
+            log.error("journal %s: not written within %.1f s at shutdown", self.journal.path, timeout_s)
+        self.close()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -247,11 +247,17 @@ class Journal:
 
         await self._async(mark)
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Close; a connection stuck on a dead disk is abandoned after `timeout_s`
+        (what was committed is safe: SQLite recovers its WAL on the next open)."""
+
         def shut() -> None:
             if self._db is not None:
                 self._db.close()
                 self._db = None
 
-        self._call(shut)
-        self._thread.shutdown()
+        try:
+            self._thread.submit(shut).result(timeout=timeout_s)
+        except concurrent.futures.TimeoutError:
+            log.error("journal %s did not close within %.1f s; abandoning it", self.path, timeout_s)
+        self._thread.shutdown(wait=False)
