@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--discard", action="store_true", help="use a temporary directory and delete it at the end")
     demo.set_defaults(func=cmd_demo)
 
+    from appliance.clinical.audit_cli import add_parsers as add_audit_parsers
+
+    add_audit_parsers(sub)
     _add_bench_parser(sub)
     from ota.cli import add_parser as add_ota_parser
 

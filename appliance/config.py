@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from appliance.clinical.audit_settings import AuditSettings, FhirSettings
 from appliance.core.errors import BedsideConfigError
 from appliance.core.settings import Fail, build_settings, did_you_mean, item_key, part, setting, table_fields
 from appliance.core.tls import resolve_tls
@@ -160,6 +161,8 @@ class Config:
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     arbiter: ArbiterConfig = field(default_factory=ArbiterConfig)
     ota: OtaConfig = field(default_factory=OtaConfig)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    fhir: FhirSettings = field(default_factory=FhirSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     devices: tuple[DeviceSettings, ...] = ()
 
@@ -230,6 +233,7 @@ def _cross_checks(config: Config, fail: Fail) -> None:
             if not getattr(up, key):
                 fail(f"uplink.{key}", "required when uplink.host is set")
     _check_ota(config, fail)
+    _check_audit(config, fail)
     _check_console(config, fail)
     seen_ids: set[str] = set()
     seen_ports: dict[str, str] = {}
@@ -280,6 +284,15 @@ def _check_ota(config: Config, fail: Fail) -> None:
     for file in resolve_tls("ota", (ota.ca_path, ota.cert_path, ota.key_path), up).files:
         if not file.path:
             fail(file.key, "required (or set the uplink's) when ota.server_url is set")
+
+
+def _check_audit(config: Config, fail: Fail) -> None:
+    if not config.audit.journal_path:
+        return
+    if not config.queue.key_path:
+        fail("audit.journal_path", "the journal is sealed with the store's key: set queue.path and queue.key_path too")
+    if not (config.audit.key_path or config.uplink.key_path):
+        fail("audit.key_path", "required (or set uplink.key_path: the box key signs the audit trail)")
 
 
 def _check_port(config: Config, dev: DeviceSettings, key: str, fail: Fail) -> None:

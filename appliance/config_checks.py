@@ -22,6 +22,7 @@ from typing import Final
 
 from appliance.config import Config, ConfigError
 from appliance.control import path_kind, socket_path_problem
+from appliance.core.errors import BedsideConfigError
 from appliance.core.settings import item_key, table_fields, table_values
 from drivers import registry
 from drivers.address import parse_listen
@@ -54,6 +55,13 @@ def startup_checks(config: Config, source: str) -> None:
     _check_coproc(config, fail)
     _check_tls_listeners(config, fail)
     _check_listeners(config, fail)
+    if config.audit.journal_path:  # the box key signs the audit chain: 0600, EC P-256
+        from appliance.clinical.audit import load_box_key
+
+        try:
+            load_box_key(config.audit.key_path or config.uplink.key_path)
+        except BedsideConfigError as exc:
+            fail("audit.key_path" if config.audit.key_path else "uplink.key_path", str(exc))
 
 
 def _check_coproc(config: Config, fail: Fail) -> None:
@@ -78,6 +86,7 @@ def _written_files(config: Config) -> list[tuple[str, str]]:
         ("alarms.events_path", config.alarms.events_path),
         ("ota.reboot_request_path", config.ota.reboot_request_path),
         ("console.users_path", config.console.users_path),  # `bedside console-user` writes it
+        ("audit.journal_path", config.audit.journal_path),
         *_device_files(config, written=True),
     ]
     return [(k, p) for k, p in candidates if p]
@@ -91,6 +100,7 @@ def _read_files(config: Config) -> list[tuple[str, str]]:
     out.append(("ota.root_path", config.ota.root_path))
     # The web console's TLS files (a separate process, same config): wrong ones are found here too.
     out += [(f"console.{k}", getattr(config.console, k)) for k in ("cert_path", "key_path", "client_ca_path")]
+    out.append(("audit.key_path", config.audit.key_path))
     out += _device_files(config, written=False)
     return [(k, p) for k, p in out if p]
 

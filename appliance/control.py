@@ -3,6 +3,9 @@
 One JSON object per line in, one per line out:
   {"cmd": "list"} | {"cmd": "ack", "bed": "ICU-1", "rule": "spo2-low"} |
   {"cmd": "pause", "bed": "ICU-1"} | {"cmd": "audit"} | {"cmd": "stats"} | {"cmd": "view"}
+`ack` and `pause` take an optional "badge" (a badge scan string) and are recorded
+in the audit trail with the operator: the peer's uid (SO_PEERCRED), its user name,
+the badge.
 `stats` answers the gateway's counters (appliance/stats.py), from memory only.
 Every request gets exactly one reply line: one that is too long, too deeply
 nested, not UTF-8, not JSON, not an object, names an unknown command, or does not
@@ -20,10 +23,11 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from appliance.clinical.operator import badge_problem, operator_fields, peer_uid
 from appliance.core.errors import BedsideError
 
 if TYPE_CHECKING:  # the CLI's client side (`request`) must not load the rule engine
@@ -127,6 +131,7 @@ class ControlServer:
         timeout_s: float = REQUEST_TIMEOUT_S,
         max_clients: int = MAX_CLIENTS,
         stats: Callable[[], dict[str, Any]] | None = None,
+        audit: Callable[[str, Mapping[str, object]], None] | None = None,
         view: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.circuit = circuit
@@ -137,10 +142,11 @@ class ControlServer:
         # Clients still waiting for their request line, oldest first (dicts keep order).
         self._waiting: dict[asyncio.StreamWriter, None] = {}
         self.stats = stats
+        self.audit = audit
         self.view = view
 
-    def reply_for(self, line: bytes) -> dict[str, Any]:
-        """The reply to one request line; never raises."""
+    def reply_for(self, line: bytes, uid: int | None = None) -> dict[str, Any]:
+        """The reply to one request line from the peer `uid`; never raises."""
         line = line.removesuffix(b"\n")  # as readline() under the stream's limit counts it
         if len(line) > MAX_REQUEST_BYTES:
             return {"ok": False, "error": f"request longer than {MAX_REQUEST_BYTES} bytes"}
@@ -155,24 +161,28 @@ class ControlServer:
         except (ValueError, RecursionError):
             return {"ok": False, "error": "request is not JSON"}
         try:
-            return self.handle(req)
+            return self.handle(req, uid)
         except Exception:  # a reply is owed even for our own bug; the log has the details
             log.exception("control request %.200r failed", text)
             return {"ok": False, "error": "internal error (see the gateway log)"}
 
-    def handle(self, req: Any) -> dict[str, Any]:
+    def handle(self, req: Any, uid: int | None = None) -> dict[str, Any]:
         if not isinstance(req, dict):
             return {"ok": False, "error": "request must be a JSON object"}
         cmd = req.get("cmd")
-        bed, rule = req.get("bed"), req.get("rule")
-        if not all(v is None or isinstance(v, str) for v in (bed, rule)):
-            return {"ok": False, "error": "bed and rule must be strings"}
+        bed, rule, badge, operator = req.get("bed"), req.get("rule"), req.get("badge"), req.get("operator")
+        if not all(v is None or isinstance(v, str) for v in (bed, rule, operator)):
+            return {"ok": False, "error": "bed, rule and operator must be strings"}
+        if problem := badge_problem(badge):
+            return {"ok": False, "error": problem}
         from rules.engine import Ack, Pause  # loaded by the gateway already; kept off the client's imports
 
         if cmd == "ack":
             self.circuit.command(Ack(bed, rule))
+            self._audit("alarm_ack", {"bed": bed, "rule": rule, **operator_fields(uid, badge, operator)})
         elif cmd == "pause":
             self.circuit.command(Pause(bed))
+            self._audit("audio_pause", {"bed": bed, **operator_fields(uid, badge, operator)})
         elif cmd == "audit":
             return {"ok": True, "audit": [a.to_json_dict() for a in list(self.circuit.arbiter.audit)[-100:]]}
         elif cmd == "stats":
@@ -190,6 +200,11 @@ class ControlServer:
             alarms = [a for a in alarms if a["bed_id"] == bed]
         return {"ok": True, "alarms": alarms}
 
+    def _audit(self, kind: str, fields: Mapping[str, object]) -> None:
+        # After the command: the alarm is silenced first, the record follows in the same turn.
+        if self.audit is not None:
+            self.audit(kind, fields)
+
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._waiting) >= self.max_clients:
             oldest = next(iter(self._waiting))
@@ -202,7 +217,7 @@ class ControlServer:
                 async with asyncio.timeout(self.timeout_s):
                     line = await reader.readline()
                 self._waiting.pop(writer, None)
-                reply = self.reply_for(line)
+                reply = self.reply_for(line, peer_uid(writer.get_extra_info("socket")))
             except TimeoutError:
                 reply = {"ok": False, "error": f"no complete request line within {self.timeout_s:g} s"}
             except ValueError:  # the stream's limit: the line is longer than MAX_REQUEST_BYTES

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -29,7 +29,7 @@ from appliance.core.model import DeviceEvent, Reading, Record, TechnicalEvent
 from appliance.core.vocab import TechnicalKind
 from appliance.looplag import LagMonitor
 from appliance.normalize import DeviceContext, Normalizer
-from appliance.registry import Registry
+from appliance.registry import Registry, file_writer
 from appliance.sdnotify import Notifier
 from appliance.sinks import JsonlSink, Sink
 from appliance.stats import LatencyHistogram, RateWindow, StatsSettings, snapshot
@@ -48,12 +48,17 @@ from rules.spec import DEFAULT_RULES_PATH, RuleSet, load_rules
 # device of that family (drivers/registry.py), GPIO with [alarms] gpio_chip, the
 # co-processor output (pyserial) with [alarms] coproc_port.
 if TYPE_CHECKING:
+    from appliance.clinical.audit_fhir import AuditFhirPlane
     from appliance.queue.queue import RecordQueue
     from appliance.uplink.client import Uplink
 
 __all__ = ["Gateway"]
 
 log = logging.getLogger(__name__)
+
+
+def _no_audit(kind: str, fields: Mapping[str, object]) -> None:
+    """The audit hook while the clinical plane is off: nothing is recorded."""
 
 
 def build_outputs(cfg: AlarmsConfig, report: Callable[[TechnicalEvent], None] | None = None) -> list[AlarmOutput]:
@@ -125,7 +130,11 @@ class Gateway:
         self.self_test_ok: bool | None = None
         # Further supervised tasks (the OTA agent), added by the entry point before run().
         self.tasks: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
+        # Observation ids (appliance/normalize.py): the gateway's id keeps two gateways' apart.
+        self._gateway_id = config.uplink.gateway_id or config.gateway.bed_id
         self.alarms = self._make_alarms(ruleset, outputs)
+        self.audit_fhir: AuditFhirPlane | None = self._make_audit_fhir()  # audit trail, FHIR charting
+        self.audit = self.audit_fhir.trail.record if self.audit_fhir is not None else _no_audit  # components' hook
         # Alarm path timing: a reading's arrival in handle() -> an annunciation it caused.
         self.stats_settings = StatsSettings()
         self.alarm_latency = LatencyHistogram()
@@ -134,9 +143,7 @@ class Gateway:
         self.alarms.on_annunciate = self._annunciated
         if self.uplink is not None:  # after the alarm circuit: it keeps the per-bed alarm status
             self.subscribers.append(self.uplink.on_record)
-        # Observation ids (appliance/normalize.py): the gateway's id keeps two gateways'
-        # apart, the boot id two starts of this one (for readings without an origin).
-        self._gateway_id = config.uplink.gateway_id or config.gateway.bed_id
+        # The boot id keeps two starts of this gateway apart (for readings without an origin).
         self._devices = {dev.id: dev for dev in config.devices}
         self._contexts: dict[str, DeviceContext] = {}
         self.links: dict[str, Link] = {dev.id: self._link(dev, opener) for dev in config.devices}
@@ -185,6 +192,13 @@ class Gateway:
         # anything else is done with it.
         self.subscribers.append(circuit.on_record)
         return circuit
+
+    def _make_audit_fhir(self) -> AuditFhirPlane | None:
+        if not self.config.audit.journal_path:
+            return None
+        from appliance.clinical.audit_fhir import for_gateway
+
+        return for_gateway(self, self._gateway_id)
 
     def _link(self, dev: DeviceConfig, opener: Opener) -> Link:
         def emit(event: DeviceEvent) -> None:
@@ -293,13 +307,19 @@ class Gateway:
     def _audit(self, record: AuditRecord) -> None:
         for sink in self.sinks:
             sink.offer(record)
+        if self.audit_fhir is not None:
+            self.audit_fhir.on_arbiter(record)
 
     async def _watch_registry(self) -> None:
         while True:
             await asyncio.sleep(self.config.gateway.registry_poll_s)
+            before = self.registry.snapshot()
             if await asyncio.to_thread(self.registry.refresh):
                 self._contexts.clear()
                 log.info("registry changed: pairings reloaded")
+                if self.audit_fhir is not None:
+                    writer = await asyncio.to_thread(file_writer, self.registry.path)
+                    self.audit_fhir.pairings_changed(before, self.registry.snapshot(), writer)
 
     async def _watchdog(self) -> None:
         # Pinging from the event loop proves the loop (and so the alarm path) turns.
@@ -330,6 +350,11 @@ class Gateway:
         for dev_id, link in self.links.items():
             supervisor.start(f"link:{dev_id}", link.run, dev_id)
         supervisor.start("registry", self._watch_registry)
+        if self.audit_fhir is not None:
+            from appliance.clinical.audit import config_digest
+
+            self.audit_fhir.start(config_digest(self.config), len(self.links), self.registry.snapshot())
+            supervisor.start("audit-fhir", self.audit_fhir.run)
         if (synced_clock := self._synced_clock) is not None:
             supervisor.start("clock", lambda: run_clock(synced_clock, self.publish))
         if self.uplink is not None:
@@ -340,7 +365,11 @@ class Gateway:
             supervisor.start(name, task)
         if self.config.alarms.control_socket:
             control = ControlServer(
-                self.alarms, self.config.alarms.control_socket, stats=self.stats, view=self.view_snapshot
+                self.alarms,
+                self.config.alarms.control_socket,
+                stats=self.stats,
+                view=self.view_snapshot,
+                audit=self.audit,
             )
             supervisor.start("control", control.run)
         supervisor.start("status", self._status)
@@ -368,5 +397,7 @@ class Gateway:
                 async with asyncio.timeout(self.config.supervisor.shutdown_timeout_s / 2):
                     await sink.flush()
             sink.close()
+        if self.audit_fhir is not None:  # bounded like the sinks: a stuck disk does not hold the stop
+            await self.audit_fhir.flush(self.config.supervisor.shutdown_timeout_s / 2)
         log.info("stopped: %s", self.status_line())
         return clean

@@ -38,6 +38,8 @@ FILE_KEYS = {
     'devices["h"].tls_key_path': "[[devices]]",
     'devices["h"].tls_ca_path': "[[devices]]",
     'devices["h"].seen_path': "[[devices]]",
+    "audit.journal_path": "[audit]",
+    "audit.key_path": "[audit]",
 }
 
 
@@ -47,6 +49,7 @@ def config(tmp: Path, **values: str) -> Config:
         "[gateway]": {"bed_id": "B", "registry_path": str(tmp / "registry.json")},
         "[queue]": {"key_path": str(tmp / "store.key")},
         "[ota]": {"data_dir": str(tmp / "ota")},
+        "[audit]": {"key_path": str(tmp / "box.key")},  # signs only with journal_path (then loaded at start)
         "[[devices]]": {"id": "h", "protocol": "hl7", "port": "tcp://127.0.0.1:0"},
     }
     for dotted, value in values.items():

@@ -1,0 +1,1 @@
+"""The clinical plane: bed census, patient association, consent, quarantine, audit and FHIR."""
