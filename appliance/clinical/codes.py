@@ -1,7 +1,7 @@
 """Code systems of the FHIR output: MDC (always), LOINC where one is known, vital-signs profiles.
 
 Every observation carries its IEEE 11073-10101 (MDC) code, the gateway's own
-vocabulary, in the system the HL7 Point-of-Care Device IG uses. A LOINC code is
+vocabulary, in the system the Point-of-Care Device IG uses. A LOINC code is
 added only where the mapping is one we can stand behind; the FHIR R4 vital-signs
 profile is claimed only where its required LOINC code applies to the measurement
 (heart rate, respiratory rate, oxygen saturation, body temperature, weight,
