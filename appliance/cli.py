@@ -196,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     from appliance.clinical.cli import add_consent_parser
 
     add_consent_parser(sub)
+    from appliance.clinical.audit_cli import add_parsers as add_audit_parsers
+
+    add_audit_parsers(sub)
     _add_bench_parser(sub)
     from ota.cli import add_parser as add_ota_parser
 

@@ -87,6 +87,10 @@ def _alarm(sub: _Sub) -> None:
     ack.add_argument("--rule", default=None, help="only this rule id (or rule:flag@device for a device alarm)")
     pause = alarm_sub.add_parser("pause", help="audio pause (120 s by default; the visual signal stays)")
     pause.add_argument("--bed", default=None, help="only this bed")
+    for action in (ack, pause):
+        action.add_argument(
+            "--badge", default=None, help="your badge id, recorded with your user name in the audit trail"
+        )
     alarm.set_defaults(func=cmd_alarm)
 
 

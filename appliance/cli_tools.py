@@ -152,6 +152,8 @@ def cmd_alarm(args: argparse.Namespace) -> int:
 
     path = control_path(args)
     payload: dict[str, str | None] = {"cmd": args.action, "bed": args.bed, "rule": getattr(args, "rule", None)}
+    if getattr(args, "badge", None):
+        payload["badge"] = args.badge  # named in the audit trail with the user
     reply = request(path, payload)
     alarms = reply.get("alarms", [])
     for a in alarms:  # tab-separated; onset and device last, so older scripts' columns hold

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from appliance.clinical.audit_settings import AuditSettings, FhirSettings
 from appliance.clinical.settings import ClinicalSettings
 from appliance.core.errors import BedsideConfigError
 from appliance.core.settings import Fail, build_settings, did_you_mean, item_key, part, setting, table_fields
@@ -31,6 +32,7 @@ from appliance.sinks import MAX_PENDING
 from drivers import registry
 from drivers.devices import DeviceSettings
 from ota.policy import UpdatePolicy
+from rules.outputs.coproc_settings import CoprocSettings
 from rules.patterns import PatternConfig
 
 __all__ = [
@@ -139,6 +141,8 @@ class AlarmsConfig:
     low_burst_interval_s: float = _f(_PATTERN.low_interval_s, min=15.0, max=3600.0)
     high_flash_hz: float = _f(_PATTERN.high_flash_hz, min=1.4, max=2.8)
     medium_flash_hz: float = _f(_PATTERN.medium_flash_hz, min=0.4, max=0.8)
+    # The independent alarm co-processor (coproc_port, coproc_mirror, ...: keys of this table).
+    coproc: CoprocSettings = part(CoprocSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +163,8 @@ class Config:
     arbiter: ArbiterConfig = field(default_factory=ArbiterConfig)
     ota: OtaConfig = field(default_factory=OtaConfig)
     clinical: ClinicalSettings = field(default_factory=ClinicalSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    fhir: FhirSettings = field(default_factory=FhirSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     devices: tuple[DeviceSettings, ...] = ()
 
@@ -230,6 +236,7 @@ def _cross_checks(config: Config, fail: Fail) -> None:
                 fail(f"uplink.{key}", "required when uplink.host is set")
     _check_ota(config, fail)
     _check_clinical(config, fail)
+    _check_audit(config, fail)
     _check_console(config, fail)
     seen_ids: set[str] = set()
     seen_ports: dict[str, str] = {}
@@ -298,6 +305,15 @@ def _check_ota(config: Config, fail: Fail) -> None:
     for file in resolve_tls("ota", (ota.ca_path, ota.cert_path, ota.key_path), up).files:
         if not file.path:
             fail(file.key, "required (or set the uplink's) when ota.server_url is set")
+
+
+def _check_audit(config: Config, fail: Fail) -> None:
+    if not config.audit.journal_path:
+        return
+    if not config.queue.key_path:
+        fail("audit.journal_path", "the journal is sealed with the store's key: set queue.path and queue.key_path too")
+    if not (config.audit.key_path or config.uplink.key_path):
+        fail("audit.key_path", "required (or set uplink.key_path: the box key signs the audit trail)")
 
 
 def _check_port(config: Config, dev: DeviceSettings, key: str, fail: Fail) -> None:

@@ -22,6 +22,7 @@ from typing import Final
 
 from appliance.config import Config, ConfigError
 from appliance.control import path_kind, socket_path_problem
+from appliance.core.errors import BedsideConfigError
 from appliance.core.settings import item_key, table_fields, table_values
 from drivers import registry
 from drivers.address import parse_listen
@@ -51,8 +52,28 @@ def startup_checks(config: Config, source: str) -> None:
             _check_not_dir(f"{item_key('devices', i, dev)}.port", dev.port, fail)
     if config.alarms.control_socket:
         _check_socket_path("alarms.control_socket", config.alarms.control_socket, fail)
+    _check_coproc(config, fail)
     _check_tls_listeners(config, fail)
     _check_listeners(config, fail)
+    if config.audit.journal_path:  # the box key signs the audit chain: 0600, EC P-256
+        from appliance.clinical.audit import load_box_key
+
+        try:
+            load_box_key(config.audit.key_path or config.uplink.key_path)
+        except BedsideConfigError as exc:
+            fail("audit.key_path" if config.audit.key_path else "uplink.key_path", str(exc))
+
+
+def _check_coproc(config: Config, fail: Fail) -> None:
+    co = config.alarms.coproc
+    if co.coproc_port:
+        _check_not_dir("alarms.coproc_port", co.coproc_port, fail)
+        if any(dev.port == co.coproc_port for dev in config.devices):
+            fail("alarms.coproc_port", f"{co.coproc_port} is a device's port")
+    if co.coproc_firmware_dir:
+        for name in ("main.py", "bsc_proto.py"):  # the version is read from bsc_proto.py
+            if not (Path(co.coproc_firmware_dir) / name).is_file():
+                fail("alarms.coproc_firmware_dir", f"{co.coproc_firmware_dir}: no {name}: not a firmware folder")
 
 
 def _written_files(config: Config) -> list[tuple[str, str]]:
@@ -67,6 +88,7 @@ def _written_files(config: Config) -> list[tuple[str, str]]:
         ("clinical.census_path", config.clinical.census_path),
         ("clinical.consent_path", config.clinical.consent_path),
         ("console.users_path", config.console.users_path),  # `bedside console-user` writes it
+        ("audit.journal_path", config.audit.journal_path),
         *_device_files(config, written=True),
     ]
     return [(k, p) for k, p in candidates if p]
@@ -84,6 +106,7 @@ def _read_files(config: Config) -> list[tuple[str, str]]:
     ]
     # The web console's TLS files (a separate process, same config): wrong ones are found here too.
     out += [(f"console.{k}", getattr(config.console, k)) for k in ("cert_path", "key_path", "client_ca_path")]
+    out.append(("audit.key_path", config.audit.key_path))
     out += _device_files(config, written=False)
     return [(k, p) for k, p in out if p]
 

@@ -3,10 +3,13 @@
 One JSON object per line in, one per line out:
   {"cmd": "list"} | {"cmd": "ack", "bed": "ICU-1", "rule": "spo2-low"} |
   {"cmd": "pause", "bed": "ICU-1"} | {"cmd": "audit"} | {"cmd": "stats"} | {"cmd": "view"}
+`ack` and `pause` take an optional "badge" (a badge scan string) and are recorded
+in the audit trail with the operator: the peer's uid (SO_PEERCRED), its user name,
+the badge.
 `stats` answers the gateway's counters (appliance/stats.py), from memory only.
 Further commands come from `handlers` (e.g. {"cmd": "release", "device": "mon-3"},
-appliance/clinical/release.py); they get the peer's user name (SO_PEERCRED) as
-the operator, and a refusal of theirs is one error line.
+appliance/clinical/release.py); they get the peer's uid (SO_PEERCRED) for the
+operator, and a refusal of theirs is one error line.
 Every request gets exactly one reply line: one that is too long, too deeply
 nested, not UTF-8, not JSON, not an object, names an unknown command, or does not
 arrive within the timeout gets {"ok": false, "error": …} and the connection ends.
@@ -27,6 +30,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from appliance.clinical.operator import badge_problem, operator_fields, peer_uid
 from appliance.core.errors import BedsideError
 
 if TYPE_CHECKING:  # the CLI's client side (`request`) must not load the rule engine
@@ -130,6 +134,7 @@ class ControlServer:
         timeout_s: float = REQUEST_TIMEOUT_S,
         max_clients: int = MAX_CLIENTS,
         stats: Callable[[], dict[str, Any]] | None = None,
+        audit: Callable[[str, Mapping[str, object]], None] | None = None,
         handlers: Mapping[str, Handler] | None = None,
         view: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
@@ -141,12 +146,14 @@ class ControlServer:
         # Clients still waiting for their request line, oldest first (dicts keep order).
         self._waiting: dict[asyncio.StreamWriter, None] = {}
         self.stats = stats
-        # Further commands (request, operator user name) -> reply, e.g. `release` (appliance/clinical/).
+        self.audit = audit
+        # Further commands (request, peer uid) -> reply, e.g. `release` (appliance/clinical/release.py).
         self.handlers = dict(handlers or {})
         self.view = view
 
-    def reply_for(self, line: bytes, peer: str = "") -> dict[str, Any] | Awaitable[dict[str, Any]]:
-        """The reply to one request line; never raises."""
+    def reply_for(self, line: bytes, uid: int | None = None) -> dict[str, Any] | Awaitable[dict[str, Any]]:
+        """The reply to one request line from the peer `uid`; never raises (a handler's
+        reply is awaited by the caller, see `_settled`)."""
         line = line.removesuffix(b"\n")  # as readline() under the stream's limit counts it
         if len(line) > MAX_REQUEST_BYTES:
             return {"ok": False, "error": f"request longer than {MAX_REQUEST_BYTES} bytes"}
@@ -162,25 +169,29 @@ class ControlServer:
             return {"ok": False, "error": "request is not JSON"}
         try:
             if isinstance(req, dict) and isinstance(req.get("cmd"), str) and req["cmd"] in self.handlers:
-                return self.handlers[req["cmd"]](req, peer)
-            return self.handle(req)
+                return self.handlers[req["cmd"]](req, uid)
+            return self.handle(req, uid)
         except Exception:  # a reply is owed even for our own bug; the log has the details
             log.exception("control request %.200r failed", text)
             return {"ok": False, "error": "internal error (see the gateway log)"}
 
-    def handle(self, req: Any) -> dict[str, Any]:
+    def handle(self, req: Any, uid: int | None = None) -> dict[str, Any]:
         if not isinstance(req, dict):
             return {"ok": False, "error": "request must be a JSON object"}
         cmd = req.get("cmd")
-        bed, rule = req.get("bed"), req.get("rule")
-        if not all(v is None or isinstance(v, str) for v in (bed, rule)):
-            return {"ok": False, "error": "bed and rule must be strings"}
+        bed, rule, badge, operator = req.get("bed"), req.get("rule"), req.get("badge"), req.get("operator")
+        if not all(v is None or isinstance(v, str) for v in (bed, rule, operator)):
+            return {"ok": False, "error": "bed, rule and operator must be strings"}
+        if problem := badge_problem(badge):
+            return {"ok": False, "error": problem}
         from rules.engine import Ack, Pause  # loaded by the gateway already; kept off the client's imports
 
         if cmd == "ack":
             self.circuit.command(Ack(bed, rule))
+            self._audit("alarm_ack", {"bed": bed, "rule": rule, **operator_fields(uid, badge, operator)})
         elif cmd == "pause":
             self.circuit.command(Pause(bed))
+            self._audit("audio_pause", {"bed": bed, **operator_fields(uid, badge, operator)})
         elif cmd == "audit":
             return {"ok": True, "audit": [a.to_json_dict() for a in list(self.circuit.arbiter.audit)[-100:]]}
         elif cmd == "stats":
@@ -198,6 +209,11 @@ class ControlServer:
             alarms = [a for a in alarms if a["bed_id"] == bed]
         return {"ok": True, "alarms": alarms}
 
+    def _audit(self, kind: str, fields: Mapping[str, object]) -> None:
+        # After the command: the alarm is silenced first, the record follows in the same turn.
+        if self.audit is not None:
+            self.audit(kind, fields)
+
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._waiting) >= self.max_clients:
             oldest = next(iter(self._waiting))
@@ -210,7 +226,7 @@ class ControlServer:
                 async with asyncio.timeout(self.timeout_s):
                     line = await reader.readline()
                 self._waiting.pop(writer, None)
-                reply = await _settled(self.reply_for(line, _peer_user(writer)))
+                reply = await _settled(self.reply_for(line, peer_uid(writer.get_extra_info("socket"))))
             except TimeoutError:
                 reply = {"ok": False, "error": f"no complete request line within {self.timeout_s:g} s"}
             except ValueError:  # the stream's limit: the line is longer than MAX_REQUEST_BYTES
@@ -248,24 +264,7 @@ class ControlServer:
                     self.path.unlink()
 
 
-Handler = Callable[[dict[str, Any], str], Awaitable[dict[str, Any]]]
-
-
-def _peer_user(writer: asyncio.StreamWriter) -> str:
-    """The connecting process's user (SO_PEERCRED uid -> name; the uid when unnamed)."""
-    import pwd
-    import struct
-
-    sock = writer.get_extra_info("socket")
-    try:
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        uid = struct.unpack("3i", creds)[1]
-    except (OSError, AttributeError):
-        return ""
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
+Handler = Callable[[dict[str, Any], int | None], Awaitable[dict[str, Any]]]
 
 
 async def _settled(reply: dict[str, Any] | Awaitable[dict[str, Any]]) -> dict[str, Any]:

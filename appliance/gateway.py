@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from appliance.alarms import AlarmCircuit
 from appliance.arbiter import Arbiter, AuditRecord
 from appliance.clinical.plane import ClinicalPlane
-from appliance.config import AlarmsConfig, Config, ConfigError, DeviceConfig
+from appliance.config import Config, ConfigError, DeviceConfig
 from appliance.control import ControlServer
 from appliance.core.boot import new_boot_id
 from appliance.core.clock import Clock, GatewayClock, MonotonicUTC
@@ -30,7 +30,8 @@ from appliance.core.model import DeviceEvent, Reading, Record, TechnicalEvent
 from appliance.core.vocab import TechnicalKind
 from appliance.looplag import LagMonitor
 from appliance.normalize import DeviceContext, Normalizer
-from appliance.registry import Registry
+from appliance.outputs import build_outputs
+from appliance.registry import Registry, file_writer
 from appliance.sdnotify import Notifier
 from appliance.sinks import JsonlSink, Sink
 from appliance.stats import LatencyHistogram, RateWindow, StatsSettings, snapshot
@@ -40,49 +41,26 @@ from appliance.view import BedsideView, DeviceInfo, path_status
 from drivers import registry
 from drivers.family import Link, LinkEnv, LinkSetupError
 from drivers.serial.link import Opener, open_serial
-from rules.outputs import AlarmOutput, ConsoleOutput, JsonlAlarmOutput, MemoryOutput, OutputError
+from rules.outputs import AlarmOutput
 from rules.spec import DEFAULT_RULES_PATH, RuleSet, load_rules
 
 # What only some configs use is imported where it is used (issue #15: start-up time
 # and resident memory): the store and the uplink (cryptography, gmqtt) with [queue]
 # and [uplink], a family's codec and transport stack (radio, listener, TLS) with a
-# device of that family (drivers/registry.py), GPIO with [alarms] gpio_chip.
+# device of that family (drivers/registry.py), GPIO with [alarms] gpio_chip, the
+# co-processor output (pyserial) with [alarms] coproc_port.
 if TYPE_CHECKING:
+    from appliance.clinical.audit_fhir import AuditFhirPlane
     from appliance.queue.queue import RecordQueue
     from appliance.uplink.client import Uplink
 
-__all__ = ["Gateway"]
+__all__ = ["Gateway", "build_outputs"]
 
 log = logging.getLogger(__name__)
 
 
-def build_outputs(cfg: AlarmsConfig) -> list[AlarmOutput]:
-    outputs: list[AlarmOutput] = []
-    if cfg.gpio_chip:
-        from rules.outputs.gpio import GpiodLines, GpioLineMap, GpioOutput
-        from rules.patterns import PatternConfig
-
-        line_map = GpioLineMap(
-            cfg.gpio_chip, cfg.gpio_buzzer, cfg.gpio_led_red, cfg.gpio_led_yellow, cfg.gpio_led_cyan,
-            cfg.gpio_nurse_call,
-        )  # fmt: skip
-        try:
-            patterns = PatternConfig(
-                high_interval_s=cfg.high_burst_interval_s,
-                medium_interval_s=cfg.medium_burst_interval_s,
-                low_interval_s=cfg.low_burst_interval_s,
-                high_flash_hz=cfg.high_flash_hz,
-                medium_flash_hz=cfg.medium_flash_hz,
-            )
-            outputs.append(GpioOutput(GpiodLines(line_map), patterns))
-        except OutputError as exc:
-            # Keep a failing stand-in so the self-test reports it as an output failure.
-            outputs.append(MemoryOutput("gpio", fail=True, detail=str(exc)))
-    if cfg.console:
-        outputs.append(ConsoleOutput())
-    if cfg.events_path:
-        outputs.append(JsonlAlarmOutput(cfg.events_path))
-    return outputs
+def _no_audit(kind: str, fields: Mapping[str, object]) -> None:
+    """The audit hook while the clinical plane is off: nothing is recorded."""
 
 
 class Gateway:
@@ -107,8 +85,6 @@ class Gateway:
         self.normalizer = Normalizer(max_clock_skew_s=config.gateway.max_clock_skew_s)
         self.registry = Registry(config.gateway.registry_path)
         self.registry.refresh()
-        # Census, consent, release of quarantine (appliance/clinical/); an audit hook plugs in there.
-        self.clinical = ClinicalPlane.load(config.clinical, self.registry, self.publish, self.clock)
         self.notifier = notifier or Notifier()
         self.subscribers: list[Callable[[Record], None]] = []
         self.sinks: list[Sink] = []
@@ -123,7 +99,11 @@ class Gateway:
         self.self_test_ok: bool | None = None
         # Further supervised tasks (the OTA agent), added by the entry point before run().
         self.tasks: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
+        # Observation ids (appliance/normalize.py): the gateway's id keeps two gateways' apart.
+        self._gateway_id = config.uplink.gateway_id or config.gateway.bed_id
         self.alarms = self._make_alarms(ruleset, outputs)
+        self.audit_fhir: AuditFhirPlane | None = self._make_audit_fhir()  # audit trail, FHIR charting
+        self.audit = self.audit_fhir.trail.record if self.audit_fhir is not None else _no_audit  # components' hook
         # Alarm path timing: a reading's arrival in handle() -> an annunciation it caused.
         self.stats_settings = StatsSettings()
         self.alarm_latency = LatencyHistogram()
@@ -132,9 +112,7 @@ class Gateway:
         self.alarms.on_annunciate = self._annunciated
         if self.uplink is not None:  # after the alarm circuit: it keeps the per-bed alarm status
             self.subscribers.append(self.uplink.on_record)
-        # Observation ids (appliance/normalize.py): the gateway's id keeps two gateways'
-        # apart, the boot id two starts of this one (for readings without an origin).
-        self._gateway_id = config.uplink.gateway_id or config.gateway.bed_id
+        # The boot id keeps two starts of this gateway apart (for readings without an origin).
         self._devices = {dev.id: dev for dev in config.devices}
         self._contexts: dict[str, DeviceContext] = {}
         self.links: dict[str, Link] = {dev.id: self._link(dev, opener) for dev in config.devices}
@@ -153,8 +131,15 @@ class Gateway:
         return self.view.snapshot(self.clock.now(), alarms, path_status(self.stats()))
 
     def _attach_clinical(self) -> None:
-        """The census changes the device contexts; its source (ADT feed or FHIR poll) is a task."""
+        """The census changes the device contexts; its source (ADT feed or FHIR poll) is a task;
+        its decisions and the store's purges go to the audit trail; its consent gates the chart."""
+        self.clinical = ClinicalPlane.load(self.config.clinical, self.registry, self.publish, self.clock)
         self.clinical.on_change = self._contexts.clear
+        self.clinical.audit = self.audit
+        if self.queue is not None:
+            self.queue.audit = self.audit
+        if self.audit_fhir is not None:
+            self.audit_fhir.gate.consented = self.clinical.consented
         c = self.config.clinical
         if c.adt_listen or c.census_fhir_url:
             from appliance.clinical.feed import census_tasks
@@ -185,7 +170,7 @@ class Gateway:
         alarms, arbiter = self.config.alarms, self.config.arbiter
         circuit = AlarmCircuit(
             ruleset or load_rules(alarms.rules_path or DEFAULT_RULES_PATH),
-            build_outputs(alarms) if outputs is None else outputs,
+            build_outputs(alarms, self.publish) if outputs is None else outputs,
             self.publish,
             arbiter=Arbiter(dict(arbiter.precedence), arbiter.fresh_s, on_audit=self._audit),
             now=lambda: self.clock.now().timestamp(),
@@ -195,6 +180,13 @@ class Gateway:
         # anything else is done with it.
         self.subscribers.append(circuit.on_record)
         return circuit
+
+    def _make_audit_fhir(self) -> AuditFhirPlane | None:
+        if not self.config.audit.journal_path:
+            return None
+        from appliance.clinical.audit_fhir import for_gateway
+
+        return for_gateway(self, self._gateway_id)
 
     def _link(self, dev: DeviceConfig, opener: Opener) -> Link:
         def emit(event: DeviceEvent) -> None:
@@ -304,15 +296,19 @@ class Gateway:
     def _audit(self, record: AuditRecord) -> None:
         for sink in self.sinks:
             sink.offer(record)
+        if self.audit_fhir is not None:
+            self.audit_fhir.on_arbiter(record)
 
     async def _watch_registry(self) -> None:
         while True:
             await asyncio.sleep(self.config.gateway.registry_poll_s)
-            before = self.registry.pairings()
+            before = self.registry.snapshot()
             if await asyncio.to_thread(self.registry.refresh):
-                self.clinical.pairings_changed(before, self.registry.pairings())
                 self._contexts.clear()
                 log.info("registry changed: pairings reloaded")
+                if self.audit_fhir is not None:
+                    writer = await asyncio.to_thread(file_writer, self.registry.path)
+                    self.audit_fhir.pairings_changed(before, self.registry.snapshot(), writer)
 
     async def _watchdog(self) -> None:
         # Pinging from the event loop proves the loop (and so the alarm path) turns.
@@ -344,6 +340,11 @@ class Gateway:
             supervisor.start(f"link:{dev_id}", link.run, dev_id)
         supervisor.start("registry", self._watch_registry)
         supervisor.start("clinical", self.clinical.run)
+        if self.audit_fhir is not None:
+            from appliance.clinical.audit import config_digest
+
+            self.audit_fhir.start(config_digest(self.config), len(self.links), self.registry.snapshot())
+            supervisor.start("audit-fhir", self.audit_fhir.run)
         if (synced_clock := self._synced_clock) is not None:
             supervisor.start("clock", lambda: run_clock(synced_clock, self.publish))
         if self.uplink is not None:
@@ -357,7 +358,7 @@ class Gateway:
 
             control = ControlServer(
                 self.alarms, self.config.alarms.control_socket, stats=self.stats, view=self.view_snapshot,
-                handlers={"release": lambda req, peer: release(self.clinical, self.queue, req, peer)},
+                audit=self.audit, handlers={"release": lambda req, uid: release(self.clinical, self.queue, req, uid)},
             )  # fmt: skip
             supervisor.start("control", control.run)
         supervisor.start("status", self._status)
@@ -385,5 +386,7 @@ class Gateway:
                 async with asyncio.timeout(self.config.supervisor.shutdown_timeout_s / 2):
                     await sink.flush()
             sink.close()
+        if self.audit_fhir is not None:  # bounded like the sinks: a stuck disk does not hold the stop
+            await self.audit_fhir.flush(self.config.supervisor.shutdown_timeout_s / 2)
         log.info("stopped: %s", self.status_line())
         return clean

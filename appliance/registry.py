@@ -17,11 +17,23 @@ from tinydb import Query, TinyDB
 
 from appliance.core.errors import BedsideConfigError
 
-__all__ = ["Pairing", "Registry", "RegistryError"]
+__all__ = ["Pairing", "Registry", "RegistryError", "file_writer"]
 
 
 class RegistryError(BedsideConfigError):
     """The registry file cannot be read or written."""
+
+
+def file_writer(path: Path) -> dict[str, object]:
+    """The registry file's owner (uid and user name), the closest the gateway gets to who
+    ran `bedside devices` when it picks a change up from the file. Blocking (a stat)."""
+    try:
+        uid: int | None = os.stat(path).st_uid
+    except OSError:
+        uid = None
+    from appliance.clinical.operator import operator_fields
+
+    return operator_fields(uid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +109,10 @@ class Registry:
 
     def get(self, device_id: str) -> Pairing | None:
         return self._snapshot.get(device_id)
+
+    def snapshot(self) -> dict[str, Pairing]:
+        """The pairings as last read (a copy): the gateway audits the difference on a change."""
+        return dict(self._snapshot)
 
     # Stored-record cursors (meters that store readings): the last sequence number
     # received per device, so a reconnect fetches only newer records. Blocking

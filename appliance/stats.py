@@ -158,4 +158,5 @@ def snapshot(gw: Gateway, drain: RateWindow) -> dict[str, Any]:
         if uplink is None
         else {"connected": uplink.connected, "sent_rows": uplink.sent_rows, "rows_per_s": drain.rate()},
         "alarm_latency": gw.alarm_latency.to_json(),
+        "audit_fhir": None if gw.audit_fhir is None else gw.audit_fhir.stats(),
     }

@@ -214,6 +214,8 @@ class Census:
             return Outcome(False, f"A13 for patient {primary}, who was not discharged")
         before = self._discharged.pop(primary, None)
         merged = tuple(dict.fromkeys((*(before.identifiers if before else ()), *ids)))[:MAX_IDENTIFIERS]
+        # An identifier remembered from before the discharge that names someone admitted since stays theirs.
+        merged = tuple(i for i in merged if self._ids.get(i, primary) == primary)
         return self._occupy(Stay(primary, merged, location, visit, now_ms), "discharge cancelled", None)
 
     def _put(self, stay: Stay) -> None:

@@ -19,8 +19,11 @@ the registry writes that end pairings, and re-reading the consent file after
 `bedside consent set`.
 
 Audit: every decision item 4 of issue 21 audits goes to the injected `audit`
-hook (kind, fields): `pairing_ended`, `consent_changed`, `census_refused`,
-`quarantine_released` (appliance/clinical/release.py). The default hook does nothing.
+hook (kind, fields), the gateway's audit trail (`Gateway.audit`): `pairing_ended`,
+`consent_changed`, `census_refused`, `quarantine_released`
+(appliance/clinical/release.py). Pairings made or removed in the registry are
+recorded by the audit trail itself (appliance/clinical/audit_fhir.py). The
+default hook does nothing.
 """
 
 from __future__ import annotations
@@ -93,6 +96,10 @@ class ClinicalPlane:
         stay = self.census.at_bed(bed_id) if self.census is not None else None
         return stay.identifiers if stay is not None else ()
 
+    def consented(self, patient_id: str) -> bool:
+        """The chart gate's consent predicate (appliance/clinical/charting.py)."""
+        return self.consent.state(patient_id) is Consent.GRANTED
+
     def gate(self, obs: Observation) -> Observation:
         if obs.patient_id is None or obs.quarantine or self.consent.state(obs.patient_id) is Consent.GRANTED:
             return obs
@@ -135,33 +142,15 @@ class ClinicalPlane:
                     pairing.device_id, TechnicalKind.UNPAIRED_BY_CENSUS, detail=detail, bed_id=pairing.bed_id
                 )
                 self.publish(replace(event, time=self.clock.now()))
-                self.audit("pairing_ended", {"device": pairing.device_id, "bed": pairing.bed_id,
-                                             "patient": change.before, "reason": change.why})  # fmt: skip
+                self.audit("pairing_ended", {"device_id": pairing.device_id, "bed_id": pairing.bed_id,
+                                             "patient_id": change.before, "reason": change.why})  # fmt: skip
         if outcome.changes:
             self.on_change()
-
-    def pairings_changed(self, before: tuple[Pairing, ...], after: tuple[Pairing, ...]) -> None:
-        """Audit what `bedside devices pair|unpair` (or the census) changed in the registry."""
-        old = {p.device_id: p for p in before}
-        new = {p.device_id: p for p in after}
-        for device_id in sorted(old.keys() | new.keys()):
-            was, now = old.get(device_id), new.get(device_id)
-            if was is not None and now is not None and (was.bed_id, was.patient_id) == (now.bed_id, now.patient_id):
-                continue
-            if now is None or now.patient_id is None:
-                if was is None or was.patient_id is None or (now is not None and now.by == CENSUS):
-                    continue  # nothing was paired, or the census ended it (audited as pairing_ended)
-                self.audit("unpaired", {"device": device_id, "bed": was.bed_id, "patient": was.patient_id,
-                                        "by": now.by if now else ""})  # fmt: skip
-            else:
-                verified = self.patient_for(now.bed_id, now.patient_id) is not None
-                self.audit("paired", {"device": device_id, "bed": now.bed_id, "patient": now.patient_id,
-                                      "census_verified": verified, "by": now.by})  # fmt: skip
 
     def set_consent(self, patient_id: str, state: Consent, source: str) -> None:
         now = self._now_ms()
         if self.consent.set(patient_id, state, source, now):
-            self.audit("consent_changed", {"patient": patient_id, "state": state.value, "source": source})
+            self.audit("consent_changed", {"patient_id": patient_id, "state": state.value, "source": source})
             self.publish(TechnicalEvent(ADT_DEVICE, TechnicalKind.CONSENT_CHANGED,
                                         detail=f"consent of {patient_id} {state.value} ({source})"))  # fmt: skip
         self._consent_changes[patient_id] = (state, source, now)
@@ -216,7 +205,8 @@ class ClinicalPlane:
         before, self.consent = self.consent, book
         for patient, entry in book.entries().items():
             if before.state(patient) is not entry.state:
-                self.audit("consent_changed", {"patient": patient, "state": entry.state.value, "source": entry.source})
+                fields = {"patient_id": patient, "state": entry.state.value, "source": entry.source}
+                self.audit("consent_changed", fields)
                 detail = f"consent of {patient} {entry.state.value} ({entry.source})"
                 self.publish(TechnicalEvent(ADT_DEVICE, TechnicalKind.CONSENT_CHANGED, detail=detail))
 

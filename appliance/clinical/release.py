@@ -7,12 +7,11 @@ patient arrived there (the census stay's `since_ms`) are released, each marked
 `released`, with the patient and without the quarantine mark, and consent-gated
 like any other. They go to the queue as telemetry (or withheld), never to the
 alarm circuit: they are old news. Audited (`quarantine_released`) with the
-operator's user name (the control socket's peer) and optional badge.
+operator (the control socket peer's uid and user name) and optional badge.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
 
@@ -32,14 +31,20 @@ class ReleaseRefused(BedsideInputError):
 
 
 async def release(
-    plane: ClinicalPlane, queue: RecordQueue | None, req: dict[str, Any], operator: str
+    plane: ClinicalPlane, queue: RecordQueue | None, req: dict[str, Any], uid: int | None
 ) -> dict[str, Any]:
-    device_id, badge = req.get("device"), req.get("badge") or ""
-    if not isinstance(device_id, str) or not device_id or not isinstance(badge, str):
-        raise ReleaseRefused("release needs a device id (and a badge id as a string, if any)")
+    """The control socket's `release` command from the peer `uid` (the operator)."""
+    from appliance.clinical.operator import badge_problem, operator_fields
+
+    device_id, badge = req.get("device"), req.get("badge") or None
+    if not isinstance(device_id, str) or not device_id:
+        raise ReleaseRefused("release needs a device id")
+    if problem := badge_problem(badge):
+        raise ReleaseRefused(problem)
     if queue is None:
         raise ReleaseRefused("no store on this gateway ([queue] path): nothing is held")
-    await asyncio.to_thread(plane.registry.refresh)
+    # The registry as the gateway last read it (every registry_poll_s): refreshing here would
+    # hide a change from the gateway's own watch, which audits it and resets the devices.
     pairing = plane.registry.get(device_id)
     if pairing is None or pairing.patient_id is None:
         raise ReleaseRefused(f"device {device_id!r} is not paired to a patient; pair it first (bedside devices pair)")
@@ -52,7 +57,7 @@ async def release(
     for obs in taken:
         given = replace(obs, patient_id=patient, quarantine=False, flags=obs.flags | {RELEASED_FLAG})
         queue.offer(plane.gate(given))
-    plane.audit("quarantine_released", {"device": device_id, "bed": pairing.bed_id, "patient": patient,
-                                        "records": len(taken), "since_ms": since_ms, "operator": operator,
-                                        "badge": badge})  # fmt: skip
+    fields = {"device_id": device_id, "bed_id": pairing.bed_id, "patient_id": patient, "records": len(taken),
+              "since_ms": since_ms, **operator_fields(uid, badge)}  # fmt: skip
+    plane.audit("quarantine_released", fields)
     return {"ok": True, "released": len(taken), "patient": patient, "bed": pairing.bed_id}

@@ -188,6 +188,18 @@ class Uplink:
             with contextlib.suppress(Exception):  # a closing connection: sent on the next connect
                 client.publish_tracked(self.settings.topic(f"status/{name}"), data, retain=True, properties=JSON)
 
+    def publish_side(self, leaf: str, payload: bytes, content_type: str) -> asyncio.Future[int] | None:
+        """QoS 1 on `leaf` over the current connection (the clinical plane's audit and
+        clinical topics); None while not connected or with no packet id free."""
+        client = self._client
+        if client is None:
+            return None
+        try:
+            props = {"content_type": content_type, "payload_format_id": 1}
+            return client.publish_tracked(self.settings.topic(leaf), payload, properties=props)
+        except (OverflowError, ConnectionError, RuntimeError):
+            return None  # tried again shortly
+
     def _on_command(self, client: Any, topic: str, payload: bytes, qos: int, properties: Any) -> int:
         task = asyncio.get_running_loop().create_task(self._command(payload))
         self._commands.add(task)  # keep a reference until it is done

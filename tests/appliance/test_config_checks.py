@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import re
 import socket
 import stat
 import typing
@@ -42,6 +43,8 @@ FILE_KEYS = {
     "clinical.adt_tls_ca_path": "[clinical]",
     "clinical.adt_tls_cert_path": "[clinical]",
     "clinical.adt_tls_key_path": "[clinical]",
+    "audit.journal_path": "[audit]",
+    "audit.key_path": "[audit]",
 }
 
 
@@ -51,6 +54,7 @@ def config(tmp: Path, **values: str) -> Config:
         "[gateway]": {"bed_id": "B", "registry_path": str(tmp / "registry.json")},
         "[queue]": {"key_path": str(tmp / "store.key")},
         "[ota]": {"data_dir": str(tmp / "ota")},
+        "[audit]": {"key_path": str(tmp / "box.key")},  # signs only with journal_path (then loaded at start)
         "[[devices]]": {"id": "h", "protocol": "hl7", "port": "tcp://127.0.0.1:0"},
     }
     for dotted, value in values.items():
@@ -220,3 +224,44 @@ def test_a_network_port_is_never_taken_for_a_serial_path(port):
             parse_config(text, "g.toml")
     else:
         assert parse_listen(port) is not None
+
+
+# -- the alarm co-processor ([alarms] coproc_*) ------------------------------------------
+
+
+def _coproc_config(tmp_path: Path, keys: str) -> Config:
+    return parse_config(
+        f'[gateway]\nbed_id = "B"\nregistry_path = "{tmp_path / "r.json"}"\n[alarms]\n{keys}\n', "g.toml"
+    )
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ("coproc_heartbeat_s = 5.0", "g.toml: alarms.coproc_heartbeat_s:"),
+        ("coproc_baud = 1234", "g.toml: alarms.coproc_baud:"),
+        ('coproc_version = ""', "g.toml: alarms.coproc_version:"),
+        ("coproc_timeout = 3", "g.toml: alarms.coproc_timeout: unknown key"),
+    ],
+)
+def test_coproc_keys_are_checked_with_the_other_alarm_keys(tmp_path, keys, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _coproc_config(tmp_path, keys)
+
+
+def test_coproc_firmware_dir_must_hold_a_firmware_and_the_port_must_not_be_a_device(tmp_path):
+    fw = tmp_path / "fw"
+    fw.mkdir()
+    cfg = _coproc_config(tmp_path, f'coproc_port = "{tmp_path / "tty"}"\ncoproc_firmware_dir = "{fw}"')
+    with pytest.raises(ConfigError, match=re.escape(f"alarms.coproc_firmware_dir: {fw}: no main.py")):
+        startup_checks(cfg, "g.toml")
+    (fw / "main.py").write_text("")
+    (fw / "bsc_proto.py").write_text('FW_VERSION = "1.0.0"\n')
+    startup_checks(cfg, "g.toml")
+    shared = (
+        f'coproc_port = "{tmp_path / "tty"}"\n[[devices]]\nid = "d"\nprotocol = "masimo"\nport = "{tmp_path / "tty"}"'
+    )
+    with pytest.raises(ConfigError, match=r"alarms.coproc_port: .* is a device's port"):
+        startup_checks(_coproc_config(tmp_path, shared), "g.toml")
+    with pytest.raises(ConfigError, match=r"alarms.coproc_port: .* is a directory"):
+        startup_checks(_coproc_config(tmp_path, f'coproc_port = "{fw}"'), "g.toml")

@@ -16,6 +16,7 @@ def _words(text: str) -> list[str]:
     """Words of identifiers and strings, split at underscores, hyphens and camelCase
     (with neighbouring parts joined too: IntelliVueCodec -> Intelli, Vue, IntelliVue, ...)."""
     out = []
+    text = re.sub(r"https?://\S+", "", text)  # a URL names a site (hl7.org's FHIR vocabularies), not a device family
     for word in re.findall(r"[A-Za-z0-9]+", text):
         parts = re.findall(r"[A-Z]?[a-z0-9]+|[A-Z0-9]+(?![a-z])", word)
         out += parts + [a + b for a, b in itertools.pairwise(parts)]

@@ -4,9 +4,9 @@ the operator command over the control socket carries the operator's user name.""
 from __future__ import annotations
 
 import asyncio
-import getpass
 import os
 import socket
+from typing import Any
 
 import pytest
 
@@ -60,11 +60,11 @@ def test_a_busy_adt_port_is_found_before_ready(tmp_path):
     )
 
 
-async def test_a_handler_gets_the_peer_user_and_refusals_are_one_line(tmp_path):
-    seen: list[tuple[dict[str, object], str]] = []
+async def test_a_handler_gets_the_peer_uid_and_refusals_are_one_line(tmp_path):
+    seen: list[tuple[dict[str, Any], int | None]] = []
 
-    async def release(req: dict[str, object], peer: str) -> dict[str, object]:
-        seen.append((req, peer))
+    async def release(req: dict[str, Any], uid: int | None) -> dict[str, Any]:
+        seen.append((req, uid))
         if req.get("device") == "bad":
             from appliance.clinical.release import ReleaseRefused
 
@@ -78,7 +78,7 @@ async def test_a_handler_gets_the_peer_user_and_refusals_are_one_line(tmp_path):
         while not path.exists():
             await asyncio.sleep(0.01)
         reply = await asyncio.to_thread(request, path, {"cmd": "release", "device": "m"})
-        assert reply == {"ok": True, "released": 0} and seen[0][1] == getpass.getuser()
+        assert reply == {"ok": True, "released": 0} and seen[0][1] == os.getuid()
         with pytest.raises(Exception, match=r"device 'bad' is not paired to a patient$"):
             await asyncio.to_thread(request, path, {"cmd": "release", "device": "bad"})
     finally:
