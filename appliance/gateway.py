@@ -117,16 +117,13 @@ class Gateway:
         self._contexts: dict[str, DeviceContext] = {}
         self.links: dict[str, Link] = {dev.id: self._link(dev, opener) for dev in config.devices}
         self._attach_clinical()
-        # The operator's view (`bedside top`, the web console, the demo): last of the
-        # subscribers, memory only, a few dict writes per record.
-        self.view = BedsideView(
-            [DeviceInfo(dev.id, dev.protocol, self.context(dev).bed_id) for dev in config.devices], self._gateway_id
-        )
+        # The operator's view (`bedside top`, the console, the demo): memory only, last subscriber.
+        self.view = BedsideView([DeviceInfo(d.id, d.protocol, self.context(d).bed_id) for d in config.devices])
+        self.view.gateway_id = self._gateway_id
         self.subscribers.append(self.view)
 
     def view_snapshot(self) -> dict[str, Any]:
-        """What the operator sees now (appliance/view.py); memory only."""
-        # A condition still in its delay is not an alarm yet (IEC 60601-1-8): not shown.
+        """What the operator sees now (appliance/view.py); a condition in its delay is no alarm yet."""
         alarms = [a for a in self.alarms.alarms() if a["state"] != "pending"]
         return self.view.snapshot(self.clock.now(), alarms, path_status(self.stats()))
 

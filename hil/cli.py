@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
     sim.add_argument(
         "--port", required=True, help="symlink path to create (pty), a real serial port, or tcp://HOST:PORT (hl7)"
     )
-    sim.add_argument("--scenario", default="steady", choices=_scenarios(), help="vital-sign trajectory")
+    sim.add_argument("--scenario", default="steady", help=f"vital-sign trajectory: {', '.join(_scenarios())}")
     sim.add_argument(
         "--variant",
         default="radical7",
@@ -65,7 +65,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
             choices=sorted(p.removeprefix(f"{family.name}-") for p in family.protocols),
             help="the health profile to simulate",
         )
-        radio.add_argument("--scenario", default="steady", choices=_scenarios(), help="vital-sign trajectory")
+        radio.add_argument("--scenario", default="steady", help=f"vital-sign trajectory: {', '.join(_scenarios())}")
         radio.add_argument("--period", type=float, default=1.0, help="seconds between measurements")
         radio.add_argument("--leave-every", type=float, default=0.0, help="leave radio range every S seconds")
         radio.add_argument("--away", type=float, default=5.0, help="seconds out of range")

@@ -122,6 +122,8 @@ def test_demo_view_keys_and_top_as_a_person_sees_them(tmp_path: Path) -> None:
         alarms = _alarm_part(demo.text())
         assert "Alarm reported by the device" not in alarms and "0x" not in alarms  # device words, no raw codes
         _shot("demo-alarm.txt", demo.text())
+        # IEC 60601-1-8 colours on a colour terminal: high on red, medium on yellow, low on cyan.
+        assert any(code in demo.raw for code in (b";41m", b";43m", b";46m"))
 
         demo.press("p")
         assert demo.wait_for(lambda t: "audio paused for 120 s" in t and "AUDIO PAUSED" in t, 10), demo.text()
