@@ -314,8 +314,10 @@ def request(path: str | Path, payload: dict[str, Any], timeout_s: float = 5.0) -
         raise ControlError(f"{path}: cannot reach the gateway: {exc.strerror or exc}") from exc
     try:
         reply: dict[str, Any] = json.loads(data)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep
         raise ControlError(f"{path}: bad reply from the gateway") from exc
+    if not isinstance(reply, dict):
+        raise ControlError(f"{path}: bad reply from the gateway (not a JSON object)")
     if not reply.get("ok"):
         raise ControlError(f"{path}: {reply.get('error', 'request refused')}")
     return reply

@@ -61,14 +61,19 @@ def pair_device(
         raise PairingRefused("a wristband is checked against the bed census: set [clinical] census_path")
     if patient_id is not None:
         _check_id("patient", patient_id)
-        for other in registry.list():
+
+    def one_patient_per_bed(current: list[Pairing]) -> None:
+        for other in current:
             if other.device_id != device_id and other.bed_id == bed_id and other.patient_id not in (None, patient_id):
                 raise PairingRefused(
                     f"bed {bed_id} is paired to patient {other.patient_id} (device {other.device_id}); "
                     f"refusing patient {patient_id} for {device_id} "
                     "(if the patient changed, unpair the bed's devices first)"
                 )
-    return registry.pair(device_id, bed_id, patient_id, by)
+
+    # Checked and written under the registry's lock: two pairings at once cannot both pass.
+    check = one_patient_per_bed if patient_id is not None else None
+    return registry.pair(device_id, bed_id, patient_id, check, by=by)
 
 
 def _census_patient(census_path: str, bed_id: str, patient_id: str | None, wristband: str | None) -> str:

@@ -8,8 +8,11 @@ unpaired: its observations carry patient_id None and the quarantine mark.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,17 +60,44 @@ class Registry:
         except (OSError, ValueError) as exc:
             raise RegistryError(f"{self.path}: {exc}") from exc
 
-    def pair(self, device_id: str, bed_id: str, patient_id: str | None, by: str = "") -> Pairing:
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive across processes and threads (flock on `<registry>.lock`): a check and
+        the write it allows happen as one step; two writers never interleave in the file."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o660)
+        except OSError as exc:
+            raise RegistryError(f"{self.path}: cannot lock: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def pair(
+        self,
+        device_id: str,
+        bed_id: str,
+        patient_id: str | None,
+        check: Callable[[list[Pairing]], None] | None = None,
+        by: str = "",
+    ) -> Pairing:
+        """Pair, after `check(current pairings)` (it raises to refuse) under the same lock;
+        `by`: who paired (the operator, or "census" for a pairing the census ended)."""
         pairing = Pairing(device_id, bed_id, patient_id, by)
-        with self._open() as db:
-            db.table("devices").upsert(
-                {"device_id": device_id, "bed_id": bed_id, "patient_id": patient_id, "by": by},
-                Query().device_id == device_id,
-            )
+        with self.locked():
+            if check is not None:
+                check(self.list())
+            with self._open() as db:
+                db.table("devices").upsert(
+                    {"device_id": device_id, "bed_id": bed_id, "patient_id": patient_id, "by": by},
+                    Query().device_id == device_id,
+                )
         return pairing
 
     def unpair(self, device_id: str) -> bool:
-        with self._open() as db:
+        with self.locked(), self._open() as db:
             removed = db.table("devices").remove(Query().device_id == device_id)
         return bool(removed)
 

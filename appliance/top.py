@@ -63,11 +63,14 @@ class Operator:
 def _frame(path: str, operator: Operator | None, color: bool) -> tuple[str, bool]:
     width = shutil.get_terminal_size((120, 40)).columns
     try:
-        snap = request(path, {"cmd": "view"}).get("view", {})
+        snap: Any = request(path, {"cmd": "view"}).get("view")
     except ControlError as exc:
         return f"bedside top: {exc} (retrying)\n", False
     keys = KEYS if operator else ""
-    return to_text(snap, color=color, width=width, keys=keys, notice=operator.notice if operator else ""), True
+    try:
+        return to_text(snap, color=color, width=width, keys=keys, notice=operator.notice if operator else ""), True
+    except (TypeError, KeyError, AttributeError, ValueError) as exc:  # a reply not shaped like a view
+        return f"bedside top: {path}: the gateway's view cannot be drawn ({type(exc).__name__}: {exc})\n", False
 
 
 @contextlib.contextmanager

@@ -123,26 +123,29 @@ class BedsideView:
         for device in self._devices.values():
             beds.setdefault(device.info.bed_id, []).append(self._device(device, now))
         groups = sorted(self._groups.values(), key=lambda g: (g.scope != GATEWAY_SCOPE, g.scope, g.device_id, g.kind))
-        return {
-            "time": format_time(now),
-            "gateway_id": self.gateway_id,
-            "observations": self.observations,
-            "status": status or {},
-            "beds": [{"bed_id": bed, "devices": devs} for bed, devs in sorted(beds.items())],
-            "alarms": alarms,
-            "events": [
-                {
-                    "scope": g.scope,
-                    "device_id": g.device_id,
-                    "kind": g.kind,
-                    "count": g.count,
-                    "active": g.active,
-                    "last": format_time(g.last) if g.last else None,
-                    "detail": g.detail,
-                }
-                for g in groups
-            ],
-        }
+        snap: dict[str, Any] = printable(
+            {
+                "time": format_time(now),
+                "gateway_id": self.gateway_id,
+                "observations": self.observations,
+                "status": status or {},
+                "beds": [{"bed_id": bed, "devices": devs} for bed, devs in sorted(beds.items())],
+                "alarms": alarms,
+                "events": [
+                    {
+                        "scope": g.scope,
+                        "device_id": g.device_id,
+                        "kind": g.kind,
+                        "count": g.count,
+                        "active": g.active,
+                        "last": format_time(g.last) if g.last else None,
+                        "detail": g.detail,
+                    }
+                    for g in groups
+                ],
+            }
+        )
+        return snap
 
     @staticmethod
     def _device(device: _Device, now: datetime) -> dict[str, Any]:
@@ -187,3 +190,16 @@ def path_status(stats: dict[str, Any]) -> dict[str, str]:
         state = "connected" if uplink["connected"] else "DOWN"
         out["uplink"] = f"{state}, {uplink['sent_rows']} batches delivered"
     return out
+
+
+def printable(value: Any) -> Any:
+    """Every string in a snapshot with control characters (ESC, CR, BEL, ...) as `?`:
+    device ids, alarm texts and event details come from devices and senders, and end
+    up on an operator's terminal."""
+    if isinstance(value, str):
+        return value if value.isprintable() else "".join(c if c.isprintable() else "?" for c in value)
+    if isinstance(value, dict):
+        return {k: printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [printable(v) for v in value]
+    return value

@@ -25,6 +25,12 @@ _RANK: Final = {"high": 0, "medium": 1, "low": 2}
 LINK_STYLE: Final = {"ok": "green", "waiting": "dim", "stale": "yellow", "disconnected": "bold red"}
 
 
+def _t(value: object) -> Text:
+    """A data cell: never parsed as rich markup, control characters (ESC, CR, ...) shown
+    as `?`, so a device's text cannot restyle, move or retitle the operator's terminal."""
+    return Text("".join(c if c.isprintable() else "?" for c in str(value)))
+
+
 def _clock(stamp: str | None) -> str:
     """HH:MM:SS of an RFC 3339 UTC time, as people read it on a ward."""
     return stamp[11:19] if stamp and len(stamp) >= 19 else "--:--:--"
@@ -61,11 +67,11 @@ def _alarms(snap: dict[str, Any]) -> RenderableType:
             state += f" {_countdown(a['paused_s'])}"
         table.add_row(
             Text(f" {a['priority'].upper()} ", style=PRIORITY_STYLE.get(a["priority"], "")),
-            a["bed_id"],
-            a.get("device_id") or "",
-            _clock(a.get("onset")),
-            state,
-            a["message"],
+            _t(a["bed_id"]),
+            _t(a.get("device_id") or ""),
+            _t(_clock(a.get("onset"))),
+            _t(state),
+            _t(a["message"]),
         )
     return table
 
@@ -86,8 +92,9 @@ def _beds(snap: dict[str, Any]) -> RenderableType:
                 age = f" ({v['age_s']:.0f} s ago)" if v["stale"] else ""
                 cells.append(f"{unit}{age}   ", style="dim")
             protocol = f" ({dev['protocol']})" if dev.get("protocol") else ""
+            link = str(dev["link"])
             table.add_row(
-                bed["bed_id"], dev["device_id"] + protocol, Text(dev["link"], style=LINK_STYLE[dev["link"]]), cells
+                _t(bed["bed_id"]), _t(dev["device_id"] + protocol), Text(link, style=LINK_STYLE.get(link, "")), cells
             )
     return table
 
@@ -102,9 +109,8 @@ def _events(snap: dict[str, Any]) -> RenderableType:
     for ev in events:
         style = "" if ev["active"] else "dim"
         kind = ev["kind"].replace("_", " ") + ("" if ev["active"] else " (ended)")
-        table.add_row(
-            ev["scope"], ev["device_id"], kind, str(ev["count"]), _clock(ev["last"]), ev["detail"], style=style
-        )
+        cells = (ev["scope"], ev["device_id"], kind, str(ev["count"]), _clock(ev["last"]), ev["detail"])
+        table.add_row(*map(_t, cells), style=style)
     return table
 
 

@@ -29,6 +29,8 @@ default hook does nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -53,6 +55,17 @@ log = logging.getLogger(__name__)
 AuditHook = Callable[[str, Mapping[str, object]], None]
 ADT_DEVICE: Final = "adt"  # the device id of the census feed's technical events
 CENSUS: Final = "census"  # who ended a pairing the census ended (Pairing.by)
+
+
+class _RePaired(Exception):
+    """The pairing the census ended was changed by someone else before it was written."""
+
+
+def _still_paired(ended: Pairing, current: list[Pairing]) -> None:
+    """Registry check (under its lock): the pairing to end is still the one in the file."""
+    now = next((p for p in current if p.device_id == ended.device_id), None)
+    if now is None or (now.bed_id, now.patient_id) != (ended.bed_id, ended.patient_id):
+        raise _RePaired(ended.device_id)
 
 
 def no_audit(kind: str, fields: Mapping[str, object]) -> None:
@@ -185,9 +198,8 @@ class ClinicalPlane:
             update_json(s.consent_path, merge)
         unpair, self._unpair = self._unpair, []
         for p in unpair:
-            current = self.registry.get(p.device_id)
-            if current is not None and current.patient_id == p.patient_id:  # not re-paired meanwhile
-                self.registry.pair(p.device_id, p.bed_id, None, by=CENSUS)
+            with contextlib.suppress(_RePaired):  # an operator paired it again meanwhile: theirs stands
+                self.registry.pair(p.device_id, p.bed_id, None, functools.partial(_still_paired, p), by=CENSUS)
 
     def _changed_consent(self) -> ConsentBook | None:
         """Blocking: the consent file when it changed since last read (an operator's `bedside consent set`)."""

@@ -11,6 +11,7 @@ failures remembered per address for LOCKOUT_WINDOW_S.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -34,48 +35,71 @@ class Session:
 
 
 class Sessions:
+    """Thread-safe: the console answers each connection on its own thread."""
+
     def __init__(self, lifetime_s: float, now: Callable[[], float] = time.monotonic) -> None:
         self.lifetime_s = lifetime_s
         self._now = now
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def open(self, user: str) -> Session:
         session = Session(secrets.token_urlsafe(32), user, secrets.token_urlsafe(24), self._now() + self.lifetime_s)
-        self._sessions[session.token] = session
-        while len(self._sessions) > MAX_SESSIONS:
-            self._sessions.popitem(last=False)
+        with self._lock:
+            self._sessions[session.token] = session
+            while len(self._sessions) > MAX_SESSIONS:
+                self._sessions.popitem(last=False)
         return session
 
     def get(self, token: str | None) -> Session | None:
         """The live session for a cookie's token; using it extends it (idle timeout)."""
-        session = self._sessions.get(token or "")
-        if session is None:
-            return None
-        now = self._now()
-        if now >= session.expires:
-            del self._sessions[session.token]
-            return None
-        renewed = Session(session.token, session.user, session.csrf, now + self.lifetime_s)
-        self._sessions[session.token] = renewed
-        self._sessions.move_to_end(session.token)
-        return renewed
+        with self._lock:
+            session = self._sessions.get(token or "")
+            if session is None:
+                return None
+            now = self._now()
+            if now >= session.expires:
+                del self._sessions[session.token]
+                return None
+            renewed = Session(session.token, session.user, session.csrf, now + self.lifetime_s)
+            self._sessions[session.token] = renewed
+            self._sessions.move_to_end(session.token)
+            return renewed
 
     def close(self, token: str | None) -> None:
-        self._sessions.pop(token or "", None)
+        with self._lock:
+            self._sessions.pop(token or "", None)
 
     def locked(self, address: str) -> bool:
-        recent = self._recent(address)
-        return recent is not None and len(recent) >= LOCKOUT_FAILURES
+        with self._lock:
+            recent = self._recent(address)
+            return recent is not None and len(recent) >= LOCKOUT_FAILURES
+
+    def attempt(self, address: str) -> bool:
+        """Count a login attempt as failed until `succeeded`; False (not counted) when the
+        address is locked out. Counting first means parallel guesses cannot all pass."""
+        with self._lock:
+            recent = self._recent(address)
+            if recent is None:
+                recent = self._failures[address] = deque(maxlen=LOCKOUT_FAILURES)
+            if len(recent) >= LOCKOUT_FAILURES:
+                return False
+            recent.append(self._now())
+            self._failures.move_to_end(address)
+            while len(self._failures) > MAX_TRACKED_ADDRESSES:
+                self._failures.popitem(last=False)
+            return True
 
     def failed(self, address: str) -> None:
-        recent = self._recent(address)
-        if recent is None:
-            recent = self._failures[address] = deque(maxlen=LOCKOUT_FAILURES)
-        recent.append(self._now())
-        self._failures.move_to_end(address)
-        while len(self._failures) > MAX_TRACKED_ADDRESSES:
-            self._failures.popitem(last=False)
+        self.attempt(address)
+
+    def succeeded(self, address: str) -> None:
+        """The attempt just counted was a good login: it does not count against the address."""
+        with self._lock:
+            recent = self._failures.get(address)
+            if recent:
+                recent.pop()
 
     def _recent(self, address: str) -> deque[float] | None:
         recent = self._failures.get(address)

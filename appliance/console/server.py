@@ -15,6 +15,7 @@ a header. Every operator action is passed to the gateway with the operator's nam
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -32,7 +33,7 @@ from appliance.config import Config, load_config
 from appliance.console.auth import Session, Sessions
 from appliance.console.users import Users
 from appliance.control import ControlError, request
-from appliance.core.errors import EXIT_OK, BedsideConfigError
+from appliance.core.errors import EXIT_OK, BedsideConfigError, BedsideInputError
 from appliance.core.keyfiles import check_key_file
 from appliance.pairing import PairingRefused, pair_device
 from appliance.registry import Registry, RegistryError
@@ -87,8 +88,12 @@ class ConsoleServer(ThreadingHTTPServer):
         self.context = context
         self.sessions = Sessions(c.session_s)
         self.users = Users(c.users_path) if c.users_path else None
-        self.slots = threading.BoundedSemaphore(c.max_clients)
-        self.refused = 0
+        self.max_clients = c.max_clients
+        # Open connections, oldest first: at the limit the oldest is closed to make room
+        # (a slow or idle client cannot lock operators out), as the control socket does.
+        self._open: dict[socket.socket, None] = {}
+        self._lock = threading.Lock()
+        self.evicted = 0
         super().__init__((c.listen_host, c.port), Handler, bind_and_activate=False)
         if c.interface:
             try:
@@ -105,24 +110,36 @@ class ConsoleServer(ThreadingHTTPServer):
             raise ConsoleError(f"console.listen_host: cannot listen on {where}: {exc.strerror}") from exc
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.slots.acquire(blocking=False):
-            self.refused += 1
-            self.shutdown_request(request)  # at the limit: closed unanswered, the others go on
-            return
+        with self._lock:
+            if len(self._open) >= self.max_clients:
+                oldest = next(iter(self._open))
+                self._open.pop(oldest)
+                self.evicted += 1
+                _cut(oldest)
+            self._open[request] = None
         super().process_request(request, client_address)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        # One deadline for the whole connection (handshake, headers, body, reply), not per read.
+        deadline = threading.Timer(REQUEST_TIMEOUT_S, _cut, (request,))
+        deadline.start()
         try:
             request.settimeout(REQUEST_TIMEOUT_S)
             tls = self.context.wrap_socket(request, server_side=True)  # the handshake, in this thread
         except (OSError, ssl.SSLError):
             self.shutdown_request(request)
-            self.slots.release()
-            return
-        try:
+        else:
             super().process_request_thread(tls, client_address)
         finally:
-            self.slots.release()
+            deadline.cancel()
+            with self._lock:
+                self._open.pop(request, None)
+
+
+def _cut(sock: socket.socket) -> None:
+    """End a connection from another thread: its reads and writes fail at once."""
+    with contextlib.suppress(OSError):  # already closed
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -158,7 +175,10 @@ class Handler(BaseHTTPRequestHandler):
         return morsel.value if morsel else None
 
     def _cert_user(self) -> str | None:
-        cert: Any = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
+        try:
+            cert: Any = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
+        except ValueError:  # no handshake (yet): no certificate
+            return None
         for rdn in (cert or {}).get("subject", ()):
             for key, value in rdn:
                 if key == "commonName":
@@ -177,7 +197,11 @@ class Handler(BaseHTTPRequestHandler):
         return session, _cookie(session.token)
 
     def _body(self) -> bytes | None:
-        length = int(self.headers.get("Content-Length") or 0)
+        raw = (self.headers.get("Content-Length") or "0").strip()
+        if not raw.isdigit() or len(raw) > 9:  # not a plain decimal (-1 would read to EOF)
+            self._json(HTTPStatus.BAD_REQUEST, {"error": "Content-Length must be a decimal byte count"})
+            return None
+        length = int(raw)
         if length > MAX_BODY_BYTES:
             self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"request over {MAX_BODY_BYTES} bytes"})
             return None
@@ -227,7 +251,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         try:
             args = json.loads(body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):
             args = None
         if not isinstance(args, dict) or not all(isinstance(v, str | None) for v in args.values()):
             self._json(HTTPStatus.BAD_REQUEST, {"error": "the body must be a JSON object of strings"})
@@ -274,16 +298,23 @@ class Handler(BaseHTTPRequestHandler):
         if users is None:
             self._json(HTTPStatus.FORBIDDEN, {"error": "local logins are off: use a client certificate"})
             return
-        if self.server.sessions.locked(address):
+        # Counted before the (slow) hash: parallel guesses cannot slip past the limit.
+        if not self.server.sessions.attempt(address):
             self._json(HTTPStatus.TOO_MANY_REQUESTS, {"error": "too many failed logins: wait a minute"})
             return
         form = parse_qs(body.decode("utf-8", errors="replace"))
         name, password = form.get("user", [""])[0], form.get("password", [""])[0]
-        if not users.check(name, password):
-            self.server.sessions.failed(address)
+        try:
+            ok = users.check(name, password)
+        except BedsideInputError as exc:
+            log.error("console: %s", exc)
+            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "the login file cannot be read (see the log)"})
+            return
+        if not ok:
             log.warning("console: failed login for %r from %s", name[:64], address)
             self._redirect("/?failed")
             return
+        self.server.sessions.succeeded(address)
         session = self.server.sessions.open(name)
         log.info("console: %s logged in from %s", name, address)
         self._redirect("/", _cookie(session.token))

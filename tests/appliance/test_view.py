@@ -74,7 +74,10 @@ def test_events_are_grouped_per_device_and_kind_and_the_gateways_own_are_apart()
     ]
 
 
-@given(st.lists(st.tuples(st.sampled_from(["a", "b", "gateway", "zz"]), st.text(min_size=1, max_size=8)), max_size=300))
+KINDS = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=8)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "gateway", "zz"]), KINDS), max_size=300))
 def test_the_view_stays_bounded_whatever_arrives(events: list[tuple[str, str]]) -> None:
     view = BedsideView([DeviceInfo("a", "masimo", "B1")])
     for device, kind in events:
@@ -116,3 +119,28 @@ def test_a_device_alarm_says_what_the_device_said_and_a_technical_alarm_names_it
         circuit.on_record(TechnicalEvent(dev, "disconnected", bed_id="B1"))
     tech = next(a for a in circuit.alarms() if a["rule_id"] == "device-disconnected")
     assert tech["message"] == "Device disconnected: p1, p2"
+
+
+HOSTILE = [
+    "[/]",
+    "[bold red]FAKE[/bold red]",
+    "\x1b[2J\x1b]0;owned\x07",
+    "[link=http://x]y[/link]",
+    "a\rb",
+    "\u009b31m",
+]
+
+
+@given(st.lists(st.sampled_from(HOSTILE) | st.text(max_size=20), min_size=6, max_size=6))
+def test_device_strings_cannot_break_or_restyle_the_terminal(texts: list[str]) -> None:
+    from appliance.view_text import to_text
+
+    msg, bed, dev, scope, detail, kind = texts
+    view = BedsideView([DeviceInfo(dev or "d", "p", bed or "b")])
+    view(TechnicalEvent(dev or "d", kind or "k", detail=detail, time=T0, bed_id=bed))
+    alarm = {"bed_id": bed, "priority": "high", "state": "active", "message": msg, "onset": None, "device_id": dev}
+    snap = view.snapshot(T0, [alarm], {"store": scope})
+    out = to_text(snap, color=False, width=200)
+    assert "\x1b" not in out and "\r" not in out and "\x9b" not in out
+    if msg.isprintable() and msg.strip():
+        assert msg.strip()[:10] in out.replace("\n", "")  # shown literally, never as markup

@@ -94,3 +94,15 @@ def test_without_a_census_pairings_stand_as_typed(tmp_path):
     plane = ClinicalPlane.load(ClinicalSettings(), registry, lambda r: None, MonotonicUTC())
     assert plane.patient_for("ICU-3", "typed") == "typed"
     assert plane.on_adt(event("A01", "MRN-1", "ICU^3^ICU-3")) == "no census on this gateway ([clinical] census_path)"
+
+
+def test_a_pairing_made_again_before_the_census_ends_it_stands(tmp_path):
+    plane, registry, _, _ = plane_at(tmp_path)
+    plane.on_adt(event("A01", "MRN-1", "ICU^3^ICU-3"))
+    registry.pair("spo2", "ICU-3", "MRN-1")
+    registry.refresh()
+    plane.on_adt(event("A03", "MRN-1"))
+    plane.on_adt(event("A01", "MRN-2", "ICU^3^ICU-3"))
+    registry.pair("spo2", "ICU-3", "MRN-2", by="nurse")  # re-paired before the plane's task wrote
+    plane._save()
+    assert [(p.device_id, p.patient_id, p.by) for p in registry.list()] == [("spo2", "MRN-2", "nurse")]

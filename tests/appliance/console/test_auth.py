@@ -46,3 +46,23 @@ def test_failed_logins_lock_an_address_for_the_window_only() -> None:
     assert not sessions.locked("10.0.0.10")  # another address is not affected
     clock.t += 61
     assert not sessions.locked("10.0.0.9")
+
+
+def test_parallel_guesses_cannot_pass_the_limit() -> None:
+    # Attempts are counted before the slow password check: at most LOCKOUT_FAILURES get through.
+    import threading
+
+    sessions = Sessions(60.0, Clock())
+    passed: list[bool] = []
+    threads = [threading.Thread(target=lambda: passed.append(sessions.attempt("10.0.0.9"))) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert passed.count(True) == LOCKOUT_FAILURES
+    sessions2 = Sessions(60.0, Clock())
+    assert sessions2.attempt("a")
+    sessions2.succeeded("a")  # a good login does not count against the address
+    for _ in range(LOCKOUT_FAILURES - 1):
+        assert sessions2.attempt("a")
+    assert not sessions2.locked("a")

@@ -176,6 +176,67 @@ def test_a_client_certificate_logs_in_without_a_password(ward: Ward) -> None:
         _request(ward, "GET", "/api/view", cert="rogue")
 
 
+def test_hostile_requests_get_an_answer_and_slow_clients_cannot_lock_operators_out(ward: Ward) -> None:
+    import socket
+
+    assert wait_until(lambda: _up(ward), 30)
+    # Content-Length -1 would read until the client closes (unbounded memory): refused at once.
+    for length in ("-1", "abc", "99999999999"):
+        status, _, body = _request(ward, "POST", "/login", headers={"Content-Length": length})
+        assert status in (400, 413), (length, status, body)
+    # Slow and idle clients: more than max_clients (16) that never finish a request.
+    idle = []
+    for _ in range(20):
+        s = socket.create_connection(("127.0.0.1", ward.port), timeout=5)
+        idle.append(s)
+    slow = []
+    for _ in range(4):
+        tls = _context(ward).wrap_socket(
+            socket.create_connection(("127.0.0.1", ward.port)), server_hostname="127.0.0.1"
+        )
+        tls.sendall(b"GET / HTTP/1.1\r\n")  # and nothing more
+        slow.append(tls)
+    try:
+        t0 = time.monotonic()
+        assert _request(ward, "GET", "/app.css")[0] == 200  # the oldest connection made room
+        assert time.monotonic() - t0 < 5
+    finally:
+        for sock in idle + slow:
+            sock.close()
+
+
+def test_top_survives_a_reply_that_is_not_a_view(tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    path = tmp_path / "fake.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen()
+    replies = [
+        b"\xff\n",
+        b"[1]\n",
+        b'{"ok": true, "view": null}\n',
+        b'{"ok": true, "view": {"beds": [{"bed_id": 1}]}}\n',
+    ]
+
+    def serve() -> None:
+        for reply in replies:
+            conn, _ = server.accept()
+            conn.recv(4096)
+            conn.sendall(reply)
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        for _ in replies:
+            res = cli("top", "--socket", str(path), "--once")
+            assert res.returncode == 1 and b"Traceback" not in res.stderr, res.stderr
+            assert res.stdout.decode().startswith("bedside top: ") and res.stdout.count(b"\n") == 1
+    finally:
+        server.close()
+
+
 def _browser() -> object:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
