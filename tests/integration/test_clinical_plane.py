@@ -25,11 +25,13 @@ import pytest
 from appliance.core.model import Observation, TechnicalEvent
 from appliance.queue.records import decode_batch
 from appliance.uplink.envelope import batches_of
+from appliance.uplink.gmqtt_adapter import close_client
 from appliance.uplink.tls import client_context
 from drivers.hl7.mllp import frame
 from hil.broker import Broker, Pki, free_port
 from tests.appliance.clinical.adt_messages import adt
 from tests.integration.helpers import cli, records, spawn, wait_until
+from tests.integration.test_clinical_e2e import FHIR_TYPES, Consumer
 from tests.integration.test_uplink_e2e import Subscriber as _Subscriber
 
 pytestmark = pytest.mark.integration
@@ -65,6 +67,10 @@ connect_timeout_s = 3.0
 control_socket = "{tmp / "ctl.sock"}"
 events_path = "{tmp / "alarms.jsonl"}"
 console = false
+[audit]
+journal_path = "{tmp / "clinical.db"}"
+[fhir]
+charting_interval_s = 1.0
 [clinical]
 census_path = "{tmp / "census.json"}"
 consent_path = "{tmp / "consent.json"}"
@@ -138,10 +144,13 @@ async def test_a_stay_from_admission_to_transfer(bench, broker, pki):
     sender_tls = client_context(pki.client("gw-2"))  # the interface engine's certificate, from the hospital CA
     sub = Subscriber()
     await sub.start(broker, pki)
+    clinical = Consumer()  # the hospital side of the clinical and audit topics (FHIR R4, the audit chain)
+    await clinical.start(broker, pki)
     gateway = spawn("run", "--config", str(cfg))
     procs.append(gateway)
     try:
-        assert wait_until(lambda: listening(adt_port) and listening(hl7_port), 20), gateway.stderr
+        up = wait_until(lambda: listening(adt_port) and listening(hl7_port), 20)
+        assert up, gateway.stderr.read1().decode() if gateway.poll() is not None and gateway.stderr else "not up"
         with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
             await mllp(adt_port, adt("A01", "MRN-1", "ICU^3^ICU-3"))  # plaintext to the TLS listener: no
         # Bad input first: each refused with a reason, the gateway goes on.
@@ -200,5 +209,21 @@ async def test_a_stay_from_admission_to_transfer(bench, broker, pki):
 
         gateway.send_signal(signal.SIGTERM)
         assert gateway.wait(10) == 0
+        await asyncio.sleep(0.5)
     finally:
         await sub.stop()
+        await close_client(clinical.client)
+    # Clinical plane, FHIR: only the census patient's consented, paired values are charted, and they validate.
+    charted = [r for r in clinical.resources() if r["resourceType"] == "Observation" and "valueQuantity" in r]
+    for res in clinical.resources():
+        FHIR_TYPES[res["resourceType"]].parse_obj(res)
+    values = [r["valueQuantity"]["value"] for r in charted if r["code"]["coding"][0]["code"] == "2708-6"]
+    assert 97 in values and 75 not in values and 95 not in values, values  # withheld and re-quarantined: never
+    assert {r["subject"]["identifier"]["value"] for r in charted} == {"MRN-1"}
+    # The audit chain collected at the broker verifies and holds the stay's decisions.
+    entries = clinical.entries()
+    kinds = {e["kind"] for e in entries}
+    assert {"census_refused", "consent_changed", "quarantine_released", "pairing_ended"} <= kinds, kinds
+    (tmp / "collected.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    verdict = cli("audit", "verify", "--from-genesis", "--cert", pki.client("gw-1").cert, str(tmp / "collected.jsonl"))
+    assert verdict.returncode == 0, verdict.stdout + verdict.stderr
