@@ -181,19 +181,26 @@ class FleetRepo:
             raise FleetError(f"{path}: unreadable TUF metadata ({why}); restore it from the versioned copy") from None
 
     def _commit(self, chain: list[Metadata[Any]], bundle: tuple[Path, Path] | None = None) -> None:
-        """Sign every role of `chain` (targets → snapshot → timestamp), then write.
+        """Sign every role of `chain` (targets → snapshot → timestamp), then write it."""
+        self.sign_chain(chain)
+        self.write_chain(chain, bundle)
 
-        Every key is loaded and every role signed before the first byte is written, so a
-        missing key changes nothing. Then the bundle (`bundle`: source, destination) and
-        the versioned files, each new; then the plain names, timestamp last. A failure
-        before the plain names removes what this call wrote, so no later `refresh`
-        (which reads the plain names) makes a refused change live."""
-        signers = {md.signed.type: self.signer(md.signed.type) for md in chain}
+    def sign_chain(self, chain: list[Metadata[Any]], keys: dict[str, CryptoSigner] | None = None) -> None:
+        """Every key is loaded and every role signed before the first byte is written, so a
+        missing key changes nothing. `keys`: signers to use instead of keys/<role>.pem."""
+        signers = {md.signed.type: (keys or {}).get(md.signed.type) or self.signer(md.signed.type) for md in chain}
         for md in chain:
             md.signatures.clear()
             md.sign(signers[md.signed.type])
+
+    def write_chain(self, chain: list[Metadata[Any]], bundle: tuple[Path, Path] | None = None) -> None:
+        """The bundle (`bundle`: source, destination) and the versioned files, each new;
+        then the plain names, timestamp last. A failure before the plain names removes
+        what this call wrote, so no later `refresh` (which reads the plain names) makes a
+        refused change live."""
         with self._undo_on_failure() as made:
             if bundle is not None and not bundle[1].exists():
+                made.extend(reversed([d for d in bundle[1].parents if not d.exists()]))  # outermost first
                 bundle[1].parent.mkdir(parents=True, exist_ok=True)
                 made.append(bundle[1])
                 tmp = bundle[1].with_name(f".{bundle[1].name}.tmp")
@@ -220,20 +227,23 @@ class FleetRepo:
         try:
             yield made
         except BaseException:
-            for path in made:
-                path.unlink(missing_ok=True)
+            for path in reversed(made):
+                if path.is_dir():
+                    path.rmdir()
+                else:
+                    path.unlink(missing_ok=True)
             raise
 
     def _expiry(self, role: str, now: datetime, days: float | None = None) -> datetime:
         return _expiry(self.settings, role, now, days)
 
-    def _targets_chain(self, targets: Targets, now: datetime) -> list[Metadata[Any]]:
+    def targets_chain(self, targets: Targets, now: datetime) -> list[Metadata[Any]]:
         """New targets version, the snapshot naming it, the timestamp naming that."""
         if (self.meta_dir / "targets.json").exists():
             targets.version = self.load("targets").signed.version + 1
-        return [Metadata(targets), *self._snapshot_chain(now, targets.version)]
+        return [Metadata(targets), *self.snapshot_chain(now, targets.version)]
 
-    def _snapshot_chain(self, now: datetime, targets_version: int) -> list[Metadata[Any]]:
+    def snapshot_chain(self, now: datetime, targets_version: int) -> list[Metadata[Any]]:
         if (self.meta_dir / "snapshot.json").exists():
             snapshot: Snapshot = self.load("snapshot").signed
             snapshot.version += 1
@@ -241,9 +251,9 @@ class FleetRepo:
             snapshot = Snapshot()
         snapshot.meta["targets.json"] = MetaFile(version=targets_version)
         snapshot.expires = self._expiry("snapshot", now)
-        return [Metadata(snapshot), self._timestamp(now, snapshot.version)]
+        return [Metadata(snapshot), self.timestamp_md(now, snapshot.version)]
 
-    def _timestamp(self, now: datetime, snapshot_version: int, days: float | None = None) -> Metadata[Any]:
+    def timestamp_md(self, now: datetime, snapshot_version: int, days: float | None = None) -> Metadata[Any]:
         if (self.meta_dir / "timestamp.json").exists():
             timestamp: Timestamp = self.load("timestamp").signed
             timestamp.version += 1
@@ -255,14 +265,14 @@ class FleetRepo:
 
     def write_targets(self, targets: Targets, now: datetime) -> None:
         """Sign targets, then a snapshot naming it, then a timestamp naming that."""
-        self._commit(self._targets_chain(targets, now))
+        self._commit(self.targets_chain(targets, now))
 
     def write_snapshot(self, now: datetime) -> None:
-        self._commit(self._snapshot_chain(now, self.load("targets").signed.version))
+        self._commit(self.snapshot_chain(now, self.load("targets").signed.version))
 
     def refresh_timestamp(self, now: datetime | None = None, days: float | None = None) -> Timestamp:
         now = now or datetime.now(UTC)
-        md = self._timestamp(now, self.load("snapshot").signed.version, days)
+        md = self.timestamp_md(now, self.load("snapshot").signed.version, days)
         self._commit([md])
         timestamp: Timestamp = md.signed
         return timestamp
@@ -319,7 +329,7 @@ class FleetRepo:
         targets: Targets = self.load("targets").signed
         targets.targets[name] = target
         targets.expires = self._expiry("targets", now)
-        self._commit(self._targets_chain(targets, now), bundle=(bundle, dest))
+        self._commit(self.targets_chain(targets, now), bundle=(bundle, dest))
         return name
 
     def refuse_republish(self, compatible: str, version: str) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from securesystemslib.signer import CryptoSigner
 from tuf.api.exceptions import UnsignedMetadataError
@@ -76,6 +77,14 @@ def _new_root_keys(root: Root, new_keys: int, threshold: int) -> tuple[list[Cryp
     return [signer for _, signer in made], {f"root-{i + 1}.pem": pem for i, (pem, _) in enumerate(made)}
 
 
+def _new_online_key(root: Root, role: str) -> tuple[list[CryptoSigner], NewKeys]:
+    pem, signer = generate_key()
+    for keyid in list(root.roles[role].keyids):
+        root.revoke_key(keyid, role)
+    root.add_key(signer.public_key, role)
+    return [signer], {f"{role}.pem": pem}
+
+
 def _verify(old: Root, md: Metadata[Root]) -> None:
     """The checks a box makes before it trusts the new root: a threshold of the old root's
     keys and of the new root's own. Anything less is refused before a file is written."""
@@ -107,27 +116,30 @@ def rotate(
     old_signers = _root_signers(repo, root, root_keys or [])
     root.version += 1
     root.expires = (now + timedelta(days=repo.settings.expiry_days("root"))).replace(microsecond=0)
-    new_signers: list[CryptoSigner] = []
     if role == "root":
         new_signers, new_files = _new_root_keys(root, new_keys, threshold)
     else:
-        pem, signer = generate_key()
-        for keyid in list(root.roles[role].keyids):
-            root.revoke_key(keyid, role)
-        root.add_key(signer.public_key, role)
-        new_files = {f"{role}.pem": pem}
+        new_signers, new_files = _new_online_key(root, role)
     md = Metadata(root)
-    for signer in old_signers + new_signers:
+    for signer in old_signers + (new_signers if role == "root" else []):
         md.sign(signer, append=True)
     _verify(old, md)
+    # The rotated role is re-signed at once with its new key (a new version of it); all
+    # of it is signed before anything is written.
+    chain = _resign_chain(repo, role, now)
+    repo.sign_chain(chain, keys=None if role == "root" else {role: new_signers[0]})
     write_json(md, repo.meta_dir / f"{root.version}.root.json")
     _swap_key_files(repo.fleet / "keys", role, new_files, f"v{root.version - 1}")
     write_json(md, repo.meta_dir / "root.json")
-    # The rotated role is re-signed at once with its new key (a new version of it).
-    if role == "targets":
-        repo.write_targets(repo.load("targets").signed, now)
-    elif role == "snapshot":
-        repo.write_snapshot(now)
-    elif role == "timestamp":
-        repo.refresh_timestamp(now)
+    repo.write_chain(chain)
     return root.version
+
+
+def _resign_chain(repo: FleetRepo, role: str, now: datetime) -> list[Metadata[Any]]:
+    if role == "targets":
+        return repo.targets_chain(repo.load("targets").signed, now)
+    if role == "snapshot":
+        return repo.snapshot_chain(now, repo.load("targets").signed.version)
+    if role == "timestamp":
+        return [repo.timestamp_md(now, repo.load("snapshot").signed.version)]
+    return []

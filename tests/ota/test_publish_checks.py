@@ -99,3 +99,27 @@ def test_a_fleet_of_plain_bundle_boxes_may_say_so(made, tmp_path):
         res = bedside("ota", "publish", str(bundle), "--dir", str(tmp_path / "old"), "--version", "1.2.0",
                       "--compatible", AMD64)  # fmt: skip
         assert res.returncode == code, res.stderr
+
+
+def test_a_published_version_is_never_replaced_and_its_halt_stays(made):
+    """Publishing (compatible, version) again — same bundle or another file name — is
+    refused: it would replace the release under boxes downloading it and reset its rollout."""
+    if "1.2.0" not in published_paths(made["fleet"]):
+        assert publish(made, "verity").returncode == 0
+    halt = bedside("ota", "rollout", "1.2.0", "--dir", str(made["fleet"]), "--halt")
+    assert halt.returncode == 0, halt.stderr
+    renamed = made["verity"].with_name("verity-again.raucb")
+    renamed.write_bytes(made["verity"].read_bytes())
+    before = repo_digest(made["fleet"])
+    for bundle in (made["verity"], renamed):
+        res = bedside("ota", "publish", str(bundle), "--dir", str(made["fleet"]), "--version", "1.2.0",
+                      "--compatible", AMD64, "--percent", "100")  # fmt: skip
+        assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stdout + res.stderr
+        assert "bedside-gw-amd64 1.2.0: already published as bedside-gw-amd64/1.2.0/verity.raucb" in res.stderr
+    assert repo_digest(made["fleet"]) == before
+    target = FleetRepo(made["fleet"]).load("targets").signed.targets["bedside-gw-amd64/1.2.0/verity.raucb"]
+    assert target.custom["rollout"]["halted"] is True
+
+
+def published_paths(fleet: Path) -> str:
+    return " ".join(FleetRepo(fleet).load("targets").signed.targets)
