@@ -2,6 +2,7 @@
 every refusal is one line, exit 2, and leaves the repository byte for byte as it was."""
 
 import hashlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,10 +30,12 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         return build_bundle(base / name, cert=signing / "signing.pem", key=signing / "signing.key",
                             keyring=signing / "ca.pem", **kw)  # fmt: skip
 
+    shutil.copytree(base / "fleet", base / "spare")  # same keys and RAUC CA; nothing ever published
     junk = base / "junk.raucb"
     junk.write_bytes(b"not a bundle\n" * 100)
     return {
         "fleet": base / "fleet",
+        "spare": base / "spare",
         "verity": bundle("verity.raucb"),
         "plain": bundle("plain.raucb", bundle_format="plain"),
         "rogue": bundle("rogue.raucb", signing=base / "rogue"),
@@ -123,3 +126,14 @@ def test_a_published_version_is_never_replaced_and_its_halt_stays(made):
 
 def published_paths(fleet: Path) -> str:
     return " ".join(FleetRepo(fleet).load("targets").signed.targets)
+
+
+def test_a_bundle_is_copied_into_the_repository_only_once_every_role_is_signed(made, tmp_path):
+    """Publish with the snapshot key away: refused before the bundle reaches repo/targets/."""
+    spare = made["spare"]
+    (spare / "keys" / "snapshot.pem").rename(tmp_path / "snapshot.pem")
+    before = repo_digest(spare)
+    res = bedside("ota", "publish", str(made["verity"]), "--dir", str(spare), "--version", "1.2.0",
+                  "--compatible", AMD64)  # fmt: skip
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "snapshot.pem: cannot load key" in res.stderr
+    assert repo_digest(spare) == before and not any((spare / "repo" / "targets").rglob("*.raucb"))
