@@ -14,7 +14,9 @@ Layout of a fleet directory (`bedside ota … --dir FLEET`):
 `repo/` is static: any HTTPS server, CDN or mirror can serve it. Consistent snapshots
 are on: every file a box fetches after timestamp.json is named by its version or
 hash and never rewritten, so a mirror mid-sync serves an old or a new set, never a mix.
-Old versions are kept (a box may be mid-refresh on them).
+Old versions are kept (a box may be mid-refresh on them). A change is signed whole
+(every key loaded, every role signed) before its first file is written, and the plain
+names are swapped last (`FleetRepo.write_chain`): a refused command changes nothing.
 
 Each target carries custom metadata {version, compatible, min_version, rollout}: the
 box installs only its own `compatible`, only newer versions, only from versions the
