@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ota.errors import FleetError
+from ota.fleet_config import check_expiry_days
 from ota.repo import FleetRepo, init_fleet
 from ota.rollout import RolloutPolicy
 
@@ -75,7 +76,8 @@ def _refresh(args: argparse.Namespace) -> int:
 
 
 def _refresh_timestamp(args: argparse.Namespace) -> int:
-    ts = FleetRepo(Path(args.dir)).refresh_timestamp(days=args.expires_days)
+    days = None if args.expires_days is None else check_expiry_days("timestamp", args.expires_days)
+    ts = FleetRepo(Path(args.dir)).refresh_timestamp(days=days)
     print(f"timestamp v{ts.version}, expires {ts.expires.isoformat()}")
     return 0
 

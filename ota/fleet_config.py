@@ -8,6 +8,7 @@ It holds no secret.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Final, NoReturn
 from appliance.core.settings import build_settings, setting
 from ota.errors import FleetError
 
-__all__ = ["FLEET_FILE", "ROLES", "FleetSettings", "load_fleet_settings", "write_fleet_settings"]
+__all__ = ["FLEET_FILE", "ROLES", "FleetSettings", "check_expiry_days", "load_fleet_settings", "write_fleet_settings"]
 
 FLEET_FILE: Final = "fleet.toml"
 ROLES: Final = ("root", "targets", "snapshot", "timestamp")
@@ -47,6 +48,18 @@ class FleetSettings:
     def warn_days(self, role: str) -> float:
         days: float = getattr(self, f"{role}_warn_days")
         return days
+
+
+def check_expiry_days(role: str, days: float, option: str = "--expires-days") -> float:
+    """A validity given on the command line, held to the limits fleet.toml allows for the
+    role: a negative one signs metadata already expired, a huge one overflows the date."""
+    limits = next(f.metadata for f in fields(FleetSettings) if f.name == f"{role}_expiry_days")
+    if not (math.isfinite(days) and limits["min"] <= days <= limits["max"]):
+        raise FleetError(
+            f"{option} {days:g}: must be between {limits['min']:g} and {limits['max']:g} days "
+            f"(the limits of fleet.toml {role}_expiry_days)"
+        )
+    return days
 
 
 def _fail(key: str, message: str) -> NoReturn:

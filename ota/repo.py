@@ -14,7 +14,9 @@ Layout of a fleet directory (`bedside ota … --dir FLEET`):
 `repo/` is static: any HTTPS server, CDN or mirror can serve it. Consistent snapshots
 are on: every file a box fetches after timestamp.json is named by its version or
 hash and never rewritten, so a mirror mid-sync serves an old or a new set, never a mix.
-Old versions are kept (a box may be mid-refresh on them).
+Old versions are kept (a box may be mid-refresh on them). A change is signed whole
+(every key loaded, every role signed) before its first file is written, and the plain
+names are swapped last (`FleetRepo.write_chain`): a refused command changes nothing.
 
 Each target carries custom metadata {version, compatible, min_version, rollout}: the
 box installs only its own `compatible`, only newer versions, only from versions the
@@ -25,6 +27,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +36,9 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from securesystemslib.exceptions import StorageError
 from securesystemslib.signer import CryptoSigner
+from tuf.api.exceptions import RepositoryError
 from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp
 from tuf.api.serialization.json import JSONSerializer
 
@@ -43,13 +49,13 @@ from ota.pki import make_signing_pki
 from ota.rollout import RolloutPolicy
 from ota.version import parse_version
 
-__all__ = ["ONLINE", "FleetRepo", "RoleStatus", "init_fleet", "load_key", "new_key"]
+__all__ = ["ONLINE", "FleetRepo", "RoleStatus", "generate_key", "init_fleet", "load_key", "new_key", "write_private"]
 
 ONLINE: Final = ("targets", "snapshot", "timestamp")
 _SERIALIZER: Final = JSONSerializer(compact=False)
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -57,11 +63,17 @@ def _write_private(path: Path, data: bytes) -> None:
     os.chmod(path, 0o600)
 
 
-def new_key(path: Path) -> CryptoSigner:
+def generate_key() -> tuple[bytes, CryptoSigner]:
+    """A new Ed25519 key in memory: its PEM (for `write_private`, once it is wanted) and signer."""
     key = ed25519.Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    _write_private(path, pem)
-    return CryptoSigner(key)
+    return pem, CryptoSigner(key)
+
+
+def new_key(path: Path) -> CryptoSigner:
+    pem, signer = generate_key()
+    write_private(path, pem)
+    return signer
 
 
 def load_key(path: Path) -> CryptoSigner:
@@ -72,9 +84,19 @@ def load_key(path: Path) -> CryptoSigner:
     return CryptoSigner(key)
 
 
+def _write_public(path: Path, data: bytes) -> None:
+    """World-readable, not executable (0644 whatever the umask): `repo/` is served as is."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o644)
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def write_json(md: Metadata[Any], path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    md.to_file(str(tmp), _SERIALIZER)
+    _write_public(tmp, md.to_bytes(_SERIALIZER))
     os.replace(tmp, path)
 
 
@@ -153,40 +175,87 @@ class FleetRepo:
         return load_key(self.fleet / "keys" / f"{role}.pem")
 
     def load(self, role: str) -> Metadata[Any]:
-        return Metadata.from_file(str(self.meta_dir / f"{role}.json"))
+        path = self.meta_dir / f"{role}.json"
+        try:
+            return Metadata.from_file(str(path))
+        except (RepositoryError, StorageError) as exc:  # truncated, edited, not JSON, missing
+            why = " ".join(str(exc).split())[:160]
+            raise FleetError(f"{path}: unreadable TUF metadata ({why}); restore it from the versioned copy") from None
 
-    def save(self, md: Metadata[Any], role: str) -> None:
-        """Sign with the role's online key; versioned file first, then the plain name."""
-        md.signatures.clear()
-        md.sign(self.signer(role))
-        if role != "timestamp":  # the one file fetched by its plain name
-            write_json(md, self.meta_dir / f"{md.signed.version}.{role}.json")
-        write_json(md, self.meta_dir / f"{role}.json")
+    def _commit(self, chain: list[Metadata[Any]], bundle: tuple[Path, Path] | None = None) -> None:
+        """Sign every role of `chain` (targets → snapshot → timestamp), then write it."""
+        self.sign_chain(chain)
+        self.write_chain(chain, bundle)
+
+    def sign_chain(self, chain: list[Metadata[Any]], keys: dict[str, CryptoSigner] | None = None) -> None:
+        """Every key is loaded and every role signed before the first byte is written, so a
+        missing key changes nothing. `keys`: signers to use instead of keys/<role>.pem."""
+        signers = {md.signed.type: (keys or {}).get(md.signed.type) or self.signer(md.signed.type) for md in chain}
+        for md in chain:
+            md.signatures.clear()
+            md.sign(signers[md.signed.type])
+
+    def write_chain(self, chain: list[Metadata[Any]], bundle: tuple[Path, Path] | None = None) -> None:
+        """The bundle (`bundle`: source, destination) and the versioned files, each new;
+        then the plain names, timestamp last. A failure before the plain names removes
+        what this call wrote, so no later `refresh` (which reads the plain names) makes a
+        refused change live."""
+        with self._undo_on_failure() as made:
+            if bundle is not None and not bundle[1].exists():
+                made.extend(reversed([d for d in bundle[1].parents if not d.exists()]))  # outermost first
+                bundle[1].parent.mkdir(parents=True, exist_ok=True)
+                made.append(bundle[1])
+                tmp = bundle[1].with_name(f".{bundle[1].name}.tmp")
+                shutil.copyfile(bundle[0], tmp)
+                os.replace(tmp, bundle[1])
+            plain = []
+            for md in chain:
+                role = md.signed.type
+                if role != "timestamp":  # the one file fetched by its plain name
+                    versioned = self.meta_dir / f"{md.signed.version}.{role}.json"
+                    if not versioned.exists():
+                        made.append(versioned)
+                    write_json(md, versioned)
+                tmp = self.meta_dir / f".{role}.json.next"
+                made.append(tmp)
+                _write_public(tmp, md.to_bytes(_SERIALIZER))
+                plain.append((tmp, self.meta_dir / f"{role}.json"))
+        for tmp, path in plain:  # renames only: the set is complete on disk already
+            os.replace(tmp, path)
+
+    @contextmanager
+    def _undo_on_failure(self) -> Iterator[list[Path]]:
+        made: list[Path] = []
+        try:
+            yield made
+        except BaseException:
+            for path in reversed(made):
+                if path.is_dir():
+                    path.rmdir()
+                else:
+                    path.unlink(missing_ok=True)
+            raise
 
     def _expiry(self, role: str, now: datetime, days: float | None = None) -> datetime:
         return _expiry(self.settings, role, now, days)
 
-    def write_targets(self, targets: Targets, now: datetime) -> None:
-        """Sign targets, then a snapshot naming it, then a timestamp naming that."""
+    def targets_chain(self, targets: Targets, now: datetime) -> list[Metadata[Any]]:
+        """New targets version, the snapshot naming it, the timestamp naming that."""
         if (self.meta_dir / "targets.json").exists():
             targets.version = self.load("targets").signed.version + 1
-        self.save(Metadata(targets), "targets")
-        self.write_snapshot(now)
+        return [Metadata(targets), *self.snapshot_chain(now, targets.version)]
 
-    def write_snapshot(self, now: datetime) -> None:
+    def snapshot_chain(self, now: datetime, targets_version: int) -> list[Metadata[Any]]:
         if (self.meta_dir / "snapshot.json").exists():
             snapshot: Snapshot = self.load("snapshot").signed
             snapshot.version += 1
         else:
             snapshot = Snapshot()
-        snapshot.meta["targets.json"] = MetaFile(version=self.load("targets").signed.version)
+        snapshot.meta["targets.json"] = MetaFile(version=targets_version)
         snapshot.expires = self._expiry("snapshot", now)
-        self.save(Metadata(snapshot), "snapshot")
-        self.refresh_timestamp(now)
+        return [Metadata(snapshot), self.timestamp_md(now, snapshot.version)]
 
-    def refresh_timestamp(self, now: datetime | None = None, days: float | None = None) -> Timestamp:
-        now = now or datetime.now(UTC)
-        snapshot_version = self.load("snapshot").signed.version
+    def timestamp_md(self, now: datetime, snapshot_version: int, days: float | None = None) -> Metadata[Any]:
         if (self.meta_dir / "timestamp.json").exists():
             timestamp: Timestamp = self.load("timestamp").signed
             timestamp.version += 1
@@ -194,7 +263,20 @@ class FleetRepo:
             timestamp = Timestamp()
         timestamp.snapshot_meta = MetaFile(version=snapshot_version)
         timestamp.expires = self._expiry("timestamp", now, days)
-        self.save(Metadata(timestamp), "timestamp")
+        return Metadata(timestamp)
+
+    def write_targets(self, targets: Targets, now: datetime) -> None:
+        """Sign targets, then a snapshot naming it, then a timestamp naming that."""
+        self._commit(self.targets_chain(targets, now))
+
+    def write_snapshot(self, now: datetime) -> None:
+        self._commit(self.snapshot_chain(now, self.load("targets").signed.version))
+
+    def refresh_timestamp(self, now: datetime | None = None, days: float | None = None) -> Timestamp:
+        now = now or datetime.now(UTC)
+        md = self.timestamp_md(now, self.load("snapshot").signed.version, days)
+        self._commit([md])
+        timestamp: Timestamp = md.signed
         return timestamp
 
     def refresh(self, now: datetime | None = None) -> list[str]:
@@ -230,18 +312,16 @@ class FleetRepo:
         rollout: RolloutPolicy | None = None,
     ) -> str:  # fmt: skip
         """Sign `bundle` as a target without looking inside it (`publish` checks first);
-        returns its target path."""
+        returns its target path. The bundle is copied into `repo/targets/` only once every
+        role is signed, and removed again if the metadata cannot be written."""
         now = now or datetime.now(UTC)
         _check_versions(version, min_version)
         if not bundle.is_file():
             raise FleetError(f"{bundle}: no such bundle")
+        self.refuse_republish(compatible, version)
         name = f"{compatible}/{version}/{bundle.name}"
         target = TargetFile.from_file(name, str(bundle), ["sha256"])
         dest = self.targets_dir / compatible / version / f"{target.hashes['sha256']}.{bundle.name}"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        shutil.copyfile(bundle, tmp)
-        os.replace(tmp, dest)
         target.unrecognized_fields["custom"] = {
             "version": version,
             "compatible": compatible,
@@ -251,8 +331,18 @@ class FleetRepo:
         targets: Targets = self.load("targets").signed
         targets.targets[name] = target
         targets.expires = self._expiry("targets", now)
-        self.write_targets(targets, now)
+        self._commit(self.targets_chain(targets, now), bundle=(bundle, dest))
         return name
+
+    def refuse_republish(self, compatible: str, version: str) -> None:
+        """A published (compatible, version) is never replaced: boxes may be downloading
+        it, and its rollout (a halt) would start again from the new release's."""
+        for path, target in self.load("targets").signed.targets.items():
+            custom = target.custom or {}
+            if path.startswith(f"{compatible}/{version}/") or (
+                custom.get("compatible") == compatible and custom.get("version") == version
+            ):
+                raise FleetError(f"{compatible} {version}: already published as {path}; publish a new version")
 
     def publish(
         self, bundle: Path, version: str, compatible: str, min_version: str = "", *, now: datetime | None = None,
@@ -264,6 +354,7 @@ class FleetRepo:
         _check_versions(version, min_version)
         if not bundle.is_file():
             raise FleetError(f"{bundle}: no such bundle")
+        self.refuse_republish(compatible, version)  # before rauc info reads the whole bundle
         check_bundle(bundle, self.fleet / "rauc" / "ca.pem", compatible=compatible, version=version,
                      bundle_format=self.settings.bundle_format)  # fmt: skip
         return self.add_release(bundle, version, compatible, min_version, now=now, rollout=rollout)

@@ -2,6 +2,7 @@
 every refusal is one line, exit 2, and leaves the repository byte for byte as it was."""
 
 import hashlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,10 +30,12 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         return build_bundle(base / name, cert=signing / "signing.pem", key=signing / "signing.key",
                             keyring=signing / "ca.pem", **kw)  # fmt: skip
 
+    shutil.copytree(base / "fleet", base / "spare")  # same keys and RAUC CA; nothing ever published
     junk = base / "junk.raucb"
     junk.write_bytes(b"not a bundle\n" * 100)
     return {
         "fleet": base / "fleet",
+        "spare": base / "spare",
         "verity": bundle("verity.raucb"),
         "plain": bundle("plain.raucb", bundle_format="plain"),
         "rogue": bundle("rogue.raucb", signing=base / "rogue"),
@@ -99,3 +102,38 @@ def test_a_fleet_of_plain_bundle_boxes_may_say_so(made, tmp_path):
         res = bedside("ota", "publish", str(bundle), "--dir", str(tmp_path / "old"), "--version", "1.2.0",
                       "--compatible", AMD64)  # fmt: skip
         assert res.returncode == code, res.stderr
+
+
+def test_a_published_version_is_never_replaced_and_its_halt_stays(made):
+    """Publishing (compatible, version) again — same bundle or another file name — is
+    refused: it would replace the release under boxes downloading it and reset its rollout."""
+    if "1.2.0" not in published_paths(made["fleet"]):
+        assert publish(made, "verity").returncode == 0
+    halt = bedside("ota", "rollout", "1.2.0", "--dir", str(made["fleet"]), "--halt")
+    assert halt.returncode == 0, halt.stderr
+    renamed = made["verity"].with_name("verity-again.raucb")
+    renamed.write_bytes(made["verity"].read_bytes())
+    before = repo_digest(made["fleet"])
+    for bundle in (made["verity"], renamed):
+        res = bedside("ota", "publish", str(bundle), "--dir", str(made["fleet"]), "--version", "1.2.0",
+                      "--compatible", AMD64, "--percent", "100")  # fmt: skip
+        assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stdout + res.stderr
+        assert "bedside-gw-amd64 1.2.0: already published as bedside-gw-amd64/1.2.0/verity.raucb" in res.stderr
+    assert repo_digest(made["fleet"]) == before
+    target = FleetRepo(made["fleet"]).load("targets").signed.targets["bedside-gw-amd64/1.2.0/verity.raucb"]
+    assert target.custom["rollout"]["halted"] is True
+
+
+def published_paths(fleet: Path) -> str:
+    return " ".join(FleetRepo(fleet).load("targets").signed.targets)
+
+
+def test_a_bundle_is_copied_into_the_repository_only_once_every_role_is_signed(made, tmp_path):
+    """Publish with the snapshot key away: refused before the bundle reaches repo/targets/."""
+    spare = made["spare"]
+    (spare / "keys" / "snapshot.pem").rename(tmp_path / "snapshot.pem")
+    before = repo_digest(spare)
+    res = bedside("ota", "publish", str(made["verity"]), "--dir", str(spare), "--version", "1.2.0",
+                  "--compatible", AMD64)  # fmt: skip
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "snapshot.pem: cannot load key" in res.stderr
+    assert repo_digest(spare) == before and not any((spare / "repo" / "targets").rglob("*.raucb"))
