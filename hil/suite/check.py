@@ -18,7 +18,7 @@ from typing import Any
 
 from hil.suite.spec import Expect, Scenario
 
-__all__ = ["Event", "Outcome", "check", "describe", "trigger_times"]
+__all__ = ["Event", "Outcome", "alarm_outcome", "check", "describe", "trigger_times"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,7 @@ def _matches(exp: Expect, alarm: dict[str, Any]) -> bool:
     return not exp.priority or alarm.get("priority") == exp.priority
 
 
-def _alarm(exp: Expect, events: Sequence[Event], t0: float) -> Outcome:
+def alarm_outcome(exp: Expect, events: Sequence[Event], t0: float) -> Outcome:
     found = [
         e for e in events
         if e.source == exp.where and e.kind == "alarm" and e.t >= t0 - 0.5
@@ -83,7 +83,7 @@ def _alarm(exp: Expect, events: Sequence[Event], t0: float) -> Outcome:
         return Outcome(exp, False, f"no {exp.state} {exp.rule} alarm at {exp.where} after the trigger")
     first = min(found, key=lambda e: e.t)
     ms = (first.t - t0) * 1000
-    if ms < exp.not_before_ms:
+    if exp.not_before_ms and ms < exp.not_before_ms:
         return Outcome(exp, False, f"came {ms:.0f} ms after the trigger, before {exp.not_before_ms:.0f} ms", ms)
     if ms > exp.within_ms:
         return Outcome(exp, False, f"came {ms:.0f} ms after the trigger, later than {exp.within_ms:.0f} ms", ms)
@@ -156,7 +156,7 @@ def check(scenario: Scenario, events: Sequence[Event], start_t: float) -> list[O
             out.append(Outcome(exp, False, f"step {exp.after!r} was never played"))
             continue
         deciders: dict[str, Callable[[], Outcome]] = {
-            "alarm": lambda exp=exp, t0=t0: _alarm(exp, events, t0),
+            "alarm": lambda exp=exp, t0=t0: alarm_outcome(exp, events, t0),
             "no_alarm": lambda exp=exp, t0=t0: _no_alarm(exp, events, t0),
             "active": lambda exp=exp: _snapshot(exp, events),
             "inactive": lambda exp=exp: _snapshot(exp, events),

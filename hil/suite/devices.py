@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from hil.masimo_sim import masimo_line
@@ -34,6 +34,7 @@ class _State:
     pulse: float
     sensor_off: bool = False
     silent_until: float = 0.0
+    clock_offset_s: float = 0.0
 
 
 class BenchDevice:
@@ -52,9 +53,13 @@ class BenchDevice:
         s = self.state
         return Vitals(spo2=s.spo2, pulse=s.pulse, pi=3.5, sensor_off=s.sensor_off)
 
+    def clock(self) -> datetime:
+        """The device's clock: UTC plus its error, no zone on the wire."""
+        return (datetime.now(UTC) + timedelta(seconds=self.state.clock_offset_s)).replace(tzinfo=None)
+
     def frame(self) -> bytes:
         if self.spec.family == "masimo":
-            return masimo_line("radical7", datetime.now(UTC).replace(tzinfo=None), self.vitals())
+            return masimo_line("radical7", self.clock(), self.vitals())
         return nonin_packet(8, self.vitals())
 
     def apply(self, step: Step) -> None:
@@ -63,6 +68,7 @@ class BenchDevice:
         s.spo2 = step.spo2 if step.spo2 is not None else s.spo2
         s.pulse = step.pulse if step.pulse is not None else s.pulse
         s.sensor_off = step.sensor_off if step.sensor_off is not None else s.sensor_off
+        s.clock_offset_s += step.offset_s
         self._pending.append(step.name)
 
     def garbage(self) -> None:

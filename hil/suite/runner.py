@@ -107,7 +107,7 @@ class _Play:
     async def play(self, step: Step, name: str) -> None:
         self._actions[name] = step.action
         dev = self.devices.get(step.device)
-        if step.action == "vitals" and dev is not None:
+        if step.action in ("vitals", "clock_step") and dev is not None:
             dev.apply(Step(**{**{f: getattr(step, f) for f in step.__dataclass_fields__}, "name": name}))
             return  # the trigger is the first frame written with the new values
         now = time.time()

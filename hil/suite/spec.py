@@ -28,6 +28,7 @@ ACTIONS: Final[dict[str, tuple[str, ...]]] = {
     "cable_pull": ("device",),  # the pty closes for down_s
     "garbage": ("device",),  # a burst of bytes no codec accepts
     "silence": ("device",),  # the device stops sending for down_s (stale)
+    "clock_step": ("device",),  # the device's clock jumps by offset_s (the box's own clock is left alone)
     "broker_down": (),
     "broker_up": (),
     "kill_gateway": (),  # kill -9, restarted after down_s
@@ -61,6 +62,7 @@ class Step:
     spo2: float | None = None
     pulse: float | None = None
     sensor_off: bool | None = None
+    offset_s: float = 0.0  # clock_step
 
 
 @dataclass(frozen=True, slots=True)
