@@ -12,7 +12,7 @@ is a decision that can be tested on its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,7 +128,8 @@ def _no_loss(exp: Expect, events: Sequence[Event]) -> Outcome:
     if not local:
         return Outcome(exp, False, "the gateway's sink recorded no observation")
     if missing or changed:
-        return Outcome(exp, False, f"{len(missing)} of {len(local)} observations missing at the broker, {changed} changed")
+        lost = f"{len(missing)} of {len(local)} observations missing at the broker"
+        return Outcome(exp, False, f"{lost}, {changed} changed")
     return Outcome(exp, True, f"all {len(local)} observations at the broker once after dedupe by obs_id")
 
 
@@ -146,22 +147,25 @@ def _recovery(exp: Expect, events: Sequence[Event], t0: float) -> Outcome:
     return Outcome(exp, ok, f"first new observation at {exp.where} {ms:.0f} ms after the step", ms)
 
 
+def _decide(exp: Expect, events: Sequence[Event], t0: float) -> Outcome:
+    if exp.kind == "alarm":
+        return alarm_outcome(exp, events, t0)
+    if exp.kind == "no_alarm":
+        return _no_alarm(exp, events, t0)
+    if exp.kind in ("active", "inactive"):
+        return _snapshot(exp, events)
+    if exp.kind == "no_loss":
+        return _no_loss(exp, events)
+    return _recovery(exp, events, t0)
+
+
 def check(scenario: Scenario, events: Sequence[Event], start_t: float) -> list[Outcome]:
     """Every expectation of the scenario, decided over the recorded events."""
     triggers = trigger_times(events)
     out: list[Outcome] = []
     for exp in scenario.expects:
-        t0 = triggers.get(exp.after, start_t) if exp.after else start_t
         if exp.after and exp.after not in triggers:
             out.append(Outcome(exp, False, f"step {exp.after!r} was never played"))
             continue
-        deciders: dict[str, Callable[[], Outcome]] = {
-            "alarm": lambda exp=exp, t0=t0: alarm_outcome(exp, events, t0),
-            "no_alarm": lambda exp=exp, t0=t0: _no_alarm(exp, events, t0),
-            "active": lambda exp=exp: _snapshot(exp, events),
-            "inactive": lambda exp=exp: _snapshot(exp, events),
-            "no_loss": lambda exp=exp: _no_loss(exp, events),
-            "recovery": lambda exp=exp, t0=t0: _recovery(exp, events, t0),
-        }
-        out.append(deciders[exp.kind]())
+        out.append(_decide(exp, events, triggers[exp.after] if exp.after else start_t))
     return out

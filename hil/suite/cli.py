@@ -46,7 +46,7 @@ def _select(suite: Suite, names: list[str], hours: float | None) -> Suite:
 
 
 async def _run(suite: Suite, report: Path, target: str) -> int:
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
 
     from hil.broker import make_pki
     from hil.suite.report import summary, write_reports
@@ -58,9 +58,11 @@ async def _run(suite: Suite, report: Path, target: str) -> int:
         with Progress(transient=False, console=None) as progress:
             for scenario in suite.scenarios:
                 task = progress.add_task(scenario.name, total=1.0)
-                run = await run_scenario(
-                    scenario, report / "scenarios" / scenario.name, pki, lambda f, t=task: progress.update(t, completed=f)
-                )
+
+                def advance(fraction: float, task: TaskID = task) -> None:
+                    progress.update(task, completed=fraction)
+
+                run = await run_scenario(scenario, report / "scenarios" / scenario.name, pki, advance)
                 progress.update(task, completed=1.0, description=f"{scenario.name}: {'pass' if run.ok else 'FAIL'}")
                 runs.append(run)
     data = summary(suite.name, target, runs)

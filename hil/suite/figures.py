@@ -3,6 +3,7 @@ percentiles, and the gateway's resource use with its growth per hour."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import replace
@@ -69,7 +70,7 @@ def resources(samples: Sequence[Sample]) -> dict[str, float]:
     span = samples[-1].t - samples[0].t
     if span > 0:
         # CPU time restarts with a restarted gateway: sum the non-negative steps.
-        cpu = sum(max(0.0, b.cpu_s - a.cpu_s) for a, b in zip(samples, samples[1:], strict=False)) / span * 100
+        cpu = sum(max(0.0, b.cpu_s - a.cpu_s) for a, b in itertools.pairwise(samples)) / span * 100
     return {
         "rss_first_mib": samples[0].rss_bytes / mib,
         "rss_last_mib": samples[-1].rss_bytes / mib,

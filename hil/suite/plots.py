@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -47,7 +48,12 @@ def timeline_plot(run: ScenarioRun) -> str:
     for ax, bed in zip(axes, beds, strict=True):
         series: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for e in run.events:
-            if e.source == "local" and e.kind == "obs" and e.data.get("bed_id") == bed and e.data.get("value") is not None:
+            if (
+                e.source == "local"
+                and e.kind == "obs"
+                and e.data.get("bed_id") == bed
+                and e.data.get("value") is not None
+            ):
                 series[_SHORT.get(e.data["metric"], e.data["metric"])].append((e.t - t0, float(e.data["value"])))
         for name, points in sorted(series.items()):
             ax.plot([p[0] for p in points], [p[1] for p in points], label=name, linewidth=1)
@@ -77,7 +83,7 @@ def resource_plot(run: ScenarioRun) -> str:
     ax.plot(xs, [s.rss_bytes / 2**20 for s in run.samples], color="tab:blue")
     ax.set_ylabel("RSS MiB", color="tab:blue")
     cpu = ax.twinx()
-    pairs = list(zip(run.samples, run.samples[1:], strict=False))
+    pairs = list(itertools.pairwise(run.samples))
     cpu.plot(
         [b.t - t0 for _, b in pairs],
         [max(0.0, b.cpu_s - a.cpu_s) / max(b.t - a.t, 1e-6) * 100 for a, b in pairs],

@@ -24,7 +24,7 @@ __all__ = ["summary", "write_reports"]
 
 def summary(suite: str, target: str, runs: Sequence[ScenarioRun]) -> dict[str, Any]:
     every: dict[str, list[float]] = {"local": [], "broker": []}
-    scenarios = []
+    scenarios: list[dict[str, Any]] = []
     for run in runs:
         lat = latencies(run.scenario, run.events)
         for where, values in lat.items():
@@ -44,7 +44,7 @@ def summary(suite: str, target: str, runs: Sequence[ScenarioRun]) -> dict[str, A
                 "evidence": str(run.workdir),
             }
         )
-    failed = [
+    failed: list[str] = [
         f"{s['name']}: {e['expect']}: {e['detail']}" for s in scenarios for e in s["expectations"] if not e["ok"]
     ] + [f"{s['name']}: run failed: {s['error']}" for s in scenarios if s["error"]]
     return {
@@ -85,7 +85,7 @@ def _table(scenario: dict[str, Any]) -> str:
     rows = []
     for i, exp in enumerate(scenario["expectations"]):
         mark = "pass" if exp["ok"] else "FAIL"
-        anchor = f'{html.escape(scenario["name"])}-{i}'
+        anchor = f"{html.escape(scenario['name'])}-{i}"
         rows.append(
             f'<tr class="{mark.lower()}" id="{anchor}"><td>{mark}</td><td>{html.escape(exp["expect"])}</td>'
             f"<td>{html.escape(exp['detail'])}</td></tr>"

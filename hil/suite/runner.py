@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from hil.suite.check import Event, Outcome, check
 from hil.suite.consumer import Consumer
 from hil.suite.devices import BenchDevice
 from hil.suite.spec import Scenario, Step
-from hil.suite.target import LocalTarget, Sample, TargetError, gateway_config
+from hil.suite.target import LocalTarget, Sample, TargetError, gateway_config, socket_dir
 
 __all__ = ["ScenarioRun", "local_events", "run_scenario"]
 
@@ -127,7 +128,9 @@ class _Play:
             self.target.kill()
             self.side.append(asyncio.create_task(self._restart(step.down_s)))
         elif step.action in ("ack", "pause"):
-            await self.target.control({"cmd": step.action, "bed": step.bed, **({"rule": step.rule} if step.rule else {})})
+            await self.target.control(
+                {"cmd": step.action, "bed": step.bed, **({"rule": step.rule} if step.rule else {})}
+            )
         elif step.action == "snapshot":
             reply = await self.target.control({"cmd": "list"})
             alarms = reply.get("alarms", []) if reply else []
@@ -194,7 +197,9 @@ async def run_scenario(scenario: Scenario, workdir: Path, pki: Pki, progress: Pr
     play: _Play | None = None
     try:
         await asyncio.to_thread(broker.start)
-        target = LocalTarget(workdir, gateway_config(workdir, broker, scenario.devices, scenario.rules_path))
+        sock = socket_dir() / "control.sock"
+        cfg = gateway_config(workdir, broker, scenario.devices, scenario.rules_path, sock)
+        target = LocalTarget(workdir, cfg, sock)
         play = _Play(scenario, workdir, broker, target)
         await play.consumer.start()
         try:
@@ -206,6 +211,8 @@ async def run_scenario(scenario: Scenario, workdir: Path, pki: Pki, progress: Pr
     finally:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(broker.stop)
+        if play is not None:
+            shutil.rmtree(play.target.socket.parent, ignore_errors=True)
     recorded = [*play.events, *play.consumer.events] if play is not None else []
     run.events = sorted([*recorded, *local_events(workdir)], key=lambda e: e.t)
     run.outcomes = check(scenario, run.events, run.start_t)

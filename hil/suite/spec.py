@@ -13,7 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["ACTIONS", "EXPECTS", "Device", "Expect", "Scenario", "Step", "Suite", "SuiteError", "load_suite", "parse_suite"]
+__all__ = [
+    "ACTIONS",
+    "EXPECTS",
+    "Device",
+    "Expect",
+    "Scenario",
+    "Step",
+    "Suite",
+    "SuiteError",
+    "load_suite",
+    "parse_suite",
+]
 
 
 class SuiteError(ValueError):

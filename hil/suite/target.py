@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,7 +45,15 @@ class Sample:
     rss_bytes: int
 
 
-def gateway_config(workdir: Path, broker: Broker, devices: Sequence[Device], rules_path: str = "") -> str:
+def socket_dir() -> Path:
+    """A short folder for the control socket: a Unix socket path has at most 107
+    bytes, and a report folder deep in a CI workspace can be longer than that."""
+    return Path(tempfile.mkdtemp(prefix="bedside-hil-"))
+
+
+def gateway_config(
+    workdir: Path, broker: Broker, devices: Sequence[Device], rules_path: str = "", sock: Path | None = None
+) -> str:
     gw = broker.pki.client("gw-1")
     lines = [
         "[gateway]",
@@ -56,7 +65,7 @@ def gateway_config(workdir: Path, broker: Broker, devices: Sequence[Device], rul
         "[alarms]",
         "console = false",
         f'events_path = "{workdir / "alarms.jsonl"}"',
-        f'control_socket = "{workdir / "control.sock"}"',
+        f'control_socket = "{sock or workdir / "control.sock"}"',
         *([f'rules_path = "{rules_path}"'] if rules_path else []),
         "[queue]",
         f'path = "{workdir / "store.db"}"',
@@ -90,11 +99,11 @@ class LocalTarget:
 
     name = "local"
 
-    def __init__(self, workdir: Path, config_text: str) -> None:
+    def __init__(self, workdir: Path, config_text: str, sock: Path) -> None:
         self.workdir = workdir
         self.config = workdir / "gateway.toml"
         self.config.write_text(config_text)
-        self.socket = workdir / "control.sock"
+        self.socket = sock
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self._log = (workdir / "gateway.log").open("ab")
