@@ -6,8 +6,9 @@ a step it played (`bench`/`step`, with the trigger time of the step), an alarm e
 written by the gateway's local output (`local`/`alarm`, timed by the gateway) or
 received from the broker (`broker`/`alarm`), an observation at the broker
 (`broker`/`obs`) or in the gateway's own sink (`local`/`obs`), a control-socket
-snapshot (`control`/`snapshot`). Nothing here does I/O, so a broken build's failure
-is a decision that can be tested on its own.
+snapshot (`control`/`snapshot`), the gateway's CPU time and RSS (`gateway`/`sample`).
+Nothing here does I/O, so a broken build's failure is a decision that can be tested
+on its own.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def describe(exp: Expect) -> str:
         parts.append(f"bed={exp.bed}")
     if exp.device:
         parts.append(f"device={exp.device}")
+    if exp.kind == "rss_bounded":
+        parts.append(f"growth <= {exp.max_mib:g} MiB")
     if exp.kind in ("alarm", "recovery", "no_alarm"):
         parts.append(f"at {exp.where} within {exp.within_ms:.0f} ms")
     if exp.not_before_ms:
@@ -147,6 +150,22 @@ def _recovery(exp: Expect, events: Sequence[Event], t0: float) -> Outcome:
     return Outcome(exp, ok, f"first new observation at {exp.where} {ms:.0f} ms after the step", ms)
 
 
+def _rss_bounded(exp: Expect, events: Sequence[Event]) -> Outcome:
+    """The gateway's RSS levels off: after the first quarter (start-up), the highest RSS
+    of the second half of the run is at most `max_mib` above that of the first half.
+    A leak grows it in every half; a bounded buffer filling up levels off."""
+    rss = [e.data["rss_bytes"] / 2**20 for e in sorted(events, key=lambda e: e.t) if e.kind == "sample"]
+    rss = rss[len(rss) // 4 :]
+    if len(rss) < 4:
+        return Outcome(exp, False, f"{len(rss)} RSS samples after start-up: too few to judge")
+    half = len(rss) // 2
+    first, second = max(rss[:half]), max(rss[half:])
+    ok = second - first <= exp.max_mib
+    return Outcome(
+        exp, ok, f"RSS max {first:.1f} MiB then {second:.1f} MiB ({second - first:+.1f}, bound {exp.max_mib:g})"
+    )
+
+
 def _decide(exp: Expect, events: Sequence[Event], t0: float) -> Outcome:
     if exp.kind == "alarm":
         return alarm_outcome(exp, events, t0)
@@ -156,6 +175,8 @@ def _decide(exp: Expect, events: Sequence[Event], t0: float) -> Outcome:
         return _snapshot(exp, events)
     if exp.kind == "no_loss":
         return _no_loss(exp, events)
+    if exp.kind == "rss_bounded":
+        return _rss_bounded(exp, events)
     return _recovery(exp, events, t0)
 
 

@@ -214,6 +214,7 @@ async def run_scenario(scenario: Scenario, workdir: Path, pki: Pki, progress: Pr
         if play is not None:
             shutil.rmtree(play.target.socket.parent, ignore_errors=True)
     recorded = [*play.events, *play.consumer.events] if play is not None else []
+    recorded += [Event(s.t, "gateway", "sample", {"cpu_s": s.cpu_s, "rss_bytes": s.rss_bytes}) for s in run.samples]
     run.events = sorted([*recorded, *local_events(workdir)], key=lambda e: e.t)
     run.outcomes = check(scenario, run.events, run.start_t)
     return run

@@ -47,7 +47,7 @@ ACTIONS: Final[dict[str, tuple[str, ...]]] = {
     "pause": ("bed",),  # control socket: audio pause
     "snapshot": (),  # control socket: the active alarms, for `active` expectations
 }
-EXPECTS: Final = ("alarm", "no_alarm", "active", "inactive", "no_loss", "recovery")
+EXPECTS: Final = ("alarm", "no_alarm", "active", "inactive", "no_loss", "recovery", "rss_bounded")
 WHERE: Final = ("local", "broker")
 
 
@@ -88,6 +88,7 @@ class Expect:
     within_ms: float = 5000.0
     not_before_ms: float = 0.0  # a condition delay: the alarm must not come earlier
     device: str = ""
+    max_mib: float = 4.0  # rss_bounded: the most the gateway's RSS may grow between the run's halves
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,3 +107,23 @@ def test_figures_percentiles_and_growth() -> None:
     assert res["rss_growth_mib_per_h"] == 0.0 and abs(res["cpu_percent"] - 1.0) < 1e-6
     leak = [Sample(T0 + i, cpu_s=0.0, rss_bytes=(50 + i) * 2**20) for i in range(40)]
     assert abs(resources(leak)["rss_growth_mib_per_h"] - 3600) < 1e-6
+
+
+def _samples(rss_mib: list[float]) -> list[Event]:
+    return [
+        Event(T0 + i / 2, "gateway", "sample", {"cpu_s": 0.0, "rss_bytes": int(v * 2**20)})
+        for i, v in enumerate(rss_mib)
+    ]
+
+
+def test_rss_bounded_passes_a_plateau_and_fails_a_leak() -> None:
+    exp = Expect("rss_bounded", max_mib=4.0)
+    warmup = [5.0, 20.0, 40.0, 45.0, 47.0, 47.5, 48.0, 48.0, 48.0, 48.0]
+    plateau = warmup + [48.0 + (i % 3) * 0.2 for i in range(30)]  # a bounded buffer filling and emptying
+    leak = warmup + [48.0 + 0.5 * i for i in range(30)]  # 1 MiB/s, never levelling off
+    (flat,) = check(_scenario(exp), _samples(plateau), T0)
+    (grows,) = check(_scenario(exp), _samples(leak), T0)
+    assert flat.ok, flat.detail
+    assert not grows.ok and "bound 4" in grows.detail
+    (few,) = check(_scenario(exp), _samples([48.0, 48.0]), T0)
+    assert not few.ok and "too few" in few.detail
