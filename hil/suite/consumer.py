@@ -26,7 +26,7 @@ from appliance.uplink.tls import client_context
 from hil.broker import Broker
 from hil.suite.check import Event
 
-__all__ = ["Consumer"]
+__all__ = ["Consumer", "wait_for_gateway"]
 
 
 class Consumer:
@@ -68,3 +68,22 @@ class Consumer:
             with contextlib.suppress(Exception):
                 await close_client(self._client)
             self._client = None
+
+
+async def wait_for_gateway(broker: Broker, timeout_s: float) -> None:
+    """Until the gateway's retained status is at the broker (its uplink connected);
+    TimeoutError after `timeout_s`."""
+    seen = asyncio.Event()
+
+    def on_message(client: Any, topic: str, payload: bytes, qos: int, properties: Any) -> int:
+        seen.set()
+        return 0
+
+    client = gmqtt.Client("hil-wait")
+    client.on_message = on_message
+    await client.connect("127.0.0.1", broker.port, ssl=client_context(broker.pki.client("tail")))
+    try:
+        client.subscribe("bedside/v1/+/status", qos=1)
+        await asyncio.wait_for(seen.wait(), timeout_s)
+    finally:
+        await close_client(client)

@@ -19,7 +19,7 @@ from pathlib import Path
 from hil.masimo_sim import masimo_line
 from hil.nonin_sim import nonin_packet
 from hil.scenarios import Vitals
-from hil.simulate import GARBAGE, PtyPort
+from hil.simulate import GARBAGE, PtyPort, SerialPortWriter
 from hil.suite.spec import Device, Step
 
 __all__ = ["PROTOCOL", "BenchDevice"]
@@ -40,10 +40,14 @@ class _State:
 class BenchDevice:
     """One device on a pty: frames at `rate_hz` with the current vitals until cancelled."""
 
-    def __init__(self, spec: Device, workdir: Path, on_trigger: Callable[[str, float], None]) -> None:
+    def __init__(self, spec: Device, workdir: Path, on_trigger: Callable[[str, float], None], wired: str = "") -> None:
+        """`wired`: an existing serial port the device writes to (the VM's ttyS1 pty, a
+        USB-serial adapter on the bench) instead of a pty of its own in `workdir`."""
         self.spec = spec
         self.path = workdir / spec.id
+        self.wired = wired
         self.port = PtyPort(self.path, _BAUD)
+        self._line: SerialPortWriter | None = None
         self.state = _State(spec.spo2, spec.pulse)
         self._on_trigger = on_trigger
         self._pending: list[str] = []  # steps waiting for their first frame
@@ -71,8 +75,14 @@ class BenchDevice:
         s.clock_offset_s += step.offset_s
         self._pending.append(step.name)
 
+    def _write(self, data: bytes) -> None:
+        if self._line is not None:
+            self._line.write(data)
+        else:
+            self.port.write(data)
+
     def garbage(self) -> None:
-        self.port.write(GARBAGE * 4)
+        self._write(GARBAGE * 4)
 
     def silence(self, down_s: float) -> None:
         self.state.silent_until = time.monotonic() + down_s
@@ -83,10 +93,9 @@ class BenchDevice:
         self.port.open()
 
     def write_frame(self) -> None:
-        if not self.port.is_open or time.monotonic() < self.state.silent_until:
+        if (self._line is None and not self.port.is_open) or time.monotonic() < self.state.silent_until:
             return
-        data = self.frame()
-        self.port.write(data)
+        self._write(self.frame())
         self.frames += 1
         now = time.time()
         for name in self._pending:
@@ -94,7 +103,10 @@ class BenchDevice:
         self._pending.clear()
 
     async def run(self) -> None:
-        self.port.open()
+        if self.wired:
+            self._line = SerialPortWriter(self.wired, _BAUD)
+        else:
+            self.port.open()
         period = 1 / self.spec.rate_hz
         try:
             while True:
@@ -103,3 +115,5 @@ class BenchDevice:
                 await asyncio.sleep(period)
         finally:
             self.port.close()
+            if self._line is not None:
+                self._line.close()

@@ -56,7 +56,7 @@ def timeline_plot(run: ScenarioRun) -> str:
             ):
                 series[_SHORT.get(e.data["metric"], e.data["metric"])].append((e.t - t0, float(e.data["value"])))
         for name, points in sorted(series.items()):
-            ax.plot([p[0] for p in points], [p[1] for p in points], label=name, linewidth=1)
+            ax.plot([p[0] for p in points], [p[1] for p in points], label=name, linewidth=1, drawstyle="steps-post")
         for e in run.events:
             if e.source == "local" and e.kind == "alarm" and e.data.get("bed_id") == bed:
                 colour = _COLOURS.get(e.data.get("priority", ""), "grey")

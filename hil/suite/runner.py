@@ -26,9 +26,9 @@ from hil.suite.check import Event, Outcome, check
 from hil.suite.consumer import Consumer
 from hil.suite.devices import BenchDevice
 from hil.suite.spec import Scenario, Step
-from hil.suite.target import LocalTarget, Sample, TargetError, gateway_config, socket_dir
+from hil.suite.target import LocalTarget, Sample, Target, TargetError, gateway_config, socket_dir
 
-__all__ = ["ScenarioRun", "local_events", "run_scenario"]
+__all__ = ["ScenarioRun", "local_events", "run_on", "run_scenario"]
 
 SAMPLE_EVERY_S: Final = 0.5
 DRAIN_TIMEOUT_S: Final = 10.0  # after the devices stop: time for the store to reach the broker
@@ -83,13 +83,15 @@ def local_events(workdir: Path) -> list[Event]:
 class _Play:
     """One scenario's moving parts while it runs."""
 
-    def __init__(self, scenario: Scenario, workdir: Path, broker: Broker, target: LocalTarget) -> None:
+    def __init__(
+        self, scenario: Scenario, workdir: Path, broker: Broker, target: Target, *, wired: str = "", client: str = "hil"
+    ) -> None:
         self.scenario = scenario
         self.broker = broker
         self.target = target
-        self.consumer = Consumer(broker)
+        self.consumer = Consumer(broker, client)
         self.events: list[Event] = []
-        self.devices = {d.id: BenchDevice(d, workdir, self._triggered) for d in scenario.devices}
+        self.devices = {d.id: BenchDevice(d, workdir, self._triggered, wired) for d in scenario.devices}
         self._actions: dict[str, str] = {}
         self.side: list[asyncio.Task[None]] = []
 
@@ -138,7 +140,7 @@ class _Play:
         self._triggered(name, now)
 
 
-async def _sample(target: LocalTarget, out: list[Sample]) -> None:
+async def _sample(target: Target, out: list[Sample]) -> None:
     while True:
         if (s := target.sample()) is not None:
             out.append(s)
@@ -195,9 +197,9 @@ async def run_scenario(scenario: Scenario, workdir: Path, pki: Pki, progress: Pr
     run = ScenarioRun(scenario, workdir)
     broker = Broker(workdir / "broker", pki, persistent=True)
     play: _Play | None = None
+    sock = socket_dir() / "control.sock"
     try:
         await asyncio.to_thread(broker.start)
-        sock = socket_dir() / "control.sock"
         cfg = gateway_config(workdir, broker, scenario.devices, scenario.rules_path, sock)
         target = LocalTarget(workdir, cfg, sock)
         play = _Play(scenario, workdir, broker, target)
@@ -211,10 +213,36 @@ async def run_scenario(scenario: Scenario, workdir: Path, pki: Pki, progress: Pr
     finally:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(broker.stop)
-        if play is not None:
-            shutil.rmtree(play.target.socket.parent, ignore_errors=True)
+        shutil.rmtree(sock.parent, ignore_errors=True)
     recorded = [*play.events, *play.consumer.events] if play is not None else []
     recorded += [Event(s.t, "gateway", "sample", {"cpu_s": s.cpu_s, "rss_bytes": s.rss_bytes}) for s in run.samples]
     run.events = sorted([*recorded, *local_events(workdir)], key=lambda e: e.t)
+    run.outcomes = check(scenario, run.events, run.start_t)
+    return run
+
+
+async def run_on(
+    scenario: Scenario,
+    workdir: Path,
+    broker: Broker,
+    target: Target,
+    *,
+    wired: str,
+    progress: Progress = lambda f: None,
+) -> ScenarioRun:
+    """Play one scenario on a gateway that is already up (the VM), its device wired to
+    `wired`, with the suite's broker."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    run = ScenarioRun(scenario, workdir)
+    play = _Play(scenario, workdir, broker, target, wired=wired, client=f"hil-{scenario.name}")
+    try:
+        await play.consumer.start()
+        try:
+            await _play(play, run, progress)
+        finally:
+            await play.consumer.stop()
+    except (TargetError, RuntimeError, OSError) as exc:
+        run.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    run.events = sorted([*play.events, *play.consumer.events], key=lambda e: e.t)
     run.outcomes = check(scenario, run.events, run.start_t)
     return run

@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from appliance.control import ControlError, request
 from drivers.registry import family_for
@@ -27,7 +27,7 @@ from hil.broker import Broker
 from hil.suite.devices import PROTOCOL
 from hil.suite.spec import Device
 
-__all__ = ["LocalTarget", "Sample", "TargetError"]
+__all__ = ["LocalTarget", "Sample", "Target", "TargetError"]
 
 _READY_TIMEOUT_S: Final = 20.0
 _TICKS_PER_S: Final = os.sysconf("SC_CLK_TCK")
@@ -43,6 +43,23 @@ class Sample:
     t: float
     cpu_s: float  # user + system time of the process so far
     rss_bytes: int
+
+
+class Target(Protocol):
+    """What a scenario needs of the gateway under test."""
+
+    name: str
+    starts: int
+
+    async def start(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+    async def stop(self) -> int | None: ...
+
+    async def control(self, payload: dict[str, Any]) -> dict[str, Any] | None: ...
+
+    def sample(self) -> Sample | None: ...
 
 
 def socket_dir() -> Path:

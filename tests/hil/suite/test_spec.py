@@ -51,6 +51,15 @@ def test_a_wrong_suite_is_one_line_naming_the_key(extra: str, message: str, tmp_
     assert "\n" not in str(err.value)
 
 
+def test_the_vm_target_refuses_what_it_cannot_play_or_observe() -> None:
+    from hil.suite.cli import VM_SUITE
+    from hil.suite.vm_target import check_vm_suite
+
+    check_vm_suite(load_suite(VM_SUITE))  # its own suite plays
+    with pytest.raises(SuiteError, match="--target vm"):
+        check_vm_suite(load_suite(DEFAULT_SUITE))  # ack, kill -9, local outputs: not from outside the box
+
+
 def test_an_unsteerable_family_and_a_missing_rule_file_are_refused(tmp_path: Path) -> None:
     with pytest.raises(SuiteError, match="the bench steers masimo, nonin"):
         parse_suite(_SCENARIO.replace('"masimo"', '"intellivue"'), tmp_path)
@@ -63,7 +72,8 @@ def test_an_unsteerable_family_and_a_missing_rule_file_are_refused(tmp_path: Pat
     [
         (["{bad}"], "not TOML"),
         (["{missing}"], "cannot read"),
-        (["{good}", "--target", "vm"], "--target: 'vm' is not supported yet"),
+        (["{good}", "--target", "ssh://box"], "--target: 'ssh://box' is not supported yet"),
+        (["{good}", "--target", "vm", "--image", "{missing}"], "has no bedside-amd64.img and rootfs.sqfs"),
         (["{good}", "--scenario", "nope"], "--scenario: unknown 'nope'"),
     ],
 )
