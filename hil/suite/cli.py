@@ -86,10 +86,10 @@ async def _play_vm(suite: Suite, report: Path, image: Path, progress: Progress) 
     from hil.broker import Broker, make_pki
     from hil.suite.consumer import wait_for_gateway
     from hil.suite.runner import run_on
-    from hil.suite.vm_target import VmTarget
+    from hil.suite.vm_target import VM_BROKER_IP, VmTarget
 
     (report / "broker").mkdir(parents=True, exist_ok=True)
-    broker = Broker(report / "broker", make_pki(report / "pki"), persistent=True)
+    broker = Broker(report / "broker", make_pki(report / "pki", (VM_BROKER_IP,)), persistent=True)
     await asyncio.to_thread(broker.start)
     target = VmTarget(image, report / "vm", broker, suite.scenarios[0])
     try:

@@ -68,7 +68,7 @@ control_socket = "/run/bedside/control.sock"
 [uplink]
 host = "{VM_BROKER_IP}"
 port = {VM_BROKER_PORT}
-server_hostname = "localhost"
+server_hostname = "{VM_BROKER_IP}"
 gateway_id = "gw-1"
 ca_path = "/data/keys/ca.pem"
 cert_path = "/data/keys/gw-1.pem"
