@@ -122,10 +122,11 @@ def _snapshot(exp: Expect, events: Sequence[Event]) -> Outcome:
 def _no_loss(exp: Expect, events: Sequence[Event]) -> Outcome:
     local = {e.data["obs_id"] for e in events if e.source == "local" and e.kind == "obs"}
     at_broker: dict[str, dict[str, Any]] = {}
-    changed = 0
+    changed = copies = 0
     for e in events:
         if e.source == "broker" and e.kind == "obs":
             prior = at_broker.setdefault(e.data["obs_id"], e.data)
+            copies += prior is not e.data
             changed += prior != e.data  # a resend must be the same record
     missing = local - set(at_broker)
     if not local:
@@ -133,7 +134,8 @@ def _no_loss(exp: Expect, events: Sequence[Event]) -> Outcome:
     if missing or changed:
         lost = f"{len(missing)} of {len(local)} observations missing at the broker"
         return Outcome(exp, False, f"{lost}, {changed} changed")
-    return Outcome(exp, True, f"all {len(local)} observations at the broker once after dedupe by obs_id")
+    resent = f" ({copies} resends, identical)" if copies else ""
+    return Outcome(exp, True, f"all {len(local)} observations at the broker once after dedupe by obs_id{resent}")
 
 
 def _recovery(exp: Expect, events: Sequence[Event], t0: float) -> Outcome:
