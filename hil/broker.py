@@ -36,11 +36,13 @@ class Pki:
         return files.ca, files.cert, files.key
 
 
-def make_pki(directory: Path) -> Pki:
+def make_pki(directory: Path, broker_hosts: tuple[str, ...] = ()) -> Pki:
+    """`broker_hosts`: further names the broker's certificate covers (the address a VM
+    reaches the host broker at)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca = make_ca("Bedside Test CA")
     write_pem(directory / "ca.pem", ca.cert)
-    broker = issue(ca, "localhost", server=True, hosts=("localhost", "127.0.0.1"))
+    broker = issue(ca, "localhost", server=True, hosts=("localhost", "127.0.0.1", *broker_hosts))
     write_pem(directory / "broker.pem", broker.cert)
     write_key(directory / "broker.key", broker.key)
     for name in ("gw-1", "gw-2", "tail"):

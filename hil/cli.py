@@ -70,6 +70,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
         radio.add_argument("--leave-every", type=float, default=0.0, help="leave radio range every S seconds")
         radio.add_argument("--away", type=float, default=5.0, help="seconds out of range")
         radio.add_argument("--duration", type=float, default=None, help="seconds, then exit (default: until Ctrl-C)")
+    from hil.suite.cli import add_run_parser  # argparse and the suite format only
+
+    add_run_parser(hil_sub)
     return hil
 
 
@@ -145,6 +148,10 @@ def run_hil(args: argparse.Namespace) -> int:
     from hil.simulate import simulate
 
     command = getattr(args, "hil_command", "simulate")
+    if command == "run":
+        from hil.suite.cli import run_suite_command
+
+        return run_suite_command(args)
     if command != "simulate":
         from hil.bench import family_named
 

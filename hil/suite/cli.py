@@ -1,0 +1,160 @@
+"""`bedside hil run SUITE.toml --target local|vm --report DIR`.
+
+Exit codes: 0 every expectation held, 1 one did not (or a scenario could not run),
+2 bad input (a suite the bench cannot play, an unknown target): one line, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from hil.suite.spec import Scenario, Suite, SuiteError, load_suite
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from hil.suite.runner import ScenarioRun
+
+__all__ = ["DEFAULT_SUITE", "VM_SUITE", "add_run_parser", "run_suite_command"]
+
+DEFAULT_SUITE: Final = Path(__file__).with_name("default.toml")
+VM_SUITE: Final = Path(__file__).with_name("vm.toml")
+TARGETS: Final = ("local", "vm")  # ssh://HOST is named by the issue and not built yet
+VM_READY_TIMEOUT_S: Final = 300.0  # after the unit started: the uplink's first status at the broker
+
+
+def add_run_parser(hil_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = hil_sub.add_parser("run", help="run a scenario suite against a gateway and write a report")
+    run.add_argument("suite", nargs="?", default=str(DEFAULT_SUITE), help="suite file (default: the packaged one)")
+    run.add_argument(
+        "--target", default="local", help="local (bedside run here) or vm (the image under QEMU); ssh://HOST: not yet"
+    )
+    run.add_argument("--image", default="", help="vm: image/build's output folder (bedside-amd64.img, rootfs.sqfs)")
+    run.add_argument("--report", required=True, help="directory for report.html, junit.xml, summary.json")
+    run.add_argument("--scenario", action="append", default=[], help="run only this scenario (repeatable)")
+    run.add_argument("--duration", type=float, default=None, help="soak: every scenario runs this many hours")
+
+
+def _select(suite: Suite, names: list[str], hours: float | None) -> Suite:
+    scenarios = suite.scenarios
+    if names:
+        known = {s.name for s in scenarios}
+        if unknown := [n for n in names if n not in known]:
+            raise SuiteError(f"--scenario: unknown {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        scenarios = tuple(s for s in scenarios if s.name in names)
+    if hours is not None:
+        if hours <= 0:
+            raise SuiteError("--duration: hours must be > 0")
+        scenarios = tuple(replace(s, duration_s=max(s.duration_s, hours * 3600)) for s in scenarios)
+    return replace(suite, scenarios=scenarios)
+
+
+Play = Callable[[Scenario, Callable[[float], None]], Awaitable["ScenarioRun"]]
+
+
+async def _each(suite: Suite, progress: Progress, play: Play) -> list[ScenarioRun]:
+    runs = []
+    for scenario in suite.scenarios:
+        task = progress.add_task(scenario.name, total=1.0)
+
+        def advance(fraction: float, task: int = task) -> None:
+            progress.update(task, completed=fraction)  # type: ignore[arg-type]
+
+        run = await play(scenario, advance)
+        progress.update(task, completed=1.0, description=f"{scenario.name}: {'pass' if run.ok else 'FAIL'}")
+        runs.append(run)
+    return runs
+
+
+async def _play_local(suite: Suite, report: Path, progress: Progress) -> list[ScenarioRun]:
+    from hil.broker import make_pki
+    from hil.suite.runner import run_scenario
+
+    with tempfile.TemporaryDirectory(prefix="bedside-hil-pki-") as pki_dir:
+        pki = make_pki(Path(pki_dir))
+        return await _each(suite, progress, lambda s, f: run_scenario(s, report / "scenarios" / s.name, pki, f))
+
+
+async def _play_vm(suite: Suite, report: Path, image: Path, progress: Progress) -> list[ScenarioRun]:
+    from hil.broker import Broker, make_pki
+    from hil.suite.consumer import wait_for_gateway
+    from hil.suite.runner import run_on
+    from hil.suite.vm_target import VM_BROKER_IP, VmTarget
+
+    (report / "broker").mkdir(parents=True, exist_ok=True)
+    broker = Broker(report / "broker", make_pki(report / "pki", (VM_BROKER_IP,)), persistent=True)
+    await asyncio.to_thread(broker.start)
+    target = VmTarget(image, report / "vm", broker, suite.scenarios[0])
+    try:
+        boot = progress.add_task("booting the image under QEMU", total=None)
+        target.boot()
+        await asyncio.to_thread(target.wait_ready)
+        await wait_for_gateway(broker, VM_READY_TIMEOUT_S)
+        progress.update(boot, total=1.0, completed=1.0, description="image booted, uplink connected")
+        wired = target.device_port
+        return await _each(
+            suite,
+            progress,
+            lambda s, f: run_on(s, report / "scenarios" / s.name, broker, target, wired=wired, progress=f),
+        )
+    finally:
+        target.shutdown()
+        await asyncio.to_thread(broker.stop)
+
+
+async def _run(suite: Suite, report: Path, target: str, image: Path) -> int:
+    from rich.progress import Progress
+
+    from hil.suite.report import summary, write_reports
+
+    with Progress(transient=False) as progress:
+        if target == "vm":
+            runs = await _play_vm(suite, report, image, progress)
+        else:
+            runs = await _play_local(suite, report, progress)
+    data = summary(suite.name, target, runs)
+    write_reports(report, data, runs)
+    for line in data["failed"]:
+        print(f"FAIL {line}", file=sys.stderr)
+    for name, p in data["latency_ms"].items():
+        if p["n"]:
+            print(f"{name}: n={p['n']} p50={p['p50']:.1f} ms p95={p['p95']:.1f} ms p99={p['p99']:.1f} ms")
+    print(f"{'PASS' if data['ok'] else 'FAIL'}: {report / 'report.html'}")
+    return 0 if data["ok"] else 1
+
+
+def _check_args(args: argparse.Namespace) -> tuple[Suite, Path, Path]:
+    if args.target not in TARGETS:
+        raise SuiteError(f"--target: {args.target!r} is not supported yet; use local or vm")
+    suite = _select(load_suite(args.suite), args.scenario, args.duration)
+    report = Path(args.report)
+    if report.exists() and not report.is_dir():
+        raise SuiteError(f"--report: {report} is not a directory")
+    image = Path(args.image)
+    if args.target == "vm":
+        from hil.suite.vm_target import check_vm_suite
+
+        if not (image / "bedside-amd64.img").is_file() or not (image / "rootfs.sqfs").is_file():
+            raise SuiteError(f"--image: {args.image!r} has no bedside-amd64.img and rootfs.sqfs (image/build --out)")
+        check_vm_suite(suite)
+    return suite, report, image
+
+
+def run_suite_command(args: argparse.Namespace) -> int:
+    import logging
+
+    logging.getLogger("gmqtt").setLevel(logging.WARNING)  # its connect/close lines would tear the progress bars
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    try:
+        suite, report, image = _check_args(args)
+    except SuiteError as exc:
+        print(f"bedside: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_run(suite, report, args.target, image))

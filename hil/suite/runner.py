@@ -1,0 +1,248 @@
+"""Plays a scenario against a target: bench devices, the bench broker, the timeline
+of steps and faults, the recording; then hands the events to the checker.
+
+Each scenario gets a fresh broker (Mosquitto, mutual TLS 1.3, persistence on so a
+`broker_down`/`broker_up` keeps the consumer's session), a fresh gateway with its
+files in the scenario's folder (kept as evidence beside the report) and its own
+devices. Steps with a duration (a cable pull, a kill -9 and restart) run beside the
+timeline, so the next step keeps its time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from appliance.core.model import parse_time
+from hil.broker import Broker, Pki
+from hil.suite.check import Event, Outcome, check
+from hil.suite.consumer import Consumer
+from hil.suite.devices import BenchDevice
+from hil.suite.spec import Scenario, Step
+from hil.suite.target import LocalTarget, Sample, Target, TargetError, gateway_config, socket_dir
+
+__all__ = ["ScenarioRun", "local_events", "run_on", "run_scenario"]
+
+SAMPLE_EVERY_S: Final = 0.5
+DRAIN_TIMEOUT_S: Final = 10.0  # after the devices stop: time for the store to reach the broker
+
+Progress = Callable[[float], None]  # fraction of the scenario played
+
+
+@dataclass(slots=True)
+class ScenarioRun:
+    scenario: Scenario
+    workdir: Path
+    start_t: float = 0.0
+    end_t: float = 0.0
+    events: list[Event] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    error: str = ""  # the run itself failed (no gateway, no broker): every expectation fails
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and all(o.ok for o in self.outcomes)
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            obj = json.loads(line)
+            if isinstance(obj, dict):
+                out.append(obj)
+    return out
+
+
+def local_events(workdir: Path) -> list[Event]:
+    """What the gateway wrote itself: alarm events (its local output, timed by the
+    gateway) and observations (its sink, timed by their receive stamp)."""
+    events = [
+        Event(parse_time(a["time"]).timestamp(), "local", "alarm", a)
+        for a in _lines(workdir / "alarms.jsonl")
+        if a.get("type") == "alarm"
+    ]
+    events += [
+        Event(parse_time(o["received"]).timestamp(), "local", "obs", o)
+        for o in _lines(workdir / "records.jsonl")
+        if o.get("type") == "observation"
+    ]
+    return events
+
+
+class _Play:
+    """One scenario's moving parts while it runs."""
+
+    def __init__(
+        self, scenario: Scenario, workdir: Path, broker: Broker, target: Target, *, wired: str = "", client: str = "hil"
+    ) -> None:
+        self.scenario = scenario
+        self.broker = broker
+        self.target = target
+        self.consumer = Consumer(broker, client)
+        self.events: list[Event] = []
+        self.devices = {d.id: BenchDevice(d, workdir, self._triggered, wired) for d in scenario.devices}
+        self._actions: dict[str, str] = {}
+        self.side: list[asyncio.Task[None]] = []
+
+    def _triggered(self, name: str, t: float) -> None:
+        self.events.append(Event(t, "bench", "step", {"name": name, "action": self._actions[name], "trigger_t": t}))
+
+    async def _restart(self, down_s: float) -> None:
+        await asyncio.sleep(down_s)
+        await self.target.start()
+        self.events.append(Event(time.time(), "bench", "restarted", {"starts": self.target.starts}))
+
+    async def _broker_up(self) -> None:
+        await asyncio.to_thread(self.broker.start)
+        await self.consumer.start()
+
+    async def play(self, step: Step, name: str) -> None:
+        self._actions[name] = step.action
+        dev = self.devices.get(step.device)
+        if step.action in ("vitals", "clock_step") and dev is not None:
+            dev.apply(Step(**{**{f: getattr(step, f) for f in step.__dataclass_fields__}, "name": name}))
+            return  # the trigger is the first frame written with the new values
+        now = time.time()
+        if dev is not None and step.action == "cable_pull":
+            self.side.append(asyncio.create_task(dev.cable_pull(step.down_s)))
+        elif dev is not None and step.action == "garbage":
+            dev.garbage()
+        elif dev is not None and step.action == "silence":
+            dev.silence(step.down_s)
+        elif step.action == "broker_down":
+            await self.consumer.stop()
+            await asyncio.to_thread(self.broker.stop)
+        elif step.action == "broker_up":
+            await self._broker_up()
+            now = time.time()
+        elif step.action == "kill_gateway":
+            self.target.kill()
+            self.side.append(asyncio.create_task(self._restart(step.down_s)))
+        elif step.action in ("ack", "pause"):
+            await self.target.control(
+                {"cmd": step.action, "bed": step.bed, **({"rule": step.rule} if step.rule else {})}
+            )
+        elif step.action == "snapshot":
+            reply = await self.target.control({"cmd": "list"})
+            alarms = reply.get("alarms", []) if reply else []
+            self.events.append(Event(time.time(), "control", "snapshot", {"name": name, "alarms": alarms}))
+        self._triggered(name, now)
+
+
+async def _sample(target: Target, out: list[Sample]) -> None:
+    while True:
+        if (s := target.sample()) is not None:
+            out.append(s)
+        await asyncio.sleep(SAMPLE_EVERY_S)
+
+
+async def _timeline(play: _Play, run: ScenarioRun, progress: Progress) -> None:
+    steps = sorted(enumerate(play.scenario.steps), key=lambda p: p[1].at_s)
+    for i, step in steps:
+        await asyncio.sleep(max(0.0, run.start_t + step.at_s - time.time()))
+        await play.play(step, step.name or f"#{i}")
+        progress(step.at_s / play.scenario.duration_s)
+    while (left := run.start_t + play.scenario.duration_s - time.time()) > 0:
+        progress(1 - left / play.scenario.duration_s)
+        await asyncio.sleep(min(left, 0.5))
+    progress(1.0)
+
+
+async def _drain(play: _Play, workdir: Path) -> None:
+    """Wait until every observation the gateway recorded is at the broker (or give up)."""
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        local = {e.data["obs_id"] for e in local_events(workdir) if e.kind == "obs"}
+        seen = {e.data["obs_id"] for e in play.consumer.events if e.kind == "obs"}
+        if local <= seen:
+            return
+        await asyncio.sleep(0.2)
+
+
+async def _play(play: _Play, run: ScenarioRun, progress: Progress) -> None:
+    device_tasks = [asyncio.create_task(d.run()) for d in play.devices.values()]
+    sampler = asyncio.create_task(_sample(play.target, run.samples))
+    try:
+        await play.target.start()
+        run.start_t = time.time()
+        await _timeline(play, run, progress)
+        await asyncio.gather(*play.side)
+    finally:
+        for task in device_tasks:
+            task.cancel()
+        await asyncio.gather(*device_tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await _drain(play, run.workdir)
+        sampler.cancel()
+        await asyncio.gather(sampler, *play.side, return_exceptions=True)
+        run.end_t = time.time()
+        await play.target.stop()
+
+
+async def run_scenario(scenario: Scenario, workdir: Path, pki: Pki, progress: Progress = lambda f: None) -> ScenarioRun:
+    """Play one scenario on `bedside run` here; the run with its events and outcomes."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "broker").mkdir(exist_ok=True)
+    run = ScenarioRun(scenario, workdir)
+    broker = Broker(workdir / "broker", pki, persistent=True)
+    play: _Play | None = None
+    sock = socket_dir() / "control.sock"
+    try:
+        await asyncio.to_thread(broker.start)
+        cfg = gateway_config(workdir, broker, scenario.devices, scenario.rules_path, sock)
+        target = LocalTarget(workdir, cfg, sock)
+        play = _Play(scenario, workdir, broker, target)
+        await play.consumer.start()
+        try:
+            await _play(play, run, progress)
+        finally:
+            await play.consumer.stop()
+    except (TargetError, RuntimeError, OSError) as exc:
+        run.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(broker.stop)
+        shutil.rmtree(sock.parent, ignore_errors=True)
+    recorded = [*play.events, *play.consumer.events] if play is not None else []
+    recorded += [Event(s.t, "gateway", "sample", {"cpu_s": s.cpu_s, "rss_bytes": s.rss_bytes}) for s in run.samples]
+    run.events = sorted([*recorded, *local_events(workdir)], key=lambda e: e.t)
+    run.outcomes = check(scenario, run.events, run.start_t)
+    return run
+
+
+async def run_on(
+    scenario: Scenario,
+    workdir: Path,
+    broker: Broker,
+    target: Target,
+    *,
+    wired: str,
+    progress: Progress = lambda f: None,
+) -> ScenarioRun:
+    """Play one scenario on a gateway that is already up (the VM), its device wired to
+    `wired`, with the suite's broker."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    run = ScenarioRun(scenario, workdir)
+    play = _Play(scenario, workdir, broker, target, wired=wired, client=f"hil-{scenario.name}")
+    try:
+        await play.consumer.start()
+        try:
+            await _play(play, run, progress)
+        finally:
+            await play.consumer.stop()
+    except (TargetError, RuntimeError, OSError) as exc:
+        run.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    run.events = sorted([*play.events, *play.consumer.events], key=lambda e: e.t)
+    run.outcomes = check(scenario, run.events, run.start_t)
+    return run

@@ -1,0 +1,92 @@
+"""The suite format: the packaged suite parses; anything wrong is one line naming the key,
+and `bedside hil run` answers it with exit code 2 and no traceback."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hil.suite.cli import DEFAULT_SUITE
+from hil.suite.spec import ACTIONS, SuiteError, load_suite, parse_suite
+
+_SCENARIO = """
+[[scenario]]
+name = "s"
+duration_s = 3
+[[scenario.device]]
+id = "d"
+family = "masimo"
+bed = "B"
+"""
+
+
+def test_the_default_suite_parses_and_covers_every_step_kind_it_needs() -> None:
+    suite = load_suite(DEFAULT_SUITE)
+    actions = {step.action for s in suite.scenarios for step in s.steps}
+    kinds = {exp.kind for s in suite.scenarios for exp in s.expects}
+    assert actions >= {"vitals", "cable_pull", "garbage", "broker_down", "broker_up", "kill_gateway", "ack", "pause"}
+    assert actions <= set(ACTIONS)
+    assert kinds == {"alarm", "no_alarm", "active", "inactive", "no_loss", "recovery"}
+    assert {d.family for s in suite.scenarios for d in s.devices} == {"masimo", "nonin"}
+    assert all(Path(s.rules_path).is_file() for s in suite.scenarios if s.rules_path)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('[[scenario.step]]\nat_s = 1\naction = "explode"\n', "step[0].action: unknown 'explode'"),
+        ('[[scenario.step]]\nat_s = 1\naction = "cable_pull"\n', "step[0]: cable_pull needs device"),
+        ('[[scenario.step]]\nat_s = 1\naction = "garbage"\ndevice = "nope"\n', "no device 'nope'"),
+        ('[[scenario.expect]]\nkind = "alarm"\n', "expect[0]: alarm needs rule"),
+        ('[[scenario.expect]]\nkind = "alarm"\nrule = "x"\nafter = "ghost"\n', "no step named 'ghost'"),
+        ('[[scenario.expect]]\nkind = "no_loss"\nwhere = "moon"\n', "use local or broker"),
+        ('[[scenario.expect]]\nkind = "no_loss"\ncolour = 1\n', "unknown key 'colour'"),
+    ],
+)
+def test_a_wrong_suite_is_one_line_naming_the_key(extra: str, message: str, tmp_path: Path) -> None:
+    with pytest.raises(SuiteError) as err:
+        parse_suite(_SCENARIO + extra, tmp_path)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_the_vm_target_refuses_what_it_cannot_play_or_observe() -> None:
+    from hil.suite.cli import VM_SUITE
+    from hil.suite.vm_target import check_vm_suite
+
+    check_vm_suite(load_suite(VM_SUITE))  # its own suite plays
+    with pytest.raises(SuiteError, match="--target vm"):
+        check_vm_suite(load_suite(DEFAULT_SUITE))  # ack, kill -9, local outputs: not from outside the box
+
+
+def test_an_unsteerable_family_and_a_missing_rule_file_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(SuiteError, match="the bench steers masimo, nonin"):
+        parse_suite(_SCENARIO.replace('"masimo"', '"intellivue"'), tmp_path)
+    with pytest.raises(SuiteError, match="rules_path: no such file"):
+        parse_suite(_SCENARIO.replace("duration_s = 3", 'duration_s = 3\nrules_path = "x.toml"'), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{bad}"], "not TOML"),
+        (["{missing}"], "cannot read"),
+        (["{good}", "--target", "ssh://box"], "--target: 'ssh://box' is not supported yet"),
+        (["{good}", "--target", "vm", "--image", "{missing}"], "has no bedside-amd64.img and rootfs.sqfs"),
+        (["{good}", "--scenario", "nope"], "--scenario: unknown 'nope'"),
+    ],
+)
+def test_the_command_answers_bad_input_with_exit_2_and_one_line(args: list[str], message: str, tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text("[[scenario]\n")
+    (tmp_path / "good.toml").write_text(_SCENARIO)
+    paths = {"bad": tmp_path / "bad.toml", "missing": tmp_path / "missing.toml", "good": tmp_path / "good.toml"}
+    argv = [a.format(**paths) for a in args]
+    res = subprocess.run(
+        [sys.executable, "-m", "appliance.cli", "hil", "run", *argv, "--report", str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], res.stderr
+    assert not (tmp_path / "r").exists()  # nothing was run, nothing written
