@@ -232,7 +232,10 @@ class CoprocOutput:
                 if version.args[:1] == (self.expected,):
                     return False
                 log.warning("alarm co-processor firmware %s, shipped %s: updating", version.args[0], self.expected)
-                repl = self._ask(ser, "VER", "REPL")  # the firmware hands over only after a VER
+                # The firmware hands over only after a VER, and never while it sounds the
+                # failure pattern (as it does after the box's reboot): beat, acknowledge
+                # (this gateway is back), then ask.
+                repl = self._ask(ser, "HB,-,-", "ACK", "VER", "REPL")
                 if repl is None or repl.kind != "REPL" or repl.args != ("OK",):
                     why = ",".join(repl.args) if repl else "no answer"
                     raise FlashError(f"the co-processor did not hand over its REPL: {why}")
@@ -253,12 +256,13 @@ class CoprocOutput:
         return version
 
     def _ask(self, ser: serial.Serial, *commands: str) -> Reply | None:
-        """HELLO then each command in one session; the reply to the last within the answer timeout."""
+        """HELLO then each command ("HB,-,-": with its arguments) in one session; the reply
+        to the last within the answer timeout."""
         ser.reset_input_buffer()
         self.session = secrets.token_hex(4)
         for command in ("HELLO", *commands):
             self.seq += 1
-            ser.write(frame(self.session, self.seq, command))
+            ser.write(frame(self.session, self.seq, *command.split(",")))
         deadline = time.monotonic() + self.settings.coproc_answer_timeout_s
         while time.monotonic() < deadline:
             reply = parse_reply(ser.readline().rstrip(b"\n"))
