@@ -6,6 +6,9 @@
 // the firmware's own print() goes to stderr. os.dupterm(uart) hands the UART to the
 // MicroPython REPL (raw REPL included); Ctrl-D there, or machine.soft_reset(), is a soft
 // reset: the files written in /flash are kept, the interpreter starts afresh, main runs.
+// machine.Timer callbacks run from node's event loop (also while the REPL has the UART);
+// machine.reset() is reported as {"event": "reset"} and boots the same way; every reset
+// stops all timers, as on the board.
 //
 // usage: node host.mjs --wasm MJS --fd N --dir FIRMWARE_DIR [--main main]
 import fs from "node:fs";
@@ -29,6 +32,24 @@ let mp = null;
 let replMode = false;
 let rebooting = false;
 const rxQueue = [];
+const timers = new Map();
+let nextTimer = 0;
+
+function armTimer(ms, periodic, callback) {
+  const id = nextTimer++;
+  const fire = () => {
+    if (periodic) timers.set(id, setTimeout(fire, ms));
+    else timers.delete(id);
+    callback();
+  };
+  timers.set(id, setTimeout(fire, ms));
+  return id;
+}
+
+function cancelTimer(id) {
+  clearTimeout(timers.get(id));
+  timers.delete(id);
+}
 
 function writeLine(bytes) {
   let off = 0;
@@ -66,6 +87,9 @@ async function boot() {
     write: (hex) => writeLine(Buffer.from(hex, "hex")),
     pin: (n, v) => emit({ pin: n, v }),
     soft_reset: () => setTimeout(reboot, 0),
+    reset: () => setTimeout(() => reboot("reset"), 0),
+    timer: armTimer,
+    timer_cancel: cancelTimer,
     dupterm: () => {
       replMode = true;
       emit({ event: "repl" });
@@ -89,11 +113,12 @@ import ${mainModule}
   }
 }
 
-async function reboot() {
+async function reboot(kind = "soft_reset") {
   if (rebooting) return;
   rebooting = true;
+  for (const id of [...timers.keys()]) cancelTimer(id);
   files = snapshot();
-  emit({ event: "soft_reset" });
+  emit({ event: kind });
   await boot();
   rebooting = false;
 }

@@ -88,12 +88,36 @@ class UART:
         return len(data)
 
 
+class Timer:
+    """A software timer (the RP2040 port's `machine.Timer()`); the host runs the callback
+    from its event loop, also while the REPL owns the UART. A reset stops every timer."""
+
+    ONE_SHOT = 0
+    PERIODIC = 1
+
+    def __init__(self, timer_id: int = -1, *, mode: int = 1, period: int = -1, callback: object = None) -> None:
+        self._handle = -1
+        self.mode, self.period, self.callback = mode, period, callback
+        if period >= 0 and callback is not None:
+            self._handle = board_host.timer(period, 1 if mode == Timer.PERIODIC else 0, self._fire)
+
+    def _fire(self) -> None:
+        if callable(self.callback):
+            self.callback(self)
+
+    def deinit(self) -> None:
+        if self._handle >= 0:
+            board_host.timer_cancel(self._handle)
+            self._handle = -1
+
+
 def soft_reset() -> None:
     board_host.soft_reset()
 
 
 def reset() -> None:
-    board_host.soft_reset()
+    """A hard reset: the host reports `reset`, then boots the files in /flash afresh."""
+    board_host.reset()
 
 
 def unique_id() -> bytes:

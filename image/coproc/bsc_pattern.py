@@ -1,7 +1,7 @@
 """IEC 60601-1-8 signal patterns in integer milliseconds, for the co-processor's buzzer and LEDs.
 
 The gateway's `rules/patterns.py` defaults, written again for the board (no floats
-needed, no imports); tests/image/coproc/test_pattern.py checks the two agree.
+needed, no imports); tests/image/coproc/test_pure.py checks the two agree.
 Priorities are the heartbeat's letters: 'H', 'M', 'L' ('-' = none).
 
 The alarm-system-failure pattern is the high-priority burst with the red and

@@ -13,6 +13,10 @@ because the firmware cannot import the gateway.
     recovered --heartbeat--> recovered     until the gateway acknowledges it)
     recovered --ack--------> watching
     recovered --timeout----> failed
+
+The UART is handed to the REPL (an update) only from `arming` or `watching` and only
+after a VER in the same session (`repl_refusal`): never while the failure pattern
+sounds, and never on a lone HELLO + REPL pair (a stray or replayed frame pair).
 """
 
 ARMING = "arming"
@@ -35,7 +39,8 @@ TABLE = {
     (RECOVERED, TIMEOUT): FAILED,
 }
 
-PRIORITIES = ("-", "L", "M", "H")  # none, low, medium, high: the heartbeat's alarm state
+PRIORITIES = ("-", "L", "M", "H")
+HEX = "0123456789abcdefABCDEF"  # a session is 8 of these  # none, low, medium, high: the heartbeat's alarm state
 
 
 class Watch:
@@ -55,6 +60,7 @@ class Watch:
         self.bad = 0  # corrupt frames (CRC, syntax, tag, length)
         self.replayed = 0  # valid frames of another session or not newer than the last
         self.failures = 0  # times the failure pattern started
+        self.version_asked = False  # a VER was answered in this session (REPL needs one)
 
     def _step(self, event: str) -> bool:
         target = TABLE.get((self.state, event))
@@ -71,12 +77,13 @@ class Watch:
             self.bad += 1
             return False
         session, seq_text, command = fields[0], fields[1], fields[2]
-        if len(session) != 8 or not seq_text.isdigit():
+        if len(session) != 8 or not all(c in HEX for c in session) or not seq_text.isdigit():
             self.bad += 1
             return False
         seq = int(seq_text)
         if command == "HELLO" and session != self.session:
             self.session, self.last_seq = session, seq
+            self.version_asked = False
             return True
         if session != self.session or seq <= self.last_seq:
             self.replayed += 1
@@ -98,6 +105,16 @@ class Watch:
         limit = self.boot_grace_ms if self.state == ARMING else self.timeout_ms
         if since_hb_ms >= limit and self.state != FAILED:
             self._step(TIMEOUT)
+
+    def repl_refusal(self) -> str:
+        """Why the UART may not go to the REPL now ('' = it may): the state while the
+        failure pattern sounds (giving up the UART would end it), 'VER' when this
+        session has not asked the version first."""
+        if self.state in (FAILED, RECOVERED):
+            return self.state
+        if not self.version_asked:
+            return "VER"
+        return ""
 
     def sounding(self) -> str:
         """What to play: 'failure', a mirrored priority 'H'/'M'/'L' pair as 'A:V', or ''."""

@@ -4,8 +4,13 @@ UART and sounds the alarm-system-failure pattern on its own buzzer and LEDs when
 I/O only: decisions are in bsc_watch (state machine), bsc_proto (frames) and bsc_pattern
 (IEC 60601-1-8 timing). Two tasks share one loop: the reader polls the UART and
 answers frames; the player advances the timeout and drives the pins every PLAY_MS.
-`REPL` (a valid frame) hands the UART to the MicroPython REPL so the gateway can
-write new files (raw REPL) and soft-reset; it does not survive a reset.
+`REPL` (a valid frame after a VER in the same session, never while the failure pattern
+sounds: bsc_watch.Watch.repl_refusal) hands the UART to the MicroPython REPL so the
+gateway can write new files (raw REPL) and soft-reset; it does not survive a reset.
+Before the hand-over a one-shot timer is armed that resets the board after
+REPL_TIMEOUT_MS: a REPL nobody completes (the gateway crashed, the box rebooted, a
+replayed frame) returns to this firmware. A soft reset (the end of a good update)
+stops the timer.
 """
 
 import asyncio
@@ -81,8 +86,12 @@ class App:
             self.test_until = self.clock.ms() + 200
             return encode(head + ["TEST", "OK"])
         elif command == "VER":
+            self.watch.version_asked = True
             return encode(head + ["VER", FW_VERSION, PROTOCOL])
         elif command == "REPL":
+            refusal = self.watch.repl_refusal()
+            if refusal:
+                return encode(head + ["REPL", "NO", refusal])
             self.running = False
             return encode(head + ["REPL", "OK"])
         elif command != "HELLO":
@@ -139,11 +148,18 @@ class App:
             await asyncio.sleep_ms(cfg.PLAY_MS)
 
 
+def _reset(_timer: machine.Timer) -> None:
+    machine.reset()  # the REPL was not completed in time: back to the firmware
+
+
 async def run(app: App) -> None:
     reader = asyncio.create_task(app.reader())
     await app.player()
     await reader
     app.board.show(False, False, False, False)
+    # Armed before the hand-over: from here on only a soft reset (a completed update) or
+    # this timer gives the UART back to the firmware.
+    machine.Timer(-1, mode=machine.Timer.ONE_SHOT, period=cfg.REPL_TIMEOUT_MS, callback=_reset)  # -1: a soft timer
     os.dupterm(app.board.uart)  # REPL asked for: the raw REPL now runs on this UART
 
 

@@ -32,7 +32,7 @@ from appliance.core.model import AlarmEvent, TechnicalEvent
 from appliance.core.vocab import TechnicalKind
 from rules.engine import Annunciation
 from rules.outputs.base import OutputError
-from rules.outputs.coproc_flash import FlashError, firmware_files, flash, shipped_version
+from rules.outputs.coproc_flash import LEAVE_REPL, FlashError, firmware_files, flash, shipped_version
 from rules.outputs.coproc_settings import CoprocSettings
 from rules.outputs.coproc_wire import MAX_FRAME, Reply, Status, frame, parse_reply, priority_letter
 
@@ -66,6 +66,7 @@ class CoprocOutput:
         self._buf = b""
         self._last_reply = time.monotonic()
         self._problem = ""  # the active output_failure's detail, "" = none
+        self._recovering = False  # LEAVE_REPL sent for this silence; the next one is a failure
 
     # -- the alarm path: record and write, never wait ------------------------------
     def annunciate(self, annunciation: Annunciation) -> None:
@@ -88,7 +89,11 @@ class CoprocOutput:
         if self._fd is None:
             return
         self.seq += 1
-        data = frame(self.session, self.seq, command, *args)
+        self._write(frame(self.session, self.seq, command, *args))
+
+    def _write(self, data: bytes) -> None:
+        if self._fd is None:
+            return
         try:
             if os.write(self._fd, data) != len(data):
                 self.dropped += 1  # a partial frame fails its CRC on the other side
@@ -135,6 +140,7 @@ class CoprocOutput:
 
     def _on_reply(self, reply: Reply) -> None:
         self._last_reply = time.monotonic()
+        self._recovering = False
         if reply.kind == "VER" and reply.args:
             self.version = reply.args[0]
         if reply.kind == "TEST" and reply.args == ("OK",):
@@ -192,13 +198,23 @@ class CoprocOutput:
                     self._hello()
                 silent = time.monotonic() - self._last_reply
                 if silent > self.settings.coproc_answer_timeout_s:
-                    limit = self.settings.coproc_answer_timeout_s
-                    self._set_problem(f"{self.settings.coproc_port}: no answer within {limit} s")
-                    self._hello()
+                    self._silent()
                 self.heartbeat()
                 await asyncio.sleep(period)
         finally:
             self._close()
+
+    def _silent(self) -> None:
+        """No answer within the timeout: first try to bring back a board left in its REPL
+        (an update cut short) and give it one more timeout; then it is a failure."""
+        limit = self.settings.coproc_answer_timeout_s
+        if self._recovering:
+            self._set_problem(f"{self.settings.coproc_port}: no answer within {limit} s")
+        else:
+            self._recovering = True
+            self._write(LEAVE_REPL)
+            self._last_reply = time.monotonic()
+        self._hello()
 
     # -- firmware update (a thread, before the heartbeats) ----------------------------
     def update_firmware(self) -> bool:
@@ -207,32 +223,46 @@ class CoprocOutput:
         try:
             with serial.Serial(s.coproc_port, s.coproc_baud, timeout=0.1, exclusive=True) as ser:
                 version = self._ask(ser, "VER")
-                if version is not None and version.args[:1] == (self.expected,):
+                if version is None:
+                    log.warning("alarm co-processor does not answer: leaving a REPL it may be in")
+                    ser.write(LEAVE_REPL)
+                    version = self._await_version(ser)
+                if version is None:
+                    raise FlashError("the co-processor does not answer")
+                if version.args[:1] == (self.expected,):
                     return False
-                log.warning("alarm co-processor firmware %s, shipped %s: updating",
-                            version.args[0] if version else "unknown", self.expected)  # fmt: skip
-                if self._ask(ser, "REPL") is None:
-                    raise FlashError("the co-processor did not hand over its REPL")
+                log.warning("alarm co-processor firmware %s, shipped %s: updating", version.args[0], self.expected)
+                # The firmware hands over only after a VER, and never while it sounds the
+                # failure pattern (as it does after the box's reboot): beat, acknowledge
+                # (this gateway is back), then ask.
+                repl = self._ask(ser, "HB,-,-", "ACK", "VER", "REPL")
+                if repl is None or repl.kind != "REPL" or repl.args != ("OK",):
+                    why = ",".join(repl.args) if repl else "no answer"
+                    raise FlashError(f"the co-processor did not hand over its REPL: {why}")
                 flash(ser, firmware_files(Path(s.coproc_firmware_dir)))
                 self.flashed += 1
-                # The new firmware answers once it has started: wait for it, bounded.
-                deadline = time.monotonic() + RESTART_S
-                while (version := self._ask(ser, "VER")) is None and time.monotonic() < deadline:
-                    pass
+                version = self._await_version(ser)
                 log.warning("alarm co-processor updated: now %s", version.args[0] if version else "not answering")
         except (serial.SerialException, OSError, FlashError) as exc:
             log.error("alarm co-processor update failed: %s", exc)
             return False
         return True
 
-    def _ask(self, ser: serial.Serial, command: str) -> Reply | None:
-        """HELLO then `command`; the reply to it within the answer timeout."""
+    def _await_version(self, ser: serial.Serial) -> Reply | None:
+        """The VER reply of a board that is (re)starting, waited for up to RESTART_S."""
+        deadline = time.monotonic() + RESTART_S
+        while (version := self._ask(ser, "VER")) is None and time.monotonic() < deadline:
+            pass
+        return version
+
+    def _ask(self, ser: serial.Serial, *commands: str) -> Reply | None:
+        """HELLO then each command ("HB,-,-": with its arguments) in one session; the reply
+        to the last within the answer timeout."""
         ser.reset_input_buffer()
         self.session = secrets.token_hex(4)
-        self.seq += 1
-        ser.write(frame(self.session, self.seq, "HELLO"))
-        self.seq += 1
-        ser.write(frame(self.session, self.seq, command))
+        for command in ("HELLO", *commands):
+            self.seq += 1
+            ser.write(frame(self.session, self.seq, *command.split(",")))
         deadline = time.monotonic() + self.settings.coproc_answer_timeout_s
         while time.monotonic() < deadline:
             reply = parse_reply(ser.readline().rstrip(b"\n"))

@@ -1,10 +1,14 @@
 """Update the co-processor's firmware over its MicroPython raw REPL (what mpremote does).
 
 Blocking; run in a thread at start, never on the alarm path. The running firmware
-hands its UART to the REPL on a framed `REPL` command (so a stray byte cannot);
-then: Ctrl-A (raw REPL), each file written in chunks by `open(..., 'wb').write()`,
-Ctrl-B, Ctrl-D (soft reset: the new main.py runs). Raw REPL framing: code, Ctrl-D;
-the board answers `OK`, stdout, Ctrl-D, stderr, Ctrl-D, `>`.
+hands its UART to the REPL on a framed `REPL` command that follows a `VER` in the same
+session, and never while it sounds the failure pattern (docs/coproc.md). That is
+integrity, not authentication: a recorded HELLO, VER, REPL sequence replayed still
+gets the REPL, which the firmware bounds by resetting itself after REPL_TIMEOUT_MS;
+`LEAVE_REPL` brings such a board back sooner. Then: Ctrl-A (raw REPL), each file
+written in chunks by `open(..., 'wb').write()`, Ctrl-B, Ctrl-D (soft reset: the new
+main.py runs). Raw REPL framing: code, Ctrl-D; the board answers `OK`, stdout, Ctrl-D,
+stderr, Ctrl-D, `>`.
 """
 
 from __future__ import annotations
@@ -15,11 +19,16 @@ from typing import Final, Protocol
 
 from rules.outputs.base import OutputError
 
-__all__ = ["FlashError", "Port", "exec_raw", "firmware_files", "flash", "read_until", "shipped_version"]
+__all__ = ["LEAVE_REPL", "FlashError", "Port", "exec_raw", "firmware_files", "flash", "read_until", "shipped_version"]
 
 RAW_PROMPT: Final = b"raw REPL; CTRL-B to exit\r\n>"
 CHUNK: Final = 128  # bytes of file data per exec: well inside the board's input buffer
 MAX_FILE: Final = 64 * 1024  # the firmware is a few KiB; anything bigger is not ours
+# A board left in its REPL (an update cut short): Enter, Ctrl-C twice (stop any code,
+# clear the line, in the friendly and the raw REPL alike), Ctrl-D on the empty line
+# (soft reset: main.py runs). The newline ends the line for a running firmware, which
+# ignores it as one corrupt frame.
+LEAVE_REPL: Final = b"\r\x03\x03\x04\n"
 
 
 class FlashError(OutputError):

@@ -95,6 +95,8 @@ def test_corrupted_and_replayed_frames_are_ignored_and_counted(fast):
         good[:-5] + (b"0000\n" if good[-5:] != b"0000\n" else b"0001\n"),  # wrong CRC
         good.replace(b"$B1", b"$B2"),  # another protocol version (CRC now wrong too)
         frame("0000", 1, "HB"),  # a valid CRC, but no 8-digit session: bad
+        frame("ZZZZZZZZ", 1, "HELLO"),  # 8 characters, not hex: bad (not a new session)
+        frame("deadbeeg", 1, "HELLO"),
         frame(wire.session, 1, "HB", "-", "-").replace(b",1,", b",x,"),  # bad sequence number
         b"$" + b"A" * 200 + b"\n",  # over-long line
         b"\x00\xff garbage\n",

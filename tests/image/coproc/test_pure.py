@@ -116,3 +116,28 @@ def test_watch_takes_a_new_session_only_with_hello_and_only_newer_sequence_numbe
     assert w.replayed == 4
     assert not w.accept(None) and not w.accept(["short", "1", "HB"]) and not w.accept(["aaaaaaaa", "x", "HB"])
     assert w.bad == 3
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters=",*"), min_size=8,
+               max_size=8))  # fmt: skip
+def test_watch_takes_only_hex_sessions(session):
+    w = watch.Watch(0)
+    taken = w.accept([session, "1", "HELLO"])
+    assert taken == all(c in "0123456789abcdefABCDEF" for c in session)
+    assert w.bad == (0 if taken else 1)
+
+
+def test_watch_refuses_the_repl_while_sounding_and_without_a_ver_in_the_session():
+    w = watch.Watch(0, timeout_ms=1000, boot_grace_ms=1000)
+    assert w.accept(["0badcafe", "1", "HELLO"])
+    assert w.repl_refusal() == "VER"
+    w.version_asked = True
+    assert w.repl_refusal() == ""  # arming, VER asked
+    assert w.accept(["0badcafe", "2", "HELLO"]) and w.repl_refusal() == ""  # the same session goes on
+    assert w.accept(["1badcafe", "1", "HELLO"]) and w.repl_refusal() == "VER"  # a new one starts without
+    w.version_asked = True
+    w.tick(1000)
+    assert w.state == "failed" and w.repl_refusal() == "failed"
+    w.heartbeat(1000, "-", "-")
+    assert w.state == "recovered" and w.repl_refusal() == "recovered"
+    assert w.ack() and w.repl_refusal() == ""

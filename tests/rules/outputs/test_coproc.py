@@ -19,7 +19,7 @@ from hil.mpy_host import MpyBoard
 from rules.engine import Annunciation
 from rules.outputs.coproc import CoprocOutput
 from rules.outputs.coproc_settings import CoprocSettings
-from tests.image.coproc.conftest import BUZZER, FIRMWARE, RED, pulses
+from tests.image.coproc.conftest import BUZZER, FIRMWARE, RED, Wire, pulses, wait_for
 
 FAST = {"TIMEOUT_MS": 1000, "BOOT_GRACE_MS": 60000}
 
@@ -111,7 +111,22 @@ async def test_a_wrong_version_is_reported_when_no_firmware_is_shipped(board):
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def test_another_version_is_updated_from_the_shipped_firmware_over_the_raw_repl(board, tmp_path):
+@pytest.fixture(params=["arming", "sounding"])
+def found(request):
+    """A board as the gateway finds it at start: still arming, or sounding the failure
+    pattern because the box rebooted (an OTA) and nothing beat for its boot grace."""
+    b = MpyBoard(
+        FIRMWARE, config="bsc_config", overrides={**FAST, "BOOT_GRACE_MS": 60000 if request.param == "arming" else 300}
+    )
+    b.wait_event("boot")
+    if request.param == "sounding":
+        assert wait_for(lambda: b.level(BUZZER) == 1, 3.0)
+    yield b
+    b.close()
+
+
+async def test_another_version_is_updated_from_the_shipped_firmware_over_the_raw_repl(found, tmp_path):
+    board = found
     shipped = tmp_path / "coproc"
     shutil.copytree(FIRMWARE, shipped)
     proto = shipped / "bsc_proto.py"
@@ -132,3 +147,38 @@ async def test_another_version_is_updated_from_the_shipped_firmware_over_the_raw
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def left_in_its_repl(board: MpyBoard) -> None:
+    """An update cut short: the board got REPL,OK, and then the gateway died."""
+    wire = Wire(board)
+    try:
+        wire.hello()
+        wire.ask("VER")
+        assert wire.ask("REPL").args == ("OK",)
+        board.wait_event("repl")
+    finally:
+        wire.ser.close()
+
+
+async def test_a_board_left_in_its_repl_is_brought_back_before_it_counts_as_missing(board):
+    left_in_its_repl(board)  # its own timer would reset it only after REPL_TIMEOUT_MS (60 s)
+    events: list[TechnicalEvent] = []
+    out = output(board.port, events)
+    task = asyncio.create_task(out.run())
+    try:
+        await until(lambda: out.status is not None and out.status.state == "watching", 5)
+        names = [e.get("event") for e in board.events]
+        assert names == ["boot", "repl", "soft_reset", "boot"], names
+        assert not [e for e in events if e.active], events
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def test_the_update_check_brings_back_a_board_left_in_its_repl(board):
+    left_in_its_repl(board)
+    out = output(board.port, [], coproc_firmware_dir=str(FIRMWARE))  # the same version: nothing to flash
+    assert out.update_firmware() is False and out.flashed == 0
+    names = [e.get("event") for e in board.events]
+    assert names == ["boot", "repl", "soft_reset", "boot"], names
