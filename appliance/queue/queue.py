@@ -79,6 +79,9 @@ class RecordQueue:
         self.delivering = False
         self.hold = HoldBuffer(settings.max_pending, settings.max_held_events)
         self._wakeup = asyncio.Event()
+        # Set when a write reached the disk: the idle uplink sends it at once instead of
+        # finding it on its next poll (an alarm's way to the broker, not only its safety).
+        self.stored = asyncio.Event()
         self._lock = asyncio.Lock()  # one writer pass at a time (run loop, flush command)
         self._fill_level = 0
         self._early: list[TechnicalEvent] = []
@@ -157,6 +160,7 @@ class RecordQueue:
             self.hold.give_back(batch)
         else:
             self._persisted_drops += dropped
+            self.stored.set()
 
     async def _commit_once(self) -> bool:
         """One pass over what is held; False when a write failed (the rest stays held)."""

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 # Rows read from the store per call: bounds the store thread's time per read
 # (an alarm commit waits for at most one such job).
 FETCH_ROWS: Final = 512  # ~4 ms of reading and opening at 3-obs rows
+IDLE_POLL_S: Final = 0.05  # idle: look for rows the store did not announce
 BACKLOG_SHARE: Final = 0.25  # of the publish window, for rows older than the connection
 PUBACK_OK: Final = frozenset({0x00, 0x10})  # success, no matching subscribers
 # On a clean stop, how long the retained "offline" status may take to be acknowledged;
@@ -232,6 +233,15 @@ class Uplink:
             with contextlib.suppress(Exception):
                 client.publish_tracked(self.settings.topic("cmd/response"), json.dumps(reply).encode(), properties=JSON)
 
+    async def _idle(self) -> None:
+        """Until the store says a write landed, or 50 ms (the poll is kept: rows the
+        store wrote without telling, e.g. another path, are still found)."""
+        stored = self.queue.stored
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(IDLE_POLL_S):
+                await stored.wait()
+        stored.clear()
+
     async def _next_rows(self, room: int, connected_ms: int) -> list[Row]:
         """Alarms first; then live data, with the backlog (rows older than this
         connection) always given at least BACKLOG_SHARE of the room when it exists,
@@ -286,7 +296,7 @@ class Uplink:
                 if not in_flight:
                     if self._undeleted and time.monotonic() - self._forget_tried >= 1.0:
                         await self._forget(list(self._undeleted))
-                    await asyncio.sleep(0.05)  # idle: poll the store for new rows
+                    await self._idle()
                     continue
                 done, _ = await asyncio.wait(list(in_flight), timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
                 acked: list[int] = []
