@@ -100,7 +100,7 @@ def test_gateway_boots_to_ready_with_a_simulated_device_on_its_serial_port(vm, f
         assert int(grown.group(2)) - int(grown.group(1)) > 400  # the data partition took the extra space
         vm.wait_for(r'Successfully resized "/data"', 120)  # and its ext4 (x-systemd.growfs)
         vm.wait_for(r"created key and CSR for box-\w+ in /data/keys", 240)
-        vm.wait_for(r"Started bedside-firewall\.service", 240)
+        vm.wait_for(r"Finished bedside-firewall\.service", 240)  # oneshot: "Finished"
         vm.wait_for(r"Started bedside\.service - Bedside Gateway", 240)  # Type=notify: after READY=1
         vm.wait_for(r"spo2-1 connected /dev/ttyS1", 60)
         assert b"MSA|AA|FW-1" in _hl7_ack(forwarded[HL7_PORT])  # the enabled listener is reachable
