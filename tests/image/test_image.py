@@ -103,7 +103,8 @@ def test_gateway_boots_to_ready_with_a_simulated_device_on_its_serial_port(vm, f
         vm.wait_for(r"Finished bedside-firewall\.service", 240)  # oneshot: "Finished"
         vm.wait_for(r"Started bedside\.service - Bedside Gateway", 240)  # Type=notify: after READY=1
         vm.wait_for(r"spo2-1 connected /dev/ttyS1", 60)
-        assert b"MSA|AA|FW-1" in _hl7_ack(forwarded[HL7_PORT])  # the enabled listener is reachable
+        vm.wait_for(r"DHCPv4 address 10\.0\.2\.15", 120)  # QEMU forwards to the guest's address
+        assert b"MSA|CA|FW-1" in _hl7_ack(forwarded[HL7_PORT])  # the enabled listener accepts (enhanced ACK)
         assert _dropped(forwarded[CLOSED_PORT])  # a port the config does not enable: dropped, not refused
         # Data flows through the real pty into the VM: the desaturation raises the SpO2 alarm.
         vm.wait_for(r"bed-1 (high|medium) active \[spo2", 120)
