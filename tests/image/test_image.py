@@ -104,6 +104,7 @@ def test_gateway_boots_to_ready_with_a_simulated_device_on_its_serial_port(vm, f
         vm.wait_for(r"Started bedside\.service - Bedside Gateway", 240)  # Type=notify: after READY=1
         vm.wait_for(r"spo2-1 connected /dev/ttyS1", 60)
         vm.wait_for(r"DHCPv4 address 10\.0\.2\.15", 120)  # QEMU forwards to the guest's address
+        vm.wait_for(rf"hl7-1: HL7 listener on 0\.0\.0\.0:{HL7_PORT}", 60)
         assert b"MSA|CA|FW-1" in _hl7_ack(forwarded[HL7_PORT])  # the enabled listener accepts (enhanced ACK)
         assert _dropped(forwarded[CLOSED_PORT])  # a port the config does not enable: dropped, not refused
         # Data flows through the real pty into the VM: the desaturation raises the SpO2 alarm.
