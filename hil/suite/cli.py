@@ -75,10 +75,11 @@ async def _each(suite: Suite, progress: Progress, play: Play) -> list[ScenarioRu
 
 async def _play_local(suite: Suite, report: Path, progress: Progress) -> list[ScenarioRun]:
     from hil.broker import make_pki
+    from hil.suite.local_box import HOST_IP
     from hil.suite.runner import run_scenario
 
     with tempfile.TemporaryDirectory(prefix="bedside-hil-pki-") as pki_dir:
-        pki = make_pki(Path(pki_dir))
+        pki = make_pki(Path(pki_dir), (HOST_IP,))  # the broker as a partitioned gateway reaches it
         return await _each(suite, progress, lambda s, f: run_scenario(s, report / "scenarios" / s.name, pki, f))
 
 
@@ -138,6 +139,10 @@ def _check_args(args: argparse.Namespace) -> tuple[Suite, Path, Path]:
     if report.exists() and not report.is_dir():
         raise SuiteError(f"--report: {report} is not a directory")
     image = Path(args.image)
+    if args.target == "local":
+        from hil.suite.local_box import check_local_suite
+
+        check_local_suite(suite)
     if args.target == "vm":
         from hil.suite.vm_target import check_vm_suite
 

@@ -31,7 +31,17 @@ __all__ = ["VM_BROKER_IP", "VmTarget", "check_vm_suite", "provision"]
 
 VM_BROKER_IP: Final = "10.0.2.100"
 VM_BROKER_PORT: Final = 8883
-_REFUSED_STEPS: Final = ("cable_pull", "kill_gateway", "ack", "pause", "snapshot")
+_REFUSED_STEPS: Final = (
+    "cable_pull",
+    "kill_gateway",
+    "ack",
+    "pause",
+    "snapshot",
+    "partition",
+    "disk_full",
+    "box_clock_step",
+    "power_cut",
+)
 _REFUSED_EXPECTS: Final = ("no_loss", "active", "inactive", "rss_bounded")
 BOOT_TIMEOUT_S: Final = 900.0
 
