@@ -162,8 +162,11 @@ class SshBox:
 
 
 def _last_line(text: str) -> str:
+    """The line that says what went wrong: the first naming an error (nft puts the
+    caret lines after it), else the last (ssh's own)."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
+    errors = [ln for ln in lines if "rror" in ln]
+    return errors[0] if errors else (lines[-1] if lines else "")
 
 
 def reader(proc: subprocess.Popen[bytes], on_line: Callable[[str], None]) -> threading.Thread:

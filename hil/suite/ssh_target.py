@@ -19,9 +19,10 @@ the bench reaches it over SSH (hil/suite/ssh_box.py) and per scenario:
   to and from the bench broker (the SSH session stays up); disk full is a fallocate'd
   file filling the file system of `work_dir`; the box's clock is stepped with `date -s`
   and stepped back at the fault's end;
-- after the scenario the box's alarm events and sink (`alarms.jsonl`, `records.jsonl`)
-  are read back, so `where = "local"` and `no_loss` are judged as on `--target local`
-  (the box's clock must follow the bench's: NTP, or the bench as its time server).
+- after the scenario the box's alarm events and sink (`alarms.jsonl`, `records.jsonl`
+  in `[box] evidence_dir`, off /data) are read back before the service stops, so
+  `where = "local"` and `no_loss` are judged as on `--target local` (the box's clock
+  must follow the bench's: NTP, or the bench as its time server).
 
 A cable pull cannot be played (the adapter stays plugged); `silence` is what a dead
 device looks like from the box.
@@ -44,7 +45,17 @@ from hil.suite.spec import Scenario, Suite, SuiteError
 from hil.suite.ssh_box import SshBox, SshLogin, reader
 from hil.suite.target import Sample, TargetError, gateway_config
 
-__all__ = ["SSH_PLAYS", "BenchConfig", "SshRig", "SshTarget", "check_ssh_suite", "load_bench"]
+__all__ = [
+    "SSH_PLAYS",
+    "BenchConfig",
+    "SshRig",
+    "SshTarget",
+    "check_ssh_suite",
+    "load_bench",
+    "login_for",
+    "restore_config",
+    "save_config",
+]
 
 SSH_PLAYS: Final = frozenset({"partition", "disk_full", "box_clock_step"})
 _READY_TIMEOUT_S: Final = 30.0
@@ -65,7 +76,11 @@ class Service:
 @dataclass(frozen=True, slots=True)
 class Box:
     config_path: str = "/data/config/gateway.toml"
-    work_dir: str = "/data/bedside-hil"  # the scenario's store, keys, rules and evidence
+    work_dir: str = "/data/bedside-hil"  # the scenario's store, keys and rules (wiped per scenario)
+    # The box's alarm events and sink, read back by the bench: not on /data, so a full
+    # /data does not take the bench's view of the alarms with it. The unit's runtime
+    # folder is one the service may write (ProtectSystem=strict) and outlives a kill.
+    evidence_dir: str = "/run/bedside/hil"
     control_socket: str = "/run/bedside/control.sock"
     owner: str = "bedside:bedside"
 
@@ -141,6 +156,20 @@ def login_for(user: str, host: str, port: int, bench: BenchConfig) -> SshLogin:
     return SshLogin(host, user, port, bench.identity, bench.known_hosts)
 
 
+def save_config(box: SshBox, bench: BenchConfig) -> None:
+    """The box's own site config, kept aside while the suite's replace it (once: a
+    copy left by an interrupted suite is the box's, not a suite's)."""
+    c = shlex.quote(bench.box.config_path)
+    box.run(f"if [ -f {c} ] && [ ! -f {c}.hil-saved ]; then cp -p {c} {c}.hil-saved; fi")
+
+
+def restore_config(box: SshBox, bench: BenchConfig) -> None:
+    """The box's own config back (none if it had none) and its service restarted on it."""
+    c = shlex.quote(bench.box.config_path)
+    box.run(f"if [ -f {c}.hil-saved ]; then mv -f {c}.hil-saved {c}; else rm -f {c}; fi", check=False)
+    box.run(bench.service.restart.format(config=c), check=False)
+
+
 class SshTarget:
     """The box's gateway service, for one scenario."""
 
@@ -177,18 +206,19 @@ class SshTarget:
         self._service(self.bench.service.kill)
 
     async def stop(self) -> int | None:
+        await asyncio.to_thread(self._fetch_evidence)  # a stop may remove the runtime folder
         await asyncio.to_thread(self._service, self.bench.service.stop)
         if self._sampler is not None:
             self._sampler.terminate()
             self._sampler.wait(10)
-        await asyncio.to_thread(self._fetch_evidence)
         return None
 
     def _fetch_evidence(self) -> None:
-        work = self.bench.box.work_dir
-        for name in ("alarms.jsonl", "records.jsonl", "gateway.toml"):
-            text = self.box.run(f"cat {shlex.quote(f'{work}/{name}')} 2>/dev/null || true")
+        box = self.bench.box
+        for folder, name in ((box.evidence_dir, "alarms.jsonl"), (box.evidence_dir, "records.jsonl")):
+            text = self.box.run(f"cat {shlex.quote(f'{folder}/{name}')} 2>/dev/null || true")
             (self.workdir / name).write_text(text)
+        (self.workdir / "gateway.toml").write_text(self.box.run(f"cat {shlex.quote(box.config_path)}"))
 
     async def control(self, payload: dict[str, Any]) -> dict[str, Any] | None:
         try:
@@ -239,17 +269,17 @@ class SshRig:
         return self.bench.box.work_dir
 
     def open(self) -> None:
-        w = shlex.quote(self._work)
-        self.box.run(f"rm -rf {w} && mkdir -p {w}/keys && chown -R {shlex.quote(self.bench.box.owner)} {w}")
+        w, e, owner = (shlex.quote(p) for p in (self._work, self.bench.box.evidence_dir, self.bench.box.owner))
+        self.box.run(f"rm -rf {w} {e} && mkdir -p {w}/keys {e} && chown -R {owner} {w} {e}")
 
     def target(self, broker: Broker, sock: Path) -> SshTarget:
         self._broker_port = broker.port
-        work, owner = Path(self._work), self.bench.box.owner
-        ports = {d.id: c.box for d, c in zip(self.scenario.devices, self.bench.cables, strict=False)}
+        work, evidence, owner = Path(self._work), Path(self.bench.box.evidence_dir), self.bench.box.owner
         rules = str(work / "rules.toml") if self.scenario.rules_path else ""
-        text = gateway_config(work, broker, self.scenario.devices, rules, Path(self.bench.box.control_socket))
-        for dev_id, port in ports.items():
-            text = text.replace(f'port = "{work / dev_id}"', f'port = "{port}"')
+        sc, control = self.scenario, Path(self.bench.box.control_socket)
+        text = gateway_config(evidence, broker, sc.devices, rules, control, data_dir=work)
+        for dev, cable in zip(sc.devices, self.bench.cables, strict=False):
+            text = text.replace(f'port = "{evidence / dev.id}"', f'port = "{cable.box}"')
         text = text.replace(str(broker.pki.dir), str(work / "keys"))  # the same names, on the box
         files = broker.pki.client("gw-1")
         for src, mode in ((files.ca, 0o644), (files.cert, 0o644), (files.key, 0o600)):
@@ -261,13 +291,15 @@ class SshRig:
         return SshTarget(self.box, self.bench, self.workdir)
 
     def _partition_rules(self) -> str:
+        """Drop the uplink's packets to and from the bench broker, nothing else (the SSH
+        session the bench plays the fault over stays up)."""
         host, port = self.bench.broker_host, self._broker_port
-        family = "ip6" if ":" in host else "ip"
+        ip = "ip6" if ":" in host else "ip"
+        drop = f"{ip} daddr {host} tcp dport {port} drop\n    {ip} saddr {host} tcp sport {port} drop"
         return (
-            f"table inet {_TABLE} {{ chain out {{ type filter hook output priority -300; policy accept; "
-            f"{family} daddr {host} tcp dport {port} drop; {family} saddr {host} tcp sport {port} drop; }} "
-            f"chain in {{ type filter hook input priority -300; policy accept; "
-            f"{family} saddr {host} tcp sport {port} drop; {family} daddr {host} tcp dport {port} drop; }} }}\n"
+            f"table inet {_TABLE} {{\n"
+            f"  chain out {{\n    type filter hook output priority -300; policy accept;\n    {drop}\n  }}\n"
+            f"  chain in {{\n    type filter hook input priority -300; policy accept;\n    {drop}\n  }}\n}}\n"
         )
 
     async def begin(self, action: str, offset_s: float) -> None:
