@@ -43,8 +43,9 @@ def test_the_faults_suite_passes_and_each_fault_happened(tmp_path: Path) -> None
     assert raised["ok"]
     log = (report / "scenarios" / "disk-full" / "gateway.log").read_text()
     assert "database or disk is full" in log and "store writes again" in log
-    # Nothing left behind: no namespace, no mount, no nftables table.
-    assert "bedside-hil-" not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    # Nothing left behind: no namespace, no mount.
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert "bedside-hil-" not in netns
     assert "bedside-hil-data" not in Path("/proc/mounts").read_text()
 
 
@@ -71,7 +72,8 @@ def test_the_local_target_refuses_what_it_cannot_play(action: str, message: str,
     assert message in str(err.value) and "\n" not in str(err.value)
     (tmp_path / "s.toml").write_text(text.replace('"rules_fast.toml"', f'"{FAULTS_SUITE.parent}/rules_fast.toml"'))
     res = subprocess.run(
-        [sys.executable, "-m", "appliance.cli", "hil", "run", str(tmp_path / "s.toml"), "--report", str(tmp_path / "r")],
+        [sys.executable, "-m", "appliance.cli", "hil", "run", str(tmp_path / "s.toml"),
+         "--report", str(tmp_path / "r")],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and message in res.stderr
@@ -84,3 +86,14 @@ def test_the_vm_target_refuses_the_faults_it_has_no_shell_for() -> None:
     with pytest.raises(SuiteError, match="--target vm"):
         check_vm_suite(load_suite(FAULTS_SUITE))
     check_plays(load_suite(FAULTS_SUITE), frozenset(FAULTS), "any")  # every fault named is known
+
+
+def test_the_box_suite_and_the_example_bench_are_what_the_ssh_target_plays() -> None:
+    from hil.suite.ssh_target import check_ssh_suite, load_bench
+
+    bench = load_bench(str(DEFAULT_SUITE.with_name("bench.example.toml")))
+    assert bench.service.kill == "systemctl kill -s KILL --kill-whom=main bedside" and len(bench.cables) == 2
+    check_ssh_suite(load_suite(DEFAULT_SUITE.with_name("box.toml")), bench)
+    check_ssh_suite(load_suite(FAULTS_SUITE), bench)
+    with pytest.raises(SuiteError, match="--target ssh cannot pull a cable"):
+        check_ssh_suite(load_suite(DEFAULT_SUITE), bench)
