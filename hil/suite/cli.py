@@ -95,7 +95,8 @@ async def _play_vm(suite: Suite, report: Path, image: Path, progress: Progress) 
     (report / "broker").mkdir(parents=True, exist_ok=True)
     broker = Broker(report / "broker", make_pki(report / "pki", (VM_BROKER_IP,)), persistent=True)
     await asyncio.to_thread(broker.start)
-    target = VmTarget(image, report / "vm", broker, suite.scenarios[0])
+    cuts = any(step.action == "power_cut" for s in suite.scenarios for step in s.steps)
+    target = VmTarget(image, report / "vm", broker, suite.scenarios[0], ota=cuts)
     try:
         boot = progress.add_task("booting the image under QEMU", total=None)
         target.boot()
@@ -106,7 +107,9 @@ async def _play_vm(suite: Suite, report: Path, image: Path, progress: Progress) 
         return await _each(
             suite,
             progress,
-            lambda s, f: run_on(s, report / "scenarios" / s.name, broker, target, wired=wired, progress=f),
+            lambda s, f: run_on(
+                s, report / "scenarios" / s.name, broker, target, wired=wired, progress=f, faults=target
+            ),
         )
     finally:
         target.shutdown()

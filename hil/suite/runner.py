@@ -264,12 +264,13 @@ async def run_on(
     *,
     wired: str,
     progress: Progress = lambda f: None,
+    faults: FaultPlayer | None = None,
 ) -> ScenarioRun:
     """Play one scenario on a gateway that is already up (the VM), its device wired to
-    `wired`, with the suite's broker."""
+    `wired`, with the suite's broker; `faults` plays the box's faults (a power cut)."""
     workdir.mkdir(parents=True, exist_ok=True)
     run = ScenarioRun(scenario, workdir)
-    play = _Play(scenario, workdir, broker, target, wired=wired, client=f"hil-{scenario.name}")
+    play = _Play(scenario, workdir, broker, target, wired=wired, client=f"hil-{scenario.name}", faults=faults)
     try:
         await play.consumer.start()
         try:
