@@ -71,6 +71,10 @@ class Service:
     stop: str = "systemctl stop bedside"
     kill: str = "systemctl kill -s KILL --kill-whom=main bedside"
     main_pid: str = "systemctl show -p MainPID --value bedside"
+    # The box's host firewall is rendered from the site config (appliance/firewall.py):
+    # after the bench writes its config (outbound to the bench broker, SSH from the
+    # bench), and again after the box's own config is back.
+    firewall: str = "systemctl restart bedside-firewall"
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +171,7 @@ def restore_config(box: SshBox, bench: BenchConfig) -> None:
     """The box's own config back (none if it had none) and its service restarted on it."""
     c = shlex.quote(bench.box.config_path)
     box.run(f"if [ -f {c}.hil-saved ]; then mv -f {c}.hil-saved {c}; else rm -f {c}; fi", check=False)
+    box.run(bench.service.firewall.format(config=c), check=False)
     box.run(bench.service.restart.format(config=c), check=False)
 
 
@@ -281,6 +286,8 @@ class SshRig:
         for dev, cable in zip(sc.devices, self.bench.cables, strict=False):
             text = text.replace(f'port = "{evidence / dev.id}"', f'port = "{cable.box}"')
         text = text.replace(str(broker.pki.dir), str(work / "keys"))  # the same names, on the box
+        bench_ip = self.box.run('echo "${SSH_CLIENT%% *}"').strip()  # the bench as the box sees it
+        text += f'[firewall]\nssh_from = ["{bench_ip}/{128 if ":" in bench_ip else 32}"]\n'  # keep the bench in
         files = broker.pki.client("gw-1")
         for src, mode in ((files.ca, 0o644), (files.cert, 0o644), (files.key, 0o600)):
             self.box.write(str(work / "keys" / Path(src).name), Path(src).read_bytes(), mode, owner)
@@ -288,6 +295,7 @@ class SshRig:
             self.box.write(rules, Path(self.scenario.rules_path).read_bytes(), 0o644, owner)
         self.box.write(str(work / "gateway.toml"), text.encode(), 0o644, owner)
         self.box.write(self.bench.box.config_path, text.encode(), 0o644, owner)
+        self.box.run(self.bench.service.firewall.format(config=shlex.quote(self.bench.box.config_path)))
         return SshTarget(self.box, self.bench, self.workdir)
 
     def _partition_rules(self) -> str:

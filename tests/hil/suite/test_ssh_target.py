@@ -12,8 +12,9 @@ here 127.0.0.2) and a full /data (fallocate on a 16 MiB tmpfs standing for /data
 
 What only a real box exercises: systemd as the service manager (here
 hil/suite/servicectl.py stands in: no Restart=always, no watchdog), the unit's
-sandbox (ProtectSystem, the bedside user), real UARTs, and the box's clock step
-(`date -s` would step this machine's clock, which the bench shares).
+sandbox (ProtectSystem, the bedside user), the box's firewall re-rendered from the
+bench's config (here `true`: this machine's own must not change), real UARTs, and the
+box's clock step (`date -s` would step this machine's clock, which the bench shares).
 """
 
 import json
@@ -86,6 +87,7 @@ start = "{svc} start {gateway}"
 stop = "{svc} stop"
 kill = "{svc} kill"
 main_pid = "{svc} main-pid"
+firewall = "true"
 [[cable]]
 bench = "{d}/ttyUSB0"
 box = "{d}/ttyS0"
@@ -136,7 +138,8 @@ def test_the_default_suite_plays_on_a_box_over_ssh(box: Path, tmp_path: Path) ->
     assert isinstance(scenarios, list) and len(scenarios) == 2
     for sc in scenarios:
         assert sc["resources"]["rss_max_mib"] > 10, sc  # sampled from /proc of the box's MainPID
-        assert "spo2-1" in Path(sc["evidence"], "gateway.toml").read_text()  # the config the box ran
+        ran = Path(sc["evidence"], "gateway.toml").read_text()  # the config the box ran
+        assert "spo2-1" in ran and 'ssh_from = ["127.0.0.1/32"]' in ran  # its firewall lets the bench in
     latency = data["latency_ms"]
     assert isinstance(latency, dict) and latency["trigger_to_local_output"]["n"] >= 1
     assert latency["trigger_to_broker"]["n"] >= 1
