@@ -124,8 +124,8 @@ async def _play_ssh(suite: Suite, report: Path, target: str, bench_path: str, pr
 
     bench = load_bench(bench_path)
     box = SshBox(login_for(*parse_target(target), bench))
+    await asyncio.to_thread(box.connect)  # SshError: nothing was changed on the box
     try:
-        await asyncio.to_thread(box.connect)
         await asyncio.to_thread(save_config, box, bench)
         with tempfile.TemporaryDirectory(prefix="bedside-hil-pki-") as pki_dir:
             pki = make_pki(Path(pki_dir), (bench.broker_host,))

@@ -92,6 +92,7 @@ class SshBox:
         while time.monotonic() < deadline:
             if self._master.poll() is not None:
                 err = self._master.stderr.read().decode(errors="replace") if self._master.stderr else ""
+                self.close()
                 raise SshError(f"ssh {self.login.destination}: {_last_line(err) or 'connection refused'}")
             check = subprocess.run(
                 [*self._base(), "-O", "check", self.login.destination], capture_output=True, check=False
