@@ -66,8 +66,11 @@ def free_port() -> int:
 
 
 class Broker:
-    def __init__(self, directory: Path, pki: Pki, persistent: bool = False) -> None:
+    def __init__(self, directory: Path, pki: Pki, persistent: bool = False, host: str = "127.0.0.1") -> None:
+        """`host`: a further address it listens on beside 127.0.0.1 (the host end of a
+        bench veth pair, the bench's address a box on the wire reaches)."""
         self.dir = directory
+        self.host = host
         self.pki = pki
         self.persistent = persistent
         self.port = free_port()
@@ -79,6 +82,18 @@ class Broker:
             "user tail\ntopic read bedside/#\ntopic write bedside/v1/+/cmd\n\npattern readwrite bedside/v1/%u/#\n"
         )
         conf = self.dir / "mosquitto.conf"
+        # TLS settings belong to the listener above them: each listener gets the lot.
+        listeners = "".join(
+            f"""listener {self.port} {host}
+cafile {self.pki.ca}
+certfile {self.pki.dir / "broker.pem"}
+keyfile {self.pki.dir / "broker.key"}
+require_certificate true
+use_identity_as_username true
+tls_version tlsv1.3
+"""
+            for host in dict.fromkeys(("127.0.0.1", self.host))
+        )
         conf.write_text(
             f"""
 user root
@@ -86,14 +101,7 @@ persistence {"true" if self.persistent else "false"}
 persistence_location {self.dir}/
 log_dest stderr
 allow_anonymous false
-listener {self.port} 127.0.0.1
-cafile {self.pki.ca}
-certfile {self.pki.dir / "broker.pem"}
-keyfile {self.pki.dir / "broker.key"}
-require_certificate true
-use_identity_as_username true
-tls_version tlsv1.3
-acl_file {acl}
+{listeners}acl_file {acl}
 """
         )
         return conf

@@ -1,7 +1,7 @@
-"""`bedside hil run SUITE.toml --target local|vm --report DIR`.
+"""`bedside hil run SUITE.toml --target local|vm|ssh://[user@]HOST[:PORT] --report DIR`.
 
-Exit codes: 0 every expectation held, 1 one did not (or a scenario could not run),
-2 bad input (a suite the bench cannot play, an unknown target): one line, no traceback.
+Exit codes: 0 every expectation held, 1 one did not (or a scenario could not run, or
+the box could not be reached), 2 bad input (a suite the bench cannot play, an unknown target): one line, no traceback.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ __all__ = ["DEFAULT_SUITE", "VM_SUITE", "add_run_parser", "run_suite_command"]
 
 DEFAULT_SUITE: Final = Path(__file__).with_name("default.toml")
 VM_SUITE: Final = Path(__file__).with_name("vm.toml")
-TARGETS: Final = ("local", "vm")  # ssh://HOST is named by the issue and not built yet
+TARGETS: Final = ("local", "vm")  # and ssh://[user@]HOST[:PORT] with --bench
 VM_READY_TIMEOUT_S: Final = 300.0  # after the unit started: the uplink's first status at the broker
 
 
@@ -34,8 +34,11 @@ def add_run_parser(hil_sub: argparse._SubParsersAction[argparse.ArgumentParser])
     run = hil_sub.add_parser("run", help="run a scenario suite against a gateway and write a report")
     run.add_argument("suite", nargs="?", default=str(DEFAULT_SUITE), help="suite file (default: the packaged one)")
     run.add_argument(
-        "--target", default="local", help="local (bedside run here) or vm (the image under QEMU); ssh://HOST: not yet"
+        "--target",
+        default="local",
+        help="local (bedside run here), vm (the image under QEMU) or ssh://[user@]HOST[:PORT] (a box on the bench)",
     )
+    run.add_argument("--bench", default="", help="ssh: the bench file (broker address, cables, service commands)")
     run.add_argument("--image", default="", help="vm: image/build's output folder (bedside-amd64.img, rootfs.sqfs)")
     run.add_argument("--report", required=True, help="directory for report.html, junit.xml, summary.json")
     run.add_argument("--scenario", action="append", default=[], help="run only this scenario (repeatable)")
@@ -75,10 +78,11 @@ async def _each(suite: Suite, progress: Progress, play: Play) -> list[ScenarioRu
 
 async def _play_local(suite: Suite, report: Path, progress: Progress) -> list[ScenarioRun]:
     from hil.broker import make_pki
+    from hil.suite.local_box import HOST_IP
     from hil.suite.runner import run_scenario
 
     with tempfile.TemporaryDirectory(prefix="bedside-hil-pki-") as pki_dir:
-        pki = make_pki(Path(pki_dir))
+        pki = make_pki(Path(pki_dir), (HOST_IP,))  # the broker as a partitioned gateway reaches it
         return await _each(suite, progress, lambda s, f: run_scenario(s, report / "scenarios" / s.name, pki, f))
 
 
@@ -91,7 +95,8 @@ async def _play_vm(suite: Suite, report: Path, image: Path, progress: Progress) 
     (report / "broker").mkdir(parents=True, exist_ok=True)
     broker = Broker(report / "broker", make_pki(report / "pki", (VM_BROKER_IP,)), persistent=True)
     await asyncio.to_thread(broker.start)
-    target = VmTarget(image, report / "vm", broker, suite.scenarios[0])
+    cuts = any(step.action == "power_cut" for s in suite.scenarios for step in s.steps)
+    target = VmTarget(image, report / "vm", broker, suite.scenarios[0], ota=cuts)
     try:
         boot = progress.add_task("booting the image under QEMU", total=None)
         target.boot()
@@ -102,24 +107,54 @@ async def _play_vm(suite: Suite, report: Path, image: Path, progress: Progress) 
         return await _each(
             suite,
             progress,
-            lambda s, f: run_on(s, report / "scenarios" / s.name, broker, target, wired=wired, progress=f),
+            lambda s, f: run_on(
+                s, report / "scenarios" / s.name, broker, target, wired=wired, progress=f, faults=target
+            ),
         )
     finally:
         target.shutdown()
         await asyncio.to_thread(broker.stop)
 
 
-async def _run(suite: Suite, report: Path, target: str, image: Path) -> int:
+async def _play_ssh(suite: Suite, report: Path, target: str, bench_path: str, progress: Progress) -> list[ScenarioRun]:
+    from hil.broker import make_pki
+    from hil.suite.runner import run_scenario
+    from hil.suite.ssh_box import SshBox, parse_target
+    from hil.suite.ssh_target import SshRig, load_bench, login_for, restore_config, save_config
+
+    bench = load_bench(bench_path)
+    box = SshBox(login_for(*parse_target(target), bench))
+    await asyncio.to_thread(box.connect)  # SshError: nothing was changed on the box
+    try:
+        await asyncio.to_thread(save_config, box, bench)
+        with tempfile.TemporaryDirectory(prefix="bedside-hil-pki-") as pki_dir:
+            pki = make_pki(Path(pki_dir), (bench.broker_host,))
+            return await _each(
+                suite,
+                progress,
+                lambda s, f: run_scenario(
+                    s, report / "scenarios" / s.name, pki, f, rig_for=lambda sc, wd: SshRig(box, bench, sc, wd)
+                ),
+            )
+    finally:
+        await asyncio.to_thread(restore_config, box, bench)
+        box.close()
+
+
+async def _run(suite: Suite, report: Path, args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from hil.suite.report import summary, write_reports
 
+    target = args.target
     with Progress(transient=False) as progress:
         if target == "vm":
-            runs = await _play_vm(suite, report, image, progress)
+            runs = await _play_vm(suite, report, Path(args.image), progress)
+        elif target.startswith("ssh://"):
+            runs = await _play_ssh(suite, report, target, args.bench, progress)
         else:
             runs = await _play_local(suite, report, progress)
-    data = summary(suite.name, target, runs)
+    data = summary(suite.name, "ssh" if target.startswith("ssh://") else target, runs)
     write_reports(report, data, runs)
     for line in data["failed"]:
         print(f"FAIL {line}", file=sys.stderr)
@@ -130,21 +165,41 @@ async def _run(suite: Suite, report: Path, target: str, image: Path) -> int:
     return 0 if data["ok"] else 1
 
 
-def _check_args(args: argparse.Namespace) -> tuple[Suite, Path, Path]:
-    if args.target not in TARGETS:
-        raise SuiteError(f"--target: {args.target!r} is not supported yet; use local or vm")
+def _check_ssh(suite: Suite, args: argparse.Namespace) -> None:
+    from hil.suite.ssh_box import parse_target
+    from hil.suite.ssh_target import check_ssh_suite, load_bench
+
+    try:
+        parse_target(args.target)
+    except ValueError as exc:
+        raise SuiteError(f"--target: {exc}") from None
+    if not args.bench:
+        raise SuiteError("--target ssh:// needs --bench FILE (the broker address, the cables, the service commands)")
+    check_ssh_suite(suite, load_bench(args.bench))
+
+
+def _check_args(args: argparse.Namespace) -> tuple[Suite, Path]:
+    ssh = args.target.startswith("ssh://")
+    if args.target not in TARGETS and not ssh:
+        raise SuiteError(f"--target: {args.target!r}; use local, vm or ssh://[user@]HOST[:PORT]")
     suite = _select(load_suite(args.suite), args.scenario, args.duration)
+    if ssh:
+        _check_ssh(suite, args)
     report = Path(args.report)
     if report.exists() and not report.is_dir():
         raise SuiteError(f"--report: {report} is not a directory")
     image = Path(args.image)
+    if args.target == "local":
+        from hil.suite.local_box import check_local_suite
+
+        check_local_suite(suite)
     if args.target == "vm":
         from hil.suite.vm_target import check_vm_suite
 
         if not (image / "bedside-amd64.img").is_file() or not (image / "rootfs.sqfs").is_file():
             raise SuiteError(f"--image: {args.image!r} has no bedside-amd64.img and rootfs.sqfs (image/build --out)")
         check_vm_suite(suite)
-    return suite, report, image
+    return suite, report
 
 
 def run_suite_command(args: argparse.Namespace) -> int:
@@ -152,9 +207,15 @@ def run_suite_command(args: argparse.Namespace) -> int:
 
     logging.getLogger("gmqtt").setLevel(logging.WARNING)  # its connect/close lines would tear the progress bars
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    from hil.suite.ssh_box import SshError
+
     try:
-        suite, report, image = _check_args(args)
+        suite, report = _check_args(args)
     except SuiteError as exc:
         print(f"bedside: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_run(suite, report, args.target, image))
+    try:
+        return asyncio.run(_run(suite, report, args))
+    except SshError as exc:  # the box is not reachable: nothing was played
+        print(f"bedside: {exc}", file=sys.stderr)
+        return 1

@@ -25,8 +25,10 @@ from hil.broker import Broker, Pki
 from hil.suite.check import Event, Outcome, check
 from hil.suite.consumer import Consumer
 from hil.suite.devices import BenchDevice
+from hil.suite.faults import FAULTS, FaultPlayer, Rig, play_fault
+from hil.suite.local_box import LocalRig
 from hil.suite.spec import Scenario, Step
-from hil.suite.target import LocalTarget, Sample, Target, TargetError, gateway_config, socket_dir
+from hil.suite.target import Sample, Target, TargetError, socket_dir
 
 __all__ = ["ScenarioRun", "local_events", "run_on", "run_scenario"]
 
@@ -84,14 +86,29 @@ class _Play:
     """One scenario's moving parts while it runs."""
 
     def __init__(
-        self, scenario: Scenario, workdir: Path, broker: Broker, target: Target, *, wired: str = "", client: str = "hil"
+        self,
+        scenario: Scenario,
+        workdir: Path,
+        broker: Broker,
+        target: Target,
+        *,
+        wired: str = "",
+        client: str = "hil",
+        faults: FaultPlayer | None = None,
+        wiring: dict[str, str] | None = None,
     ) -> None:
+        """`faults`: what plays the box's faults; `wiring`: device id -> the serial port
+        it writes to (a USB-serial adapter on the bench), else `wired`, else a pty."""
         self.scenario = scenario
         self.broker = broker
         self.target = target
+        self.faults = faults
         self.consumer = Consumer(broker, client)
         self.events: list[Event] = []
-        self.devices = {d.id: BenchDevice(d, workdir, self._triggered, wired) for d in scenario.devices}
+        wiring = wiring or {}
+        self.devices = {
+            d.id: BenchDevice(d, workdir, self._triggered, wiring.get(d.id, wired)) for d in scenario.devices
+        }
         self._actions: dict[str, str] = {}
         self.side: list[asyncio.Task[None]] = []
 
@@ -107,8 +124,16 @@ class _Play:
         await asyncio.to_thread(self.broker.start)
         await self.consumer.start()
 
+    def _mark(self, name: str, action: str, t: float) -> None:
+        self._actions[name] = action
+        self._triggered(name, t)
+
     async def play(self, step: Step, name: str) -> None:
         self._actions[name] = step.action
+        if step.action in FAULTS and self.faults is not None:  # the suite was checked against its `plays`
+            fault = play_fault(self.faults, step, name, self._mark)
+            self.side.append(asyncio.create_task(fault))
+            return
         dev = self.devices.get(step.device)
         if step.action in ("vitals", "clock_step") and dev is not None:
             dev.apply(Step(**{**{f: getattr(step, f) for f in step.__dataclass_fields__}, "name": name}))
@@ -190,19 +215,27 @@ async def _play(play: _Play, run: ScenarioRun, progress: Progress) -> None:
         await play.target.stop()
 
 
-async def run_scenario(scenario: Scenario, workdir: Path, pki: Pki, progress: Progress = lambda f: None) -> ScenarioRun:
-    """Play one scenario on `bedside run` here; the run with its events and outcomes."""
+async def run_scenario(
+    scenario: Scenario,
+    workdir: Path,
+    pki: Pki,
+    progress: Progress = lambda f: None,
+    rig_for: Callable[[Scenario, Path], Rig] | None = None,
+) -> ScenarioRun:
+    """Play one scenario on a fresh gateway (`bedside run` here, or the box `rig_for`
+    makes); the run with its events and outcomes."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "broker").mkdir(exist_ok=True)
     run = ScenarioRun(scenario, workdir)
-    broker = Broker(workdir / "broker", pki, persistent=True)
+    rig = (rig_for or LocalRig)(scenario, workdir)
+    broker = Broker(workdir / "broker", pki, persistent=True, host=rig.broker_host)
     play: _Play | None = None
     sock = socket_dir() / "control.sock"
     try:
+        await asyncio.to_thread(rig.open)
         await asyncio.to_thread(broker.start)
-        cfg = gateway_config(workdir, broker, scenario.devices, scenario.rules_path, sock)
-        target = LocalTarget(workdir, cfg, sock)
-        play = _Play(scenario, workdir, broker, target)
+        target = await asyncio.to_thread(rig.target, broker, sock)
+        play = _Play(scenario, workdir, broker, target, faults=rig, wiring=rig.wiring)
         await play.consumer.start()
         try:
             await _play(play, run, progress)
@@ -213,6 +246,8 @@ async def run_scenario(scenario: Scenario, workdir: Path, pki: Pki, progress: Pr
     finally:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(broker.stop)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(rig.close)
         shutil.rmtree(sock.parent, ignore_errors=True)
     recorded = [*play.events, *play.consumer.events] if play is not None else []
     recorded += [Event(s.t, "gateway", "sample", {"cpu_s": s.cpu_s, "rss_bytes": s.rss_bytes}) for s in run.samples]
@@ -229,12 +264,13 @@ async def run_on(
     *,
     wired: str,
     progress: Progress = lambda f: None,
+    faults: FaultPlayer | None = None,
 ) -> ScenarioRun:
     """Play one scenario on a gateway that is already up (the VM), its device wired to
-    `wired`, with the suite's broker."""
+    `wired`, with the suite's broker; `faults` plays the box's faults (a power cut)."""
     workdir.mkdir(parents=True, exist_ok=True)
     run = ScenarioRun(scenario, workdir)
-    play = _Play(scenario, workdir, broker, target, wired=wired, client=f"hil-{scenario.name}")
+    play = _Play(scenario, workdir, broker, target, wired=wired, client=f"hil-{scenario.name}", faults=faults)
     try:
         await play.consumer.start()
         try:

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 __all__ = [
     "ACTIONS",
+    "ENDS",
     "EXPECTS",
     "Device",
     "Expect",
@@ -46,7 +47,15 @@ ACTIONS: Final[dict[str, tuple[str, ...]]] = {
     "ack": ("bed",),  # control socket: acknowledge (rule optional)
     "pause": ("bed",),  # control socket: audio pause
     "snapshot": (),  # control socket: the active alarms, for `active` expectations
+    # Faults of the box itself (hil/suite/faults.py; which target plays which: its `plays`).
+    "partition": (),  # the box's network dropped (nftables) for down_s, then healed
+    "disk_full": (),  # the box's /data filled for down_s, then freed
+    "box_clock_step": (),  # the box's own clock jumps by offset_s for down_s, then back
+    "power_cut": (),  # the box loses power (QEMU killed), boots again after down_s
 }
+# Steps with a duration whose end is a step of its own: an expectation may say
+# `after = "NAME/end"` (the heal, the space freed, the power back).
+ENDS: Final = ("partition", "disk_full", "box_clock_step", "power_cut")
 EXPECTS: Final = ("alarm", "no_alarm", "active", "inactive", "no_loss", "recovery", "rss_bounded")
 WHERE: Final = ("local", "broker")
 
@@ -73,7 +82,7 @@ class Step:
     spo2: float | None = None
     pulse: float | None = None
     sensor_off: bool | None = None
-    offset_s: float = 0.0  # clock_step
+    offset_s: float = 0.0  # clock_step, box_clock_step
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +167,7 @@ def _scenario(raw: dict[str, Any], where: str, base: Path) -> Scenario:
     for i, step in enumerate(steps):
         _check_step(step, ids, f"{where}.step[{i}]")
     expects = tuple(_table(e, Expect, f"{where}.expect[{i}]") for i, e in enumerate(raw.get("expect", [])))
-    named = {s.name for s in steps if s.name}
+    named = {s.name for s in steps if s.name} | {f"{s.name}/end" for s in steps if s.name and s.action in ENDS}
     for i, exp in enumerate(expects):
         _check_expect(exp, named, f"{where}.expect[{i}]")
     rules = raw.get("rules_path", "")

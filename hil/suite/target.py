@@ -69,13 +69,21 @@ def socket_dir() -> Path:
 
 
 def gateway_config(
-    workdir: Path, broker: Broker, devices: Sequence[Device], rules_path: str = "", sock: Path | None = None
+    workdir: Path,
+    broker: Broker,
+    devices: Sequence[Device],
+    rules_path: str = "",
+    sock: Path | None = None,
+    *,
+    data_dir: Path | None = None,
 ) -> str:
+    """`data_dir`: the box's /data (store, its key, the registry); default `workdir`."""
     gw = broker.pki.client("gw-1")
+    data = data_dir or workdir
     lines = [
         "[gateway]",
         f'bed_id = "{devices[0].bed}"',
-        f'registry_path = "{workdir / "registry.json"}"',
+        f'registry_path = "{data / "registry.json"}"',
         'log_level = "warning"',
         "[sink]",
         f'jsonl_path = "{workdir / "records.jsonl"}"',
@@ -85,11 +93,11 @@ def gateway_config(
         f'control_socket = "{sock or workdir / "control.sock"}"',
         *([f'rules_path = "{rules_path}"'] if rules_path else []),
         "[queue]",
-        f'path = "{workdir / "store.db"}"',
-        f'key_path = "{workdir / "store.key"}"',
+        f'path = "{data / "store.db"}"',
+        f'key_path = "{data / "store.key"}"',
         "commit_interval_ms = 20",
         "[uplink]",
-        'host = "127.0.0.1"',
+        f'host = "{broker.host}"',
         f"port = {broker.port}",
         'server_hostname = "localhost"',
         'gateway_id = "gw-1"',
@@ -116,7 +124,9 @@ class LocalTarget:
 
     name = "local"
 
-    def __init__(self, workdir: Path, config_text: str, sock: Path) -> None:
+    def __init__(self, workdir: Path, config_text: str, sock: Path, prefix: Sequence[str] = ()) -> None:
+        """`prefix`: what the command runs under (`ip netns exec NAME` for a partition)."""
+        self.prefix = list(prefix)
         self.workdir = workdir
         self.config = workdir / "gateway.toml"
         self.config.write_text(config_text)
@@ -126,7 +136,7 @@ class LocalTarget:
         self._log = (workdir / "gateway.log").open("ab")
 
     async def start(self) -> None:
-        cmd = [sys.executable, "-m", "appliance.cli", "run", "--config", str(self.config)]
+        cmd = [*self.prefix, sys.executable, "-m", "appliance.cli", "run", "--config", str(self.config)]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=self._log)
         self.starts += 1
         deadline = time.monotonic() + _READY_TIMEOUT_S

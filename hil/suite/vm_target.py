@@ -7,14 +7,25 @@ certificate (CN=gw-1 from the bench PKI, key 0600, owned by the gateway's user).
 has user-mode networking restricted to one guestfwd address, piped to the host broker
 (hil/tcp_pipe.py). The bench's device writes to the QEMU pty behind ttyS1.
 
+A power cut (`power_cut`) kills QEMU with SIGKILL and, after `down_s`, boots the same
+disk again; the step's end (`NAME/end`) is when the console says the gateway's unit
+started. The bench's device stays wired through `hil/suite/vm_cable.py` (a relay
+that outlives QEMU's pty). A suite with a power cut provisions `[ota]` as a deployed
+box has it (a fleet root of the bench's own; no fleet server, so polls fail): the OTA
+agent is what confirms the running slot at each healthy start, and GRUB boots a slot
+again only once it was confirmed. Without `[ota]` (the image's own default config)
+nothing confirms it and the box comes back from a power cut to "no bootable slot".
+
 What the VM target cannot do from outside, and so refuses in the suite: more than one
 device (the box has one bench serial port), cable pulls (QEMU holds the pty), a kill -9
 or the control socket (no shell into the box), the box's local outputs and sink
-(`where = "local"`, `no_loss`), RSS sampling.
+(`where = "local"`, `no_loss`), RSS sampling, and the box faults that need a shell
+(a partition, a full /data, the box's clock).
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import sys
@@ -25,13 +36,23 @@ from hil.broker import Broker
 from hil.suite.devices import PROTOCOL
 from hil.suite.spec import Scenario, Suite, SuiteError
 from hil.suite.target import Sample
+from hil.suite.vm_cable import Cable
 from hil.vm import Vm
 
 __all__ = ["VM_BROKER_IP", "VmTarget", "check_vm_suite", "provision"]
 
 VM_BROKER_IP: Final = "10.0.2.100"
 VM_BROKER_PORT: Final = 8883
-_REFUSED_STEPS: Final = ("cable_pull", "kill_gateway", "ack", "pause", "snapshot")
+_REFUSED_STEPS: Final = (
+    "cable_pull",
+    "kill_gateway",
+    "ack",
+    "pause",
+    "snapshot",
+    "partition",
+    "disk_full",
+    "box_clock_step",
+)
 _REFUSED_EXPECTS: Final = ("no_loss", "active", "inactive", "rss_bounded")
 BOOT_TIMEOUT_S: Final = 900.0
 
@@ -53,9 +74,26 @@ def check_vm_suite(suite: Suite) -> None:
             raise SuiteError(f"{where}: --target vm runs the image's own rules (no rules_path)")
 
 
-def vm_config(scenario: Scenario) -> str:
+def _ota(compatible: str) -> str:
+    return f"""[ota]
+server_url = "https://10.0.2.101:8443"
+compatible = "{compatible}"
+base_version = "1.0.0"
+data_dir = "/data/ota"
+root_path = "/data/config/root.json"
+poll_interval_s = 3600.0
+ca_path = "/data/keys/ca.pem"
+cert_path = "/data/keys/gw-1.pem"
+key_path = "/data/keys/gw-1.key"
+"""
+
+
+def vm_config(scenario: Scenario, compatible: str = "") -> str:
+    """The site config; with `compatible`, an `[ota]` section (see the module's docstring)."""
     (dev,) = scenario.devices
-    return f"""[gateway]
+    return (
+        (_ota(compatible) if compatible else "")
+        + f"""[gateway]
 bed_id = "{dev.bed}"
 registry_path = "/data/bedside/registry.json"
 log_level = "info"
@@ -85,14 +123,18 @@ stale_after_s = 3.0
 reopen_min_s = 0.1
 reopen_max_s = 0.5
 """
+    )
 
 
 def _run(cmd: list[str]) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
 
 
-def provision(disk: Path, rootfs: Path, broker: Broker, config: str, workdir: Path) -> None:
-    """The site's config and the box's uplink certificate onto the data partition (4)."""
+def provision(
+    disk: Path, rootfs: Path, broker: Broker, config: str, workdir: Path, *, root_json: Path | None = None
+) -> None:
+    """The site's config and the box's uplink certificate onto the data partition (4);
+    with `root_json`, the fleet's trusted root and the OTA agent's folder."""
     start = int(_run(["sgdisk", "-i", "4", str(disk)]).split("First sector: ")[1].split()[0])
     passwd = _run(["unsquashfs", "-cat", str(rootfs), "etc/passwd"])
     uid, gid = (int(v) for v in next(ln.split(":")[2:4] for ln in passwd.splitlines() if ln.startswith("bedside:")))
@@ -111,9 +153,25 @@ def provision(disk: Path, rootfs: Path, broker: Broker, config: str, workdir: Pa
             shutil.chown(mnt / "keys" / name, uid, gid)
         (mnt / "keys" / "gw-1.key").chmod(0o600)
         shutil.chown(mnt / "config" / "gateway.toml", uid, gid)
+        if root_json is not None:
+            shutil.copyfile(root_json, mnt / "config" / "root.json")
+            (mnt / "ota").mkdir(exist_ok=True)
+            for path in (mnt / "config" / "root.json", mnt / "ota"):
+                shutil.chown(path, uid, gid)
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
         subprocess.run(["losetup", "-d", loop], check=True)
+
+
+def _fleet_root(rootfs: Path, fleet: Path) -> tuple[str, Path]:
+    """The image's RAUC compatible and a fleet root (TUF, version 1) of the bench's own."""
+    from ota.repo import init_fleet
+
+    conf = _run(["unsquashfs", "-cat", str(rootfs), "etc/rauc/system.conf"])
+    compatible = next(ln.split("=", 1)[1].strip() for ln in conf.splitlines() if ln.startswith("compatible="))
+    if not (fleet / "repo" / "metadata" / "1.root.json").exists():
+        init_fleet(fleet, compatible)
+    return compatible, fleet / "repo" / "metadata" / "1.root.json"
 
 
 class VmTarget:
@@ -121,28 +179,52 @@ class VmTarget:
 
     name = "vm"
 
-    def __init__(self, image_dir: Path, workdir: Path, broker: Broker, scenario: Scenario) -> None:
+    def __init__(
+        self, image_dir: Path, workdir: Path, broker: Broker, scenario: Scenario, *, ota: bool = False
+    ) -> None:
+        """`ota`: provision `[ota]` (a suite with a power cut; see the module's docstring)."""
         self.workdir = workdir
         disk = workdir / "disk.img"
         workdir.mkdir(parents=True, exist_ok=True)
         subprocess.run(["cp", "--sparse=always", str(image_dir / "bedside-amd64.img"), str(disk)], check=True)
         subprocess.run(["truncate", "-s", "+512M", str(disk)], check=True)
-        provision(disk, image_dir / "rootfs.sqfs", broker, vm_config(scenario), workdir)
+        rootfs = image_dir / "rootfs.sqfs"
+        compatible, root_json = (_fleet_root(rootfs, workdir / "fleet")) if ota else ("", None)
+        provision(disk, rootfs, broker, vm_config(scenario, compatible), workdir, root_json=root_json)
         pipe = f"{sys.executable} {Path(__file__).resolve().parents[1] / 'tcp_pipe.py'} 127.0.0.1 {broker.port}"
-        nic = f"user,restrict=on,guestfwd=tcp:{VM_BROKER_IP}:{VM_BROKER_PORT}-cmd:{pipe}"
-        self.vm = Vm(disk, workdir / "vm", nic=nic)
+        self.nic = f"user,restrict=on,guestfwd=tcp:{VM_BROKER_IP}:{VM_BROKER_PORT}-cmd:{pipe}"
+        self.disk = disk
+        self.vm = Vm(disk, workdir / "vm", nic=self.nic)
+        self.cable = Cable(workdir)
         self.starts = 0
+        self.power_cuts = 0
+
+    plays = frozenset({"power_cut"})
 
     @property
     def device_port(self) -> str:
-        return self.vm.device_pty
+        """The bench end of the cable to the box's /dev/ttyS1 (it survives a power cut)."""
+        return str(self.cable.path)
 
     def boot(self) -> None:
         self.vm.start()
+        self.cable.connect(self.vm.device_pty)
 
     def wait_ready(self) -> None:
         self.vm.wait_for(r"Started bedside\.service - Bedside Gateway", BOOT_TIMEOUT_S)
         self.starts += 1
+
+    async def begin(self, action: str, offset_s: float) -> None:
+        """A power cut: QEMU killed outright (the disk as the guest last wrote it)."""
+        self.cable.disconnect()
+        await asyncio.to_thread(self.vm.stop)
+        self.power_cuts += 1
+
+    async def end(self, action: str, offset_s: float) -> None:
+        """Power back: the same disk booted again, until the gateway's unit started."""
+        self.vm = Vm(self.disk, self.workdir / "vm", nic=self.nic)
+        await asyncio.to_thread(self.boot)
+        await asyncio.to_thread(self.wait_ready)
 
     async def start(self) -> None:
         return None  # booted once for the suite (boot/wait_ready)
@@ -161,3 +243,4 @@ class VmTarget:
 
     def shutdown(self) -> None:
         self.vm.stop()
+        self.cable.close()

@@ -1,6 +1,8 @@
 """`bedside hil run --target vm`: the vm suite against the image as shipped (the build
 the other image tests share), booted under QEMU with the bench device on its serial
-port and its uplink to the bench broker on the host (mutual TLS 1.3)."""
+port and its uplink to the bench broker on the host (mutual TLS 1.3). The last
+scenario cuts the box's power (QEMU killed) with an alarm stored and not yet delivered,
+and boots the same disk again: the stored alarm arrives, alarms come back."""
 
 import json
 import subprocess
@@ -25,6 +27,11 @@ def test_the_vm_suite_passes_against_the_image_as_shipped(built: Built, tmp_path
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     data = json.loads((report / "summary.json").read_text())
     assert data["ok"] and data["target"] == "vm"
-    assert [s["name"] for s in data["scenarios"]] == ["desaturation-at-the-broker", "offline-then-stale"]
+    names = [s["name"] for s in data["scenarios"]]
+    assert names == ["desaturation-at-the-broker", "offline-then-stale", "power-cut"]
     assert data["latency_ms"]["trigger_to_broker"]["n"] == 1  # device byte on ttyS1 -> alarm at the host broker
-    assert "Started bedside.service" in (report / "vm" / "vm" / "console.log").read_text()
+    # Two boots of the one disk: the suite's, and the one after the power cut.
+    assert (report / "vm" / "vm" / "console.log").read_text().count("Started bedside.service") == 2
+    cut = {e["expect"]: e for e in data["scenarios"][2]["expectations"]}
+    stored = next(e for k, e in cut.items() if k.startswith("alarm rule=spo2-desat"))
+    assert stored["ok"] and "after step 'cut/end'" in next(k for k in cut if k.startswith("alarm rule=spo2-desat"))

@@ -72,7 +72,10 @@ def test_an_unsteerable_family_and_a_missing_rule_file_are_refused(tmp_path: Pat
     [
         (["{bad}"], "not TOML"),
         (["{missing}"], "cannot read"),
-        (["{good}", "--target", "ssh://box"], "--target: 'ssh://box' is not supported yet"),
+        (["{good}", "--target", "ssh://box"], "--target ssh:// needs --bench FILE"),
+        (["{good}", "--target", "ssh://box:http"], "--target: 'ssh://box:http': use ssh://[user@]host[:port]"),
+        (["{good}", "--target", "box"], "--target: 'box'; use local, vm or ssh://[user@]HOST[:PORT]"),
+        (["{good}", "--target", "ssh://box", "--bench", "{bad}"], "bad.toml: cannot read: Expected"),
         (["{good}", "--target", "vm", "--image", "{missing}"], "has no bedside-amd64.img and rootfs.sqfs"),
         (["{good}", "--scenario", "nope"], "--scenario: unknown 'nope'"),
     ],
