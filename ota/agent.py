@@ -75,6 +75,18 @@ class AgentHooks:
     now: Callable[[], float] = time.time
 
 
+async def health_gate(health: dict[str, HealthCheck], timeout_s: float, poll_s: float) -> list[str]:
+    """The checks' problems once all pass (none) or the time is up (what still fails)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        results = {name: check() for name, check in health.items()}
+        problems = [f"{name}: {detail}" for name, (ok, detail) in results.items() if not ok]
+        if not problems or loop.time() >= deadline:
+            return problems
+        await asyncio.sleep(poll_s)
+
+
 class OtaAgent:
     def __init__(
         self, cfg: AgentConfig, source: UpdateSource, installer: Installer, state: StateFile, hooks: AgentHooks
@@ -299,14 +311,7 @@ class OtaAgent:
         await self.installer.mark(good=True)
 
     async def _health_gate(self) -> list[str]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.cfg.health_timeout_s
-        while True:
-            results = {name: check() for name, check in self.hooks.health.items()}
-            problems = [f"{name}: {detail}" for name, (ok, detail) in results.items() if not ok]
-            if not problems or loop.time() >= deadline:
-                return problems
-            await asyncio.sleep(self.cfg.health_poll_s)
+        return await health_gate(self.hooks.health, self.cfg.health_timeout_s, self.cfg.health_poll_s)
 
     def _give_up(self, version: str) -> None:
         if version and version not in self.record.given_up:

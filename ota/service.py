@@ -18,14 +18,23 @@ from typing import Any, Final, Protocol
 from appliance.core.model import Record, TechnicalEvent
 from appliance.core.tls import TlsPaths, resolve_tls
 from appliance.core.vocab import AlarmState, Priority, TechnicalKind
-from ota.agent import AgentConfig, AgentHooks, HealthCheck, OtaAgent
+from ota.agent import AgentConfig, AgentHooks, HealthCheck, OtaAgent, health_gate
 from ota.client import UpdateClient
 from ota.fetch import MtlsFetcher, client_context
 from ota.lifecycle import StateFile
 from ota.policy import UpdatePolicy
 from ota.rauc import Installer, RaucCli, RaucDbus
 
-__all__ = ["GatewayLike", "OtaSettings", "Settings", "agent_for", "attach", "blocking_alarm"]
+__all__ = [
+    "GatewayLike",
+    "OtaSettings",
+    "Settings",
+    "agent_for",
+    "attach",
+    "blocking_alarm",
+    "booted_by_rauc",
+    "confirm_running_slot",
+]
 
 # Alarms at these priorities hold a reboot back; a low one does not.
 _BLOCKING_PRIORITIES: Final = frozenset({Priority.HIGH, Priority.MEDIUM})
@@ -205,8 +214,43 @@ def agent_for(gw: GatewayLike, reboot: Callable[[], Coroutine[Any, Any, None]] |
     return OtaAgent(agent_cfg, source, installer, StateFile(data / "ota.json"), hooks)
 
 
-def attach(gw: GatewayLike) -> None:
-    """Run the OTA agent under the gateway's supervisor (when [ota] server_url is set)."""
+def booted_by_rauc(cmdline: Path = Path("/proc/cmdline")) -> bool:
+    """The box booted a RAUC slot (the bootloader's `rauc.slot=` on the kernel command line)."""
+    try:
+        return "rauc.slot=" in cmdline.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+
+
+async def confirm_running_slot(
+    health: dict[str, HealthCheck], installer: Installer, report: Callable[[TechnicalKind, bool, str], None],
+    timeout_s: float, poll_s: float = 1.0,
+) -> None:  # fmt: skip
+    """A box without [ota] still boots RAUC slots with boot counting: its healthy start
+    confirms the running slot (mark-good) as the agent's would, or the bootloader's
+    attempt counter runs out and the next reboot or power cut finds no bootable slot.
+    Unhealthy: reported, not marked (nothing to roll back to without an update)."""
+    problems = await health_gate(health, timeout_s, poll_s)
+    if problems:
+        report(TechnicalKind.UPDATE_REFUSED, True, "running slot not confirmed: " + "; ".join(problems))
+    else:
+        await installer.mark(good=True)
+    await asyncio.Event().wait()  # done for this boot: a task that returns would be restarted
+
+
+def attach(gw: GatewayLike, *, cmdline: Path = Path("/proc/cmdline")) -> None:
+    """Run the OTA agent under the gateway's supervisor (when [ota] server_url is set);
+    without [ota], on a box booted from a RAUC slot, only confirm that slot when healthy."""
     if gw.config.ota.server_url:
         agent = agent_for(gw)
         gw.tasks["ota"] = agent.run
+    elif booted_by_rauc(cmdline):
+        cfg = gw.config.ota
+        installer: Installer = RaucCli() if cfg.rauc == "cli" else RaucDbus(cfg.rauc_bus_address or None)
+
+        def report(kind: TechnicalKind, active: bool, detail: str) -> None:
+            gw.publish(TechnicalEvent("ota", kind, active=active, detail=detail))
+
+        health = _health(gw, cfg)
+        timeout_s = cfg.policy.health_timeout_s
+        gw.tasks["slot-confirm"] = lambda: confirm_running_slot(health, installer, report, timeout_s)

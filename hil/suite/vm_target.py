@@ -10,11 +10,10 @@ has user-mode networking restricted to one guestfwd address, piped to the host b
 A power cut (`power_cut`) kills QEMU with SIGKILL and, after `down_s`, boots the same
 disk again; the step's end (`NAME/end`) is when the console says the gateway's unit
 started. The bench's device stays wired through `hil/suite/vm_cable.py` (a relay
-that outlives QEMU's pty). A suite with a power cut provisions `[ota]` as a deployed
-box has it (a fleet root of the bench's own; no fleet server, so polls fail): the OTA
-agent is what confirms the running slot at each healthy start, and GRUB boots a slot
-again only once it was confirmed. Without `[ota]` (the image's own default config)
-nothing confirms it and the box comes back from a power cut to "no bootable slot".
+that outlives QEMU's pty). The site config has no `[ota]`: the gateway confirms the
+running slot at each healthy start all the same (ota/service.py `confirm_running_slot`;
+before it did, a box without `[ota]` came back from a power cut to GRUB's "no bootable
+slot" — found by this scenario).
 
 What the VM target cannot do from outside, and so refuses in the suite: more than one
 device (the box has one bench serial port), cable pulls (QEMU holds the pty), a kill -9
@@ -74,26 +73,10 @@ def check_vm_suite(suite: Suite) -> None:
             raise SuiteError(f"{where}: --target vm runs the image's own rules (no rules_path)")
 
 
-def _ota(compatible: str) -> str:
-    return f"""[ota]
-server_url = "https://10.0.2.101:8443"
-compatible = "{compatible}"
-base_version = "1.0.0"
-data_dir = "/data/ota"
-root_path = "/data/config/root.json"
-poll_interval_s = 3600.0
-ca_path = "/data/keys/ca.pem"
-cert_path = "/data/keys/gw-1.pem"
-key_path = "/data/keys/gw-1.key"
-"""
-
-
-def vm_config(scenario: Scenario, compatible: str = "") -> str:
-    """The site config; with `compatible`, an `[ota]` section (see the module's docstring)."""
+def vm_config(scenario: Scenario) -> str:
+    """The site config: the scenario's device on ttyS1, the uplink to the bench broker."""
     (dev,) = scenario.devices
-    return (
-        (_ota(compatible) if compatible else "")
-        + f"""[gateway]
+    return f"""[gateway]
 bed_id = "{dev.bed}"
 registry_path = "/data/bedside/registry.json"
 log_level = "info"
@@ -123,18 +106,14 @@ stale_after_s = 3.0
 reopen_min_s = 0.1
 reopen_max_s = 0.5
 """
-    )
 
 
 def _run(cmd: list[str]) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
 
 
-def provision(
-    disk: Path, rootfs: Path, broker: Broker, config: str, workdir: Path, *, root_json: Path | None = None
-) -> None:
-    """The site's config and the box's uplink certificate onto the data partition (4);
-    with `root_json`, the fleet's trusted root and the OTA agent's folder."""
+def provision(disk: Path, rootfs: Path, broker: Broker, config: str, workdir: Path) -> None:
+    """The site's config and the box's uplink certificate onto the data partition (4)."""
     start = int(_run(["sgdisk", "-i", "4", str(disk)]).split("First sector: ")[1].split()[0])
     passwd = _run(["unsquashfs", "-cat", str(rootfs), "etc/passwd"])
     uid, gid = (int(v) for v in next(ln.split(":")[2:4] for ln in passwd.splitlines() if ln.startswith("bedside:")))
@@ -153,25 +132,9 @@ def provision(
             shutil.chown(mnt / "keys" / name, uid, gid)
         (mnt / "keys" / "gw-1.key").chmod(0o600)
         shutil.chown(mnt / "config" / "gateway.toml", uid, gid)
-        if root_json is not None:
-            shutil.copyfile(root_json, mnt / "config" / "root.json")
-            (mnt / "ota").mkdir(exist_ok=True)
-            for path in (mnt / "config" / "root.json", mnt / "ota"):
-                shutil.chown(path, uid, gid)
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
         subprocess.run(["losetup", "-d", loop], check=True)
-
-
-def _fleet_root(rootfs: Path, fleet: Path) -> tuple[str, Path]:
-    """The image's RAUC compatible and a fleet root (TUF, version 1) of the bench's own."""
-    from ota.repo import init_fleet
-
-    conf = _run(["unsquashfs", "-cat", str(rootfs), "etc/rauc/system.conf"])
-    compatible = next(ln.split("=", 1)[1].strip() for ln in conf.splitlines() if ln.startswith("compatible="))
-    if not (fleet / "repo" / "metadata" / "1.root.json").exists():
-        init_fleet(fleet, compatible)
-    return compatible, fleet / "repo" / "metadata" / "1.root.json"
 
 
 class VmTarget:
@@ -179,18 +142,14 @@ class VmTarget:
 
     name = "vm"
 
-    def __init__(
-        self, image_dir: Path, workdir: Path, broker: Broker, scenario: Scenario, *, ota: bool = False
-    ) -> None:
-        """`ota`: provision `[ota]` (a suite with a power cut; see the module's docstring)."""
+    def __init__(self, image_dir: Path, workdir: Path, broker: Broker, scenario: Scenario) -> None:
         self.workdir = workdir
         disk = workdir / "disk.img"
         workdir.mkdir(parents=True, exist_ok=True)
         subprocess.run(["cp", "--sparse=always", str(image_dir / "bedside-amd64.img"), str(disk)], check=True)
         subprocess.run(["truncate", "-s", "+512M", str(disk)], check=True)
         rootfs = image_dir / "rootfs.sqfs"
-        compatible, root_json = (_fleet_root(rootfs, workdir / "fleet")) if ota else ("", None)
-        provision(disk, rootfs, broker, vm_config(scenario, compatible), workdir, root_json=root_json)
+        provision(disk, rootfs, broker, vm_config(scenario), workdir)
         pipe = f"{sys.executable} {Path(__file__).resolve().parents[1] / 'tcp_pipe.py'} 127.0.0.1 {broker.port}"
         self.nic = f"user,restrict=on,guestfwd=tcp:{VM_BROKER_IP}:{VM_BROKER_PORT}-cmd:{pipe}"
         self.disk = disk
