@@ -80,11 +80,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     _install_loop()
     gateway = Gateway(config, kernel_clock())
     # The entry point composes the process: the OTA agent joins the gateway's supervisor
-    # (only with [ota] configured: tuf and the D-Bus client are not loaded otherwise).
+    # (only with [ota] configured: tuf is not loaded otherwise); without it, a box booted
+    # from a RAUC slot still confirms that slot when healthy (ota/confirm.py).
     if config.ota.server_url:
         from ota.service import attach
 
         attach(gateway)
+    else:
+        from ota.confirm import attach_confirm
+
+        attach_confirm(gateway)
     clean = asyncio.run(_run_until_signal(gateway))
     return EXIT_OK if clean else EXIT_ERROR
 

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from appliance.core.vocab import TechnicalKind
 from ota.client import Box, Release, choose_release
+from ota.confirm import HealthCheck, health_gate
 from ota.errors import InstallError, RefusedUpdate
 from ota.lifecycle import OtaInput, OtaState, StateFile, step
 from ota.policy import DEFAULT_POLICY
@@ -62,9 +63,6 @@ class AgentConfig:
     clock_tolerance_s: float = 300.0
 
 
-HealthCheck = Callable[[], tuple[bool, str]]
-
-
 @dataclass(slots=True)
 class AgentHooks:
     alarm_blocks_reboot: Callable[[], bool]
@@ -73,18 +71,6 @@ class AgentHooks:
     report: Callable[[TechnicalKind, bool, str], None]  # technical event: kind, active, detail
     status: Callable[[dict[str, Any]], None]  # retained status payload
     now: Callable[[], float] = time.time
-
-
-async def health_gate(health: dict[str, HealthCheck], timeout_s: float, poll_s: float) -> list[str]:
-    """The checks' problems once all pass (none) or the time is up (what still fails)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        results = {name: check() for name, check in health.items()}
-        problems = [f"{name}: {detail}" for name, (ok, detail) in results.items() if not ok]
-        if not problems or loop.time() >= deadline:
-            return problems
-        await asyncio.sleep(poll_s)
 
 
 class OtaAgent:

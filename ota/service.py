@@ -13,16 +13,24 @@ import asyncio
 import shutil
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
-from appliance.core.model import Record, TechnicalEvent
-from appliance.core.tls import TlsPaths, resolve_tls
+from appliance.core.model import TechnicalEvent
+from appliance.core.tls import resolve_tls
 from appliance.core.vocab import AlarmState, Priority, TechnicalKind
-from ota.agent import AgentConfig, AgentHooks, HealthCheck, OtaAgent, health_gate
+from ota.agent import AgentConfig, AgentHooks, OtaAgent
 from ota.client import UpdateClient
+from ota.confirm import (
+    GatewayLike,
+    OtaSettings,
+    Settings,
+    attach_confirm,
+    booted_by_rauc,
+    confirm_running_slot,
+    health_checks,
+)
 from ota.fetch import MtlsFetcher, client_context
 from ota.lifecycle import StateFile
-from ota.policy import UpdatePolicy
 from ota.rauc import Installer, RaucCli, RaucDbus
 
 __all__ = [
@@ -40,123 +48,11 @@ __all__ = [
 _BLOCKING_PRIORITIES: Final = frozenset({Priority.HIGH, Priority.MEDIUM})
 
 
-class OtaSettings(Protocol):
-    """The `[ota]` settings the agent reads."""
-
-    @property
-    def server_url(self) -> str: ...
-
-    @property
-    def compatible(self) -> str: ...
-
-    @property
-    def base_version(self) -> str: ...
-
-    @property
-    def data_dir(self) -> str: ...
-
-    @property
-    def root_path(self) -> str: ...
-
-    @property
-    def policy(self) -> UpdatePolicy: ...
-
-    @property
-    def rauc(self) -> str: ...
-
-    @property
-    def rauc_bus_address(self) -> str: ...
-
-    @property
-    def require_uplink(self) -> bool: ...
-
-    @property
-    def reboot_request_path(self) -> str: ...
-
-    @property
-    def ca_path(self) -> str: ...
-
-    @property
-    def cert_path(self) -> str: ...
-
-    @property
-    def key_path(self) -> str: ...
-
-
-class Settings(Protocol):
-    @property
-    def ota(self) -> OtaSettings: ...
-
-    @property
-    def uplink(self) -> TlsPaths: ...  # the fleet connection's default TLS files
-
-
-class _Alarms(Protocol):
-    def alarms(self) -> list[dict[str, Any]]: ...
-
-
-class _Queue(Protocol):
-    @property
-    def last_commit_ok(self) -> bool | None: ...
-
-
-class _Uplink(Protocol):
-    @property
-    def connected(self) -> bool: ...
-
-    def set_status(self, name: str, payload: dict[str, Any]) -> None: ...
-
-
-class GatewayLike(Protocol):
-    tasks: dict[str, Callable[[], Coroutine[Any, Any, None]]]
-
-    @property
-    def config(self) -> Settings: ...
-
-    @property
-    def ready(self) -> bool: ...
-
-    @property
-    def self_test_ok(self) -> bool | None: ...
-
-    @property
-    def alarms(self) -> _Alarms: ...
-
-    @property
-    def queue(self) -> _Queue | None: ...
-
-    @property
-    def uplink(self) -> _Uplink | None: ...
-
-    def publish(self, record: Record) -> None: ...
-
-
 def blocking_alarm(alarms: list[dict[str, Any]]) -> bool:
     """A high or medium alarm that is not idle: pending (its delay running), active,
     audio-paused, acknowledged or latched. Only INACTIVE lets a reboot through; a state
     this version does not know blocks, which errs towards the bed."""
     return any(a["priority"] in _BLOCKING_PRIORITIES and a["state"] != AlarmState.INACTIVE for a in alarms)
-
-
-def _health(gw: GatewayLike, ota: OtaSettings) -> dict[str, HealthCheck]:
-    def ready() -> tuple[bool, str]:
-        return gw.ready, "gateway READY" if gw.ready else "gateway not READY"
-
-    def alarm_outputs() -> tuple[bool, str]:
-        return bool(gw.self_test_ok), "alarm outputs self-tested" if gw.self_test_ok else "alarm self-test failed"
-
-    def store() -> tuple[bool, str]:
-        if gw.queue is None:
-            return True, "no store configured"
-        ok = gw.queue.last_commit_ok is True
-        return ok, "store writable" if ok else "store has not committed"
-
-    def uplink() -> tuple[bool, str]:
-        if gw.uplink is None or not ota.require_uplink:
-            return True, "uplink not required (offline by policy)"
-        return gw.uplink.connected, "uplink connected" if gw.uplink.connected else "uplink not connected"
-
-    return {"ready": ready, "alarm_outputs": alarm_outputs, "store": store, "uplink": uplink}
 
 
 async def _systemd_reboot() -> None:
@@ -198,7 +94,7 @@ def agent_for(gw: GatewayLike, reboot: Callable[[], Coroutine[Any, Any, None]] |
 
     hooks = AgentHooks(
         alarm_blocks_reboot=lambda: blocking_alarm(gw.alarms.alarms()),
-        health=_health(gw, cfg),
+        health=health_checks(gw, cfg),
         reboot=reboot,
         report=report,
         status=status,
@@ -214,43 +110,11 @@ def agent_for(gw: GatewayLike, reboot: Callable[[], Coroutine[Any, Any, None]] |
     return OtaAgent(agent_cfg, source, installer, StateFile(data / "ota.json"), hooks)
 
 
-def booted_by_rauc(cmdline: Path = Path("/proc/cmdline")) -> bool:
-    """The box booted a RAUC slot (the bootloader's `rauc.slot=` on the kernel command line)."""
-    try:
-        return "rauc.slot=" in cmdline.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-
-
-async def confirm_running_slot(
-    health: dict[str, HealthCheck], installer: Installer, report: Callable[[TechnicalKind, bool, str], None],
-    timeout_s: float, poll_s: float = 1.0,
-) -> None:  # fmt: skip
-    """A box without [ota] still boots RAUC slots with boot counting: its healthy start
-    confirms the running slot (mark-good) as the agent's would, or the bootloader's
-    attempt counter runs out and the next reboot or power cut finds no bootable slot.
-    Unhealthy: reported, not marked (nothing to roll back to without an update)."""
-    problems = await health_gate(health, timeout_s, poll_s)
-    if problems:
-        report(TechnicalKind.UPDATE_REFUSED, True, "running slot not confirmed: " + "; ".join(problems))
-    else:
-        await installer.mark(good=True)
-    await asyncio.Event().wait()  # done for this boot: a task that returns would be restarted
-
-
 def attach(gw: GatewayLike, *, cmdline: Path = Path("/proc/cmdline")) -> None:
     """Run the OTA agent under the gateway's supervisor (when [ota] server_url is set);
-    without [ota], on a box booted from a RAUC slot, only confirm that slot when healthy."""
+    without it, on a box booted from a RAUC slot, only confirm that slot when healthy."""
     if gw.config.ota.server_url:
         agent = agent_for(gw)
         gw.tasks["ota"] = agent.run
-    elif booted_by_rauc(cmdline):
-        cfg = gw.config.ota
-        installer: Installer = RaucCli() if cfg.rauc == "cli" else RaucDbus(cfg.rauc_bus_address or None)
-
-        def report(kind: TechnicalKind, active: bool, detail: str) -> None:
-            gw.publish(TechnicalEvent("ota", kind, active=active, detail=detail))
-
-        health = _health(gw, cfg)
-        timeout_s = cfg.policy.health_timeout_s
-        gw.tasks["slot-confirm"] = lambda: confirm_running_slot(health, installer, report, timeout_s)
+    else:
+        attach_confirm(gw, cmdline=cmdline)

@@ -15,10 +15,10 @@ from appliance.core.model import Record, TechnicalEvent
 from appliance.core.vocab import TechnicalKind
 from appliance.gateway import Gateway
 from hil.rauc_bench import RaucSystem
-from ota.agent import HealthCheck
+from ota.confirm import HealthCheck, booted_by_rauc, confirm_running_slot
 from ota.rauc import MemoryRauc
 from ota.repo import FleetRepo
-from ota.service import attach, booted_by_rauc, confirm_running_slot
+from ota.service import attach
 from rules.outputs import MemoryOutput
 from tests.integration.helpers import until
 from tests.ota.conftest import COMPATIBLE
