@@ -57,8 +57,14 @@ def describe(exp: Expect) -> str:
         parts.append(f"at {exp.where} within {exp.within_ms:.0f} ms")
     if exp.not_before_ms:
         parts.append(f"not before {exp.not_before_ms:.0f} ms")
+    if exp.resends_at_least:
+        parts.append(f"resends >= {exp.resends_at_least:.0f}")
+    if exp.resends_at_most >= 0:
+        parts.append(f"resends <= {exp.resends_at_most:.0f}")
     if exp.after:
         parts.append(f"after step {exp.after!r}")
+    if exp.until:
+        parts.append(f"until step {exp.until!r}")
     return " ".join(parts)
 
 
@@ -135,6 +141,9 @@ def _no_loss(exp: Expect, events: Sequence[Event]) -> Outcome:
         lost = f"{len(missing)} of {len(local)} observations missing at the broker"
         return Outcome(exp, False, f"{lost}, {changed} changed")
     resent = f" ({copies} resends, identical)" if copies else ""
+    if copies < exp.resends_at_least or 0 <= exp.resends_at_most < copies:
+        bounds = f"at least {exp.resends_at_least:.0f}, at most {exp.resends_at_most:.0f} (-1: any)"
+        return Outcome(exp, False, f"{copies} resent copies at the broker; expected {bounds}")
     return Outcome(exp, True, f"all {len(local)} observations at the broker once after dedupe by obs_id{resent}")
 
 
@@ -179,6 +188,10 @@ def _decide(exp: Expect, events: Sequence[Event], t0: float) -> Outcome:
         return _no_loss(exp, events)
     if exp.kind == "rss_bounded":
         return _rss_bounded(exp, events)
+    if exp.kind in ("quarantined", "charted", "backlog"):
+        from hil.suite.check_planes import decide  # it builds on this module's types
+
+        return decide(exp, events)
     return _recovery(exp, events, t0)
 
 

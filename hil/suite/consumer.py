@@ -52,6 +52,7 @@ class Consumer:
             elif isinstance(record, Observation):
                 data = to_json_dict(record)
                 data["received_t"] = record.received.timestamp()
+                data["plane"] = topic.rpartition("/")[2]  # telemetry or quarantine
                 self.events.append(Event(now, "broker", "obs", data))
         return 0
 

@@ -24,7 +24,7 @@ from appliance.core.model import parse_time
 from hil.broker import Broker, Pki
 from hil.suite.check import Event, Outcome, check
 from hil.suite.consumer import Consumer
-from hil.suite.devices import BenchDevice
+from hil.suite.families import make_device, radio_entry, stall, store_event, write_pairings
 from hil.suite.spec import Scenario, Step
 from hil.suite.target import LocalTarget, Sample, Target, TargetError, gateway_config, socket_dir
 
@@ -84,14 +84,23 @@ class _Play:
     """One scenario's moving parts while it runs."""
 
     def __init__(
-        self, scenario: Scenario, workdir: Path, broker: Broker, target: Target, *, wired: str = "", client: str = "hil"
+        self,
+        scenario: Scenario,
+        workdir: Path,
+        broker: Broker,
+        target: Target,
+        *,
+        wired: str = "",
+        client: str = "hil",
+        radio: Path | None = None,
     ) -> None:
         self.scenario = scenario
         self.broker = broker
         self.target = target
         self.consumer = Consumer(broker, client)
         self.events: list[Event] = []
-        self.devices = {d.id: BenchDevice(d, workdir, self._triggered, wired) for d in scenario.devices}
+        self.workdir = workdir
+        self.devices = {d.id: make_device(d, workdir, self._triggered, wired, radio) for d in scenario.devices}
         self._actions: dict[str, str] = {}
         self.side: list[asyncio.Task[None]] = []
 
@@ -124,8 +133,11 @@ class _Play:
             await self.consumer.stop()
             await asyncio.to_thread(self.broker.stop)
         elif step.action == "broker_up":
+            self.events.append(store_event(self.workdir))  # the queue's disk at the end of the outage
             await self._broker_up()
             now = time.time()
+        elif step.action == "broker_stall":
+            self.side.append(asyncio.create_task(stall(self.broker, step.down_s)))
         elif step.action == "kill_gateway":
             self.target.kill()
             self.side.append(asyncio.create_task(self._restart(step.down_s)))
@@ -200,9 +212,12 @@ async def run_scenario(scenario: Scenario, workdir: Path, pki: Pki, progress: Pr
     sock = socket_dir() / "control.sock"
     try:
         await asyncio.to_thread(broker.start)
-        cfg = gateway_config(workdir, broker, scenario.devices, scenario.rules_path, sock)
-        target = LocalTarget(workdir, cfg, sock)
-        play = _Play(scenario, workdir, broker, target)
+        radio = sock.parent / "radio.sock"  # BLE devices: the radio host's steering socket
+        target = LocalTarget(workdir, "", sock, radio_entry(scenario, radio))
+        play = _Play(scenario, workdir, broker, target, radio=radio)
+        cfg = gateway_config(workdir, broker, scenario.devices, scenario.rules_path, sock, bench=play.devices)
+        target.config.write_text(cfg)  # with the addresses the bench devices picked (an HL7 listener's port)
+        write_pairings(workdir / "registry.json", scenario.devices)
         await play.consumer.start()
         try:
             await _play(play, run, progress)

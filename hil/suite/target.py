@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -25,6 +25,7 @@ from drivers.registry import family_for
 from hil.bench import line_keys
 from hil.broker import Broker
 from hil.suite.devices import PROTOCOL
+from hil.suite.families import SuiteDevice, device_keys
 from hil.suite.spec import Device
 
 __all__ = ["LocalTarget", "Sample", "Target", "TargetError"]
@@ -69,8 +70,16 @@ def socket_dir() -> Path:
 
 
 def gateway_config(
-    workdir: Path, broker: Broker, devices: Sequence[Device], rules_path: str = "", sock: Path | None = None
+    workdir: Path,
+    broker: Broker,
+    devices: Sequence[Device],
+    rules_path: str = "",
+    sock: Path | None = None,
+    *,
+    bench: Mapping[str, SuiteDevice] | None = None,
 ) -> str:
+    """`bench`: the bench's devices by id, for families whose address the bench picks
+    (an HL7 listener's port, a radio address); without it, the devices are on ptys."""
     gw = broker.pki.client("gw-1")
     lines = [
         "[gateway]",
@@ -101,12 +110,15 @@ def gateway_config(
         "backoff_max_s = 0.5",
     ]
     for dev in devices:
-        protocol = PROTOCOL[dev.family]
+        if bench is not None:
+            protocol, port, keys = device_keys(bench[dev.id], workdir)
+        else:
+            protocol, port = PROTOCOL[dev.family], str(workdir / dev.id)
+            keys = {**line_keys(protocol, port, 9600), "reopen_min_s": 0.1, "reopen_max_s": 0.5}
         family_for(protocol)  # the registry knows it, or the suite fails here and not in the gateway
-        port = str(workdir / dev.id)
-        keys = {**line_keys(protocol, port, 9600), "reopen_min_s": 0.1, "reopen_max_s": 0.5}
         lines += ["[[devices]]", f'id = "{dev.id}"', f'protocol = "{protocol}"', f'port = "{port}"']
-        lines += [f"{k} = {str(v).lower() if isinstance(v, bool) else v!r}" for k, v in keys.items()]
+        # (`!r` would apply to the whole conditional: a bool must not become the string "true")
+        lines += [f"{k} = {str(v).lower()}" if isinstance(v, bool) else f"{k} = {v!r}" for k, v in keys.items()]
         lines.append(f'bed_id = "{dev.bed}"')
     return "\n".join(lines).replace("'", '"') + "\n"
 
@@ -116,8 +128,11 @@ class LocalTarget:
 
     name = "local"
 
-    def __init__(self, workdir: Path, config_text: str, sock: Path) -> None:
+    def __init__(self, workdir: Path, config_text: str, sock: Path, extra: Sequence[str] = ()) -> None:
+        """`extra`: a different entry point for the same `run --config` (the BLE radio host,
+        hil/suite/radio_host.py), as arguments after `-m`; () = `appliance.cli`."""
         self.workdir = workdir
+        self.extra = tuple(extra)
         self.config = workdir / "gateway.toml"
         self.config.write_text(config_text)
         self.socket = sock
@@ -126,7 +141,8 @@ class LocalTarget:
         self._log = (workdir / "gateway.log").open("ab")
 
     async def start(self) -> None:
-        cmd = [sys.executable, "-m", "appliance.cli", "run", "--config", str(self.config)]
+        entry = self.extra or ("appliance.cli",)
+        cmd = [sys.executable, "-m", entry[0], "run", "--config", str(self.config), *entry[1:]]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=self._log)
         self.starts += 1
         deadline = time.monotonic() + _READY_TIMEOUT_S
