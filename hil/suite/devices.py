@@ -26,6 +26,7 @@ __all__ = ["PROTOCOL", "BenchDevice"]
 
 PROTOCOL = {"masimo": "masimo", "nonin": "nonin-8"}
 _BAUD = 9600
+_MIN_TICK_S = 0.005
 
 
 @dataclass(slots=True)
@@ -108,11 +109,13 @@ class BenchDevice:
         else:
             self.port.open()
         period = 1 / self.spec.rate_hz
+        tick = max(period, _MIN_TICK_S)  # above 200 Hz, several frames per loop turn
         try:
             while True:
                 self.port.drain_input()
-                self.write_frame()
-                await asyncio.sleep(period)
+                for _ in range(round(tick / period)):
+                    self.write_frame()
+                await asyncio.sleep(tick)
         finally:
             self.port.close()
             if self._line is not None:

@@ -228,6 +228,13 @@ class BleDevice:
                             self.frames += 1
             except OSError:
                 pass
+            except asyncio.CancelledError:
+                # The scenario is over: the sensor (in the gateway's process) stops
+                # notifying, so the bench's drain sees everything the gateway recorded.
+                self._send({"op": "silence", "down_s": 3600.0})
+                with contextlib.suppress(OSError):
+                    await writer.drain()
+                raise
             finally:
                 self._writer = None
                 writer.close()
