@@ -32,7 +32,7 @@ __all__ = ["VM_BROKER_IP", "VmTarget", "check_vm_suite", "provision"]
 VM_BROKER_IP: Final = "10.0.2.100"
 VM_BROKER_PORT: Final = 8883
 _REFUSED_STEPS: Final = ("cable_pull", "kill_gateway", "ack", "pause", "snapshot")
-_REFUSED_EXPECTS: Final = ("no_loss", "active", "inactive", "rss_bounded")
+_REFUSED_EXPECTS: Final = ("no_loss", "active", "inactive", "rss_bounded", "backlog")
 BOOT_TIMEOUT_S: Final = 900.0
 
 
@@ -43,6 +43,8 @@ def check_vm_suite(suite: Suite) -> None:
         where = f"scenario {sc.name!r}"
         if len(sc.devices) != 1 or sc.devices != first:
             raise SuiteError(f"{where}: --target vm has one bench serial port: the same one device in every scenario")
+        if sc.devices[0].family not in PROTOCOL:
+            raise SuiteError(f"{where}: --target vm wires a serial oximeter ({', '.join(PROTOCOL)}) to the box's ttyS1")
         for step in sc.steps:
             if step.action in _REFUSED_STEPS:
                 raise SuiteError(f"{where}: --target vm cannot play {step.action}")
