@@ -168,6 +168,8 @@ def _scenario(raw: dict[str, Any], where: str, base: Path) -> Scenario:
     ids = {d.id for d in devices}
     for i, step in enumerate(steps):
         _check_step(step, ids, f"{where}.step[{i}]")
+        if step.action == "clock_step" and any(d.id == step.device and d.family == "ble" for d in devices):
+            raise SuiteError(f"{where}.step[{i}]: clock_step: a BLE oximeter's measurements carry no time")
     expects = tuple(_table(e, Expect, f"{where}.expect[{i}]") for i, e in enumerate(raw.get("expect", [])))
     named = {s.name for s in steps if s.name}
     for i, exp in enumerate(expects):

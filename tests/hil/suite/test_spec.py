@@ -80,6 +80,10 @@ def test_the_vm_target_refuses_what_it_cannot_play_or_observe() -> None:
 def test_an_unsteerable_family_and_a_missing_rule_file_are_refused(tmp_path: Path) -> None:
     with pytest.raises(SuiteError, match="the bench steers masimo, nonin, intellivue, datex, medibus, hl7, ble"):
         parse_suite(_SCENARIO.replace('"masimo"', '"lifepak"'), tmp_path)
+    clock_step = '[[scenario.step]]\nat_s = 1\naction = "clock_step"\ndevice = "d"\n'
+    ble_clock = _SCENARIO.replace('"masimo"', '"ble"') + clock_step
+    with pytest.raises(SuiteError, match="clock_step: a BLE oximeter's measurements carry no time"):
+        parse_suite(ble_clock, tmp_path)
     with pytest.raises(SuiteError, match="rules_path: no such file"):
         parse_suite(_SCENARIO.replace("duration_s = 3", 'duration_s = 3\nrules_path = "x.toml"'), tmp_path)
 
