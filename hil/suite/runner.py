@@ -174,11 +174,14 @@ async def _timeline(play: _Play, run: ScenarioRun, progress: Progress) -> None:
 async def _drain(play: _Play, workdir: Path) -> None:
     """Wait until every observation the gateway recorded is at the broker (or give up)."""
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    before: set[str] = set()
     while time.monotonic() < deadline:
         local = {e.data["obs_id"] for e in local_events(workdir) if e.kind == "obs"}
         seen = {e.data["obs_id"] for e in play.consumer.events if e.kind == "obs"}
-        if local <= seen:
-            return
+        if local <= seen and local == before:
+            return  # all there, and nothing new recorded since the last look (bytes the
+            # devices wrote before they stopped, an HL7 message in a socket buffer)
+        before = local
         await asyncio.sleep(0.2)
 
 

@@ -6,6 +6,7 @@ acknowledged (everything is sent again after the restart: `no_loss` fails on the
 resend bound). The break is a sitecustomize shim under tests/ (broken_uplink/), on
 the path of this test's `bedside hil run` and the gateway it starts only."""
 
+import html
 import json
 import os
 import subprocess
@@ -51,4 +52,5 @@ def test_a_broken_uplink_fails_the_suite_naming_no_loss(how: str, why: str, tmp_
     cases = {c.get("name"): c.find("failure") for c in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")}
     assert cases[NO_LOSS.split(": ", 1)[1]] is not None
     page = (tmp_path / "report.html").read_text()
-    assert "FAIL" in page and NO_LOSS.split(": ", 1)[1] in page and why.split(";", maxsplit=1)[0] in page
+    assert "FAIL" in page and html.escape(NO_LOSS.split(": ", 1)[1]) in page
+    assert html.escape(why.split(";", maxsplit=1)[0]) in page
