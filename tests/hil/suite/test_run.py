@@ -68,7 +68,9 @@ def test_every_family_the_gateway_drives_was_on_the_bench_and_the_offline_backlo
     held = {s["name"]: {e["expect"].split(" ")[0]: e["detail"] for e in s["expectations"]} for s in data["scenarios"]}
     backlog = held["offline-72h-compressed"]["backlog"]
     offline = int(re.search(r"all (\d+) offline observations", backlog).group(1))  # type: ignore[union-attr]
-    assert offline > 4320 * 3  # 4,320 Masimo lines of at least three observations each
+    # 20 s at 216 lines/s = 4,320 Masimo lines of 5 observations (5 % for the receive
+    # stamps at the window's edges on a loaded machine)
+    assert offline >= 0.95 * 4320 * 5
     assert "MiB on disk" in backlog and "in order per device" in backlog
     assert re.search(r"\((\d+) resends, identical\)", held["duplicate-resends"]["no_loss"])
     assert "without a patient" in held["unpaired-device"]["quarantined"]
