@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from hil.suite.spec import Device, Scenario, Step
 
 __all__ = [
     "PROTOCOLS",
+    "SinkTail",
     "SuiteDevice",
     "device_keys",
     "make_device",
@@ -284,3 +286,31 @@ async def stall(broker: Broker, down_s: float) -> None:
         await asyncio.sleep(down_s)
     finally:
         proc.send_signal(signal.SIGCONT)
+
+
+class SinkTail:
+    """The obs_ids the gateway's sink (its JSON-lines file) has recorded so far, read on
+    from where the last look stopped: the drain looks every 0.2 s, and re-reading a
+    sink of a million observations each time would starve the bench's own loop."""
+
+    _OBS_ID: Final = re.compile(rb'"obs_id":\s*"([^"]+)"')
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.ids: set[str] = set()
+        self._offset = 0
+        self._partial = b""
+
+    def read(self) -> set[str]:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self._offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return self.ids
+        self._offset += len(chunk)
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        for line in lines:
+            if b'"type":"observation"' in line and (m := self._OBS_ID.search(line)):
+                self.ids.add(m.group(1).decode())
+        return self.ids

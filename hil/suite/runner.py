@@ -24,7 +24,7 @@ from appliance.core.model import parse_time
 from hil.broker import Broker, Pki
 from hil.suite.check import Event, Outcome, check
 from hil.suite.consumer import Consumer
-from hil.suite.families import make_device, radio_entry, stall, store_event, write_pairings
+from hil.suite.families import SinkTail, make_device, radio_entry, stall, store_event, write_pairings
 from hil.suite.spec import Scenario, Step
 from hil.suite.target import LocalTarget, Sample, Target, TargetError, gateway_config, socket_dir
 
@@ -174,14 +174,13 @@ async def _timeline(play: _Play, run: ScenarioRun, progress: Progress) -> None:
 async def _drain(play: _Play, workdir: Path) -> None:
     """Wait until every observation the gateway recorded is at the broker (or give up)."""
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    before: set[str] = set()
+    sink, before = SinkTail(workdir / "records.jsonl"), -1
     while time.monotonic() < deadline:
-        local = {e.data["obs_id"] for e in local_events(workdir) if e.kind == "obs"}
-        seen = {e.data["obs_id"] for e in play.consumer.events if e.kind == "obs"}
-        if local <= seen and local == before:
+        local = await asyncio.to_thread(sink.read)
+        if len(local) == before and local <= play.consumer.obs_ids:
             return  # all there, and nothing new recorded since the last look (bytes the
             # devices wrote before they stopped, an HL7 message in a socket buffer)
-        before = local
+        before = len(local)
         await asyncio.sleep(0.2)
 
 
