@@ -116,6 +116,16 @@ def _top_and_console(sub: _Sub) -> None:
     )
     console.add_argument("--config", required=True, help="gateway config ([console] and the control socket)")
     console.set_defaults(func=_cmd_console)
+    firewall = sub.add_parser(
+        "firewall",
+        help="the box's nftables ruleset from the site config (default drop; prints it, or --apply loads it)",
+        description="Inbound: only the listeners, console and SSH subnets the config enables; outbound: the "
+        "broker, fleet and FHIR servers, DNS, NTP, DHCP. --apply loads it atomically with nft (root); on a bad "
+        "config it loads the base ruleset (nothing inbound) and exits 2.",
+    )
+    firewall.add_argument("--config", required=True, help="gateway (site) config")
+    firewall.add_argument("--apply", action="store_true", help="load it with `nft -f` instead of printing it")
+    firewall.set_defaults(func=_cmd_firewall)
     users = sub.add_parser("console-user", help="add or change a local operator login for the web console")
     users.add_argument("--config", required=True, help="gateway config ([console] users_path)")
     users.add_argument("name", help="operator user name")
@@ -133,6 +143,12 @@ def _cmd_console(args: argparse.Namespace) -> int:
     from appliance.console.server import cmd_console
 
     return cmd_console(args)
+
+
+def _cmd_firewall(args: argparse.Namespace) -> int:
+    from appliance.firewall import cmd_firewall
+
+    return cmd_firewall(args)
 
 
 def _cmd_console_user(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from appliance.clinical.audit_settings import AuditSettings, FhirSettings
@@ -27,7 +28,7 @@ from appliance.clinical.settings import ClinicalSettings
 from appliance.core.errors import BedsideConfigError
 from appliance.core.settings import Fail, build_settings, did_you_mean, item_key, part, setting, table_fields
 from appliance.core.tls import resolve_tls
-from appliance.sections import ConsoleSettings, QueueSettings, UplinkSettings
+from appliance.sections import ConsoleSettings, FirewallSettings, QueueSettings, UplinkSettings
 from appliance.sinks import MAX_PENDING
 from drivers import registry
 from drivers.devices import DeviceSettings
@@ -59,6 +60,7 @@ class ConfigError(BedsideConfigError, ValueError):
 
 _f = setting
 _PATTERN: Final = PatternConfig()
+_ALLOW_ANY: Final = "allow_any_ble"  # GatewayConfig's switch for Transport.takes_any ports
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,9 @@ class GatewayConfig:
     log_level: str = _f("info", choices=("debug", "info", "warning", "error"))
     # How often pairing changes made by `bedside devices pair` are picked up.
     registry_poll_s: float = _f(2.0, min=0.1, max=3600.0)
+    # Bench only: lets a device take port "ble:any" (the first advertiser of its service in
+    # range, which at a ward can be the next bed's sensor). Off on a box at a bed.
+    allow_any_ble: bool = _f(False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +171,7 @@ class Config:
     audit: AuditSettings = field(default_factory=AuditSettings)
     fhir: FhirSettings = field(default_factory=FhirSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    firewall: FirewallSettings = field(default_factory=FirewallSettings)
     devices: tuple[DeviceSettings, ...] = ()
 
 
@@ -238,6 +244,7 @@ def _cross_checks(config: Config, fail: Fail) -> None:
     _check_clinical(config, fail)
     _check_audit(config, fail)
     _check_console(config, fail)
+    _check_firewall(config.firewall, fail)
     seen_ids: set[str] = set()
     seen_ports: dict[str, str] = {}
     for i, dev in enumerate(config.devices):
@@ -255,6 +262,12 @@ def _cross_checks(config: Config, fail: Fail) -> None:
         except (ZoneInfoNotFoundError, ValueError):
             fail(f"{key}.timezone", f"unknown time zone {dev.timezone!r}")
         _check_port(config, dev, key, fail)
+        if registry.transport_for(family, dev.port).takes_any(dev.port) and not config.gateway.allow_any_ble:
+            fail(
+                f"{key}.port",
+                f"{dev.port!r} takes the first device in range (at a ward, maybe another bed's): give the "
+                f"device's address, or set gateway.{_ALLOW_ANY} = true (bench only)",
+            )
 
 
 def _check_clinical(config: Config, fail: Fail) -> None:
@@ -273,6 +286,22 @@ def _check_clinical(config: Config, fail: Fail) -> None:
                 "clinical.census_fhir_url",
                 "uses the uplink's CA, certificate and key: set uplink.ca_path, cert_path, key_path",
             )
+
+
+def _check_firewall(fw: FirewallSettings, fail: Fail) -> None:
+    for i, net in enumerate(fw.ssh_from):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            fail(f"firewall.ssh_from[{i}]", f"{net!r}: expected a network such as 10.20.0.0/24 or fd00::/64")
+    for i, dest in enumerate(fw.outbound):
+        parts = urlsplit(f"//{dest}")
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if not parts.hostname or not port:
+            fail(f"firewall.outbound[{i}]", f"{dest!r}: expected HOST:PORT (or [IPv6]:PORT)")
 
 
 def _check_console(config: Config, fail: Fail) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from appliance.core.settings import setting
 
-__all__ = ["QueueSettings", "UplinkSettings"]
+__all__ = ["FirewallSettings", "QueueSettings", "UplinkSettings"]
 
 MiB = 1024 * 1024
 
@@ -90,3 +90,13 @@ class ConsoleSettings:
     users_path: str = setting("", written=True)
     session_s: float = setting(900.0, min=30.0, max=86_400.0)
     max_clients: int = setting(16, min=1, max=256)
+
+
+@dataclass(frozen=True, slots=True)
+class FirewallSettings:
+    """[firewall]: what appliance/firewall.py opens beyond what the other sections need."""
+
+    # Management subnets that may reach SSH (CIDR, IPv4 or IPv6); empty: no SSH at all.
+    ssh_from: tuple[str, ...] = setting(())
+    # Further outbound TCP destinations ("HOST:PORT" or "[v6]:PORT"), e.g. a syslog host.
+    outbound: tuple[str, ...] = setting(())

@@ -101,6 +101,10 @@ class Transport(Protocol):
 
     def port_problem(self, port: str) -> str: ...
 
+    def takes_any(self, port: str) -> bool:
+        """True when the port takes the first device in range, not one by its address: at a
+        ward that can be the next bed's device, so the site config must allow it (bench)."""
+
     def port_identity(self, port: str) -> str: ...
 
     def device_problem(self, protocol: str, dev: Any, uplink: TlsPaths) -> tuple[str, str] | None:

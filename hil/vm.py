@@ -24,6 +24,9 @@ __all__ = ["Vm"]
 
 OVMF_CODE: Final = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS: Final = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+_FAILURE: Final = re.compile(
+    r"Dependency failed|Failed to|failed with result|Timed out|emergency|Kernel panic|bedside-growdata"
+)
 
 
 class Vm:
@@ -100,8 +103,12 @@ class Vm:
             if self.proc is not None and self.proc.poll() is not None:
                 break
             time.sleep(0.2)
-        tail = self.console[-3000:]
-        raise TimeoutError(f"console never showed {pattern!r}; last output:\n{tail}")
+        with self._lock:
+            console = self.console
+        # What went wrong is usually far above the tail (a failed unit before emergency mode).
+        failed = [line for line in console.splitlines() if _FAILURE.search(line)][-15:]
+        why = "\n".join(failed) if failed else "(no failed units on the console)"
+        raise TimeoutError(f"console never showed {pattern!r}; failures:\n{why}\nlast output:\n{console[-3000:]}")
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -153,6 +153,10 @@ def _value(fld: dataclasses.Field[Any], hint: Any, value: Any, key: str, ctx: tu
         if not ok:
             fail(key, "must be a table of string arrays")
         return {k: tuple(v) for k, v in value.items()}
+    if typing.get_origin(hint) is tuple and typing.get_args(hint)[0] is str:
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            fail(key, "must be an array of strings")
+        return tuple(value)
     if typing.get_origin(hint) is tuple:
         item_cls = typing.get_args(hint)[0]
         if not isinstance(value, list):

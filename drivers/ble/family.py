@@ -88,6 +88,9 @@ class BleRadio:
     def port_problem(self, port: str) -> str:
         return ble_address_problem(port)
 
+    def takes_any(self, port: str) -> bool:
+        return port == "ble:any"
+
     def port_identity(self, port: str) -> str:
         return port
 

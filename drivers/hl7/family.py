@@ -77,6 +77,9 @@ class MllpListener:
             return str(exc)
         return ""
 
+    def takes_any(self, port: str) -> bool:
+        return False  # a listener: senders connect to it (with certificates under tls://)
+
     def port_identity(self, port: str) -> str:
         return port
 

@@ -70,6 +70,9 @@ class SerialLine:
     def port_problem(self, port: str) -> str:
         return ""
 
+    def takes_any(self, port: str) -> bool:
+        return False
+
     def port_identity(self, port: str) -> str:
         # A port opened twice under two names (`./m1`, `m1`, symlinks, `..`) crash-loops.
         return os.path.realpath(port)

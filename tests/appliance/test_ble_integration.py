@@ -20,6 +20,7 @@ from rules.outputs import MemoryOutput
 from tests.integration.helpers import until
 
 BASE = '[gateway]\nbed_id = "ICU-9"\nregistry_path = "{reg}"\n'
+BENCH = BASE + "allow_any_ble = true\n"  # ble:any: bench only
 
 
 def ble_device(dev_id, protocol, port, extra=""):
@@ -33,6 +34,8 @@ def ble_device(dev_id, protocol, port, extra=""):
         (ble_device("h", "masimo", "ble:any"), 'devices["h"].port: BLE devices'),
         (ble_device("h", "ble-heart-rate", "ble:AA:BB"), "devices[\"h\"].port: 'AA:BB' is not a Bluetooth address"),
         (ble_device("h", "ble-heart-rate", "ble:any", "low_battery_pct = 101\n"), 'devices["h"].low_battery_pct'),
+        # The first advertiser in range may be the next bed's sensor: refused unless the site says bench.
+        (ble_device("h", "ble-heart-rate", "ble:any"), "port: 'ble:any' takes the first device in range"),
     ],
 )
 def test_ble_device_config_errors_name_the_key(tmp_path, device, message):
@@ -43,7 +46,7 @@ def test_ble_device_config_errors_name_the_key(tmp_path, device, message):
 
 
 def test_ble_devices_by_address_or_service_are_accepted(tmp_path):
-    text = BASE.format(reg=tmp_path / "r.json")
+    text = BENCH.format(reg=tmp_path / "r.json")
     text += ble_device("h", "ble-heart-rate", "ble:C0:FF:EE:00:00:01") + ble_device("g", "ble-glucose", "ble:any")
     config = parse_config(text, "g.toml")
     assert [d.protocol for d in config.devices] == ["ble-heart-rate", "ble-glucose"]
@@ -114,7 +117,7 @@ async def test_gateway_reads_ble_sensors_through_bleak(tmp_path):
     radio = SimRadio()
     strap = radio.add(HeartRateSim("C0:FF:EE:00:00:01", period_s=0.05))
     meter = radio.add(GlucoseSim("C0:FF:EE:00:00:02", period_s=0.1))
-    text = BASE.format(reg=tmp_path / "r.json")
+    text = BENCH.format(reg=tmp_path / "r.json")
     text += ble_device("hr-1", "ble-heart-rate", "ble:C0:FF:EE:00:00:01", "reopen_min_s = 0.05\nreopen_max_s = 0.2\n")
     text += ble_device("glu-1", "ble-glucose", "ble:any", "reopen_min_s = 0.05\nreopen_max_s = 0.2\n")
     gateway = Gateway(parse_config(text, "g.toml"), outputs=[MemoryOutput("m")], radio=radio.backend())

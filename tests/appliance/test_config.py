@@ -150,7 +150,7 @@ FLOAT_FIELDS = _float_fields()
 # A device of each transport kind, for keys only that transport's devices take.
 DEVICES = {
     "serial": '[[devices]]\nid = "m1"\nprotocol = "masimo"\nport = "/dev/ttyUSB0"\n',
-    "radio": '[[devices]]\nid = "m1"\nprotocol = "ble-heart-rate"\nport = "ble:any"\n',
+    "radio": '[[devices]]\nid = "m1"\nprotocol = "ble-heart-rate"\nport = "ble:C0:FF:EE:00:00:01"\n',
     "listener": '[[devices]]\nid = "m1"\nprotocol = "hl7"\nport = "tcp://127.0.0.1:2575"\n',
 }
 

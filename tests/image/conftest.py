@@ -1,8 +1,10 @@
 """Build each image once per test run (amd64, arm64), signed with a fleet's RAUC PKI; the
 debootstrapped roots are cached by their inputs' hash for the run."""
 
+import contextlib
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,3 +46,31 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 @pytest.fixture(scope="session")
 def built_arm64(tmp_path_factory: pytest.TempPathFactory) -> Built:
     return build(tmp_path_factory, "arm64")
+
+
+@dataclass(frozen=True)
+class DataPartition:
+    root: Path  # where the disk image's data partition is mounted
+    uid: int  # the image's bedside user
+    gid: int
+
+
+@contextlib.contextmanager
+def data_partition(disk: Path, built: Built, workdir: Path) -> Iterator[DataPartition]:
+    """The disk image's data partition (partition 4) mounted through a loop device, as a
+    provisioning station writes it before the first boot (site config, keys)."""
+    start = int(subprocess.run(["sgdisk", "-i", "4", str(disk)], capture_output=True, text=True, check=True)
+                .stdout.split("First sector: ")[1].split()[0])  # fmt: skip
+    passwd = subprocess.run(["unsquashfs", "-cat", str(built.out / "rootfs.sqfs"), "etc/passwd"],
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    uid, gid = next(line.split(":")[2:4] for line in passwd.splitlines() if line.startswith("bedside:"))
+    mnt = workdir / "data"
+    mnt.mkdir()
+    loop = subprocess.run(["losetup", "-f", "--show", "-o", str(start * 512), str(disk)], capture_output=True,
+                          text=True, check=True).stdout.strip()  # fmt: skip
+    subprocess.run(["mount", loop, str(mnt)], check=True)
+    try:
+        yield DataPartition(mnt, int(uid), int(gid))
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+        subprocess.run(["losetup", "-d", loop], check=True)

@@ -1,17 +1,26 @@
 """The amd64 OS image, built once per run from Debian packages, booted under QEMU (TCG):
 the gateway reaches READY under systemd with a simulated oximeter on the box's second
 serial port; the first boot grows the data partition to the disk and makes the box's key
-on it; the image holds no secrets; the RAUC bundle and the image checksum are signed."""
+on it; its firewall, loaded from the site config, lets the host reach the HL7 listener the
+config enables and drops a port it does not; the image holds no secrets; the RAUC bundle
+and the image checksum are signed."""
 
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from drivers.hl7.mllp import MllpDecoder, frame
+from hil.hl7_sim import oru_r01
+from hil.scenarios import Vitals
 from hil.vm import Vm
-from tests.image.conftest import Built
+from tests.image.conftest import Built, data_partition
+
+HL7_PORT, CLOSED_PORT = 2575, 2600  # in the guest: the listener the site config enables, and one it does not
 
 pytestmark = pytest.mark.integration
 
@@ -21,18 +30,64 @@ def image(built: Built) -> Path:
     return built.out
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @pytest.fixture
-def vm(image: Path, tmp_path: Path) -> Iterator[Vm]:
+def forwarded() -> dict[int, int]:
+    """Guest port -> host loopback port (QEMU user networking, hostfwd)."""
+    return {HL7_PORT: _free_port(), CLOSED_PORT: _free_port()}
+
+
+@pytest.fixture
+def vm(built: Built, tmp_path: Path, forwarded: dict[int, int]) -> Iterator[Vm]:
     disk = tmp_path / "disk.img"
-    subprocess.run(["cp", "--sparse=always", str(image / "bedside-amd64.img"), str(disk)], check=True)
+    subprocess.run(["cp", "--sparse=always", str(built.out / "bedside-amd64.img"), str(disk)], check=True)
     subprocess.run(["truncate", "-s", "+512M", str(disk)], check=True)  # written to a bigger disk
-    machine = Vm(disk, tmp_path / "vm")
+    # The site config: the image's own, plus an HL7 listener (the firewall opens its port).
+    image_config = subprocess.run(["unsquashfs", "-cat", str(built.out / "rootfs.sqfs"), "etc/bedside/gateway.toml"],
+                                  capture_output=True, text=True, check=True).stdout  # fmt: skip
+    listener = f'\n[[devices]]\nid = "hl7-1"\nprotocol = "hl7"\nport = "tcp://0.0.0.0:{HL7_PORT}"\n'
+    with data_partition(disk, built, tmp_path) as data:
+        (data.root / "config").mkdir()
+        (data.root / "config" / "gateway.toml").write_text(image_config + listener)
+    forwards = ",".join(f"hostfwd=tcp:127.0.0.1:{host}-:{guest}" for guest, host in forwarded.items())
+    machine = Vm(disk, tmp_path / "vm", nic=f"user,restrict=on,{forwards}")
     machine.start()
     yield machine
     machine.stop()
 
 
-def test_gateway_boots_to_ready_with_a_simulated_device_on_its_serial_port(vm):
+def _hl7_ack(port: int) -> bytes:
+    """An ORU^R01 to the box's HL7 listener through QEMU's port forward; the MLLP reply."""
+    message = oru_r01("FW-1", datetime.now(UTC), Vitals(spo2=97.0, pulse=72.0, pi=2.0))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.settimeout(10)
+        sock.sendall(frame(message))
+        decoder = MllpDecoder()
+        while True:
+            data = sock.recv(4096)
+            assert data, "the listener closed the connection without an ACK"
+            for item in decoder.feed(data):
+                if isinstance(item, bytes):
+                    return item
+
+
+def _dropped(port: int) -> bool:
+    """QEMU accepts on the host side and connects in the guest: a closed port answers with
+    a reset (the host sees EOF at once); a dropped SYN leaves the host connection silent."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.settimeout(4)
+        try:
+            return sock.recv(1) != b""
+        except TimeoutError:
+            return True
+
+
+def test_gateway_boots_to_ready_with_a_simulated_device_on_its_serial_port(vm, forwarded):
     sim = subprocess.Popen(
         [sys.executable, "-m", "appliance.cli", "hil", "simulate", "masimo", "--port", vm.device_pty,
          "--scenario", "desaturation", "--speed", "4"],
@@ -45,8 +100,11 @@ def test_gateway_boots_to_ready_with_a_simulated_device_on_its_serial_port(vm):
         assert int(grown.group(2)) - int(grown.group(1)) > 400  # the data partition took the extra space
         vm.wait_for(r'Successfully resized "/data"', 120)  # and its ext4 (x-systemd.growfs)
         vm.wait_for(r"created key and CSR for box-\w+ in /data/keys", 240)
+        vm.wait_for(r"Finished bedside-firewall\.service", 240)  # oneshot: "Finished"
         vm.wait_for(r"Started bedside\.service - Bedside Gateway", 240)  # Type=notify: after READY=1
         vm.wait_for(r"spo2-1 connected /dev/ttyS1", 60)
+        assert b"MSA|AA|FW-1" in _hl7_ack(forwarded[HL7_PORT])  # the enabled listener is reachable
+        assert _dropped(forwarded[CLOSED_PORT])  # a port the config does not enable: dropped, not refused
         # Data flows through the real pty into the VM: the desaturation raises the SpO2 alarm.
         vm.wait_for(r"bed-1 (high|medium) active \[spo2", 120)
     finally:
@@ -84,9 +142,10 @@ def test_image_has_no_secrets_and_its_signatures_verify(image, tmp_path):
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert verify.returncode == 0, verify.stderr
-    checksum.write_text(checksum.read_text().replace("0", "1", 1))  # a tampered checksum file fails
+    tampered = tmp_path / checksum.name  # a tampered checksum file fails (a copy: the build's is shared)
+    tampered.write_text(checksum.read_text().replace("0", "1", 1))
     bad = subprocess.run(
-        ["openssl", "cms", "-verify", "-binary", "-inform", "PEM", "-in", f"{checksum}.sig", "-content", str(checksum),
+        ["openssl", "cms", "-verify", "-binary", "-inform", "PEM", "-in", f"{checksum}.sig", "-content", str(tampered),
          "-CAfile", str(keyring), "-purpose", "any", "-out", "/dev/null"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip

@@ -19,7 +19,7 @@ from hil.fleet_server import FleetServer
 from hil.rauc_bench import build_bundle
 from hil.vm import Vm
 from ota.pki import make_signing_pki
-from tests.image.conftest import COMPATIBLE, REPO, Built
+from tests.image.conftest import COMPATIBLE, REPO, Built, data_partition
 
 pytestmark = pytest.mark.integration
 FLEET_IP, FLEET_PORT = "10.0.2.100", 8443
@@ -44,17 +44,8 @@ def verity_bundle(
 def provision(disk: Path, built: Built, pki_dir: Path, workdir: Path) -> None:
     """What the provisioning station does: site config, box certificate, fleet CA and the
     trusted TUF root onto the data partition (partition 4), before the first boot."""
-    start = int(subprocess.run(["sgdisk", "-i", "4", str(disk)], capture_output=True, text=True, check=True)
-                .stdout.split("First sector: ")[1].split()[0])  # fmt: skip
-    passwd = subprocess.run(["unsquashfs", "-cat", str(built.out / "rootfs.sqfs"), "etc/passwd"],
-                            capture_output=True, text=True, check=True).stdout  # fmt: skip
-    uid, gid = next(line.split(":")[2:4] for line in passwd.splitlines() if line.startswith("bedside:"))
-    mnt = workdir / "data"
-    mnt.mkdir()
-    loop = subprocess.run(["losetup", "-f", "--show", "-o", str(start * 512), str(disk)], capture_output=True,
-                          text=True, check=True).stdout.strip()  # fmt: skip
-    subprocess.run(["mount", loop, str(mnt)], check=True)
-    try:
+    with data_partition(disk, built, workdir) as data:
+        mnt, uid, gid = data.root, data.uid, data.gid
         config = mnt / "config"
         config.mkdir()
         shutil.copyfile(built.fleet.meta_dir / "1.root.json", config / "root.json")
@@ -86,11 +77,8 @@ reboot_request_path = "/run/bedside/reboot-requested"
             shutil.copyfile(pki_dir / name, keys / name)
         (mnt / "ota").mkdir()
         for path in (config, keys, mnt / "ota", *config.iterdir(), *keys.iterdir()):
-            shutil.chown(path, int(uid), int(gid))
+            shutil.chown(path, uid, gid)
         (keys / "box.key").chmod(0o600)
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
-        subprocess.run(["losetup", "-d", loop], check=True)
 
 
 @contextlib.contextmanager
