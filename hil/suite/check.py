@@ -57,15 +57,21 @@ def describe(exp: Expect) -> str:
         parts.append(f"at {exp.where} within {exp.within_ms:.0f} ms")
     if exp.not_before_ms:
         parts.append(f"not before {exp.not_before_ms:.0f} ms")
-    if exp.resends_at_least:
-        parts.append(f"resends >= {exp.resends_at_least:.0f}")
-    if exp.resends_at_most >= 0:
-        parts.append(f"resends <= {exp.resends_at_most:.0f}")
+    parts += _bounds(exp)
     if exp.after:
         parts.append(f"after step {exp.after!r}")
     if exp.until:
         parts.append(f"until step {exp.until!r}")
     return " ".join(parts)
+
+
+def _bounds(exp: Expect) -> list[str]:
+    """no_loss's resend bounds, backlog's volume."""
+    return [
+        *([f"resends >= {exp.resends_at_least:.0f}"] if exp.resends_at_least else []),
+        *([f"resends <= {exp.resends_at_most:.0f}"] if exp.resends_at_most >= 0 else []),
+        *([f"at least {exp.min_count:.0f} observations"] if exp.min_count else []),
+    ]
 
 
 def trigger_times(events: Sequence[Event]) -> dict[str, float]:

@@ -71,8 +71,12 @@ def _backlog(exp: Expect, events: Sequence[Event]) -> Outcome:
     stores = [e for e in events if e.kind == "store" and t0 <= e.t <= t1]
     t1 = stores[-1].t if stores else t1
     offline = {e.data["obs_id"]: e.data for e in events if e.source == "local" and e.kind == "obs" and t0 <= e.t <= t1}
-    if not offline:
-        return Outcome(exp, False, "the gateway recorded no observation during the outage")
+    if len(offline) < max(1, exp.min_count):
+        return Outcome(
+            exp,
+            False,
+            f"the gateway recorded {len(offline)} observations during the outage, wanted {exp.min_count:.0f}",
+        )
     first: dict[str, Event] = {}
     for e in events:
         if e.source == "broker" and e.kind == "obs":

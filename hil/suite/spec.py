@@ -94,6 +94,7 @@ class Expect:
     device: str = ""
     max_mib: float = 4.0  # rss_bounded: the most the gateway's RSS may grow between the run's halves
     until: str = ""  # backlog: the step that ends the outage (the observations recorded between)
+    min_count: float = 0.0  # backlog: at least this many observations recorded offline (the volume)
     resends_at_least: float = 0.0  # no_loss: the fault must have caused this many resent copies
     resends_at_most: float = -1.0  # no_loss: at most this many resent copies (-1: any number)
 
