@@ -66,10 +66,14 @@ def free_port() -> int:
 
 
 class Broker:
-    def __init__(self, directory: Path, pki: Pki, persistent: bool = False) -> None:
+    def __init__(self, directory: Path, pki: Pki, persistent: bool = False, *, unbounded_queues: bool = False) -> None:
+        """`unbounded_queues`: no limit on the QoS 1 messages queued for a slow subscriber
+        (Mosquitto drops them past 1,000 by default): a bench consumer that falls behind
+        a drain of a million observations must not be where they get lost."""
         self.dir = directory
         self.pki = pki
         self.persistent = persistent
+        self.unbounded_queues = unbounded_queues
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -94,6 +98,7 @@ require_certificate true
 use_identity_as_username true
 tls_version tlsv1.3
 acl_file {acl}
+{"max_queued_messages 0" if self.unbounded_queues else ""}
 """
         )
         return conf

@@ -209,7 +209,7 @@ async def run_scenario(scenario: Scenario, workdir: Path, pki: Pki, progress: Pr
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "broker").mkdir(exist_ok=True)
     run = ScenarioRun(scenario, workdir)
-    broker = Broker(workdir / "broker", pki, persistent=True)
+    broker = Broker(workdir / "broker", pki, persistent=True, unbounded_queues=True)
     play: _Play | None = None
     sock = socket_dir() / "control.sock"
     try:
