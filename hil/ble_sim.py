@@ -26,7 +26,7 @@ from bleak.assigned_numbers import CharacteristicPropertyName
 from drivers.ble.codec import uuid16
 from drivers.ble.numbers import encode_current_time, parse_current_time, sfloat_raw
 from hil.ble_radio import SimChar, SimPeripheral, SimService
-from hil.scenarios import vitals_at
+from hil.scenarios import Vitals, vitals_at
 
 __all__ = ["SIMULATORS", "GlucoseSim", "ProfileSim", "make_sim"]
 
@@ -128,7 +128,11 @@ class PlxContinuousSim(ProfileSim):
         )
 
     def encode(self, t: float) -> bytes:
-        v = vitals_at(self.scenario, t)
+        return self.encode_vitals(vitals_at(self.scenario, t))
+
+    @staticmethod
+    def encode_vitals(v: Vitals) -> bytes:
+        """One continuous measurement carrying `v` (the suite's bench steers these)."""
         if v.sensor_off:  # device and sensor status: sensor disconnected (bit 15), no values
             return bytes([0x08]) + _sf(None) + _sf(None) + (1 << 15).to_bytes(3, "little")
         return bytes([0x10]) + _sf(v.spo2) + _sf(v.pulse) + _sf(v.pi, -1)

@@ -66,13 +66,20 @@ def free_port() -> int:
 
 
 class Broker:
-    def __init__(self, directory: Path, pki: Pki, persistent: bool = False, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, directory: Path, pki: Pki, persistent: bool = False, host: str = "127.0.0.1", *,
+        unbounded_queues: bool = False,
+    ) -> None:  # fmt: skip
         """`host`: a further address it listens on beside 127.0.0.1 (the host end of a
-        bench veth pair, the bench's address a box on the wire reaches)."""
+        bench veth pair, the bench's address a box on the wire reaches).
+        `unbounded_queues`: no limit on the QoS 1 messages queued for a slow subscriber
+        (Mosquitto drops them past 1,000 by default): a bench consumer that falls behind
+        a drain of a million observations must not be where they get lost."""
         self.dir = directory
         self.host = host
         self.pki = pki
         self.persistent = persistent
+        self.unbounded_queues = unbounded_queues
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -102,6 +109,7 @@ persistence_location {self.dir}/
 log_dest stderr
 allow_anonymous false
 {listeners}acl_file {acl}
+{"max_queued_messages 0" if self.unbounded_queues else ""}
 """
         )
         return conf

@@ -57,9 +57,21 @@ def describe(exp: Expect) -> str:
         parts.append(f"at {exp.where} within {exp.within_ms:.0f} ms")
     if exp.not_before_ms:
         parts.append(f"not before {exp.not_before_ms:.0f} ms")
+    parts += _bounds(exp)
     if exp.after:
         parts.append(f"after step {exp.after!r}")
+    if exp.until:
+        parts.append(f"until step {exp.until!r}")
     return " ".join(parts)
+
+
+def _bounds(exp: Expect) -> list[str]:
+    """no_loss's resend bounds, backlog's volume."""
+    return [
+        *([f"resends >= {exp.resends_at_least:.0f}"] if exp.resends_at_least else []),
+        *([f"resends <= {exp.resends_at_most:.0f}"] if exp.resends_at_most >= 0 else []),
+        *([f"at least {exp.min_count:.0f} observations"] if exp.min_count else []),
+    ]
 
 
 def trigger_times(events: Sequence[Event]) -> dict[str, float]:
@@ -135,6 +147,9 @@ def _no_loss(exp: Expect, events: Sequence[Event]) -> Outcome:
         lost = f"{len(missing)} of {len(local)} observations missing at the broker"
         return Outcome(exp, False, f"{lost}, {changed} changed")
     resent = f" ({copies} resends, identical)" if copies else ""
+    if copies < exp.resends_at_least or 0 <= exp.resends_at_most < copies:
+        bounds = f"at least {exp.resends_at_least:.0f}, at most {exp.resends_at_most:.0f} (-1: any)"
+        return Outcome(exp, False, f"{copies} resent copies at the broker; expected {bounds}")
     return Outcome(exp, True, f"all {len(local)} observations at the broker once after dedupe by obs_id{resent}")
 
 
@@ -179,6 +194,10 @@ def _decide(exp: Expect, events: Sequence[Event], t0: float) -> Outcome:
         return _no_loss(exp, events)
     if exp.kind == "rss_bounded":
         return _rss_bounded(exp, events)
+    if exp.kind in ("quarantined", "charted", "backlog"):
+        from hil.suite.check_planes import decide  # it builds on this module's types
+
+        return decide(exp, events)
     return _recovery(exp, events, t0)
 
 

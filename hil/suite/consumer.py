@@ -35,6 +35,7 @@ class Consumer:
         self.client_id = client_id
         self.events: list[Event] = []
         self.bad = 0  # payloads that did not decode (counted, shown in the report)
+        self.obs_ids: set[str] = set()  # every observation seen (the drain asks)
         self._client: Any = None
 
     def _on_message(self, client: Any, topic: str, payload: bytes, qos: int, properties: Any) -> int:
@@ -52,6 +53,8 @@ class Consumer:
             elif isinstance(record, Observation):
                 data = to_json_dict(record)
                 data["received_t"] = record.received.timestamp()
+                data["plane"] = topic.rpartition("/")[2]  # telemetry or quarantine
+                self.obs_ids.add(record.obs_id)
                 self.events.append(Event(now, "broker", "obs", data))
         return 0
 

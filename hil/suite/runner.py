@@ -24,11 +24,11 @@ from appliance.core.model import parse_time
 from hil.broker import Broker, Pki
 from hil.suite.check import Event, Outcome, check
 from hil.suite.consumer import Consumer
-from hil.suite.devices import BenchDevice
+from hil.suite.families import SinkTail, make_device, radio_entry, stall, store_event, write_pairings
 from hil.suite.faults import FAULTS, FaultPlayer, Rig, play_fault
 from hil.suite.local_box import LocalRig
 from hil.suite.spec import Scenario, Step
-from hil.suite.target import Sample, Target, TargetError, socket_dir
+from hil.suite.target import LocalTarget, Sample, Target, TargetError, gateway_config, socket_dir
 
 __all__ = ["ScenarioRun", "local_events", "run_on", "run_scenario"]
 
@@ -96,6 +96,7 @@ class _Play:
         client: str = "hil",
         faults: FaultPlayer | None = None,
         wiring: dict[str, str] | None = None,
+        radio: Path | None = None,
     ) -> None:
         """`faults`: what plays the box's faults; `wiring`: device id -> the serial port
         it writes to (a USB-serial adapter on the bench), else `wired`, else a pty."""
@@ -105,9 +106,10 @@ class _Play:
         self.faults = faults
         self.consumer = Consumer(broker, client)
         self.events: list[Event] = []
+        self.workdir = workdir
         wiring = wiring or {}
         self.devices = {
-            d.id: BenchDevice(d, workdir, self._triggered, wiring.get(d.id, wired)) for d in scenario.devices
+            d.id: make_device(d, workdir, self._triggered, wiring.get(d.id, wired), radio) for d in scenario.devices
         }
         self._actions: dict[str, str] = {}
         self.side: list[asyncio.Task[None]] = []
@@ -149,8 +151,11 @@ class _Play:
             await self.consumer.stop()
             await asyncio.to_thread(self.broker.stop)
         elif step.action == "broker_up":
+            self.events.append(store_event(self.workdir))  # the queue's disk at the end of the outage
             await self._broker_up()
             now = time.time()
+        elif step.action == "broker_stall":
+            self.side.append(asyncio.create_task(stall(self.broker, step.down_s)))
         elif step.action == "kill_gateway":
             self.target.kill()
             self.side.append(asyncio.create_task(self._restart(step.down_s)))
@@ -187,11 +192,13 @@ async def _timeline(play: _Play, run: ScenarioRun, progress: Progress) -> None:
 async def _drain(play: _Play, workdir: Path) -> None:
     """Wait until every observation the gateway recorded is at the broker (or give up)."""
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    sink, before = SinkTail(workdir / "records.jsonl"), -1
     while time.monotonic() < deadline:
-        local = {e.data["obs_id"] for e in local_events(workdir) if e.kind == "obs"}
-        seen = {e.data["obs_id"] for e in play.consumer.events if e.kind == "obs"}
-        if local <= seen:
-            return
+        local = await asyncio.to_thread(sink.read)
+        if len(local) == before and local <= play.consumer.obs_ids:
+            return  # all there, and nothing new recorded since the last look (bytes the
+            # devices wrote before they stopped, an HL7 message in a socket buffer)
+        before = len(local)
         await asyncio.sleep(0.2)
 
 
@@ -228,14 +235,23 @@ async def run_scenario(
     (workdir / "broker").mkdir(exist_ok=True)
     run = ScenarioRun(scenario, workdir)
     rig = (rig_for or LocalRig)(scenario, workdir)
-    broker = Broker(workdir / "broker", pki, persistent=True, host=rig.broker_host)
+    broker = Broker(workdir / "broker", pki, persistent=True, host=rig.broker_host, unbounded_queues=True)
     play: _Play | None = None
     sock = socket_dir() / "control.sock"
     try:
         await asyncio.to_thread(rig.open)
         await asyncio.to_thread(broker.start)
+        radio = sock.parent / "radio.sock"  # BLE devices: the radio host's steering socket
         target = await asyncio.to_thread(rig.target, broker, sock)
-        play = _Play(scenario, workdir, broker, target, faults=rig, wiring=rig.wiring)
+        play = _Play(scenario, workdir, broker, target, faults=rig, wiring=rig.wiring, radio=radio)
+        if isinstance(rig, LocalRig) and isinstance(target, LocalTarget):
+            # Again, with the addresses the bench devices picked (an HL7 listener's port),
+            # and the BLE radio host as the entry point when the bed has a BLE device.
+            target.extra = tuple(radio_entry(scenario, radio))
+            cfg = gateway_config(workdir, broker, scenario.devices, scenario.rules_path, sock,
+                                 data_dir=rig.data_dir, bench=play.devices)  # fmt: skip
+            target.config.write_text(cfg)
+            write_pairings(rig.data_dir / "registry.json", scenario.devices)
         await play.consumer.start()
         try:
             await _play(play, run, progress)

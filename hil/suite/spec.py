@@ -33,7 +33,7 @@ class SuiteError(ValueError):
 
 
 # The bench's own encoders: their vitals can be steered step by step.
-FAMILIES: Final = ("masimo", "nonin")
+FAMILIES: Final = ("masimo", "nonin", "intellivue", "datex", "medibus", "hl7", "ble")
 # What a step does; the keys each needs beyond `at_s` and `action`.
 ACTIONS: Final[dict[str, tuple[str, ...]]] = {
     "vitals": ("device",),  # set spo2 / pulse / sensor_off from now on
@@ -43,6 +43,7 @@ ACTIONS: Final[dict[str, tuple[str, ...]]] = {
     "clock_step": ("device",),  # the device's clock jumps by offset_s (the box's own clock is left alone)
     "broker_down": (),
     "broker_up": (),
+    "broker_stall": (),  # SIGSTOP the broker for down_s: publishes sent, no PUBACK (then SIGCONT)
     "kill_gateway": (),  # kill -9, restarted after down_s
     "ack": ("bed",),  # control socket: acknowledge (rule optional)
     "pause": ("bed",),  # control socket: audio pause
@@ -56,7 +57,9 @@ ACTIONS: Final[dict[str, tuple[str, ...]]] = {
 # Steps with a duration whose end is a step of its own: an expectation may say
 # `after = "NAME/end"` (the heal, the space freed, the power back).
 ENDS: Final = ("partition", "disk_full", "box_clock_step", "power_cut")
-EXPECTS: Final = ("alarm", "no_alarm", "active", "inactive", "no_loss", "recovery", "rss_bounded")
+EXPECTS: Final = (
+    "alarm", "no_alarm", "active", "inactive", "no_loss", "recovery", "rss_bounded", "quarantined", "charted", "backlog"
+)  # fmt: skip
 WHERE: Final = ("local", "broker")
 
 
@@ -68,6 +71,7 @@ class Device:
     rate_hz: float = 2.0
     spo2: float = 97.0
     pulse: float = 72.0
+    patient: str = ""  # paired to this patient at `bed` before the start; "" = unpaired (quarantined)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,10 @@ class Expect:
     not_before_ms: float = 0.0  # a condition delay: the alarm must not come earlier
     device: str = ""
     max_mib: float = 4.0  # rss_bounded: the most the gateway's RSS may grow between the run's halves
+    until: str = ""  # backlog: the step that ends the outage (the observations recorded between)
+    min_count: float = 0.0  # backlog: at least this many observations recorded offline (the volume)
+    resends_at_least: float = 0.0  # no_loss: the fault must have caused this many resent copies
+    resends_at_most: float = -1.0  # no_loss: at most this many resent copies (-1: any number)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +158,10 @@ def _check_expect(exp: Expect, steps: set[str], where: str) -> None:
         raise SuiteError(f"{where}: {exp.kind} needs rule")
     if exp.kind in ("active", "inactive") and not exp.after:
         raise SuiteError(f"{where}: {exp.kind} needs after (a snapshot step)")
+    if exp.kind in ("quarantined", "charted") and not exp.device:
+        raise SuiteError(f"{where}: {exp.kind} needs device")
+    if exp.kind == "backlog" and not (exp.after and exp.until in steps):
+        raise SuiteError(f"{where}: backlog needs after and until (the outage's first and last step)")
 
 
 def _scenario(raw: dict[str, Any], where: str, base: Path) -> Scenario:
@@ -166,6 +178,8 @@ def _scenario(raw: dict[str, Any], where: str, base: Path) -> Scenario:
     ids = {d.id for d in devices}
     for i, step in enumerate(steps):
         _check_step(step, ids, f"{where}.step[{i}]")
+        if step.action == "clock_step" and any(d.id == step.device and d.family == "ble" for d in devices):
+            raise SuiteError(f"{where}.step[{i}]: clock_step: a BLE oximeter's measurements carry no time")
     expects = tuple(_table(e, Expect, f"{where}.expect[{i}]") for i, e in enumerate(raw.get("expect", [])))
     named = {s.name for s in steps if s.name} | {f"{s.name}/end" for s in steps if s.name and s.action in ENDS}
     for i, exp in enumerate(expects):

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -25,6 +25,7 @@ from drivers.registry import family_for
 from hil.bench import line_keys
 from hil.broker import Broker
 from hil.suite.devices import PROTOCOL
+from hil.suite.families import SuiteDevice, device_keys
 from hil.suite.spec import Device
 
 __all__ = ["LocalTarget", "Sample", "Target", "TargetError"]
@@ -76,8 +77,11 @@ def gateway_config(
     sock: Path | None = None,
     *,
     data_dir: Path | None = None,
+    bench: Mapping[str, SuiteDevice] | None = None,
 ) -> str:
-    """`data_dir`: the box's /data (store, its key, the registry); default `workdir`."""
+    """`data_dir`: the box's /data (store, its key, the registry); default `workdir`.
+    `bench`: the bench's devices by id, for families whose address the bench picks
+    (an HL7 listener's port, a radio address); without it, the devices are on ptys."""
     gw = broker.pki.client("gw-1")
     data = data_dir or workdir
     lines = [
@@ -109,12 +113,15 @@ def gateway_config(
         "backoff_max_s = 0.5",
     ]
     for dev in devices:
-        protocol = PROTOCOL[dev.family]
+        if bench is not None:
+            protocol, port, keys = device_keys(bench[dev.id], workdir)
+        else:
+            protocol, port = PROTOCOL[dev.family], str(workdir / dev.id)
+            keys = {**line_keys(protocol, port, 9600), "reopen_min_s": 0.1, "reopen_max_s": 0.5}
         family_for(protocol)  # the registry knows it, or the suite fails here and not in the gateway
-        port = str(workdir / dev.id)
-        keys = {**line_keys(protocol, port, 9600), "reopen_min_s": 0.1, "reopen_max_s": 0.5}
         lines += ["[[devices]]", f'id = "{dev.id}"', f'protocol = "{protocol}"', f'port = "{port}"']
-        lines += [f"{k} = {str(v).lower() if isinstance(v, bool) else v!r}" for k, v in keys.items()]
+        # (`!r` would apply to the whole conditional: a bool must not become the string "true")
+        lines += [f"{k} = {str(v).lower()}" if isinstance(v, bool) else f"{k} = {v!r}" for k, v in keys.items()]
         lines.append(f'bed_id = "{dev.bed}"')
     return "\n".join(lines).replace("'", '"') + "\n"
 
@@ -124,10 +131,15 @@ class LocalTarget:
 
     name = "local"
 
-    def __init__(self, workdir: Path, config_text: str, sock: Path, prefix: Sequence[str] = ()) -> None:
-        """`prefix`: what the command runs under (`ip netns exec NAME` for a partition)."""
+    def __init__(
+        self, workdir: Path, config_text: str, sock: Path, prefix: Sequence[str] = (), extra: Sequence[str] = ()
+    ) -> None:
+        """`prefix`: what the command runs under (`ip netns exec NAME` for a partition).
+        `extra`: a different entry point for the same `run --config` (the BLE radio host,
+        hil/suite/radio_host.py), as arguments after `-m`; () = `appliance.cli`."""
         self.prefix = list(prefix)
         self.workdir = workdir
+        self.extra = tuple(extra)
         self.config = workdir / "gateway.toml"
         self.config.write_text(config_text)
         self.socket = sock
@@ -136,7 +148,8 @@ class LocalTarget:
         self._log = (workdir / "gateway.log").open("ab")
 
     async def start(self) -> None:
-        cmd = [*self.prefix, sys.executable, "-m", "appliance.cli", "run", "--config", str(self.config)]
+        entry = self.extra or ("appliance.cli",)
+        cmd = [*self.prefix, sys.executable, "-m", entry[0], "run", "--config", str(self.config), *entry[1:]]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=self._log)
         self.starts += 1
         deadline = time.monotonic() + _READY_TIMEOUT_S

@@ -52,7 +52,7 @@ _REFUSED_STEPS: Final = (
     "disk_full",
     "box_clock_step",
 )
-_REFUSED_EXPECTS: Final = ("no_loss", "active", "inactive", "rss_bounded")
+_REFUSED_EXPECTS: Final = ("no_loss", "active", "inactive", "rss_bounded", "backlog")
 BOOT_TIMEOUT_S: Final = 900.0
 
 
@@ -63,6 +63,8 @@ def check_vm_suite(suite: Suite) -> None:
         where = f"scenario {sc.name!r}"
         if len(sc.devices) != 1 or sc.devices != first:
             raise SuiteError(f"{where}: --target vm has one bench serial port: the same one device in every scenario")
+        if sc.devices[0].family not in PROTOCOL:
+            raise SuiteError(f"{where}: --target vm wires a serial oximeter ({', '.join(PROTOCOL)}) to the box's ttyS1")
         for step in sc.steps:
             if step.action in _REFUSED_STEPS:
                 raise SuiteError(f"{where}: --target vm cannot play {step.action}")

@@ -38,7 +38,7 @@ def test_the_default_suite_passes_against_the_local_target(
     assert res.returncode == 0, res.stdout + res.stderr
     data: dict[str, Any] = json.loads((report / "summary.json").read_text())
     assert data["ok"] and data["failed"] == [] and data["target"] == "local"
-    assert len(data["scenarios"]) == 6
+    assert len(data["scenarios"]) == 10
     for scenario in data["scenarios"]:
         assert scenario["expectations"] and all(e["ok"] for e in scenario["expectations"]), scenario
         assert scenario["resources"]["rss_max_mib"] > 10  # the gateway was sampled while it ran
@@ -49,6 +49,31 @@ def test_the_default_suite_passes_against_the_local_target(
     assert broker["n"] >= 2 and broker["p95"] < 200
     assert local["n"] >= 2 and local["p95"] < 50
     assert "PASS" in res.stdout
+
+
+def test_every_family_the_gateway_drives_was_on_the_bench_and_the_offline_backlog_came_back(
+    default_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    from drivers.registry import FAMILIES, family_for
+    from hil.suite.families import PROTOCOLS
+
+    _, report = default_run
+    data = json.loads((report / "summary.json").read_text())
+    configured = set()
+    for scenario in data["scenarios"]:
+        text = (Path(scenario["evidence"]) / "gateway.toml").read_text()
+        configured |= set(re.findall(r'^protocol = "([^"]+)"', text, re.MULTILINE))
+    assert configured == set(PROTOCOLS.values())
+    assert {family_for(p).name for p in configured} == {f.name for f in FAMILIES}  # every registered family
+    held = {s["name"]: {e["expect"].split(" ")[0]: e["detail"] for e in s["expectations"]} for s in data["scenarios"]}
+    backlog = held["offline-72h-compressed"]["backlog"]
+    offline = int(re.search(r"all (\d+) offline observations", backlog).group(1))  # type: ignore[union-attr]
+    # 20 s at 216 lines/s = 4,320 Masimo lines of 5 observations (5 % for the receive
+    # stamps at the window's edges on a loaded machine)
+    assert offline >= 0.95 * 4320 * 5
+    assert "MiB on disk" in backlog and "in order per device" in backlog
+    assert re.search(r"\((\d+) resends, identical\)", held["duplicate-resends"]["no_loss"])
+    assert "without a patient" in held["unpaired-device"]["quarantined"]
 
 
 def test_the_reports_agree_junit_and_one_html_file(default_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hil.suite.cli import DEFAULT_SUITE
-from hil.suite.spec import ACTIONS, SuiteError, load_suite, parse_suite
+from hil.suite.spec import ACTIONS, EXPECTS, FAMILIES, SuiteError, load_suite, parse_suite
 
 _SCENARIO = """
 [[scenario]]
@@ -26,9 +26,17 @@ def test_the_default_suite_parses_and_covers_every_step_kind_it_needs() -> None:
     actions = {step.action for s in suite.scenarios for step in s.steps}
     kinds = {exp.kind for s in suite.scenarios for exp in s.expects}
     assert actions >= {"vitals", "cable_pull", "garbage", "broker_down", "broker_up", "kill_gateway", "ack", "pause"}
+    assert actions >= {"broker_stall", "silence", "clock_step", "snapshot"}
     assert actions <= set(ACTIONS)
-    assert kinds == {"alarm", "no_alarm", "active", "inactive", "no_loss", "recovery"}
-    assert {d.family for s in suite.scenarios for d in s.devices} == {"masimo", "nonin"}
+    assert kinds == set(EXPECTS) - {"rss_bounded"}  # the soak's
+    assert {d.family for s in suite.scenarios for d in s.devices} == set(FAMILIES)  # every family the gateway drives
+    pulled = {
+        next(d.family for d in s.devices if d.id == step.device)
+        for s in suite.scenarios
+        for step in s.steps
+        if step.action == "cable_pull"
+    }
+    assert pulled == set(FAMILIES)  # a cable pull (BLE: out of range; HL7: connection drop) on every family
     assert all(Path(s.rules_path).is_file() for s in suite.scenarios if s.rules_path)
 
 
@@ -42,6 +50,12 @@ def test_the_default_suite_parses_and_covers_every_step_kind_it_needs() -> None:
         ('[[scenario.expect]]\nkind = "alarm"\nrule = "x"\nafter = "ghost"\n', "no step named 'ghost'"),
         ('[[scenario.expect]]\nkind = "no_loss"\nwhere = "moon"\n', "use local or broker"),
         ('[[scenario.expect]]\nkind = "no_loss"\ncolour = 1\n', "unknown key 'colour'"),
+        ('[[scenario.expect]]\nkind = "quarantined"\n', "expect[0]: quarantined needs device"),
+        (
+            '[[scenario.step]]\nat_s = 1\naction = "broker_down"\nname = "d"\n'
+            '[[scenario.expect]]\nkind = "backlog"\nafter = "d"\n',
+            "backlog needs after and until",
+        ),
     ],
 )
 def test_a_wrong_suite_is_one_line_naming_the_key(extra: str, message: str, tmp_path: Path) -> None:
@@ -58,11 +72,18 @@ def test_the_vm_target_refuses_what_it_cannot_play_or_observe() -> None:
     check_vm_suite(load_suite(VM_SUITE))  # its own suite plays
     with pytest.raises(SuiteError, match="--target vm"):
         check_vm_suite(load_suite(DEFAULT_SUITE))  # ack, kill -9, local outputs: not from outside the box
+    hl7 = _SCENARIO.replace('"masimo"', '"hl7"') + '[[scenario.expect]]\nkind = "recovery"\ndevice = "d"\n'
+    with pytest.raises(SuiteError, match="wires a serial oximeter"):
+        check_vm_suite(parse_suite(hl7, Path(".")))
 
 
 def test_an_unsteerable_family_and_a_missing_rule_file_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(SuiteError, match="the bench steers masimo, nonin"):
-        parse_suite(_SCENARIO.replace('"masimo"', '"intellivue"'), tmp_path)
+    with pytest.raises(SuiteError, match="the bench steers masimo, nonin, intellivue, datex, medibus, hl7, ble"):
+        parse_suite(_SCENARIO.replace('"masimo"', '"lifepak"'), tmp_path)
+    clock_step = '[[scenario.step]]\nat_s = 1\naction = "clock_step"\ndevice = "d"\n'
+    ble_clock = _SCENARIO.replace('"masimo"', '"ble"') + clock_step
+    with pytest.raises(SuiteError, match="clock_step: a BLE oximeter's measurements carry no time"):
+        parse_suite(ble_clock, tmp_path)
     with pytest.raises(SuiteError, match="rules_path: no such file"):
         parse_suite(_SCENARIO.replace("duration_s = 3", 'duration_s = 3\nrules_path = "x.toml"'), tmp_path)
 
