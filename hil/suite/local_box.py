@@ -23,10 +23,12 @@ import contextlib
 import os
 import secrets
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
 from hil.broker import Broker
+from hil.suite.families import SuiteDevice
 from hil.suite.faults import check_plays
 from hil.suite.spec import Scenario, Suite
 from hil.suite.target import LocalTarget, gateway_config
@@ -159,10 +161,16 @@ class LocalRig:
             raise
 
     def target(self, broker: Broker, sock: Path) -> LocalTarget:
-        sc = self.scenario
-        cfg = gateway_config(self.workdir, broker, sc.devices, sc.rules_path, sock, data_dir=self.data_dir)
+        """The gateway's config is written by the runner once the bench devices exist
+        (`config_for`: their addresses, an HL7 listener's port, go into it)."""
         prefix = self.netns.prefix if self.netns is not None else []
-        return LocalTarget(self.workdir, cfg, sock, prefix)
+        return LocalTarget(self.workdir, "", sock, prefix)
+
+    def config_for(self, broker: Broker, sock: Path, bench: Mapping[str, SuiteDevice]) -> str:
+        sc = self.scenario
+        return gateway_config(
+            self.workdir, broker, sc.devices, sc.rules_path, sock, data_dir=self.data_dir, bench=bench
+        )
 
     @property
     def broker_host(self) -> str:

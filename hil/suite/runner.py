@@ -28,7 +28,7 @@ from hil.suite.families import SinkTail, make_device, radio_entry, stall, store_
 from hil.suite.faults import FAULTS, FaultPlayer, Rig, play_fault
 from hil.suite.local_box import LocalRig
 from hil.suite.spec import Scenario, Step
-from hil.suite.target import LocalTarget, Sample, Target, TargetError, gateway_config, socket_dir
+from hil.suite.target import LocalTarget, Sample, Target, TargetError, socket_dir
 
 __all__ = ["ScenarioRun", "local_events", "run_on", "run_scenario"]
 
@@ -248,9 +248,7 @@ async def run_scenario(
             # Again, with the addresses the bench devices picked (an HL7 listener's port),
             # and the BLE radio host as the entry point when the bed has a BLE device.
             target.extra = tuple(radio_entry(scenario, radio))
-            cfg = gateway_config(workdir, broker, scenario.devices, scenario.rules_path, sock,
-                                 data_dir=rig.data_dir, bench=play.devices)  # fmt: skip
-            target.config.write_text(cfg)
+            target.config.write_text(rig.config_for(broker, sock, play.devices))
             write_pairings(rig.data_dir / "registry.json", scenario.devices)
         await play.consumer.start()
         try:

@@ -148,6 +148,8 @@ def check_ssh_suite(suite: Suite, bench: BenchConfig) -> None:
     """SuiteError for what the bench cannot play on the box."""
     check_plays(suite, SSH_PLAYS, "ssh", "use --target vm")
     for sc in suite.scenarios:
+        if wireless := [d.id for d in sc.devices if d.family in ("hl7", "ble")]:
+            raise SuiteError(f"scenario {sc.name!r}: --target ssh wires serial devices only, not {', '.join(wireless)}")
         if len(sc.devices) > len(bench.cables):
             raise SuiteError(
                 f"scenario {sc.name!r}: {len(sc.devices)} devices, the bench has {len(bench.cables)} cables"
