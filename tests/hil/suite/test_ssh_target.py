@@ -167,9 +167,9 @@ def test_a_box_whose_host_key_is_not_known_is_refused(box: Path, tmp_path: Path)
     (tmp_path / "bench.toml").write_text(bench)
     port = (box / "sshd_config").read_text().split("Port ")[1].split()[0]
     res = subprocess.run(
-        [sys.executable, "-m", "appliance.cli", "hil", "run", str(DEFAULT_SUITE), "--scenario", "desaturation-latching-ack",
-         "--target", f"ssh://root@127.0.0.1:{port}", "--bench", str(tmp_path / "bench.toml"),
-         "--report", str(tmp_path / "r")],
+        [sys.executable, "-m", "appliance.cli", "hil", "run", str(DEFAULT_SUITE),
+         "--scenario", "desaturation-latching-ack", "--target", f"ssh://root@127.0.0.1:{port}",
+         "--bench", str(tmp_path / "bench.toml"), "--report", str(tmp_path / "r")],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert res.returncode == 1
