@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlsplit
 
-from appliance.config import Config, ConfigError, load_config
+from appliance.config import Config, load_config
 from drivers.address import parse_listen
 
 __all__ = ["TABLE", "Opening", "base_ruleset", "cmd_firewall", "openings", "render"]
@@ -46,19 +47,38 @@ class Opening:
 
 
 def _ip(host: str) -> str:
-    """The host as an IP literal, or "" for a name or a wildcard (then: any address)."""
+    """The host as an IP literal, or "" for a name or a wildcard (then: any address). A
+    scoped IPv6 address (fe80::1%eth0) is matched without its zone (nft has none)."""
     try:
-        address = ipaddress.ip_address(host.strip("[]"))
+        address = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
     except ValueError:
         return ""
     return "" if address.is_unspecified else str(address)
 
 
+def _net(text: str) -> str:
+    """A network as nft writes it (10.0.0.0/8, never 10.0.0.0/255.0.0.0)."""
+    return str(ipaddress.ip_network(re.sub(r"%[^/]*", "", text), strict=False))
+
+
 def _url_opening(url: str, why: str, default_port: int) -> Opening | None:
     parts = urlsplit(url if "://" in url else f"//{url}")
-    if not parts.hostname:
+    try:
+        port = parts.port or default_port
+    except ValueError:  # not a port: nothing to open (the config check names the key)
         return None
-    return Opening("out", parts.port or default_port, _ip(parts.hostname), why=why)
+    if not parts.hostname or not port:
+        return None
+    return Opening("out", port, _ip(parts.hostname), why=why)
+
+
+_COMMENT: Final = re.compile(r"[^A-Za-z0-9._:\[\]-]")
+
+
+def _comment(why: str) -> str:
+    """Config text never reaches the ruleset as is: a comment keeps only safe characters
+    (a device id with a quote must not end the comment and add a rule of its own)."""
+    return f' comment "{_COMMENT.sub("_", why)[:100]}"' if why else ""
 
 
 def openings(config: Config) -> list[Opening]:
@@ -99,19 +119,19 @@ def _match_address(address: str, side: str) -> str:
 def _rule(op: Opening) -> list[str]:
     side = "daddr"  # ours inbound, the peer's outbound: the destination either way
     head = _match_address(op.address, side)
-    comment = f' comment "{op.why}"' if op.why else ""
+    comment = _comment(op.why)
     if not op.sources:
         return [f"{head}tcp dport {op.port} accept{comment}"]
     rules = []
-    for net in op.sources:
-        family = "ip6" if ipaddress.ip_network(net, strict=False).version == 6 else "ip"
+    for net in map(_net, op.sources):
+        family = "ip6" if ipaddress.ip_network(net).version == 6 else "ip"
         rules.append(f"{family} saddr {net} {head}tcp dport {op.port} accept{comment}")
     return rules
 
 
 _ICMP_IN: Final = (
-    "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert, packet-too-big, "
-    "time-exceeded, parameter-problem, destination-unreachable } accept",
+    "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert, mld-listener-query, "
+    "packet-too-big, time-exceeded, parameter-problem, destination-unreachable } accept",
     "icmp type { destination-unreachable, time-exceeded, parameter-problem } accept",
     "icmp type echo-request limit rate 5/second accept",
     "icmpv6 type echo-request limit rate 5/second accept",
@@ -184,7 +204,7 @@ def cmd_firewall(args: argparse.Namespace) -> int:
     """Print the site's ruleset, or load it (`--apply`: fail closed on a bad config)."""
     try:
         ruleset = render(openings(load_config(args.config)))
-    except ConfigError as exc:
+    except Exception as exc:  # any failure here must still leave the box closed
         if args.apply:  # nothing inbound rather than a box left open
             failed = _load(base_ruleset())
             why = f"{exc}; loaded the base ruleset (nothing inbound){failed and ': ' + failed}"

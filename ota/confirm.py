@@ -166,17 +166,31 @@ def booted_by_rauc(cmdline: Path = Path("/proc/cmdline")) -> bool:
 
 async def confirm_running_slot(
     health: dict[str, HealthCheck], installer: Installer, report: Callable[[TechnicalKind, bool, str], None],
-    timeout_s: float, poll_s: float = 1.0,
+    timeout_s: float, *, poll_s: float = 1.0, retry_s: float = 60.0,
 ) -> None:  # fmt: skip
-    """A box without [ota] still boots RAUC slots with boot counting: its healthy start
-    confirms the running slot (mark-good) as the agent's would, or the bootloader's
-    attempt counter runs out and the next reboot or power cut finds no bootable slot.
-    Unhealthy: reported, not marked (nothing to roll back to without an update)."""
+    """A box without [ota] still boots RAUC slots with boot counting: its start confirms
+    the running slot (mark-good) as soon as the gateway is READY, or the bootloader's
+    attempt counter stays spent and the next reboot or power cut finds no bootable slot.
+    Without an update there is no other slot to go back to, so an unhealthy start is
+    reported, never a reason to leave the slot unconfirmed. RAUC unreachable: reported
+    once, retried every `retry_s` (a task that raised would be restarted as a crash)."""
+    ready = {name: check for name, check in health.items() if name == "ready"}
+    await health_gate(ready, timeout_s, poll_s)
+    failed = False
+    while True:
+        try:
+            await installer.mark(good=True)
+            break
+        except Exception as exc:  # D-Bus or RAUC refused: keep the alarm path running, try again
+            if not failed:
+                report(TechnicalKind.UPDATE_REFUSED, True, f"running slot not confirmed: {exc}")
+                failed = True
+            await asyncio.sleep(retry_s)
+    if failed:
+        report(TechnicalKind.UPDATE_REFUSED, False, "running slot confirmed")
     problems = await health_gate(health, timeout_s, poll_s)
     if problems:
-        report(TechnicalKind.UPDATE_REFUSED, True, "running slot not confirmed: " + "; ".join(problems))
-    else:
-        await installer.mark(good=True)
+        report(TechnicalKind.UPDATE_REFUSED, True, "running slot confirmed while unhealthy: " + "; ".join(problems))
     await asyncio.Event().wait()  # done for this boot: a task that returns would be restarted
 
 

@@ -218,3 +218,59 @@ def test_applied_ruleset_opens_only_what_the_config_enables(net: Net, tmp_path: 
     assert "firewall.ssh_from[0]" in broken.stderr and broken.stderr.count("\n") == 1, broken.stderr
     assert net.connect(net.bench, "10.199.0.1", 2575) == "dropped"
     assert net.connect(net.bench, "10.199.0.1", 22, "10.199.0.2") == "dropped"
+
+
+def test_the_image_base_ruleset_is_the_one_the_code_makes() -> None:
+    # Loaded by bedside-firewall.service before any Python runs: it must not drift.
+    shipped = Path(__file__).parents[2] / "image" / "files" / "usr" / "lib" / "bedside" / "firewall-base.nft"
+    text = shipped.read_text()
+    assert text.endswith(base_ruleset())
+    assert all(line.startswith("#") for line in text[: -len(base_ruleset())].splitlines())
+
+
+def test_config_text_cannot_add_rules_and_odd_networks_are_written_as_nft_reads_them(tmp_path: Path) -> None:
+    text = _config(
+        tmp_path,
+        textwrap.dedent(r"""
+        [firewall]
+        ssh_from = ["10.0.0.0/255.0.0.0", "fe80::%eth0/64"]
+        [[devices]]
+        id = "x\"\n\t\taccept #"
+        protocol = "hl7"
+        port = "tcp://10.1.2.3:2575"
+    """),
+    )
+    ruleset = render(openings(parse_config(text, "g.toml")))
+    accepts = [line.strip() for line in ruleset.splitlines() if line.strip().endswith("accept")]
+    assert "accept" not in accepts  # no bare rule from the device id
+    assert 'comment "devices.x____accept__.port"' in ruleset
+    assert "ip saddr 10.0.0.0/8 " in ruleset and "ip6 saddr fe80::/64 " in ruleset
+    checked = subprocess.run(["nft", "-c", "-f", "-"], input=ruleset, capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_any_failure_while_making_the_ruleset_is_one_line_exit_2(tmp_path: Path) -> None:
+    # A fleet URL whose port is out of range passes the config check (https:// only): the
+    # renderer must not crash with a traceback (under --apply it then loads the base).
+    config = tmp_path / "g.toml"
+    config.write_text(
+        _config(
+            tmp_path,
+            textwrap.dedent("""
+        [ota]
+        server_url = "https://fleet.example:99999/repo"
+        compatible = "x"
+        root_path = "root.json"
+        ca_path = "ca.pem"
+        cert_path = "c.pem"
+        key_path = "k.pem"
+        [firewall]
+        outbound = ["10.9.9.9:514"]
+    """),
+        )
+    )
+    res = subprocess.run([str(Path(sys.executable).parent / "bedside"), "firewall", "--config", str(config)],
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    assert res.returncode in (0, 2) and "Traceback" not in res.stderr, res.stderr
+    if res.returncode == 0:  # the bad URL opens nothing, the rest is still rendered
+        assert "dport 99999" not in res.stdout and "ip daddr 10.9.9.9 tcp dport 514 accept" in res.stdout

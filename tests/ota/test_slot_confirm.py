@@ -76,14 +76,49 @@ async def test_a_healthy_gateway_without_ota_confirms_its_slot(tmp_path: Path, f
         rauc.teardown()
 
 
-async def test_an_unhealthy_start_is_reported_and_not_confirmed() -> None:
+async def test_an_unhealthy_start_is_confirmed_once_ready_and_reported() -> None:
+    # No update, so no other slot to go back to: leaving this one unconfirmed would only
+    # make the next reboot or power cut find no bootable slot.
     rauc = MemoryRauc(good={"A": False, "B": False})
     seen: list[tuple[TechnicalKind, bool, str]] = []
-    checks: dict[str, HealthCheck] = {"store": lambda: (False, "store failing")}
-    confirm = confirm_running_slot(checks, rauc, lambda k, a, d: seen.append((k, a, d)), timeout_s=0.2, poll_s=0.05)
+    ready = [False]
+    checks: dict[str, HealthCheck] = {"ready": lambda: (ready[0], "READY"), "store": lambda: (False, "store failing")}
+    confirm = confirm_running_slot(checks, rauc, lambda k, a, d: seen.append((k, a, d)), timeout_s=5, poll_s=0.05)
     task = asyncio.create_task(confirm)
-    await until(lambda: bool(seen), 5)
-    assert seen == [(TechnicalKind.UPDATE_REFUSED, True, "running slot not confirmed: store: store failing")]
-    assert rauc.good == {"A": False, "B": False}
+    await asyncio.sleep(0.3)
+    assert rauc.good["A"] is False  # not before READY
+    ready[0] = True
+    await until(lambda: bool(seen), 10)
+    assert rauc.good["A"] is True
+    assert seen == [
+        (TechnicalKind.UPDATE_REFUSED, True, "running slot confirmed while unhealthy: store: store failing")
+    ]
     assert not task.done()  # it stays (a returning task would be restarted by the supervisor)
+    task.cancel()
+
+
+class _Unreachable(MemoryRauc):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tries = 0
+
+    async def mark(self, good: bool) -> None:
+        self.tries += 1
+        if self.tries < 3:
+            raise OSError("org.freedesktop.DBus.Error.ServiceUnknown")
+        await super().mark(good)
+
+
+async def test_rauc_unreachable_is_reported_once_and_retried() -> None:
+    rauc = _Unreachable()
+    rauc.good["A"] = False
+    seen: list[tuple[TechnicalKind, bool, str]] = []
+    checks: dict[str, HealthCheck] = {"ready": lambda: (True, "READY")}
+    confirm = confirm_running_slot(checks, rauc, lambda k, a, d: seen.append((k, a, d)), 5, poll_s=0.05, retry_s=0.05)
+    task = asyncio.create_task(confirm)
+    await until(lambda: rauc.good["A"], 10)
+    await until(lambda: len(seen) == 2, 5)
+    assert seen[0][:2] == (TechnicalKind.UPDATE_REFUSED, True) and "ServiceUnknown" in seen[0][2]
+    assert seen[1] == (TechnicalKind.UPDATE_REFUSED, False, "running slot confirmed")
+    assert rauc.tries == 3 and not task.done()
     task.cancel()
