@@ -17,7 +17,8 @@ SpO2 127) become None with `missing`.
 
 Bad input (issue #14 rules): a record with a wrong checksum, ETX, length, BCD
 digit, date or value range is counted as a bad frame and skipped by one byte,
-so the scan resyncs on the next record start; bytes outside records are skipped,
+so the scan resyncs on the next record start (a length that claims bytes holding a
+whole good record is bad at once, not when more bytes come); bytes outside records are skipped,
 one bad frame per run (the 9560's ACK / NAK bytes, 0x06 / 0x15, are expected and
 skipped silently). LOW BAT is an edge-triggered `low_battery` event. No I/O; the
 clock is not needed (the record's time is the device's).
@@ -99,6 +100,13 @@ class NoninSpotCodec:
                 if start < 0:
                     break
             end = self._record_end()
+            if end is None and self._whole_record_after_start():
+                # A corrupt length claims bytes that hold a whole good record: this one is
+                # bad now, not when more bytes come (a spot-check device may send its next
+                # record hours later).
+                self._bad(events, "record cut short by the next record")
+                del self._buf[:1]
+                continue
             if end is None:
                 break  # the rest of the record has not come yet
             if end < 0:
@@ -122,6 +130,20 @@ class NoninSpotCodec:
             if self._buf.endswith(HEADER[:n]):
                 return len(self._buf) - n
         return len(self._buf)
+
+    def _whole_record_after_start(self) -> bool:
+        """A complete record (length, checksum and ETX right) starts later in the buffer."""
+        at = self._buf.find(HEADER, 1)
+        while at > 0:
+            if len(self._buf) >= at + 6:
+                length = int.from_bytes(self._buf[at + 4 : at + 6], "big")
+                end = at + 6 + length + 2
+                if MIN_LENGTH <= length <= MAX_LENGTH and len(self._buf) >= end:
+                    data = bytes(self._buf[at + 6 : at + 6 + length])
+                    if self._buf[end - 1] == _ETX and self._buf[end - 2] == checksum(data):
+                        return True
+            at = self._buf.find(HEADER, at + 1)
+        return False
 
     def _record_end(self) -> int | None:
         """The length of the record at the buffer's start; None if incomplete, -1 if impossible."""

@@ -118,3 +118,13 @@ def test_fuzz_mutated_records_never_raise_and_counts_add_up(data):
     values = readings(events)
     assert len(values) == 2 * c.stats.frames_ok and c.stats.frames_ok >= 1
     assert all(r.device_time is not None for r in values)
+
+
+def test_a_corrupt_length_does_not_hold_back_the_next_good_record():
+    # Found by the fuzz test in CI: a length byte turned 0x0e -> 0x3b claims 59 bytes; the
+    # next good record sat inside them until more bytes came (hours, for a spot checker).
+    bad = bytearray(RECORD)
+    bad[5] = 0x3B
+    c = NoninSpotCodec("n")
+    values = readings(c.feed(bytes(bad) + RECORD))
+    assert len(values) == 2 and c.stats.frames_ok == 1 and c.stats.frames_bad >= 1
