@@ -32,8 +32,8 @@ __all__ = [
 HealthCheck = Callable[[], tuple[bool, str]]
 
 
-class OtaSettings(Protocol):
-    """The `[ota]` settings the agent reads."""
+class OtaSettings(TlsPaths, Protocol):
+    """The `[ota]` settings the agent reads (its own TLS files: `TlsPaths`'s three)."""
 
     @property
     def server_url(self) -> str: ...
@@ -64,15 +64,6 @@ class OtaSettings(Protocol):
 
     @property
     def reboot_request_path(self) -> str: ...
-
-    @property
-    def ca_path(self) -> str: ...
-
-    @property
-    def cert_path(self) -> str: ...
-
-    @property
-    def key_path(self) -> str: ...
 
 
 class Settings(Protocol):
