@@ -45,6 +45,7 @@ class Vm:
         self.memory_mb = memory_mb
         self.proc: subprocess.Popen[bytes] | None = None
         self.console = ""
+        self.arrivals: list[tuple[int, float]] = []  # (console length, wall time it got there)
         self._lock = threading.Lock()
         self.device_pty = ""
 
@@ -89,15 +90,27 @@ class Vm:
             text = raw.decode(errors="replace").replace("\r", "")
             with self._lock:
                 self.console += text
+                self.arrivals.append((len(self.console), time.time()))
             with (self.dir / "console.log").open("a") as log:
                 log.write(text)
 
-    def wait_for(self, pattern: str, timeout_s: float) -> re.Match[str]:
+    def mark(self) -> int:
+        """Where the console is now: `wait_for(since=...)` looks only at what comes after."""
+        with self._lock:
+            return len(self.console)
+
+    def time_at(self, pos: int) -> float:
+        """When the console text at `pos` arrived (wall time)."""
+        with self._lock:
+            return next((t for length, t in self.arrivals if length > pos), time.time())
+
+    def wait_for(self, pattern: str, timeout_s: float, since: int = 0) -> re.Match[str]:
+        """The first match of `pattern` at or after console position `since`."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._lock:
-                match = regex.search(self.console)
+                match = regex.search(self.console, since)
             if match:
                 return match
             if self.proc is not None and self.proc.poll() is not None:

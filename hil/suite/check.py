@@ -53,8 +53,10 @@ def describe(exp: Expect) -> str:
         parts.append(f"device={exp.device}")
     if exp.kind == "rss_bounded":
         parts.append(f"growth <= {exp.max_mib:g} MiB")
-    if exp.kind in ("alarm", "recovery", "no_alarm"):
+    if exp.kind in ("alarm", "recovery", "no_alarm", "no_missed_alarm"):
         parts.append(f"at {exp.where} within {exp.within_ms:.0f} ms")
+    if exp.each:
+        parts.append(f"each episode {exp.each}*")
     if exp.not_before_ms:
         parts.append(f"not before {exp.not_before_ms:.0f} ms")
     parts += _bounds(exp)
@@ -65,12 +67,15 @@ def describe(exp: Expect) -> str:
     return " ".join(parts)
 
 
+_COUNTED = {"no_missed_alarm": "episodes judged"}
+
+
 def _bounds(exp: Expect) -> list[str]:
     """no_loss's resend bounds, backlog's volume."""
     return [
         *([f"resends >= {exp.resends_at_least:.0f}"] if exp.resends_at_least else []),
         *([f"resends <= {exp.resends_at_most:.0f}"] if exp.resends_at_most >= 0 else []),
-        *([f"at least {exp.min_count:.0f} observations"] if exp.min_count else []),
+        *([f"at least {exp.min_count:.0f} {_COUNTED.get(exp.kind, 'observations')}"] if exp.min_count else []),
     ]
 
 
@@ -183,7 +188,7 @@ def _rss_bounded(exp: Expect, events: Sequence[Event]) -> Outcome:
     )
 
 
-def _decide(exp: Expect, events: Sequence[Event], t0: float) -> Outcome:
+def _decide(exp: Expect, events: Sequence[Event], t0: float, scenario: Scenario) -> Outcome:
     if exp.kind == "alarm":
         return alarm_outcome(exp, events, t0)
     if exp.kind == "no_alarm":
@@ -198,6 +203,10 @@ def _decide(exp: Expect, events: Sequence[Event], t0: float) -> Outcome:
         from hil.suite.check_planes import decide  # it builds on this module's types
 
         return decide(exp, events)
+    if exp.kind == "no_missed_alarm":
+        from hil.suite.check_missed import missed_alarms  # it builds on this module's types
+
+        return missed_alarms(exp, scenario, events)
     return _recovery(exp, events, t0)
 
 
@@ -209,5 +218,5 @@ def check(scenario: Scenario, events: Sequence[Event], start_t: float) -> list[O
         if exp.after and exp.after not in triggers:
             out.append(Outcome(exp, False, f"step {exp.after!r} was never played"))
             continue
-        out.append(_decide(exp, events, triggers[exp.after] if exp.after else start_t))
+        out.append(_decide(exp, events, triggers[exp.after] if exp.after else start_t, scenario))
     return out

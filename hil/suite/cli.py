@@ -40,6 +40,8 @@ def add_run_parser(hil_sub: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     run.add_argument("--bench", default="", help="ssh: the bench file (broker address, cables, service commands)")
     run.add_argument("--image", default="", help="vm: image/build's output folder (bedside-amd64.img, rootfs.sqfs)")
+    run.add_argument("--fleet", default="", help="the fleet (bedside ota keys --dir, the image's --signing)")
+    run.add_argument("--release", default="", help="vm: the RAUC bundle an ota step publishes to the fleet")
     run.add_argument("--report", required=True, help="directory for report.html, junit.xml, summary.json")
     run.add_argument("--scenario", action="append", default=[], help="run only this scenario (repeatable)")
     run.add_argument("--duration", type=float, default=None, help="soak: every scenario runs this many hours")
@@ -86,16 +88,24 @@ async def _play_local(suite: Suite, report: Path, progress: Progress) -> list[Sc
         return await _each(suite, progress, lambda s, f: run_scenario(s, report / "scenarios" / s.name, pki, f))
 
 
-async def _play_vm(suite: Suite, report: Path, image: Path, progress: Progress) -> list[ScenarioRun]:
+async def _play_vm(suite: Suite, report: Path, args: argparse.Namespace, progress: Progress) -> list[ScenarioRun]:
     from hil.broker import Broker, make_pki
     from hil.suite.consumer import wait_for_gateway
     from hil.suite.runner import run_on
+    from hil.suite.vm_ota import OtaBench, needs_fleet
     from hil.suite.vm_target import VM_BROKER_IP, VmTarget
 
     (report / "broker").mkdir(parents=True, exist_ok=True)
+    ota = OtaBench(Path(args.fleet), Path(args.release), report) if needs_fleet(suite) else None
     broker = Broker(report / "broker", make_pki(report / "pki", (VM_BROKER_IP,)), persistent=True)
     await asyncio.to_thread(broker.start)
-    target = VmTarget(image, report / "vm", broker, suite.scenarios[0])
+    try:
+        target = VmTarget(Path(args.image), report / "vm", broker, suite.scenarios[0], ota)
+    except BaseException:
+        await asyncio.to_thread(broker.stop)
+        if ota is not None:
+            ota.stop()
+        raise
     try:
         boot = progress.add_task("booting the image under QEMU", total=None)
         target.boot()
@@ -148,7 +158,7 @@ async def _run(suite: Suite, report: Path, args: argparse.Namespace) -> int:
     target = args.target
     with Progress(transient=False) as progress:
         if target == "vm":
-            runs = await _play_vm(suite, report, Path(args.image), progress)
+            runs = await _play_vm(suite, report, args, progress)
         elif target.startswith("ssh://"):
             runs = await _play_ssh(suite, report, target, args.bench, progress)
         else:
@@ -197,7 +207,13 @@ def _check_args(args: argparse.Namespace) -> tuple[Suite, Path]:
 
         if not (image / "bedside-amd64.img").is_file() or not (image / "rootfs.sqfs").is_file():
             raise SuiteError(f"--image: {args.image!r} has no bedside-amd64.img and rootfs.sqfs (image/build --out)")
-        check_vm_suite(suite)
+        check_vm_suite(suite, fleet=bool(args.fleet and args.release))
+        if args.fleet and args.release:
+            from hil.suite.vm_ota import OtaBench
+
+            OtaBench(Path(args.fleet), Path(args.release), report)  # SuiteError: a fleet or release it cannot use
+    elif args.fleet or args.release:
+        raise SuiteError("--fleet/--release: only with --target vm (an ota step updates the image under QEMU)")
     return suite, report
 
 
@@ -207,6 +223,7 @@ def run_suite_command(args: argparse.Namespace) -> int:
     logging.getLogger("gmqtt").setLevel(logging.WARNING)  # its connect/close lines would tear the progress bars
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     from hil.suite.ssh_box import SshError
+    from hil.suite.target import TargetError
 
     try:
         suite, report = _check_args(args)
@@ -215,6 +232,6 @@ def run_suite_command(args: argparse.Namespace) -> int:
         return 2
     try:
         return asyncio.run(_run(suite, report, args))
-    except SshError as exc:  # the box is not reachable: nothing was played
+    except (SshError, TargetError) as exc:  # the box is not reachable or did not start: nothing was played
         print(f"bedside: {exc}", file=sys.stderr)
         return 1

@@ -36,7 +36,10 @@ class FaultPlayer(Protocol):
 
     async def begin(self, action: str, offset_s: float) -> None: ...
 
-    async def end(self, action: str, offset_s: float) -> None: ...
+    async def end(self, action: str, offset_s: float) -> dict[str, float] | None:
+        """The fault over; milestones on the way (suffix -> wall time), e.g. an OTA's
+        reboot: `down` and `up`, marked as steps `NAME/down`, `NAME/up`."""
+        ...
 
 
 class Rig(FaultPlayer, Protocol):
@@ -66,9 +69,13 @@ Mark = Callable[[str, str, float], None]  # (step name, action, trigger time)
 
 
 async def play_fault(player: FaultPlayer, step: Step, name: str, mark: Mark) -> None:
-    """Begin, mark the trigger, hold `down_s`, end, mark `NAME/end`."""
+    """Begin, mark the trigger, hold `down_s`, end (an OTA's end waits for its commit),
+    mark the milestones the end reports and `NAME/end`."""
     await player.begin(step.action, step.offset_s)
     mark(name, step.action, time.time())
     await asyncio.sleep(step.down_s)
-    await player.end(step.action, step.offset_s)
-    mark(f"{name}/end", step.action, time.time())
+    milestones = await player.end(step.action, step.offset_s)
+    ended = time.time()
+    for suffix, t in sorted((milestones or {}).items(), key=lambda kv: kv[1]):
+        mark(f"{name}/{suffix}", step.action, t)
+    mark(f"{name}/end", step.action, ended)

@@ -17,6 +17,7 @@ __all__ = [
     "ACTIONS",
     "ENDS",
     "EXPECTS",
+    "MILESTONES",
     "Device",
     "Expect",
     "Scenario",
@@ -53,12 +54,17 @@ ACTIONS: Final[dict[str, tuple[str, ...]]] = {
     "disk_full": (),  # the box's /data filled for down_s, then freed
     "box_clock_step": (),  # the box's own clock jumps by offset_s for down_s, then back
     "power_cut": (),  # the box loses power (QEMU killed), boots again after down_s
+    "ota": (),  # the fleet publishes a release: the box downloads, installs, reboots into it, commits
 }
 # Steps with a duration whose end is a step of its own: an expectation may say
 # `after = "NAME/end"` (the heal, the space freed, the power back).
-ENDS: Final = ("partition", "disk_full", "box_clock_step", "power_cut")
+ENDS: Final = ("partition", "disk_full", "box_clock_step", "power_cut", "ota")
+# Milestones a step's end reports on the way, named `NAME/<milestone>` (an OTA's reboot:
+# the box off at `down`, its gateway started again at `up`).
+MILESTONES: Final = {"ota": ("down", "up")}
 EXPECTS: Final = (
-    "alarm", "no_alarm", "active", "inactive", "no_loss", "recovery", "rss_bounded", "quarantined", "charted", "backlog"
+    "alarm", "no_alarm", "active", "inactive", "no_loss", "recovery", "rss_bounded", "quarantined", "charted",
+    "backlog", "no_missed_alarm",
 )  # fmt: skip
 WHERE: Final = ("local", "broker")
 
@@ -102,8 +108,9 @@ class Expect:
     not_before_ms: float = 0.0  # a condition delay: the alarm must not come earlier
     device: str = ""
     max_mib: float = 4.0  # rss_bounded: the most the gateway's RSS may grow between the run's halves
-    until: str = ""  # backlog: the step that ends the outage (the observations recorded between)
-    min_count: float = 0.0  # backlog: at least this many observations recorded offline (the volume)
+    until: str = ""  # backlog, no_missed_alarm: the step that ends the window (the outage, the OTA)
+    min_count: float = 0.0  # backlog: observations recorded offline; no_missed_alarm: episodes judged
+    each: str = ""  # no_missed_alarm: the steps that start an episode (names beginning with this)
     resends_at_least: float = 0.0  # no_loss: the fault must have caused this many resent copies
     resends_at_most: float = -1.0  # no_loss: at most this many resent copies (-1: any number)
 
@@ -154,7 +161,7 @@ def _check_expect(exp: Expect, steps: set[str], where: str) -> None:
         raise SuiteError(f"{where}.after: no step named {exp.after!r}")
     if exp.where not in WHERE:
         raise SuiteError(f"{where}.where: {exp.where!r}; use local or broker")
-    if exp.kind in ("alarm", "no_alarm", "active", "inactive") and not exp.rule:
+    if exp.kind in ("alarm", "no_alarm", "active", "inactive", "no_missed_alarm") and not exp.rule:
         raise SuiteError(f"{where}: {exp.kind} needs rule")
     if exp.kind in ("active", "inactive") and not exp.after:
         raise SuiteError(f"{where}: {exp.kind} needs after (a snapshot step)")
@@ -162,6 +169,10 @@ def _check_expect(exp: Expect, steps: set[str], where: str) -> None:
         raise SuiteError(f"{where}: {exp.kind} needs device")
     if exp.kind == "backlog" and not (exp.after and exp.until in steps):
         raise SuiteError(f"{where}: backlog needs after and until (the outage's first and last step)")
+    if exp.kind == "no_missed_alarm" and not (exp.after and exp.until in steps and exp.each):
+        raise SuiteError(f"{where}: no_missed_alarm needs after, until (the window) and each (episode step names)")
+    if exp.each and not any(name.startswith(exp.each) for name in steps):
+        raise SuiteError(f"{where}.each: no step name begins with {exp.each!r}")
 
 
 def _scenario(raw: dict[str, Any], where: str, base: Path) -> Scenario:
@@ -182,6 +193,7 @@ def _scenario(raw: dict[str, Any], where: str, base: Path) -> Scenario:
             raise SuiteError(f"{where}.step[{i}]: clock_step: a BLE oximeter's measurements carry no time")
     expects = tuple(_table(e, Expect, f"{where}.expect[{i}]") for i, e in enumerate(raw.get("expect", [])))
     named = {s.name for s in steps if s.name} | {f"{s.name}/end" for s in steps if s.name and s.action in ENDS}
+    named |= {f"{s.name}/{m}" for s in steps if s.name for m in MILESTONES.get(s.action, ())}
     for i, exp in enumerate(expects):
         _check_expect(exp, named, f"{where}.expect[{i}]")
     rules = raw.get("rules_path", "")

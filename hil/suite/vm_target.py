@@ -25,6 +25,7 @@ or the control socket (no shell into the box), the box's local outputs and sink
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import subprocess
 import sys
@@ -33,10 +34,13 @@ from typing import Any, Final
 
 from hil.broker import Broker
 from hil.suite.devices import PROTOCOL
+from hil.suite.faults import check_plays
 from hil.suite.spec import Scenario, Suite, SuiteError
-from hil.suite.target import Sample
+from hil.suite.target import Sample, TargetError
 from hil.suite.vm_cable import Cable
+from hil.suite.vm_ota import OtaBench, image_version
 from hil.vm import Vm
+from ota.errors import FleetError
 
 __all__ = ["VM_BROKER_IP", "VmTarget", "check_vm_suite", "provision"]
 
@@ -54,10 +58,13 @@ _REFUSED_STEPS: Final = (
 )
 _REFUSED_EXPECTS: Final = ("no_loss", "active", "inactive", "rss_bounded", "backlog")
 BOOT_TIMEOUT_S: Final = 900.0
+OTA_TIMEOUT_S: Final = 1200.0  # a 185 MB bundle through the bench's relay, RAUC's install under TCG
 
 
-def check_vm_suite(suite: Suite) -> None:
-    """SuiteError for what the VM target cannot play (see the module's docstring)."""
+def check_vm_suite(suite: Suite, fleet: bool = False) -> None:
+    """SuiteError for what the VM target cannot play (see the module's docstring); an
+    `ota` step only with a fleet (`fleet`: --fleet and --release given)."""
+    check_plays(suite, frozenset({"power_cut", *(["ota"] if fleet else [])}), "vm", "needs --fleet and --release")
     first = suite.scenarios[0].devices
     for sc in suite.scenarios:
         where = f"scenario {sc.name!r}"
@@ -114,8 +121,9 @@ def _run(cmd: list[str]) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
 
 
-def provision(disk: Path, rootfs: Path, broker: Broker, config: str, workdir: Path) -> None:
-    """The site's config and the box's uplink certificate onto the data partition (4)."""
+def provision(disk: Path, rootfs: Path, broker: Broker, config: str, workdir: Path, *, ota: OtaBench | None) -> None:
+    """The site's config and the box's uplink certificate onto the data partition (4);
+    with `ota`, the box's share of the fleet too."""
     start = int(_run(["sgdisk", "-i", "4", str(disk)]).split("First sector: ")[1].split()[0])
     passwd = _run(["unsquashfs", "-cat", str(rootfs), "etc/passwd"])
     uid, gid = (int(v) for v in next(ln.split(":")[2:4] for ln in passwd.splitlines() if ln.startswith("bedside:")))
@@ -134,6 +142,8 @@ def provision(disk: Path, rootfs: Path, broker: Broker, config: str, workdir: Pa
             shutil.chown(mnt / "keys" / name, uid, gid)
         (mnt / "keys" / "gw-1.key").chmod(0o600)
         shutil.chown(mnt / "config" / "gateway.toml", uid, gid)
+        if ota is not None:
+            ota.provision(mnt, uid, gid)
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
         subprocess.run(["losetup", "-d", loop], check=True)
@@ -144,23 +154,39 @@ class VmTarget:
 
     name = "vm"
 
-    def __init__(self, image_dir: Path, workdir: Path, broker: Broker, scenario: Scenario) -> None:
+    def __init__(
+        self, image_dir: Path, workdir: Path, broker: Broker, scenario: Scenario, ota: OtaBench | None = None
+    ) -> None:
+        """`ota`: the fleet an `ota` step publishes to (started here, stopped by `shutdown`)."""
         self.workdir = workdir
         disk = workdir / "disk.img"
         workdir.mkdir(parents=True, exist_ok=True)
         subprocess.run(["cp", "--sparse=always", str(image_dir / "bedside-amd64.img"), str(disk)], check=True)
         subprocess.run(["truncate", "-s", "+512M", str(disk)], check=True)
         rootfs = image_dir / "rootfs.sqfs"
-        provision(disk, rootfs, broker, vm_config(scenario), workdir)
+        self.ota = ota
+        config = vm_config(scenario)
+        if ota is not None:
+            ota.start()
+            config += ota.config(image_version(rootfs))
+        provision(disk, rootfs, broker, config, workdir, ota=ota)
         pipe = f"{sys.executable} {Path(__file__).resolve().parents[1] / 'tcp_pipe.py'} 127.0.0.1 {broker.port}"
         self.nic = f"user,restrict=on,guestfwd=tcp:{VM_BROKER_IP}:{VM_BROKER_PORT}-cmd:{pipe}"
+        if ota is not None:
+            self.nic += f",{ota.guestfwd()}"
         self.disk = disk
-        self.vm = Vm(disk, workdir / "vm", nic=self.nic)
+        self.vm = self._machine()
         self.cable = Cable(workdir)
         self.starts = 0
         self.power_cuts = 0
+        self.plays = frozenset({"power_cut", *(["ota"] if ota is not None else [])})
+        self._ota_from = 0
 
-    plays = frozenset({"power_cut"})
+    def _machine(self) -> Vm:
+        # An OTA reboots the box: QEMU must not exit on it; RAUC's install wants the memory.
+        if self.ota is None:
+            return Vm(self.disk, self.workdir / "vm", nic=self.nic)
+        return Vm(self.disk, self.workdir / "vm", memory_mb=1536, nic=self.nic, allow_reboot=True)
 
     @property
     def device_port(self) -> str:
@@ -172,20 +198,52 @@ class VmTarget:
         self.cable.connect(self.vm.device_pty)
 
     def wait_ready(self) -> None:
-        self.vm.wait_for(r"Started bedside\.service - Bedside Gateway", BOOT_TIMEOUT_S)
+        """Until the gateway's unit started (READY); TargetError with the box's own words
+        when it failed to (a site config the gateway refuses: one line naming the key)."""
+        seen = self.vm.wait_for(r"(Started|Failed to start) bedside\.service", BOOT_TIMEOUT_S)  # a fresh Vm
+        if seen.group(1) != "Started":
+            said = re.findall(r"\]: (bedside: [^\n]*)", self.vm.console[: seen.start()])
+            raise TargetError(f"the box's gateway did not start: {said[-1] if said else seen.group(0)}")
         self.starts += 1
 
     async def begin(self, action: str, offset_s: float) -> None:
-        """A power cut: QEMU killed outright (the disk as the guest last wrote it)."""
+        """A power cut: QEMU killed outright (the disk as the guest last wrote it). An
+        OTA: the release published; the box finds it at its next poll."""
+        if action == "ota":
+            assert self.ota is not None  # check_plays: only with a fleet
+            self._ota_from = self.vm.mark()
+            try:
+                await asyncio.to_thread(self.ota.publish)
+            except FleetError as exc:
+                raise TargetError(f"ota: the release could not be published: {exc}") from None
+            return
         self.cable.disconnect()
         await asyncio.to_thread(self.vm.stop)
         self.power_cuts += 1
 
-    async def end(self, action: str, offset_s: float) -> None:
-        """Power back: the same disk booted again, until the gateway's unit started."""
-        self.vm = Vm(self.disk, self.workdir / "vm", nic=self.nic)
+    async def end(self, action: str, offset_s: float) -> dict[str, float] | None:
+        """Power back: the same disk booted again, until the gateway's unit started. An
+        OTA: followed on the console to its commit; its reboot's `down` and `up`."""
+        if action == "ota":
+            return await asyncio.to_thread(self._follow_ota)
+        self.vm = self._machine()
         await asyncio.to_thread(self.boot)
         await asyncio.to_thread(self.wait_ready)
+        return None
+
+    def _follow_ota(self) -> dict[str, float]:
+        vm = self.vm
+        went = vm.wait_for(r"OTA (rebooting|failed)[^\n]*", OTA_TIMEOUT_S, since=self._ota_from)
+        if went.group(1) == "failed":
+            raise TargetError(f"the box: {went.group(0).strip()}")
+        down = vm.time_at(went.start())
+        back = vm.wait_for(r"Started bedside\.service - Bedside Gateway", BOOT_TIMEOUT_S, since=went.end())
+        self.starts += 1
+        up = vm.time_at(back.start())
+        done = vm.wait_for(r"OTA (committed|failed|rolled_back)[^\n]*", OTA_TIMEOUT_S, since=back.end())
+        if done.group(1) != "committed":
+            raise TargetError(f"the box: {done.group(0).strip()}")
+        return {"down": down, "up": up}
 
     async def start(self) -> None:
         return None  # booted once for the suite (boot/wait_ready)
@@ -205,3 +263,5 @@ class VmTarget:
     def shutdown(self) -> None:
         self.vm.stop()
         self.cable.close()
+        if self.ota is not None:
+            self.ota.stop()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from hil.rauc_bench import build_bundle
 from ota.repo import FleetRepo, init_fleet
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,3 +75,19 @@ def data_partition(disk: Path, built: Built, workdir: Path) -> Iterator[DataPart
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
         subprocess.run(["losetup", "-d", loop], check=True)
+
+
+def verity_bundle(
+    built: Built, version: str, dest: Path, rootfs: Path | None = None, signing: Path | None = None
+) -> Path:
+    """The bench's bundle helper, shipping the image's squashfs (or `rootfs`) as rootfs.img."""
+    rauc = signing or built.fleet.fleet / "rauc"
+    return build_bundle(
+        dest,
+        compatible=COMPATIBLE,
+        version=version,
+        cert=rauc / "signing.pem",
+        key=rauc / "signing.key",
+        keyring=rauc / "ca.pem",
+        image=rootfs or built.out / "rootfs.sqfs",
+    )

@@ -1,8 +1,9 @@
-"""OTA inside the VM: the box (booted from the image in QEMU) updates itself from a fleet
-server on the host — reachable only through user-mode networking with restrict=on and one
-guestfwd to 127.0.0.1 — refuses a bundle signed by another CA, installs a newer verity
-bundle into slot B with RAUC, reboots through GRUB's boot counting into B, passes the
-health gate and commits; a release that cannot start falls back to the old slot."""
+"""OTA inside the VM: the box (booted from the image in QEMU) polls a fleet server on the
+host — reachable only through user-mode networking with restrict=on and one guestfwd to
+127.0.0.1 — refuses a bundle signed by another CA, and a release that cannot start falls
+back to the old slot through GRUB's boot counting. The good path (install into slot B,
+reboot, health gate, commit, with alarms checked all the while) is the VM suite's
+`alarms-during-ota` scenario (tests/image/test_image_hil.py)."""
 
 import contextlib
 import os
@@ -16,29 +17,12 @@ import pytest
 
 from appliance.uplink.pki import issue, make_ca, write_key, write_pem
 from hil.fleet_server import FleetServer
-from hil.rauc_bench import build_bundle
 from hil.vm import Vm
 from ota.pki import make_signing_pki
-from tests.image.conftest import COMPATIBLE, REPO, Built, data_partition
+from tests.image.conftest import COMPATIBLE, REPO, Built, data_partition, verity_bundle
 
 pytestmark = pytest.mark.integration
 FLEET_IP, FLEET_PORT = "10.0.2.100", 8443
-
-
-def verity_bundle(
-    built: Built, version: str, dest: Path, rootfs: Path | None = None, signing: Path | None = None
-) -> Path:
-    """The bench's bundle helper, shipping the image's squashfs (or `rootfs`) as rootfs.img."""
-    rauc = signing or built.fleet.fleet / "rauc"
-    return build_bundle(
-        dest,
-        compatible=COMPATIBLE,
-        version=version,
-        cert=rauc / "signing.pem",
-        key=rauc / "signing.key",
-        keyring=rauc / "ca.pem",
-        image=rootfs or built.out / "rootfs.sqfs",
-    )
 
 
 def provision(disk: Path, built: Built, pki_dir: Path, workdir: Path) -> None:
@@ -120,24 +104,6 @@ def rogue_release(built: Built, workdir: Path) -> Path:
     return verity_bundle(built, "1.0.9", workdir / "bedside-1.0.9.raucb", small, signing=workdir / "rogue-ca")
 
 
-def test_the_box_updates_itself_inside_the_vm_and_commits(built, tmp_path):
-    built.fleet.add_release(rogue_release(built, tmp_path), "1.0.9", COMPATIBLE)  # publish would refuse it
-    with box_with_fleet(built, tmp_path) as (vm, fleet):
-        vm.wait_for(r"Booting `Bedside Gateway slot A'", 120)
-        vm.wait_for(r"Started bedside\.service - Bedside Gateway", 300)
-        # RAUC inside the VM refuses the bundle from another CA; the box stays on A and
-        # gives that release up.
-        vm.wait_for(r"OTA failed 1\.0\.9: install: RAUC refused[^\n]*", 600)
-        built.fleet.publish(verity_bundle(built, "1.1.0", tmp_path / "bedside-1.1.0.raucb"), "1.1.0", COMPATIBLE)
-        vm.wait_for(r"OTA downloading 1\.1\.[01]", 300)
-        vm.wait_for(r"OTA installed 1\.1\.[01]", 900)
-        vm.wait_for(r"OTA rebooting 1\.1\.[01]", 120)
-        vm.wait_for(r"Booting `Bedside Gateway slot B'", 300)
-        vm.wait_for(r"OTA committed 1\.1\.[01]", 600)
-    log = (fleet.dir / "access.log").read_text()
-    assert "GET /targets/bedside-gw-amd64/1.1." in log
-
-
 def broken_release(built: Built, dest: Path, workdir: Path) -> Path:
     """Release 1.1.1 whose gateway cannot start (its entry point exits at once)."""
     tree = workdir / "broken-root"
@@ -153,9 +119,15 @@ def broken_release(built: Built, dest: Path, workdir: Path) -> Path:
 
 
 def test_a_release_that_cannot_start_falls_back_to_the_old_slot(built, tmp_path):
-    bundle = broken_release(built, tmp_path / "bedside-1.1.1.raucb", tmp_path)
-    built.fleet.publish(bundle, "1.1.1", COMPATIBLE)
-    with box_with_fleet(built, tmp_path) as (vm, _fleet):
+    # Install, reboot into B and commit: `tests/image/test_image_hil.py` (the VM suite's
+    # alarms-during-ota scenario). Here: what the box refuses and what it rolls back.
+    built.fleet.add_release(rogue_release(built, tmp_path), "1.0.9", COMPATIBLE)  # publish would refuse it
+    with box_with_fleet(built, tmp_path) as (vm, fleet):
+        vm.wait_for(r"Started bedside\.service - Bedside Gateway", 300)
+        # RAUC inside the VM refuses the bundle from another CA; the box stays on A and
+        # gives that release up.
+        vm.wait_for(r"OTA failed 1\.0\.9: install: RAUC refused[^\n]*", 600)
+        built.fleet.publish(broken_release(built, tmp_path / "bedside-1.1.1.raucb", tmp_path), "1.1.1", COMPATIBLE)
         vm.wait_for(r"OTA rebooting 1\.1\.1", 900)
         vm.wait_for(r"Booting `Bedside Gateway slot B'", 300)
         vm.wait_for(r"bedside: broken release", 300)
@@ -164,3 +136,5 @@ def test_a_release_that_cannot_start_falls_back_to_the_old_slot(built, tmp_path)
         second_a = r"Booting `Bedside Gateway slot B'[\s\S]*Booting `Bedside Gateway slot A'"
         vm.wait_for(second_a, 600)
         vm.wait_for(r"OTA rolled_back 1\.1\.1: booted 1\.0\.0, not 1\.1\.1", 600)
+    log = (fleet.dir / "access.log").read_text()
+    assert "GET /targets/bedside-gw-amd64/1.0.9/" in log and "GET /targets/bedside-gw-amd64/1.1.1/" in log

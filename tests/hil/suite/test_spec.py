@@ -28,7 +28,9 @@ def test_the_default_suite_parses_and_covers_every_step_kind_it_needs() -> None:
     assert actions >= {"vitals", "cable_pull", "garbage", "broker_down", "broker_up", "kill_gateway", "ack", "pause"}
     assert actions >= {"broker_stall", "silence", "clock_step", "snapshot"}
     assert actions <= set(ACTIONS)
-    assert kinds == set(EXPECTS) - {"rss_bounded"}  # the soak's
+    assert kinds == set(EXPECTS) - {"rss_bounded", "no_missed_alarm"}  # the soak's; the VM suite's OTA
+    vm_kinds = {exp.kind for s in load_suite(Path(DEFAULT_SUITE).with_name("vm.toml")).scenarios for exp in s.expects}
+    assert "no_missed_alarm" in vm_kinds
     assert {d.family for s in suite.scenarios for d in s.devices} == set(FAMILIES)  # every family the gateway drives
     pulled = {
         next(d.family for d in s.devices if d.id == step.device)
@@ -56,6 +58,16 @@ def test_the_default_suite_parses_and_covers_every_step_kind_it_needs() -> None:
             '[[scenario.expect]]\nkind = "backlog"\nafter = "d"\n',
             "backlog needs after and until",
         ),
+        (
+            '[[scenario.step]]\nat_s = 1\naction = "ota"\nname = "u"\n'
+            '[[scenario.expect]]\nkind = "no_missed_alarm"\nrule = "x"\nafter = "u"\nuntil = "u/end"\n',
+            "no_missed_alarm needs after, until (the window) and each",
+        ),
+        (
+            '[[scenario.step]]\nat_s = 1\naction = "ota"\nname = "u"\n'
+            '[[scenario.expect]]\nkind = "no_missed_alarm"\nrule = "x"\nafter = "u"\nuntil = "u/up"\neach = "q"\n',
+            "each: no step name begins with 'q'",
+        ),
     ],
 )
 def test_a_wrong_suite_is_one_line_naming_the_key(extra: str, message: str, tmp_path: Path) -> None:
@@ -69,7 +81,9 @@ def test_the_vm_target_refuses_what_it_cannot_play_or_observe() -> None:
     from hil.suite.cli import VM_SUITE
     from hil.suite.vm_target import check_vm_suite
 
-    check_vm_suite(load_suite(VM_SUITE))  # its own suite plays
+    check_vm_suite(load_suite(VM_SUITE), fleet=True)  # its own suite plays, with a fleet for its OTA
+    with pytest.raises(SuiteError, match="cannot play ota \\(needs --fleet and --release\\)"):
+        check_vm_suite(load_suite(VM_SUITE))
     with pytest.raises(SuiteError, match="--target vm"):
         check_vm_suite(load_suite(DEFAULT_SUITE))  # ack, kill -9, local outputs: not from outside the box
     hl7 = _SCENARIO.replace('"masimo"', '"hl7"') + '[[scenario.expect]]\nkind = "recovery"\ndevice = "d"\n'
@@ -99,12 +113,24 @@ def test_an_unsteerable_family_and_a_missing_rule_file_are_refused(tmp_path: Pat
         (["{good}", "--target", "ssh://box", "--bench", "{bad}"], "bad.toml: cannot read: Expected"),
         (["{good}", "--target", "vm", "--image", "{missing}"], "has no bedside-amd64.img and rootfs.sqfs"),
         (["{good}", "--scenario", "nope"], "--scenario: unknown 'nope'"),
+        (["{good}", "--fleet", "{missing}"], "--fleet/--release: only with --target vm"),
+        (["{ota}", "--target", "vm", "--image", "{image}"], "cannot play ota (needs --fleet and --release)"),
+        (["{ota}"], "--target local cannot play ota"),
+        (
+            ["{ota}", "--target", "vm", "--image", "{image}", "--fleet", "{image}", "--release", "{missing}"],
+            "--fleet/--release: ",
+        ),
     ],
 )
 def test_the_command_answers_bad_input_with_exit_2_and_one_line(args: list[str], message: str, tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text("[[scenario]\n")
     (tmp_path / "good.toml").write_text(_SCENARIO)
+    (tmp_path / "ota.toml").write_text(_SCENARIO + '[[scenario.step]]\nat_s = 1\naction = "ota"\n')
+    (tmp_path / "image").mkdir()
+    for name in ("bedside-amd64.img", "rootfs.sqfs"):
+        (tmp_path / "image" / name).write_bytes(b"")
     paths = {"bad": tmp_path / "bad.toml", "missing": tmp_path / "missing.toml", "good": tmp_path / "good.toml"}
+    paths |= {"ota": tmp_path / "ota.toml", "image": tmp_path / "image"}
     argv = [a.format(**paths) for a in args]
     res = subprocess.run(
         [sys.executable, "-m", "appliance.cli", "hil", "run", *argv, "--report", str(tmp_path / "r")],
