@@ -15,6 +15,7 @@ from typing import Any, Final
 
 __all__ = [
     "ACTIONS",
+    "BOX_FAULTS",
     "ENDS",
     "EXPECTS",
     "Device",
@@ -53,10 +54,14 @@ ACTIONS: Final[dict[str, tuple[str, ...]]] = {
     "disk_full": (),  # the box's /data filled for down_s, then freed
     "box_clock_step": (),  # the box's own clock jumps by offset_s for down_s, then back
     "power_cut": (),  # the box loses power (QEMU killed), boots again after down_s
+    # The device restarts with its cable still in, each family in its own terms (hil/suite/families.py).
+    "device_reboot": ("device",),  # off for down_s, then back in its power-on state
 }
+# The box's own faults (hil/suite/faults.py); each target says which it plays.
+BOX_FAULTS: Final = ("partition", "disk_full", "box_clock_step", "power_cut")
 # Steps with a duration whose end is a step of its own: an expectation may say
-# `after = "NAME/end"` (the heal, the space freed, the power back).
-ENDS: Final = ("partition", "disk_full", "box_clock_step", "power_cut")
+# `after = "NAME/end"` (the heal, the space freed, the power back, the device booted).
+ENDS: Final = (*BOX_FAULTS, "device_reboot")
 EXPECTS: Final = (
     "alarm", "no_alarm", "active", "inactive", "no_loss", "recovery", "rss_bounded", "quarantined", "charted", "backlog"
 )  # fmt: skip
