@@ -17,8 +17,10 @@ VARIANTS: Final = ("rad8", "radical5", "radical7", "rad7")
 _SERIAL: Final = "0000056661"
 
 
-def _exc(vitals: Vitals, variant: str) -> str:
+def _exc(vitals: Vitals, variant: str, searching: bool = False) -> str:
     exc = 0x800  # Masimo SET running
+    if searching:
+        exc |= 0x008  # pulse search
     if vitals.sensor_off:
         exc |= 0x020 | 0x008
     if vitals.low_perfusion:
@@ -27,16 +29,17 @@ def _exc(vitals: Vitals, variant: str) -> str:
     return f"{exc:0{width}X}"
 
 
-def masimo_line(variant: str, when: datetime, vitals: Vitals, alarm: int = 0) -> bytes:
-    """One CR LF terminated line as the given model prints it."""
+def masimo_line(variant: str, when: datetime, vitals: Vitals, alarm: int = 0, *, searching: bool = False) -> bytes:
+    """One CR LF terminated line as the given model prints it. `searching`: no pulse found
+    yet (EXC pulse search, values "not available" as dashes: masimo-ascii.md §3, §4)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown Masimo variant {variant!r}; known: {', '.join(VARIANTS)}")
-    off = vitals.sensor_off
+    off = vitals.sensor_off or searching
     spo2 = "---" if off else f"{vitals.spo2:03.0f}"
     bpm = "---" if off else f"{vitals.pulse:03.0f}"
     pi = "--.--" if off else f"{vitals.pi:05.2f}"
     stamp = when.strftime("%m/%d/%y %H:%M:%S")
-    exc = _exc(vitals, variant)
+    exc = _exc(vitals, variant, searching)
     if variant == "radical5":
         fields = [f"SPO2={spo2}%", f"BPM={bpm}", f"PI={pi}%", f"ALARM={alarm & 0xFF:02X}", f"EXC={exc}"]
     elif variant == "rad8":

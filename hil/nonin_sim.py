@@ -43,9 +43,13 @@ def _values(vitals: Vitals) -> tuple[int, int]:
     return int(vitals.pulse), int(vitals.spo2)
 
 
-def nonin_packet(data_format: int, vitals: Vitals, low_battery: bool = False, pleth_phase: int = 0) -> bytes:
-    """One #8 packet (4 bytes) or one #2/#7 packet (25 frames of 5 bytes)."""
-    hr, spo2 = _values(vitals)
+def nonin_packet(
+    data_format: int, vitals: Vitals, low_battery: bool = False, pleth_phase: int = 0, *, computed: bool = True
+) -> bytes:
+    """One #8 packet (4 bytes) or one #2/#7 packet (25 frames of 5 bytes). `computed`
+    False: the missing-data values of a device that has no reading yet (just powered
+    on: nonin.md §7 "not yet computed"), with the sensor on (no SNSA)."""
+    hr, spo2 = _values(vitals) if computed else (511, 127)
     if data_format == 8:
         status1 = 0x80 | (0x10 if vitals.low_perfusion else 0) | ((hr >> 7) & 0x03)
         status2 = (0x08 if vitals.sensor_off else 0) | (0x01 if low_battery else 0)

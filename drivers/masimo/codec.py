@@ -173,7 +173,14 @@ class MasimoCodec:
         return TechnicalEvent(self.device_id, "bad_frame", count=self.stats.frames_bad, detail=detail)
 
     def _line(self, raw: bytes) -> list[DeviceEvent]:
-        line = raw.decode("ascii", errors="replace")
+        line = raw.decode("ascii", errors="replace")  # one character per byte: offsets agree
+        # A line cut short (the device lost power mid-line, fact sheet §6) runs on into the
+        # next one: a date and time stamp past the start is where that next line begins
+        # (no field value holds a space, a stamp does). Its values must not take the cut
+        # line's time, so the head is one bad frame and the rest is read on its own.
+        starts = [m.start() for m in _STAMP_RE.finditer(line)]
+        if starts and starts[-1] > 0:
+            return [self._bad("line cut short: a new line began inside it"), *self._line(raw[starts[-1] :])]
         stamp = _parse_stamp(line)
         if stamp is None:
             return [self._bad("no valid date/time at line start")]

@@ -5,6 +5,15 @@ symlink as it would a udev name. Frames come from the families' own encoders
 (`masimo_line`, `nonin_packet`), so the gateway reads exactly what the simulators
 send. A step's trigger time is when the first frame carrying its values was written:
 latency is measured from the device byte, not from the bench's decision.
+
+A device reboot (`reboot`) is the oximeter's power cycle with the cable in: the frame
+on the wire when the power goes is cut (its head is sent, its tail never is), the line
+stays open and silent for `down_s`, then frames come again, the first ones in the
+power-on state: no reading computed yet (Nonin: HR 511 / SpO2 127, nonin.md §7;
+Masimo: values as dashes with EXC pulse search, masimo-ascii.md §3-§4). The fact
+sheets document no boot banner for either, so none is sent. Neither device's clock
+resets: format #8 carries no time, and the Radical-7's clock is not documented to
+be lost on a power cycle (the Nonin 9560 loses its clock only with its batteries).
 """
 
 from __future__ import annotations
@@ -28,6 +37,9 @@ PROTOCOL = {"masimo": "masimo", "nonin": "nonin-8"}
 _BAUD = 9600
 _MIN_TICK_S = 0.005
 _MAX_BURST = 200  # frames in one loop turn at most (after a stall of the bench, the rest is skipped)
+# After power-on an oximeter needs a few beats before its first reading: the bench
+# gives it one Nonin display refresh (nonin.md §3: every 1.5 s) for both families.
+BOOT_NO_READING_S = 1.5
 
 
 @dataclass(slots=True)
@@ -37,6 +49,8 @@ class _State:
     sensor_off: bool = False
     silent_until: float = 0.0
     clock_offset_s: float = 0.0
+    off_until: float = 0.0  # powered off (a reboot) until then: nothing on the line
+    booted_at: float = float("-inf")  # monotonic: the last power-on
 
 
 class BenchDevice:
@@ -64,9 +78,10 @@ class BenchDevice:
         return (datetime.now(UTC) + timedelta(seconds=self.state.clock_offset_s)).replace(tzinfo=None)
 
     def frame(self) -> bytes:
+        searching = time.monotonic() - self.state.booted_at < BOOT_NO_READING_S
         if self.spec.family == "masimo":
-            return masimo_line("radical7", self.clock(), self.vitals())
-        return nonin_packet(8, self.vitals())
+            return masimo_line("radical7", self.clock(), self.vitals(), searching=searching)
+        return nonin_packet(8, self.vitals(), computed=not searching)
 
     def apply(self, step: Step) -> None:
         """A vitals step: new values from the next frame on (its trigger)."""
@@ -94,8 +109,19 @@ class BenchDevice:
         await asyncio.sleep(down_s)
         self.port.open()
 
+    async def reboot(self, down_s: float, end: str) -> None:
+        """Power cycle with the cable in (see the module's docstring); `end` triggers on
+        the first frame written after boot."""
+        frame = self.frame()
+        self._write(frame[: len(frame) // 2])  # the power went mid-frame
+        # Set at once, so no frame of the old state can slip out between the boot and
+        # this task's next turn: nothing is written before off_until.
+        self.state.off_until = self.state.booted_at = time.monotonic() + down_s
+        self._pending.append(end)
+
     def write_frame(self) -> None:
-        if (self._line is None and not self.port.is_open) or time.monotonic() < self.state.silent_until:
+        now_m = time.monotonic()
+        if (self._line is None and not self.port.is_open) or now_m < max(self.state.silent_until, self.state.off_until):
             return
         self._write(self.frame())
         self.frames += 1

@@ -8,6 +8,22 @@ suite's steerable vitals and device clock, and offers the suite's faults in the
 family's own terms: a cable pull closes the pty (monitors), drops the TCP connection
 for `down_s` (HL7) or takes the sensor out of radio range (BLE). A step's trigger is
 the first write of bytes the simulator built after reading the step's values.
+
+A device reboot (`reboot`, step `device_reboot`) is the device's restart with its
+cable in: a monitor stops answering for `down_s` (whatever the gateway sends it is
+lost) and comes back as a new simulator on the same pty, in its power-on state:
+IntelliVue unassociated (polls ignored until the gateway associates again), S/5 with
+no data request (nothing sent until one comes), MEDIBUS uninitialised (ICC every
+3 s until answered). The HL7 sender loses power: its connection is abandoned with
+neither FIN nor RST (a host without power sends nothing; the gateway finds out only
+from its idle deadline or when the sender's new connection takes the slot, which its
+per-peer eviction allows), it is gone `down_s`, then connects anew and sends again.
+Its message control ids continue (MSH-10 must stay unique per sender: a counter that
+restarted would reuse ids a receiver may already have; real senders persist it).
+The step's end (`NAME/end`) is the first write after boot for a device that speaks
+first (MEDIBUS's ICC, the HL7 sender's first message), and the moment it is ready for
+one that only answers (IntelliVue, S/5): marking their end at their first answer
+would make it wait for the gateway, the very thing a scenario checks.
 """
 
 from __future__ import annotations
@@ -54,6 +70,7 @@ PROTOCOLS: Final = {
 }
 _BAUD: Final = {"intellivue": 115200, "datex": 19200, "medibus": 19200}
 STEP_S: Final = 0.01  # the monitors' bench answers every 10 ms, as hil/intellivue_bench.py does
+_SPEAKS_FIRST: Final = frozenset({"medibus"})  # sends on its own after power-on (ICC until answered)
 _RECONNECT_S: Final = 0.2
 
 
@@ -70,6 +87,8 @@ class SuiteDevice(Protocol):
     def silence(self, down_s: float) -> None: ...
 
     async def cable_pull(self, down_s: float) -> None: ...
+
+    async def reboot(self, down_s: float, end: str) -> None: ...
 
     async def run(self) -> None: ...
 
@@ -96,6 +115,7 @@ class _Steered(BenchDevice):
         super().__init__(spec, workdir, on_trigger)
         self.port = PtyPort(self.path, baud)
         self._read_pending = False
+        self._end = ""  # a reboot's end: triggered by the first write after boot
 
     def vitals_at(self, t: float) -> Vitals:
         if self._pending:
@@ -104,6 +124,9 @@ class _Steered(BenchDevice):
 
     def wrote(self) -> None:
         self.frames += 1
+        if self._end:
+            self._on_trigger(self._end, time.time())
+            self._end = ""
         if self._read_pending:
             now = time.time()
             for name in self._pending:
@@ -120,12 +143,21 @@ class MonitorDevice(_Steered):
 
     def __init__(self, spec: Device, workdir: Path, on_trigger: Callable[[str, float], None]) -> None:
         super().__init__(spec, workdir, on_trigger, _BAUD[spec.family])
-        self.sim = _monitor_sim(spec.family, self.vitals_at, self.clock)
+        self.sim: DeviceSim | None = _monitor_sim(spec.family, self.vitals_at, self.clock)
+
+    async def reboot(self, down_s: float, end: str) -> None:
+        self.sim = None  # power off: the session, the host's half-sent bytes, all gone
+        await asyncio.sleep(down_s)
+        self.sim = _monitor_sim(self.spec.family, self.vitals_at, self.clock)  # power-on state
+        if self.spec.family in _SPEAKS_FIRST:
+            self._end = end
+        else:
+            self._on_trigger(end, time.time())
 
     def step(self, t: float) -> None:
         data = self.port.drain_input() if self.port.is_open else b""
-        if self.silent() or not self.port.is_open:
-            return  # a hung monitor reads and answers nothing
+        if self.silent() or not self.port.is_open or self.sim is None:
+            return  # a hung (or powered-off) monitor reads and answers nothing
         out = (self.sim.feed(data, t) if data else b"") + self.sim.poll(t)
         if out:
             self.port.write(out)
@@ -153,6 +185,8 @@ class Hl7Device(_Steered):
         self.sim = Hl7SenderSim(self.vitals_at, self.clock, period_s=1 / spec.rate_hz, ack_timeout_s=2.0)
         self._down_until = 0.0
         self._writer: asyncio.StreamWriter | None = None
+        self._abandoned: list[asyncio.StreamWriter] = []  # connections a reboot left half-open
+        self._boot_end = ""
         self.connections = 0
 
     def garbage(self) -> None:
@@ -165,6 +199,17 @@ class Hl7Device(_Steered):
             self._writer.close()  # the connection drops now; no reconnect before down_s
         await asyncio.sleep(down_s)
 
+    async def reboot(self, down_s: float, end: str) -> None:
+        """Power lost: the connection is left half-open (see the module's docstring);
+        back after `down_s` on a new connection, `end` at its first message."""
+        self._down_until = time.monotonic() + down_s
+        if self._writer is not None:
+            if isinstance(transport := self._writer.transport, asyncio.ReadTransport):
+                transport.pause_reading()  # the powered-off host reads nothing
+            self._abandoned.append(self._writer)
+        self._boot_end = end  # armed on the first connection after boot
+        await asyncio.sleep(down_s)
+
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, start: float) -> None:
         loop = asyncio.get_running_loop()
         while time.monotonic() >= self._down_until and not writer.is_closing():
@@ -175,8 +220,8 @@ class Hl7Device(_Steered):
                     return
             except TimeoutError:
                 data = b""
-            if self.silent():
-                continue
+            if self.silent() or time.monotonic() < self._down_until:
+                continue  # quiet, or the power just went: nothing more on this connection
             t = loop.time() - start
             out = self.sim.feed(data, t) if data else self.sim.poll(t)
             if out:
@@ -184,7 +229,7 @@ class Hl7Device(_Steered):
                 await writer.drain()
                 self.wrote()
 
-    async def run(self) -> None:
+    async def _connect_and_send(self) -> None:
         loop = asyncio.get_running_loop()
         start = loop.time()
         host, _, port = self.address.removeprefix("tcp://").rpartition(":")
@@ -198,6 +243,7 @@ class Hl7Device(_Steered):
                 await asyncio.sleep(_RECONNECT_S)  # the gateway is not listening yet (or restarting)
                 continue
             self._writer, self.connections = writer, self.connections + 1
+            self._end, self._boot_end = self._boot_end or self._end, ""
             self.sim.reboot()  # a new connection: the last unacknowledged message goes again
             try:
                 await self._session(reader, writer, start)
@@ -205,9 +251,17 @@ class Hl7Device(_Steered):
                 pass
             finally:
                 self._writer = None
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
+                if writer not in self._abandoned:
+                    writer.close()
+                    with contextlib.suppress(OSError):
+                        await writer.wait_closed()
+
+    async def run(self) -> None:
+        try:
+            await self._connect_and_send()
+        finally:
+            for writer in self._abandoned:
+                writer.transport.abort()  # the scenario is over: no FIN owed to anyone
 
 
 def make_device(

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
-from hil.suite.spec import ENDS, Step, Suite, SuiteError
+from hil.suite.spec import BOX_FAULTS, Step, Suite, SuiteError
 
 if TYPE_CHECKING:
     from hil.broker import Broker
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FAULTS", "FaultPlayer", "Rig", "check_plays", "play_fault"]
 
-FAULTS: Final = frozenset(ENDS)
+FAULTS: Final = frozenset(BOX_FAULTS)  # a device's reboot also has an end, but the bench plays it
 
 
 class FaultPlayer(Protocol):

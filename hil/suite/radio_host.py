@@ -14,7 +14,11 @@ The bench steers the sensors over a Unix socket (`--steer`), one JSON object a l
 sensor's values and answers `{"trigger": name, "t": wall time}` when the first
 notification carrying them went out; `leave` (out of radio range for `down_s`: the
 connection drops without a goodbye), `silence` (connected, no notifications for
-`down_s`: stale) and `garbage` (a notification no PLX decoder accepts). What the
+`down_s`: stale), `garbage` (a notification no PLX decoder accepts) and `reboot` (the
+sensor restarts: the connection drops without a goodbye, as from a supervision
+timeout; no advertising for `down_s`; then it advertises again with the same address
+and answers `{"trigger": name}` at that moment, its power-on state a GATT server with
+no subscriptions, so the gateway must connect and subscribe again). What the
 radio is not: the air (no RF loss, no pairing, no BlueZ); a kill -9 of the gateway
 also takes its sensors off the air until the restart.
 """
@@ -107,6 +111,10 @@ class _Host:
         elif op == "leave":
             sensor.leave()
             asyncio.get_running_loop().call_later(down_s, sensor.come_back)
+        elif op == "reboot":
+            sensor.leave()  # not advertising while it boots: the scanner cannot see it
+            sensor.quiet_until = 0.0  # a silence ends with the power
+            asyncio.get_running_loop().call_later(down_s, self._booted, str(req.get("device")), str(req.get("name")))
         elif op == "silence":
             sensor.quiet_until = time.monotonic() + down_s
         elif op == "garbage" and sensor.connected:
@@ -123,6 +131,11 @@ class _Host:
         finally:
             self._writers.discard(writer)
             writer.close()
+
+    def _booted(self, device: str, name: str) -> None:
+        self.sensors[device].come_back()
+        if name:
+            self.sent(device, [name])
 
     def sent(self, device: str, names: list[str]) -> None:
         now = time.time()
@@ -208,6 +221,10 @@ class BleDevice:
 
     async def cable_pull(self, down_s: float) -> None:
         self._send({"op": "leave", "down_s": down_s})
+        await asyncio.sleep(down_s)
+
+    async def reboot(self, down_s: float, end: str) -> None:
+        self._send({"op": "reboot", "down_s": down_s, "name": end})
         await asyncio.sleep(down_s)
 
     async def run(self) -> None:

@@ -143,6 +143,9 @@ class _Play:
         now = time.time()
         if dev is not None and step.action == "cable_pull":
             self.side.append(asyncio.create_task(dev.cable_pull(step.down_s)))
+        elif dev is not None and step.action == "device_reboot":
+            self._actions[f"{name}/end"] = step.action  # the device marks it when it is back
+            self.side.append(asyncio.create_task(dev.reboot(step.down_s, f"{name}/end")))
         elif dev is not None and step.action == "garbage":
             dev.garbage()
         elif dev is not None and step.action == "silence":

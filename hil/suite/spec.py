@@ -15,6 +15,7 @@ from typing import Any, Final
 
 __all__ = [
     "ACTIONS",
+    "BOX_FAULTS",
     "ENDS",
     "EXPECTS",
     "MILESTONES",
@@ -55,10 +56,15 @@ ACTIONS: Final[dict[str, tuple[str, ...]]] = {
     "box_clock_step": (),  # the box's own clock jumps by offset_s for down_s, then back
     "power_cut": (),  # the box loses power (QEMU killed), boots again after down_s
     "ota": (),  # the fleet publishes a release: the box downloads, installs, reboots into it, commits
+    # The device restarts with its cable still in, each family in its own terms (hil/suite/families.py).
+    "device_reboot": ("device",),  # off for down_s, then back in its power-on state
 }
+# What happens to the box itself (hil/suite/faults.py); each target says which it plays.
+BOX_FAULTS: Final = ("partition", "disk_full", "box_clock_step", "power_cut", "ota")
 # Steps with a duration whose end is a step of its own: an expectation may say
-# `after = "NAME/end"` (the heal, the space freed, the power back).
-ENDS: Final = ("partition", "disk_full", "box_clock_step", "power_cut", "ota")
+# `after = "NAME/end"` (the heal, the space freed, the power back, the update committed,
+# the device booted).
+ENDS: Final = (*BOX_FAULTS, "device_reboot")
 # Milestones a step's end reports on the way, named `NAME/<milestone>` (an OTA's reboot:
 # the box off at `down`, its gateway started again at `up`).
 MILESTONES: Final = {"ota": ("down", "up")}

@@ -25,7 +25,9 @@ the bench reaches it over SSH (hil/suite/ssh_box.py) and per scenario:
   must follow the bench's: NTP, or the bench as its time server).
 
 A cable pull cannot be played (the adapter stays plugged); `silence` is what a dead
-device looks like from the box.
+device looks like from the box. A device reboot can: the bench's oximeter restarts
+behind its cable (hil/suite/devices.py); the monitors' bench devices answer on ptys,
+not on a cable, so rebooting one is refused.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Any, Final
 
 from appliance.control import ControlError, request
 from hil.broker import Broker
+from hil.suite.devices import PROTOCOL
 from hil.suite.faults import check_plays
 from hil.suite.spec import Scenario, Suite, SuiteError
 from hil.suite.ssh_box import SshBox, SshLogin, reader
@@ -156,6 +159,15 @@ def check_ssh_suite(suite: Suite, bench: BenchConfig) -> None:
             )
         if any(s.action == "cable_pull" for s in sc.steps):
             raise SuiteError(f"scenario {sc.name!r}: --target ssh cannot pull a cable (use silence)")
+        # A reboot is the bench's device restarting behind its cable: only the devices the
+        # bench writes to a cable (the oximeters; the monitors answer on a pty here).
+        families = {d.id: d.family for d in sc.devices}
+        for step in sc.steps:
+            if step.action == "device_reboot" and families[step.device] not in PROTOCOL:
+                raise SuiteError(
+                    f"scenario {sc.name!r}: --target ssh cannot reboot {step.device!r}: the bench wires "
+                    f"{', '.join(PROTOCOL)} to its cables"
+                )
 
 
 def login_for(user: str, host: str, port: int, bench: BenchConfig) -> SshLogin:

@@ -19,7 +19,8 @@ What the VM target cannot do from outside, and so refuses in the suite: more tha
 device (the box has one bench serial port), cable pulls (QEMU holds the pty), a kill -9
 or the control socket (no shell into the box), the box's local outputs and sink
 (`where = "local"`, `no_loss`), RSS sampling, and the box faults that need a shell
-(a partition, a full /data, the box's clock).
+(a partition, a full /data, the box's clock). A device reboot of the oximeter it does
+play: the bench owns the device end of the cable (hil/suite/devices.py).
 """
 
 from __future__ import annotations

@@ -213,3 +213,19 @@ def test_an_impossible_device_time_is_one_bad_frame_and_the_next_line_decodes(st
 @given(st.text(alphabet="0123456789/: -", min_size=17, max_size=17))
 def test_any_stamp_like_prefix_never_raises(prefix):
     feed_all(prefix.encode() + RADICAL5[17:])
+
+
+@pytest.mark.parametrize("cut", [1, 8, 17, 18, 40, 60, 100])
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_a_line_cut_short_never_lends_its_time_to_the_next_line(cut, chunk):
+    # The oximeter lost power mid-line (a device reboot with the cable in): the head of
+    # one line, no EOL, then the next line after the boot. The head is one bad frame;
+    # every reading of the next line carries the next line's own time.
+    before = masimo_line("radical7", datetime(2026, 5, 1, 10, 0, 1), Vitals(97, 72, 3.5))
+    after = masimo_line("radical7", datetime(2026, 5, 1, 10, 0, 9), Vitals(88, 80, 3.5))
+    codec, events = feed_all(before[:cut] + after, chunk)
+    got = [e for e in events if isinstance(e, Reading)]
+    assert got and {e.device_time for e in got} == {datetime(2026, 5, 1, 10, 0, 9)}
+    assert readings(events)["SPO2"].value == 88.0
+    assert [e.kind for e in technical(events)] == ["bad_frame"]
+    assert codec.stats.frames_bad == 1 and codec.stats.frames_ok == 1

@@ -38,7 +38,8 @@ def test_the_default_suite_passes_against_the_local_target(
     assert res.returncode == 0, res.stdout + res.stderr
     data: dict[str, Any] = json.loads((report / "summary.json").read_text())
     assert data["ok"] and data["failed"] == [] and data["target"] == "local"
-    assert len(data["scenarios"]) == 10
+    assert len(data["scenarios"]) == 11
+    assert "device-reboot" in {s["name"] for s in data["scenarios"]}
     for scenario in data["scenarios"]:
         assert scenario["expectations"] and all(e["ok"] for e in scenario["expectations"]), scenario
         assert scenario["resources"]["rss_max_mib"] > 10  # the gateway was sampled while it ran
@@ -74,6 +75,10 @@ def test_every_family_the_gateway_drives_was_on_the_bench_and_the_offline_backlo
     assert "MiB on disk" in backlog and "in order per device" in backlog
     assert re.search(r"\((\d+) resends, identical\)", held["duplicate-resends"]["no_loss"])
     assert "without a patient" in held["unpaired-device"]["quarantined"]
+    # Every device rebooted came back: the IntelliVue only after the gateway associated again.
+    reboot = next(s for s in data["scenarios"] if s["name"] == "device-reboot")["expectations"]
+    recovered = {e["expect"].split()[1] for e in reboot if e["expect"].startswith("recovery") and e["ok"]}
+    assert recovered == {"device=masimo-1", "device=nonin-1", "device=mp-1", "device=evita-1", "device=hl7-1"}
 
 
 def test_the_reports_agree_junit_and_one_html_file(default_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:

@@ -26,7 +26,7 @@ def test_the_default_suite_parses_and_covers_every_step_kind_it_needs() -> None:
     actions = {step.action for s in suite.scenarios for step in s.steps}
     kinds = {exp.kind for s in suite.scenarios for exp in s.expects}
     assert actions >= {"vitals", "cable_pull", "garbage", "broker_down", "broker_up", "kill_gateway", "ack", "pause"}
-    assert actions >= {"broker_stall", "silence", "clock_step", "snapshot"}
+    assert actions >= {"broker_stall", "silence", "clock_step", "snapshot", "device_reboot"}
     assert actions <= set(ACTIONS)
     assert kinds == set(EXPECTS) - {"rss_bounded", "no_missed_alarm"}  # the soak's; the VM suite's OTA
     vm_kinds = {exp.kind for s in load_suite(Path(DEFAULT_SUITE).with_name("vm.toml")).scenarios for exp in s.expects}
@@ -53,6 +53,16 @@ def test_the_default_suite_parses_and_covers_every_step_kind_it_needs() -> None:
         ('[[scenario.expect]]\nkind = "no_loss"\nwhere = "moon"\n', "use local or broker"),
         ('[[scenario.expect]]\nkind = "no_loss"\ncolour = 1\n', "unknown key 'colour'"),
         ('[[scenario.expect]]\nkind = "quarantined"\n', "expect[0]: quarantined needs device"),
+        ('[[scenario.step]]\nat_s = 1\naction = "device_reboot"\n', "step[0]: device_reboot needs device"),
+        (
+            '[[scenario.step]]\nat_s = 1\naction = "device_reboot"\ndevice = "d"\ndown_s = 0\n',
+            "step[0]: at_s must be >= 0 and down_s > 0",
+        ),
+        (
+            '[[scenario.step]]\nat_s = 1\naction = "garbage"\nname = "g"\ndevice = "d"\n'
+            '[[scenario.expect]]\nkind = "recovery"\nafter = "g/end"\n',
+            "no step named 'g/end'",  # only a step with a duration has an end
+        ),
         (
             '[[scenario.step]]\nat_s = 1\naction = "broker_down"\nname = "d"\n'
             '[[scenario.expect]]\nkind = "backlog"\nafter = "d"\n',
@@ -140,3 +150,47 @@ def test_the_command_answers_bad_input_with_exit_2_and_one_line(args: list[str],
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], res.stderr
     assert not (tmp_path / "r").exists()  # nothing was run, nothing written
+
+
+_REBOOT = """
+[[scenario.step]]
+at_s = 1
+action = "device_reboot"
+name = "boot"
+device = "d"
+down_s = 2
+[[scenario.expect]]
+kind = "recovery"
+device = "d"
+after = "boot/end"
+within_ms = 1000
+"""
+
+
+@pytest.mark.parametrize("family", ["masimo", "nonin", "intellivue", "datex", "medibus", "hl7", "ble"])
+def test_a_device_reboot_of_every_family_parses_with_its_end_as_a_step(family: str, tmp_path: Path) -> None:
+    suite = parse_suite(_SCENARIO.replace('"masimo"', f'"{family}"') + _REBOOT, tmp_path)
+    (step,) = suite.scenarios[0].steps
+    assert (step.action, step.device, step.down_s) == ("device_reboot", "d", 2.0)
+    assert suite.scenarios[0].expects[0].after == "boot/end"
+
+
+def test_which_targets_play_a_device_reboot() -> None:
+    from hil.suite.faults import FAULTS, check_plays
+    from hil.suite.ssh_target import check_ssh_suite, load_bench
+    from hil.suite.vm_target import check_vm_suite
+
+    oximeter = parse_suite(_SCENARIO + _REBOOT, Path("."))
+    assert "device_reboot" not in FAULTS  # the bench plays it, not the box
+    check_plays(oximeter, frozenset(), "any")
+    check_vm_suite(oximeter)  # the VM's one serial oximeter: the bench owns the device end
+    bench = load_bench(str(DEFAULT_SUITE.with_name("bench.example.toml")))
+    check_ssh_suite(oximeter, bench)  # a bench oximeter behind its cable
+    monitor = parse_suite(_SCENARIO.replace('"masimo"', '"intellivue"') + _REBOOT, Path("."))
+    with pytest.raises(SuiteError) as err:
+        check_ssh_suite(monitor, bench)
+    assert str(err.value) == (
+        "scenario 's': --target ssh cannot reboot 'd': the bench wires masimo, nonin to its cables"
+    )
+    with pytest.raises(SuiteError, match="wires a serial oximeter"):
+        check_vm_suite(monitor)
