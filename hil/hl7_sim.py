@@ -97,6 +97,12 @@ class Hl7SenderSim:
         self._queue: list[bytes] = []
 
     def reboot(self) -> None:
+        """A new connection (the sender restarted or reconnected): the message that was
+        never acknowledged goes first again, same control id (a sender keeps its outbound
+        queue until the commit ACK: HL7 original mode)."""
+        if self._waiting is not None:
+            self._queue.insert(0, self._waiting[1])
+            self.resent += 1
         self._waiting, self._mllp = None, MllpDecoder()
 
     def feed(self, data: bytes, t: float) -> bytes:

@@ -126,3 +126,13 @@ async def test_hl7_over_tls_needs_a_client_certificate_from_our_ca(pki: Pki):
 def test_a_tls_listener_without_its_context_fails_closed():
     with pytest.raises(ValueError, match="fail closed"):
         Hl7Listener("x", ListenAddress(True, "127.0.0.1", 0), lambda e: None, clock=MonotonicUTC())
+
+
+def test_a_sender_that_restarts_sends_its_unacknowledged_message_first_with_the_same_id() -> None:
+    sim = sender(period_s=0.5, ack_timeout_s=30.0)
+    first = sim.poll(1.0)
+    assert first, "the sender sends its first report"
+    sim.reboot()  # the connection dropped before the commit ACK came back
+    again = sim.poll(1.1)
+    assert again == first and sim.resent == 1  # same bytes, same MSH-10: the receiver can drop the duplicate
+    assert sim.poll(1.2) == b""  # and it waits for that one's ACK before anything new
