@@ -29,6 +29,9 @@ __all__ = ["FAULTS", "FaultPlayer", "Rig", "check_plays", "play_fault"]
 FAULTS: Final = frozenset(BOX_FAULTS)  # a device's reboot also has an end, but the bench plays it
 
 
+Milestone = Callable[[str, float], None]  # (suffix, wall time) on a fault's way to its end
+
+
 class FaultPlayer(Protocol):
     """What plays the box's faults for one target."""
 
@@ -36,9 +39,9 @@ class FaultPlayer(Protocol):
 
     async def begin(self, action: str, offset_s: float) -> None: ...
 
-    async def end(self, action: str, offset_s: float) -> dict[str, float] | None:
-        """The fault over; milestones on the way (suffix -> wall time), e.g. an OTA's
-        reboot: `down` and `up`, marked as steps `NAME/down`, `NAME/up`."""
+    async def end(self, action: str, offset_s: float, milestone: Milestone) -> None:
+        """The fault over. `milestone(suffix, wall time)` as they happen on the way, e.g.
+        an OTA's reboot: `down` and `up`, marked as steps `NAME/down`, `NAME/up`."""
         ...
 
 
@@ -69,13 +72,10 @@ Mark = Callable[[str, str, float], None]  # (step name, action, trigger time)
 
 
 async def play_fault(player: FaultPlayer, step: Step, name: str, mark: Mark) -> None:
-    """Begin, mark the trigger, hold `down_s`, end (an OTA's end waits for its commit),
-    mark the milestones the end reports and `NAME/end`."""
+    """Begin, mark the trigger, hold `down_s`, end (an OTA's end waits for its commit,
+    marking its milestones as they come), mark `NAME/end`."""
     await player.begin(step.action, step.offset_s)
     mark(name, step.action, time.time())
     await asyncio.sleep(step.down_s)
-    milestones = await player.end(step.action, step.offset_s)
-    ended = time.time()
-    for suffix, t in sorted((milestones or {}).items(), key=lambda kv: kv[1]):
-        mark(f"{name}/{suffix}", step.action, t)
-    mark(f"{name}/end", step.action, ended)
+    await player.end(step.action, step.offset_s, lambda suffix, t: mark(f"{name}/{suffix}", step.action, t))
+    mark(f"{name}/end", step.action, time.time())

@@ -29,7 +29,7 @@ from typing import Final
 
 from hil.broker import Broker
 from hil.suite.families import SuiteDevice
-from hil.suite.faults import check_plays
+from hil.suite.faults import Milestone, check_plays
 from hil.suite.spec import Scenario, Suite
 from hil.suite.target import LocalTarget, gateway_config
 
@@ -186,7 +186,7 @@ class LocalRig:
         elif action == "disk_full" and self.datafs is not None:
             await asyncio.to_thread(self.datafs.fill)
 
-    async def end(self, action: str, offset_s: float) -> None:
+    async def end(self, action: str, offset_s: float, milestone: Milestone) -> None:
         if action == "partition" and self.netns is not None:
             await asyncio.to_thread(self.netns.heal)
         elif action == "disk_full" and self.datafs is not None:

@@ -113,9 +113,18 @@ class _Play:
         }
         self._actions: dict[str, str] = {}
         self.side: list[asyncio.Task[None]] = []
+        self.marked: dict[str, float] = {}
+        self.relative: list[asyncio.Task[None]] = []  # steps timed from another step's mark
 
     def _triggered(self, name: str, t: float) -> None:
         self.events.append(Event(t, "bench", "step", {"name": name, "action": self._actions[name], "trigger_t": t}))
+        self.marked[name] = t
+
+    async def when(self, name: str) -> float:
+        """The time step `name` was marked (a milestone such as `ota/up`), once it is."""
+        while name not in self.marked:
+            await asyncio.sleep(0.1)
+        return self.marked[name]
 
     async def _restart(self, down_s: float) -> None:
         await asyncio.sleep(down_s)
@@ -180,9 +189,22 @@ async def _sample(target: Target, out: list[Sample]) -> None:
         await asyncio.sleep(SAMPLE_EVERY_S)
 
 
+async def _relative(play: _Play, step: Step, name: str) -> None:
+    """A step timed from another step's mark (an OTA's `ota/up`: the box back)."""
+    at = await play.when(step.from_step) + step.at_s
+    await asyncio.sleep(max(0.0, at - time.time()))
+    await play.play(step, name)
+
+
 async def _timeline(play: _Play, run: ScenarioRun, progress: Progress) -> None:
     steps = sorted(enumerate(play.scenario.steps), key=lambda p: p[1].at_s)
     for i, step in steps:
+        if step.from_step:
+            play.relative.append(asyncio.create_task(_relative(play, step, step.name or f"#{i}")))
+            play.side.append(play.relative[-1])
+    for i, step in steps:
+        if step.from_step:
+            continue
         await asyncio.sleep(max(0.0, run.start_t + step.at_s - time.time()))
         await play.play(step, step.name or f"#{i}")
         progress(step.at_s / play.scenario.duration_s)
@@ -212,8 +234,12 @@ async def _play(play: _Play, run: ScenarioRun, progress: Progress) -> None:
         await play.target.start()
         run.start_t = time.time()
         await _timeline(play, run, progress)
-        await asyncio.gather(*play.side)
+        while pending := [t for t in play.side if not t.done()]:  # a side step may start another
+            await asyncio.gather(*pending)
+        await asyncio.gather(*play.side)  # what finished on its own: its exception, if any
     finally:
+        for task in play.relative:
+            task.cancel()  # after a failure: steps still waiting for a mark that will not come
         for task in device_tasks:
             task.cancel()
         await asyncio.gather(*device_tasks, return_exceptions=True)

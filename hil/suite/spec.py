@@ -99,6 +99,7 @@ class Step:
     pulse: float | None = None
     sensor_off: bool | None = None
     offset_s: float = 0.0  # clock_step, box_clock_step
+    from_step: str = ""  # at_s counts from this step's mark (e.g. "ota/up"), not the scenario's start
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +182,17 @@ def _check_expect(exp: Expect, steps: set[str], where: str) -> None:
         raise SuiteError(f"{where}.each: no step name begins with {exp.each!r}")
 
 
+def _check_from(steps: tuple[Step, ...], where: str) -> None:
+    """A relative step counts from a step of the timeline itself (or its end, a milestone),
+    never from another relative step (no chains that could wait on each other)."""
+    fixed = {s.name for s in steps if s.name and not s.from_step}
+    marks = fixed | {f"{s.name}/end" for s in steps if s.name in fixed and s.action in ENDS}
+    marks |= {f"{s.name}/{m}" for s in steps if s.name in fixed for m in MILESTONES.get(s.action, ())}
+    for i, step in enumerate(steps):
+        if step.from_step and step.from_step not in marks:
+            raise SuiteError(f"{where}.step[{i}].from_step: no step of the timeline named {step.from_step!r}")
+
+
 def _scenario(raw: dict[str, Any], where: str, base: Path) -> Scenario:
     name, duration = raw.get("name"), raw.get("duration_s")
     if not isinstance(name, str) or not isinstance(duration, int | float) or duration <= 0:
@@ -197,6 +209,7 @@ def _scenario(raw: dict[str, Any], where: str, base: Path) -> Scenario:
         _check_step(step, ids, f"{where}.step[{i}]")
         if step.action == "clock_step" and any(d.id == step.device and d.family == "ble" for d in devices):
             raise SuiteError(f"{where}.step[{i}]: clock_step: a BLE oximeter's measurements carry no time")
+    _check_from(steps, where)
     expects = tuple(_table(e, Expect, f"{where}.expect[{i}]") for i, e in enumerate(raw.get("expect", [])))
     named = {s.name for s in steps if s.name} | {f"{s.name}/end" for s in steps if s.name and s.action in ENDS}
     named |= {f"{s.name}/{m}" for s in steps if s.name for m in MILESTONES.get(s.action, ())}

@@ -43,7 +43,7 @@ from typing import Any, Final
 from appliance.control import ControlError, request
 from hil.broker import Broker
 from hil.suite.devices import PROTOCOL
-from hil.suite.faults import check_plays
+from hil.suite.faults import Milestone, check_plays
 from hil.suite.spec import Scenario, Suite, SuiteError
 from hil.suite.ssh_box import SshBox, SshLogin, reader
 from hil.suite.target import Sample, TargetError, gateway_config
@@ -334,7 +334,7 @@ class SshRig:
         stdin = self._partition_rules().encode() if action == "partition" else b""
         await asyncio.to_thread(self.box.run, cmd, stdin)
 
-    async def end(self, action: str, offset_s: float) -> None:
+    async def end(self, action: str, offset_s: float, milestone: Milestone) -> None:
         cmd = {
             "partition": f"nft delete table inet {_TABLE}",
             "disk_full": f"rm -f {shlex.quote(self._work)}/{_FILL}",

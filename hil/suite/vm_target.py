@@ -35,7 +35,7 @@ from typing import Any, Final
 
 from hil.broker import Broker
 from hil.suite.devices import PROTOCOL
-from hil.suite.faults import check_plays
+from hil.suite.faults import Milestone, check_plays
 from hil.suite.spec import Scenario, Suite, SuiteError
 from hil.suite.target import Sample, TargetError
 from hil.suite.vm_cable import Cable
@@ -222,29 +222,34 @@ class VmTarget:
         await asyncio.to_thread(self.vm.stop)
         self.power_cuts += 1
 
-    async def end(self, action: str, offset_s: float) -> dict[str, float] | None:
+    async def end(self, action: str, offset_s: float, milestone: Milestone) -> None:
         """Power back: the same disk booted again, until the gateway's unit started. An
-        OTA: followed on the console to its commit; its reboot's `down` and `up`."""
+        OTA: followed on the console to its commit; its reboot's `down` and `up` marked
+        as they come (steps may be timed from them)."""
         if action == "ota":
-            return await asyncio.to_thread(self._follow_ota)
+            loop = asyncio.get_running_loop()
+
+            def on_loop(suffix: str, t: float) -> None:  # the console is followed in a thread
+                loop.call_soon_threadsafe(milestone, suffix, t)
+
+            await asyncio.to_thread(self._follow_ota, on_loop)
+            return
         self.vm = self._machine()
         await asyncio.to_thread(self.boot)
         await asyncio.to_thread(self.wait_ready)
-        return None
 
-    def _follow_ota(self) -> dict[str, float]:
+    def _follow_ota(self, milestone: Milestone) -> None:
         vm = self.vm
         went = vm.wait_for(r"OTA (rebooting|failed)[^\n]*", OTA_TIMEOUT_S, since=self._ota_from)
         if went.group(1) == "failed":
             raise TargetError(f"the box: {went.group(0).strip()}")
-        down = vm.time_at(went.start())
+        milestone("down", vm.time_at(went.start()))
         back = vm.wait_for(r"Started bedside\.service - Bedside Gateway", BOOT_TIMEOUT_S, since=went.end())
         self.starts += 1
-        up = vm.time_at(back.start())
+        milestone("up", vm.time_at(back.start()))
         done = vm.wait_for(r"OTA (committed|failed|rolled_back)[^\n]*", OTA_TIMEOUT_S, since=back.end())
         if done.group(1) != "committed":
             raise TargetError(f"the box: {done.group(0).strip()}")
-        return {"down": down, "up": up}
 
     async def start(self) -> None:
         return None  # booted once for the suite (boot/wait_ready)

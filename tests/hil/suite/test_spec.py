@@ -74,6 +74,16 @@ def test_the_default_suite_parses_and_covers_every_step_kind_it_needs() -> None:
             "no_missed_alarm needs after, until (the window) and each",
         ),
         (
+            '[[scenario.step]]\nat_s = 1\naction = "silence"\ndevice = "d"\nfrom_step = "ota/up"\n',
+            "step[0].from_step: no step of the timeline named 'ota/up'",
+        ),
+        (
+            '[[scenario.step]]\nat_s = 1\naction = "ota"\nname = "u"\n'
+            '[[scenario.step]]\nat_s = 1\naction = "silence"\ndevice = "d"\nname = "a"\nfrom_step = "u/up"\n'
+            '[[scenario.step]]\nat_s = 1\naction = "silence"\ndevice = "d"\nfrom_step = "a"\n',
+            "step[2].from_step: no step of the timeline named 'a'",
+        ),
+        (
             '[[scenario.step]]\nat_s = 1\naction = "ota"\nname = "u"\n'
             '[[scenario.expect]]\nkind = "no_missed_alarm"\nrule = "x"\nafter = "u"\nuntil = "u/up"\neach = "q"\n',
             "each: no step name begins with 'q'",
