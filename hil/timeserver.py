@@ -136,13 +136,15 @@ class TimeServer:
 
 
 @contextlib.contextmanager
-def time_server(workdir: Path) -> Iterator[TimeServer]:
-    """A namespace with chronyd in it, both gone afterwards; run the VM with its `netns.prefix`."""
+def time_server(workdir: Path, *, started: bool = True) -> Iterator[TimeServer]:
+    """A namespace with chronyd in it, both gone afterwards; run the VM with its `netns.prefix`.
+    `started=False`: the caller starts the server when the story needs it (a late NTP server)."""
     netns = Netns()
     netns.create()
     server = TimeServer(netns, workdir)
     try:
-        server.start()
+        if started:
+            server.start()
         yield server
     finally:
         server.stop()
