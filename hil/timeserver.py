@@ -95,6 +95,7 @@ class TimeServer:
         self.dir = workdir
         self.stratum = stratum
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0  # this machine's time when it began serving (0: not yet)
 
     def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -120,6 +121,7 @@ class TimeServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"chronyd exited: {(self.dir / 'chronyd.log').read_text()[-500:]}")
             if (self.dir / "chronyd.pid").exists():
+                self.started_at = time.time()
                 return
             time.sleep(0.05)
         raise RuntimeError("chronyd did not start within 10 s")
