@@ -126,6 +126,17 @@ def _top_and_console(sub: _Sub) -> None:
     firewall.add_argument("--config", required=True, help="gateway (site) config")
     firewall.add_argument("--apply", action="store_true", help="load it with `nft -f` instead of printing it")
     firewall.set_defaults(func=_cmd_firewall)
+    timesync = sub.add_parser(
+        "timesync",
+        help="the NTP client's servers from the site config ([time] ntp_servers; prints it, or --apply writes it)",
+        description="Renders the systemd-timesyncd drop-in for the site's NTP servers (no fallback servers). "
+        "--apply writes it (the image's bedside-timesync.service, before systemd-timesyncd); on a bad config it "
+        "writes one without servers and exits 2.",
+    )
+    timesync.add_argument("--config", required=True, help="gateway (site) config")
+    timesync.add_argument("--apply", action="store_true", help="write the drop-in instead of printing it")
+    timesync.add_argument("--out", default="/run/systemd/timesyncd.conf.d/bedside.conf", help="where --apply writes")
+    timesync.set_defaults(func=_cmd_timesync)
     users = sub.add_parser("console-user", help="add or change a local operator login for the web console")
     users.add_argument("--config", required=True, help="gateway config ([console] users_path)")
     users.add_argument("name", help="operator user name")
@@ -149,6 +160,12 @@ def _cmd_firewall(args: argparse.Namespace) -> int:
     from appliance.firewall import cmd_firewall
 
     return cmd_firewall(args)
+
+
+def _cmd_timesync(args: argparse.Namespace) -> int:
+    from appliance.ntp import cmd_timesync
+
+    return cmd_timesync(args)
 
 
 def _cmd_console_user(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from appliance.clinical.settings import ClinicalSettings
 from appliance.core.errors import BedsideConfigError
 from appliance.core.settings import Fail, build_settings, did_you_mean, item_key, part, setting, table_fields
 from appliance.core.tls import resolve_tls
-from appliance.sections import ConsoleSettings, FirewallSettings, QueueSettings, UplinkSettings
+from appliance.sections import ConsoleSettings, FirewallSettings, QueueSettings, TimeSettings, UplinkSettings
 from appliance.sinks import MAX_PENDING
 from drivers import registry
 from drivers.devices import DeviceSettings
@@ -172,6 +173,7 @@ class Config:
     fhir: FhirSettings = field(default_factory=FhirSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     firewall: FirewallSettings = field(default_factory=FirewallSettings)
+    time: TimeSettings = field(default_factory=TimeSettings)
     devices: tuple[DeviceSettings, ...] = ()
 
 
@@ -245,6 +247,7 @@ def _cross_checks(config: Config, fail: Fail) -> None:
     _check_audit(config, fail)
     _check_console(config, fail)
     _check_firewall(config.firewall, fail)
+    _check_time(config.time, fail)
     seen_ids: set[str] = set()
     seen_ports: dict[str, str] = {}
     for i, dev in enumerate(config.devices):
@@ -302,6 +305,29 @@ def _check_firewall(fw: FirewallSettings, fail: Fail) -> None:
             port = None
         if not parts.hostname or not port:
             fail(f"firewall.outbound[{i}]", f"{dest!r}: expected HOST:PORT (or [IPv6]:PORT)")
+
+
+# A host name as the resolver takes it: dot-separated labels of letters, digits and
+# inner hyphens (RFC 1123), at most 253 characters.
+_HOST_NAME: Final = re.compile(
+    r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+MAX_NTP_SERVERS: Final = 8
+
+
+def _check_time(time: TimeSettings, fail: Fail) -> None:
+    # The names end up in timesyncd's configuration and the firewall: nothing but an
+    # address or a host name may pass (no spaces, no second key smuggled in).
+    if len(time.ntp_servers) > MAX_NTP_SERVERS:
+        fail("time.ntp_servers", f"at most {MAX_NTP_SERVERS} servers")
+    for i, server in enumerate(time.ntp_servers):
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            if not _HOST_NAME.fullmatch(server):
+                fail(f"time.ntp_servers[{i}]", f"{server!r}: expected an IP address or a host name")
+        if server in time.ntp_servers[:i]:
+            fail(f"time.ntp_servers[{i}]", f"{server!r} is listed twice")
 
 
 def _check_console(config: Config, fail: Fail) -> None:

@@ -4,8 +4,9 @@ Default drop in both directions. Inbound, only what the site config enables: the
 network listeners of its devices and of the census feed (their ports, on their
 address unless it is a wildcard), the web console, and SSH from the management
 subnets in `firewall.ssh_from` (none by default). Outbound, only the broker, the fleet
-server and the census FHIR server (their ports; their address too when the config
-names an IP, since a DNS name is resolved at connect time), DNS, NTP and DHCP. Loopback,
+server, the census FHIR server and the NTP servers of `time.ntp_servers` (their ports;
+their address too when the config names an IP, since a DNS name is resolved at connect
+time), DNS and DHCP. Loopback,
 replies to allowed connections, the ICMP a network needs (IPv6 neighbour discovery,
 path MTU) and rate-limited ping pass. Dropped packets are counted per direction.
 
@@ -33,17 +34,19 @@ __all__ = ["TABLE", "Opening", "base_ruleset", "cmd_firewall", "openings", "rend
 
 TABLE: Final = "bedside"
 SSH_PORT: Final = 22
+NTP_PORT: Final = 123
 
 
 @dataclass(frozen=True, slots=True)
 class Opening:
-    """One allowed TCP flow: inbound to our `port`, or outbound to a peer's."""
+    """One allowed flow: inbound to our `port`, or outbound to a peer's (TCP unless `proto`)."""
 
     direction: str  # "in" | "out"
     port: int
     address: str = ""  # an IP (ours inbound, the peer's outbound); "" = any
     sources: tuple[str, ...] = field(default=())  # inbound only: allowed source networks
     why: str = ""  # the config key it comes from (a comment in the ruleset)
+    proto: str = "tcp"  # "tcp" | "udp"
 
 
 def _ip(host: str) -> str:
@@ -106,6 +109,10 @@ def openings(config: Config) -> list[Opening]:
     for i, dest in enumerate(config.firewall.outbound):
         if opening := _url_opening(dest, f"firewall.outbound[{i}]", 0):
             out.append(opening)
+    # NTP only to the site's servers (time.ntp_servers): an address as given; a host name
+    # is resolved by the client at run time, so then port 123 to any address.
+    for i, server in enumerate(config.time.ntp_servers):
+        out.append(Opening("out", NTP_PORT, _ip(server), why=f"time.ntp_servers[{i}]", proto="udp"))
     return out
 
 
@@ -121,11 +128,11 @@ def _rule(op: Opening) -> list[str]:
     head = _match_address(op.address, side)
     comment = _comment(op.why)
     if not op.sources:
-        return [f"{head}tcp dport {op.port} accept{comment}"]
+        return [f"{head}{op.proto} dport {op.port} accept{comment}"]
     rules = []
     for net in map(_net, op.sources):
         family = "ip6" if ipaddress.ip_network(net).version == 6 else "ip"
-        rules.append(f"{family} saddr {net} {head}tcp dport {op.port} accept{comment}")
+        rules.append(f"{family} saddr {net} {head}{op.proto} dport {op.port} accept{comment}")
     return rules
 
 
@@ -141,7 +148,6 @@ _OUT_ALWAYS: Final = (
     "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, mld2-listener-report, echo-request, "
     "packet-too-big, destination-unreachable } accept",
     'meta l4proto { tcp, udp } th dport 53 accept comment "DNS"',
-    'udp dport 123 accept comment "NTP"',
     'udp sport 68 udp dport 67 accept comment "DHCP"',
     'udp sport 546 udp dport 547 accept comment "DHCPv6"',
 )
@@ -186,7 +192,8 @@ def render(found: list[Opening]) -> str:
 
 
 def base_ruleset() -> str:
-    """Fail closed: nothing inbound but replies, outbound only DNS, NTP and DHCP."""
+    """Fail closed: nothing inbound but replies, outbound only DNS and DHCP (no site
+    config, no NTP servers: bedside-timesync writes none then either)."""
     return render([])
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from appliance.core.settings import setting
 
-__all__ = ["FirewallSettings", "QueueSettings", "UplinkSettings"]
+__all__ = ["FirewallSettings", "QueueSettings", "TimeSettings", "UplinkSettings"]
 
 MiB = 1024 * 1024
 
@@ -100,3 +100,13 @@ class FirewallSettings:
     ssh_from: tuple[str, ...] = setting(())
     # Further outbound TCP destinations ("HOST:PORT" or "[v6]:PORT"), e.g. a syslog host.
     outbound: tuple[str, ...] = setting(())
+
+
+@dataclass(frozen=True, slots=True)
+class TimeSettings:
+    """[time]: where the box takes its time from (appliance/ntp.py renders it for
+    systemd-timesyncd; appliance/firewall.py opens NTP to these servers only)."""
+
+    # The hospital's NTP servers, IP addresses or host names, tried in order; empty: the
+    # clock is never synchronised and the gateway's clock-unsynced alarm stays up.
+    ntp_servers: tuple[str, ...] = setting(())

@@ -4,9 +4,12 @@
 from `time`, and the sync status from adjtimex(2) in read-only mode (modes 0, no
 privilege needed). The kernel says "unsynchronised" with the return value
 TIME_ERROR or the STA_UNSYNC status bit; NTP daemons (chrony, systemd-timesyncd)
-clear both once they have set the clock. Where adjtimex cannot be called (not
+clear both once they have set the clock. Where adjtimex does not exist (not
 Linux) the status is unknown (None), which the clock takes as synchronised: such
-a machine is a developer's, not a bedside box.
+a machine is a developer's, not a bedside box. Where it exists but the call fails
+(a system-call filter without clock_adjtime, which glibc's adjtimex() is), the clock
+is taken as NOT synchronised, said once in the log: a box that cannot tell flags its
+records rather than vouching for them (the image's unit once did exactly this).
 
 `run_clock` samples the clock every `poll_s` from the event loop (one system
 call, never on the alarm path) and publishes what the clock core reports.
@@ -18,6 +21,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Final
@@ -60,6 +64,7 @@ class KernelTime:
 
     def __init__(self) -> None:
         self._adjtimex: Callable[[ctypes._Pointer[_Timex]], int] | None = None
+        self._failed = False  # the failure was logged
         name = ctypes.util.find_library("c")
         try:
             libc = ctypes.CDLL(name, use_errno=True)
@@ -78,7 +83,14 @@ class KernelTime:
             return None
         timex = _Timex()  # modes 0: read only
         result = int(self._adjtimex(ctypes.pointer(timex)))
-        return synced_from(result, timex.status)
+        synced = synced_from(result, timex.status)
+        if synced is None:
+            if not self._failed:
+                self._failed = True
+                error = ctypes.get_errno()
+                log.warning("adjtimex failed (%s): the clock is taken as not synchronised", os.strerror(error))
+            return False
+        return synced
 
 
 def kernel_clock() -> GatewayClock:

@@ -32,12 +32,16 @@ _FAILURE: Final = re.compile(
 class Vm:
     def __init__(
         self, disk: Path, workdir: Path, memory_mb: int = 1024, *, nic: str = "none", allow_reboot: bool = False,
-        kernel: tuple[Path, Path, str] | None = None,
+        kernel: tuple[Path, Path, str] | None = None, prefix: tuple[str, ...] = (), rtc_base: str = "utc",
     ) -> None:  # fmt: skip
         """`nic`: QEMU -nic value, e.g. user-mode networking with restrict=on and a guestfwd
         to a host loopback port (the only address the VM can reach). `kernel`: (kernel,
-        initramfs, command line) boots an arm64 image on -M virt instead of amd64 UEFI."""
+        initramfs, command line) boots an arm64 image on -M virt instead of amd64 UEFI.
+        `prefix`: what QEMU runs under, e.g. `ip netns exec NS` (hil/timeserver.py).
+        `rtc_base`: QEMU -rtc base=, the guest's battery clock ("utc": this machine's)."""
         self.kernel = kernel
+        self.prefix = prefix
+        self.rtc_base = rtc_base
         self.nic = nic
         self.allow_reboot = allow_reboot
         self.disk = disk
@@ -54,7 +58,7 @@ class Vm:
         common = [
             "-accel", "tcg", "-m", str(self.memory_mb), "-smp", "2", "-nographic",
             *([] if self.allow_reboot else ["-no-reboot"]),
-            "-drive", f"file={self.disk},if=virtio,format=raw", "-nic", self.nic,
+            "-drive", f"file={self.disk},if=virtio,format=raw", "-nic", self.nic, "-rtc", f"base={self.rtc_base}",
         ]  # fmt: skip
         if self.kernel is not None:
             kernel, initrd, append = self.kernel
@@ -71,7 +75,9 @@ class Vm:
                 "-drive", f"if=pflash,format=raw,file={vars_fd}",
                 "-chardev", "pty,id=dev1", "-serial", "mon:stdio", "-serial", "chardev:dev1",
             ]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [*self.prefix, *cmd], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         threading.Thread(target=self._read, daemon=True).start()
         if self.kernel is None:
             match = self.wait_for(r"char device redirected to (/dev/pts/\d+) \(label dev1\)", 20)

@@ -39,8 +39,17 @@ class ConsoleOutput:
             if event.priority == Priority.HIGH and event.state == AlarmEventState.ACTIVE
             else logging.WARNING
         )
+        # The event's own time (the gateway clock, which the records carry) beside the log
+        # line's (the system clock): the two differ while the box is not synchronised.
         alarm_log.log(
-            level, "%s %s %s [%s] %s", event.bed_id, event.priority, event.state, event.rule_id, event.message
+            level,
+            "%s %s %s [%s] %s at %s",
+            event.bed_id,
+            event.priority,
+            event.state,
+            event.rule_id,
+            event.message,
+            event.time.isoformat(timespec="seconds"),
         )
 
     def self_test(self) -> None:

@@ -73,6 +73,22 @@ def test_openings_name_the_keys_they_come_from(tmp_path: Path) -> None:
     assert 'ip daddr 10.1.2.3 tcp dport 2575 accept comment "devices.hl7-1.port"' in ruleset
 
 
+def test_ntp_goes_only_to_the_sites_servers(tmp_path: Path) -> None:
+    text = _config(tmp_path, '[time]\nntp_servers = ["10.20.0.5", "ntp.hospital.example", "fd00::123"]\n')
+    found = openings(parse_config(text, "g.toml"))
+    assert found == [
+        Opening("out", 123, "10.20.0.5", why="time.ntp_servers[0]", proto="udp"),
+        Opening("out", 123, "", why="time.ntp_servers[1]", proto="udp"),  # a name: resolved at run time
+        Opening("out", 123, "fd00::123", why="time.ntp_servers[2]", proto="udp"),
+    ]
+    ruleset = render(found)
+    assert 'ip daddr 10.20.0.5 udp dport 123 accept comment "time.ntp_servers[0]"' in ruleset
+    assert 'ip6 daddr fd00::123 udp dport 123 accept comment "time.ntp_servers[2]"' in ruleset
+    # No servers configured, or no site config at all: no NTP anywhere.
+    assert "dport 123" not in render(openings(parse_config(_config(tmp_path, ""), "g.toml")))
+    assert "dport 123" not in base_ruleset()
+
+
 def test_no_ssh_and_no_listeners_by_default(tmp_path: Path) -> None:
     assert openings(parse_config(_config(tmp_path, ""), "g.toml")) == []
     assert "dport 22" not in base_ruleset()

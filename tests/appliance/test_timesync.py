@@ -43,6 +43,17 @@ def test_kernel_time_asks_adjtimex_read_only():
     assert kernel.synced() is None
 
 
+def test_a_failing_adjtimex_is_not_synchronised_and_said_once(caplog):
+    # A system-call filter that lets adjtimex through but not clock_adjtime (what glibc
+    # calls) fails the call with EPERM: that must not pass for a synchronised clock.
+    kernel = KernelTime()
+    kernel._adjtimex = fake_adjtimex(-1, 0)
+    caplog.set_level("WARNING", logger="appliance.timesync")
+    assert kernel.synced() is False
+    assert kernel.synced() is False
+    assert caplog.text.count("adjtimex failed") == 1
+
+
 def test_kernel_time_calls_the_real_adjtimex():
     kernel = KernelTime()
     assert kernel.synced() in (True, False, None)  # whatever this machine's clock is, no error

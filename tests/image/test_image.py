@@ -3,12 +3,23 @@ the gateway reaches READY under systemd with a simulated oximeter on the box's s
 serial port; the first boot grows the data partition to the disk and makes the box's key
 on it; its firewall, loaded from the site config, lets the host reach the HL7 listener the
 config enables and drops a port it does not; the image holds no secrets; the RAUC bundle
-and the image checksum are signed."""
+and the image checksum are signed.
 
+The same boot carries the box's time: its battery clock (QEMU's RTC) is years behind and
+/data holds a time floor (timesyncd's clock file) from an earlier life; the clock starts
+at the floor, the gateway raises `clock-unsynced`, then systemd-timesyncd, configured
+from the site config's [time] table, synchronises to a real NTP server (chronyd) that
+only the VM reaches (hil/timeserver.py), and the same gateway process stamps the right
+time and clears the alarm."""
+
+import os
+import re
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,10 +28,12 @@ import pytest
 from drivers.hl7.mllp import MllpDecoder, frame
 from hil.hl7_sim import oru_r01
 from hil.scenarios import Vitals
+from hil.timeserver import GUEST_ADDRESS, TimeServer, time_server
 from hil.vm import Vm
 from tests.image.conftest import Built, data_partition
 
 HL7_PORT, CLOSED_PORT = 2575, 2600  # in the guest: the listener the site config enables, and one it does not
+RTC_BASE = "2020-01-01T00:00:00"  # the box's battery clock: long before the image and its floor
 
 pytestmark = pytest.mark.integration
 
@@ -42,23 +55,55 @@ def forwarded() -> dict[int, int]:
     return {HL7_PORT: _free_port(), CLOSED_PORT: _free_port()}
 
 
+@dataclass(frozen=True)
+class Booted:
+    vm: Vm
+    ntp: TimeServer
+    floor: int  # the time floor seeded on /data (POSIX seconds)
+    seeded: float  # this machine's time when it was seeded
+
+
+def _epoch(built: Built, workdir: Path) -> int:
+    """The image's clock epoch: the mtime of /usr/lib/clock-epoch in its root."""
+    out = workdir / "epoch"
+    subprocess.run(["unsquashfs", "-q", "-n", "-d", str(out), str(built.out / "rootfs.sqfs"), "usr/lib/clock-epoch"],
+                   check=True, capture_output=True)  # fmt: skip
+    return int((out / "usr" / "lib" / "clock-epoch").stat().st_mtime)
+
+
 @pytest.fixture
-def vm(built: Built, tmp_path: Path, forwarded: dict[int, int]) -> Iterator[Vm]:
+def vm(built: Built, tmp_path: Path, forwarded: dict[int, int]) -> Iterator[Booted]:
     disk = tmp_path / "disk.img"
     subprocess.run(["cp", "--sparse=always", str(built.out / "bedside-amd64.img"), str(disk)], check=True)
     subprocess.run(["truncate", "-s", "+512M", str(disk)], check=True)  # written to a bigger disk
-    # The site config: the image's own, plus an HL7 listener (the firewall opens its port).
+    # The site config: the image's own, plus an HL7 listener (the firewall opens its port)
+    # and the site's NTP server: QEMU's host address, where hil/timeserver.py's chronyd is.
     image_config = subprocess.run(["unsquashfs", "-cat", str(built.out / "rootfs.sqfs"), "etc/bedside/gateway.toml"],
                                   capture_output=True, text=True, check=True).stdout  # fmt: skip
     listener = f'\n[[devices]]\nid = "hl7-1"\nprotocol = "hl7"\nport = "tcp://0.0.0.0:{HL7_PORT}"\n'
+    site_time = f'\n[time]\nntp_servers = ["{GUEST_ADDRESS}"]\n'
+    # The floor: after the image's epoch (so it is the floor that shows) and well behind
+    # real time (so the switch to it shows): an hour back, or just after a recent epoch.
+    seeded = time.time()
+    floor = max(_epoch(built, tmp_path) + 60, int(seeded) - 3600)
+    assert floor < seeded - 60, "the image's epoch is too recent to tell the floor from real time"
     with data_partition(disk, built, tmp_path) as data:
         (data.root / "config").mkdir()
-        (data.root / "config" / "gateway.toml").write_text(image_config + listener)
+        (data.root / "config" / "gateway.toml").write_text(image_config + listener + site_time)
+        clock = data.root / "timesync" / "clock"  # what timesyncd left at its last synchronisation
+        clock.touch()
+        os.chown(clock, clock.parent.stat().st_uid, clock.parent.stat().st_gid)
+        os.utime(clock, (floor, floor))
     forwards = ",".join(f"hostfwd=tcp:127.0.0.1:{host}-:{guest}" for guest, host in forwarded.items())
-    machine = Vm(disk, tmp_path / "vm", nic=f"user,restrict=on,{forwards}")
-    machine.start()
-    yield machine
-    machine.stop()
+    with time_server(tmp_path / "ntp", started=False) as ntp:  # started once the gateway runs unsynced
+        # restrict=off inside a namespace that holds only chronyd: the guest reaches it and
+        # QEMU's forwards, nothing else.
+        machine = Vm(disk, tmp_path / "vm", nic=f"user,{forwards}", prefix=tuple(ntp.netns.prefix), rtc_base=RTC_BASE)
+        machine.start()
+        try:
+            yield Booted(machine, ntp, floor, seeded)
+        finally:
+            machine.stop()
 
 
 def _hl7_ack(port: int) -> bytes:
@@ -87,7 +132,45 @@ def _dropped(port: int) -> bool:
             return True
 
 
-def test_gateway_boots_to_ready_with_a_simulated_device_on_its_serial_port(vm, forwarded):
+def _stamp(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def _unsynced_at_the_floor(booted: Booted) -> None:
+    """The clock started at the floor, not the RTC; the running gateway stamps on the
+    floor's time line and raises clock-unsynced. Then the NTP server comes up (as a
+    hospital's network might, late): the gateway is already running when the time comes.
+    Times are compared with this machine's, never with fixed values."""
+    vm, floor = booted.vm, booted.floor
+    restored = vm.wait_for(r"restoring from recorded timestamp: \w+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", 240)
+    assert datetime.fromisoformat(restored.group(1)).replace(tzinfo=UTC).timestamp() == floor
+    active = vm.wait_for(r"bed-1 low active \[clock-unsynced\] .* at (\S+)", 240)
+    assert floor <= _stamp(active.group(1)) < floor + 600  # stamped on the floor's time line
+    assert time.time() - _stamp(active.group(1)) > booted.seeded - floor - 30  # ... not on real time
+    assert "Contacted time server" not in vm.console
+    booted.ntp.start()
+
+
+def _synchronised_in_the_same_process(booted: Booted) -> None:
+    """timesyncd synchronises through the box's firewall; the same gateway process reports
+    the step and stamps real time from then on, and clock-unsynced clears."""
+    vm, floor = booted.vm, booted.floor
+    behind = booted.seeded - floor  # how far the floor is behind real time (at the least)
+    vm.wait_for(rf"Contacted time server {re.escape(GUEST_ADDRESS)}:123", 180)
+    step = vm.wait_for(r"gateway clock_step system clock stepped \+(\d+\.\d+) s", 30)
+    assert behind - 30 < float(step.group(1)) < time.time() - floor + 30
+    vm.wait_for(r"gateway clock_unsynced \(ended\) clock synchronised", 30)
+    cleared = vm.wait_for(r"bed-1 low cleared \[clock-unsynced\] .* at (\S+)", 30)
+    # The records' time is real time now: no earlier than the NTP server (none could be
+    # synchronised before it served), no later than now. Seconds: the stamp is truncated.
+    assert booted.ntp.started_at - 1 <= _stamp(cleared.group(1)) <= time.time()
+    # ... in the same process: started once, never restarted.
+    assert vm.console.count("Started bedside.service") == 1
+    assert "bedside.service: Scheduled restart" not in vm.console
+
+
+def test_gateway_boots_to_ready_with_a_simulated_device_on_its_serial_port(vm, forwarded, built, tmp_path):
+    booted, vm = vm, vm.vm
     sim = subprocess.Popen(
         [sys.executable, "-m", "appliance.cli", "hil", "simulate", "masimo", "--port", vm.device_pty,
          "--scenario", "desaturation", "--speed", "4"],
@@ -102,11 +185,15 @@ def test_gateway_boots_to_ready_with_a_simulated_device_on_its_serial_port(vm, f
         vm.wait_for(r"created key and CSR for box-\w+ in /data/keys", 240)
         vm.wait_for(r"Finished bedside-firewall\.service", 240)  # oneshot: "Finished"
         vm.wait_for(r"Started bedside\.service - Bedside Gateway", 240)  # Type=notify: after READY=1
+        _unsynced_at_the_floor(booted)
         vm.wait_for(r"spo2-1 connected /dev/ttyS1", 60)
         vm.wait_for(r"DHCPv4 address 10\.0\.2\.15", 120)  # QEMU forwards to the guest's address
         vm.wait_for(rf"hl7-1: HL7 listener on 0\.0\.0\.0:{HL7_PORT}", 60)
-        assert b"MSA|CA|FW-1" in _hl7_ack(forwarded[HL7_PORT])  # the enabled listener accepts (enhanced ACK)
-        assert _dropped(forwarded[CLOSED_PORT])  # a port the config does not enable: dropped, not refused
+        # QEMU's forwards listen in the time server's namespace: connect from there.
+        netns = booted.ntp.netns
+        assert b"MSA|CA|FW-1" in netns.call(lambda: _hl7_ack(forwarded[HL7_PORT]))  # accepted (enhanced ACK)
+        assert netns.call(lambda: _dropped(forwarded[CLOSED_PORT]))  # not enabled: dropped, not refused
+        _synchronised_in_the_same_process(booted)
         # Data flows through the real pty into the VM: the desaturation raises the SpO2 alarm.
         vm.wait_for(r"bed-1 (high|medium) active \[spo2", 120)
     finally:
@@ -114,6 +201,12 @@ def test_gateway_boots_to_ready_with_a_simulated_device_on_its_serial_port(vm, f
         sim.wait()
     assert "Failed to start" not in vm.console
     assert "spo2-1 stale" not in vm.console or "stale (ended)" in vm.console
+    # The floor moved on with the synchronised clock, on /data (timesyncd wrote through its bind).
+    vm.stop()
+    (tmp_path / "after").mkdir()
+    with data_partition(vm.disk, built, tmp_path / "after") as data:
+        saved = (data.root / "timesync" / "clock").stat().st_mtime
+    assert booted.seeded < saved <= time.time()
 
 
 def test_image_has_no_secrets_and_its_signatures_verify(image, tmp_path):

@@ -19,6 +19,7 @@ BOUNDS = {
     "bedside-firewall.service": 5.0,
     "bedside-firstboot.service": 5.0,
     "bedside-reboot.service": 5.0,
+    "bedside-timesync.service": 5.0,
 }
 _LEVEL = re.compile(r"Overall exposure level for (\S+): (\d+\.\d+)")
 

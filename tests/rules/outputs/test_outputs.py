@@ -117,3 +117,5 @@ def test_console_output_logs(caplog):
     caplog.set_level("INFO", logger="bedside.alarm")
     ConsoleOutput().event(EVENT)
     assert "B1 high active [spo2-low]" in caplog.text
+    # The event's own time (the gateway clock) is on the line, not only the log's.
+    assert f" at {EVENT.time.isoformat(timespec='seconds')}" in caplog.text
