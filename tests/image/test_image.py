@@ -149,7 +149,7 @@ def test_gateway_boots_to_ready_with_a_simulated_device_on_its_serial_port(vm, f
         vm.wait_for(r"created key and CSR for box-\w+ in /data/keys", 240)
         vm.wait_for(r"Finished bedside-firewall\.service", 240)  # oneshot: "Finished"
         vm.wait_for(r"Started bedside\.service - Bedside Gateway", 240)  # Type=notify: after READY=1
-        vm.wait_for(r"alarm output gpio self-test: True", 10)  # libgpiod opened the chip as user bedside
+        vm.wait_for(r"alarm output gpio self-test: ok", 10)  # libgpiod opened the chip as user bedside
         vm.wait_for(r"spo2-1 connected /dev/ttyS1", 60)
         vm.wait_for(r"DHCPv4 address 10\.0\.2\.15", 120)  # QEMU forwards to the guest's address
         vm.wait_for(rf"hl7-1: HL7 listener on 0\.0\.0\.0:{HL7_PORT}", 60)
