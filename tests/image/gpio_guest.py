@@ -25,8 +25,11 @@ SIM = Path("/sys/kernel/config/gpio-sim/bedside")
 CHIP = "gpiochip0"  # the site config names /dev/gpiochip0: a q35 guest has no other chip
 LINES = {"buzzer": 3, "led_red": 4, "led_yellow": 5, "led_cyan": 6, "nurse_call": 7}  # as the site config
 SOCKET = "/run/bedside/control.sock"
-# Each phase's length: three whole high-priority bursts (3.5 s + 5 s each), then a few flashes.
-ACTIVE_S, PAUSED_S, ACKED_S, REMOVED_S = 26.0, 8.0, 8.0, 10.0
+# Each phase's length: the alarm comes with the gateway's first reading, while its start-up
+# still makes the loop lag under TCG (the first pulse stretched to 405 ms once), so the bursts
+# are judged after SETTLE_S; then two or three whole bursts (3.5 s, 5 s apart), a few LED
+# flashes (2 Hz) paused and acknowledged; the output failure follows a removal within 0.3 s.
+SETTLE_S, ACTIVE_S, PAUSED_S, ACKED_S, REMOVED_S = 10.0, 22.0, 4.0, 4.0, 3.0
 SOUNDING_TIMEOUT_S = 900.0
 
 
@@ -134,8 +137,10 @@ def main() -> None:
     sampler.start()
     if not sampler.wait_for("nurse_call", "1", SOUNDING_TIMEOUT_S):
         raise RuntimeError("the nurse call never came on")
-    sampler.mark("sounding")
+    sampler.mark("alarm-on")
     say(f"high-priority alarm sounding; lines held by {owners()}")
+    time.sleep(SETTLE_S)
+    sampler.mark("sounding")
     time.sleep(ACTIVE_S)
     sampler.mark("pause")
     alarm("pause")

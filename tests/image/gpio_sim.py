@@ -159,11 +159,16 @@ def parse_samples(text: str) -> Samples:
 
 @dataclass(frozen=True)
 class Tolerance:
-    """How far a measured time may be from the configured one under QEMU TCG: the player's
-    wake-ups and the sampler's 2 ms polls both run on emulated CPUs beside the gateway."""
+    """How far sampled times may be from the configured ones under QEMU TCG, where the
+    gateway's pattern player and the guest's sampler share two emulated CPUs with everything
+    else (measured: most edges within 12 ms; now and then one edge 80-90 ms late when the
+    host is busy). Medians must be inside IEC 60601-1-8's ranges and close to the
+    configuration; single edges may stray by `edge_s`, a few (`outliers`) by more."""
 
     edge_s: float = 0.040  # one pulse, one gap
+    median_s: float = 0.020  # the median pulse and spacing
     interval_s: float = 0.300  # burst to burst (a late wake-up shifts the whole burst)
+    outliers: float = 0.10  # share of pulse and gap times allowed beyond edge_s
     flash_hz: float = 0.15
 
 
@@ -171,6 +176,11 @@ def _burst_gaps(cfg: PatternConfig) -> list[float]:
     """The off times between the 10 pulses of a high-priority burst: 3 + 2, pause, 3 + 2."""
     s, g, h = cfg.high_spacing_s, cfg.high_group_gap_s, cfg.high_half_gap_s
     return [s, s, g, s, h, s, s, g, s]
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
 
 
 def check_samples(samples: Samples, cfg: PatternConfig, tol: Tolerance = Tolerance()) -> tuple[list[str], str]:
@@ -182,42 +192,50 @@ def check_samples(samples: Samples, cfg: PatternConfig, tol: Tolerance = Toleran
             return [f"the guest never marked {name!r}"], ""
     burst_s = sum(_burst_gaps(cfg)) + 10 * cfg.pulse_s
     period_s = burst_s + cfg.high_interval_s
-    # Sounding: whole bursts between the alarm's start and the pause request.
-    pulses = samples.pulses("buzzer", m["sounding"] - 0.5, m["pause"])
+    # Sounding: the whole bursts between the mark and the pause request.
     bursts: list[list[tuple[float, float]]] = []
-    for on, off in pulses:
+    for on, off in samples.pulses("buzzer", m["sounding"] - period_s, m["pause"]):  # the one in progress too
         if bursts and on - bursts[-1][-1][1] < cfg.high_half_gap_s + 0.5:
             bursts[-1].append((on, off))
         else:
             bursts.append([(on, off)])
-    whole = [b for b in bursts if b[0][0] + burst_s + 0.2 < m["pause"]]
+    whole = [b for b in bursts if b[0][0] >= m["sounding"] and b[0][0] + burst_s + 0.2 < m["pause"]]
     if len(whole) < 2:
         problems.append(f"{len(whole)} whole bursts while sounding, expected at least 2 ({len(bursts)} seen)")
-    widths, gaps, intervals = [], [], []
+    widths, spacings, strays, intervals = [], [], [], []
     for burst in whole:
         if len(burst) != 10:
             problems.append(f"burst at {burst[0][0] - m['sounding']:.2f} s has {len(burst)} pulses, not 10")
             continue
         widths += [off - on for on, off in burst]
-        measured = [burst[i + 1][0] - burst[i][1] for i in range(9)]
-        for got, want in zip(measured, _burst_gaps(cfg), strict=True):
+        gaps = [burst[i + 1][0] - burst[i][1] for i in range(9)]
+        for got, want in zip(gaps, _burst_gaps(cfg), strict=True):
+            nearest = min(set(_burst_gaps(cfg)), key=lambda g: abs(g - got))
+            if nearest != want:  # the 3 + 2 / 3 + 2 layout itself
+                problems.append(f"gap of {got * 1000:.0f} ms where {want * 1000:.0f} ms is configured")
             if abs(got - want) > tol.edge_s:
-                problems.append(f"gap {got * 1000:.0f} ms where {want * 1000:.0f} ms is configured")
-        gaps += [g for g, want in zip(measured, _burst_gaps(cfg), strict=True) if want == cfg.high_spacing_s]
-    for a, b in itertools.pairwise(whole):
-        intervals.append(b[0][0] - a[-1][1])
-    for w in widths:
-        if abs(w - cfg.pulse_s) > tol.edge_s or not 0.075 <= w <= 0.200:
-            problems.append(f"pulse of {w * 1000:.0f} ms (configured {cfg.pulse_s * 1000:.0f}, IEC 75-200)")
-    for g in gaps:
-        if not 0.050 <= g <= 0.125:
-            problems.append(f"pulse spacing {g * 1000:.0f} ms outside IEC 60601-1-8's 50-125 ms")
+                strays.append(f"gap {got * 1000:.0f}/{want * 1000:.0f} ms")
+            if want == cfg.high_spacing_s:
+                spacings.append(got)
+        strays += [f"pulse {w * 1000:.0f} ms" for w in widths[-10:] if abs(w - cfg.pulse_s) > tol.edge_s]
+    intervals = [b[0][0] - a[-1][1] for a, b in itertools.pairwise(whole)]
+    if widths:
+        pulse, spacing = _median(widths), _median(spacings)
+        if abs(pulse - cfg.pulse_s) > tol.median_s or not 0.075 <= pulse <= 0.200:
+            problems.append(f"median pulse {pulse * 1000:.0f} ms (configured {cfg.pulse_s * 1000:.0f}, IEC 75-200)")
+        if abs(spacing - cfg.high_spacing_s) > tol.median_s or not 0.050 <= spacing <= 0.125:
+            problems.append(f"median spacing {spacing * 1000:.0f} ms (configured {cfg.high_spacing_s * 1000:.0f}, "
+                            f"IEC 50-125)")  # fmt: skip
+        if len(strays) > tol.outliers * (len(widths) + len(widths) * 9 // 10):
+            problems.append(f"too many pulse/gap times off by more than {tol.edge_s * 1000:.0f} ms: {strays}")
     for i in intervals:
         if abs(i - cfg.high_interval_s) > tol.interval_s or not 2.5 <= i <= 15.0:
             problems.append(f"inter-burst interval {i:.2f} s (configured {cfg.high_interval_s}, IEC 2.5-15)")
+    figures.append(f"{len(whole)} whole bursts")
     figures.append(_spread("pulse ms", [w * 1000 for w in widths]))
-    figures.append(_spread("spacing ms", [g * 1000 for g in gaps]))
+    figures.append(_spread("spacing ms", [g * 1000 for g in spacings]))
     figures.append(_spread("interval s", intervals))
+    figures.append(f"beyond {tol.edge_s * 1000:.0f} ms: {', '.join(strays) or 'none'}")
     figures.append(f"burst period {period_s:.2f} s configured")
     # The red LED flashes for a high-priority alarm while it sounds, paused and acknowledged.
     for phase, start, end in (("sounding", m["sounding"], m["pause"]), ("paused", m["paused"], m["ack"]),

@@ -107,8 +107,10 @@ def _dropped(port: int) -> bool:
 
 class Oximeter(threading.Thread):
     """The Masimo simulator's lines (hil.masimo_sim) on the box's ttyS1 once a second, SpO2
-    held below the default rules' 80 % desaturation limit: a high-priority alarm that stays
-    active (and audible) until acknowledged, so its burst can be timed."""
+    held below the default rules' 80 % desaturation limit from the first reading: a
+    high-priority alarm that stays active (and audible) until acknowledged, so its bursts
+    can be timed. Steady, not falling: a fall would add the low-priority "SpO2 falling
+    fast" alarm (rate rule) half a minute later, audible once the others are paused."""
 
     def __init__(self, port: str) -> None:
         super().__init__(daemon=True)
@@ -144,7 +146,8 @@ def test_gateway_boots_to_ready_with_a_simulated_device_on_its_serial_port(vm, f
         grown = vm.wait_for(r"data partition grown from (\d+) MiB to (\d+) MiB", 240)
         assert int(grown.group(2)) - int(grown.group(1)) > 400  # the data partition took the extra space
         # The real kernel chip, before the normal boot: the udev rule gave the gateway's group the node.
-        _gpio_step(vm, r"chip gpiochip0 live in [\d.]+ s: /dev/gpiochip0 group gpio mode 660", 300)
+        chip = _gpio_step(vm, r"chip gpiochip0 live in [\d.]+ s: .*", 300)
+        assert chip.endswith("/dev/gpiochip0 group gpio mode 660"), chip
         vm.wait_for(r'Successfully resized "/data"', 120)  # and its ext4 (x-systemd.growfs)
         vm.wait_for(r"created key and CSR for box-\w+ in /data/keys", 240)
         vm.wait_for(r"Finished bedside-firewall\.service", 240)  # oneshot: "Finished"
