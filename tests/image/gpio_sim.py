@@ -161,7 +161,7 @@ def parse_samples(text: str) -> Samples:
 class Tolerance:
     """How far sampled times may be from the configured ones under QEMU TCG, where the
     gateway's pattern player and the guest's sampler share two emulated CPUs with everything
-    else (measured: most edges within 12 ms; now and then one edge 80-90 ms late when the
+    else (measured: pulses and gaps within 13 ms; now and then one edge 80-90 ms late when the
     host is busy). Medians must be inside IEC 60601-1-8's ranges and close to the
     configuration; single edges may stray by `edge_s`, a few (`outliers`) by more."""
 
