@@ -2,7 +2,10 @@
 the gateway reaches READY under systemd with a simulated oximeter on the box's second
 serial port; the first boot grows the data partition to the disk and makes the box's key
 on it; its firewall, loaded from the site config, lets the host reach the HL7 listener the
-config enables and drops a port it does not; the image holds no secrets; the RAUC bundle
+config enables and drops a port it does not; in the same boot its alarm outputs drive a
+real kernel GPIO chip (gpio-sim, built for the test: tests/image/gpio_sim.py) with the
+IEC 60601-1-8 high-priority signals, the nurse call, audio pause and acknowledge, and a chip
+that goes away raises the output-failure alarm; the image holds no secrets; the RAUC bundle
 and the image checksum are signed.
 
 The same boot carries the box's time: its battery clock (QEMU's RTC) is years behind and
@@ -12,11 +15,12 @@ from the site config's [time] table, synchronises to a real NTP server (chronyd)
 only the VM reaches (hil/timeserver.py), and the same gateway process stamps the right
 time and clears the alarm."""
 
+import contextlib
 import os
 import re
 import socket
 import subprocess
-import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,13 +28,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import serial
 
 from drivers.hl7.mllp import MllpDecoder, frame
 from hil.hl7_sim import oru_r01
+from hil.masimo_sim import masimo_line
 from hil.scenarios import Vitals
 from hil.timeserver import GUEST_ADDRESS, TimeServer, time_server
 from hil.vm import Vm
+from rules.patterns import PatternConfig
 from tests.image.conftest import Built, data_partition
+from tests.image.gpio_sim import GPIO_ALARMS, build_module, check_samples, parse_samples, prepare_disk
 
 HL7_PORT, CLOSED_PORT = 2575, 2600  # in the guest: the listener the site config enables, and one it does not
 RTC_BASE = "2020-01-01T00:00:00"  # the box's battery clock: long before the image and its floor
@@ -71,15 +79,23 @@ def _epoch(built: Built, workdir: Path) -> int:
     return int((out / "usr" / "lib" / "clock-epoch").stat().st_mtime)
 
 
+@pytest.fixture(scope="module")
+def gpio_module(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_module(built.out / "rootfs.sqfs", tmp_path_factory.mktemp("gpio-sim"))
+
+
 @pytest.fixture
-def vm(built: Built, tmp_path: Path, forwarded: dict[int, int]) -> Iterator[Booted]:
+def vm(built: Built, gpio_module: Path, tmp_path: Path, forwarded: dict[int, int]) -> Iterator[Booted]:
     disk = tmp_path / "disk.img"
     subprocess.run(["cp", "--sparse=always", str(built.out / "bedside-amd64.img"), str(disk)], check=True)
     subprocess.run(["truncate", "-s", "+512M", str(disk)], check=True)  # written to a bigger disk
     # The site config: the image's own, plus an HL7 listener (the firewall opens its port)
-    # and the site's NTP server: QEMU's host address, where hil/timeserver.py's chronyd is.
+    # and the site's NTP server: QEMU's host address, where hil/timeserver.py's chronyd is;
+    # the alarm lines on the GPIO chip the guest script creates before the normal boot.
     image_config = subprocess.run(["unsquashfs", "-cat", str(built.out / "rootfs.sqfs"), "etc/bedside/gateway.toml"],
                                   capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "\n[alarms]\n" in image_config
+    site_config = image_config.replace("\n[alarms]\n", "\n[alarms]\n" + GPIO_ALARMS, 1)
     listener = f'\n[[devices]]\nid = "hl7-1"\nprotocol = "hl7"\nport = "tcp://0.0.0.0:{HL7_PORT}"\n'
     site_time = f'\n[time]\nntp_servers = ["{GUEST_ADDRESS}"]\n'
     # The floor: after the image's epoch (so it is the floor that shows) and well behind
@@ -89,7 +105,8 @@ def vm(built: Built, tmp_path: Path, forwarded: dict[int, int]) -> Iterator[Boot
     assert floor < seeded - 60, "the image's epoch is too recent to tell the floor from real time"
     with data_partition(disk, built, tmp_path) as data:
         (data.root / "config").mkdir()
-        (data.root / "config" / "gateway.toml").write_text(image_config + listener + site_time)
+        (data.root / "config" / "gateway.toml").write_text(site_config + listener + site_time)
+        prepare_disk(disk, data.root, gpio_module, tmp_path)
         clock = data.root / "timesync" / "clock"  # what timesyncd left at its last synchronisation
         clock.touch()
         os.chown(clock, clock.parent.stat().st_uid, clock.parent.stat().st_gid)
@@ -169,13 +186,42 @@ def _synchronised_in_the_same_process(booted: Booted) -> None:
     assert "bedside.service: Scheduled restart" not in vm.console
 
 
+class Oximeter(threading.Thread):
+    """The Masimo simulator's lines (hil.masimo_sim) on the box's ttyS1 once a second, SpO2
+    held below the default rules' 80 % desaturation limit from the first reading: a
+    high-priority alarm that stays active (and audible) until acknowledged, so its bursts
+    can be timed. Steady, not falling: a fall would add the low-priority "SpO2 falling
+    fast" alarm (rate rule) half a minute later, audible once the others are paused."""
+
+    def __init__(self, port: str) -> None:
+        super().__init__(daemon=True)
+        self.port = serial.Serial(port, baudrate=9600, timeout=0, write_timeout=0)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(1.0):
+            line = masimo_line("radical7", datetime.now(UTC), Vitals(spo2=75.0, pulse=100.0, pi=2.0))
+            # Nobody reading yet and the pty full: the device's line is dropped, as on a cable.
+            with contextlib.suppress(serial.SerialTimeoutException):
+                self.port.write(line)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(5)
+        self.port.close()
+
+
+def _gpio_step(vm: Vm, pattern: str, timeout_s: float) -> str:
+    """The guest script's next console line matching `pattern`; its failure line at once."""
+    match = vm.wait_for(rf"gpio-test: (FAILED: .*|{pattern})", timeout_s)
+    assert not match.group(1).startswith("FAILED"), match.group(0)
+    return match.group(0)
+
+
 def test_gateway_boots_to_ready_with_a_simulated_device_on_its_serial_port(vm, forwarded, built, tmp_path):
     booted, vm = vm, vm.vm
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", "hil", "simulate", "masimo", "--port", vm.device_pty,
-         "--scenario", "desaturation", "--speed", "4"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    oximeter = Oximeter(vm.device_pty)
+    oximeter.start()
     try:
         vm.wait_for(r"Welcome to GRUB", 120)
         vm.wait_for(r"Booting `Bedside Gateway slot A'", 60)
@@ -185,6 +231,7 @@ def test_gateway_boots_to_ready_with_a_simulated_device_on_its_serial_port(vm, f
         vm.wait_for(r"created key and CSR for box-\w+ in /data/keys", 240)
         vm.wait_for(r"Finished bedside-firewall\.service", 240)  # oneshot: "Finished"
         vm.wait_for(r"Started bedside\.service - Bedside Gateway", 240)  # Type=notify: after READY=1
+        vm.wait_for(r"alarm output gpio self-test: ok", 10)  # libgpiod opened the chip as user bedside
         _unsynced_at_the_floor(booted)
         vm.wait_for(r"spo2-1 connected /dev/ttyS1", 60)
         vm.wait_for(r"DHCPv4 address 10\.0\.2\.15", 120)  # QEMU forwards to the guest's address
@@ -195,18 +242,34 @@ def test_gateway_boots_to_ready_with_a_simulated_device_on_its_serial_port(vm, f
         assert netns.call(lambda: _dropped(forwarded[CLOSED_PORT]))  # not enabled: dropped, not refused
         _synchronised_in_the_same_process(booted)
         # Data flows through the real pty into the VM: the desaturation raises the SpO2 alarm.
-        vm.wait_for(r"bed-1 (high|medium) active \[spo2", 120)
+        vm.wait_for(r"bed-1 high active \[spo2-desat\]", 120)
+        owners = _gpio_step(vm, r"high-priority alarm sounding; lines held by (.*)", 120)
+        for line in ("buzzer", "led_red", "led_yellow", "led_cyan", "nurse_call"):
+            assert f"{line}=bedside-alarm/output" in owners  # the gateway's request, seen through libgpiod
+        _gpio_step(vm, r"audio paused over the control socket", 120)
+        _gpio_step(vm, r"acknowledged over the control socket", 120)
+        removed = _gpio_step(vm, r"chip removed \(live=0\)", 120)
+        _gpio_step(vm, r"done \(sampler: .*\)", 120)
     finally:
-        sim.kill()
-        sim.wait()
-    assert "Failed to start" not in vm.console
-    assert "spo2-1 stale" not in vm.console or "stale (ended)" in vm.console
-    # The floor moved on with the synchronised clock, on /data (timesyncd wrote through its bind).
+        oximeter.stop()
+    console = vm.console
+    assert "Failed to start" not in console
+    assert "spo2-1 stale" not in console or "stale (ended)" in console
+    # The chip gone: the output failure is a high-priority technical alarm on what remains (the console).
+    after = console[console.index(removed) :]
+    assert "alarm output gpio failed" in after
+    assert re.search(r"high active \[output-failure\] An alarm output failed", after), after[-3000:]
     vm.stop()
     (tmp_path / "after").mkdir()
     with data_partition(vm.disk, built, tmp_path / "after") as data:
+        # The floor moved on with the synchronised clock, on /data (timesyncd wrote through its bind).
         saved = (data.root / "timesync" / "clock").stat().st_mtime
+        samples_text = (data.root / "gpio-test" / "samples.csv").read_text()
     assert booted.seeded < saved <= time.time()
+    (tmp_path / "samples.csv").write_text(samples_text)
+    problems, figures = check_samples(parse_samples(samples_text), PatternConfig())
+    print(f"gpio lines in the VM: {figures}")  # shown with -s
+    assert not problems, f"{problems}\nmeasured: {figures}"
 
 
 def test_image_has_no_secrets_and_its_signatures_verify(image, tmp_path):

@@ -1,0 +1,278 @@
+"""Test-only parts for proving the image's alarm outputs on a real kernel GPIO chip.
+
+Debian's kernels enable neither gpio-sim nor gpio-mockup, so `build_module` builds gpio-sim
+as an out-of-tree module from Debian's linux-source package against the headers of the
+exact kernel the image installs (kernel/irq/irq_sim.c linked in: the image's kernel has no
+CONFIG_IRQ_SIM). Nothing of it is shipped: `prepare_disk` puts the module and the guest
+script (tests/image/gpio_guest.py) on the test's COPY of /data and boots that copy through
+a GRUB whose kernel command line adds `systemd.run=` (systemd-run-generator, systemd 252:
+it boots into kernel-command-line.target, the script then starts multi-user.target, so the
+gateway starts once, with the chip there). `check_samples` judges what the guest sampled.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rules.patterns import PatternConfig
+
+__all__ = ["GPIO_ALARMS", "Samples", "build_module", "check_samples", "parse_samples", "prepare_disk"]
+
+HERE = Path(__file__).resolve().parent
+IMAGE = HERE.parents[1] / "image"
+GUEST = Path("gpio-test")  # on /data
+# The site config's lines (gpio_guest.LINES): offsets other than the defaults, so the
+# gateway is seen to take them from /data/config/gateway.toml.
+GPIO_ALARMS = """gpio_chip = "/dev/gpiochip0"
+gpio_buzzer = 3
+gpio_led_red = 4
+gpio_led_yellow = 5
+gpio_led_cyan = 6
+gpio_nurse_call = 7
+"""
+CMDLINE = "systemd.run=/data/gpio-test/run.sh systemd.run_success_action=none systemd.run_failure_action=none"
+
+
+def _run(*cmd: str, cwd: Path | None = None) -> str:
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=cwd, timeout=900)
+    assert res.returncode == 0, f"{' '.join(cmd)}: {res.stdout[-2000:]}{res.stderr[-2000:]}"
+    return res.stdout
+
+
+def image_kernel(rootfs: Path) -> tuple[str, str]:
+    """(kernel release, Debian version of its package) of the image's root file system."""
+    listing = _run("unsquashfs", "-lc", str(rootfs), "usr/lib/modules")
+    release = sorted({m.group(1) for m in re.finditer(r"usr/lib/modules/([^/\s]+)/", listing)})
+    assert len(release) == 1, f"expected one kernel in the image, found {release}"
+    status = _run("unsquashfs", "-cat", str(rootfs), "var/lib/dpkg/status")
+    stanza = next(s for s in status.split("\n\n") if f"Package: linux-image-{release[0]}\n" in s)
+    version = re.search(r"^Version: (\S+)$", stanza, re.M)
+    assert version is not None
+    return release[0], version.group(1)
+
+
+def build_module(rootfs: Path, workdir: Path) -> Path:
+    """gpio-sim.ko for the image's kernel; prints each step's time (shown with -s)."""
+    release, version = image_kernel(rootfs)
+    headers = Path("/usr/src") / f"linux-headers-{release}"
+    source = Path("/usr/src/linux-source-6.1.tar.xz")
+    started = time.monotonic()
+    installed = _run("dpkg-query", "-W", "-f=${Version}", "linux-source-6.1") if source.exists() else ""
+    if not headers.is_dir() or installed != version:
+        # The exact kernel the image boots: its headers and the same source (apt keeps
+        # bookworm's release and its point updates side by side; pin the image's).
+        _run("apt-get", "install", "-y", "-qq", "--no-install-recommends",
+             f"linux-headers-{release}={version}", f"linux-source-6.1={version}")  # fmt: skip
+    apt_s = time.monotonic() - started
+    src = workdir / "src"
+    src.mkdir(parents=True)
+    members = ["drivers/gpio/gpio-sim.c", "drivers/gpio/gpiolib.h", "kernel/irq/irq_sim.c"]
+    _run("tar", "-xJf", str(source), "-C", str(src), *(f"linux-source-6.1/{m}" for m in members))
+    extract_s = time.monotonic() - started - apt_s
+    mod = workdir / "gpio-sim"
+    mod.mkdir()
+    tree = src / "linux-source-6.1"
+    # A module cannot be named like one of its objects: gpio-sim.ko from gpio-sim-main.o + irq_sim.o.
+    shutil.copy(tree / "drivers/gpio/gpio-sim.c", mod / "gpio-sim-main.c")
+    shutil.copy(tree / "drivers/gpio/gpiolib.h", mod / "gpiolib.h")
+    irq_sim = (tree / "kernel/irq/irq_sim.c").read_text()
+    # irq_to_desc() is not exported to modules; generic_handle_irq() runs the same
+    # handle_simple_irq() the domain mapped for the interrupt (and is exported).
+    patched = irq_sim.replace("handle_simple_irq(irq_to_desc(irqnum));", "generic_handle_irq(irqnum);")
+    assert patched != irq_sim, "irq_sim.c changed upstream: revisit the irq_to_desc patch"
+    (mod / "irq_sim.c").write_text(patched)
+    (mod / "Kbuild").write_text("obj-m := gpio-sim.o\ngpio-sim-y := gpio-sim-main.o irq_sim.o\n")
+    _run("make", "-s", "-C", str(headers), f"M={mod}", "modules")
+    total = time.monotonic() - started
+    print(f"gpio-sim.ko for {release} ({version}): apt {apt_s:.1f} s, extract {extract_s:.1f} s, "
+          f"build {total - apt_s - extract_s:.1f} s")  # fmt: skip
+    return mod / "gpio-sim.ko"
+
+
+def _esp_offset(disk: Path) -> int:
+    info = _run("sgdisk", "-i", "1", str(disk))
+    return int(info.split("First sector: ")[1].split()[0]) * 512
+
+
+def prepare_disk(disk: Path, data_root: Path, module: Path, workdir: Path) -> None:
+    """The test's copy only: the guest script and module on /data, a GRUB that runs it."""
+    guest = data_root / GUEST
+    guest.mkdir()
+    shutil.copy(module, guest / "gpio-sim.ko")
+    shutil.copy(HERE / "gpio_guest.py", guest / "gpio_guest.py")
+    (guest / "run.sh").write_text("#!/bin/sh\nexec /opt/bedside/venv/bin/python /data/gpio-test/gpio_guest.py\n")
+    (guest / "run.sh").chmod(0o755)
+    grub = (IMAGE / "grub.cfg").read_text()
+    test_grub = grub.replace(" quiet\n", f" quiet {CMDLINE}\n")
+    assert test_grub != grub, "image/grub.cfg's linux line changed: revisit prepare_disk"
+    (workdir / "grub.cfg").write_text(test_grub)
+    modules = re.search(r'--modules="([^"]+)"', (IMAGE / "arch-amd64.sh").read_text())
+    assert modules is not None
+    efi = workdir / "BOOTX64.EFI"
+    _run("grub-mkstandalone", "-O", "x86_64-efi", "-o", str(efi), f"--modules={modules.group(1)}",
+         f"boot/grub/grub.cfg={workdir / 'grub.cfg'}")  # fmt: skip
+    _run("mcopy", "-o", "-i", f"{disk}@@{_esp_offset(disk)}", str(efi), "::/EFI/BOOT/BOOTX64.EFI")
+
+
+@dataclass
+class Samples:
+    changes: dict[str, list[tuple[float, bool]]] = field(default_factory=dict)  # line -> (t, on)
+    marks: dict[str, float] = field(default_factory=dict)
+
+    def pulses(self, line: str, start: float, end: float) -> list[tuple[float, float]]:
+        """(on, off) intervals of `line` that begin inside [start, end)."""
+        out, on_at = [], None
+        for t, on in self.changes.get(line, []):
+            if on and on_at is None:
+                on_at = t
+            elif not on and on_at is not None:
+                if start <= on_at < end:
+                    out.append((on_at, t))
+                on_at = None
+        return out
+
+    def value_at(self, line: str, t: float) -> bool:
+        value = False
+        for when, on in self.changes.get(line, []):
+            if when > t:
+                break
+            value = on
+        return value
+
+
+def parse_samples(text: str) -> Samples:
+    samples = Samples()
+    for row in text.splitlines():
+        t, name, value = row.split(",")
+        if name == "mark":
+            samples.marks[value] = float(t)
+        else:
+            samples.changes.setdefault(name, []).append((float(t), value == "1"))
+    return samples
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far sampled times may be from the configured ones under QEMU TCG, where the
+    gateway's pattern player and the guest's sampler share two emulated CPUs with everything
+    else (measured: pulses and gaps within 13 ms; now and then one edge 80-90 ms late when the
+    host is busy). Medians must be inside IEC 60601-1-8's ranges and close to the
+    configuration; single edges may stray by `edge_s`, a few (`outliers`) by more."""
+
+    edge_s: float = 0.040  # one pulse, one gap
+    median_s: float = 0.020  # the median pulse and spacing
+    interval_s: float = 0.300  # burst to burst (a late wake-up shifts the whole burst)
+    outliers: float = 0.10  # share of pulse and gap times allowed beyond edge_s
+    flash_hz: float = 0.15
+
+
+def _burst_gaps(cfg: PatternConfig) -> list[float]:
+    """The off times between the 10 pulses of a high-priority burst: 3 + 2, pause, 3 + 2."""
+    s, g, h = cfg.high_spacing_s, cfg.high_group_gap_s, cfg.high_half_gap_s
+    return [s, s, g, s, h, s, s, g, s]
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def check_samples(samples: Samples, cfg: PatternConfig, tol: Tolerance = Tolerance()) -> tuple[list[str], str]:
+    """(problems, measured figures) of the sampled lines against IEC 60601-1-8's high priority
+    as configured, the nurse call, audio pause and acknowledge."""
+    m, problems, figures = samples.marks, [], []
+    for name in ("sounding", "pause", "paused", "ack", "acked", "removed"):
+        if name not in m:
+            return [f"the guest never marked {name!r}"], ""
+    burst_s = sum(_burst_gaps(cfg)) + 10 * cfg.pulse_s
+    period_s = burst_s + cfg.high_interval_s
+    # Sounding: the whole bursts between the mark and the pause request.
+    bursts: list[list[tuple[float, float]]] = []
+    for on, off in samples.pulses("buzzer", m["sounding"] - period_s, m["pause"]):  # the one in progress too
+        if bursts and on - bursts[-1][-1][1] < cfg.high_half_gap_s + 0.5:
+            bursts[-1].append((on, off))
+        else:
+            bursts.append([(on, off)])
+    whole = [b for b in bursts if b[0][0] >= m["sounding"] and b[0][0] + burst_s + 0.2 < m["pause"]]
+    if len(whole) < 2:
+        problems.append(f"{len(whole)} whole bursts while sounding, expected at least 2 ({len(bursts)} seen)")
+    widths, spacings, strays, intervals = [], [], [], []
+    for burst in whole:
+        if len(burst) != 10:
+            problems.append(f"burst at {burst[0][0] - m['sounding']:.2f} s has {len(burst)} pulses, not 10")
+            continue
+        widths += [off - on for on, off in burst]
+        gaps = [burst[i + 1][0] - burst[i][1] for i in range(9)]
+        for got, want in zip(gaps, _burst_gaps(cfg), strict=True):
+            nearest = min(set(_burst_gaps(cfg)), key=lambda g: abs(g - got))
+            if nearest != want:  # the 3 + 2 / 3 + 2 layout itself
+                problems.append(f"gap of {got * 1000:.0f} ms where {want * 1000:.0f} ms is configured")
+            if abs(got - want) > tol.edge_s:
+                strays.append(f"gap {got * 1000:.0f}/{want * 1000:.0f} ms")
+            if want == cfg.high_spacing_s:
+                spacings.append(got)
+        strays += [f"pulse {w * 1000:.0f} ms" for w in widths[-10:] if abs(w - cfg.pulse_s) > tol.edge_s]
+    intervals = [b[0][0] - a[-1][1] for a, b in itertools.pairwise(whole)]
+    if widths:
+        pulse, spacing = _median(widths), _median(spacings)
+        if abs(pulse - cfg.pulse_s) > tol.median_s or not 0.075 <= pulse <= 0.200:
+            problems.append(f"median pulse {pulse * 1000:.0f} ms (configured {cfg.pulse_s * 1000:.0f}, IEC 75-200)")
+        if abs(spacing - cfg.high_spacing_s) > tol.median_s or not 0.050 <= spacing <= 0.125:
+            problems.append(f"median spacing {spacing * 1000:.0f} ms (configured {cfg.high_spacing_s * 1000:.0f}, "
+                            f"IEC 50-125)")  # fmt: skip
+        if len(strays) > tol.outliers * (len(widths) + len(widths) * 9 // 10):
+            problems.append(f"too many pulse/gap times off by more than {tol.edge_s * 1000:.0f} ms: {strays}")
+    for i in intervals:
+        if abs(i - cfg.high_interval_s) > tol.interval_s or not 2.5 <= i <= 15.0:
+            problems.append(f"inter-burst interval {i:.2f} s (configured {cfg.high_interval_s}, IEC 2.5-15)")
+    figures.append(f"{len(whole)} whole bursts")
+    figures.append(_spread("pulse ms", [w * 1000 for w in widths]))
+    figures.append(_spread("spacing ms", [g * 1000 for g in spacings]))
+    figures.append(_spread("interval s", intervals))
+    figures.append(f"beyond {tol.edge_s * 1000:.0f} ms: {', '.join(strays) or 'none'}")
+    figures.append(f"burst period {period_s:.2f} s configured")
+    # The red LED flashes for a high-priority alarm while it sounds, paused and acknowledged.
+    for phase, start, end in (("sounding", m["sounding"], m["pause"]), ("paused", m["paused"], m["ack"]),
+                              ("acknowledged", m["acked"], m["removed"])):  # fmt: skip
+        flashes = samples.pulses("led_red", start, end)
+        if len(flashes) < 4:
+            problems.append(f"red LED flashed {len(flashes)} times while {phase}")
+            continue
+        # Medians: one late wake-up (TCG) must not pass for a slower flash rate.
+        periods = [b[0] - a[0] for a, b in itertools.pairwise(flashes)]
+        hz = 1 / _median(periods)
+        duty = _median([off - on for on, off in flashes]) * hz
+        if abs(hz - cfg.high_flash_hz) > tol.flash_hz or not 1.4 <= hz <= 2.8 or not 0.2 <= duty <= 0.6:
+            problems.append(f"red LED {hz:.2f} Hz duty {duty:.2f} while {phase} (IEC 1.4-2.8 Hz, 20-60 %)")
+        figures.append(f"red LED {phase} {hz:.2f} Hz duty {duty * 100:.0f} % (periods "
+                       f"{min(periods) * 1000:.0f}-{max(periods) * 1000:.0f} ms)")  # fmt: skip
+        for other in ("led_yellow", "led_cyan"):
+            if samples.pulses(other, start, end) or samples.value_at(other, start):
+                problems.append(f"{other} on while a high-priority alarm is shown ({phase})")
+    # The nurse call follows the audible high-priority alarm: on while it sounds, off once
+    # paused, still off once acknowledged.
+    if samples.pulses("nurse_call", m["sounding"] + 0.1, m["removed"]) or not samples.value_at(
+        "nurse_call", m["pause"]
+    ):
+        problems.append("the nurse call did not stay on while the alarm sounded")
+    if samples.value_at("nurse_call", m["paused"]) or samples.value_at("nurse_call", m["acked"]):
+        problems.append("the nurse call stayed on after the audio pause")
+    for phase, start, end in (("paused", m["paused"], m["ack"]), ("acknowledged", m["acked"], m["removed"])):
+        if samples.pulses("buzzer", start, end) or samples.value_at("buzzer", start):
+            problems.append(f"the buzzer sounded while {phase}")
+    released = [t for t, on in samples.changes.get("nurse_call", []) if not on and t > m["sounding"]]
+    if released:
+        figures.append(f"nurse call off {released[0] - m['pause']:.2f} s after the pause request")
+    return problems, "; ".join(figures)
+
+
+def _spread(name: str, values: list[float]) -> str:
+    if not values:
+        return f"{name}: none"
+    return f"{name} {min(values):.3g}-{max(values):.3g} (mean {sum(values) / len(values):.3g}, n={len(values)})"
