@@ -315,6 +315,9 @@ _HOST_NAME: Final = re.compile(
 MAX_NTP_SERVERS: Final = 8
 
 
+_ZONE: Final = re.compile(r"(?:[A-Za-z0-9_.-]{1,15})?")  # an interface name, or none
+
+
 def _check_time(time: TimeSettings, fail: Fail) -> None:
     # The names end up in timesyncd's configuration and the firewall: nothing but an
     # address or a host name may pass (no spaces, no second key smuggled in).
@@ -323,6 +326,9 @@ def _check_time(time: TimeSettings, fail: Fail) -> None:
     for i, server in enumerate(time.ntp_servers):
         try:
             ipaddress.ip_address(server)
+            # Python takes any text after "%" as an IPv6 zone: only an interface name may pass.
+            if not _ZONE.fullmatch(server.partition("%")[2]):
+                raise ValueError(server)
         except ValueError:
             if not _HOST_NAME.fullmatch(server):
                 fail(f"time.ntp_servers[{i}]", f"{server!r}: expected an IP address or a host name")

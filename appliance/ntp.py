@@ -32,8 +32,11 @@ DROP_IN: Final = Path("/run/systemd/timesyncd.conf.d/bedside.conf")
 
 def render(time: TimeSettings) -> str:
     """The timesyncd.conf drop-in: the site's servers, no fallback servers."""
-    # The names were checked by the config loader (an address or a host name each), so
-    # none can carry a space, a newline or a second key into this file.
+    # The names were checked by the config loader (an address or a host name each); still,
+    # nothing with a space or a control character is written where it could start a key.
+    for server in time.ntp_servers:
+        if not server.isprintable() or any(c.isspace() for c in server):
+            raise ValueError(f"time.ntp_servers: {server!r} is not one name")
     return (
         "# Written at boot by `bedside timesync --apply` from the site config's [time] table.\n"
         "[Time]\n"

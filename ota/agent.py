@@ -270,6 +270,13 @@ class OtaAgent:
             self._give_up(rec.release_version)
             await self._go(OtaInput.BOOTED_OLD, f"booted {version}, not {rec.release_version}: bootloader fell back")
             self.hooks.report(TechnicalKind.UPDATE_REFUSED, True, f"rolled back: {rec.release_version} did not boot")
+            # Never again: the bootloader must not try that slot when it resets its
+            # attempt counters (image/grub.cfg after a run of unconfirmed boots).
+            try:
+                await self.installer.mark(good=False, slot="other")
+            except Exception as exc:  # RAUC's D-Bus errors vary; the rollback stands either way
+                why = f"slot of {rec.release_version} not marked bad: {exc}"
+                self.hooks.report(TechnicalKind.UPDATE_REFUSED, True, why)
             await self._confirm_boot()
             return
         attempts = rec.boot_attempts.get(version, 0) + 1

@@ -34,8 +34,9 @@ class SlotInfo:
 class Installer(Protocol):
     async def install(self, bundle: Path, progress: Progress | None = None) -> None: ...
 
-    async def mark(self, good: bool) -> None:
-        """Mark the booted slot good (commit) or bad (the bootloader falls back)."""
+    async def mark(self, good: bool, slot: str = "booted") -> None:
+        """Mark the booted slot good (commit) or bad (the bootloader falls back); with
+        `slot="other"`, the slot not running (a release the bootloader fell back from)."""
 
     async def booted(self) -> SlotInfo: ...
 
@@ -119,10 +120,10 @@ class RaucDbus:
         finally:
             bus.disconnect()
 
-    async def mark(self, good: bool) -> None:
+    async def mark(self, good: bool, slot: str = "booted") -> None:
         bus = await self._bus()
         try:
-            await self._call(bus, "Mark", "ss", ["good" if good else "bad", "booted"])
+            await self._call(bus, "Mark", "ss", ["good" if good else "bad", slot])
         finally:
             bus.disconnect()
 
@@ -172,8 +173,8 @@ class RaucCli:
     async def install(self, bundle: Path, progress: Progress | None = None) -> None:
         await self._run("install", str(bundle))
 
-    async def mark(self, good: bool) -> None:
-        await self._run("status", "mark-good" if good else "mark-bad")
+    async def mark(self, good: bool, slot: str = "booted") -> None:
+        await self._run("status", "mark-good" if good else "mark-bad", slot)
 
     async def _status(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(await self._run("status", "--detailed", "--output-format=json"))
@@ -222,10 +223,11 @@ class MemoryRauc:
         if progress:
             progress(100, "Installing done.")
 
-    async def mark(self, good: bool) -> None:
-        self.good[self.booted_slot] = good
-        if not good:
-            self.primary_slot = self.other
+    async def mark(self, good: bool, slot: str = "booted") -> None:
+        target = self.booted_slot if slot == "booted" else self.other
+        self.good[target] = good
+        if not good and self.primary_slot == target:
+            self.primary_slot = "B" if target == "A" else "A"
 
     async def booted(self) -> SlotInfo:
         return SlotInfo(self.booted_slot, self.versions[self.booted_slot])

@@ -211,7 +211,8 @@ def _check_args(args: argparse.Namespace) -> tuple[Suite, Path]:
         if args.fleet and args.release:
             from hil.suite.vm_ota import OtaBench
 
-            OtaBench(Path(args.fleet), Path(args.release), report)  # SuiteError: a fleet or release it cannot use
+            bench = OtaBench(Path(args.fleet), Path(args.release), report)  # SuiteError: cannot use them
+            bench.check_newer(image / "rootfs.sqfs")
     elif args.fleet or args.release:
         raise SuiteError("--fleet/--release: only with --target vm (an ota step updates the image under QEMU)")
     return suite, report

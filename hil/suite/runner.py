@@ -34,6 +34,7 @@ __all__ = ["ScenarioRun", "local_events", "run_on", "run_scenario"]
 
 SAMPLE_EVERY_S: Final = 0.5
 DRAIN_TIMEOUT_S: Final = 10.0  # after the devices stop: time for the store to reach the broker
+MARK_GRACE_S: Final = 30.0  # a relative step's mark, once nothing else is left to play
 
 Progress = Callable[[float], None]  # fraction of the scenario played
 
@@ -196,6 +197,15 @@ async def _relative(play: _Play, step: Step, name: str) -> None:
     await play.play(step, name)
 
 
+async def _last_marks(play: _Play, waiting: list[asyncio.Task[None]]) -> None:
+    """Everything else is over: the steps still waiting for a mark get `MARK_GRACE_S`
+    (a device's first frame after it), then the run fails naming what never came."""
+    _done, late = await asyncio.wait(waiting, timeout=MARK_GRACE_S)
+    if late:
+        names = sorted({s.from_step for s in play.scenario.steps if s.from_step and s.from_step not in play.marked})
+        raise TargetError(f"steps timed from {', '.join(names) or 'a mark'} never played: the mark never came")
+
+
 async def _timeline(play: _Play, run: ScenarioRun, progress: Progress) -> None:
     steps = sorted(enumerate(play.scenario.steps), key=lambda p: p[1].at_s)
     for i, step in steps:
@@ -235,7 +245,13 @@ async def _play(play: _Play, run: ScenarioRun, progress: Progress) -> None:
         run.start_t = time.time()
         await _timeline(play, run, progress)
         while pending := [t for t in play.side if not t.done()]:  # a side step may start another
-            await asyncio.gather(*pending)
+            if all(t in play.relative for t in pending):
+                await _last_marks(play, pending)
+                break
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if (exc := task.exception()) is not None:
+                    raise exc  # a fault that failed (an OTA the box refused): not a missing mark
         await asyncio.gather(*play.side)  # what finished on its own: its exception, if any
     finally:
         for task in play.relative:

@@ -27,6 +27,7 @@ from hil.suite.spec import Suite, SuiteError
 from ota.bundle_check import read_bundle
 from ota.errors import FleetError
 from ota.repo import FleetRepo
+from ota.version import parse_version
 
 __all__ = ["FLEET_IP", "OtaBench", "needs_fleet"]
 
@@ -52,6 +53,16 @@ class OtaBench:
         self.release = release
         self.dir = workdir / "fleet"
         self.server: FleetServer | None = None
+
+    def check_newer(self, rootfs: Path) -> None:
+        """SuiteError unless the release is newer than the image (the box would skip it)."""
+        base = image_version(rootfs)
+        try:
+            newer = parse_version(self.info.version) > parse_version(base)
+        except ValueError:
+            newer = False
+        if not newer:
+            raise SuiteError(f"--release: {self.info.version} is not newer than the image's {base}: the box skips it")
 
     def start(self) -> None:
         """The bench's TLS PKI for the fleet server and the box, and the server itself."""

@@ -59,6 +59,7 @@ _REFUSED_STEPS: Final = (
 )
 _REFUSED_EXPECTS: Final = ("no_loss", "active", "inactive", "rss_bounded", "backlog")
 BOOT_TIMEOUT_S: Final = 900.0
+START_ATTEMPTS: Final = 3
 OTA_TIMEOUT_S: Final = 1200.0  # a 185 MB bundle through the bench's relay, RAUC's install under TCG
 
 
@@ -201,11 +202,15 @@ class VmTarget:
     def wait_ready(self) -> None:
         """Until the gateway's unit started (READY); TargetError with the box's own words
         when it failed to (a site config the gateway refuses: one line naming the key)."""
-        seen = self.vm.wait_for(r"(Started|Failed to start) bedside\.service", BOOT_TIMEOUT_S)  # a fresh Vm
-        if seen.group(1) != "Started":
-            said = re.findall(r"\]: (bedside: [^\n]*)", self.vm.console[: seen.start()])
-            raise TargetError(f"the box's gateway did not start: {said[-1] if said else seen.group(0)}")
-        self.starts += 1
+        since = 0  # a fresh Vm: its console begins with this boot
+        for _ in range(START_ATTEMPTS):  # the unit restarts a failed start (Restart=always)
+            seen = self.vm.wait_for(r"(Started|Failed to start) bedside\.service", BOOT_TIMEOUT_S, since=since)
+            if seen.group(1) == "Started":
+                self.starts += 1
+                return
+            since = seen.end()
+        said = re.findall(r"\]: (bedside: [^\n]*)", self.vm.console[:since])
+        raise TargetError(f"the box's gateway did not start ({START_ATTEMPTS} tries): {said[-1] if said else ''}")
 
     async def begin(self, action: str, offset_s: float) -> None:
         """A power cut: QEMU killed outright (the disk as the guest last wrote it). An
@@ -240,7 +245,10 @@ class VmTarget:
 
     def _follow_ota(self, milestone: Milestone) -> None:
         vm = self.vm
-        went = vm.wait_for(r"OTA (rebooting|failed)[^\n]*", OTA_TIMEOUT_S, since=self._ota_from)
+        # "OTA failed: unreachable" (a poll that did not get through) is retried by the
+        # agent; only this release failing ends the step.
+        version = re.escape(self.ota.info.version) if self.ota is not None else r"\S+"
+        went = vm.wait_for(rf"OTA (rebooting|failed) {version}[^\n]*", OTA_TIMEOUT_S, since=self._ota_from)
         if went.group(1) == "failed":
             raise TargetError(f"the box: {went.group(0).strip()}")
         milestone("down", vm.time_at(went.start()))

@@ -5,6 +5,7 @@ says in the journal, and that a bad value is one line naming the key."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,9 @@ def test_no_servers_means_none_at_all_and_says_so(tmp_path: Path) -> None:
         ('["10.20.0.5", "ntp server"]', "time.ntp_servers[1]"),  # a space would split it in two
         ('["a.example\\nFallbackNTP=pool.example"]', "time.ntp_servers[0]"),  # nor a second key
         ('["-bad.example"]', "time.ntp_servers[0]"),
+        # Python's ip_address takes anything after "%" as an IPv6 zone: a newline, a key.
+        ('["fe80::1%x\\n[Time]\\nNTP=203.0.113.66"]', "time.ntp_servers[0]"),
+        ('["fe80::1%eth 0"]', "time.ntp_servers[0]"),
         ('["10.20.0.5", "10.20.0.5"]', "time.ntp_servers[1]"),
         ('["a", "b", "c", "d", "e", "f", "g", "h", "i"]', "time.ntp_servers"),
         ("[1]", "time.ntp_servers"),
@@ -99,3 +103,10 @@ def test_without_apply_it_prints_and_writes_nothing(tmp_path: Path, capsys: pyte
     assert cmd_timesync(_args(config, tmp_path / "bedside.conf", apply=False)) == 0
     assert "NTP=ntp.hospital.example\n" in capsys.readouterr().out
     assert not (tmp_path / "bedside.conf").exists()
+
+
+def test_an_interface_zone_passes_and_render_refuses_what_could_start_a_key(tmp_path: Path) -> None:
+    cfg = parse_config(_config(tmp_path, '[time]\nntp_servers = ["fe80::1%eth0"]\n'), "g.toml")
+    assert "NTP=fe80::1%eth0\n" in render(cfg.time)
+    with pytest.raises(ValueError, match="is not one name"):
+        render(replace(cfg.time, ntp_servers=("a.example\nFallbackNTP=x",)))

@@ -150,6 +150,9 @@ async def test_bootloader_fallback_is_recognised_and_reported(tmp_path):
     rec = box.record()
     assert rec.state is OtaState.ROLLED_BACK and rec.given_up == ["1.1.0"]
     assert "bootloader fell back" in rec.error
+    # The slot it fell back from is marked bad, so a bootloader that resets its attempt
+    # counters (image/grub.cfg) never boots the given-up release again; A is confirmed.
+    assert box.rauc.good == {"A": True, "B": False} and box.rauc.primary_slot == "A"
 
 
 async def test_reboot_waits_while_an_alarm_is_active_and_reports_long_deferral(tmp_path):

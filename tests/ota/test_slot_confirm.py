@@ -102,7 +102,7 @@ class _Unreachable(MemoryRauc):
         super().__init__()
         self.tries = 0
 
-    async def mark(self, good: bool) -> None:
+    async def mark(self, good: bool, slot: str = "booted") -> None:
         self.tries += 1
         if self.tries < 3:
             raise OSError("org.freedesktop.DBus.Error.ServiceUnknown")

@@ -1,0 +1,55 @@
+"""Steps timed from another step's mark (`from_step`): they wait for it, and when
+everything else is over and the mark still has not come, the run fails in one line
+naming it instead of waiting for ever (an OTA that never brought the box back up)."""
+
+import asyncio
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from hil.suite import runner
+from hil.suite.spec import Device, Scenario, Step
+from hil.suite.target import TargetError
+
+SCENARIO = Scenario(
+    "s", 1.0, (Device("d", "masimo", "B"),),
+    (Step(0.0, "ota", name="ota"), Step(0.2, "silence", name="late", device="d", from_step="ota/up")),
+    (),
+)  # fmt: skip
+
+
+def _play(played: list[tuple[str, float]]) -> SimpleNamespace:
+    play = SimpleNamespace(scenario=SCENARIO, marked={})
+
+    async def when(name: str) -> float:
+        while name not in play.marked:
+            await asyncio.sleep(0.01)
+        return float(play.marked[name])
+
+    async def step(s: Step, name: str) -> None:
+        played.append((name, time.time()))
+
+    play.when, play.play = when, step
+    return play
+
+
+async def test_a_relative_step_plays_at_its_offset_from_the_mark() -> None:
+    played: list[tuple[str, float]] = []
+    play = _play(played)
+    task = asyncio.create_task(runner._relative(play, SCENARIO.steps[1], "late"))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    assert not played  # no mark yet
+    mark = time.time()
+    play.marked["ota/up"] = mark
+    await task
+    assert played[0][0] == "late" and played[0][1] >= mark + 0.2
+
+
+async def test_a_mark_that_never_comes_fails_the_run_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "MARK_GRACE_S", 0.1)
+    play = _play([])
+    task = asyncio.create_task(runner._relative(play, SCENARIO.steps[1], "late"))  # type: ignore[arg-type]
+    with pytest.raises(TargetError, match="steps timed from ota/up never played"):
+        await runner._last_marks(play, [task])  # type: ignore[arg-type]
+    task.cancel()
