@@ -35,6 +35,7 @@ __all__ = ["ScenarioRun", "local_events", "run_on", "run_scenario"]
 SAMPLE_EVERY_S: Final = 0.5
 DRAIN_TIMEOUT_S: Final = 10.0  # after the devices stop: time for the store to reach the broker
 MARK_GRACE_S: Final = 30.0  # a relative step's mark, once nothing else is left to play
+TRIGGER_GRACE_S: Final = 5.0  # the first frame of a step played last (2 Hz devices: 0.5 s)
 
 Progress = Callable[[float], None]  # fraction of the scenario played
 
@@ -115,6 +116,7 @@ class _Play:
         self._actions: dict[str, str] = {}
         self.side: list[asyncio.Task[None]] = []
         self.marked: dict[str, float] = {}
+        self.played: list[str] = []  # every step started, in order
         self.relative: list[asyncio.Task[None]] = []  # steps timed from another step's mark
 
     def _triggered(self, name: str, t: float) -> None:
@@ -142,6 +144,7 @@ class _Play:
 
     async def play(self, step: Step, name: str) -> None:
         self._actions[name] = step.action
+        self.played.append(name)
         if step.action in FAULTS and self.faults is not None:  # the suite was checked against its `plays`
             fault = play_fault(self.faults, step, name, self._mark)
             self.side.append(asyncio.create_task(fault))
@@ -195,6 +198,14 @@ async def _relative(play: _Play, step: Step, name: str) -> None:
     at = await play.when(step.from_step) + step.at_s
     await asyncio.sleep(max(0.0, at - time.time()))
     await play.play(step, name)
+
+
+async def _triggers_written(play: _Play) -> None:
+    """A vitals step is marked by the first frame carrying it: the last step of a run
+    (played by a relative step, after the timeline) still needs that frame written."""
+    deadline = time.monotonic() + TRIGGER_GRACE_S
+    while any(name not in play.marked for name in play.played) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
 
 
 async def _last_marks(play: _Play, waiting: list[asyncio.Task[None]]) -> None:
@@ -253,6 +264,7 @@ async def _play(play: _Play, run: ScenarioRun, progress: Progress) -> None:
                 if (exc := task.exception()) is not None:
                     raise exc  # a fault that failed (an OTA the box refused): not a missing mark
         await asyncio.gather(*play.side)  # what finished on its own: its exception, if any
+        await _triggers_written(play)
     finally:
         for task in play.relative:
             task.cancel()  # after a failure: steps still waiting for a mark that will not come

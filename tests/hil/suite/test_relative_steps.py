@@ -53,3 +53,16 @@ async def test_a_mark_that_never_comes_fails_the_run_naming_it(monkeypatch: pyte
     with pytest.raises(TargetError, match="steps timed from ota/up never played"):
         await runner._last_marks(play, [task])  # type: ignore[arg-type]
     task.cancel()
+
+
+async def test_the_run_waits_for_the_first_frame_of_a_step_played_last() -> None:
+    play = SimpleNamespace(played=["calm"], marked={})
+
+    async def frame() -> None:
+        await asyncio.sleep(0.3)
+        play.marked["calm"] = time.time()
+
+    writer = asyncio.create_task(frame())
+    await runner._triggers_written(play)  # type: ignore[arg-type]
+    assert "calm" in play.marked  # the devices were not stopped before the step's frame
+    await writer
