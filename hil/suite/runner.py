@@ -209,12 +209,15 @@ async def _triggers_written(play: _Play) -> None:
 
 
 async def _last_marks(play: _Play, waiting: list[asyncio.Task[None]]) -> None:
-    """Everything else is over: the steps still waiting for a mark get `MARK_GRACE_S`
-    (a device's first frame after it), then the run fails naming what never came."""
-    _done, late = await asyncio.wait(waiting, timeout=MARK_GRACE_S)
-    if late:
-        names = sorted({s.from_step for s in play.scenario.steps if s.from_step and s.from_step not in play.marked})
-        raise TargetError(f"steps timed from {', '.join(names) or 'a mark'} never played: the mark never came")
+    """Everything else is over: the marks the steps still waiting count from get
+    `MARK_GRACE_S` to come (a device's first frame); once they are all there the steps
+    play at their offsets; a mark that never comes fails the run, naming it."""
+    deadline = time.monotonic() + MARK_GRACE_S
+    while missing := sorted({s.from_step for s in play.scenario.steps if s.from_step} - set(play.marked)):
+        if time.monotonic() > deadline:
+            raise TargetError(f"steps timed from {', '.join(missing)} never played: the mark never came")
+        await asyncio.sleep(0.1)
+    await asyncio.gather(*waiting)
 
 
 async def _timeline(play: _Play, run: ScenarioRun, progress: Progress) -> None:

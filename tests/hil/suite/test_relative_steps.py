@@ -55,6 +55,19 @@ async def test_a_mark_that_never_comes_fails_the_run_naming_it(monkeypatch: pyte
     task.cancel()
 
 
+async def test_steps_whose_mark_came_play_at_their_offset_however_long_after_the_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runner, "MARK_GRACE_S", 0.05)
+    played: list[tuple[str, float]] = []
+    play = _play(played)
+    play.marked["ota/up"] = time.time()
+    late = Step(0.3, "silence", name="late", device="d", from_step="ota/up")  # 0.3 s > the grace
+    task = asyncio.create_task(runner._relative(play, late, "late"))  # type: ignore[arg-type]
+    await runner._last_marks(play, [task])  # type: ignore[arg-type]
+    assert [name for name, _ in played] == ["late"]
+
+
 async def test_the_run_waits_for_the_first_frame_of_a_step_played_last() -> None:
     play = SimpleNamespace(played=["calm"], marked={})
 
