@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -24,6 +25,8 @@ __all__ = ["Vm"]
 
 OVMF_CODE: Final = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS: Final = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+REBOOT_HANG_S: Final = 60.0  # console silent this long after the guest's reset: QEMU hung
+REBOOT_POLL_S: Final = 5.0
 _FAILURE: Final = re.compile(
     r"Dependency failed|Failed to|failed with result|Timed out|emergency|Kernel panic|bedside-growdata"
 )
@@ -52,6 +55,9 @@ class Vm:
         self.arrivals: list[tuple[int, float]] = []  # (console length, wall time it got there)
         self._lock = threading.Lock()
         self.device_pty = ""
+        self._cmd: list[str] = []
+        self._stopped = False
+        self.on_power_cycle: Callable[[], None] | None = None  # after a hung reset was power-cycled
 
     def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -75,17 +81,48 @@ class Vm:
                 "-drive", f"if=pflash,format=raw,file={vars_fd}",
                 "-chardev", "pty,id=dev1", "-serial", "mon:stdio", "-serial", "chardev:dev1",
             ]  # fmt: skip
-        self.proc = subprocess.Popen(
-            [*self.prefix, *cmd], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-        threading.Thread(target=self._read, daemon=True).start()
+        self._cmd = [*self.prefix, *cmd]
+        self._launch()
+        if self.allow_reboot and self.kernel is None:
+            threading.Thread(target=self._watch_reset, daemon=True).start()
+
+    def _launch(self) -> None:
+        since = self.mark()
+        self.proc = subprocess.Popen(self._cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)  # fmt: skip
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
         if self.kernel is None:
-            match = self.wait_for(r"char device redirected to (/dev/pts/\d+) \(label dev1\)", 20)
+            match = self.wait_for(r"char device redirected to (/dev/pts/\d+) \(label dev1\)", 20, since=since)
             self.device_pty = match.group(1)
 
-    def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
+    def _watch_reset(self) -> None:
+        """QEMU under TCG (q35, OVMF, 2 vCPUs) now and then never comes back from the
+        guest's reset: the console stops at "reboot: Restarting system". A real box's
+        watchdog would reset it; here the bench power-cycles QEMU (same disk, said on the
+        console) and tells `on_power_cycle` the new device pty."""
+        while not self._stopped:
+            time.sleep(REBOOT_POLL_S)
+            with self._lock:
+                hung = self.console.rstrip().endswith("reboot: Restarting system") and bool(self.arrivals)
+                quiet_s = time.time() - self.arrivals[-1][1] if self.arrivals else 0.0
+            if not hung or quiet_s < REBOOT_HANG_S or self._stopped:
+                continue
+            with self._lock:
+                self.console += f"\n[bench] QEMU silent {quiet_s:.0f} s after the guest's reset: power-cycled\n"
+                self.arrivals.append((len(self.console), time.time()))
+            old, self.proc = self.proc, None
+            if old is not None:
+                old.kill()
+                old.wait(10)
+            if self._stopped:
+                return
+            self._launch()
+            if self.on_power_cycle is not None:
+                self.on_power_cycle()
+
+    def _read(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
         while True:
             try:
                 raw = os.read(fd, 4096)
@@ -130,6 +167,7 @@ class Vm:
         raise TimeoutError(f"console never showed {pattern!r}; failures:\n{why}\nlast output:\n{console[-3000:]}")
 
     def stop(self) -> None:
+        self._stopped = True
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait(10)

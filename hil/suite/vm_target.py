@@ -188,7 +188,13 @@ class VmTarget:
         # An OTA reboots the box: QEMU must not exit on it; RAUC's install wants the memory.
         if self.ota is None:
             return Vm(self.disk, self.workdir / "vm", nic=self.nic)
-        return Vm(self.disk, self.workdir / "vm", memory_mb=1536, nic=self.nic, allow_reboot=True)
+        vm = Vm(self.disk, self.workdir / "vm", memory_mb=1536, nic=self.nic, allow_reboot=True)
+        vm.on_power_cycle = self._rewire  # QEMU hung at a reset and was power-cycled: a new pty
+        return vm
+
+    def _rewire(self) -> None:
+        self.cable.disconnect()
+        self.cable.connect(self.vm.device_pty)
 
     @property
     def device_port(self) -> str:

@@ -214,9 +214,16 @@ def threaded_server(tmp_path_factory):
     task = loop.create_task(ControlServer(circuit, path, timeout_s=0.5).run())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
+    # The socket file appears at bind(), before listen(): wait until a connect succeeds
+    # (a CI run once met "Connection refused" in that gap).
     deadline = time.monotonic() + 10
-    while not path.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(path))
+                break
+            except OSError:
+                time.sleep(0.01)
     yield path, unhandled
     loop.call_soon_threadsafe(task.cancel)
     time.sleep(0.1)
