@@ -277,6 +277,8 @@ def test_image_has_no_secrets_and_its_signatures_verify(image, tmp_path):
                              check=True).stdout  # fmt: skip
     assert "/opt/bedside/venv/bin/bedside" in listing
     assert "/etc/systemd/system/bedside.service" in listing
+    for timer in ("apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer"):
+        assert f"/etc/systemd/system/{timer}" in listing  # masked: a read-only root, RAUC updates
     assert not [line for line in listing.splitlines() if line.endswith((".key", "box.csr"))]
     for tool in ("/usr/bin/gcc", "/usr/bin/cc"):
         assert tool not in listing
