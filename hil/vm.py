@@ -114,6 +114,8 @@ class Vm:
             if old is not None:
                 old.kill()
                 old.wait(10)
+                if old.stdout is not None:
+                    old.stdout.close()
             if self._stopped:
                 return
             self._launch()
