@@ -11,11 +11,26 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from appliance.uplink.pki import issue, make_ca, write_key, write_pem
 from hil.broker import free_port, start_listening, stop_process
 
-__all__ = ["FleetServer"]
+__all__ = ["FleetServer", "write_fleet_pki"]
 
 NGINX = "/usr/sbin/nginx"
+
+
+def write_fleet_pki(pki: Path, server_ip: str, ca_name: str = "Fleet CA") -> None:
+    """A fleet TLS CA, the server's certificate for `server_ip` and a box's client
+    certificate (CN box-1) into `pki`: fleet-ca.pem, server.pem/.key, box.pem/.key."""
+    pki.mkdir(parents=True, exist_ok=True)
+    ca = make_ca(ca_name)
+    write_pem(pki / "fleet-ca.pem", ca.cert)
+    server = issue(ca, server_ip, server=True, hosts=(server_ip,))
+    write_pem(pki / "server.pem", server.cert)
+    write_key(pki / "server.key", server.key)
+    box = issue(ca, "box-1")
+    write_pem(pki / "box.pem", box.cert)
+    write_key(pki / "box.key", box.key)
 
 
 class FleetServer:
@@ -32,6 +47,12 @@ class FleetServer:
     @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
+
+    @classmethod
+    def with_pki(cls, directory: Path, root: Path, pki: Path) -> FleetServer:
+        """A server using the files `write_fleet_pki` wrote into `pki`."""
+        return cls(directory, root, ca=str(pki / "fleet-ca.pem"), cert=str(pki / "server.pem"),
+                   key=str(pki / "server.key"))  # fmt: skip
 
     def config(self) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)

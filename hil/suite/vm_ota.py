@@ -21,8 +21,7 @@ import sys
 from pathlib import Path
 from typing import Final
 
-from appliance.uplink.pki import issue, make_ca, write_key, write_pem
-from hil.fleet_server import FleetServer
+from hil.fleet_server import FleetServer, write_fleet_pki
 from hil.suite.spec import Suite, SuiteError
 from ota.bundle_check import read_bundle
 from ota.errors import FleetError
@@ -67,17 +66,8 @@ class OtaBench:
     def start(self) -> None:
         """The bench's TLS PKI for the fleet server and the box, and the server itself."""
         pki = self.dir / "pki"
-        pki.mkdir(parents=True, exist_ok=True)
-        ca = make_ca("Bench fleet CA")
-        write_pem(pki / "fleet-ca.pem", ca.cert)
-        server = issue(ca, FLEET_IP, server=True, hosts=(FLEET_IP,))
-        write_pem(pki / "server.pem", server.cert)
-        write_key(pki / "server.key", server.key)
-        box = issue(ca, "box-1")
-        write_pem(pki / "box.pem", box.cert)
-        write_key(pki / "box.key", box.key)
-        self.server = FleetServer(self.dir / "nginx", self.repo.fleet / "repo", ca=str(pki / "fleet-ca.pem"),
-                                  cert=str(pki / "server.pem"), key=str(pki / "server.key"))  # fmt: skip
+        write_fleet_pki(pki, FLEET_IP, "Bench fleet CA")
+        self.server = FleetServer.with_pki(self.dir / "nginx", self.repo.fleet / "repo", pki)
         self.server.start()
 
     def guestfwd(self) -> str:

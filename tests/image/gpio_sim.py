@@ -95,7 +95,8 @@ def build_module(rootfs: Path, workdir: Path) -> Path:
     return mod / "gpio-sim.ko"
 
 
-def _esp_offset(disk: Path) -> int:
+def esp_offset(disk: Path) -> int:
+    """Where the disk image's ESP (partition 1: GRUB, grubenv) starts, in bytes (mtools' @@)."""
     info = _run("sgdisk", "-i", "1", str(disk))
     return int(info.split("First sector: ")[1].split()[0]) * 512
 
@@ -117,7 +118,7 @@ def prepare_disk(disk: Path, data_root: Path, module: Path, workdir: Path) -> No
     efi = workdir / "BOOTX64.EFI"
     _run("grub-mkstandalone", "-O", "x86_64-efi", "-o", str(efi), f"--modules={modules.group(1)}",
          f"boot/grub/grub.cfg={workdir / 'grub.cfg'}")  # fmt: skip
-    _run("mcopy", "-o", "-i", f"{disk}@@{_esp_offset(disk)}", str(efi), "::/EFI/BOOT/BOOTX64.EFI")
+    _run("mcopy", "-o", "-i", f"{disk}@@{esp_offset(disk)}", str(efi), "::/EFI/BOOT/BOOTX64.EFI")
 
 
 @dataclass

@@ -11,23 +11,18 @@ import pytest
 
 from hil.vm import Vm
 from tests.image.conftest import Built
+from tests.image.gpio_sim import esp_offset
 
 pytestmark = pytest.mark.integration
-
-
-def _esp(disk: Path) -> str:
-    """mtools' address of the disk image's ESP (partition 1, where grubenv lives)."""
-    info = subprocess.run(["sgdisk", "-i", "1", str(disk)], capture_output=True, text=True, check=True).stdout
-    return f"{disk}@@{int(info.split('First sector: ')[1].split()[0]) * 512}"
 
 
 def _grubenv(disk: Path, workdir: Path, **values: str) -> dict[str, str]:
     """Set `values` in the disk's grubenv (none: only read it); its variables after."""
     env = workdir / "grubenv"
-    subprocess.run(["mcopy", "-o", "-i", _esp(disk), "::/grubenv", str(env)], check=True)
+    subprocess.run(["mcopy", "-o", "-i", f"{disk}@@{esp_offset(disk)}", "::/grubenv", str(env)], check=True)
     if values:
         subprocess.run(["grub-editenv", str(env), "set", *(f"{k}={v}" for k, v in values.items())], check=True)
-        subprocess.run(["mcopy", "-o", "-i", _esp(disk), str(env), "::/grubenv"], check=True)
+        subprocess.run(["mcopy", "-o", "-i", f"{disk}@@{esp_offset(disk)}", str(env), "::/grubenv"], check=True)
     listed = subprocess.run(["grub-editenv", str(env), "list"], capture_output=True, text=True, check=True).stdout
     return dict(line.split("=", 1) for line in listed.splitlines() if "=" in line)
 

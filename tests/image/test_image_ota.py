@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.uplink.pki import issue, make_ca, write_key, write_pem
-from hil.fleet_server import FleetServer
+from hil.fleet_server import FleetServer, write_fleet_pki
 from hil.vm import Vm
 from ota.pki import make_signing_pki
 from tests.image.conftest import COMPATIBLE, REPO, Built, data_partition, verity_bundle
@@ -69,17 +68,8 @@ reboot_request_path = "/run/bedside/reboot-requested"
 def box_with_fleet(built: Built, tmp_path: Path) -> Iterator[tuple[Vm, FleetServer]]:
     """A fleet server on host loopback and a provisioned box booting in QEMU, reaching only it."""
     pki = tmp_path / "pki"
-    pki.mkdir()
-    ca = make_ca("Fleet CA")
-    write_pem(pki / "fleet-ca.pem", ca.cert)
-    server = issue(ca, FLEET_IP, server=True, hosts=(FLEET_IP,))
-    write_pem(pki / "server.pem", server.cert)
-    write_key(pki / "server.key", server.key)
-    box = issue(ca, "box-1")
-    write_pem(pki / "box.pem", box.cert)
-    write_key(pki / "box.key", box.key)
-    fleet = FleetServer(tmp_path / "nginx", built.fleet.fleet / "repo", ca=str(pki / "fleet-ca.pem"),
-                        cert=str(pki / "server.pem"), key=str(pki / "server.key"))  # fmt: skip
+    write_fleet_pki(pki, FLEET_IP)
+    fleet = FleetServer.with_pki(tmp_path / "nginx", built.fleet.fleet / "repo", pki)
     fleet.start()
     disk = tmp_path / "disk.img"
     subprocess.run(["cp", "--sparse=always", str(built.out / "bedside-amd64.img"), str(disk)], check=True)
