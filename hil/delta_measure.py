@@ -1,10 +1,10 @@
 """How much of a release a box would have to fetch with RAUC's adaptive updates.
 
-Debian bookworm's RAUC (1.8-2, the image's and this bench's) is built without
-streaming, so a box downloads the whole bundle; adaptive updates (block-hash-index)
-save downloads only when RAUC streams the bundle over HTTP range requests. This tool
-measures what streaming + adaptive would fetch for a real change, so the saving is
-known before moving to a RAUC that streams (README, "Smaller downloads"):
+The agent downloads the whole bundle (bookworm's RAUC 1.8, this bench host's, cannot
+stream; the image's trixie RAUC 1.13 can, not used yet); adaptive updates
+(block-hash-index) save downloads only when RAUC streams the bundle over HTTP range
+requests. This tool measures what streaming + adaptive would fetch for a real change,
+so the saving is known before the agent streams (README, "Smaller downloads"):
 
 1. unpack the released rootfs (the image's squashfs), rebuild it unchanged with the
    image's own mksquashfs options (the slot the box runs: A), apply the change (one

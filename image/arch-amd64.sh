@@ -1,11 +1,13 @@
 # amd64 (PC / QEMU q35): UEFI, a standalone GRUB on the ESP counting boot attempts.
 # Sourced by image/build; uses its variables ($root, $work, $out, $here, $data_mb, $slot_mb).
 # shellcheck shell=bash disable=SC2034  # the variables are read by image/build
-arch_tools="grub-mkstandalone:grub-efi-amd64-bin"
-arch_packages="grub-common"
+arch_tools=""
+# The image's own GRUB (trixie: 2.12) builds the EFI binary on the ESP, so the boot loader
+# is the release's version, not the build host's, and is listed in the SBOM.
+arch_packages="grub-common,grub-efi-amd64-bin"
 arch_mountpoints="boot/efi"   # the ESP, for RAUC's grubenv
 arch_components="main"
-arch_pip=""   # the build host is amd64: its own platform tags
+arch_pip_platforms="manylinux2014_x86_64 manylinux_2_28_x86_64"
 
 arch_prepare_host() { :; }
 
@@ -13,11 +15,13 @@ arch_data() { :; }   # GRUB keeps its boot counters in grubenv on the ESP
 
 arch_disk() { # disk
     local disk="$1"
-    grub-mkstandalone -O x86_64-efi -o "$work/BOOTX64.EFI" \
+    cp "$here/grub.cfg" "$root/tmp/grub.cfg"
+    chroot "$root" grub-mkstandalone -O x86_64-efi -o /tmp/BOOTX64.EFI \
         --modules="part_gpt fat squash4 linux normal test loadenv echo reboot sleep search" \
-        "boot/grub/grub.cfg=$here/grub.cfg"
-    grub-editenv "$work/grubenv" create
-    grub-editenv "$work/grubenv" set ORDER="A B" A_OK=1 A_TRY=0 B_OK=0 B_TRY=0
+        "boot/grub/grub.cfg=/tmp/grub.cfg"
+    chroot "$root" grub-editenv /tmp/grubenv create
+    chroot "$root" grub-editenv /tmp/grubenv set ORDER="A B" A_OK=1 A_TRY=0 B_OK=0 B_TRY=0
+    mv "$root/tmp/BOOTX64.EFI" "$root/tmp/grubenv" "$work/"
     truncate -s 64M "$work/esp.vfat"
     mkfs.vfat -n ESP "$work/esp.vfat" >/dev/null
     mmd -i "$work/esp.vfat" ::/EFI ::/EFI/BOOT

@@ -7,7 +7,7 @@ arch_tools="qemu-aarch64-static:qemu-user-static update-binfmts:binfmt-support"
 arch_packages="raspi-firmware,mtools"
 arch_mountpoints=""   # the FAT partitions stay unmounted
 arch_components="main,non-free-firmware"   # raspi-firmware: the GPU firmware blobs
-arch_pip="--platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 --implementation cp --python-version 3.11 --abi cp311 --abi abi3 --abi none"
+arch_pip_platforms="manylinux2014_aarch64 manylinux_2_28_aarch64"
 boot_mb=128
 
 arch_prepare_host() {

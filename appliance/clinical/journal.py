@@ -90,6 +90,7 @@ class Journal:
         return await asyncio.wrap_future(self._thread.submit(fn, *args))
 
     def _open(self) -> None:
+        db: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -98,6 +99,8 @@ class Journal:
             for statement in _SCHEMA:
                 db.execute(statement)
         except sqlite3.Error as exc:
+            if db is not None:
+                db.close()  # a file that is not a journal: its handle too (Python 3.13 warns of a leak)
             raise JournalError(f"{self.path}: cannot open the clinical journal: {exc}") from exc
         self._db = db
 

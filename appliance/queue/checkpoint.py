@@ -68,8 +68,12 @@ class Checkpointer:
         try:
             # timeout=0: never wait for a lock; a busy checkpoint is tried next tick.
             db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=0)
+        except sqlite3.Error:
+            return
+        try:
             page: int = db.execute("PRAGMA page_size").fetchone()[0]
         except sqlite3.Error:
+            db.close()
             return
         try:
             while not self._stop.is_set():

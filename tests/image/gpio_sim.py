@@ -3,26 +3,29 @@
 Debian's kernels enable neither gpio-sim nor gpio-mockup, so `build_module` builds gpio-sim
 as an out-of-tree module from Debian's linux-source package against the headers of the
 exact kernel the image installs (kernel/irq/irq_sim.c linked in: the image's kernel has no
-CONFIG_IRQ_SIM). Nothing of it is shipped: `prepare_disk` puts the module and the guest
-script (tests/image/gpio_guest.py) on the test's COPY of /data and boots that copy through
-a GRUB whose kernel command line adds `systemd.run=` (systemd-run-generator, systemd 252:
+CONFIG_IRQ_SIM), inside the image's own root unpacked as a chroot (trixie's kernel headers
+need trixie's gcc and libc). Nothing of it is shipped: `prepare_disk` puts the module and
+the guest script (tests/image/gpio_guest.py) on the test's COPY of /data and boots that copy
+through the image's GRUB rebuilt with `systemd.run=` on the kernel command line (systemd-run-generator:
 it boots into kernel-command-line.target, the script then starts multi-user.target, so the
 gateway starts once, with the chip there). `check_samples` judges what the guest sampled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rules.patterns import PatternConfig
 
-__all__ = ["GPIO_ALARMS", "Samples", "build_module", "check_samples", "parse_samples", "prepare_disk"]
+__all__ = ["GPIO_ALARMS", "GpioKit", "Samples", "build_module", "check_samples", "parse_samples", "prepare_disk"]
 
 HERE = Path(__file__).resolve().parent
 IMAGE = HERE.parents[1] / "image"
@@ -57,42 +60,86 @@ def image_kernel(rootfs: Path) -> tuple[str, str]:
     return release[0], version.group(1)
 
 
-def build_module(rootfs: Path, workdir: Path) -> Path:
-    """gpio-sim.ko for the image's kernel; prints each step's time (shown with -s)."""
+@dataclass(frozen=True)
+class GpioKit:
+    module: Path  # gpio-sim.ko for the image's kernel
+    efi: Path  # the image's GRUB, its kernel command line running the guest script
+
+
+@contextlib.contextmanager
+def image_chroot(rootfs: Path, workdir: Path) -> Iterator[Path]:
+    """The image's root file system unpacked as a chroot with /proc, /dev and the host's
+    DNS: its own apt, compiler and GRUB are the release's (trixie), not this host's."""
+    root = workdir / "root"
+    _run("unsquashfs", "-q", "-n", "-d", str(root), str(rootfs))
+    resolv = root / "etc" / "resolv.conf"
+    resolv.unlink(missing_ok=True)
+    shutil.copy("/etc/resolv.conf", resolv)
+    mounts = [(root / "proc", ["-t", "proc", "proc"]), (root / "dev", ["--bind", "/dev"])]
+    done: list[Path] = []
+    try:
+        for where, how in mounts:
+            _run("mount", *how, str(where))
+            done.append(where)
+        yield root
+    finally:
+        for where in reversed(done):
+            subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def build_module(rootfs: Path, workdir: Path) -> GpioKit:
+    """gpio-sim.ko for the image's kernel and the test's GRUB, both built in the image's own
+    root (a trixie kernel's build tools need its libc and gcc); prints each step's time."""
     release, version = image_kernel(rootfs)
-    headers = Path("/usr/src") / f"linux-headers-{release}"
-    source = Path("/usr/src/linux-source-6.1.tar.xz")
     started = time.monotonic()
-    installed = _run("dpkg-query", "-W", "-f=${Version}", "linux-source-6.1") if source.exists() else ""
-    if not headers.is_dir() or installed != version:
-        # The exact kernel the image boots: its headers and the same source (apt keeps
-        # bookworm's release and its point updates side by side; pin the image's).
-        _run("apt-get", "install", "-y", "-qq", "--no-install-recommends",
-             f"linux-headers-{release}={version}", f"linux-source-6.1={version}")  # fmt: skip
-    apt_s = time.monotonic() - started
-    src = workdir / "src"
-    src.mkdir(parents=True)
-    members = ["drivers/gpio/gpio-sim.c", "drivers/gpio/gpiolib.h", "kernel/irq/irq_sim.c"]
-    _run("tar", "-xJf", str(source), "-C", str(src), *(f"linux-source-6.1/{m}" for m in members))
-    extract_s = time.monotonic() - started - apt_s
-    mod = workdir / "gpio-sim"
-    mod.mkdir()
-    tree = src / "linux-source-6.1"
-    # A module cannot be named like one of its objects: gpio-sim.ko from gpio-sim-main.o + irq_sim.o.
-    shutil.copy(tree / "drivers/gpio/gpio-sim.c", mod / "gpio-sim-main.c")
-    shutil.copy(tree / "drivers/gpio/gpiolib.h", mod / "gpiolib.h")
-    irq_sim = (tree / "kernel/irq/irq_sim.c").read_text()
-    # irq_to_desc() is not exported to modules; generic_handle_irq() runs the same
-    # handle_simple_irq() the domain mapped for the interrupt (and is exported).
-    patched = irq_sim.replace("handle_simple_irq(irq_to_desc(irqnum));", "generic_handle_irq(irqnum);")
-    assert patched != irq_sim, "irq_sim.c changed upstream: revisit the irq_to_desc patch"
-    (mod / "irq_sim.c").write_text(patched)
-    (mod / "Kbuild").write_text("obj-m := gpio-sim.o\ngpio-sim-y := gpio-sim-main.o irq_sim.o\n")
-    _run("make", "-s", "-C", str(headers), f"M={mod}", "modules")
-    total = time.monotonic() - started
-    print(f"gpio-sim.ko for {release} ({version}): apt {apt_s:.1f} s, extract {extract_s:.1f} s, "
-          f"build {total - apt_s - extract_s:.1f} s")  # fmt: skip
-    return mod / "gpio-sim.ko"
+    with image_chroot(rootfs, workdir) as root:
+        unpack_s = time.monotonic() - started
+        # The exact kernel the image boots: its headers and the same source (pinned: a point
+        # release may have moved the suite on since the image was built).
+        series = ".".join(release.split(".")[:2])
+        _run("chroot", str(root), "apt-get", "update", "-qq")
+        _run("chroot", str(root), "apt-get", "install", "-y", "-qq", "--no-install-recommends", "make",
+             f"linux-headers-{release}={version}", f"linux-source-{series}={version}")  # fmt: skip
+        apt_s = time.monotonic() - started - unpack_s
+        src = root / "tmp" / "src"
+        src.mkdir()
+        members = ["drivers/gpio/gpio-sim.c", "drivers/gpio/gpiolib.h", "kernel/irq/irq_sim.c"]
+        tarball = root / "usr" / "src" / f"linux-source-{series}.tar.xz"
+        _run("tar", "-xJf", str(tarball), "-C", str(src), *(f"linux-source-{series}/{m}" for m in members))
+        tree = src / f"linux-source-{series}"
+        mod = root / "tmp" / "gpio-sim"
+        mod.mkdir()
+        # A module cannot be named like one of its objects: gpio-sim.ko from gpio-sim-main.o + irq_sim.o.
+        shutil.copy(tree / "drivers/gpio/gpio-sim.c", mod / "gpio-sim-main.c")
+        shutil.copy(tree / "drivers/gpio/gpiolib.h", mod / "gpiolib.h")
+        irq_sim = (tree / "kernel/irq/irq_sim.c").read_text()
+        # irq_to_desc() is not exported to modules; generic_handle_irq() runs the same
+        # handle_simple_irq() the domain mapped for the interrupt (and is exported).
+        patched = irq_sim.replace("handle_simple_irq(irq_to_desc(irqnum));", "generic_handle_irq(irqnum);")
+        assert patched != irq_sim, "irq_sim.c changed upstream: revisit the irq_to_desc patch"
+        (mod / "irq_sim.c").write_text(patched)
+        (mod / "Kbuild").write_text("obj-m := gpio-sim.o\ngpio-sim-y := gpio-sim-main.o irq_sim.o\n")
+        _run("chroot", str(root), "make", "-s", "-C", f"/usr/src/linux-headers-{release}", "M=/tmp/gpio-sim", "modules")
+        build_s = time.monotonic() - started - unpack_s - apt_s
+        kit = GpioKit(workdir / "gpio-sim.ko", workdir / "BOOTX64.EFI")
+        shutil.copy(mod / "gpio-sim.ko", kit.module)
+        _test_grub(root, kit.efi)
+    print(f"gpio-sim.ko for {release} ({version}): unpack {unpack_s:.1f} s, apt {apt_s:.1f} s, "
+          f"build {build_s:.1f} s, total {time.monotonic() - started:.1f} s")  # fmt: skip
+    return kit
+
+
+def _test_grub(root: Path, efi: Path) -> None:
+    """image/grub.cfg with `systemd.run=` added, made by the image's grub-mkstandalone."""
+    grub = (IMAGE / "grub.cfg").read_text()
+    test_grub = grub.replace(" quiet\n", f" quiet {CMDLINE}\n")
+    assert test_grub != grub, "image/grub.cfg's linux line changed: revisit _test_grub"
+    (root / "tmp" / "grub.cfg").write_text(test_grub)
+    modules = re.search(r'--modules="([^"]+)"', (IMAGE / "arch-amd64.sh").read_text())
+    assert modules is not None
+    _run("chroot", str(root), "grub-mkstandalone", "-O", "x86_64-efi", "-o", "/tmp/BOOTX64.EFI",
+         f"--modules={modules.group(1)}", "boot/grub/grub.cfg=/tmp/grub.cfg")  # fmt: skip
+    shutil.copy(root / "tmp" / "BOOTX64.EFI", efi)
 
 
 def esp_offset(disk: Path) -> int:
@@ -101,24 +148,15 @@ def esp_offset(disk: Path) -> int:
     return int(info.split("First sector: ")[1].split()[0]) * 512
 
 
-def prepare_disk(disk: Path, data_root: Path, module: Path, workdir: Path) -> None:
+def prepare_disk(disk: Path, data_root: Path, kit: GpioKit) -> None:
     """The test's copy only: the guest script and module on /data, a GRUB that runs it."""
     guest = data_root / GUEST
     guest.mkdir()
-    shutil.copy(module, guest / "gpio-sim.ko")
+    shutil.copy(kit.module, guest / "gpio-sim.ko")
     shutil.copy(HERE / "gpio_guest.py", guest / "gpio_guest.py")
     (guest / "run.sh").write_text("#!/bin/sh\nexec /opt/bedside/venv/bin/python /data/gpio-test/gpio_guest.py\n")
     (guest / "run.sh").chmod(0o755)
-    grub = (IMAGE / "grub.cfg").read_text()
-    test_grub = grub.replace(" quiet\n", f" quiet {CMDLINE}\n")
-    assert test_grub != grub, "image/grub.cfg's linux line changed: revisit prepare_disk"
-    (workdir / "grub.cfg").write_text(test_grub)
-    modules = re.search(r'--modules="([^"]+)"', (IMAGE / "arch-amd64.sh").read_text())
-    assert modules is not None
-    efi = workdir / "BOOTX64.EFI"
-    _run("grub-mkstandalone", "-O", "x86_64-efi", "-o", str(efi), f"--modules={modules.group(1)}",
-         f"boot/grub/grub.cfg={workdir / 'grub.cfg'}")  # fmt: skip
-    _run("mcopy", "-o", "-i", f"{disk}@@{esp_offset(disk)}", str(efi), "::/EFI/BOOT/BOOTX64.EFI")
+    _run("mcopy", "-o", "-i", f"{disk}@@{esp_offset(disk)}", str(kit.efi), "::/EFI/BOOT/BOOTX64.EFI")
 
 
 @dataclass

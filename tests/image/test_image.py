@@ -38,7 +38,7 @@ from hil.timeserver import GUEST_ADDRESS, TimeServer, time_server
 from hil.vm import Vm
 from rules.patterns import PatternConfig
 from tests.image.conftest import Built, data_partition
-from tests.image.gpio_sim import GPIO_ALARMS, build_module, check_samples, parse_samples, prepare_disk
+from tests.image.gpio_sim import GPIO_ALARMS, GpioKit, build_module, check_samples, parse_samples, prepare_disk
 
 HL7_PORT, CLOSED_PORT = 2575, 2600  # in the guest: the listener the site config enables, and one it does not
 RTC_BASE = "2020-01-01T00:00:00"  # the box's battery clock: long before the image and its floor
@@ -80,12 +80,12 @@ def _epoch(built: Built, workdir: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def gpio_module(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def gpio_kit(built: Built, tmp_path_factory: pytest.TempPathFactory) -> GpioKit:
     return build_module(built.out / "rootfs.sqfs", tmp_path_factory.mktemp("gpio-sim"))
 
 
 @pytest.fixture
-def vm(built: Built, gpio_module: Path, tmp_path: Path, forwarded: dict[int, int]) -> Iterator[Booted]:
+def vm(built: Built, gpio_kit: GpioKit, tmp_path: Path, forwarded: dict[int, int]) -> Iterator[Booted]:
     disk = tmp_path / "disk.img"
     subprocess.run(["cp", "--sparse=always", str(built.out / "bedside-amd64.img"), str(disk)], check=True)
     subprocess.run(["truncate", "-s", "+512M", str(disk)], check=True)  # written to a bigger disk
@@ -106,7 +106,7 @@ def vm(built: Built, gpio_module: Path, tmp_path: Path, forwarded: dict[int, int
     with data_partition(disk, built, tmp_path) as data:
         (data.root / "config").mkdir()
         (data.root / "config" / "gateway.toml").write_text(site_config + listener + site_time)
-        prepare_disk(disk, data.root, gpio_module, tmp_path)
+        prepare_disk(disk, data.root, gpio_kit)
         clock = data.root / "timesync" / "clock"  # what timesyncd left at its last synchronisation
         clock.touch()
         os.chown(clock, clock.parent.stat().st_uid, clock.parent.stat().st_gid)
@@ -159,7 +159,10 @@ def _unsynced_at_the_floor(booted: Booted) -> None:
     hospital's network might, late): the gateway is already running when the time comes.
     Times are compared with this machine's, never with fixed values."""
     vm, floor = booted.vm, booted.floor
-    restored = vm.wait_for(r"restoring from recorded timestamp: \w+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", 240)
+    # systemd 257's timesyncd: "System clock time advanced to recorded timestamp: …" (252: "restoring from …").
+    restored = vm.wait_for(
+        r"(?:advanced to|restoring from) recorded timestamp: \w+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", 240
+    )
     assert datetime.fromisoformat(restored.group(1)).replace(tzinfo=UTC).timestamp() == floor
     active = vm.wait_for(r"bed-1 low active \[clock-unsynced\] .* at (\S+)", 240)
     assert floor <= _stamp(active.group(1)) < floor + 600  # stamped on the floor's time line
@@ -223,8 +226,7 @@ def test_gateway_boots_to_ready_with_a_simulated_device_on_its_serial_port(vm, f
     oximeter = Oximeter(vm.device_pty)
     oximeter.start()
     try:
-        vm.wait_for(r"Welcome to GRUB", 120)
-        vm.wait_for(r"Booting `Bedside Gateway slot A'", 60)
+        vm.wait_for(r"Booting `Bedside Gateway slot A'", 120)  # GRUB 2.12 prints no "Welcome to GRUB"
         grown = vm.wait_for(r"data partition grown from (\d+) MiB to (\d+) MiB", 240)
         assert int(grown.group(2)) - int(grown.group(1)) > 400  # the data partition took the extra space
         vm.wait_for(r'Successfully resized "/data"', 120)  # and its ext4 (x-systemd.growfs)

@@ -51,7 +51,7 @@ def test_pi_image_is_laid_out_for_tryboot_and_signed(built_arm64: Built, tmp_pat
     assert "arm_64bit=1" in fat_text(boot, "config.txt")
     assert fat_text(boot, "cmdline.txt") == cmdline("A")
     # The root file system is arm64 and carries the tryboot backend RAUC is configured with.
-    python = subprocess.run(["unsquashfs", "-cat", str(out / "rootfs.sqfs"), "usr/bin/python3.11"],
+    python = subprocess.run(["unsquashfs", "-cat", str(out / "rootfs.sqfs"), "usr/bin/python3.13"],
                             capture_output=True, check=True).stdout  # fmt: skip
     assert python[:4] == b"\x7fELF" and int.from_bytes(python[18:20], "little") == 183  # EM_AARCH64
     conf = subprocess.run(["unsquashfs", "-cat", str(out / "rootfs.sqfs"), "etc/rauc/system.conf"],
