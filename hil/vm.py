@@ -27,9 +27,22 @@ OVMF_CODE: Final = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS: Final = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 REBOOT_HANG_S: Final = 60.0  # console silent this long after the guest's reset: QEMU hung
 REBOOT_POLL_S: Final = 5.0
+RESET_LINE: Final = "reboot: Restarting system"
+# What the console shows once a boot got past the firmware: GRUB's menu entry, a kernel
+# booted directly (-kernel) or without "quiet", journald's forwarded lines, systemd's status.
+_BOOT_STARTED: Final = re.compile(r"Booting `|Linux version|\[\s*\d+\.\d+\] |systemd|\[  OK  \]|login:")
 _FAILURE: Final = re.compile(
     r"Dependency failed|Failed to|failed with result|Timed out|emergency|Kernel panic|bedside-growdata"
 )
+
+
+def _stuck_after_reset(console: str) -> bool:
+    """The guest reset and nothing after it got as far as the boot loader's choice."""
+    at = console.rfind(RESET_LINE)
+    if at < 0:
+        return False
+    after = console[at + len(RESET_LINE) :]
+    return _BOOT_STARTED.search(after) is None
 
 
 class Vm:
@@ -97,13 +110,14 @@ class Vm:
 
     def _watch_reset(self) -> None:
         """QEMU under TCG (q35, OVMF, 2 vCPUs) now and then never comes back from the
-        guest's reset: the console stops at "reboot: Restarting system". A real box's
+        guest's reset: the console stops at "reboot: Restarting system", or after the
+        firmware's "BdsDxe: starting Boot0002" with no boot loader line. A real box's
         watchdog would reset it; here the bench power-cycles QEMU (same disk, said on the
         console) and tells `on_power_cycle` the new device pty."""
         while not self._stopped:
             time.sleep(REBOOT_POLL_S)
             with self._lock:
-                hung = self.console.rstrip().endswith("reboot: Restarting system") and bool(self.arrivals)
+                hung = _stuck_after_reset(self.console) and bool(self.arrivals)
                 quiet_s = time.time() - self.arrivals[-1][1] if self.arrivals else 0.0
             if not hung or quiet_s < REBOOT_HANG_S or self._stopped:
                 continue

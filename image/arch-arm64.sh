@@ -3,7 +3,7 @@
 # new slot once (ota/tryboot.py is RAUC's backend). The root is built for arm64 through
 # qemu-user-static. Sourced by image/build.
 # shellcheck shell=bash disable=SC2034  # the variables are read by image/build
-arch_tools="qemu-aarch64-static:qemu-user-static update-binfmts:binfmt-support"
+arch_tools="qemu-aarch64-static:qemu-user-static update-binfmts:binfmt-support arch-test:arch-test"
 arch_packages="raspi-firmware,mtools"
 arch_mountpoints=""   # the FAT partitions stay unmounted
 arch_components="main,non-free-firmware"   # raspi-firmware: the GPU firmware blobs
@@ -11,7 +11,7 @@ arch_pip_platforms="manylinux2014_aarch64 manylinux_2_28_aarch64"
 boot_mb=128
 
 arch_prepare_host() {
-    # debootstrap's second stage and the chroot steps run arm64 binaries via binfmt_misc.
+    # dpkg, the maintainer scripts and the chroot steps run arm64 binaries via binfmt_misc.
     if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
         mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
     fi

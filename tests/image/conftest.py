@@ -1,5 +1,5 @@
 """Build each image once per test run (amd64, arm64), signed with a fleet's RAUC PKI; the
-debootstrapped roots are cached by their inputs' hash for the run."""
+bootstrapped roots (mmdebstrap) are cached by their inputs' hash for the run."""
 
 import contextlib
 import subprocess

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import re
 import shutil
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -68,23 +70,25 @@ class GpioKit:
 
 @contextlib.contextmanager
 def image_chroot(rootfs: Path, workdir: Path) -> Iterator[Path]:
-    """The image's root file system unpacked as a chroot with /proc, /dev and the host's
-    DNS: its own apt, compiler and GRUB are the release's (trixie), not this host's."""
+    """The image's root file system unpacked as a chroot with /proc, the basic device
+    nodes and the host's DNS: its own apt, compiler and GRUB are the release's (trixie), not this host's."""
     root = workdir / "root"
     _run("unsquashfs", "-q", "-n", "-d", str(root), str(rootfs))
     resolv = root / "etc" / "resolv.conf"
     resolv.unlink(missing_ok=True)
     shutil.copy("/etc/resolv.conf", resolv)
-    mounts = [(root / "proc", ["-t", "proc", "proc"]), (root / "dev", ["--bind", "/dev"])]
-    done: list[Path] = []
+    # Device nodes of its own, not a bind of /dev: a run killed before the unmount must
+    # not leave this machine's /dev under a directory pytest later deletes.
+    for name, major, minor in (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9)):
+        node = root / "dev" / name
+        node.unlink(missing_ok=True)
+        os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+        node.chmod(0o666)
+    _run("mount", "-t", "proc", "proc", str(root / "proc"))
     try:
-        for where, how in mounts:
-            _run("mount", *how, str(where))
-            done.append(where)
         yield root
     finally:
-        for where in reversed(done):
-            subprocess.run(["umount", "-l", str(where)], check=False)
+        subprocess.run(["umount", "-l", str(root / "proc")], check=False)
 
 
 def build_module(rootfs: Path, workdir: Path) -> GpioKit:

@@ -36,7 +36,7 @@ def exposure(unit: Path | str, chroot: Path | None = None) -> float:
         capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip
     match = _LEVEL.search(res.stdout + res.stderr)
-    assert match is not None, f"{unit.name}: no exposure level in:\n{res.stdout}\n{res.stderr}"
+    assert match is not None, f"{unit}: no exposure level in:\n{res.stdout}\n{res.stderr}"
     return float(match.group(2))
 
 

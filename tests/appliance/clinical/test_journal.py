@@ -3,6 +3,7 @@ nothing in plain text on disk, rows cannot move between streams, bounds hold, a 
 is delivered only after its PUBACK and sent again when there was none."""
 
 import asyncio
+import contextlib
 import sqlite3
 
 import pytest
@@ -46,7 +47,8 @@ async def test_a_row_moved_to_the_other_stream_does_not_open(tmp_path):
     trail_into(j).record("x", {})
     await j.commit()
     j.close()
-    with sqlite3.connect(tmp_path / "clinical.db") as db:
+    # closing(): a connection's own `with` commits but leaves it open (Python 3.13 warns).
+    with contextlib.closing(sqlite3.connect(tmp_path / "clinical.db")) as db, db:
         (blob,) = db.execute("SELECT payload FROM audit").fetchone()
         db.execute("INSERT INTO clinical (created_ms, payload) VALUES (0, ?)", (blob,))
         db.execute("UPDATE audit SET payload = ? WHERE seq = 1", (blob[:-1] + bytes([blob[-1] ^ 1]),))
