@@ -34,6 +34,7 @@ class Offer(enum.Enum):
 
     DELIVER = "deliver"  # decode and deliver it, then report it with `delivered`
     SKIP = "skip"  # delivered before (at or below the cursor, or on this connection)
+    DROP = "drop"  # the link is stopping: not delivered, so the next start asks for it again
 
 
 class Settled(enum.Enum):
@@ -74,6 +75,7 @@ class CatchUp:
     floor: int | None = None  # the cursor when the current request was made
     seen: set[int] = field(default_factory=set)  # delivered on this connection
     gap: bool = False  # a live record skipped over some: a catch-up should fetch them
+    stopped: bool = False  # `stop` gave the cursor to persist: it is the last word
 
     def connected(self) -> None:
         """A new connection: records that arrive before the catch-up's answer (a meter
@@ -82,6 +84,7 @@ class CatchUp:
         self.seen = set()
         self.gap = False
         self.catching_up = True
+        self.stopped = False
 
     def disconnected(self) -> None:
         self.catching_up = False
@@ -93,6 +96,11 @@ class CatchUp:
         return racp_report_all() if self.floor is None else racp_report_after(self.floor)
 
     def offer(self, seq: int) -> Offer:
+        if self.stopped:
+            # A notification can still arrive while the stopping link disconnects; were
+            # it delivered, the cursor persisted on the way out would not cover it and
+            # the next start would deliver it again.
+            return Offer.DROP
         if (self.floor is not None and seq <= self.floor) or seq in self.seen:
             self.duplicates += 1
             return Offer.SKIP
@@ -131,7 +139,9 @@ class CatchUp:
         return CatchUpEnd(self.cursor, complete, abort=not answered, refusal=refusal if answered else "")
 
     def stop(self) -> int | None:
-        """Stopped (gateway shutdown): keep what arrived without a hole mid catch-up."""
+        """Stopped (gateway shutdown): keep what arrived without a hole mid catch-up;
+        nothing offered after this is delivered (`Offer.DROP`) until a new connection."""
+        self.stopped = True
         if self.catching_up:
             safe = self.contiguous()
             if safe is not None and safe > (self.cursor or 0):

@@ -284,7 +284,7 @@ class BleLink:
 
     def _stored_record(self, data: bytes) -> list[DeviceEvent]:
         seq = int.from_bytes(data[1:3], "little")
-        if self._records.offer(seq) is Offer.SKIP:
+        if self._records.offer(seq) is not Offer.DELIVER:
             return []
         events = self._stream.value("glucose", data, stored=self._records.catching_up)
         # A bad frame is not delivered: its number stays missing, so it is asked for again.

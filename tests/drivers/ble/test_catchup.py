@@ -113,6 +113,21 @@ def test_a_stop_mid_catch_up_keeps_what_arrived_without_a_hole():
     assert unit.stop() == 5  # not catching up: nothing to settle
 
 
+def test_nothing_offered_after_a_stop_is_delivered_until_the_next_connection():
+    """What arrives while a stopping link disconnects would be past the persisted cursor:
+    it is dropped (not counted as a duplicate) and asked for again on the next start."""
+    unit = CatchUp(cursor=3)
+    unit.connected()
+    unit.request()
+    unit.delivered(4)
+    assert unit.stop() == 4
+    assert unit.offer(5) is Offer.DROP and unit.duplicates == 0
+    unit.disconnected()
+    assert unit.offer(5) is Offer.DROP and unit.cursor == 4
+    unit.connected()
+    assert unit.offer(5) is Offer.DELIVER
+
+
 def test_a_stop_while_streaming_changes_nothing():
     unit = CatchUp(cursor=3)
     unit.connected()
