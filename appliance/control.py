@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from appliance.clinical.operator import badge_problem, operator_fields, peer_uid
 from appliance.core.errors import BedsideError
+from appliance.core.servers import close_server, serve_until_cancelled
 
 if TYPE_CHECKING:  # the CLI's client side (`request`) must not load the rule engine
     from appliance.alarms import AlarmCircuit
@@ -254,9 +255,9 @@ class ControlServer:
         os.chmod(self.path, SOCKET_MODE)
         ours = os.stat(self.path)
         try:
-            async with server:
-                await server.serve_forever()
+            await serve_until_cancelled()
         finally:
+            await close_server(server)  # a client mid-request is dropped: the gateway is stopping
             # Remove only the socket we bound, not whatever may have replaced it since.
             with contextlib.suppress(OSError):
                 now = os.lstat(self.path)

@@ -36,6 +36,7 @@ from typing import Final
 from appliance.core.clock import Clock
 from appliance.core.keyfiles import KeyFileError, check_key_file
 from appliance.core.model import DeviceEvent, TechnicalEvent
+from appliance.core.servers import close_server, serve_until_cancelled
 from drivers.hl7.address import ListenAddress, parse_listen
 from drivers.hl7.admission import ConnView, Deadline, RefusalReporter, Timeouts, admit, deadline
 from drivers.hl7.codec import Hl7Codec, Seen
@@ -175,15 +176,16 @@ class Hl7Listener:
         log.info("%s: HL7 listener on %s:%d%s", self.device_id, self.address.host, self.bound_port,
                  " (TLS 1.3, client certificates)" if self._ssl else "")  # fmt: skip
         try:
-            async with server:
-                await server.serve_forever()
+            await serve_until_cancelled()
         finally:
             self.connected = False
+            server.close()  # no new connections while the handlers end
             if self._report_handle is not None:
                 self._report_handle.cancel()
             for task in list(self._clients):
                 task.cancel()
             await asyncio.gather(*self._clients, return_exceptions=True)
+            await close_server(server)
 
     # -- refusals ----------------------------------------------------------------------
     def _refusal(self, detail: str) -> None:
