@@ -4,8 +4,8 @@ build and test host) and 3.13 (the image).
 Since Python 3.12, `Server.serve_forever` waits for every connection to close when it is
 cancelled, and `Server.wait_closed` waits for them too (3.11 waited for neither). A
 listener that cancels its handlers only after that wait (as `async with server` around
-`serve_forever` does) hung at shutdown while a client stayed connected (an HL7 sender
-that never hangs up). So: `serve_until_cancelled`, then the owner ends its handlers,
+`serve_forever` does) hung at shutdown while a client stayed connected (a device on a
+long-lived connection). So: `serve_until_cancelled`, then the owner ends its handlers,
 then `close_server`.
 """
 
