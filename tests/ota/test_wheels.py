@@ -1,0 +1,130 @@
+"""ota.wheels: the image's venv filled from the build host. Wheels are made here by hand
+(a zip with METADATA, WHEEL, RECORD); the "target" interpreter is this test's own Python
+run as a subprocess, so the marker probe is exercised for real."""
+
+import base64
+import hashlib
+import importlib.metadata
+import re
+import subprocess
+import sys
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from ota.wheels import WheelError, install, main, read_wheels, select, target_environment
+
+VENV = PurePosixPath("/opt/bedside/venv")
+LINUX_313 = {
+    "implementation_name": "cpython", "implementation_version": "3.13.5", "os_name": "posix",
+    "platform_machine": "aarch64", "platform_release": "6.12.0", "platform_system": "Linux",
+    "platform_version": "#1 SMP", "python_full_version": "3.13.5", "platform_python_implementation": "CPython",
+    "python_version": "3.13", "sys_platform": "linux",
+}  # fmt: skip
+
+
+def make_wheel(folder: Path, name: str, version: str, requires: Sequence[str] = (), script: str = "") -> Path:
+    dist = f"{name.replace('-', '_')}-{version}"
+    files = {
+        f"{name.replace('-', '_')}/__init__.py": f"VERSION = {version!r}\n",
+        f"{dist}.dist-info/METADATA": "Metadata-Version: 2.1\n"
+        + f"Name: {name}\nVersion: {version}\n"
+        + "".join(f"Requires-Dist: {r}\n" for r in requires),
+        f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    if script:
+        files[f"{dist}.dist-info/entry_points.txt"] = f"[console_scripts]\n{script}\n"
+
+    def digest(data: bytes) -> str:
+        return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+    record = "".join(f"{path},sha256={digest(text.encode())},{len(text.encode())}\n" for path, text in files.items())
+    files[f"{dist}.dist-info/RECORD"] = record + f"{dist}.dist-info/RECORD,,\n"
+    path = folder / f"{dist}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name_in_zip, text in files.items():
+            zf.writestr(name_in_zip, text)
+    return path
+
+
+@pytest.fixture
+def wheels(tmp_path: Path) -> Path:
+    folder = tmp_path / "wheels"
+    folder.mkdir()
+    make_wheel(folder, "gateway", "1.0", [
+        "needed>=2", "linux-only; sys_platform == 'linux'", "backport; python_full_version < '3.12'",
+        "extra-only; extra == 'test'", "with-extra[fast]",
+    ], script="gateway = gateway:main")  # fmt: skip
+    make_wheel(folder, "needed", "2.1", ["gateway"])  # a cycle back to the start
+    make_wheel(folder, "linux-only", "1.0")
+    make_wheel(folder, "backport", "1.0")  # what pip download fetches for the build host's 3.11
+    make_wheel(folder, "extra-only", "1.0")
+    make_wheel(folder, "with-extra", "1.0", ["speedup; extra == 'fast'"])
+    make_wheel(folder, "speedup", "1.0")
+    return folder
+
+
+def test_markers_are_evaluated_for_the_image_python_not_the_build_host(wheels: Path):
+    chosen = [w.name for w in select(read_wheels(wheels), "gateway", LINUX_313)]
+    assert chosen == ["gateway", "linux-only", "needed", "speedup", "with-extra"]
+    on_311 = {**LINUX_313, "python_version": "3.11", "python_full_version": "3.11.2"}
+    assert "backport" in [w.name for w in select(read_wheels(wheels), "gateway", on_311)]
+
+
+@pytest.mark.parametrize(
+    ("drop", "version", "message"),
+    [("needed", None, "needed (required by gateway 1.0) has no wheel"),
+     (None, ("needed", "1.5"), "gateway 1.0 requires needed>=2, the wheel is needed 1.5")],
+)  # fmt: skip
+def test_a_missing_or_unsuitable_wheel_is_named(
+    wheels: Path, drop: str | None, version: tuple[str, str] | None, message: str
+):
+    if drop:
+        next(wheels.glob(f"{drop}-*.whl")).unlink()
+    if version:
+        next(wheels.glob(f"{version[0]}-*.whl")).unlink()
+        make_wheel(wheels, version[0], version[1], ["gateway"])
+    with pytest.raises(WheelError, match=re.escape(message)):
+        select(read_wheels(wheels), "gateway", LINUX_313)
+
+
+def test_a_broken_wheel_is_named(tmp_path: Path):
+    (tmp_path / "junk-1.0-py3-none-any.whl").write_bytes(b"not a zip")
+    with pytest.raises(WheelError, match=re.escape("junk-1.0-py3-none-any.whl: not a readable wheel")):
+        read_wheels(tmp_path)
+
+
+def test_installed_as_the_venv_sees_them_with_scripts_on_its_python_and_no_bytecode(wheels: Path, tmp_path: Path):
+    root = tmp_path / "root"
+    install(select(read_wheels(wheels), "gateway", LINUX_313), root, VENV, "3.13")
+    site = root / "opt/bedside/venv/lib/python3.13/site-packages"
+    found = {d.metadata["Name"]: d for d in importlib.metadata.distributions(path=[str(site)])}
+    assert sorted(found) == ["gateway", "linux-only", "needed", "speedup", "with-extra"]
+    assert found["gateway"].read_text("INSTALLER") == "bedside-image-build\n"
+    record = found["gateway"].read_text("RECORD") or ""
+    assert "gateway/__init__.py,sha256=" in record and "../../../bin/gateway," in record
+    script = (root / "opt/bedside/venv/bin/gateway").read_text()
+    assert script.startswith("#!/opt/bedside/venv/bin/python3\n")
+    assert (root / "opt/bedside/venv/bin/gateway").stat().st_mode & 0o111
+    assert not list(root.rglob("*.pyc"))
+
+
+def test_the_probe_reports_this_interpreter_as_packaging_would():
+    from packaging.markers import default_environment
+
+    def run(args: Sequence[str]) -> str:
+        return subprocess.run([sys.executable, *args], capture_output=True, text=True, check=True).stdout
+
+    assert target_environment(run) == default_environment()
+
+
+def test_the_command_line_reports_a_build_problem_in_one_line(
+    wheels: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    next(wheels.glob("needed-*.whl")).unlink()
+    # No image root here: the probe fails first, in one line, without a traceback.
+    assert main(["--root", str(tmp_path / "no-root"), "--venv", str(VENV), "--wheels", str(wheels), "gateway"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ota.wheels: ") and err.count("\n") == 1 and "Traceback" not in err
