@@ -33,6 +33,7 @@ from typing import Final
 
 from installer import install as install_wheel
 from installer.destinations import SchemeDictionaryDestination
+from installer.exceptions import InstallerError
 from installer.sources import WheelFile
 from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
@@ -85,6 +86,8 @@ def read_wheels(folder: Path) -> dict[str, Wheel]:
         try:
             with WheelFile.open(path) as source:
                 meta = email.parser.HeaderParser().parsestr(source.read_dist_info("METADATA"))
+            if not meta["Name"] or not meta["Version"]:
+                raise ValueError("METADATA names no Name or Version")
             name = canonicalize_name(meta["Name"])
             version = Version(meta["Version"])
             requires = tuple(Requirement(line) for line in meta.get_all("Requires-Dist") or ())
@@ -101,7 +104,10 @@ def select(wheels: Mapping[str, Wheel], requirement: str, environment: Mapping[s
     (the target's), each version checked against every specifier that asked for it."""
     chosen: dict[str, Wheel] = {}
     expanded: set[tuple[str, frozenset[str]]] = set()  # requirement cycles end here
-    pending: list[tuple[Requirement, str]] = [(Requirement(requirement), "the command line")]
+    try:
+        pending: list[tuple[Requirement, str]] = [(Requirement(requirement), "the command line")]
+    except InvalidRequirement as exc:
+        raise WheelError(f"not a requirement: {requirement!r} ({exc})") from None
     while pending:
         req, wanted_by = pending.pop()
         name = canonicalize_name(req.name)
@@ -172,15 +178,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         subprocess.run(["chroot", str(args.root), "python3", "-m", "venv", "--without-pip", str(args.venv)],
                        check=True)  # fmt: skip
         install(selected, args.root, args.venv, environment["python_version"])
-        # compileall's workers run in parallel; under qemu-user this is the slow part.
+        # compileall's workers run in parallel; under qemu-user this is the slow part. As
+        # pip does, a file that does not compile (a template, a file for another Python)
+        # is left as it is: it is reported, the build goes on.
         site = args.venv / "lib" / f"python{environment['python_version']}" / "site-packages"
-        run(["-m", "compileall", "-q", "-j", "0", str(site)])
+        compiled = subprocess.run(["chroot", str(args.root), "python3", "-m", "compileall", "-q", "-j", "0", str(site)],
+                                  capture_output=True, text=True, check=False)  # fmt: skip
+        if compiled.returncode != 0:
+            print(f"ota.wheels: warning: some files were not byte-compiled: {compiled.stdout.strip()[-500:]}",
+                  file=sys.stderr)  # fmt: skip
     except WheelError as exc:
         print(f"ota.wheels: {exc}", file=sys.stderr)
         return 1
     except subprocess.CalledProcessError as exc:
-        print(f"ota.wheels: {' '.join(map(str, exc.cmd[:5]))} failed: {(exc.stderr or '').strip()[-500:]}",
-              file=sys.stderr)  # fmt: skip
+        detail = (exc.stderr or exc.stdout or "").strip()[-500:]
+        print(f"ota.wheels: {' '.join(map(str, exc.cmd[:5]))} failed: {detail}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, InstallerError) as exc:  # a file two wheels ship, a corrupt wheel, no chroot
+        print(f"ota.wheels: cannot install into {args.root}{args.venv}: {exc}", file=sys.stderr)
         return 1
     print(" ".join(f"{w.name}=={w.version}" for w in selected))
     return 0

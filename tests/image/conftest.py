@@ -55,27 +55,33 @@ class _Builder:
         self.cache = factory.getbasetemp() / "image-cache"  # the rootfs, by its inputs' hash, for this run
         self.jobs = {arch: _Job(arch, factory.mktemp(f"image-{arch}"), threading.Event()) for arch in archs}
         self.stopping = False
+        self.lock = threading.Lock()  # `stopping` and starting a build: stop() never misses one
         self.thread = threading.Thread(target=self._run, name="image-builds", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         for job in self.jobs.values():
-            if self.stopping:
-                job.failure = "the test run ended before this image was built"
-            else:
+            try:
                 self._build(job)
-            job.done.set()
+            except Exception as exc:  # a fixture must never wait for a build that cannot come
+                job.failure = f"image/build --arch {job.arch} could not run: {exc!r}"
+            finally:
+                job.done.set()
 
     def _build(self, job: _Job) -> None:
         init_fleet(job.base / "fleet", f"bedside-gw-{job.arch}")
         out = job.base / "out"
-        job.started_s = time.monotonic()
-        job.process = subprocess.Popen(
-            ["chrt", "--idle", "0", "ionice", "-c", "2", "-n", "7",
-             "bash", str(REPO / "image" / "build"), "--arch", job.arch, "--out", str(out), "--cache", str(self.cache),
-             "--version", "1.0.0", "--signing", str(job.base / "fleet" / "rauc")],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )  # fmt: skip
+        with self.lock:
+            if self.stopping:
+                job.failure = "the test run ended before this image was built"
+                return
+            job.started_s = time.monotonic()
+            job.process = subprocess.Popen(
+                ["chrt", "--idle", "0", "ionice", "-c", "2", "-n", "7",
+                 "bash", str(REPO / "image" / "build"), "--arch", job.arch, "--out", str(out),
+                 "--cache", str(self.cache), "--version", "1.0.0", "--signing", str(job.base / "fleet" / "rauc")],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            )  # fmt: skip
         try:
             output, _ = job.process.communicate(timeout=BUILD_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -107,7 +113,8 @@ class _Builder:
         return job.built
 
     def stop(self) -> None:
-        self.stopping = True
+        with self.lock:
+            self.stopping = True
         for job in self.jobs.values():
             if job.process is not None and job.process.poll() is None:
                 self._kill(job.process)
@@ -117,14 +124,17 @@ class _Builder:
 _BUILDER = pytest.StashKey[_Builder]()
 
 
-@pytest.hookimpl(trylast=True)  # after -k/-m deselection: only the images the run's tests use
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """After every other hook chose and ordered the run's tests (-k, -m, --lf, --ff ...):
+    only the images they use are built."""
+    config, items = session.config, session.items
     wanted = {
         ARCH_FIXTURES[name] for item in items for name in getattr(item, "fixturenames", ()) if name in ARCH_FIXTURES
     }
-    if not wanted or config.option.collectonly:
+    if not wanted or config.option.collectonly or getattr(config.option, "setupplan", False):
         return
     # arm64's tests last: its build (the long one) gets the whole run as a head start.
+    # (Only test_image_arm64.py uses that image: no module's tests are split by this.)
     items.sort(key=lambda item: "built_arm64" in getattr(item, "fixturenames", ()))
     factory: pytest.TempPathFactory = config._tmp_path_factory  # type: ignore[attr-defined]
     config.stash[_BUILDER] = _Builder(factory, [arch for arch in ("amd64", "arm64") if arch in wanted])

@@ -94,6 +94,16 @@ def test_a_broken_wheel_is_named(tmp_path: Path):
     (tmp_path / "junk-1.0-py3-none-any.whl").write_bytes(b"not a zip")
     with pytest.raises(WheelError, match=re.escape("junk-1.0-py3-none-any.whl: not a readable wheel")):
         read_wheels(tmp_path)
+    (tmp_path / "junk-1.0-py3-none-any.whl").unlink()
+    with zipfile.ZipFile(tmp_path / "nameless-1.0-py3-none-any.whl", "w") as zf:
+        zf.writestr("nameless-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nVersion: 1.0\n")
+    with pytest.raises(WheelError, match=re.escape("nameless-1.0-py3-none-any.whl: not a readable wheel")):
+        read_wheels(tmp_path)
+
+
+def test_a_malformed_requirement_is_named(wheels: Path):
+    with pytest.raises(WheelError, match=re.escape("not a requirement: 'gateway['")):
+        select(read_wheels(wheels), "gateway[", LINUX_313)
 
 
 def test_installed_as_the_venv_sees_them_with_scripts_on_its_python_and_no_bytecode(wheels: Path, tmp_path: Path):
