@@ -7,6 +7,12 @@ is a host pty a device simulator from `hil/` writes to. No network unless `nic` 
 arm64: qemu-system-aarch64 -M virt stands in for the Raspberry Pi (QEMU's raspi4b
 model is not in Debian's QEMU 7.2): it boots the image's kernel and initramfs directly
 with the slot's command line, the root file system from the same disk image.
+
+Both have a hardware RNG (virtio-rng), as the boards do (the Pi's SoC RNG, an x86 box's
+RDRAND): the kernel's CRNG is seeded before the gateway starts. Without one, the first
+Python of the boot read /dev/urandom unseeded, the kernel made jitter entropy while a
+static key was patched under it, and TCG now and then trapped on the patch's int3 ("Oops:
+int3" in try_to_generate_entropy): the guest kernel died mid-boot.
 """
 
 from __future__ import annotations
@@ -78,6 +84,7 @@ class Vm:
             "-accel", "tcg", "-m", str(self.memory_mb), "-smp", "2", "-nographic",
             *([] if self.allow_reboot else ["-no-reboot"]),
             "-drive", f"file={self.disk},if=virtio,format=raw", "-nic", self.nic, "-rtc", f"base={self.rtc_base}",
+            "-device", "virtio-rng-pci",
         ]  # fmt: skip
         if self.kernel is not None:
             kernel, initrd, append = self.kernel

@@ -156,10 +156,14 @@ def install(selected: Sequence[Wheel], root: Path, venv: PurePosixPath, python_v
             install_wheel(source, destination, {"INSTALLER": _INSTALLER})
 
 
+def _image_python(root: Path, *args: str) -> list[str]:
+    """The command line that runs the image's own python3 inside its root."""
+    return ["chroot", str(root), "python3", *args]
+
+
 def _chroot_runner(root: Path) -> Runner:
     def run(args: Sequence[str]) -> str:
-        return subprocess.run(["chroot", str(root), "python3", *args], capture_output=True, text=True,
-                              check=True).stdout  # fmt: skip
+        return subprocess.run(_image_python(root, *args), capture_output=True, text=True, check=True).stdout
 
     return run
 
@@ -175,14 +179,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         environment = target_environment(run)
         selected = select(read_wheels(args.wheels), args.requirement, environment)
-        subprocess.run(["chroot", str(args.root), "python3", "-m", "venv", "--without-pip", str(args.venv)],
-                       check=True)  # fmt: skip
+        subprocess.run(_image_python(args.root, "-m", "venv", "--without-pip", str(args.venv)), check=True)
         install(selected, args.root, args.venv, environment["python_version"])
         # compileall's workers run in parallel; under qemu-user this is the slow part. As
         # pip does, a file that does not compile (a template, a file for another Python)
         # is left as it is: it is reported, the build goes on.
         site = args.venv / "lib" / f"python{environment['python_version']}" / "site-packages"
-        compiled = subprocess.run(["chroot", str(args.root), "python3", "-m", "compileall", "-q", "-j", "0", str(site)],
+        compiled = subprocess.run(_image_python(args.root, "-m", "compileall", "-q", "-j", "0", str(site)),
                                   capture_output=True, text=True, check=False)  # fmt: skip
         if compiled.returncode != 0:
             print(f"ota.wheels: warning: some files were not byte-compiled: {compiled.stdout.strip()[-500:]}",

@@ -10,6 +10,7 @@ waits for its image; a failed build fails the fixture with the build's output.""
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -200,6 +201,13 @@ def data_partition(disk: Path, built: Built, workdir: Path) -> Iterator[DataPart
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
         subprocess.run(["losetup", "-d", loop], check=True)
+
+
+def own_fleet(built: Built, workdir: Path) -> FleetRepo:
+    """A copy of the build's fleet (same keys: the image trusts its RAUC CA and TUF root),
+    so what one test publishes is offered to no other test's box, in any order."""
+    shutil.copytree(built.fleet.fleet, workdir / "fleet")
+    return FleetRepo(workdir / "fleet")
 
 
 def verity_bundle(

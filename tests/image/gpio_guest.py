@@ -14,6 +14,7 @@ the gpiod binding in the gateway's venv.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -114,6 +115,20 @@ def make_chip() -> None:
     say(f"chip {chip} live in {time.monotonic() - started:.1f} s: /dev/{CHIP} group {group} mode {mode:o}")
 
 
+def seeded_before_python() -> str:
+    """The bench VM's hardware RNG (hil/vm.py) seeded the kernel's CRNG before this, the
+    boot's first Python, started: its start-up then reads a seeded /dev/urandom (unseeded,
+    the kernel made jitter entropy under it, and TCG now and then crashed in that path)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    started_s = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
+    seeded = re.search(r"\[\s*(\d+\.\d+)\] random: crng init done", run("dmesg"))
+    rng = Path("/sys/class/misc/hw_random/rng_current").read_text().strip()
+    if seeded is None or float(seeded.group(1)) >= started_s:
+        at = "never" if seeded is None else f"at {seeded.group(1)} s"
+        raise RuntimeError(f"CRNG seeded {at}, after this Python started ({started_s:.2f} s; hwrng {rng})")
+    return f"CRNG seeded at {float(seeded.group(1)):.2f} s by hwrng {rng}, before Python at {started_s:.2f} s"
+
+
 def owners() -> str:
     """Who holds each line, through libgpiod (the binding the gateway uses)."""
     import gpiod  # the image's venv
@@ -137,6 +152,7 @@ def alarm(action: str) -> None:
 def main() -> None:
     import appliance.control  # noqa: F401  # imported now, not while the lines are timed
 
+    say(seeded_before_python())
     make_chip()
     # The generator booted into kernel-command-line.target: the normal boot goes on now,
     # so the gateway starts once, with its chip already there (as on a box).

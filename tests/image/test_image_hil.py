@@ -8,7 +8,6 @@ desaturating: the box installs it into slot B, reboots into it and commits, and 
 desaturation that began during the update raised its high-priority alarm at the broker."""
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,16 +16,13 @@ import pytest
 
 from hil.suite.cli import VM_SUITE
 from ota.repo import FleetRepo
-from tests.image.conftest import Built, verity_bundle
+from tests.image.conftest import Built, own_fleet, verity_bundle
 
 pytestmark = pytest.mark.integration
 
 
 def test_the_vm_suite_passes_against_the_image_as_shipped(built: Built, tmp_path: Path) -> None:
-    # Its own copy of the fleet (same keys, the image trusts its RAUC CA), so the release
-    # published here is not offered to the other image tests' boxes.
-    fleet = tmp_path / "fleet"
-    shutil.copytree(built.fleet.fleet, fleet)
+    fleet = own_fleet(built, tmp_path).fleet
     assert not FleetRepo(fleet).load("targets").signed.targets  # nothing offered before the step
     release = verity_bundle(built, "1.0.1", tmp_path / "bedside-1.0.1.raucb")
     report = tmp_path / "report"

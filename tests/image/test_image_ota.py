@@ -18,7 +18,8 @@ import pytest
 from hil.fleet_server import FleetServer, write_fleet_pki
 from hil.vm import Vm
 from ota.pki import make_signing_pki
-from tests.image.conftest import COMPATIBLE, REPO, Built, data_partition, verity_bundle
+from ota.repo import FleetRepo
+from tests.image.conftest import COMPATIBLE, REPO, Built, data_partition, own_fleet, verity_bundle
 
 pytestmark = pytest.mark.integration
 FLEET_IP, FLEET_PORT = "10.0.2.100", 8443
@@ -65,11 +66,12 @@ reboot_request_path = "/run/bedside/reboot-requested"
 
 
 @contextlib.contextmanager
-def box_with_fleet(built: Built, tmp_path: Path) -> Iterator[tuple[Vm, FleetServer]]:
-    """A fleet server on host loopback and a provisioned box booting in QEMU, reaching only it."""
+def box_with_fleet(built: Built, repo: FleetRepo, tmp_path: Path) -> Iterator[tuple[Vm, FleetServer]]:
+    """A fleet server on host loopback serving `repo` and a provisioned box booting in QEMU,
+    reaching only it."""
     pki = tmp_path / "pki"
     write_fleet_pki(pki, FLEET_IP)
-    fleet = FleetServer.with_pki(tmp_path / "nginx", built.fleet.fleet / "repo", pki)
+    fleet = FleetServer.with_pki(tmp_path / "nginx", repo.fleet / "repo", pki)
     fleet.start()
     disk = tmp_path / "disk.img"
     subprocess.run(["cp", "--sparse=always", str(built.out / "bedside-amd64.img"), str(disk)], check=True)
@@ -111,13 +113,14 @@ def broken_release(built: Built, dest: Path, workdir: Path) -> Path:
 def test_a_release_that_cannot_start_falls_back_to_the_old_slot(built, tmp_path):
     # Install, reboot into B and commit: `tests/image/test_image_hil.py` (the VM suite's
     # alarms-during-ota scenario). Here: what the box refuses and what it rolls back.
-    built.fleet.add_release(rogue_release(built, tmp_path), "1.0.9", COMPATIBLE)  # publish would refuse it
-    with box_with_fleet(built, tmp_path) as (vm, fleet):
+    repo = own_fleet(built, tmp_path)
+    repo.add_release(rogue_release(built, tmp_path), "1.0.9", COMPATIBLE)  # publish would refuse it
+    with box_with_fleet(built, repo, tmp_path) as (vm, fleet):
         vm.wait_for(r"Started bedside\.service - Bedside Gateway", 300)
         # RAUC inside the VM refuses the bundle from another CA; the box stays on A and
         # gives that release up.
         vm.wait_for(r"OTA failed 1\.0\.9: install: RAUC refused[^\n]*", 600)
-        built.fleet.publish(broken_release(built, tmp_path / "bedside-1.1.1.raucb", tmp_path), "1.1.1", COMPATIBLE)
+        repo.publish(broken_release(built, tmp_path / "bedside-1.1.1.raucb", tmp_path), "1.1.1", COMPATIBLE)
         vm.wait_for(r"OTA rebooting 1\.1\.1", 900)
         vm.wait_for(r"Booting `Bedside Gateway slot B'", 300)
         vm.wait_for(r"bedside: broken release", 300)
