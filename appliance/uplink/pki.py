@@ -3,7 +3,8 @@
 Used by the tests (a fresh PKI per session), by `bedside demo` for its local
 broker, and as the reference for what the fleet must issue: EC P-256 keys, the
 client certificate's CN is the gateway id (the broker uses it as the MQTT user
-name), keys written 0600.
+name), key identifiers as RFC 5280 asks (clients that verify strictly, as Python
+3.13's default context does, refuse a chain without them), keys written 0600.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def make_ca(cn: str, days: int = 3650) -> Issued:
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     return Issued(key, cert)
@@ -74,6 +76,10 @@ def issue(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
             critical=False,
         )
+        # RFC 5280 4.2.1.1/4.2.1.2; OpenSSL's strict mode (Python 3.13's default client
+        # context) refuses a chain without them: "Missing Authority Key Identifier".
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
     )
     if hosts:
         names: list[x509.GeneralName] = []

@@ -22,7 +22,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import tty
 from pathlib import Path
@@ -33,6 +32,7 @@ from appliance.sdnotify import Notifier
 from rules.engine import Ack, Annunciation
 from rules.outputs import MemoryOutput
 from rules.spec import DEFAULT_RULES_PATH, load_rules
+from tests.bench.disk import disk_tempdir
 
 LOAD_MASIMO = 4
 LOAD_NONIN = 3
@@ -158,7 +158,7 @@ async def alarm_latency(workdir: Path, samples: int) -> tuple[list[float], list[
 
 
 async def measure(samples: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="bedside-bench-") as tmp:
+    with disk_tempdir(prefix="bedside-bench-") as tmp:
         latencies, floor, load_obs = await alarm_latency(Path(tmp), samples)
     return {
         "samples": samples,

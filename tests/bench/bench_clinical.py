@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -29,6 +28,7 @@ from appliance.core.model import Observation
 from appliance.core.vocab import Quality
 from appliance.uplink.pki import write_key
 from rules.spec import DEFAULT_RULES_PATH, load_rules
+from tests.bench.disk import disk_tempdir
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -53,7 +53,7 @@ def measure(scale: float = 1.0) -> dict[str, float]:
     """The figures above; `scale` shrinks the loops (the CI smoke test)."""
     key = ec.generate_private_key(ec.SECP256R1())
     n = lambda count: max(10, int(count * scale))  # noqa: E731
-    with tempfile.TemporaryDirectory() as tmp:
+    with disk_tempdir() as tmp:
         write_key(Path(tmp) / "box.key", key)
         plane = AuditFhirPlane(
             AuditSettings(journal_path=str(Path(tmp) / "c.db")), FhirSettings(),

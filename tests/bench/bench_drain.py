@@ -28,7 +28,6 @@ import dataclasses
 import os
 import sqlite3
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from appliance.uplink.tls import client_context
 from hil.broker import Broker, Pki, make_pki
 from tests.appliance.queue.test_queue import ALARM
 from tests.appliance.queue.test_records import observation
+from tests.bench.disk import disk_tempdir
 
 FULL_OBSERVATIONS = 7_800_000  # 72 h x 3,600 s x 30 obs/s
 PER_ROW = 3  # 30 obs/s, one commit per 100 ms
@@ -218,7 +218,7 @@ async def drain(tmp: Path, n: int, compact: bool) -> dict[str, float]:
 
 def measure(scale: float, compact: bool = True) -> dict[str, float]:
     n = max(3_000, int(FULL_OBSERVATIONS * scale))
-    with tempfile.TemporaryDirectory(prefix="bedside-drain-") as d:
+    with disk_tempdir(prefix="bedside-drain-") as d:
         return asyncio.run(drain(Path(d), n, compact))
 
 

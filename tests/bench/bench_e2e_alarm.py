@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from hil.broker import Broker, make_pki
 from rules.engine import Ack
 from rules.spec import DEFAULT_RULES_PATH, load_rules
 from tests.bench.bench_alarm_latency import BED, LINE_RATE_HZ, Floor, SignallingOutput, line, pct
+from tests.bench.disk import disk_tempdir
 
 LOAD_MASIMO = 4
 LOAD_NONIN = 3
@@ -194,7 +194,7 @@ async def e2e_latency(workdir: Path, samples: int) -> tuple[dict[str, list[float
 
 
 async def measure(samples: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="bedside-e2e-") as tmp:
+    with disk_tempdir(prefix="bedside-e2e-") as tmp:
         got, load_obs, ble_obs = await e2e_latency(Path(tmp), samples)
     out: dict[str, float] = {"samples": samples, "load_observations": load_obs, "ble_observations": ble_obs}
     for name, values in got.items():

@@ -25,10 +25,10 @@ import asyncio
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from tests.bench.disk import disk_tempdir
 from tests.bench.ingest_hot import measure as hot_measure
 
 MASIMO = 4
@@ -128,7 +128,7 @@ def observations(jsonl: Path) -> int:
 def measure(
     duration_s: float = 300.0, warmup_s: float = 10.0, profile: str = "", queue: bool = False
 ) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="bedside-ingest-") as tmp:
+    with disk_tempdir(prefix="bedside-ingest-") as tmp:
         work = Path(tmp)
         cfg = work / "gateway.toml"
         cfg.write_text(config_text(work, queue=queue))

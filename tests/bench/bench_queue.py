@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import random
 import sqlite3
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from appliance.queue.records import encode_batch
 from appliance.queue.seal import Sealer, load_or_create_key
 from appliance.queue.store import RecordClass, Store
 from tests.appliance.queue.test_records import observation
+from tests.bench.disk import disk_tempdir
 
 SIZES = (3, 13)  # observations per commit, live
 
@@ -80,7 +80,7 @@ def ours(tmp: Path, n: int, sizes: list[int]) -> tuple[float, float, float]:
 
 def measure(n: int = 30_000) -> dict[str, float]:
     sizes = commit_sizes(n)
-    with tempfile.TemporaryDirectory() as d:
+    with disk_tempdir() as d:
         tmp = Path(d)
         lines = [to_json_line(observation(i, 90.0 + i % 10)) for i in range(n)]
         raw = raw_sqlite(tmp / "raw.db", lines, sizes)

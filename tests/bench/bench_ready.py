@@ -20,9 +20,10 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from tests.bench.disk import disk_tempdir
 
 ROW_BYTES = 260
 OBS_PER_ROW = 3
@@ -102,7 +103,7 @@ def query_s(store: Path, sql: str) -> float:
 
 
 def measure(rows: int = ROWS_72H) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="bedside-ready-") as tmp:
+    with disk_tempdir(prefix="bedside-ready-") as tmp:
         work = Path(tmp)
         key = work / "store.key"
         empty, full = work / "empty.db", work / "full.db"

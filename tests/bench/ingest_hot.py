@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import cProfile
 import pstats
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from hil.masimo_sim import masimo_line
 from hil.nonin_sim import nonin_packet
 from hil.scenarios import vitals_at
 from rules.outputs import MemoryOutput
+from tests.bench.disk import disk_tempdir
 
 MASIMO = 4
 NONIN = 4
@@ -102,7 +102,7 @@ def through_gateway(gw: Gateway, data: list[tuple[str, bytes]]) -> int:
 
 def measure(lines: int = 1500, repeat: int = 3) -> dict[str, float]:
     data = captures(lines)
-    with tempfile.TemporaryDirectory(prefix="bedside-ingest-") as tmp:
+    with disk_tempdir(prefix="bedside-ingest-") as tmp:
         cfg = parse_config(config_text(Path(tmp), [p for p, _ in data]))
         gw = Gateway(cfg, notifier=Notifier({}), outputs=[MemoryOutput("bench")])
         devs = list(cfg.devices)
@@ -118,7 +118,7 @@ def measure(lines: int = 1500, repeat: int = 3) -> dict[str, float]:
 
 def profile(lines: int) -> None:
     data = captures(lines)
-    with tempfile.TemporaryDirectory(prefix="bedside-ingest-") as tmp:
+    with disk_tempdir(prefix="bedside-ingest-") as tmp:
         cfg = parse_config(config_text(Path(tmp), [p for p, _ in data]))
         gw = Gateway(cfg, notifier=Notifier({}), outputs=[MemoryOutput("bench")])
         prof = cProfile.Profile()
