@@ -6,7 +6,13 @@ other (amd64, then arm64), at idle CPU priority (SCHED_IDLE: they use only what 
 leave): the arm64 build runs dpkg under qemu-user for many minutes, and on CI's 2 cores
 that time overlaps the host tests instead of adding to the image tests. The arm64 tests
 are moved to the end of the run so that its build has the longest head start. A fixture
-waits for its image; a failed build fails the fixture with the build's output."""
+waits for its image; a failed build fails the fixture with the build's output.
+
+Idle CPU priority does not make a build invisible: its last minutes write gigabytes (the
+disk image, squashfs, bundle), and a guest's fsync then waits behind that writeback (a
+CI run's VM suite saw boots 2.5 times slower, the gateway's loop 4.6 s late, alarms
+missed). A test whose verdict rests on the guest's timing asks for `quiet_host`: it runs
+after the other tests (before arm64's) and waits until no build runs beside it."""
 
 import contextlib
 import os
@@ -56,6 +62,7 @@ class _Builder:
         self.cache = factory.getbasetemp() / "image-cache"  # the rootfs, by its inputs' hash, for this run
         self.jobs = {arch: _Job(arch, factory.mktemp(f"image-{arch}"), threading.Event()) for arch in archs}
         self.stopping = False
+        self.quiet_waited_s = 0.0  # how long `quiet_host` tests waited for the builds to end
         self.lock = threading.Lock()  # `stopping` and starting a build: stop() never misses one
         self.thread = threading.Thread(target=self._run, name="image-builds", daemon=True)
         self.thread.start()
@@ -113,6 +120,12 @@ class _Builder:
         assert job.built is not None, job.failure
         return job.built
 
+    def wait_all(self) -> None:
+        waiting = time.monotonic()
+        for job in self.jobs.values():
+            job.done.wait()
+        self.quiet_waited_s += time.monotonic() - waiting
+
     def stop(self) -> None:
         with self.lock:
             self.stopping = True
@@ -134,9 +147,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     }
     if not wanted or config.option.collectonly or getattr(config.option, "setupplan", False):
         return
-    # arm64's tests last: its build (the long one) gets the whole run as a head start.
-    # (Only test_image_arm64.py uses that image: no module's tests are split by this.)
-    items.sort(key=lambda item: "built_arm64" in getattr(item, "fixturenames", ()))
+
+    # arm64's tests last: its build (the long one) gets the whole run as a head start;
+    # just before them, the tests that wait for a quiet host (the builds are likely done).
+    # (test_image_arm64.py and test_image_hil.py: no module's tests are split by this.)
+    def place(item: pytest.Item) -> int:
+        names = getattr(item, "fixturenames", ())
+        return 2 if "built_arm64" in names else 1 if "quiet_host" in names else 0
+
+    items.sort(key=place)
     factory: pytest.TempPathFactory = config._tmp_path_factory  # type: ignore[attr-defined]
     config.stash[_BUILDER] = _Builder(factory, [arch for arch in ("amd64", "arm64") if arch in wanted])
 
@@ -157,6 +176,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             f"image/build --arch {job.arch}: {state} in {job.build_s:.0f} s in the background; "
             f"its tests waited {job.waited_s:.0f} s for it"
         )
+    if builder.quiet_waited_s:
+        terminalreporter.write_line(f"tests needing a quiet host waited {builder.quiet_waited_s:.0f} s for the builds")
 
 
 def _built(request: pytest.FixtureRequest, arch: str) -> Built:
@@ -168,6 +189,14 @@ def _built(request: pytest.FixtureRequest, arch: str) -> Built:
 @pytest.fixture(scope="session")
 def built(request: pytest.FixtureRequest) -> Built:
     return _built(request, "amd64")
+
+
+@pytest.fixture
+def quiet_host(request: pytest.FixtureRequest) -> None:
+    """Until no image build runs beside the test (see the module's note)."""
+    builder = request.config.stash.get(_BUILDER, None)
+    if builder is not None:
+        builder.wait_all()
 
 
 @pytest.fixture(scope="session")
