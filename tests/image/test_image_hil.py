@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from hil.suite.cli import VM_SUITE
-from ota.repo import FleetRepo
 from tests.image.conftest import Built, own_fleet, verity_bundle
 
 pytestmark = pytest.mark.integration
@@ -23,13 +22,13 @@ pytestmark = pytest.mark.integration
 
 def test_the_vm_suite_passes_against_the_image_as_shipped(built: Built, quiet_host: None, tmp_path: Path) -> None:
     # quiet_host: the suite judges alarm deadlines in the guest; no build writes beside it.
-    fleet = own_fleet(built, tmp_path).fleet
-    assert not FleetRepo(fleet).load("targets").signed.targets  # nothing offered before the step
+    repo = own_fleet(built, tmp_path)
+    assert not repo.load("targets").signed.targets  # nothing offered before the step
     release = verity_bundle(built, "1.0.1", tmp_path / "bedside-1.0.1.raucb")
     report = tmp_path / "report"
     res = subprocess.run(
         [sys.executable, "-m", "appliance.cli", "hil", "run", str(VM_SUITE), "--target", "vm",
-         "--image", str(built.out), "--report", str(report), "--fleet", str(fleet), "--release", str(release)],
+         "--image", str(built.out), "--report", str(report), "--fleet", str(repo.fleet), "--release", str(release)],
         capture_output=True, text=True, timeout=1200, check=False,
     )  # fmt: skip
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
