@@ -81,6 +81,34 @@ def test_merging_encoded_batches_decodes_to_both_in_order(first, second, other):
     assert merged == observations + [r for r in b if not isinstance(r, Observation)]
 
 
+@settings(max_examples=150, deadline=None)
+@given(batches=st.lists(BATCHES, min_size=2, max_size=4))
+def test_merged_batches_are_byte_for_byte_what_encoding_their_records_makes(batches):
+    # The store grows a row commit by commit: merge after merge must stay canonical,
+    # or a grown row would differ from the same records committed at once.
+    from appliance.queue.records import merge_encoded
+
+    parts = [[varied(100 * k + i, *args) for i, args in enumerate(batch)] for k, batch in enumerate(batches)]
+    merged = encode_batch(parts[0])
+    for part in parts[1:]:
+        merged = merge_encoded(merged, encode_batch(part))
+    assert merged == encode_batch([o for part in parts for o in part])
+
+
+@settings(max_examples=100, deadline=None)
+@given(batch=BATCHES.filter(bool))
+def test_an_encoded_batch_without_events_is_grown_without_encoding_its_rows_again(batch):
+    # The fast path of merge_encoded (rows copied as bytes) applies to every batch the
+    # store writes for telemetry: if it stopped finding the rows, growing would still
+    # be right but cost the whole batch's encoding again on every commit.
+    from appliance.queue.records import _rows_bytes
+
+    data = encode_batch([varied(i, *args) for i, args in enumerate(batch)])
+    rows = _rows_bytes(data, cbor2.loads(data))
+    assert rows is not None
+    assert b"".join(cbor2.dumps(r, canonical=True) for r in cbor2.loads(data)["o"]) == rows
+
+
 def test_merging_garbage_is_a_record_format_error():
     from appliance.queue.records import merge_encoded
 

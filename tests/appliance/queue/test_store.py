@@ -170,3 +170,29 @@ def test_only_a_missing_path_is_a_new_store(tmp_path):
     events: list[tuple[str, str]] = []
     make(tmp_path, events=events).close()
     assert events == [] and not list(tmp_path.glob("store.db.corrupt-*"))
+
+
+def test_under_a_big_budget_the_wal_is_folded_and_reused_not_grown(tmp_path):
+    # 64 MB of WAL are allowed under 512 MB; checkpointing only at half of that made
+    # the WAL a file that grew on every commit (each fsync a file-system journal commit).
+    from appliance.queue.space import CHECKPOINT_MAX_PAGES
+
+    store = make(tmp_path, max_bytes=512 * 1024 * 1024)
+    page = store._db.execute("PRAGMA page_size").fetchone()[0]
+    assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == CHECKPOINT_MAX_PAGES
+    wal = tmp_path / "store.db-wal"
+    sizes = []
+    for i in range(2500):  # ~2.3 pages a grown commit: the WAL passes its threshold twice
+        store.put(RecordClass.TELEMETRY, [(encode_batch([observation(i)]), 1)], durable=True, grow=True)
+        sizes.append(wal.stat().st_size)
+    assert max(sizes) <= (CHECKPOINT_MAX_PAGES + 16) * (page + 24) + 32, max(sizes)
+    assert sizes[-1] <= max(sizes)  # reused from its start: no longer growing
+    assert [obs_id(r) for _i, _c, p in store.pending(10**4) for r in decode_batch(p)] == [
+        observation(i).obs_id for i in range(2500)
+    ]
+
+
+def test_a_small_budget_still_checkpoints_at_half_its_wal_allowance(tmp_path):
+    store = make(tmp_path, max_bytes=1024 * 1024)
+    page = store._db.execute("PRAGMA page_size").fetchone()[0]
+    assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == store.wal_limit_bytes // page // 2
