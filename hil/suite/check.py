@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from hil.suite.spec import Expect, Scenario
 
-__all__ = ["Event", "Outcome", "alarm_outcome", "check", "describe", "trigger_times"]
+__all__ = ["WINDOWED", "Event", "Outcome", "alarm_outcome", "check", "describe", "open_until", "trigger_times"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +77,10 @@ def _bounds(exp: Expect) -> list[str]:
         *([f"resends <= {exp.resends_at_most:.0f}"] if exp.resends_at_most >= 0 else []),
         *([f"at least {exp.min_count:.0f} {_COUNTED.get(exp.kind, 'observations')}"] if exp.min_count else []),
     ]
+
+
+# Kinds judged over a window [the step's mark, + within_ms]: the run must outlast it.
+WINDOWED: Final = frozenset({"alarm", "no_alarm", "recovery"})
 
 
 def trigger_times(events: Sequence[Event]) -> dict[str, float]:
@@ -220,3 +224,24 @@ def check(scenario: Scenario, events: Sequence[Event], start_t: float) -> list[O
             continue
         out.append(_decide(exp, events, triggers[exp.after] if exp.after else start_t, scenario))
     return out
+
+
+def open_until(scenario: Scenario, events: Sequence[Event], start_t: float) -> float:
+    """The time until which the run must go on for a window to be judged whole: the
+    latest end of a window (`WINDOWED`) whose step's mark has come and whose verdict
+    the events do not settle yet (no alarm or observation has come in it; a `no_alarm`
+    window is only settled by its end). 0.0 when nothing is open.
+
+    A mark can come later than the scenario's author planned (a box that boots slowly
+    after a power cut marks `cut/end` late): without this the run ended on its fixed
+    duration and a window cut short read as "no alarm", not as "the box was slow"."""
+    triggers = trigger_times(events)
+    until = 0.0
+    for exp in scenario.expects:
+        if exp.kind not in WINDOWED or (exp.after and exp.after not in triggers):
+            continue
+        t0 = triggers[exp.after] if exp.after else start_t
+        if exp.kind != "no_alarm" and _decide(exp, events, t0, scenario).latency_ms is not None:
+            continue  # it came: in time, early or late, waiting changes nothing
+        until = max(until, t0 + exp.within_ms / 1000)
+    return until

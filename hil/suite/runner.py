@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from appliance.core.model import parse_time
 from hil.broker import Broker, Pki
-from hil.suite.check import Event, Outcome, check
+from hil.suite.check import Event, Outcome, check, open_until
 from hil.suite.consumer import Consumer
 from hil.suite.families import SinkTail, make_device, radio_entry, stall, store_event, write_pairings
 from hil.suite.faults import FAULTS, FaultPlayer, Rig, play_fault
@@ -36,6 +36,7 @@ SAMPLE_EVERY_S: Final = 0.5
 DRAIN_TIMEOUT_S: Final = 10.0  # after the devices stop: time for the store to reach the broker
 MARK_GRACE_S: Final = 30.0  # a relative step's mark, once nothing else is left to play
 TRIGGER_GRACE_S: Final = 5.0  # the first frame of a step played last (2 Hz devices: 0.5 s)
+WINDOW_POLL_S: Final = 0.2  # a window still open past the duration: how often it is looked at
 
 Progress = Callable[[float], None]  # fraction of the scenario played
 
@@ -238,6 +239,16 @@ async def _timeline(play: _Play, run: ScenarioRun, progress: Progress) -> None:
     progress(1.0)
 
 
+async def _windows_closed(play: _Play, run: ScenarioRun) -> None:
+    """Go on past the scenario's duration while a window anchored on a late mark is
+    still open and unsettled (see `check.open_until`); the run's events say how long."""
+    start = time.time()
+    while (left := open_until(play.scenario, [*play.events, *play.consumer.events], run.start_t) - time.time()) > 0:
+        await asyncio.sleep(min(left, WINDOW_POLL_S))
+    if (waited := time.time() - start) >= WINDOW_POLL_S:
+        play.events.append(Event(time.time(), "bench", "extended", {"by_s": round(waited, 1)}))
+
+
 async def _drain(play: _Play, workdir: Path) -> None:
     """Wait until every observation the gateway recorded is at the broker (or give up)."""
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
@@ -268,6 +279,7 @@ async def _play(play: _Play, run: ScenarioRun, progress: Progress) -> None:
                     raise exc  # a fault that failed (an OTA the box refused): not a missing mark
         await asyncio.gather(*play.side)  # what finished on its own: its exception, if any
         await _triggers_written(play)
+        await _windows_closed(play, run)
     finally:
         for task in play.relative:
             task.cancel()  # after a failure: steps still waiting for a mark that will not come

@@ -127,3 +127,27 @@ def test_rss_bounded_passes_a_plateau_and_fails_a_leak() -> None:
     assert not grows.ok and "bound 4" in grows.detail
     (few,) = check(_scenario(exp), _samples([48.0, 48.0]), T0)
     assert not few.ok and "too few" in few.detail
+
+
+def test_a_window_anchored_on_a_late_mark_stays_open_until_it_is_settled_or_over() -> None:
+    from hil.suite.check import open_until
+
+    late = "cut/end"  # a box that booted slowly: its power-back mark came at 60 s of a 10 s scenario
+    alarm = Expect("alarm", after=late, rule="spo2-desat", where="broker", within_ms=30_000)
+    quiet = Expect("no_alarm", after=late, rule="hr-high", where="broker", within_ms=5_000)
+    back = Expect("recovery", after=late, device="d", where="broker", within_ms=20_000)
+    scenario = _scenario(alarm, quiet, back)
+    mark = Event(T0 + 60, "bench", "step", {"name": late, "action": "power_cut", "trigger_t": T0 + 60})
+    assert open_until(scenario, [], T0) == 0.0  # the mark has not come: nothing to wait for
+    assert open_until(scenario, [mark], T0) == T0 + 90  # the alarm's window is the longest
+    obs = Event(T0 + 61, "broker", "obs", {"device_id": "d", "received_t": T0 + 61})
+    came = [mark, obs, _alarm(T0 + 62, "broker")]
+    assert open_until(scenario, came, T0) == T0 + 65  # settled but for the no_alarm window
+    early = Expect("alarm", after=late, rule="spo2-desat", where="broker", within_ms=30_000, not_before_ms=5_000)
+    # An alarm that came too early is a verdict already: waiting cannot change it.
+    assert open_until(_scenario(early), [mark, _alarm(T0 + 61, "broker")], T0) == 0.0
+    # Windows anchored on the timeline's own steps are inside the duration: they close in time.
+    assert (
+        open_until(_scenario(Expect("alarm", after="drop", rule="x", within_ms=2000)), [_step("drop", T0 + 1)], T0)
+        == T0 + 3
+    )

@@ -79,3 +79,28 @@ async def test_the_run_waits_for_the_first_frame_of_a_step_played_last() -> None
     await runner._triggers_written(play)  # type: ignore[arg-type]
     assert "calm" in play.marked  # the devices were not stopped before the step's frame
     await writer
+
+
+async def test_the_run_goes_on_while_a_window_on_a_late_mark_is_open_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hil.suite.check import Event
+    from hil.suite.spec import Expect
+
+    monkeypatch.setattr(runner, "WINDOW_POLL_S", 0.02)
+    expect = Expect("alarm", after="cut/end", rule="spo2-desat", where="broker", within_ms=3000)
+    scenario = Scenario("s", 1.0, (), (Step(0.0, "power_cut", name="cut"),), (expect,))
+    now = time.time()
+    mark = Event(now, "bench", "step", {"name": "cut/end", "action": "power_cut", "trigger_t": now})
+    play = SimpleNamespace(scenario=scenario, events=[mark], consumer=SimpleNamespace(events=[]))
+
+    async def alarm_at_the_broker() -> None:
+        await asyncio.sleep(0.4)
+        play.consumer.events.append(Event(time.time(), "broker", "alarm", {"rule_id": "spo2-desat", "state": "active"}))
+
+    sender = asyncio.create_task(alarm_at_the_broker())
+    await runner._windows_closed(play, SimpleNamespace(start_t=now - 1))  # type: ignore[arg-type]
+    waited = time.time() - now
+    assert sender.done() and play.consumer.events  # it waited for the alarm ...
+    assert 0.35 < waited < 2.0  # ... and no longer: settled, not the whole 3 s window
+    assert play.events[-1].kind == "extended" and play.events[-1].data["by_s"] >= 0.3
