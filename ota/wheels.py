@@ -15,6 +15,12 @@ backports the image's Python does not need. Starting from the requirement given,
 distribution's Requires-Dist markers are evaluated in the image's Python environment,
 probed from the image's own python3.
 
+Each selected wheel must also fit the image's interpreter, as pip would have chosen it:
+its file name's tags (interpreter, ABI, platform: `py3-none-any`, `cp313-cp313-
+manylinux_2_17_aarch64`, `cp39-abi3-...`) and its Requires-Python. A wheel for the build
+host's Python or architecture (a stale download, a wheel built here) is refused by name
+at build time instead of failing to import on the box.
+
 Build-host only (`python -m ota.wheels`); the box never imports it.
 """
 
@@ -37,7 +43,9 @@ from installer.exceptions import InstallerError
 from installer.sources import WheelFile
 from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.tags import Tag
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from ota.errors import FleetError
@@ -74,6 +82,8 @@ class Wheel:
     name: str  # canonical (PEP 503)
     version: Version
     requires: tuple[Requirement, ...]
+    tags: frozenset[Tag]  # from the file name: what interpreters and platforms it is for
+    requires_python: SpecifierSet
 
 
 Runner = Callable[[Sequence[str]], str]  # runs a command in the target, returns its stdout
@@ -91,11 +101,16 @@ def read_wheels(folder: Path) -> dict[str, Wheel]:
             name = canonicalize_name(meta["Name"])
             version = Version(meta["Version"])
             requires = tuple(Requirement(line) for line in meta.get_all("Requires-Dist") or ())
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, InvalidRequirement, InvalidVersion) as exc:
+            requires_python = SpecifierSet(meta["Requires-Python"] or "")
+            tags = parse_wheel_filename(path.name)[3]
+        except (
+            OSError, ValueError, KeyError, zipfile.BadZipFile, InvalidRequirement, InvalidVersion, InvalidSpecifier,
+            InvalidWheelFilename,
+        ) as exc:  # fmt: skip
             raise WheelError(f"{path.name}: not a readable wheel ({exc})") from None
         if name in wheels:
             raise WheelError(f"two wheels for {name}: {wheels[name].path.name} and {path.name}")
-        wheels[name] = Wheel(path, name, version, requires)
+        wheels[name] = Wheel(path, name, version, requires, tags, requires_python)
     return wheels
 
 
@@ -116,6 +131,7 @@ def select(wheels: Mapping[str, Wheel], requirement: str, environment: Mapping[s
             raise WheelError(f"{name} (required by {wanted_by}) has no wheel among those fetched")
         if not req.specifier.contains(wheel.version, prereleases=True):
             raise WheelError(f"{wanted_by} requires {req}, the wheel is {name} {wheel.version}")
+        _check_fits(wheel, environment)
         extras = frozenset({""} | {canonicalize_name(extra) for extra in req.extras})
         chosen[name] = wheel
         if (name, extras) in expanded:
@@ -125,6 +141,35 @@ def select(wheels: Mapping[str, Wheel], requirement: str, environment: Mapping[s
             if dep.marker is None or any(_applies(dep.marker, environment, extra) for extra in extras):
                 pending.append((dep, f"{name} {wheel.version}"))
     return [chosen[name] for name in sorted(chosen)]
+
+
+def _check_fits(wheel: Wheel, environment: Mapping[str, str]) -> None:
+    """Raise unless the target interpreter could install `wheel` (tags, Requires-Python)."""
+    python = environment["python_full_version"]
+    if not wheel.requires_python.contains(python, prereleases=True):
+        raise WheelError(f"{wheel.path.name} requires Python {wheel.requires_python}; the image's is {python}")
+    if not any(_tag_fits(tag, environment) for tag in wheel.tags):
+        target = (
+            f"{environment['implementation_name']} {environment['python_version']} on {environment['platform_machine']}"
+        )
+        raise WheelError(f"{wheel.path.name} is built for {', '.join(sorted(map(str, wheel.tags)))}, not {target}")
+
+
+def _tag_fits(tag: Tag, environment: Mapping[str, str]) -> bool:
+    """What pip would accept for a glibc Linux CPython (or any Python, for pure wheels)."""
+    major, minor = (int(x) for x in environment["python_version"].split(".")[:2])
+    cpython = environment["implementation_name"] == "cpython"
+    pure = tag.interpreter in {f"py{major}", f"py{major}{minor}"} and tag.abi == "none"
+    if cpython and tag.interpreter.startswith(f"cp{major}") and tag.interpreter[2:].isdigit():
+        built_for = int(tag.interpreter[3:] or 0)  # cp313 -> 13
+        exact = built_for == minor and tag.abi in {"none", f"cp{major}{minor}"}
+        stable = tag.abi == "abi3" and built_for <= minor  # the stable ABI of an older 3.x
+        pure = pure or exact or stable
+    if not pure:
+        return False
+    machine = environment["platform_machine"]
+    on_linux = environment["sys_platform"] == "linux" and tag.platform.startswith(("linux_", "manylinux"))
+    return tag.platform == "any" or (on_linux and tag.platform.endswith(f"_{machine}"))
 
 
 def _applies(marker: Marker, environment: Mapping[str, str], extra: str) -> bool:

@@ -25,14 +25,18 @@ LINUX_313 = {
 }  # fmt: skip
 
 
-def make_wheel(folder: Path, name: str, version: str, requires: Sequence[str] = (), script: str = "") -> Path:
+def make_wheel(
+    folder: Path, name: str, version: str, requires: Sequence[str] = (), script: str = "",
+    tag: str = "py3-none-any", requires_python: str = "",
+) -> Path:  # fmt: skip
     dist = f"{name.replace('-', '_')}-{version}"
     files = {
         f"{name.replace('-', '_')}/__init__.py": f"VERSION = {version!r}\n",
         f"{dist}.dist-info/METADATA": "Metadata-Version: 2.1\n"
         + f"Name: {name}\nVersion: {version}\n"
+        + (f"Requires-Python: {requires_python}\n" if requires_python else "")
         + "".join(f"Requires-Dist: {r}\n" for r in requires),
-        f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{dist}.dist-info/WHEEL": f"Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: {tag}\n",
     }
     if script:
         files[f"{dist}.dist-info/entry_points.txt"] = f"[console_scripts]\n{script}\n"
@@ -42,7 +46,7 @@ def make_wheel(folder: Path, name: str, version: str, requires: Sequence[str] = 
 
     record = "".join(f"{path},sha256={digest(text.encode())},{len(text.encode())}\n" for path, text in files.items())
     files[f"{dist}.dist-info/RECORD"] = record + f"{dist}.dist-info/RECORD,,\n"
-    path = folder / f"{dist}-py3-none-any.whl"
+    path = folder / f"{dist}-{tag}.whl"
     with zipfile.ZipFile(path, "w") as zf:
         for name_in_zip, text in files.items():
             zf.writestr(name_in_zip, text)
@@ -87,6 +91,35 @@ def test_a_missing_or_unsuitable_wheel_is_named(
         next(wheels.glob(f"{version[0]}-*.whl")).unlink()
         make_wheel(wheels, version[0], version[1], ["gateway"])
     with pytest.raises(WheelError, match=re.escape(message)):
+        select(read_wheels(wheels), "gateway", LINUX_313)
+
+
+@pytest.mark.parametrize(
+    ("tag", "requires_python", "refused"),
+    [
+        ("py3-none-any", "", None),
+        ("py2.py3-none-any", ">=3.8", None),
+        ("cp313-cp313-manylinux_2_17_aarch64.manylinux2014_aarch64", "", None),
+        ("cp39-abi3-manylinux_2_28_aarch64", "", None),  # the stable ABI, built for an older 3.x
+        ("cp313-cp313-linux_aarch64", "", None),
+        ("cp311-cp311-manylinux_2_17_aarch64", "", "is built for cp311-cp311-manylinux_2_17_aarch64, not cpython 3.13"),
+        ("cp313-cp313-manylinux_2_17_x86_64", "", "not cpython 3.13 on aarch64"),  # the build host's arch
+        ("cp314-abi3-manylinux_2_28_aarch64", "", "is built for cp314-abi3"),  # abi3 of a newer Python
+        ("cp313-cp313t-manylinux_2_17_aarch64", "", "is built for cp313-cp313t"),  # free-threaded
+        ("cp313-cp313-musllinux_1_2_aarch64", "", "is built for cp313-cp313-musllinux"),  # Debian is glibc
+        ("cp313-cp313-win_arm64", "", "is built for cp313-cp313-win_arm64"),
+        ("py3-none-any", ">=3.14", "requires Python >=3.14; the image's is 3.13.5"),
+    ],
+)
+def test_a_wheel_the_image_python_cannot_install_is_refused_by_name(
+    wheels: Path, tag: str, requires_python: str, refused: str | None
+):
+    next(wheels.glob("needed-*.whl")).unlink()
+    make_wheel(wheels, "needed", "2.1", ["gateway"], tag=tag, requires_python=requires_python)
+    if refused is None:
+        assert "needed" in [w.name for w in select(read_wheels(wheels), "gateway", LINUX_313)]
+        return
+    with pytest.raises(WheelError, match=re.escape(refused)):
         select(read_wheels(wheels), "gateway", LINUX_313)
 
 
