@@ -29,26 +29,51 @@ async function post(path, body) {
 }
 function notice(text) { document.getElementById("notice").textContent = new Date().toISOString().slice(11, 19) + "  " + text; }
 
+// Rows with buttons are updated in place, keyed, never redrawn: the page polls every
+// second, and a row replaced under the pointer or the keyboard focus ate a nurse's click
+// (pressed on the old button, released on the new one) and dropped the focus.
+function keep(body, key, make) {
+  for (const tr of body.children) if (tr.dataset.key === key) return tr;
+  return make();
+}
+function setCells(tr, from, texts) {
+  texts.forEach((text, i) => { const td = tr.cells[from + i]; if (td.textContent !== text) td.textContent = text; });
+}
+function place(body, rows) {
+  rows.forEach((tr, i) => { if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null); });
+  while (body.children.length > rows.length) body.lastElementChild.remove();
+}
+
+function alarmRow(a) {
+  const ack = el("button", "Acknowledge", "ack");
+  const tr = row([el("span", "", ""), "", "", "", "", "", ack]);
+  ack.addEventListener("click", async () => {
+    const r = await post("/api/ack", { bed: tr.dataset.bed, rule: tr.dataset.rule });
+    notice(r.ok ? "acknowledged: " + tr.dataset.message + " (bed " + tr.dataset.bed + ")" : "NOT DONE: " + r.text);
+  });
+  tr.className = "alarm";
+  tr.dataset.bed = a.bed_id; tr.dataset.rule = a.rule_id;
+  return tr;
+}
+
 function drawAlarms(alarms) {
   const body = document.querySelector("#alarms tbody");
-  body.replaceChildren();
   alarms.sort((a, b) => (rank[a.priority] - rank[b.priority]) || String(a.onset).localeCompare(String(b.onset)));
   let paused = 0;
+  const rows = [];
   for (const a of alarms) {
     if (a.paused_s) paused = Math.max(paused, a.paused_s);
-    const ack = el("button", "Acknowledge", "ack");
-    ack.addEventListener("click", async () => {
-      const r = await post("/api/ack", { bed: a.bed_id, rule: a.rule_id });
-      notice(r.ok ? "acknowledged: " + a.message + " (bed " + a.bed_id + ")" : "NOT DONE: " + r.text);
-    });
+    const tr = keep(body, "alarm\u0000" + a.bed_id + "\u0000" + a.rule_id, () => alarmRow(a));
+    tr.dataset.key = "alarm\u0000" + a.bed_id + "\u0000" + a.rule_id;
+    tr.dataset.priority = a.priority; tr.dataset.message = a.message;
+    const badge = tr.cells[0].firstChild;
+    badge.textContent = a.priority.toUpperCase(); badge.className = "priority " + a.priority;
     const state = a.state.replace("_", " ") + (a.paused_s ? " " + countdown(a.paused_s) : "");
-    const tr = row([el("span", a.priority.toUpperCase(), "priority " + a.priority), a.bed_id, a.device_id || "",
-      clock(a.onset), state, a.message, ack]);
-    tr.dataset.priority = a.priority;
-    tr.className = "alarm";
-    body.appendChild(tr);
+    setCells(tr, 1, [a.bed_id, a.device_id || "", clock(a.onset), state, a.message].map(String));
+    rows.push(tr);
   }
-  if (!alarms.length) body.appendChild(row(["none"]));
+  if (!alarms.length) rows.push(keep(body, "none", () => { const tr = row(["none"]); tr.dataset.key = "none"; return tr; }));
+  place(body, rows);
   document.getElementById("pause-countdown").textContent = paused ? "AUDIO PAUSED — " + countdown(paused) + " left" : "";
 }
 
@@ -57,7 +82,10 @@ function drawBeds(beds) {
   body.replaceChildren();
   const select = document.getElementById("pair-device");
   const chosen = select.value;
-  select.replaceChildren();
+  const ids = beds.flatMap((bed) => bed.devices.map((d) => d.device_id));
+  // The list is rebuilt only when the devices change: an open drop-down stays open.
+  const same = ids.length === select.options.length && ids.every((id, i) => select.options[i].value === id);
+  if (!same) select.replaceChildren();
   for (const bed of beds) {
     for (const d of bed.devices) {
       const values = el("div");
@@ -71,10 +99,10 @@ function drawBeds(beds) {
       }
       body.appendChild(row([bed.bed_id, d.device_id + (d.protocol ? " (" + d.protocol + ")" : ""),
         el("span", d.link, "link-" + d.link), values]));
-      const opt = el("option", d.device_id); opt.value = d.device_id; select.appendChild(opt);
+      if (!same) { const opt = el("option", d.device_id); opt.value = d.device_id; select.appendChild(opt); }
     }
   }
-  if (chosen) select.value = chosen;
+  if (chosen && !same) select.value = chosen;
 }
 
 function drawEvents(events) {
@@ -99,6 +127,7 @@ async function refresh() {
       (st.store ? "  store: " + st.store : "") + (st.uplink ? "  uplink: " + st.uplink : "");
     drawAlarms(v.alarms); drawBeds(v.beds); drawEvents(v.events);
     document.body.dataset.loaded = "1";
+    window.polls = (window.polls || 0) + 1;  // views drawn (the browser test waits on it)
   } catch (e) {
     document.getElementById("status").textContent = "cannot reach the console: " + e;
   }

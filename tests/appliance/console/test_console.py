@@ -282,7 +282,15 @@ def test_in_chromium_an_alarm_is_seen_acknowledged_and_a_wrong_patient_refused(w
         assert "PR" in beds and "/min" in beds and "SpO2" in beds and "%" in beds
         driver.save_screenshot(str(SCREENSHOTS / "console-alarm.png"))  # type: ignore[attr-defined]
 
-        driver.find_element(By.CSS_SELECTOR, "#alarms button.ack").click()  # type: ignore[attr-defined]
+        # The page polls every second; the row and its button are the same DOM nodes across
+        # polls (a replaced button ate a click pressed on the old one and released on the
+        # new, and took the keyboard focus away): found, focused, 2.5 s of polls, then used.
+        ack = driver.find_element(By.CSS_SELECTOR, "#alarms button.ack")  # type: ignore[attr-defined]
+        driver.execute_script("arguments[0].focus()", ack)  # type: ignore[attr-defined]
+        polls = int(driver.execute_script("return window.polls || 0"))  # type: ignore[attr-defined]
+        assert wait_until(lambda: int(driver.execute_script("return window.polls || 0")) >= polls + 2, 10)  # type: ignore[attr-defined]
+        assert driver.switch_to.active_element == ack  # type: ignore[attr-defined]
+        ack.click()
         assert wait_until(lambda: "acknowledged" in driver.find_element(By.ID, "notice").text, 10)  # type: ignore[attr-defined]
         assert wait_until(lambda: any("acknowledged" in r for r in alarm_rows()) or not alarm_rows(), 10)
         listed = cli("alarm", "--config", str(ward.config), "list").stdout.decode()
