@@ -11,8 +11,9 @@ waits for its image; a failed build fails the fixture with the build's output.
 Idle CPU priority does not make a build invisible: its last minutes write gigabytes (the
 disk image, squashfs, bundle), and a guest's fsync then waits behind that writeback (a
 CI run's VM suite saw boots 2.5 times slower, the gateway's loop 4.6 s late, alarms
-missed). A test whose verdict rests on the guest's timing asks for `quiet_host`: it runs
-after the other tests (before arm64's) and waits until no build runs beside it."""
+missed). A test whose verdict rests on the guest's timing asks for `quiet_host`
+(tests/conftest.py; the benchmarks do too): it runs after the other tests (before
+arm64's) and waits until no build runs beside it."""
 
 import contextlib
 import os
@@ -29,6 +30,7 @@ import pytest
 
 from hil.rauc_bench import build_bundle
 from ota.repo import FleetRepo, init_fleet
+from tests.quiet import QUIET, QUIET_FIXTURE
 
 REPO = Path(__file__).resolve().parents[2]
 COMPATIBLE = "bedside-gw-amd64"
@@ -153,11 +155,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # (test_image_arm64.py and test_image_hil.py: no module's tests are split by this.)
     def place(item: pytest.Item) -> int:
         names = getattr(item, "fixturenames", ())
-        return 2 if "built_arm64" in names else 1 if "quiet_host" in names else 0
+        return 2 if "built_arm64" in names else 1 if QUIET_FIXTURE in names else 0
 
     items.sort(key=place)
     factory: pytest.TempPathFactory = config._tmp_path_factory  # type: ignore[attr-defined]
-    config.stash[_BUILDER] = _Builder(factory, [arch for arch in ("amd64", "arm64") if arch in wanted])
+    builder = config.stash[_BUILDER] = _Builder(factory, [arch for arch in ("amd64", "arm64") if arch in wanted])
+    config.stash[QUIET] = builder.wait_all
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -189,14 +192,6 @@ def _built(request: pytest.FixtureRequest, arch: str) -> Built:
 @pytest.fixture(scope="session")
 def built(request: pytest.FixtureRequest) -> Built:
     return _built(request, "amd64")
-
-
-@pytest.fixture
-def quiet_host(request: pytest.FixtureRequest) -> None:
-    """Until no image build runs beside the test (see the module's note)."""
-    builder = request.config.stash.get(_BUILDER, None)
-    if builder is not None:
-        builder.wait_all()
 
 
 @pytest.fixture(scope="session")
