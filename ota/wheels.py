@@ -16,10 +16,10 @@ distribution's Requires-Dist markers are evaluated in the image's Python environ
 probed from the image's own python3.
 
 Each selected wheel must also fit the image's interpreter, as pip would have chosen it:
-its file name's tags (interpreter, ABI, platform: `py3-none-any`, `cp313-cp313-
-manylinux_2_17_aarch64`, `cp39-abi3-...`) and its Requires-Python. A wheel for the build
-host's Python or architecture (a stale download, a wheel built here) is refused by name
-at build time instead of failing to import on the box.
+one of its file name's tags among those the image's python3 installs (`ota.wheel_tags`,
+from the probe and the image's glibc version) and its Requires-Python. A wheel for the
+build host's Python or architecture, or for a newer glibc (a stale download, a wheel
+built here) is refused by name at build time instead of failing to import on the box.
 
 Build-host only (`python -m ota.wheels`); the box never imports it.
 """
@@ -49,8 +49,12 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import InvalidVersion, Version
 
 from ota.errors import FleetError
+from ota.wheel_tags import parse_glibc, python_release, supported_tags
 
-__all__ = ["ENV_PROBE", "Wheel", "WheelError", "install", "main", "read_wheels", "select", "target_environment"]
+__all__ = [
+    "ENV_PROBE", "LIBC_PROBE", "Wheel", "WheelError", "install", "main", "read_wheels", "select",
+    "target_environment", "target_glibc",
+]  # fmt: skip
 
 # The marker variables of PEP 508, as the target interpreter sees itself (what
 # packaging.markers.default_environment computes, without needing packaging there).
@@ -69,6 +73,7 @@ print(json.dumps({
     "python_version": ".".join(platform.python_version_tuple()[:2]), "sys_platform": sys.platform,
 }))
 """
+LIBC_PROBE: Final = "import platform; print(*platform.libc_ver())"  # "glibc 2.41"
 _INSTALLER: Final = b"bedside-image-build\n"  # dist-info/INSTALLER: who put it there
 
 
@@ -83,7 +88,7 @@ class Wheel:
     version: Version
     requires: tuple[Requirement, ...]
     tags: frozenset[Tag]  # from the file name: what interpreters and platforms it is for
-    requires_python: SpecifierSet
+    requires_python: str  # as METADATA says it (checked when the wheel is selected)
 
 
 Runner = Callable[[Sequence[str]], str]  # runs a command in the target, returns its stdout
@@ -101,11 +106,10 @@ def read_wheels(folder: Path) -> dict[str, Wheel]:
             name = canonicalize_name(meta["Name"])
             version = Version(meta["Version"])
             requires = tuple(Requirement(line) for line in meta.get_all("Requires-Dist") or ())
-            requires_python = SpecifierSet(meta["Requires-Python"] or "")
+            requires_python = str(meta["Requires-Python"] or "")
             tags = parse_wheel_filename(path.name)[3]
         except (
-            OSError, ValueError, KeyError, zipfile.BadZipFile, InvalidRequirement, InvalidVersion, InvalidSpecifier,
-            InvalidWheelFilename,
+            OSError, ValueError, KeyError, zipfile.BadZipFile, InvalidRequirement, InvalidVersion, InvalidWheelFilename,
         ) as exc:  # fmt: skip
             raise WheelError(f"{path.name}: not a readable wheel ({exc})") from None
         if name in wheels:
@@ -114,9 +118,13 @@ def read_wheels(folder: Path) -> dict[str, Wheel]:
     return wheels
 
 
-def select(wheels: Mapping[str, Wheel], requirement: str, environment: Mapping[str, str]) -> list[Wheel]:
+def select(
+    wheels: Mapping[str, Wheel], requirement: str, environment: Mapping[str, str], glibc: tuple[int, int] | None
+) -> list[Wheel]:
     """The closure of `requirement` over `wheels`, markers evaluated in `environment`
-    (the target's), each version checked against every specifier that asked for it."""
+    (the target's), each version checked against every specifier that asked for it and
+    each wheel against what the target installs (`glibc`: its C library's version)."""
+    supported = supported_tags(environment, glibc)
     chosen: dict[str, Wheel] = {}
     expanded: set[tuple[str, frozenset[str]]] = set()  # requirement cycles end here
     try:
@@ -131,7 +139,7 @@ def select(wheels: Mapping[str, Wheel], requirement: str, environment: Mapping[s
             raise WheelError(f"{name} (required by {wanted_by}) has no wheel among those fetched")
         if not req.specifier.contains(wheel.version, prereleases=True):
             raise WheelError(f"{wanted_by} requires {req}, the wheel is {name} {wheel.version}")
-        _check_fits(wheel, environment)
+        _check_fits(wheel, environment, supported)
         extras = frozenset({""} | {canonicalize_name(extra) for extra in req.extras})
         chosen[name] = wheel
         if (name, extras) in expanded:
@@ -143,33 +151,19 @@ def select(wheels: Mapping[str, Wheel], requirement: str, environment: Mapping[s
     return [chosen[name] for name in sorted(chosen)]
 
 
-def _check_fits(wheel: Wheel, environment: Mapping[str, str]) -> None:
+def _check_fits(wheel: Wheel, environment: Mapping[str, str], supported: frozenset[Tag]) -> None:
     """Raise unless the target interpreter could install `wheel` (tags, Requires-Python)."""
-    python = environment["python_full_version"]
-    if not wheel.requires_python.contains(python, prereleases=True):
+    python = python_release(environment)
+    try:
+        fits = SpecifierSet(wheel.requires_python).contains(python, prereleases=True)
+    except InvalidSpecifier:
+        fits = True  # pip, too, ignores a Requires-Python it cannot read
+    if not fits:
         raise WheelError(f"{wheel.path.name} requires Python {wheel.requires_python}; the image's is {python}")
-    if not any(_tag_fits(tag, environment) for tag in wheel.tags):
-        target = (
-            f"{environment['implementation_name']} {environment['python_version']} on {environment['platform_machine']}"
-        )
+    if not wheel.tags & supported:
+        env = environment
+        target = f"{env['implementation_name']} {env['python_version']} on {env['platform_machine']}"
         raise WheelError(f"{wheel.path.name} is built for {', '.join(sorted(map(str, wheel.tags)))}, not {target}")
-
-
-def _tag_fits(tag: Tag, environment: Mapping[str, str]) -> bool:
-    """What pip would accept for a glibc Linux CPython (or any Python, for pure wheels)."""
-    major, minor = (int(x) for x in environment["python_version"].split(".")[:2])
-    cpython = environment["implementation_name"] == "cpython"
-    pure = tag.interpreter in {f"py{major}", f"py{major}{minor}"} and tag.abi == "none"
-    if cpython and tag.interpreter.startswith(f"cp{major}") and tag.interpreter[2:].isdigit():
-        built_for = int(tag.interpreter[3:] or 0)  # cp313 -> 13
-        exact = built_for == minor and tag.abi in {"none", f"cp{major}{minor}"}
-        stable = tag.abi == "abi3" and built_for <= minor  # the stable ABI of an older 3.x
-        pure = pure or exact or stable
-    if not pure:
-        return False
-    machine = environment["platform_machine"]
-    on_linux = environment["sys_platform"] == "linux" and tag.platform.startswith(("linux_", "manylinux"))
-    return tag.platform == "any" or (on_linux and tag.platform.endswith(f"_{machine}"))
 
 
 def _applies(marker: Marker, environment: Mapping[str, str], extra: str) -> bool:
@@ -201,6 +195,14 @@ def install(selected: Sequence[Wheel], root: Path, venv: PurePosixPath, python_v
             install_wheel(source, destination, {"INSTALLER": _INSTALLER})
 
 
+def target_glibc(run: Runner) -> tuple[int, int] | None:
+    """The target's glibc version (LIBC_PROBE run by `run`); None for another C library."""
+    try:
+        return parse_glibc(run(["-c", LIBC_PROBE]))
+    except subprocess.CalledProcessError as exc:
+        raise WheelError(f"cannot probe the image's C library: {(exc.stderr or '').strip()[-300:]}") from None
+
+
 def _image_python(root: Path, *args: str) -> list[str]:
     """The command line that runs the image's own python3 inside its root."""
     return ["chroot", str(root), "python3", *args]
@@ -223,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = _chroot_runner(args.root)
     try:
         environment = target_environment(run)
-        selected = select(read_wheels(args.wheels), args.requirement, environment)
+        selected = select(read_wheels(args.wheels), args.requirement, environment, target_glibc(run))
         subprocess.run(_image_python(args.root, "-m", "venv", "--without-pip", str(args.venv)), check=True)
         install(selected, args.root, args.venv, environment["python_version"])
         # compileall's workers run in parallel; under qemu-user this is the slow part. As

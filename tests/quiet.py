@@ -4,7 +4,9 @@ A test run may build images in the background (tests/image/conftest.py); their w
 stalls every fsync on the machine, CPU priority or not (a CI run's end-to-end benchmark
 saw its p95 go from 7 ms to 650 ms beside the arm64 build, its queue benchmark lost
 half its commit rate). A test that asks for the `quiet_host` fixture (tests/conftest.py)
-is run after the others and waits until whatever registered itself here has finished.
+waits until whatever registered itself here has finished; the image builds register
+(tests/image/conftest.py), and in such a run those tests are also ordered after the
+others. Without background work, the fixture does nothing.
 """
 
 from __future__ import annotations

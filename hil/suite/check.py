@@ -229,8 +229,11 @@ def check(scenario: Scenario, events: Sequence[Event], start_t: float) -> list[O
 def open_until(scenario: Scenario, events: Sequence[Event], start_t: float) -> float:
     """The time until which the run must go on for a window to be judged whole: the
     latest end of a window (`WINDOWED`) whose step's mark has come and whose verdict
-    the events do not settle yet (no alarm or observation has come in it; a `no_alarm`
-    window is only settled by its end). 0.0 when nothing is open.
+    the events do not settle yet. An alarm or a recovery settles its window when it
+    comes (in time, early or late: waiting changes nothing); a `no_alarm` window when
+    the alarm comes (failed) or at its end. 0.0 when nothing is open. Events the run
+    reads only at its end (the local sink's, `where = "local"`) settle nothing here: such
+    a window is waited for to its end.
 
     A mark can come later than the scenario's author planned (a box that boots slowly
     after a power cut marks `cut/end` late): without this the run ended on its fixed
@@ -241,7 +244,8 @@ def open_until(scenario: Scenario, events: Sequence[Event], start_t: float) -> f
         if exp.kind not in WINDOWED or (exp.after and exp.after not in triggers):
             continue
         t0 = triggers[exp.after] if exp.after else start_t
-        if exp.kind != "no_alarm" and _decide(exp, events, t0, scenario).latency_ms is not None:
-            continue  # it came: in time, early or late, waiting changes nothing
+        outcome = _decide(exp, events, t0, scenario)
+        if outcome.latency_ms is not None or (exp.kind == "no_alarm" and not outcome.ok):
+            continue
         until = max(until, t0 + exp.within_ms / 1000)
     return until

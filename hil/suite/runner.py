@@ -37,6 +37,7 @@ DRAIN_TIMEOUT_S: Final = 10.0  # after the devices stop: time for the store to r
 MARK_GRACE_S: Final = 30.0  # a relative step's mark, once nothing else is left to play
 TRIGGER_GRACE_S: Final = 5.0  # the first frame of a step played last (2 Hz devices: 0.5 s)
 WINDOW_POLL_S: Final = 0.2  # a window still open past the duration: how often it is looked at
+WINDOW_MAX_S: Final = 300.0  # and the longest a run goes on for such windows
 
 Progress = Callable[[float], None]  # fraction of the scenario played
 
@@ -241,10 +242,13 @@ async def _timeline(play: _Play, run: ScenarioRun, progress: Progress) -> None:
 
 async def _windows_closed(play: _Play, run: ScenarioRun) -> None:
     """Go on past the scenario's duration while a window anchored on a late mark is
-    still open and unsettled (see `check.open_until`); the run's events say how long."""
+    still open and unsettled (see `check.open_until`), for at most WINDOW_MAX_S; the
+    run's events say how long."""
     start = time.time()
     while (left := open_until(play.scenario, [*play.events, *play.consumer.events], run.start_t) - time.time()) > 0:
-        await asyncio.sleep(min(left, WINDOW_POLL_S))
+        if time.time() - start >= WINDOW_MAX_S:
+            break  # the windows still open are judged on what came (and fail if it did not)
+        await asyncio.sleep(min(left, WINDOW_POLL_S, start + WINDOW_MAX_S - time.time()))
     if (waited := time.time() - start) >= WINDOW_POLL_S:
         play.events.append(Event(time.time(), "bench", "extended", {"by_s": round(waited, 1)}))
 

@@ -23,6 +23,7 @@ LINUX_313 = {
     "platform_version": "#1 SMP", "python_full_version": "3.13.5", "platform_python_implementation": "CPython",
     "python_version": "3.13", "sys_platform": "linux",
 }  # fmt: skip
+GLIBC = (2, 41)  # trixie's
 
 
 def make_wheel(
@@ -71,10 +72,10 @@ def wheels(tmp_path: Path) -> Path:
 
 
 def test_markers_are_evaluated_for_the_image_python_not_the_build_host(wheels: Path):
-    chosen = [w.name for w in select(read_wheels(wheels), "gateway", LINUX_313)]
+    chosen = [w.name for w in select(read_wheels(wheels), "gateway", LINUX_313, GLIBC)]
     assert chosen == ["gateway", "linux-only", "needed", "speedup", "with-extra"]
     on_311 = {**LINUX_313, "python_version": "3.11", "python_full_version": "3.11.2"}
-    assert "backport" in [w.name for w in select(read_wheels(wheels), "gateway", on_311)]
+    assert "backport" in [w.name for w in select(read_wheels(wheels), "gateway", on_311, GLIBC)]
 
 
 @pytest.mark.parametrize(
@@ -91,7 +92,7 @@ def test_a_missing_or_unsuitable_wheel_is_named(
         next(wheels.glob(f"{version[0]}-*.whl")).unlink()
         make_wheel(wheels, version[0], version[1], ["gateway"])
     with pytest.raises(WheelError, match=re.escape(message)):
-        select(read_wheels(wheels), "gateway", LINUX_313)
+        select(read_wheels(wheels), "gateway", LINUX_313, GLIBC)
 
 
 @pytest.mark.parametrize(
@@ -99,11 +100,21 @@ def test_a_missing_or_unsuitable_wheel_is_named(
     [
         ("py3-none-any", "", None),
         ("py2.py3-none-any", ">=3.8", None),
+        ("py38-none-any", "", None),  # an older 3.x, pure
+        ("cp313-none-any", "", None),
+        ("cp3-none-any", "", "is built for cp3-none-any"),  # not a tag pip installs
         ("cp313-cp313-manylinux_2_17_aarch64.manylinux2014_aarch64", "", None),
+        ("cp313-cp313-manylinux_2_41_aarch64", "", None),  # as new as the image's glibc
         ("cp39-abi3-manylinux_2_28_aarch64", "", None),  # the stable ABI, built for an older 3.x
+        ("cp313-none-manylinux_2_28_aarch64", "", None),
         ("cp313-cp313-linux_aarch64", "", None),
+        ("py3-none-any", ">=3.8, !=3.9.*", None),
+        ("py3-none-any", ">=3.6.*", None),  # unreadable: pip ignores it too
         ("cp311-cp311-manylinux_2_17_aarch64", "", "is built for cp311-cp311-manylinux_2_17_aarch64, not cpython 3.13"),
         ("cp313-cp313-manylinux_2_17_x86_64", "", "not cpython 3.13 on aarch64"),  # the build host's arch
+        ("cp313-cp313-manylinux_2_42_aarch64", "", "is built for cp313-cp313-manylinux_2_42"),  # a newer glibc
+        ("cp313-cp313-manylinux2010_aarch64", "", "is built for cp313-cp313-manylinux2010"),  # never for aarch64
+        ("cp313-cp313-any", "", "is built for cp313-cp313-any"),
         ("cp314-abi3-manylinux_2_28_aarch64", "", "is built for cp314-abi3"),  # abi3 of a newer Python
         ("cp313-cp313t-manylinux_2_17_aarch64", "", "is built for cp313-cp313t"),  # free-threaded
         ("cp313-cp313-musllinux_1_2_aarch64", "", "is built for cp313-cp313-musllinux"),  # Debian is glibc
@@ -117,10 +128,33 @@ def test_a_wheel_the_image_python_cannot_install_is_refused_by_name(
     next(wheels.glob("needed-*.whl")).unlink()
     make_wheel(wheels, "needed", "2.1", ["gateway"], tag=tag, requires_python=requires_python)
     if refused is None:
-        assert "needed" in [w.name for w in select(read_wheels(wheels), "gateway", LINUX_313)]
+        assert "needed" in [w.name for w in select(read_wheels(wheels), "gateway", LINUX_313, GLIBC)]
         return
     with pytest.raises(WheelError, match=re.escape(refused)):
-        select(read_wheels(wheels), "gateway", LINUX_313)
+        select(read_wheels(wheels), "gateway", LINUX_313, GLIBC)
+
+
+def test_a_snapshot_or_release_candidate_python_is_compared_by_its_release_numbers(wheels: Path):
+    next(wheels.glob("needed-*.whl")).unlink()
+    make_wheel(wheels, "needed", "2.1", ["gateway"], requires_python=">=3.13")
+    for full in ("3.13.5+", "3.13.0rc1"):  # as pip compares sys.version_info[:3]
+        env = {**LINUX_313, "python_full_version": full}
+        assert "needed" in [w.name for w in select(read_wheels(wheels), "gateway", env, GLIBC)]
+
+
+def test_the_tags_computed_for_a_target_are_what_packaging_gives_this_interpreter():
+    # The target's tags are computed from the probe, not from the running interpreter:
+    # for the running one they must be exactly packaging's (pip's) own list.
+    import platform
+
+    from packaging.markers import default_environment
+    from packaging.tags import sys_tags
+
+    from ota.wheel_tags import parse_glibc, supported_tags
+
+    glibc = parse_glibc(" ".join(platform.libc_ver()))
+    assert glibc is not None and glibc >= (2, 17)
+    assert supported_tags({k: str(v) for k, v in default_environment().items()}, glibc) == set(sys_tags())
 
 
 def test_a_broken_wheel_is_named(tmp_path: Path):
@@ -136,12 +170,12 @@ def test_a_broken_wheel_is_named(tmp_path: Path):
 
 def test_a_malformed_requirement_is_named(wheels: Path):
     with pytest.raises(WheelError, match=re.escape("not a requirement: 'gateway['")):
-        select(read_wheels(wheels), "gateway[", LINUX_313)
+        select(read_wheels(wheels), "gateway[", LINUX_313, GLIBC)
 
 
 def test_installed_as_the_venv_sees_them_with_scripts_on_its_python_and_no_bytecode(wheels: Path, tmp_path: Path):
     root = tmp_path / "root"
-    install(select(read_wheels(wheels), "gateway", LINUX_313), root, VENV, "3.13")
+    install(select(read_wheels(wheels), "gateway", LINUX_313, GLIBC), root, VENV, "3.13")
     site = root / "opt/bedside/venv/lib/python3.13/site-packages"
     found = {d.metadata["Name"]: d for d in importlib.metadata.distributions(path=[str(site)])}
     assert sorted(found) == ["gateway", "linux-only", "needed", "speedup", "with-extra"]

@@ -40,8 +40,11 @@ function setCells(tr, from, texts) {
   texts.forEach((text, i) => { const td = tr.cells[from + i]; if (td.textContent !== text) td.textContent = text; });
 }
 function place(body, rows) {
+  // Rows no longer listed go first, so that the rows staying are not moved (a node taken
+  // out of the page loses its focus), then new rows (or a reordered one) go in place.
+  const listed = new Set(rows);
+  for (const tr of [...body.children]) if (!listed.has(tr)) tr.remove();
   rows.forEach((tr, i) => { if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null); });
-  while (body.children.length > rows.length) body.lastElementChild.remove();
 }
 
 function alarmRow(a) {

@@ -291,6 +291,21 @@ def test_in_chromium_an_alarm_is_seen_acknowledged_and_a_wrong_patient_refused(w
         assert wait_until(lambda: int(driver.execute_script("return window.polls || 0")) >= polls + 2, 10)  # type: ignore[attr-defined]
         assert driver.switch_to.active_element == ack  # type: ignore[attr-defined]
         ack.click()
+        # The same in the cases one alarm cannot show: a row above the focused one cleared,
+        # a new one raised above it. The page's own `place` (app.js) on rows made here.
+        kept = driver.execute_script(  # type: ignore[attr-defined]
+            """const body = document.createElement("tbody"); document.body.appendChild(body);
+            const rows = ["a", "b", "c", "n"].map((k) => { const tr = document.createElement("tr");
+              const b = document.createElement("button"); b.textContent = k; tr.appendChild(b); return tr; });
+            const [a, b, c, n] = rows;
+            place(body, [a, b, c]); c.firstChild.focus();
+            const moves = []; new MutationObserver((m) => m.forEach((r) => r.removedNodes.forEach(
+              (x) => moves.push(x.textContent)))).observe(body, { childList: true });
+            place(body, [b, c]); place(body, [n, b, c]); place(body, [n, c]);
+            return new Promise((done) => setTimeout(() => done([document.activeElement === c.firstChild,
+              [...body.children].map((x) => x.textContent).join(""), moves.join("")]), 0));"""
+        )
+        assert kept == [True, "nc", "ab"], kept  # focus kept; only the rows that went were taken out
         assert wait_until(lambda: "acknowledged" in driver.find_element(By.ID, "notice").text, 10)  # type: ignore[attr-defined]
         assert wait_until(lambda: any("acknowledged" in r for r in alarm_rows()) or not alarm_rows(), 10)
         listed = cli("alarm", "--config", str(ward.config), "list").stdout.decode()

@@ -143,6 +143,8 @@ def test_a_window_anchored_on_a_late_mark_stays_open_until_it_is_settled_or_over
     obs = Event(T0 + 61, "broker", "obs", {"device_id": "d", "received_t": T0 + 61})
     came = [mark, obs, _alarm(T0 + 62, "broker")]
     assert open_until(scenario, came, T0) == T0 + 65  # settled but for the no_alarm window
+    # A no_alarm window the alarm came in has failed: nothing left to wait for.
+    assert open_until(scenario, [*came, _alarm(T0 + 63, "broker", rule="hr-high")], T0) == 0.0
     early = Expect("alarm", after=late, rule="spo2-desat", where="broker", within_ms=30_000, not_before_ms=5_000)
     # An alarm that came too early is a verdict already: waiting cannot change it.
     assert open_until(_scenario(early), [mark, _alarm(T0 + 61, "broker")], T0) == 0.0

@@ -81,18 +81,26 @@ async def test_the_run_waits_for_the_first_frame_of_a_step_played_last() -> None
     await writer
 
 
+def _late_mark(within_ms: float) -> tuple[SimpleNamespace, float]:
+    """A play whose power cut's end was marked just now, past the scenario's 1 s, with an
+    alarm expected within `within_ms` of it; and the mark's time."""
+    from hil.suite.check import Event
+    from hil.suite.spec import Expect
+
+    expect = Expect("alarm", after="cut/end", rule="spo2-desat", where="broker", within_ms=within_ms)
+    scenario = Scenario("s", 1.0, (), (Step(0.0, "power_cut", name="cut"),), (expect,))
+    now = time.time()
+    mark = Event(now, "bench", "step", {"name": "cut/end", "action": "power_cut", "trigger_t": now})
+    return SimpleNamespace(scenario=scenario, events=[mark], consumer=SimpleNamespace(events=[])), now
+
+
 async def test_the_run_goes_on_while_a_window_on_a_late_mark_is_open_and_says_so(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from hil.suite.check import Event
-    from hil.suite.spec import Expect
 
     monkeypatch.setattr(runner, "WINDOW_POLL_S", 0.02)
-    expect = Expect("alarm", after="cut/end", rule="spo2-desat", where="broker", within_ms=3000)
-    scenario = Scenario("s", 1.0, (), (Step(0.0, "power_cut", name="cut"),), (expect,))
-    now = time.time()
-    mark = Event(now, "bench", "step", {"name": "cut/end", "action": "power_cut", "trigger_t": now})
-    play = SimpleNamespace(scenario=scenario, events=[mark], consumer=SimpleNamespace(events=[]))
+    play, now = _late_mark(3000)
 
     async def alarm_at_the_broker() -> None:
         await asyncio.sleep(0.4)
@@ -104,3 +112,12 @@ async def test_the_run_goes_on_while_a_window_on_a_late_mark_is_open_and_says_so
     assert sender.done() and play.consumer.events  # it waited for the alarm ...
     assert 0.35 < waited < 2.0  # ... and no longer: settled, not the whole 3 s window
     assert play.events[-1].kind == "extended" and play.events[-1].data["by_s"] >= 0.3
+
+
+async def test_windows_on_a_late_mark_hold_the_run_no_longer_than_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "WINDOW_POLL_S", 0.02)
+    monkeypatch.setattr(runner, "WINDOW_MAX_S", 0.3)
+    play, now = _late_mark(3_600_000)
+    await runner._windows_closed(play, SimpleNamespace(start_t=now - 1))  # type: ignore[arg-type]
+    assert 0.25 < time.time() - now < 1.0  # an hour's window, an alarm that never came: capped
+    assert play.events[-1].kind == "extended"
