@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import secrets
 import subprocess
@@ -43,6 +44,7 @@ _NET: Final = secrets.randbelow(16384) * 4
 HOST_IP: Final = f"10.231.{_NET // 256}.{_NET % 256 + 1}"
 BOX_IP: Final = f"10.231.{_NET // 256}.{_NET % 256 + 2}"
 DATA_FS_MIB: Final = 16  # room for a scenario's store; small enough to fill in one call
+FILL_TRIES: Final = 50  # fallocates racing the gateway's writes before giving up
 _TABLE: Final = "bedside_hil_partition"
 _DROP: Final = f"""table inet {_TABLE} {{
   chain in {{ type filter hook input priority -300; policy drop; iif "lo" accept; }}
@@ -120,11 +122,23 @@ class DataFs:
         return st.f_bavail * st.f_frsize
 
     def fill(self) -> None:
-        """Everything that is free now, in one file: the next write that needs a new
-        page fails with ENOSPC."""
+        """Everything that is free, in one file: the next write that needs a new page
+        fails with ENOSPC. The gateway writes meanwhile, and a fallocate asking for more
+        than is left by the time it allocates fails whole (tmpfs gives back what it took;
+        a CI run lost both disk-full scenarios to this when allocation was slow beside an
+        image build). So the file is extended by what is free now, until nothing is."""
         fd = os.open(self.fill_file, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
-            os.posix_fallocate(fd, 0, self.free_bytes())
+            for _ in range(FILL_TRIES):
+                if (free := self.free_bytes()) == 0:
+                    return
+                try:
+                    os.posix_fallocate(fd, os.fstat(fd).st_size, free)
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+            if self.free_bytes():
+                raise OSError(errno.ENOSPC, f"{self.path} still has room after {FILL_TRIES} fills")
         finally:
             os.close(fd)
 

@@ -54,6 +54,7 @@ __all__ = [
     "SshRig",
     "SshTarget",
     "check_ssh_suite",
+    "fill_command",
     "load_bench",
     "login_for",
     "restore_config",
@@ -65,6 +66,20 @@ _READY_TIMEOUT_S: Final = 30.0
 _SAMPLE_EVERY_S: Final = 0.5
 _TABLE: Final = "bedside_hil_partition"
 _FILL: Final = "hil-fill"
+_FILL_TRIES: Final = 50
+
+
+def fill_command(folder: str) -> str:
+    """The box's shell fills `folder`'s file system: the fill file is extended by what
+    is free now until nothing is (one fallocate of the free space fails whole when the
+    gateway's writes take some of it first; see `local_box.DataFs.fill`)."""
+    w, f = shlex.quote(folder), shlex.quote(f"{folder}/{_FILL}")
+    free = f"$(($(stat -f -c '%a * %S' {w})))"
+    return (
+        f'for try in $(seq {_FILL_TRIES}); do n={free}; [ "$n" -eq 0 ] && exit 0; '
+        f'fallocate -o $(stat -c %s {f} 2>/dev/null || echo 0) -l "$n" {f} 2>/dev/null; done; '
+        f"[ {free} -eq 0 ] || {{ echo 'fallocate: {folder} still has room after {_FILL_TRIES} fills' >&2; exit 1; }}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,10 +340,9 @@ class SshRig:
         )
 
     async def begin(self, action: str, offset_s: float) -> None:
-        w = shlex.quote(self._work)
         cmd = {
             "partition": "nft -f -",
-            "disk_full": f"fallocate -l $(($(stat -f -c '%a * %S' {w}))) {w}/{_FILL}",
+            "disk_full": fill_command(self._work),
             "box_clock_step": f"date -s @$(($(date +%s) + {round(offset_s)}))",
         }[action]
         stdin = self._partition_rules().encode() if action == "partition" else b""
