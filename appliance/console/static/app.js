@@ -66,8 +66,9 @@ function drawAlarms(alarms) {
   const rows = [];
   for (const a of alarms) {
     if (a.paused_s) paused = Math.max(paused, a.paused_s);
-    const tr = keep(body, "alarm\u0000" + a.bed_id + "\u0000" + a.rule_id, () => alarmRow(a));
-    tr.dataset.key = "alarm\u0000" + a.bed_id + "\u0000" + a.rule_id;
+    const key = "alarm\u0000" + a.bed_id + "\u0000" + a.rule_id;
+    const tr = keep(body, key, () => alarmRow(a));
+    tr.dataset.key = key;
     tr.dataset.priority = a.priority; tr.dataset.message = a.message;
     const badge = tr.cells[0].firstChild;
     badge.textContent = a.priority.toUpperCase(); badge.className = "priority " + a.priority;
